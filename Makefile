@@ -1,0 +1,38 @@
+# Thin wrapper over CMake. `make` builds build/sfwb; `make test`, `make demo`, `make bench`.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps configure build test demo bench test-asan test-fuzz install clean
+
+all: build
+
+deps:
+	@sh scripts/deps.sh
+
+configure: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) > /dev/null
+
+build: configure
+	@cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
+
+demo: build
+	@$(BUILD)/sfwb recipes/demo.lua
+
+bench: build
+	@sh bench/run.sh $(BUILD)
+
+test-asan:
+	@$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DSFWB_ASAN=ON -DCMAKE_BUILD_TYPE=Debug"
+
+test-fuzz: deps
+	@sh tests/fuzz/run.sh
+
+install: build
+	@cmake --install $(BUILD)
+
+clean:
+	@rm -rf build build-asan

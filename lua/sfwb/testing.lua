@@ -1,0 +1,77 @@
+-- sfwb/testing.lua — a small test harness for tests/lua: named cases, assertions that say what
+-- differed, and a closing "N passed, N failed" line; the process exits non-zero on any failure.
+local M = {}
+local passed, failed = 0, 0
+local failures = {}
+
+function M.case(name, fn)
+  local ok, err = xpcall(fn, debug.traceback)
+  if ok then
+    passed = passed + 1
+    print("ok   " .. name)
+  else
+    failed = failed + 1
+    failures[#failures + 1] = name
+    print("FAIL " .. name .. "\n" .. tostring(err))
+  end
+end
+
+function M.check(cond, msg, level)
+  if not cond then error(msg or "check failed", (level or 1) + 1) end
+end
+
+function M.eq(a, b, msg)
+  if a ~= b then error(string.format("%sexpected %s, got %s", msg and (msg .. ": ") or "", tostring(b), tostring(a)), 2) end
+end
+
+function M.near(a, b, tol, msg)
+  tol = tol or 1e-6
+  if not (math.abs(a - b) <= tol * math.max(1, math.abs(b))) then
+    error(string.format("%sexpected %.9g, got %.9g (tol %g)", msg and (msg .. ": ") or "", b, a, tol), 2)
+  end
+end
+
+-- error must be raised and its message must contain `pattern` (plain text)
+function M.raises(fn, pattern)
+  local ok, err = pcall(fn)
+  if ok then error("expected an error" .. (pattern and (" mentioning '" .. pattern .. "'") or ""), 2) end
+  if pattern and not tostring(err):find(pattern, 1, true) then
+    error(string.format("error '%s' does not mention '%s'", tostring(err), pattern), 2)
+  end
+  return err
+end
+
+-- max |a-b| / max(|b|) over two tensors must stay under tol
+function M.close(a, b, tol, msg)
+  local sfwb = require "sfwb"
+  local af, bf = a:float():cpu(), b:float():cpu()
+  local diff = (af - bf):abs():max():item()
+  local scale = math.max(bf:abs():max():item(), 1e-30)
+  if not (diff / scale <= tol) then
+    error(string.format("%srelative error %.3g > %.3g (max abs diff %.3g, scale %.3g)",
+      msg and (msg .. ": ") or "", diff / scale, tol, diff, scale), 2)
+  end
+  return diff / scale
+end
+
+-- a scratch folder for this test run
+function M.tmpdir(name)
+  local base = os.getenv("SFWB_TEST_TMP") or "/tmp/sfwb-test"
+  local dir = base .. "/" .. (name or "t") .. "-" .. tostring(os.time()) .. "-" .. tostring(math.random(1e9))
+  os.execute("mkdir -p '" .. dir .. "'")
+  return dir
+end
+
+-- the Python interpreter with Debian's torch/numpy (not a pyenv shim)
+M.python = os.getenv("SFWB_PYTHON") or "/usr/bin/python3"
+
+function M.done()
+  print(string.format("%d passed, %d failed", passed, failed))
+  if failed > 0 then
+    print("failed: " .. table.concat(failures, ", "))
+    os.exit(1)
+  end
+  os.exit(0)
+end
+
+return M
