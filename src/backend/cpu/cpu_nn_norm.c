@@ -1,0 +1,147 @@
+/* cpu_nn_norm.c — CPU LayerNorm, RMSNorm, adaLN modulation, gated residual and Wan 3-D RoPE. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "backend/nn_ops.h"
+#include "backend/cpu/cpu_nn_util.h"
+#include "core/error.h"
+
+static int64_t rows_of(const sf_tensor *x, int64_t D) { return D ? sf_numel(x) / D : 0; }
+
+int sf_cpu_layer_norm(sf_tensor *out, const sf_tensor *x, const sf_tensor *w, const sf_tensor *b, double eps,
+                      sf_tensor *mean_out, sf_tensor *rstd_out) {
+  const int64_t D = x->shape[x->ndim - 1], R = rows_of(x, D);
+  const void *xp = sf_data_ptr(x);
+  void *op = sf_data_ptr(out);
+  const void *wp = w ? sf_data_ptr(w) : NULL, *bp = b ? sf_data_ptr(b) : NULL;
+  float *mp = mean_out ? (float *)sf_data_ptr(mean_out) : NULL, *rp = rstd_out ? (float *)sf_data_ptr(rstd_out) : NULL;
+#pragma omp parallel for schedule(static) if (R * D > 32768)
+  for (int64_t r = 0; r < R; r++) {
+    double s = 0, ss = 0;
+    for (int64_t c = 0; c < D; c++) s += sf_nn_ld(xp, x->dtype, r * D + c);
+    const double mu = s / D;
+    for (int64_t c = 0; c < D; c++) {
+      double d = sf_nn_ld(xp, x->dtype, r * D + c) - mu;
+      ss += d * d;
+    }
+    const float rstd = (float)(1.0 / sqrt(ss / D + eps)), muf = (float)mu;
+    if (mp) mp[r] = muf;
+    if (rp) rp[r] = rstd;
+    for (int64_t c = 0; c < D; c++) {
+      float y = (sf_nn_ld(xp, x->dtype, r * D + c) - muf) * rstd;
+      if (wp) y = y * sf_nn_ld(wp, w->dtype, c) + (bp ? sf_nn_ld(bp, b->dtype, c) : 0.0f);
+      sf_nn_st(op, out->dtype, r * D + c, y);
+    }
+  }
+  return 0;
+}
+
+int sf_cpu_rms_norm(sf_tensor *out, const sf_tensor *x, const sf_tensor *w, double eps, sf_tensor *rstd_out) {
+  const int64_t D = x->shape[x->ndim - 1], R = rows_of(x, D);
+  const void *xp = sf_data_ptr(x), *wp = w ? sf_data_ptr(w) : NULL;
+  void *op = sf_data_ptr(out);
+  float *rp = rstd_out ? (float *)sf_data_ptr(rstd_out) : NULL;
+  const sf_dtype dt = out->dtype;
+#pragma omp parallel for schedule(static) if (R * D > 32768)
+  for (int64_t r = 0; r < R; r++) {
+    double ss = 0;
+    for (int64_t c = 0; c < D; c++) {
+      double v = sf_nn_ld(xp, x->dtype, r * D + c);
+      ss += v * v;
+    }
+    const float rstd = (float)(1.0 / sqrt(ss / D + eps));
+    if (rp) rp[r] = rstd;
+    for (int64_t c = 0; c < D; c++) {
+      float y = sf_nn_round(sf_nn_ld(xp, x->dtype, r * D + c) * rstd, x->dtype);
+      if (wp) y = y * sf_nn_ld(wp, w->dtype, c);
+      sf_nn_st(op, dt, r * D + c, y);
+    }
+  }
+  return 0;
+}
+
+/* shift/scale/gate are [G, D] views with unit stride on D and any row stride */
+static inline const void *row_ptr(const sf_tensor *t, int64_t g) {
+  return (const char *)sf_data_ptr(t) + g * t->stride[0] * (int64_t)sf_dtype_size(t->dtype);
+}
+
+int sf_cpu_modulate(sf_tensor *out, const sf_tensor *x, const sf_tensor *shift, const sf_tensor *scale) {
+  const int64_t G = x->shape[0], R = x->shape[1], D = x->shape[2];
+  const void *xp = sf_data_ptr(x);
+  void *op = sf_data_ptr(out);
+  const sf_dtype dt = out->dtype;
+#pragma omp parallel for schedule(static) if (G * R * D > 32768)
+  for (int64_t gr = 0; gr < G * R; gr++) {
+    const int64_t g = gr / R;
+    const void *sh = row_ptr(shift, g), *sc = row_ptr(scale, g);
+    for (int64_t c = 0; c < D; c++) {
+      float a = sf_nn_round(1.0f + sf_nn_ld(sc, scale->dtype, c), dt);
+      float y = sf_nn_round(sf_nn_ld(xp, x->dtype, gr * D + c) * a, dt);
+      sf_nn_st(op, dt, gr * D + c, y + sf_nn_ld(sh, shift->dtype, c));
+    }
+  }
+  return 0;
+}
+
+int sf_cpu_gated_add(sf_tensor *out, const sf_tensor *x, const sf_tensor *y, const sf_tensor *gate) {
+  const int64_t G = x->shape[0], R = x->shape[1], D = x->shape[2];
+  const void *xp = sf_data_ptr(x), *yp = sf_data_ptr(y);
+  void *op = sf_data_ptr(out);
+  const sf_dtype dt = out->dtype;
+#pragma omp parallel for schedule(static) if (G * R * D > 32768)
+  for (int64_t gr = 0; gr < G * R; gr++) {
+    const void *gp = row_ptr(gate, gr / R);
+    for (int64_t c = 0; c < D; c++) {
+      float p = sf_nn_round(sf_nn_ld(yp, y->dtype, gr * D + c) * sf_nn_ld(gp, gate->dtype, c), dt);
+      sf_nn_st(op, dt, gr * D + c, sf_nn_ld(xp, x->dtype, gr * D + c) + p);
+    }
+  }
+  return 0;
+}
+
+/* per-axis cos/sin tables in f64: tab[(p * half + j) * 2 + {0,1}] for positions p0 .. p0+n-1 */
+static double *axis_table(int64_t p0, int64_t n, int64_t dim_axis) {
+  const int64_t half = dim_axis / 2;
+  double *t = malloc(sizeof(double) * 2 * (size_t)(n * half + 1));
+  if (!t) return NULL;
+  for (int64_t p = 0; p < n; p++)
+    for (int64_t j = 0; j < half; j++) {
+      double ang = (double)(p0 + p) * pow(10000.0, -2.0 * (double)j / (double)dim_axis);
+      t[(p * half + j) * 2] = cos(ang);
+      t[(p * half + j) * 2 + 1] = sin(ang);
+    }
+  return t;
+}
+
+int sf_cpu_rope3d(sf_tensor *out, const sf_tensor *x, int64_t F, int64_t Hp, int64_t Wp, int64_t f0) {
+  const int64_t B = x->shape[0], L = x->shape[1], H = x->shape[2], d = x->shape[3];
+  const int64_t q6 = d / 6, dt = d - 4 * q6, dh = 2 * q6;
+  const int64_t ht = dt / 2, hh = dh / 2;
+  double *tt = axis_table(f0, F, dt), *th = axis_table(0, Hp, dh), *tw = axis_table(0, Wp, dh);
+  if (!tt || !th || !tw) {
+    free(tt), free(th), free(tw);
+    return sf_error("rope3d: out of memory");
+  }
+  const char *xp = (const char *)sf_data_ptr(x);
+  void *op = sf_data_ptr(out);
+  const size_t es = sf_dtype_size(x->dtype);
+#pragma omp parallel for schedule(static) if (B * L * H * d > 32768)
+  for (int64_t bl = 0; bl < B * L; bl++) {
+    const int64_t b = bl / L, n = bl % L;
+    const int64_t f = n / (Hp * Wp), hy = (n / Wp) % Hp, wx = n % Wp;
+    for (int64_t h = 0; h < H; h++) {
+      const void *src = xp + (b * x->stride[0] + n * x->stride[1] + h * x->stride[2]) * (int64_t)es;
+      const int64_t obase = ((b * L + n) * H + h) * d;
+      for (int64_t j = 0; j < d / 2; j++) {
+        const double *cs = j < ht ? &tt[(f * ht + j) * 2]
+                           : j < ht + hh ? &th[(hy * hh + (j - ht)) * 2]
+                                         : &tw[(wx * hh + (j - ht - hh)) * 2];
+        double a = sf_nn_ld(src, x->dtype, 2 * j), bb = sf_nn_ld(src, x->dtype, 2 * j + 1);
+        sf_nn_st(op, out->dtype, obase + 2 * j, (float)(a * cs[0] - bb * cs[1]));
+        sf_nn_st(op, out->dtype, obase + 2 * j + 1, (float)(a * cs[1] + bb * cs[0]));
+      }
+    }
+  }
+  free(tt), free(th), free(tw);
+  return 0;
+}
