@@ -23,4 +23,12 @@ void sf_lua_opt_dtype_device(lua_State *L, int idx, sf_dtype *dt, sf_device *dev
 /* 1-based Lua dim (negative counts from the end) to a 0-based C dim; errors name the tensor's rank */
 int sf_lua_check_dim(lua_State *L, int idx, int ndim);
 
+/* Other bindings extend Tensor from their sf_lua_register_* (e.g. autograd: t:backward(), t.grad):
+ * a method `t:name(...)`, a read-only field `t.name` (f(L) gets the tensor at 1 and returns 1 value),
+ * and an assignable field `t.name = v` (f(L) gets the tensor at 1 and the value at 2). The Lua-side
+ * method table is also reachable as sfwb.Tensor, so Lua modules may add methods too. */
+void sf_lua_tensor_add_method(lua_State *L, const char *name, lua_CFunction f);
+void sf_lua_tensor_add_getter(lua_State *L, const char *name, lua_CFunction f);
+void sf_lua_tensor_add_setter(lua_State *L, const char *name, lua_CFunction f);
+
 #endif
