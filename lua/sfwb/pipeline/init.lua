@@ -1,0 +1,8 @@
+-- sfwb/pipeline/init.lua — sfwb.pipeline: the inference pipelines (causal few-step AR, bidirectional).
+local M = {}
+
+M.causal = function(opts) return require("sfwb.pipeline.causal").new(opts) end
+M.bidirectional = function(opts) return require("sfwb.pipeline.bidirectional").new(opts) end
+M.util = setmetatable({}, {__index = function(_, k) return require("sfwb.pipeline.util")[k] end})
+
+return M
