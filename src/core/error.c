@@ -27,7 +27,7 @@ void sf_error_prefix(const char *fmt, ...) {
   vsnprintf(pre, sizeof pre, fmt, ap);
   va_end(ap);
   memcpy(old, g_msg, sizeof old);
-  snprintf(g_msg, sizeof g_msg, "%s%s", pre, old);
+  snprintf(g_msg, sizeof g_msg, "%.1000s%.1000s", pre, old);
 }
 
 void sf_set_interrupt(int on) { g_interrupt = on; }
