@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/autograd.h"
 #include "backend/backend.h"
 #include "core/error.h"
 #include "core/half.h"
@@ -92,7 +93,7 @@ sf_tensor *sf_rand(int ndim, const int64_t *shape, sf_dtype dt, sf_device dev) {
 
 /* ---------------- data movement ---------------- */
 
-sf_tensor *sf_to_device(sf_tensor *t, sf_device dev) {
+static sf_tensor *to_device_impl(sf_tensor *t, sf_device dev) {
   sf_device src = sf_device_of(t);
   if (sf_device_eq(src, dev)) return sf_retain(t);
   sf_backend *bs = sf_backend_for(src), *bd = sf_backend_for(dev);
@@ -119,14 +120,14 @@ sf_tensor *sf_to_device(sf_tensor *t, sf_device dev) {
   return out;
 }
 
-sf_tensor *sf_cast(sf_tensor *t, sf_dtype dt) {
+static sf_tensor *cast_impl(sf_tensor *t, sf_dtype dt) {
   if (t->dtype == dt) return sf_retain(t);
   sf_tensor *out = new_like_shape(t, dt, t->ndim, t->shape);
   if (out && sf_backend_of(t)->copy(out, t)) { sf_release(out); return NULL; }
   return out;
 }
 
-sf_tensor *sf_clone(sf_tensor *t) {
+static sf_tensor *clone_impl(sf_tensor *t) {
   sf_tensor *out = new_like_shape(t, t->dtype, t->ndim, t->shape);
   if (out && sf_backend_of(t)->copy(out, t)) { sf_release(out); return NULL; }
   return out;
@@ -155,6 +156,7 @@ static int broadcast_shape(const char *op, const sf_tensor *a, const sf_tensor *
 }
 
 int sf_copy_(sf_tensor *dst, sf_tensor *src) {
+  if (sf_ag_check_inplace(dst, "copy_")) return -1;
   char bd[128], bs[128];
   int nd;
   int64_t sh[SF_MAX_DIMS];
@@ -172,11 +174,12 @@ int sf_copy_(sf_tensor *dst, sf_tensor *src) {
 }
 
 int sf_fill_(sf_tensor *t, double v) {
+  if (sf_ag_check_inplace(t, "fill_")) return -1;
   sf_backend *b = sf_backend_of(t);
   return b ? b->fill(t, v) : -1;
 }
 
-sf_tensor *sf_cat(sf_tensor **ts, int n, int dim) {
+static sf_tensor *cat_impl(sf_tensor **ts, int n, int dim) {
   char b0[128], bi[128];
   if (n <= 0) { sf_error("cat: needs at least one tensor"); return NULL; }
   /* torch skips 1-D empty tensors in cat */
@@ -279,7 +282,7 @@ static bool unary_is_float_op(sf_unary_op op) {
   }
 }
 
-sf_tensor *sf_unary(sf_unary_op op, sf_tensor *a, double p0, double p1) {
+static sf_tensor *unary_impl(sf_unary_op op, sf_tensor *a, double p0, double p1) {
   if ((unsigned)op >= SF_UN_COUNT) { sf_error("unary: invalid op %d", (int)op); return NULL; }
   sf_backend *b = sf_backend_of(a);
   if (!b) return NULL;
@@ -329,7 +332,7 @@ static sf_tensor *binary_into(sf_binary_op op, sf_tensor *out, sf_tensor *a, sf_
   return rc ? NULL : out;
 }
 
-sf_tensor *sf_binary(sf_binary_op op, sf_tensor *a, sf_tensor *b) {
+static sf_tensor *binary_impl(sf_binary_op op, sf_tensor *a, sf_tensor *b) {
   if ((unsigned)op >= SF_BIN_COUNT) { sf_error("binary: invalid op %d", (int)op); return NULL; }
   if (!same_device(binary_name(op), a, b)) return NULL;
   int nd;
@@ -344,6 +347,7 @@ sf_tensor *sf_binary(sf_binary_op op, sf_tensor *a, sf_tensor *b) {
 }
 
 int sf_binary_(sf_binary_op op, sf_tensor *a, sf_tensor *b) {
+  if (sf_ag_check_inplace(a, binary_name(op))) return -1;
   char ba[128], bb[128];
   if (!same_device(binary_name(op), a, b)) return -1;
   int nd;
@@ -375,7 +379,7 @@ static sf_dtype scalar_compute_dtype(sf_binary_op op, sf_dtype ta, double s) {
   return c;
 }
 
-sf_tensor *sf_binary_scalar(sf_binary_op op, sf_tensor *a, double s, bool scalar_first) {
+static sf_tensor *binary_scalar_impl(sf_binary_op op, sf_tensor *a, double s, bool scalar_first) {
   if ((unsigned)op >= SF_BIN_COUNT) { sf_error("binary: invalid op %d", (int)op); return NULL; }
   sf_backend *be = sf_backend_of(a);
   if (!be) return NULL;
@@ -389,6 +393,7 @@ sf_tensor *sf_binary_scalar(sf_binary_op op, sf_tensor *a, double s, bool scalar
 }
 
 int sf_binary_scalar_(sf_binary_op op, sf_tensor *a, double s) {
+  if (sf_ag_check_inplace(a, binary_name(op))) return -1;
   if (is_compare(op)) return sf_error("%s_: comparisons cannot run in place", binary_name(op));
   sf_dtype c = scalar_compute_dtype(op, a->dtype, s);
   if (c != a->dtype && !sf_dtype_is_float(a->dtype))
@@ -396,7 +401,7 @@ int sf_binary_scalar_(sf_binary_op op, sf_tensor *a, double s) {
   return sf_backend_of(a)->binary_scalar(op, a, a, s, false);
 }
 
-sf_tensor *sf_where(sf_tensor *cond, sf_tensor *a, sf_tensor *b) {
+static sf_tensor *where_impl(sf_tensor *cond, sf_tensor *a, sf_tensor *b) {
   if (!same_device("where", cond, a) || !same_device("where", a, b)) return NULL;
   int n1, n2;
   int64_t s1[SF_MAX_DIMS], s2[SF_MAX_DIMS];
@@ -425,7 +430,7 @@ static const char *reduce_name(sf_reduce_op op) {
   return (unsigned)op < SF_RED_COUNT ? n[op] : "reduce";
 }
 
-sf_tensor *sf_reduce(sf_reduce_op op, sf_tensor *a, int dim, bool keepdim) {
+static sf_tensor *reduce_impl(sf_reduce_op op, sf_tensor *a, int dim, bool keepdim) {
   char b[128];
   if ((unsigned)op >= SF_RED_COUNT) { sf_error("reduce: invalid op %d", (int)op); return NULL; }
   sf_backend *be = sf_backend_of(a);
@@ -496,8 +501,6 @@ static sf_tensor *softmax_impl(sf_tensor *a, int dim, bool log) {
   return out;
 }
 
-sf_tensor *sf_softmax(sf_tensor *a, int dim) { return softmax_impl(a, dim, false); }
-sf_tensor *sf_log_softmax(sf_tensor *a, int dim) { return softmax_impl(a, dim, true); }
 
 /* ---------------- matmul ---------------- */
 
@@ -526,7 +529,7 @@ static bool inner_ok(const sf_tensor *t) {
   return t->stride[n - 1] == 1 || t->stride[n - 2] == 1 || t->shape[n - 1] == 1 || t->shape[n - 2] == 1;
 }
 
-sf_tensor *sf_matmul(sf_tensor *a, sf_tensor *b) {
+static sf_tensor *matmul_impl(sf_tensor *a, sf_tensor *b) {
   char ba[128], bb[128];
   if (!same_device("matmul", a, b)) return NULL;
   sf_backend *be = sf_backend_of(a);
@@ -601,7 +604,7 @@ done:
   return out;
 }
 
-sf_tensor *sf_linear(sf_tensor *x, sf_tensor *w, sf_tensor *bias) {
+static sf_tensor *linear_impl(sf_tensor *x, sf_tensor *w, sf_tensor *bias) {
   char bx[128], bw[128];
   if (w->ndim != 2) { sf_error("linear: weight must be 2-D [out, in], got %s", SHAPE(w, bw)); return NULL; }
   if (x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1]) {
@@ -620,6 +623,37 @@ sf_tensor *sf_linear(sf_tensor *x, sf_tensor *w, sf_tensor *bias) {
   if (sf_binary_(SF_BIN_ADD, y, bias)) { sf_release(y); return NULL; }
   return y;
 }
+
+/* ---------------- autograd: the public differentiable ops ----------------
+ * Each runs its implementation with grad mode off (internal casts/views/copies of the inputs must not
+ * record) and then records one node (src/autograd/ag_ops.c) when an input requires grad. */
+
+#define SF_AG_RUN(impl_call) sf_ag_resume(sf__g, (impl_call))
+#define SF_AG_OFF bool sf__g = sf_set_grad_enabled(false)
+
+sf_tensor *sf_to_device(sf_tensor *t, sf_device dev) { SF_AG_OFF; return sf_ag_cast(SF_AG_RUN(to_device_impl(t, dev)), t); }
+sf_tensor *sf_cast(sf_tensor *t, sf_dtype dt) { SF_AG_OFF; return sf_ag_cast(SF_AG_RUN(cast_impl(t, dt)), t); }
+sf_tensor *sf_clone(sf_tensor *t) { SF_AG_OFF; return sf_ag_identity(SF_AG_RUN(clone_impl(t)), t); }
+sf_tensor *sf_cat(sf_tensor **ts, int n, int dim) { SF_AG_OFF; return sf_ag_cat(SF_AG_RUN(cat_impl(ts, n, dim)), ts, n, dim); }
+sf_tensor *sf_unary(sf_unary_op op, sf_tensor *a, double p0, double p1) {
+  SF_AG_OFF; return sf_ag_unary(SF_AG_RUN(unary_impl(op, a, p0, p1)), op, a, p0, p1);
+}
+sf_tensor *sf_binary(sf_binary_op op, sf_tensor *a, sf_tensor *b) {
+  SF_AG_OFF; return sf_ag_binary(SF_AG_RUN(binary_impl(op, a, b)), op, a, b);
+}
+sf_tensor *sf_binary_scalar(sf_binary_op op, sf_tensor *a, double s, bool scalar_first) {
+  SF_AG_OFF; return sf_ag_binary_scalar(SF_AG_RUN(binary_scalar_impl(op, a, s, scalar_first)), op, a, s, scalar_first);
+}
+sf_tensor *sf_where(sf_tensor *cond, sf_tensor *a, sf_tensor *b) {
+  SF_AG_OFF; return sf_ag_where(SF_AG_RUN(where_impl(cond, a, b)), cond, a, b);
+}
+sf_tensor *sf_reduce(sf_reduce_op op, sf_tensor *a, int dim, bool keepdim) {
+  SF_AG_OFF; return sf_ag_reduce(SF_AG_RUN(reduce_impl(op, a, dim, keepdim)), op, a, dim, keepdim);
+}
+sf_tensor *sf_softmax(sf_tensor *a, int dim) { SF_AG_OFF; return sf_ag_softmax(SF_AG_RUN(softmax_impl(a, dim, false)), a, dim, false); }
+sf_tensor *sf_log_softmax(sf_tensor *a, int dim) { SF_AG_OFF; return sf_ag_softmax(SF_AG_RUN(softmax_impl(a, dim, true)), a, dim, true); }
+sf_tensor *sf_matmul(sf_tensor *a, sf_tensor *b) { SF_AG_OFF; return sf_ag_matmul(SF_AG_RUN(matmul_impl(a, b)), a, b); }
+sf_tensor *sf_linear(sf_tensor *x, sf_tensor *w, sf_tensor *b) { SF_AG_OFF; return sf_ag_linear(SF_AG_RUN(linear_impl(x, w, b)), x, w, b); }
 
 /* ---------------- comparison helpers ---------------- */
 

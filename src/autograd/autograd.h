@@ -1,0 +1,165 @@
+/* autograd.h — reverse-mode autograd: grad mode, the tape of nodes, backward, detach, checkpoint regions.
+ *
+ * Model: every differentiable op, when grad mode is on and one of its inputs requires grad, builds a
+ * node (its backward function, the saved tensors it needs, the geometry of its inputs) and sets it as
+ * grad_fn of its outputs. Outputs own their node; a node owns the nodes (or leaf tensors) its inputs
+ * came from, so the graph lives exactly as long as something can still backward through it.
+ * Saved tensors are detached aliases (they never own the graph), so a node saving its own output makes
+ * no reference cycle. Backward walks the graph once in topological order (a node runs when every
+ * consumer has delivered its gradient), sums gradients, and frees saved tensors unless retain_graph.
+ *
+ * Grad dtypes follow torch (a gradient has its tensor's dtype), except that leaves stored in bf16/f16
+ * accumulate their .grad in f32 (the trainer's AdamW keeps f32 master weights for them anyway). */
+#ifndef SF_AUTOGRAD_H
+#define SF_AUTOGRAD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "autograd/autograd_hooks.h"
+#include "core/ops.h"
+#include "core/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- grad mode (thread-local, on by default) ---- */
+bool sf_grad_enabled(void);
+bool sf_set_grad_enabled(bool on); /* returns the previous mode */
+
+/* ---- leaves ---- */
+/* t:requires_grad_(on): only float leaves; turning it off on a non-leaf is an error (as torch) */
+int sf_requires_grad_(sf_tensor *t, bool on);
+static inline bool sf_is_leaf(const sf_tensor *t) { return t->grad_fn == NULL; }
+/* a new tensor object over the same storage, outside any graph (requires_grad false) */
+sf_tensor *sf_detach(sf_tensor *t);
+/* t->grad as a new reference, NULL (no error) when none */
+sf_tensor *sf_grad_of(sf_tensor *t);
+/* set (g may be NULL to clear) t->grad; g must match t's shape and device */
+int sf_set_grad(sf_tensor *t, sf_tensor *g);
+
+/* ---- backward ---- */
+/* Backpropagate from `root`. grad == NULL means 1 and needs a one-element root. Leaves' .grad
+ * accumulate. Without retain_graph the walked nodes free their saved tensors; a second backward
+ * through them fails with an error naming the op. Runs with grad mode off. */
+int sf_backward(sf_tensor *root, sf_tensor *grad, bool retain_graph);
+
+/* ---- nodes ---- */
+typedef struct sf_tensor_meta {
+  int ndim;
+  int64_t shape[SF_MAX_DIMS];
+  int64_t stride[SF_MAX_DIMS];
+  int64_t offset;
+  sf_dtype dtype;
+  sf_device device;
+} sf_tensor_meta;
+
+/* where the gradient for one input goes: another node's output `nr`, or a leaf's .grad; both NULL
+ * when that input needs no gradient */
+typedef struct sf_edge {
+  struct sf_node *node;
+  int nr;
+  sf_tensor *leaf;
+} sf_edge;
+
+struct sf_node;
+struct sf_ckpt_region;
+/* grad_out[k] is the summed gradient of output k (NULL = zero, only for multi-output nodes);
+ * write new references into grad_in[i] for each input with sf_node_needs(n, i); NULL there means a
+ * zero gradient. Return 0, or -1 with sf_error set. Runs with grad mode off. */
+typedef int (*sf_backward_fn)(struct sf_node *n, sf_tensor **grad_out, sf_tensor **grad_in);
+
+#define SF_NODE_MAX_SAVED 6
+
+typedef struct sf_node {
+  int refcount;
+  const char *name;       /* "mul", "layer_norm", ... (static string) */
+  sf_backward_fn backward;
+  uint64_t seq;           /* creation order: later nodes run first among ready ones */
+  int n_in, n_out;
+  sf_edge *next;          /* [n_in] */
+  sf_tensor_meta *in;     /* [n_in] geometry/dtype/device of each input at record time */
+  sf_tensor_meta *out;    /* [n_out] */
+  int n_saved;
+  unsigned saved_mask;    /* slots that sf_node_save was called for */
+  sf_tensor *saved[SF_NODE_MAX_SAVED]; /* detached aliases; NULL after release or when dropped by a checkpoint */
+  bool released;          /* saved tensors freed by a backward without retain_graph */
+  bool dropped;           /* saved tensors not kept: recompute the checkpoint region first */
+  /* op parameters, free for the backward function's use */
+  double p[4];
+  int64_t ip[SF_MAX_DIMS + 4];
+  void *ctx;              /* op-owned extra state, freed with free_ctx */
+  void (*free_ctx)(void *ctx);
+  struct sf_ckpt_region *region; /* checkpoint region the node was recorded in (owned ref) */
+  int region_idx;
+  /* engine scratch (valid during one backward) */
+  uint64_t visit;
+  int deps;
+  sf_tensor **buf;        /* [n_out] gradient accumulators */
+} sf_node;
+
+static inline bool sf_node_needs(const sf_node *n, int i) { return n->next[i].node || n->next[i].leaf; }
+
+/* True when an op on these inputs must record (grad mode on and one of them requires grad). Ops call
+ * the sf_ag_* recorders (below) unconditionally; this is what they check first. */
+bool sf_ag_should_record(sf_tensor *const *inputs, int n);
+
+/* Recording, for ops with their own backward: begin (NULL when nothing to record — not an error,
+ * check sf_last_error only if you need to tell OOM apart; the recorders below handle it), save,
+ * finish. finish sets n as grad_fn of outs (requires_grad = true) and drops the caller's reference.
+ * In a checkpoint region's recomputation begin returns the region's existing node instead, save fills
+ * it and finish attaches nothing. */
+sf_node *sf_node_begin(const char *name, sf_backward_fn bw, sf_tensor *const *inputs, int n_in);
+void sf_node_save(sf_node *n, int slot, sf_tensor *t); /* t borrowed; stored as a detached alias */
+int sf_node_finish(sf_node *n, sf_tensor *const *outs, int n_out);
+void sf_node_abort(sf_node *n); /* drop a begun node on an error path */
+sf_node *sf_node_retain(sf_node *n);
+void sf_node_release(sf_node *n);
+
+/* finish + return-out convenience for single-output ops: returns out, or NULL (out released) on error */
+sf_tensor *sf_node_finish1(sf_node *n, sf_tensor *out);
+
+/* ---- recorders for the core ops (src/core/ops.c calls one per op: `return sf_ag_mul(out, a, b)`-style).
+ * Each returns `out` (grad_fn attached when recording) or NULL after releasing out on failure;
+ * out == NULL passes through. They are cheap no-ops when nothing requires grad. */
+sf_tensor *sf_ag_unary(sf_tensor *out, sf_unary_op op, sf_tensor *a, double p0, double p1);
+sf_tensor *sf_ag_binary(sf_tensor *out, sf_binary_op op, sf_tensor *a, sf_tensor *b);
+sf_tensor *sf_ag_binary_scalar(sf_tensor *out, sf_binary_op op, sf_tensor *a, double s, bool scalar_first);
+sf_tensor *sf_ag_where(sf_tensor *out, sf_tensor *cond, sf_tensor *a, sf_tensor *b);
+sf_tensor *sf_ag_reduce(sf_tensor *out, sf_reduce_op op, sf_tensor *a, int dim, bool keepdim);
+sf_tensor *sf_ag_softmax(sf_tensor *out, sf_tensor *a, int dim, bool log);
+sf_tensor *sf_ag_matmul(sf_tensor *out, sf_tensor *a, sf_tensor *b);
+sf_tensor *sf_ag_linear(sf_tensor *out, sf_tensor *x, sf_tensor *w, sf_tensor *b);
+sf_tensor *sf_ag_cast(sf_tensor *out, sf_tensor *a);      /* also to_device */
+sf_tensor *sf_ag_identity(sf_tensor *out, sf_tensor *a);  /* clone, contiguous copy */
+sf_tensor *sf_ag_cat(sf_tensor *out, sf_tensor *const *ts, int n, int dim);
+sf_tensor *sf_ag_stack(sf_tensor *out, sf_tensor *const *ts, int n, int dim);
+/* in-place ops call this first: -1 (error) when grad mode is on and dst (or src) takes part in a graph
+ * in a way an in-place write would corrupt (a leaf that requires grad, as torch) */
+int sf_ag_check_inplace(sf_tensor *dst, const char *opname);
+
+/* ops.c runs an op's implementation with grad mode off, then restores it before recording:
+ * `bool g = sf_set_grad_enabled(false); return sf_ag_x(sf_ag_resume(g, x_impl(...)), ...);` */
+static inline sf_tensor *sf_ag_resume(bool prev, sf_tensor *out) { sf_set_grad_enabled(prev); return out; }
+
+/* ---- checkpoint regions: record the graph but drop saved tensors; backward re-runs the region ----
+ * recompute(ctx) must redo exactly the same ops on the same inputs (the RNG state is restored for it);
+ * free_ctx(ctx) runs when no node of the region is left. Regions do not nest (an inner one joins the
+ * outer). end returns 0 or -1. */
+typedef struct sf_ckpt_region sf_ckpt_region;
+sf_ckpt_region *sf_checkpoint_begin(int (*recompute)(void *ctx), void *ctx, void (*free_ctx)(void *ctx));
+int sf_checkpoint_end(sf_ckpt_region *r);
+bool sf_checkpoint_active(void);
+
+/* ---- helpers shared by backward functions ---- */
+void sf_meta_of(const sf_tensor *t, sf_tensor_meta *m);
+/* sum g over broadcast dims so it has m's shape (new reference; NULL passes through) */
+sf_tensor *sf_ag_sum_to(sf_tensor *g, const sf_tensor_meta *m);
+/* zeros with m's shape/dtype/device */
+sf_tensor *sf_ag_zeros_like_meta(const sf_tensor_meta *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
