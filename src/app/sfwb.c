@@ -81,6 +81,7 @@ int main(int argc, char **argv) {
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); return 0; }
     if (!strcmp(a, "-i")) { interactive = 1; continue; }
     if (!strcmp(a, "-e")) { if (++script >= argc) { usage(); return 1; } continue; }
+    if (!strncmp(a, "-e", 2)) continue; /* -ecode, as lua(1) */
     if (!strcmp(a, "--")) { script++; break; }
     if (!strcmp(a, "-")) break;
     fprintf(stderr, "sfwb: unknown option '%s'\n", a);
@@ -106,9 +107,11 @@ int main(int argc, char **argv) {
 
   int status = LUA_OK;
   for (int i = 1; i < script && status == LUA_OK; i++) {
-    if (!strcmp(argv[i], "-e")) {
-      status = report(L, luaL_loadbuffer(L, argv[i + 1], strlen(argv[i + 1]), "=(command line)") || sf_docall(L, 0, 0));
-      i++;
+    if (!strncmp(argv[i], "-e", 2)) {
+      const char *code = argv[i][2] ? argv[i] + 2 : argv[++i];
+      status = luaL_loadbuffer(L, code, strlen(code), "=(command line)");
+      if (status == LUA_OK) status = sf_docall(L, 0, 0);
+      report(L, status);
       ran = 1;
     }
   }
@@ -121,6 +124,13 @@ int main(int argc, char **argv) {
       for (int i = 0; i < n; i++) lua_pushstring(L, argv[script + 1 + i]);
       status = sf_docall(L, n, 0);
     }
+    report(L, status);
+    ran = 1;
+  }
+  /* as lua(1): with no script and no -e, a terminal gets the REPL and a pipe is run as a script */
+  if (status == LUA_OK && !ran && !interactive && !isatty(0)) {
+    status = luaL_loadfile(L, NULL);
+    if (status == LUA_OK) status = sf_docall(L, 0, 0);
     report(L, status);
     ran = 1;
   }

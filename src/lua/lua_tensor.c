@@ -1,0 +1,737 @@
+/* lua_tensor.c — the Tensor userdata (metatable, lifetime, indexing) and tensor creation in Lua. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/backend.h"
+#include "core/error.h"
+#include "core/half.h"
+#include "core/ops.h"
+#include "lua/lua_tensor_impl.h"
+
+#define DTYPE_LIST "f32, bf16, f16, i64, i32, u8, bool"
+
+/* ---------------------------------------------------------------- errors and helpers */
+
+int sf_lua_raise(lua_State *L) {
+  const char *m = sf_last_error();
+  return luaL_error(L, "%s", (m && *m) ? m : "tensor operation failed (no message)");
+}
+
+int sf_lua_errorf(lua_State *L, const char *fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  return luaL_error(L, "%s", buf);
+}
+
+const char *sf_lua_shape_str(const sf_tensor *t, char *buf, size_t n) {
+  size_t k = 0;
+  k += (size_t)snprintf(buf + k, n - k, "[");
+  for (int i = 0; i < t->ndim && k < n; i++)
+    k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+  if (k < n) snprintf(buf + k, n - k, "]");
+  return buf;
+}
+
+/* ---------------------------------------------------------------- the metatable */
+
+static int tensor_gc(lua_State *L) {
+  sf_lua_tensor_ud *u = (sf_lua_tensor_ud *)luaL_checkudata(L, 1, SF_TENSOR_MT);
+  sf_tensor *t = u->t;
+  u->t = NULL;
+  sf_release(t);
+  return 0;
+}
+
+static int tensor_free(lua_State *L) {
+  tensor_gc(L);
+  return 0;
+}
+
+sf_tensor *sf_lua_to_tensor(lua_State *L, int idx) {
+  sf_lua_tensor_ud *u = (sf_lua_tensor_ud *)luaL_testudata(L, idx, SF_TENSOR_MT);
+  return u ? u->t : NULL;
+}
+
+sf_tensor *sf_lua_check_tensor(lua_State *L, int idx) {
+  sf_lua_tensor_ud *u = (sf_lua_tensor_ud *)luaL_testudata(L, idx, SF_TENSOR_MT);
+  if (!u) {
+    const char *got = luaL_typename(L, idx);
+    if (idx == 1 && lua_isnone(L, 1))
+      return (luaL_argerror(L, idx, "Tensor expected, got no value (did you write t.f() instead of t:f()?)"), NULL);
+    return (luaL_argerror(L, idx, lua_pushfstring(L, "Tensor expected, got %s", got)), NULL);
+  }
+  if (!u->t) return (luaL_argerror(L, idx, "this Tensor was released by t:free() or went out of scope"), NULL);
+  return u->t;
+}
+
+/* three side tables of the metatable: methods (t:f()), getters (t.x), setters (t.x = v) */
+static void push_side_table(lua_State *L, const char *name);
+
+static int tensor_index(lua_State *L) {
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) {
+      lua_pushvalue(L, 1);
+      lua_call(L, 1, 1);
+      return 1;
+    }
+    return 1; /* nil */
+  }
+  sf_tensor *t = sf_lua_check_tensor(L, 1);
+  int isint = 0;
+  lua_Integer i = lua_tointegerx(L, 2, &isint);
+  if (!isint) {
+    if (lua_type(L, 2) == LUA_TNUMBER) return sf_lua_errorf(L, "Tensor index must be an integer, got %s", lua_tostring(L, 2));
+    return sf_lua_errorf(L, "cannot index a Tensor with a %s (use t[i] or t:select(dim, i))", luaL_typename(L, 2));
+  }
+  if (t->ndim == 0) return sf_lua_errorf(L, "cannot index a 0-dim Tensor (use t:item())");
+  int64_t i0 = sf_lua_check_index(L, i, t->shape[0], 1, "index");
+  sf_tensor *r = sf_select(t, 0, i0);
+  if (!r) return sf_lua_raise(L);
+  if (r->ndim == 0) { /* a 1-D tensor yields numbers, as in Torch7 */
+    sf_lua_push_tensor(L, r);
+    sf_tensor *c = sf_lua_push_cpu_copy(L, r);
+    sf_lua_push_elem(L, c, c->offset);
+    return 1;
+  }
+  sf_lua_push_tensor(L, r);
+  return 1;
+}
+
+static int tensor_newindex(lua_State *L) {
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) {
+      lua_pushvalue(L, 1);
+      lua_pushvalue(L, 3);
+      lua_call(L, 2, 0);
+      return 0;
+    }
+    return sf_lua_errorf(L, "cannot set field '%s' of a Tensor (use methods such as t:fill_(v) or t:copy_(src))",
+                      lua_tostring(L, 2));
+  }
+  sf_tensor *t = sf_lua_check_tensor(L, 1);
+  int isint = 0;
+  lua_Integer i = lua_tointegerx(L, 2, &isint);
+  if (!isint) return sf_lua_errorf(L, "Tensor index must be an integer, got %s", luaL_typename(L, 2));
+  if (t->ndim == 0) return sf_lua_errorf(L, "cannot index a 0-dim Tensor (use t:fill_(v))");
+  int64_t i0 = sf_lua_check_index(L, i, t->shape[0], 1, "index");
+  sf_tensor *src = sf_lua_to_tensor(L, 3);
+  double v = 0;
+  if (!src) v = sf_lua_check_scalar(L, 3, "t[i] = v");
+  sf_tensor *r = sf_select(t, 0, i0);
+  if (!r) return sf_lua_raise(L);
+  if (src) {
+    char a[96], b[96];
+    sf_tensor *s2 = src;
+    /* the source must broadcast to the row's shape */
+    int ok = s2->ndim <= r->ndim;
+    for (int k = 0; ok && k < s2->ndim; k++) {
+      int64_t ss = s2->shape[s2->ndim - 1 - k], rs = r->shape[r->ndim - 1 - k];
+      if (ss != rs && ss != 1) ok = 0;
+    }
+    if (!ok) {
+      sf_lua_shape_str(r, a, sizeof a);
+      sf_lua_shape_str(src, b, sizeof b);
+      sf_release(r);
+      return sf_lua_errorf(L, "t[i] = v: cannot copy a Tensor of shape %s into a row of shape %s", b, a);
+    }
+  }
+  int rc = src ? sf_copy_(r, src) : sf_fill_(r, v);
+  sf_release(r);
+  if (rc) return sf_lua_raise(L);
+  return 0;
+}
+
+static int tensor_len(lua_State *L) {
+  sf_tensor *t = sf_lua_check_tensor(L, 1);
+  if (t->ndim == 0) return sf_lua_errorf(L, "#t of a 0-dim Tensor (it has no dim 1; use t:numel())");
+  lua_pushinteger(L, t->shape[0]);
+  return 1;
+}
+
+static void push_side_table(lua_State *L, const char *name) {
+  luaL_getmetatable(L, SF_TENSOR_MT);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    luaL_newmetatable(L, SF_TENSOR_MT);
+  }
+  if (lua_getfield(L, -1, name) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, name);
+  }
+  lua_remove(L, -2);
+}
+
+static void add_to(lua_State *L, const char *table, const char *name, lua_CFunction f) {
+  push_side_table(L, table);
+  lua_pushcfunction(L, f);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+}
+void sf_lua_tensor_add_method(lua_State *L, const char *name, lua_CFunction f) { add_to(L, "methods", name, f); }
+void sf_lua_tensor_add_getter(lua_State *L, const char *name, lua_CFunction f) { add_to(L, "getters", name, f); }
+void sf_lua_tensor_add_setter(lua_State *L, const char *name, lua_CFunction f) { add_to(L, "setters", name, f); }
+
+/* arithmetic metamethods live in lua_tensor_math.c as methods; the metatable points at them */
+static void link_metamethod(lua_State *L, int mt, const char *meta, const char *method) {
+  push_side_table(L, "methods");
+  lua_getfield(L, -1, method);
+  lua_setfield(L, mt, meta);
+  lua_pop(L, 1);
+}
+
+static void setup_metatable(lua_State *L) {
+  push_side_table(L, "methods"); /* creates the metatable too */
+  lua_pop(L, 1);
+  luaL_getmetatable(L, SF_TENSOR_MT);
+  int mt = lua_gettop(L);
+  push_side_table(L, "methods");
+  push_side_table(L, "getters");
+  lua_pushcclosure(L, tensor_index, 2);
+  lua_setfield(L, mt, "__index");
+  push_side_table(L, "setters");
+  lua_pushcclosure(L, tensor_newindex, 1);
+  lua_setfield(L, mt, "__newindex");
+  lua_pushcfunction(L, tensor_gc);
+  lua_setfield(L, mt, "__gc");
+  lua_pushcfunction(L, tensor_gc);
+  lua_setfield(L, mt, "__close");
+  lua_pushcfunction(L, tensor_len);
+  lua_setfield(L, mt, "__len");
+  lua_pushcfunction(L, sf_lua_tensor_tostring);
+  lua_setfield(L, mt, "__tostring");
+  lua_pop(L, 1);
+}
+
+void sf_lua_push_tensor(lua_State *L, sf_tensor *t) {
+  if (!t) sf_lua_raise(L);
+  sf_lua_tensor_ud *u = (sf_lua_tensor_ud *)lua_newuserdatauv(L, sizeof *u, 0);
+  u->t = t;
+  if (luaL_getmetatable(L, SF_TENSOR_MT) == LUA_TNIL) {
+    lua_pop(L, 1);
+    setup_metatable(L);
+    luaL_getmetatable(L, SF_TENSOR_MT);
+  }
+  lua_setmetatable(L, -2);
+  /* the GC cannot see tensor memory: charge fresh large storages to it so garbage tensors are
+   * collected at a pace proportional to the bytes they hold, not to their tiny userdata */
+  if (t->storage && t->storage->refcount == 1 && t->storage->nbytes >= (1u << 20))
+    lua_gc(L, LUA_GCSTEP, (int)(t->storage->nbytes >> 20 > 1000000 ? 1000000000 : t->storage->nbytes >> 10));
+}
+
+sf_tensor *sf_lua_push_cpu_copy(lua_State *L, sf_tensor *t) {
+  sf_tensor *c = sf_to_device(t, sf_cpu());
+  sf_lua_push_tensor(L, c);
+  return c;
+}
+
+int64_t sf_lua_check_index(lua_State *L, int64_t i, int64_t size, int dim1, const char *what) {
+  if (i >= 1 && i <= size) return i - 1;
+  if (i <= -1 && i >= -size) return size + i;
+  if (size == 0) sf_lua_errorf(L, "%s %lld is out of range for dim %d of size 0", what, (long long)i, dim1);
+  sf_lua_errorf(L, "%s %lld is out of range for dim %d of size %lld (valid: 1..%lld or -%lld..-1%s)", what,
+             (long long)i, dim1, (long long)size, (long long)size, (long long)size,
+             i == 0 ? "; indices are 1-based" : "");
+  return -1;
+}
+
+/* ---------------------------------------------------------------- elements */
+
+double sf_lua_elem_double(const sf_tensor *t, int64_t off) {
+  const char *p = (const char *)t->storage->data + off * (int64_t)sf_dtype_size(t->dtype);
+  switch (t->dtype) {
+    case SF_F32: { float v; memcpy(&v, p, 4); return v; }
+    case SF_F64: { double v; memcpy(&v, p, 8); return v; }
+    case SF_BF16: { uint16_t h; memcpy(&h, p, 2); return sf_bf16_to_f32(h); }
+    case SF_F16: { uint16_t h; memcpy(&h, p, 2); return sf_f16_to_f32(h); }
+    default: return (double)sf_lua_elem_int(t, off);
+  }
+}
+
+int64_t sf_lua_elem_int(const sf_tensor *t, int64_t off) {
+  const char *p = (const char *)t->storage->data + off * (int64_t)sf_dtype_size(t->dtype);
+  switch (t->dtype) {
+    case SF_I64: { int64_t v; memcpy(&v, p, 8); return v; }
+    case SF_I32: { int32_t v; memcpy(&v, p, 4); return v; }
+    case SF_U8: return *(const uint8_t *)p;
+    case SF_BOOL: return *(const uint8_t *)p != 0;
+    default: return (int64_t)sf_lua_elem_double(t, off);
+  }
+}
+
+void sf_lua_push_elem(lua_State *L, const sf_tensor *t, int64_t off) {
+  if (t->dtype == SF_BOOL) lua_pushboolean(L, (int)sf_lua_elem_int(t, off));
+  else if (sf_dtype_is_float(t->dtype)) lua_pushnumber(L, sf_lua_elem_double(t, off));
+  else lua_pushinteger(L, sf_lua_elem_int(t, off));
+}
+
+static void store_elem(void *base, sf_dtype dt, int64_t i, double d, int64_t iv, int is_int) {
+  char *p = (char *)base + i * (int64_t)sf_dtype_size(dt);
+  if (!is_int) iv = isfinite(d) ? (int64_t)d : 0; /* float -> int truncates, as torch */
+  else d = (double)iv;
+  switch (dt) {
+    case SF_F32: { float v = (float)d; memcpy(p, &v, 4); break; }
+    case SF_F64: memcpy(p, &d, 8); break;
+    case SF_BF16: { uint16_t h = sf_f32_to_bf16((float)d); memcpy(p, &h, 2); break; }
+    case SF_F16: { uint16_t h = sf_f32_to_f16((float)d); memcpy(p, &h, 2); break; }
+    case SF_I64: memcpy(p, &iv, 8); break;
+    case SF_I32: { int32_t v = (int32_t)iv; memcpy(p, &v, 4); break; }
+    case SF_U8: *(uint8_t *)p = (uint8_t)iv; break;
+    case SF_BOOL: *(uint8_t *)p = (is_int ? iv != 0 : d != 0); break;
+    default: break;
+  }
+}
+
+/* ---------------------------------------------------------------- argument parsing */
+
+int sf_lua_check_shape(lua_State *L, int idx, int64_t *shape) {
+  if (lua_istable(L, idx)) {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    if (n > SF_MAX_DIMS) return sf_lua_errorf(L, "shape has %d dims; at most %d are supported", (int)n, SF_MAX_DIMS);
+    for (int i = 0; i < n; i++) {
+      lua_rawgeti(L, idx, i + 1);
+      int isint = 0;
+      lua_Integer v = lua_tointegerx(L, -1, &isint);
+      if (!isint) return sf_lua_errorf(L, "shape entry %d must be an integer, got %s", i + 1, luaL_typename(L, -1));
+      if (v < -1) return sf_lua_errorf(L, "shape entry %d is negative (%lld)", i + 1, (long long)v);
+      lua_pop(L, 1);
+      shape[i] = v;
+    }
+    return (int)n;
+  }
+  int n = 0;
+  while (lua_type(L, idx + n) == LUA_TNUMBER) {
+    if (n == SF_MAX_DIMS) return sf_lua_errorf(L, "shape has more than %d dims", SF_MAX_DIMS);
+    int isint = 0;
+    lua_Integer v = lua_tointegerx(L, idx + n, &isint);
+    if (!isint) return sf_lua_errorf(L, "size %d of the shape must be an integer, got %s", n + 1, lua_tostring(L, idx + n));
+    if (v < -1) return sf_lua_errorf(L, "size %d of the shape is negative (%lld)", n + 1, (long long)v);
+    shape[n++] = v;
+  }
+  if (n == 0)
+    luaL_argerror(L, idx, lua_pushfstring(L, "expected a shape (a table such as {2, 3}, or sizes 2, 3), got %s",
+                                          luaL_typename(L, idx)));
+  return n;
+}
+
+/* index of the first argument after a shape read by sf_lua_check_shape */
+static int after_shape(lua_State *L, int idx, int ndim) { return lua_istable(L, idx) ? idx + 1 : idx + ndim; }
+
+static sf_dtype check_dtype_name(lua_State *L, const char *name) {
+  sf_dtype dt;
+  if (sf_dtype_from_name(name, &dt) != 0)
+    sf_lua_errorf(L, "unknown dtype '%s' (accepted: " DTYPE_LIST
+               "; torch names float32, float, bfloat16, float16, half, int64, long, int32, int, uint8 also work)", name);
+  return dt;
+}
+
+static sf_device check_device_name(lua_State *L, const char *name) {
+  sf_device dev;
+  if (sf_device_parse(name, &dev) != 0) {
+    char names[16][16];
+    int n = sf_device_list(names, 16);
+    char avail[300] = "";
+    for (int i = 0; i < n; i++) {
+      strncat(avail, i ? ", " : "", sizeof avail - strlen(avail) - 1);
+      strncat(avail, names[i], sizeof avail - strlen(avail) - 1);
+    }
+    sf_lua_errorf(L, "unknown device '%s' (accepted forms: cpu, cuda:N, emu:N; available here: %s)", name, avail);
+  }
+  if (!sf_backend_for(dev)) sf_lua_raise(L);
+  return dev;
+}
+
+static int looks_like_device(const char *s) {
+  return !strncmp(s, "cpu", 3) || !strncmp(s, "cuda", 4) || !strncmp(s, "emu", 3);
+}
+
+void sf_lua_opt_dtype_device(lua_State *L, int idx, sf_dtype *dt, sf_device *dev) {
+  int ty = lua_type(L, idx);
+  if (ty == LUA_TNONE || ty == LUA_TNIL) return;
+  if (ty == LUA_TSTRING) {
+    const char *s = lua_tostring(L, idx);
+    if (looks_like_device(s)) *dev = check_device_name(L, s);
+    else *dt = check_dtype_name(L, s);
+    return;
+  }
+  if (ty != LUA_TTABLE) {
+    luaL_argerror(L, idx, lua_pushfstring(L, "expected options {dtype=, device=}, got %s", luaL_typename(L, idx)));
+    return;
+  }
+  if (lua_getfield(L, idx, "dtype") != LUA_TNIL) {
+    if (lua_type(L, -1) != LUA_TSTRING) sf_lua_errorf(L, "option dtype must be a string (" DTYPE_LIST "), got %s", luaL_typename(L, -1));
+    *dt = check_dtype_name(L, lua_tostring(L, -1));
+  }
+  lua_pop(L, 1);
+  if (lua_getfield(L, idx, "device") != LUA_TNIL) {
+    if (lua_type(L, -1) != LUA_TSTRING) sf_lua_errorf(L, "option device must be a string such as \"cpu\", got %s", luaL_typename(L, -1));
+    *dev = check_device_name(L, lua_tostring(L, -1));
+  }
+  lua_pop(L, 1);
+}
+
+/* creation options accept only dtype/device: a typo must not be ignored silently */
+static void check_creation_opts(lua_State *L, int idx, sf_dtype *dt, sf_device *dev) {
+  if (lua_istable(L, idx)) {
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+      if (!k || (strcmp(k, "dtype") && strcmp(k, "device")))
+        sf_lua_errorf(L, "unknown option '%s' (accepted: dtype, device)", k ? k : luaL_typename(L, -2));
+      lua_pop(L, 1);
+    }
+  } else if (!lua_isnoneornil(L, idx) && lua_type(L, idx) != LUA_TSTRING) {
+    luaL_argerror(L, idx, lua_pushfstring(L, "expected options {dtype=, device=}, got %s", luaL_typename(L, idx)));
+  }
+  sf_lua_opt_dtype_device(L, idx, dt, dev);
+}
+
+int sf_lua_check_dim(lua_State *L, int idx, int ndim) {
+  int isint = 0;
+  lua_Integer d = lua_tointegerx(L, idx, &isint);
+  if (!isint) {
+    luaL_argerror(L, idx, lua_pushfstring(L, "dim must be an integer, got %s", luaL_typename(L, idx)));
+    return 0;
+  }
+  int n = ndim == 0 ? 1 : ndim; /* a 0-dim tensor accepts dim 1 / -1, as torch accepts 0 / -1 */
+  if (d >= 1 && d <= n) return (int)d - 1;
+  if (d <= -1 && d >= -n) return n + (int)d;
+  sf_lua_errorf(L, "dim %lld is out of range for a %d-dim Tensor (valid: 1..%d or -%d..-1%s)", (long long)d, ndim, n, n,
+             d == 0 ? "; dims are 1-based" : "");
+  return 0;
+}
+
+static void check_nonneg_shape(lua_State *L, int nd, const int64_t *shape) {
+  for (int i = 0; i < nd; i++)
+    if (shape[i] < 0) sf_lua_errorf(L, "size %d of the shape is %lld; sizes must be >= 0", i + 1, (long long)shape[i]);
+}
+
+/* ---------------------------------------------------------------- creation */
+
+enum { K_ZEROS, K_ONES, K_EMPTY, K_RANDN, K_RAND };
+
+static sf_tensor *create(int kind, int nd, const int64_t *shape, sf_dtype dt, sf_device dev) {
+  switch (kind) {
+    case K_ZEROS: return sf_zeros(nd, shape, dt, dev);
+    case K_ONES: return sf_full(nd, shape, 1.0, dt, dev);
+    case K_EMPTY: return sf_empty(nd, shape, dt, dev);
+    case K_RANDN: return sf_randn(nd, shape, dt, dev);
+    default: return sf_rand(nd, shape, dt, dev);
+  }
+}
+
+static int l_create(lua_State *L, int kind) {
+  int64_t shape[SF_MAX_DIMS];
+  int nd = sf_lua_check_shape(L, 1, shape);
+  check_nonneg_shape(L, nd, shape);
+  sf_dtype dt = SF_F32;
+  sf_device dev = sf_cpu();
+  check_creation_opts(L, after_shape(L, 1, nd), &dt, &dev);
+  if ((kind == K_RANDN || kind == K_RAND) && !sf_dtype_is_float(dt))
+    return sf_lua_errorf(L, "%s needs a floating dtype (f32, bf16, f16), got %s", kind == K_RANDN ? "randn" : "rand",
+                      sf_dtype_name(dt));
+  sf_lua_push_tensor(L, create(kind, nd, shape, dt, dev));
+  return 1;
+}
+static int l_zeros(lua_State *L) { return l_create(L, K_ZEROS); }
+static int l_ones(lua_State *L) { return l_create(L, K_ONES); }
+static int l_empty(lua_State *L) { return l_create(L, K_EMPTY); }
+static int l_randn(lua_State *L) { return l_create(L, K_RANDN); }
+static int l_rand(lua_State *L) { return l_create(L, K_RAND); }
+
+/* dtype torch infers from a Lua scalar: bool, i64 for integers, f32 otherwise */
+static sf_dtype scalar_dtype(lua_State *L, int idx) {
+  if (lua_isboolean(L, idx)) return SF_BOOL;
+  return lua_isinteger(L, idx) ? SF_I64 : SF_F32;
+}
+
+static int l_full(lua_State *L) {
+  int64_t shape[SF_MAX_DIMS];
+  if (!lua_istable(L, 1)) return luaL_argerror(L, 1, "expected a shape table such as {2, 3}");
+  int nd = sf_lua_check_shape(L, 1, shape);
+  check_nonneg_shape(L, nd, shape);
+  double v = sf_lua_check_scalar(L, 2, "full");
+  sf_dtype dt = scalar_dtype(L, 2);
+  sf_device dev = sf_cpu();
+  check_creation_opts(L, 3, &dt, &dev);
+  sf_lua_push_tensor(L, sf_full(nd, shape, v, dt, dev));
+  return 1;
+}
+
+/* zeros_like(t, opts) and friends: shape, dtype and device of t unless opts say otherwise */
+static int l_like(lua_State *L, int kind) {
+  sf_tensor *t = sf_lua_check_tensor(L, 1);
+  sf_dtype dt = t->dtype;
+  sf_device dev = sf_device_of(t);
+  check_creation_opts(L, 2, &dt, &dev);
+  sf_lua_push_tensor(L, create(kind, t->ndim, t->shape, dt, dev));
+  return 1;
+}
+static int l_zeros_like(lua_State *L) { return l_like(L, K_ZEROS); }
+static int l_ones_like(lua_State *L) { return l_like(L, K_ONES); }
+static int l_empty_like(lua_State *L) { return l_like(L, K_EMPTY); }
+static int l_randn_like(lua_State *L) { return l_like(L, K_RANDN); }
+static int l_rand_like(lua_State *L) { return l_like(L, K_RAND); }
+static int l_full_like(lua_State *L) {
+  sf_tensor *t = sf_lua_check_tensor(L, 1);
+  double v = sf_lua_check_scalar(L, 2, "full_like");
+  sf_dtype dt = t->dtype;
+  sf_device dev = sf_device_of(t);
+  check_creation_opts(L, 3, &dt, &dev);
+  sf_lua_push_tensor(L, sf_full(t->ndim, t->shape, v, dt, dev));
+  return 1;
+}
+
+static int l_arange(lua_State *L) {
+  int n = 0, allint = 1;
+  double a[3];
+  while (n < 3 && lua_type(L, n + 1) == LUA_TNUMBER) {
+    a[n] = lua_tonumber(L, n + 1);
+    if (!lua_isinteger(L, n + 1)) allint = 0;
+    n++;
+  }
+  if (n == 0) return luaL_argerror(L, 1, "arange(end), arange(start, end) or arange(start, end, step) expects numbers");
+  double start = n >= 2 ? a[0] : 0, end = n >= 2 ? a[1] : a[0], step = n == 3 ? a[2] : 1;
+  if (step == 0) return sf_lua_errorf(L, "arange: step must be nonzero");
+  if ((end - start) / step > 1e12) return sf_lua_errorf(L, "arange: %g elements are too many", (end - start) / step);
+  sf_dtype dt = allint ? SF_I64 : SF_F32;
+  sf_device dev = sf_cpu();
+  check_creation_opts(L, n + 1, &dt, &dev);
+  sf_lua_push_tensor(L, sf_arange(start, end, step, dt, dev));
+  return 1;
+}
+
+/* ---- sfwb.tensor(nested table) ---- */
+
+typedef struct {
+  int ndim;
+  int64_t shape[SF_MAX_DIMS];
+  int any_float, any_int, any_bool;
+  int path[SF_MAX_DIMS];
+} nest_info;
+
+static void path_str(const nest_info *ni, int depth, char *buf, size_t n) {
+  size_t k = 0;
+  buf[0] = 0;
+  for (int i = 0; i < depth && k < n; i++) k += (size_t)snprintf(buf + k, n - k, "[%d]", ni->path[i]);
+}
+
+/* checks that the nested table at the top of the stack is rectangular and numeric */
+static void scan_nested(lua_State *L, nest_info *ni, int depth) {
+  char p[128];
+  int64_t len = (int64_t)lua_rawlen(L, -1);
+  if (len != ni->shape[depth]) {
+    path_str(ni, depth, p, sizeof p);
+    sf_lua_errorf(L, "sfwb.tensor: ragged nested table: row %s has %lld elements, expected %lld", depth ? p : "(top)",
+               (long long)len, (long long)ni->shape[depth]);
+  }
+  luaL_checkstack(L, 4, "sfwb.tensor: nesting too deep");
+  for (int64_t i = 0; i < len; i++) {
+    ni->path[depth] = (int)(i + 1);
+    int ty = lua_rawgeti(L, -1, (lua_Integer)(i + 1));
+    if (depth + 1 < ni->ndim) {
+      if (ty != LUA_TTABLE) {
+        path_str(ni, depth + 1, p, sizeof p);
+        sf_lua_errorf(L, "sfwb.tensor: element %s is a %s, expected a table (rows must all have the same depth)", p,
+                   lua_typename(L, ty));
+      }
+      scan_nested(L, ni, depth + 1);
+    } else if (ty == LUA_TNUMBER) {
+      if (lua_isinteger(L, -1)) ni->any_int = 1;
+      else ni->any_float = 1;
+    } else if (ty == LUA_TBOOLEAN) {
+      ni->any_bool = 1;
+    } else {
+      path_str(ni, depth + 1, p, sizeof p);
+      sf_lua_errorf(L, "sfwb.tensor: element %s is a %s, expected a number or boolean", p, lua_typename(L, ty));
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* writes the already-checked nested table at the top of the stack; cannot fail */
+static void fill_nested(lua_State *L, const nest_info *ni, int depth, void *data, sf_dtype dt, int64_t *pos) {
+  int64_t len = ni->shape[depth];
+  for (int64_t i = 0; i < len; i++) {
+    lua_rawgeti(L, -1, (lua_Integer)(i + 1));
+    if (depth + 1 < ni->ndim) fill_nested(L, ni, depth + 1, data, dt, pos);
+    else if (lua_isboolean(L, -1)) store_elem(data, dt, (*pos)++, 0, lua_toboolean(L, -1), 1);
+    else if (lua_isinteger(L, -1)) store_elem(data, dt, (*pos)++, 0, lua_tointeger(L, -1), 1);
+    else store_elem(data, dt, (*pos)++, lua_tonumber(L, -1), 0, 0);
+    lua_pop(L, 1);
+  }
+}
+
+static int l_tensor(lua_State *L) {
+  sf_tensor *src = sf_lua_to_tensor(L, 1);
+  if (src) { /* sfwb.tensor(t, opts): a copy, optionally converted */
+    sf_dtype dt = src->dtype;
+    sf_device dev = sf_device_of(src);
+    check_creation_opts(L, 2, &dt, &dev);
+    sf_tensor *c = sf_cast(src, dt);
+    if (!c) return sf_lua_raise(L);
+    sf_tensor *d = sf_to_device(c, dev);
+    sf_release(c);
+    if (!d) return sf_lua_raise(L);
+    sf_tensor *r = sf_clone(d);
+    sf_release(d);
+    sf_lua_push_tensor(L, r);
+    return 1;
+  }
+  nest_info ni;
+  memset(&ni, 0, sizeof ni);
+  int ty = lua_type(L, 1);
+  if (ty == LUA_TNUMBER || ty == LUA_TBOOLEAN) {
+    ni.ndim = 0;
+    if (ty == LUA_TBOOLEAN) ni.any_bool = 1;
+    else if (lua_isinteger(L, 1)) ni.any_int = 1;
+    else ni.any_float = 1;
+  } else if (ty == LUA_TTABLE) {
+    /* the shape follows the first element at each depth; scan_nested then checks every row */
+    int top = lua_gettop(L);
+    lua_pushvalue(L, 1);
+    int depth = 0;
+    for (;;) {
+      if (depth == SF_MAX_DIMS) return sf_lua_errorf(L, "sfwb.tensor: more than %d nested levels", SF_MAX_DIMS);
+      ni.shape[depth++] = (int64_t)lua_rawlen(L, -1);
+      if (ni.shape[depth - 1] == 0 || lua_rawgeti(L, -1, 1) != LUA_TTABLE) break;
+      lua_remove(L, -2);
+    }
+    lua_settop(L, top);
+    ni.ndim = depth;
+    lua_pushvalue(L, 1);
+    scan_nested(L, &ni, 0);
+    lua_pop(L, 1);
+  } else {
+    return luaL_argerror(L, 1, lua_pushfstring(L, "expected a (nested) table of numbers, a number or a Tensor, got %s",
+                                               luaL_typename(L, 1)));
+  }
+  sf_dtype dt = ni.any_float ? SF_F32 : ni.any_int ? SF_I64 : ni.any_bool ? SF_BOOL : SF_F32;
+  sf_device dev = sf_cpu();
+  check_creation_opts(L, 2, &dt, &dev);
+  sf_tensor *t = sf_empty(ni.ndim, ni.shape, dt, sf_cpu());
+  if (!t) return sf_lua_raise(L);
+  int64_t pos = 0;
+  if (ni.ndim == 0) {
+    if (ty == LUA_TBOOLEAN) store_elem(sf_data_ptr(t), dt, 0, 0, lua_toboolean(L, 1), 1);
+    else if (lua_isinteger(L, 1)) store_elem(sf_data_ptr(t), dt, 0, 0, lua_tointeger(L, 1), 1);
+    else store_elem(sf_data_ptr(t), dt, 0, lua_tonumber(L, 1), 0, 0);
+  } else {
+    lua_pushvalue(L, 1);
+    fill_nested(L, &ni, 0, sf_data_ptr(t), dt, &pos);
+    lua_pop(L, 1);
+  }
+  if (dev.type != SF_DEV_CPU) {
+    sf_tensor *d = sf_to_device(t, dev);
+    sf_release(t);
+    t = d;
+  }
+  sf_lua_push_tensor(L, t);
+  return 1;
+}
+
+/* ---------------------------------------------------------------- sfwb.* utilities */
+
+static int l_manual_seed(lua_State *L) {
+  sf_manual_seed((uint64_t)luaL_checkinteger(L, 1));
+  return 0;
+}
+
+static int l_rng_state(lua_State *L) {
+  uint64_t seed, offset;
+  sf_rng_state(&seed, &offset);
+  lua_pushinteger(L, (lua_Integer)seed);
+  lua_pushinteger(L, (lua_Integer)offset);
+  return 2;
+}
+
+static int l_set_rng_state(lua_State *L) {
+  sf_rng_set_state((uint64_t)luaL_checkinteger(L, 1), (uint64_t)luaL_optinteger(L, 2, 0));
+  return 0;
+}
+
+static int l_time(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec);
+  return 1;
+}
+
+static int l_devices(lua_State *L) {
+  char names[64][16];
+  int n = sf_device_list(names, 64);
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_pushstring(L, names[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+static int l_sync(lua_State *L) {
+  if (!lua_isnoneornil(L, 1)) {
+    sf_device dev = check_device_name(L, luaL_checkstring(L, 1));
+    sf_backend *b = sf_backend_for(dev);
+    if (!b) return sf_lua_raise(L);
+    if (b->sync && b->sync(dev)) return sf_lua_raise(L);
+    return 0;
+  }
+  char names[64][16];
+  int n = sf_device_list(names, 64);
+  for (int i = 0; i < n; i++) {
+    sf_device dev;
+    if (sf_device_parse(names[i], &dev)) continue;
+    sf_backend *b = sf_backend_for(dev);
+    if (b && b->sync && b->sync(dev)) return sf_lua_raise(L);
+  }
+  return 0;
+}
+
+static int l_is_tensor(lua_State *L) {
+  lua_pushboolean(L, luaL_testudata(L, 1, SF_TENSOR_MT) != NULL);
+  return 1;
+}
+
+static const luaL_Reg module_funcs[] = {
+    {"tensor", l_tensor},         {"zeros", l_zeros},           {"ones", l_ones},
+    {"empty", l_empty},           {"full", l_full},             {"randn", l_randn},
+    {"rand", l_rand},             {"arange", l_arange},         {"zeros_like", l_zeros_like},
+    {"ones_like", l_ones_like},   {"empty_like", l_empty_like}, {"full_like", l_full_like},
+    {"randn_like", l_randn_like}, {"rand_like", l_rand_like},   {"manual_seed", l_manual_seed},
+    {"rng_state", l_rng_state},   {"set_rng_state", l_set_rng_state}, {"time", l_time},
+    {"devices", l_devices},       {"sync", l_sync},             {"is_tensor", l_is_tensor},
+    {NULL, NULL}};
+
+static const luaL_Reg base_methods[] = {{"free", tensor_free}, {NULL, NULL}};
+
+void sf_lua_register_tensor(lua_State *L) {
+  int sfwb = lua_gettop(L);
+  setup_metatable(L);
+  push_side_table(L, "methods");
+  luaL_setfuncs(L, base_methods, 0);
+  sf_lua_tensor_register_view_methods(L);
+  sf_lua_tensor_register_math_methods(L);
+  sf_lua_tensor_register_print_methods(L);
+  lua_setfield(L, sfwb, "Tensor"); /* sfwb.Tensor: the method table, extensible from Lua */
+  luaL_getmetatable(L, SF_TENSOR_MT);
+  int mt = lua_gettop(L);
+  static const char *const arith[][2] = {{"__add", "add"}, {"__sub", "sub"}, {"__mul", "mul"},
+                                         {"__div", "div"}, {"__unm", "neg"}, {"__pow", "pow"}};
+  for (size_t i = 0; i < sizeof arith / sizeof arith[0]; i++) link_metamethod(L, mt, arith[i][0], arith[i][1]);
+  lua_pop(L, 1);
+  lua_pushvalue(L, sfwb);
+  luaL_setfuncs(L, module_funcs, 0);
+  sf_lua_tensor_register_math_functions(L);
+  lua_settop(L, sfwb);
+}

@@ -1,0 +1,189 @@
+#!/usr/bin/python3
+"""repl_pty.py — drives `sfwb` (the REPL) through a pseudo-terminal: completion, multi-line input,
+auto-print, error-then-continue, Ctrl-C interrupting a loop and at the prompt, history on disk."""
+import os, pty, re, select, signal, sys, tempfile, time
+
+SFWB = sys.argv[1] if len(sys.argv) > 1 else "build/sfwb"
+ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]|\r")
+passed = failed = 0
+
+
+class Repl:
+    def __init__(self, home):
+        env = dict(os.environ, HOME=home, TERM="dumb", SFWB_HISTORY=os.path.join(home, ".sfwb_history"))
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            os.execve(SFWB, [SFWB], env)
+        self.buf = b""
+
+    def send(self, s):
+        os.write(self.fd, s.encode() if isinstance(s, str) else s)
+
+    def read_until(self, pattern, timeout=10.0):
+        """everything up to and including the first match of `pattern` (regex on ANSI-stripped text)"""
+        end = time.time() + timeout
+        while True:
+            text = ANSI.sub(b"", self.buf).decode(errors="replace")
+            m = re.search(pattern, text)
+            if m:
+                # consume the raw buffer up to the match: re-strip progressively
+                self.buf = b""
+                return text[: m.end()]
+            left = end - time.time()
+            if left <= 0:
+                raise AssertionError("timeout waiting for %r; got:\n%s" % (pattern, text))
+            r, _, _ = select.select([self.fd], [], [], left)
+            if r:
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError("sfwb exited while waiting for %r; got:\n%s" % (pattern, text))
+                self.buf += chunk
+
+    def eval(self, line, expect, timeout=10.0):
+        self.send(line + "\n")
+        out = self.read_until(r"sfwb> $", timeout)
+        if not re.search(expect, out):
+            raise AssertionError("after %r expected %r in:\n%s" % (line, expect, out))
+        return out
+
+
+def case(name, fn):
+    global passed, failed
+    try:
+        fn()
+        passed += 1
+        print("ok   " + name)
+    except Exception as e:  # noqa: BLE001 - report every failure and continue
+        failed += 1
+        print("FAIL " + name + "\n" + str(e))
+
+
+home = tempfile.mkdtemp(prefix="sfwb-repl-")
+r = Repl(home)
+case("banner and prompt", lambda: r.read_until(r"sfwb %s*.*\n.*sfwb> $" % ""))
+case("statement then bare expression", lambda: (r.eval("x = 41", r"x = 41"), r.eval("x + 1", r"\n42\n")))
+case("= expression", lambda: r.eval("= x", r"\n41\n"))
+case("several values", lambda: r.eval("1, 'a', nil", r"\n1\ta\tnil\n"))
+
+
+def multiline():
+    r.send("function f(a)\n")
+    r.read_until(r">> $")
+    r.send("  return a * 2\n")
+    r.read_until(r">> $")
+    r.eval("end", r"end")
+    r.eval("f(21)", r"\n42\n")
+
+
+case("multi-line chunk", multiline)
+case("tensor auto-print", lambda: r.eval("sfwb.ones(3)", r"\[1\., 1\., 1\.\]\n\[sfwb.Tensor f32 \[3\] cpu\]"))
+
+
+def error_continue():
+    r.eval("error('boom')", r"boom[\s\S]*stack traceback")
+    r.eval("x", r"\n41\n")
+    r.eval("sfwb.zeros(2, 3) + sfwb.zeros(4)", r"not broadcastable")
+    r.eval("x", r"\n41\n")
+
+
+case("error prints a traceback and the session continues", error_continue)
+case("syntax error", lambda: (r.eval("x = = 1", r"unexpected symbol|syntax"), r.eval("x", r"\n41\n")))
+case("complete sfwb.manu<TAB>", lambda: r.eval("type(sfwb.manu\t)", r"\nfunction\n"))
+case("complete a lazy module sfwb.testi<TAB>", lambda: r.eval("type(sfwb.testi\t)", r"\ntable\n"))
+
+
+def method_completion():
+    r.eval("t = sfwb.zeros(2, 5)", r"")
+    r.eval("t:sh\t()[2]", r"\n5\n")
+    r.eval("t:num\t()", r"\n10\n")
+
+
+case("complete t:sh<TAB> (Tensor methods)", method_completion)
+
+
+def list_completions():
+    r.send("sfwb.ze\t")
+    out = r.read_until(r"zeros_like[\s\S]*sfwb> sfwb\.zeros$")
+    assert "sfwb.zeros" in out or "zeros" in out, out
+    r.send("\x15")  # Ctrl-U: drop the line
+    r.eval("", r"")
+
+
+case("TAB lists ambiguous sfwb.ze* candidates", list_completions)
+case("complete globals", lambda: r.eval("typ\t(1)", r"\nnumber\n"))
+
+
+def interrupt_loop():
+    r.send("while true do end\n")
+    time.sleep(0.5)
+    r.send("\x03")
+    out = r.read_until(r"sfwb> $", 10)
+    assert "interrupted" in out, out
+    r.eval("x", r"\n41\n")
+
+
+case("Ctrl-C interrupts while true do end", interrupt_loop)
+
+
+def interrupt_prompt():
+    r.send("abc")
+    time.sleep(0.2)
+    r.send("\x03")
+    r.read_until(r"sfwb> $")
+    r.eval("x", r"\n41\n")
+
+
+case("Ctrl-C at the prompt discards the line", interrupt_prompt)
+
+
+def interrupt_multiline():
+    r.send("for i = 1, 3 do\n")
+    r.read_until(r">> $")
+    r.send("\x03")
+    r.read_until(r"sfwb> $")
+    r.eval("x", r"\n41\n")
+
+
+case("Ctrl-C inside a multi-line chunk returns to the prompt", interrupt_multiline)
+
+
+def exit_and_history():
+    r.send("\x04")
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        pid, status = os.waitpid(r.pid, os.WNOHANG)
+        if pid:
+            break
+        try:
+            select.select([r.fd], [], [], 0.1)
+            os.read(r.fd, 65536)
+        except OSError:
+            pass
+    else:
+        os.kill(r.pid, signal.SIGKILL)
+        raise AssertionError("sfwb did not exit on Ctrl-D")
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    hist = open(os.path.join(home, ".sfwb_history")).read()
+    assert "x = 41" in hist and "f(21)" in hist, hist
+
+
+case("Ctrl-D exits 0 and history is saved", exit_and_history)
+
+
+def history_recall():
+    r2 = Repl(home)
+    r2.read_until(r"sfwb> $")
+    r2.send("\x1b[A")  # up arrow: the last line of the previous session
+    r2.send("\n")
+    out = r2.read_until(r"sfwb> $")
+    r2.send("\x04")
+    os.waitpid(r2.pid, 0)
+
+
+case("history persists across sessions", history_recall)
+
+print("%d passed, %d failed" % (passed, failed))
+sys.exit(1 if failed else 0)
