@@ -57,7 +57,7 @@ struct sf_pickle {
 #define MEMO_MAX (1u << 24)
 
 static int perr(sf_pickle *p, const char *fmt, const char *arg) {
-  char msg[512];
+  char msg[1024];
   snprintf(msg, sizeof msg, fmt, arg);
   return sf_error("%s: data.pkl: %s (at byte %zu)", p->what, msg, p->pos);
 }
@@ -218,7 +218,7 @@ static int global(sf_pickle *p, const char *mod, const char *name) {
       g->i = i;
       return push(p, g);
     }
-  char full[600];
+  char full[400];
   snprintf(full, sizeof full, "%s.%s", mod, name);
   return perr(p, "unsupported pickle global '%s' (sfwb reads tensors, dicts, lists, tuples, numbers, strings and None only; it never runs code)", full);
 }
@@ -455,7 +455,7 @@ static int run(sf_pickle *p, sf_py **root) {
     if (sf_interrupted()) return sf_error("%s: interrupted", p->what);
     unsigned char op = p->d[p->pos++];
     const unsigned char *a = p->d + p->pos;
-    int64_t iv;
+    int64_t iv = 0;
     uint64_t len;
     sf_py *o, *o2;
     switch (op) {
@@ -484,7 +484,7 @@ static int run(sf_pickle *p, sf_py **root) {
       break;
     case '0': if (!pop(p)) return -1; break;
     case '1': {
-      size_t m;
+      size_t m = 0;
       if (take_mark(p, &m)) return -1;
       p->sp = m;
       break;
@@ -586,7 +586,7 @@ static int run(sf_pickle *p, sf_py **root) {
       if (appends(p, p->sp - 1)) return -1;
       break;
     case 'e': {
-      size_t m;
+      size_t m = 0;
       if (take_mark(p, &m) || appends(p, m)) return -1;
       break;
     }
@@ -595,7 +595,7 @@ static int run(sf_pickle *p, sf_py **root) {
       if (setitems(p, p->sp - 2)) return -1;
       break;
     case 'u': {
-      size_t m;
+      size_t m = 0;
       if (take_mark(p, &m) || setitems(p, m)) return -1;
       break;
     }

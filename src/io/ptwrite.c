@@ -300,7 +300,9 @@ static int zw_finish(zwriter *z) {
   uint64_t cd_off = z->off;
   for (int i = 0; i < z->n; i++) {
     zrec *r = &z->r[i];
-    int zs = r->size >= z->z64_limit, zo = r->lho >= z->z64_limit;
+    /* sizes go to the zip64 field whenever the offset does: miniz (torch's reader) bounds-checks the
+     32-bit offset field against the archive size unless the size fields are zip64 too */
+    int zo = r->lho >= z->z64_limit, zs = r->size >= z->z64_limit || zo;
     size_t nlen = strlen(r->name);
     uint16_t xlen = (zs || zo) ? (uint16_t)(4 + (zs ? 16 : 0) + (zo ? 8 : 0)) : 0;
     sf_buf_u32(&c, 0x02014b50);
