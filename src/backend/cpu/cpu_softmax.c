@@ -22,8 +22,8 @@ static void softmax_row(float *w, int64_t R, int lg) {
   if (lg) {
 #pragma omp simd reduction(+ : s)
     for (int64_t i = 0; i < R; i++) s += sf_cpu_expf(w[i] - m);
-    float lse = m + (float)log(s);
-    for (int64_t i = 0; i < R; i++) w[i] = w[i] - lse;
+    float ls = (float)log(s); /* (x - max) - log(sum), as torch: folding max into lse loses digits */
+    for (int64_t i = 0; i < R; i++) w[i] = (w[i] - m) - ls;
   } else {
     for (int64_t i = 0; i < R; i++) w[i] = sf_cpu_expf(w[i] - m);
 #pragma omp simd reduction(+ : s)
@@ -39,7 +39,7 @@ static void softmax_row_d(double *w, int64_t R, int log_) {
   for (int64_t i = 0; i < R; i++) m = w[i] > m ? w[i] : m;
   if (m == -INFINITY) m = 0.0;
   for (int64_t i = 0; i < R; i++) s += exp(w[i] - m);
-  if (log_) { double lse = m + log(s); for (int64_t i = 0; i < R; i++) w[i] -= lse; }
+  if (log_) { double ls = log(s); for (int64_t i = 0; i < R; i++) w[i] = (w[i] - m) - ls; }
   else for (int64_t i = 0; i < R; i++) w[i] = exp(w[i] - m) / s;
 }
 
