@@ -253,6 +253,7 @@ static int l_linear(lua_State *L) {
 /* the tensors of the list at idx into a GC-owned array (no leak if a check raises) */
 static sf_tensor **check_list(lua_State *L, int idx, int *n, const char *op) {
   luaL_checktype(L, idx, LUA_TTABLE);
+  lua_settop(L, 2); /* optional args keep their slots below the array pushed here */
   int k = (int)lua_rawlen(L, idx);
   if (k == 0) sf_lua_errorf(L, "%s: expected a non-empty list of Tensors", op);
   sf_tensor **ts = (sf_tensor **)lua_newuserdatauv(L, sizeof(sf_tensor *) * (size_t)k, 0);
