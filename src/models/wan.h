@@ -1,0 +1,180 @@
+/* wan.h — the Wan2.1 DiT (bidirectional WanModel and Self-Forcing's CausalWanModel, T2V and I2V):
+ * config, parameters keyed by the original state-dict names, loading, forward, KV and
+ * cross-attention caches, and attention capture. Facts: /work/shared/spec/wan_model_spec.md. */
+#ifndef SF_WAN_H
+#define SF_WAN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sf_wan_config {
+  char model_type[8];          /* "t2v" | "i2v" */
+  int64_t dim, ffn_dim, freq_dim, in_dim, out_dim, num_heads, num_layers, text_dim, text_len;
+  double eps;
+  int64_t clip_dim;            /* i2v: width of the CLIP features (img_emb input), 1280 for the real models */
+  /* CausalWanModel (runtime settings, not in config.json) */
+  bool causal;
+  int64_t local_attn_size;     /* frames, -1 = global */
+  int64_t sink_size;           /* frames */
+  int64_t num_frame_per_block;
+  bool independent_first_frame;
+} sf_wan_config;
+
+/* fills defaults for everything config.json omits (spec 2.2) */
+void sf_wan_config_defaults(sf_wan_config *c);
+/* parse config.json text over defaults; unknown keys are ignored, wrong types are errors */
+int sf_wan_config_parse(sf_wan_config *c, const char *json_text, const char *origin);
+int sf_wan_config_check(const sf_wan_config *c);
+
+typedef struct sf_wan_capture sf_wan_capture;
+
+typedef struct sf_wan_model {
+  int refcount;
+  sf_wan_config cfg;
+  int nparams;
+  char **names;                /* original state-dict names */
+  sf_tensor **params;          /* same order */
+  int *hash;                   /* open addressing over names */
+  int hash_size;
+  sf_dtype dtype;              /* storage dtype of the weights (f32 or bf16) */
+  sf_device device;
+  sf_wan_capture *captures;    /* attached captures (linked) */
+  char provenance[512];        /* where the weights came from (for capture metadata) */
+} sf_wan_model;
+
+/* A model with the config's full parameter set: random init (seeded from the global RNG) or empty
+ * (uninitialised) tensors when `init` is false. dtype f32|bf16. */
+sf_wan_model *sf_wan_new(const sf_wan_config *c, sf_dtype dt, sf_device dev, bool init);
+void sf_wan_free(sf_wan_model *m);   /* drop one reference */
+sf_wan_model *sf_wan_retain(sf_wan_model *m);
+
+/* dir holds config.json + diffusion_pytorch_model*.safetensors (a single file or a sharded index).
+ * `over` supplies the runtime fields (causal, local_attn_size, ...) copied over the parsed config. */
+sf_wan_model *sf_wan_load(const char *dir, const sf_wan_config *over, sf_dtype dt, sf_device dev);
+
+sf_tensor *sf_wan_param(const sf_wan_model *m, const char *name);   /* borrowed; NULL when absent */
+int sf_wan_param_index(const sf_wan_model *m, const char *name);     /* -1 when absent */
+
+/* strip known wrapper prefixes/fragments in place: _fsdp_wrapped_module., _checkpoint_wrapped_module.,
+ * _orig_mod. anywhere, then one leading "model." */
+void sf_wan_strip_name(char *name);
+/* Copy tensors into the parameters (cast to the model's dtype/device). names[i] are stripped first.
+ * strict: one error listing missing, unexpected and mis-shaped keys; non-strict: mis-shaped is still
+ * an error, missing/unexpected are ignored. Nothing changes when an error is returned. */
+int sf_wan_load_tensors(sf_wan_model *m, int n, const char *const *names, sf_tensor *const *ts, bool strict);
+/* Self-Forcing .pt: entries under "generator_ema." (ema) or "generator."; error if file/key missing. */
+int sf_wan_load_checkpoint(sf_wan_model *m, const char *path, bool ema, int *n_loaded, char *key_used, size_t key_n);
+
+sf_wan_model *sf_wan_clone(const sf_wan_model *m);                 /* shares nothing */
+int sf_wan_to(sf_wan_model *m, sf_device dev, sf_dtype dt);         /* convert in place */
+
+/* ---- caches ---- */
+typedef struct sf_wan_kv {
+  int refcount;
+  int num_layers;
+  int64_t batch, heads, head_dim;
+  int64_t capacity_frames;     /* frames the buffer holds */
+  int64_t local_attn_size, sink_size; /* frames; -1 = global */
+  int64_t S;                   /* tokens per frame, fixed at the first write (0 = not yet) */
+  sf_dtype dtype;
+  sf_device device;
+  sf_tensor **k, **v;          /* [B, capacity*S, H, d] per layer, allocated at the first write */
+  int64_t *global_end, *local_end; /* tokens, per layer */
+  int64_t **slot_frame;        /* per layer: absolute frame id of each frame slot (-1 empty) */
+} sf_wan_kv;
+
+typedef struct sf_wan_xcache {
+  int refcount;
+  int num_layers;
+  bool *is_init;
+  sf_tensor **k, **v, **k_img, **v_img;  /* per layer */
+} sf_wan_xcache;
+
+sf_wan_kv *sf_wan_kv_new(const sf_wan_model *m, int64_t batch, int64_t frames, int64_t tokens_per_frame);
+void sf_wan_kv_reset(sf_wan_kv *kv);
+void sf_wan_kv_free(sf_wan_kv *kv);
+sf_wan_xcache *sf_wan_xcache_new(const sf_wan_model *m);
+void sf_wan_xcache_reset(sf_wan_xcache *c);
+void sf_wan_xcache_free(sf_wan_xcache *c);
+
+/* ---- forward ---- */
+typedef struct sf_wan_tag {
+  int64_t chunk, step;         /* -1 = untagged */
+  char pass[16];               /* "" = untagged */
+  double timestep;             /* NAN = untagged */
+} sf_wan_tag;
+
+typedef struct sf_wan_fwd_opts {
+  sf_tensor *clip_fea;         /* [B, n_img, clip_dim] (i2v) */
+  sf_tensor *y;                /* [B, C_y, F, H, W] (i2v), concatenated after x */
+  sf_wan_kv *kv;               /* causal KV path when set */
+  sf_wan_xcache *xcache;       /* optional cross-attention cache */
+  int64_t start_frame;         /* absolute frame of x's first frame (KV path) */
+  sf_wan_tag tag;
+} sf_wan_fwd_opts;
+
+void sf_wan_fwd_opts_init(sf_wan_fwd_opts *o);
+/* x [B, C, F, H, W], t [B] or [B, F], context [B, L<=text_len, text_dim] -> f32 [B, out_dim, F, H, W] */
+sf_tensor *sf_wan_forward(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor *context, const sf_wan_fwd_opts *o);
+
+/* ---- attention capture ---- */
+typedef enum { SF_CAP_LOGITS = 0, SF_CAP_PROBS, SF_CAP_MASS } sf_cap_what;
+typedef enum { SF_CAP_FRAME = 0, SF_CAP_QUERY_MEAN, SF_CAP_NONE } sf_cap_reduce;
+
+typedef struct sf_cap_filter {
+  int64_t *steps; int n_steps;     /* NULL = all */
+  int64_t *chunks; int n_chunks;
+  char passes[4][16]; int n_passes;
+} sf_cap_filter;
+
+typedef struct sf_cap_record sf_cap_record;
+
+struct sf_wan_capture {
+  int refcount;
+  sf_wan_model *model;             /* weak: cleared on remove */
+  sf_wan_capture *next;
+  bool *layers;                    /* [num_layers] */
+  int num_layers;
+  bool cross;
+  sf_cap_what what;
+  sf_cap_reduce reduce;
+  sf_cap_filter where;
+  int64_t tq0, tq1, tk0, tk1;      /* token range for reduce = none */
+  int64_t max_elems;               /* bound on token-level storage */
+  sf_cap_record *records, *last;
+  int64_t n_records;
+};
+
+sf_wan_capture *sf_wan_capture_add(sf_wan_model *m, const bool *layers, bool cross, sf_cap_what what,
+                                   sf_cap_reduce reduce, const sf_cap_filter *where);
+void sf_wan_capture_reset(sf_wan_capture *c);
+void sf_wan_capture_remove(sf_wan_capture *c);
+void sf_wan_capture_free(sf_wan_capture *c);
+
+typedef struct sf_cap_query {
+  int layer;                       /* -1 = the only captured layer */
+  int64_t step, chunk;             /* -1 = any */
+  char pass[16];                   /* "" = any */
+} sf_cap_query;
+
+typedef struct sf_cap_meta {
+  int layer;
+  int64_t n_records;
+  int64_t nq, nk;                  /* result extent (absolute frames / context tokens) */
+  double timestep;                 /* of the first matching record (NAN if none) */
+  int64_t *chunk_of_frame;         /* [nq] chunk that produced each query frame (-1 none); caller frees */
+} sf_cap_meta;
+
+/* the aggregated result: f32 CPU [H, nq, nk] (frame) or [H, nk] (query_mean) or token tensors */
+sf_tensor *sf_wan_capture_result(sf_wan_capture *c, const sf_cap_query *q, sf_cap_meta *meta);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

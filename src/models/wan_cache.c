@@ -1,0 +1,112 @@
+/* wan_cache.c — the per-layer KV cache (Self-Forcing bookkeeping: global_end / local_end, sink, rolling
+ * eviction; spec 3.4) and the cross-attention cache (filled once per prompt; spec 3.5). Sized from the
+ * model config, never from the 1.3B constants (see the Self-Forcing-Plus head/layer mix-up, spec 3.7). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/ops.h"
+#include "models/wan.h"
+
+sf_wan_kv *sf_wan_kv_new(const sf_wan_model *m, int64_t batch, int64_t frames, int64_t tokens_per_frame) {
+  const sf_wan_config *c = &m->cfg;
+  if (!c->causal) return sf_error("wan kv_cache: the model is not causal (load it with causal=true)"), NULL;
+  if (batch < 1) return sf_error("wan kv_cache: batch must be >= 1"), NULL;
+  const int64_t cap = c->local_attn_size != -1 ? c->local_attn_size : frames;
+  if (cap < 1) return sf_error("wan kv_cache: give frames=N (the number of latent frames the global cache holds)"), NULL;
+  sf_wan_kv *kv = calloc(1, sizeof *kv);
+  if (!kv) return sf_error("wan kv_cache: out of memory"), NULL;
+  kv->refcount = 1;
+  kv->num_layers = (int)c->num_layers;
+  kv->batch = batch;
+  kv->heads = c->num_heads;                /* heads, not layers (spec 3.7) */
+  kv->head_dim = c->dim / c->num_heads;
+  kv->capacity_frames = cap;
+  kv->local_attn_size = c->local_attn_size;
+  kv->sink_size = c->sink_size;
+  kv->dtype = m->dtype;
+  kv->device = m->device;
+  const size_t L = (size_t)kv->num_layers;
+  kv->k = calloc(L, sizeof(sf_tensor *));
+  kv->v = calloc(L, sizeof(sf_tensor *));
+  kv->global_end = calloc(L, sizeof(int64_t));
+  kv->local_end = calloc(L, sizeof(int64_t));
+  kv->slot_frame = calloc(L, sizeof(int64_t *));
+  if (!kv->k || !kv->v || !kv->global_end || !kv->local_end || !kv->slot_frame) goto oom;
+  for (size_t i = 0; i < L; i++) {
+    kv->slot_frame[i] = malloc(sizeof(int64_t) * (size_t)cap);
+    if (!kv->slot_frame[i]) goto oom;
+    for (int64_t f = 0; f < cap; f++) kv->slot_frame[i][f] = -1;
+  }
+  if (tokens_per_frame > 0) {
+    kv->S = tokens_per_frame;
+    int64_t shp[4] = {batch, cap * tokens_per_frame, kv->heads, kv->head_dim};
+    for (size_t i = 0; i < L; i++) {
+      kv->k[i] = sf_zeros(4, shp, kv->dtype, kv->device);
+      kv->v[i] = sf_zeros(4, shp, kv->dtype, kv->device);
+      if (!kv->k[i] || !kv->v[i]) {
+        sf_wan_kv_free(kv);
+        return NULL;
+      }
+    }
+  }
+  return kv;
+oom:
+  sf_wan_kv_free(kv);
+  sf_error("wan kv_cache: out of memory");
+  return NULL;
+}
+
+/* a new prompt / video: indices to zero and buffers cleared (as the pipelines' re-allocation) */
+void sf_wan_kv_reset(sf_wan_kv *kv) {
+  for (int i = 0; i < kv->num_layers; i++) {
+    kv->global_end[i] = kv->local_end[i] = 0;
+    for (int64_t f = 0; f < kv->capacity_frames; f++) kv->slot_frame[i][f] = -1;
+    if (kv->k[i]) sf_fill_(kv->k[i], 0.0);
+    if (kv->v[i]) sf_fill_(kv->v[i], 0.0);
+  }
+}
+
+void sf_wan_kv_free(sf_wan_kv *kv) {
+  if (!kv || --kv->refcount > 0) return;
+  for (int i = 0; i < kv->num_layers; i++) {
+    if (kv->k) sf_release(kv->k[i]);
+    if (kv->v) sf_release(kv->v[i]);
+    if (kv->slot_frame) free(kv->slot_frame[i]);
+  }
+  free(kv->k), free(kv->v), free(kv->global_end), free(kv->local_end), free(kv->slot_frame);
+  free(kv);
+}
+
+sf_wan_xcache *sf_wan_xcache_new(const sf_wan_model *m) {
+  sf_wan_xcache *c = calloc(1, sizeof *c);
+  if (!c) return sf_error("wan crossattn_cache: out of memory"), NULL;
+  c->refcount = 1;
+  c->num_layers = (int)m->cfg.num_layers;
+  const size_t L = (size_t)c->num_layers;
+  c->is_init = calloc(L, sizeof(bool));
+  c->k = calloc(L, sizeof(sf_tensor *));
+  c->v = calloc(L, sizeof(sf_tensor *));
+  c->k_img = calloc(L, sizeof(sf_tensor *));
+  c->v_img = calloc(L, sizeof(sf_tensor *));
+  if (!c->is_init || !c->k || !c->v || !c->k_img || !c->v_img) {
+    sf_wan_xcache_free(c);
+    return sf_error("wan crossattn_cache: out of memory"), NULL;
+  }
+  return c;
+}
+
+void sf_wan_xcache_reset(sf_wan_xcache *c) {
+  for (int i = 0; i < c->num_layers; i++) {
+    c->is_init[i] = false;
+    sf_release(c->k[i]), sf_release(c->v[i]), sf_release(c->k_img[i]), sf_release(c->v_img[i]);
+    c->k[i] = c->v[i] = c->k_img[i] = c->v_img[i] = NULL;
+  }
+}
+
+void sf_wan_xcache_free(sf_wan_xcache *c) {
+  if (!c || --c->refcount > 0) return;
+  if (c->k && c->v && c->k_img && c->v_img) sf_wan_xcache_reset(c);
+  free(c->is_init), free(c->k), free(c->v), free(c->k_img), free(c->v_img);
+  free(c);
+}

@@ -1,0 +1,502 @@
+/* wan_forward.c — the Wan DiT forward (spec 1.2-1.9, 3.2-3.4): patch embedding, time/text/image
+ * embeddings, blocks with full / block-causal / KV-cache self-attention, cross-attention (T2V/I2V,
+ * optional cache), head, unpatchify. Built from public ops so autograd can record it. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/nn.h"
+#include "core/ops.h"
+#include "models/wan.h"
+#include "models/wan_internal.h"
+
+#define TRY(x) do { if (!(x)) goto fail; } while (0)
+#define REL(x) do { sf_release(x); (x) = NULL; } while (0)
+
+enum { MODE_FULL = 0, MODE_BLOCK, MODE_KV };
+
+typedef struct fwd {
+  sf_wan_model *m;
+  const sf_wan_fwd_opts *o;
+  int mode;
+  int64_t B, F, Hp, Wp, S, L, D, N, d, f0, Fe, n_img, n_ctx;
+  sf_tensor *e0;        /* [B, Fe, 6, D] */
+  sf_tensor *context;   /* [B, n_ctx, D] or NULL when every layer's cross cache is filled */
+  int64_t *kv_lo, *kv_hi; /* block-causal visibility per query frame (tokens) */
+  int64_t *q_ids;       /* absolute frame of each query frame */
+  int64_t *self_k_ids;  /* full/block: key frame ids */
+  int64_t *ctx_ids;     /* 0..n_ctx-1 */
+} fwd;
+
+void sf_wan_fwd_opts_init(sf_wan_fwd_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->tag.chunk = -1;
+  o->tag.step = -1;
+  o->tag.timestep = NAN;
+}
+
+static sf_tensor *view_n(sf_tensor *t, int n, int64_t a, int64_t b, int64_t c, int64_t d) {
+  int64_t s[4] = {a, b, c, d};
+  return sf_view(t, n, s);
+}
+
+/* t to the model's dtype and device (new reference) */
+static sf_tensor *to_model(const sf_wan_model *m, sf_tensor *t) {
+  sf_tensor *a = sf_to_device(t, m->device);
+  sf_tensor *b = a ? sf_cast(a, m->dtype) : NULL;
+  sf_release(a);
+  return b;
+}
+
+static sf_tensor *lin(const sf_wan_model *m, sf_tensor *x, const char *base, long long i) {
+  char w[128], b[128];
+  snprintf(w, sizeof w, "%s.weight", base);
+  snprintf(b, sizeof b, "%s.bias", base);
+  sf_tensor *W = sf_wan_paramf(m, w, i), *Bb = W ? sf_wan_paramf(m, b, i) : NULL;
+  return Bb ? sf_linear(x, W, Bb) : NULL;
+}
+
+static sf_tensor *unary(sf_unary_op op, sf_tensor *x) {
+  sf_tensor *y = x ? sf_unary(op, x, 0, 0) : NULL;
+  return y;
+}
+
+/* ---- embeddings ---- */
+
+static sf_tensor *time_embeddings(fwd *s, sf_tensor *t, sf_tensor **e_out) {
+  const sf_wan_model *m = s->m;
+  const sf_wan_config *c = &m->cfg;
+  sf_tensor *tc = NULL, *sin_t = NULL, *sin_m = NULL, *h = NULL, *h2 = NULL, *e = NULL, *se = NULL, *e0 = NULL;
+  const int64_t M = s->B * s->Fe, half = c->freq_dim / 2;
+  sf_tensor *t64 = sf_cast(t, SF_F64);
+  TRY(t64);
+  tc = sf_to_device(t64, sf_cpu());
+  REL(t64);
+  TRY(tc);
+  sf_tensor *tcc = sf_contiguous(tc);
+  REL(tc);
+  TRY(tc = tcc);
+  int64_t shp[2] = {M, c->freq_dim};
+  sin_t = sf_empty(2, shp, SF_F64, sf_cpu());
+  TRY(sin_t);
+  const double *tv = sf_data_ptr(tc);
+  double *sv = sf_data_ptr(sin_t);
+  for (int64_t r = 0; r < M; r++)
+    for (int64_t k = 0; k < half; k++) {
+      double ang = tv[r] * pow(10000.0, -(double)k / (double)half);
+      sv[r * c->freq_dim + k] = cos(ang);
+      sv[r * c->freq_dim + half + k] = sin(ang);
+    }
+  TRY(sin_m = to_model(m, sin_t));
+  TRY(h = lin(m, sin_m, "time_embedding.0", 0));
+  TRY(h2 = unary(SF_UN_SILU, h));
+  TRY(e = lin(m, h2, "time_embedding.2", 0));
+  TRY(se = unary(SF_UN_SILU, e));
+  TRY(e0 = lin(m, se, "time_projection.1", 0));
+  sf_tensor *e0v = view_n(e0, 4, s->B, s->Fe, 6, s->D);
+  TRY(e0v);
+  REL(e0);
+  sf_release(tc), sf_release(sin_t), sf_release(sin_m), sf_release(h), sf_release(h2), sf_release(se);
+  *e_out = e;
+  return e0v;
+fail:
+  sf_release(tc), sf_release(sin_t), sf_release(sin_m), sf_release(h), sf_release(h2), sf_release(e), sf_release(se), sf_release(e0);
+  return NULL;
+}
+
+static sf_tensor *layer_norm_p(const sf_wan_model *m, sf_tensor *x, const char *base, double eps) {
+  char w[96], b[96];
+  snprintf(w, sizeof w, "%s.weight", base);
+  snprintf(b, sizeof b, "%s.bias", base);
+  sf_tensor *W = sf_wan_paramf(m, w, 0), *Bb = W ? sf_wan_paramf(m, b, 0) : NULL;
+  return Bb ? sf_layer_norm(x, W, Bb, eps) : NULL;
+}
+
+static sf_tensor *context_embedding(fwd *s, sf_tensor *ctx, sf_tensor *clip) {
+  const sf_wan_model *m = s->m;
+  const sf_wan_config *c = &m->cfg;
+  sf_tensor *cm = NULL, *pad = NULL, *nar = NULL, *a = NULL, *g = NULL, *txt = NULL;
+  sf_tensor *cl = NULL, *i1 = NULL, *i2 = NULL, *i3 = NULL, *i4 = NULL, *i5 = NULL, *img = NULL, *out = NULL;
+  const int64_t Lt = ctx->shape[1];
+  TRY(cm = to_model(m, ctx));
+  int64_t ps[3] = {s->B, c->text_len, c->text_dim};
+  TRY(pad = sf_zeros(3, ps, m->dtype, m->device));
+  TRY(nar = sf_narrow(pad, 1, 0, Lt));
+  if (sf_copy_(nar, cm)) goto fail;
+  TRY(a = lin(m, pad, "text_embedding.0", 0));
+  TRY(g = unary(SF_UN_GELU_TANH, a));
+  TRY(txt = lin(m, g, "text_embedding.2", 0));
+  if (s->n_img > 0) {
+    TRY(cl = to_model(m, clip));
+    TRY(i1 = layer_norm_p(m, cl, "img_emb.proj.0", 1e-5));
+    TRY(i2 = lin(m, i1, "img_emb.proj.1", 0));
+    TRY(i3 = unary(SF_UN_GELU, i2));
+    TRY(i4 = lin(m, i3, "img_emb.proj.3", 0));
+    TRY(img = layer_norm_p(m, i4, "img_emb.proj.4", 1e-5));
+    sf_tensor *parts[2] = {img, txt};
+    TRY(out = sf_cat(parts, 2, 1));
+  } else {
+    out = sf_retain(txt);
+  }
+fail:
+  sf_release(cm), sf_release(pad), sf_release(nar), sf_release(a), sf_release(g), sf_release(txt);
+  sf_release(cl), sf_release(i1), sf_release(i2), sf_release(i3), sf_release(i4), sf_release(i5), sf_release(img);
+  return out;
+}
+
+/* ---- attention helpers ---- */
+
+static sf_tensor *attend(fwd *s, int layer, bool cross, int img, sf_tensor *q, sf_tensor *k, sf_tensor *v,
+                         const int64_t *k_ids, int64_t k_group, const int64_t *lo, const int64_t *hi) {
+  sf_attn_desc desc;
+  memset(&desc, 0, sizeof desc);
+  desc.scale = 1.0 / sqrt((double)s->d);
+  desc.q_group = s->S;
+  desc.kv_lo = lo;
+  desc.kv_hi = hi;
+  sf_cap_call call = {layer, cross, img, s->B, s->N, s->F, k->shape[1] / k_group, s->S, k_group, s->q_ids, k_ids, lo, hi,
+                      s->o->tag.chunk, &s->o->tag};
+  int want = s->m->captures ? sf_wan_capture_begin(s->m, &call, &desc, s->m->device) : 0;
+  if (want < 0) return NULL;
+  sf_tensor *o = sf_attention(q, k, v, &desc, NULL);
+  if (want > 0) {
+    if (!o) {
+      char saved[512];
+      snprintf(saved, sizeof saved, "%s", sf_last_error());
+      sf_wan_capture_end(s->m, &call, &desc);
+      sf_error("%s", saved);
+    } else if (sf_wan_capture_end(s->m, &call, &desc)) {
+      sf_release(o);
+      return NULL;
+    }
+  }
+  return o;
+}
+
+/* Self-Forcing's cache update for one layer (spec 3.4); returns the visible slice [lo, end) as views */
+static int kv_update(fwd *s, int i, sf_tensor *k, sf_tensor *v, sf_tensor **kk, sf_tensor **vv, int64_t **k_ids) {
+  sf_wan_kv *kv = s->o->kv;
+  const int64_t S = s->S, n = s->L, cur_start = s->f0 * S, cur_end = cur_start + n;
+  const int64_t Kc = kv->capacity_frames * S, sink = kv->sink_size * S;
+  int64_t G = kv->global_end[i], Lend = kv->local_end[i], new_end;
+  sf_tensor *kb = kv->k[i], *vb = kv->v[i];
+  int64_t *sf = kv->slot_frame[i];
+  sf_tensor *src = NULL, *dst = NULL, *tmp = NULL;
+  if (kv->local_attn_size != -1 && cur_end > G && Lend + n > Kc) {
+    const int64_t evict = Lend + n - Kc, keep = Lend - evict - sink;
+    if (keep < 0)
+      return sf_error("wan kv cache: cannot evict %lld tokens keeping %lld sink tokens (local_attn_size too small for the chunk)",
+                      (long long)evict, (long long)sink);
+    if (keep > 0) {
+      for (int t = 0; t < 2; t++) {
+        sf_tensor *buf = t ? vb : kb;
+        TRY(src = sf_narrow(buf, 1, sink + evict, keep));
+        TRY(tmp = sf_clone(src)); /* the ranges overlap */
+        TRY(dst = sf_narrow(buf, 1, sink, keep));
+        if (sf_copy_(dst, tmp)) goto fail;
+        REL(src), REL(tmp), REL(dst);
+      }
+      memmove(sf + sink / S, sf + (sink + evict) / S, sizeof(int64_t) * (size_t)(keep / S));
+    }
+    new_end = Lend + (cur_end - G) - evict;
+  } else {
+    new_end = Lend + (cur_end - G);
+  }
+  const int64_t new_start = new_end - n;
+  if (new_start < 0 || new_end > Kc)
+    return sf_error("wan kv cache: writing frames %lld..%lld needs slots [%lld, %lld) but the cache holds %lld frames (%lld tokens); "
+                    "allocate more frames or use local_attn_size",
+                    (long long)s->f0, (long long)(s->f0 + s->F - 1), (long long)new_start, (long long)new_end,
+                    (long long)kv->capacity_frames, (long long)Kc);
+  TRY(dst = sf_narrow(kb, 1, new_start, n));
+  if (sf_copy_(dst, k)) goto fail;
+  REL(dst);
+  TRY(dst = sf_narrow(vb, 1, new_start, n));
+  if (sf_copy_(dst, v)) goto fail;
+  REL(dst);
+  for (int64_t f = 0; f < s->F; f++) sf[new_start / S + f] = s->f0 + f;
+  const int64_t lo = new_end - Kc > 0 ? new_end - Kc : 0; /* max_attention_size = the buffer */
+  kv->global_end[i] = cur_end;
+  kv->local_end[i] = new_end;
+  TRY(*kk = sf_narrow(kb, 1, lo, new_end - lo));
+  TRY(*vv = sf_narrow(vb, 1, lo, new_end - lo));
+  *k_ids = sf + lo / S;
+  return 0;
+fail:
+  sf_release(src), sf_release(dst), sf_release(tmp);
+  return -1;
+}
+
+static sf_tensor *qk_proj(fwd *s, sf_tensor *x, int i, const char *att, const char *which, const char *norm, bool rope) {
+  char base[96], nb[96];
+  snprintf(base, sizeof base, "blocks.%%lld.%s.%s", att, which);
+  snprintf(nb, sizeof nb, "blocks.%%lld.%s.%s.weight", att, norm);
+  sf_tensor *a = lin(s->m, x, base, i), *n = NULL, *v = NULL, *r = NULL;
+  sf_tensor *w = a ? sf_wan_paramf(s->m, nb, i) : NULL;
+  if (w) n = sf_rms_norm(a, w, s->m->cfg.eps);
+  if (n) v = view_n(n, 4, x->shape[0], x->shape[1], s->N, s->d);
+  if (v && rope) r = sf_rope3d(v, s->F, s->Hp, s->Wp, s->f0);
+  else if (v) r = sf_retain(v);
+  sf_release(a), sf_release(n), sf_release(v);
+  return r;
+}
+
+static sf_tensor *self_attention(fwd *s, int i, sf_tensor *h) {
+  sf_tensor *q = NULL, *k = NULL, *v0 = NULL, *v = NULL, *kk = NULL, *vv = NULL, *o = NULL, *ov = NULL, *y = NULL;
+  const int64_t *k_ids = s->self_k_ids;
+  int64_t *kid = NULL;
+  TRY(q = qk_proj(s, h, i, "self_attn", "q", "norm_q", true));
+  TRY(k = qk_proj(s, h, i, "self_attn", "k", "norm_k", true));
+  TRY(v0 = lin(s->m, h, "blocks.%lld.self_attn.v", i));
+  TRY(v = view_n(v0, 4, s->B, s->L, s->N, s->d));
+  if (s->mode == MODE_KV) {
+    if (kv_update(s, i, k, v, &kk, &vv, &kid)) goto fail;
+    k_ids = kid;
+    TRY(o = attend(s, i, false, 0, q, kk, vv, k_ids, s->S, NULL, NULL));
+  } else {
+    TRY(o = attend(s, i, false, 0, q, k, v, k_ids, s->S, s->mode == MODE_BLOCK ? s->kv_lo : NULL,
+                   s->mode == MODE_BLOCK ? s->kv_hi : NULL));
+  }
+  TRY(ov = view_n(o, 3, s->B, s->L, s->D, 0));
+  y = lin(s->m, ov, "blocks.%lld.self_attn.o", i);
+fail:
+  sf_release(q), sf_release(k), sf_release(v0), sf_release(v), sf_release(kk), sf_release(vv), sf_release(o), sf_release(ov);
+  return y;
+}
+
+static sf_tensor *cross_attention(fwd *s, int i, sf_tensor *x) {
+  const sf_wan_config *c = &s->m->cfg;
+  sf_wan_xcache *xc = s->o->xcache;
+  sf_tensor *n3 = NULL, *q = NULL, *k = NULL, *v = NULL, *v0 = NULL, *ct = NULL, *o = NULL, *ki = NULL, *vi = NULL, *vi0 = NULL;
+  sf_tensor *ci = NULL, *oi = NULL, *sum = NULL, *ov = NULL, *y = NULL;
+  char b[64];
+  snprintf(b, sizeof b, "blocks.%d.norm3", i);
+  TRY(n3 = layer_norm_p(s->m, x, b, c->eps));
+  TRY(q = qk_proj(s, n3, i, "cross_attn", "q", "norm_q", false));
+  if (xc && xc->is_init[i]) {
+    k = sf_retain(xc->k[i]), v = sf_retain(xc->v[i]);
+    if (s->n_img) ki = sf_retain(xc->k_img[i]), vi = sf_retain(xc->v_img[i]);
+  } else {
+    TRY(ct = sf_narrow(s->context, 1, s->n_img, c->text_len));
+    TRY(k = qk_proj(s, ct, i, "cross_attn", "k", "norm_k", false));
+    TRY(v0 = lin(s->m, ct, "blocks.%lld.cross_attn.v", i));
+    TRY(v = view_n(v0, 4, s->B, c->text_len, s->N, s->d));
+    if (s->n_img) {
+      TRY(ci = sf_narrow(s->context, 1, 0, s->n_img));
+      TRY(ki = qk_proj(s, ci, i, "cross_attn", "k_img", "norm_k_img", false));
+      REL(v0);
+      TRY(vi0 = lin(s->m, ci, "blocks.%lld.cross_attn.v_img", i));
+      TRY(vi = view_n(vi0, 4, s->B, s->n_img, s->N, s->d));
+    }
+    if (xc) {
+      sf_release(xc->k[i]), sf_release(xc->v[i]), sf_release(xc->k_img[i]), sf_release(xc->v_img[i]);
+      xc->k[i] = sf_retain(k), xc->v[i] = sf_retain(v);
+      xc->k_img[i] = ki ? sf_retain(ki) : NULL, xc->v_img[i] = vi ? sf_retain(vi) : NULL;
+      xc->is_init[i] = true;
+    }
+  }
+  if (k->shape[0] != s->B) {
+    sf_error("wan cross-attention cache holds batch %lld but the input has batch %lld (reset the cache)", (long long)k->shape[0], (long long)s->B);
+    goto fail;
+  }
+  TRY(o = attend(s, i, true, 0, q, k, v, s->ctx_ids + s->n_img, 1, NULL, NULL));
+  if (s->n_img) {
+    TRY(oi = attend(s, i, true, 1, q, ki, vi, s->ctx_ids, 1, NULL, NULL));
+    TRY(sum = sf_add(o, oi));
+  } else {
+    sum = sf_retain(o);
+  }
+  TRY(ov = view_n(sum, 3, s->B, s->L, s->D, 0));
+  y = lin(s->m, ov, "blocks.%lld.cross_attn.o", i);
+fail:
+  sf_release(n3), sf_release(q), sf_release(k), sf_release(v), sf_release(v0), sf_release(ct), sf_release(o), sf_release(ki);
+  sf_release(vi), sf_release(vi0), sf_release(ci), sf_release(oi), sf_release(sum), sf_release(ov);
+  return y;
+}
+
+static sf_tensor *block(fwd *s, int i, sf_tensor *x) {
+  const sf_wan_config *c = &s->m->cfg;
+  sf_tensor *mod = NULL, *modv = NULL, *mm = NULL, *mj[6] = {0}, *n1 = NULL, *h = NULL, *y = NULL, *x1 = NULL, *ca = NULL;
+  sf_tensor *x2 = NULL, *n2 = NULL, *g = NULL, *f1 = NULL, *f2 = NULL, *f3 = NULL, *out = NULL;
+  TRY(mod = sf_wan_paramf(s->m, "blocks.%lld.modulation", i));
+  TRY(modv = view_n(mod, 4, 1, 1, 6, s->D));
+  TRY(mm = sf_add(modv, s->e0));
+  for (int j = 0; j < 6; j++) TRY(mj[j] = sf_select(mm, 2, j));
+  TRY(n1 = sf_layer_norm(x, NULL, NULL, c->eps));
+  TRY(h = sf_modulate(n1, mj[0], mj[1]));
+  TRY(y = self_attention(s, i, h));
+  TRY(x1 = sf_gated_add(x, y, mj[2]));
+  TRY(ca = cross_attention(s, i, x1));
+  TRY(x2 = sf_add(x1, ca));
+  TRY(n2 = sf_layer_norm(x2, NULL, NULL, c->eps));
+  TRY(g = sf_modulate(n2, mj[3], mj[4]));
+  TRY(f1 = lin(s->m, g, "blocks.%lld.ffn.0", i));
+  TRY(f2 = unary(SF_UN_GELU_TANH, f1));
+  TRY(f3 = lin(s->m, f2, "blocks.%lld.ffn.2", i));
+  out = sf_gated_add(x2, f3, mj[5]);
+fail:
+  sf_release(modv), sf_release(mm), sf_release(n1), sf_release(h), sf_release(y), sf_release(x1), sf_release(ca);
+  sf_release(x2), sf_release(n2), sf_release(g), sf_release(f1), sf_release(f2), sf_release(f3);
+  for (int j = 0; j < 6; j++) sf_release(mj[j]);
+  return out;
+}
+
+static int kv_prepare(fwd *s) {
+  sf_wan_kv *kv = s->o->kv;
+  const sf_wan_config *c = &s->m->cfg;
+  if (kv->num_layers != c->num_layers || kv->heads != s->N || kv->head_dim != s->d)
+    return sf_error("wan kv cache was made for %d layers x %lld heads x %lld head dim, the model has %lld x %lld x %lld",
+                    kv->num_layers, (long long)kv->heads, (long long)kv->head_dim, (long long)c->num_layers, (long long)s->N,
+                    (long long)s->d);
+  if (kv->batch != s->B) return sf_error("wan kv cache holds batch %lld, the input has batch %lld", (long long)kv->batch, (long long)s->B);
+  if (!sf_device_eq(kv->device, s->m->device) || kv->dtype != s->m->dtype)
+    return sf_error("wan kv cache dtype/device differ from the model's (make the cache after m:to())");
+  if (kv->S && kv->S != s->S)
+    return sf_error("wan kv cache holds %lld tokens per frame, the input has %lld (reset the cache or make a new one)", (long long)kv->S,
+                    (long long)s->S);
+  if (!kv->S) {
+    kv->S = s->S;
+    int64_t shp[4] = {kv->batch, kv->capacity_frames * s->S, kv->heads, kv->head_dim};
+    for (int i = 0; i < kv->num_layers; i++) {
+      sf_release(kv->k[i]), sf_release(kv->v[i]);
+      kv->k[i] = sf_zeros(4, shp, kv->dtype, kv->device);
+      kv->v[i] = sf_zeros(4, shp, kv->dtype, kv->device);
+      if (!kv->k[i] || !kv->v[i]) return -1;
+    }
+  }
+  return 0;
+}
+
+sf_tensor *sf_wan_forward(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor *ctx, const sf_wan_fwd_opts *opts) {
+  sf_wan_fwd_opts dflt;
+  if (!opts) sf_wan_fwd_opts_init(&dflt), opts = &dflt;
+  const sf_wan_config *c = &m->cfg;
+  char b1[64], b2[64];
+  fwd s;
+  memset(&s, 0, sizeof s);
+  s.m = m, s.o = opts;
+  sf_tensor *xin = NULL, *xm = NULL, *xc = NULL, *xv = NULL, *xp = NULL, *xpc = NULL, *pv = NULL, *pw = NULL, *tok = NULL;
+  sf_tensor *e = NULL, *ev = NULL, *hmod = NULL, *hmv = NULL, *hm = NULL, *sh = NULL, *sc = NULL, *hn = NULL, *hh = NULL;
+  sf_tensor *ho = NULL, *hv = NULL, *hp = NULL, *hc = NULL, *out = NULL, *res = NULL;
+  if (!x || !t || !ctx) return sf_error("wan forward: x, t and context are required"), NULL;
+  if (x->ndim != 5) return sf_error("wan forward: x must be [B, C, F, H, W], got %s", sf_shape_str(x, b1, sizeof b1)), NULL;
+  const bool i2v = !strcmp(c->model_type, "i2v");
+  if (opts->y) {
+    if (opts->y->ndim != 5 || opts->y->shape[0] != x->shape[0] || opts->y->shape[2] != x->shape[2] || opts->y->shape[3] != x->shape[3] ||
+        opts->y->shape[4] != x->shape[4])
+      return sf_error("wan forward: y %s must match x %s in B, F, H, W", sf_shape_str(opts->y, b1, sizeof b1), sf_shape_str(x, b2, sizeof b2)), NULL;
+    sf_tensor *ys = NULL, *parts[2];
+    TRY(xm = to_model(m, x));
+    TRY(ys = to_model(m, opts->y));
+    parts[0] = xm, parts[1] = ys;
+    xin = sf_cat(parts, 2, 1);
+    sf_release(ys);
+    REL(xm);
+    TRY(xin);
+  } else {
+    TRY(xin = to_model(m, x));
+  }
+  s.B = xin->shape[0], s.F = xin->shape[2];
+  if (xin->shape[1] != c->in_dim)
+    { sf_error("wan forward: the model takes %lld input channels (x%s), got %lld", (long long)c->in_dim, i2v ? " + y" : "", (long long)xin->shape[1]); goto fail; }
+  if (xin->shape[3] % 2 || xin->shape[4] % 2) { sf_error("wan forward: latent H, W must be even (1x2x2 patches), got %s", sf_shape_str(x, b1, sizeof b1)); goto fail; }
+  s.Hp = xin->shape[3] / 2, s.Wp = xin->shape[4] / 2, s.S = s.Hp * s.Wp, s.L = s.F * s.S;
+  s.D = c->dim, s.N = c->num_heads, s.d = c->dim / c->num_heads;
+  s.f0 = opts->kv ? opts->start_frame : 0;
+  if (s.f0 < 0) { sf_error("wan forward: negative current_start_frame"); goto fail; }
+  if (s.f0 + s.F > 1024 || s.Hp > 1024 || s.Wp > 1024) { sf_error("wan forward: RoPE positions are limited to 1024 per axis (frames %lld..%lld)", (long long)s.f0, (long long)(s.f0 + s.F - 1)); goto fail; }
+  s.mode = opts->kv ? MODE_KV : (c->causal ? MODE_BLOCK : MODE_FULL);
+  if (opts->kv && !c->causal) { sf_error("wan forward: kv_cache needs a causal model (load with causal=true)"); goto fail; }
+  /* timesteps */
+  if (t->ndim == 1 && t->shape[0] == s.B) s.Fe = 1;
+  else if (t->ndim == 2 && t->shape[0] == s.B && t->shape[1] == s.F) s.Fe = s.F;
+  else { sf_error("wan forward: t must be [B] or [B, F] = [%lld] or [%lld, %lld], got %s", (long long)s.B, (long long)s.B, (long long)s.F, sf_shape_str(t, b1, sizeof b1)); goto fail; }
+  /* context */
+  if (ctx->ndim != 3 || ctx->shape[0] != s.B || ctx->shape[2] != c->text_dim || ctx->shape[1] > c->text_len || ctx->shape[1] < 1)
+    { sf_error("wan forward: context must be [B=%lld, L<=%lld, %lld], got %s", (long long)s.B, (long long)c->text_len, (long long)c->text_dim, sf_shape_str(ctx, b1, sizeof b1)); goto fail; }
+  if (i2v) {
+    sf_tensor *cf = opts->clip_fea;
+    if (!cf) { sf_error("wan forward: an i2v model needs clip_fea [B, n_img, %lld]", (long long)c->clip_dim); goto fail; }
+    if (cf->ndim != 3 || cf->shape[0] != s.B || cf->shape[2] != c->clip_dim || cf->shape[1] < 1)
+      { sf_error("wan forward: clip_fea must be [B=%lld, n_img, %lld], got %s", (long long)s.B, (long long)c->clip_dim, sf_shape_str(cf, b1, sizeof b1)); goto fail; }
+    s.n_img = cf->shape[1];
+  }
+  s.n_ctx = s.n_img + c->text_len;
+  /* ids and block-causal visibility */
+  s.q_ids = malloc(sizeof(int64_t) * (size_t)s.F);
+  s.self_k_ids = malloc(sizeof(int64_t) * (size_t)s.F);
+  s.ctx_ids = malloc(sizeof(int64_t) * (size_t)s.n_ctx);
+  s.kv_lo = malloc(sizeof(int64_t) * (size_t)s.F);
+  s.kv_hi = malloc(sizeof(int64_t) * (size_t)s.F);
+  if (!s.q_ids || !s.self_k_ids || !s.ctx_ids || !s.kv_lo || !s.kv_hi) { sf_error("wan forward: out of memory"); goto fail; }
+  for (int64_t f = 0; f < s.F; f++) {
+    s.q_ids[f] = s.f0 + f, s.self_k_ids[f] = f;
+    const int64_t nb = c->num_frame_per_block;
+    int64_t end = c->independent_first_frame ? (f == 0 ? 1 : 1 + ((f - 1) / nb + 1) * nb) : (f / nb + 1) * nb;
+    if (end > s.F) end = s.F;
+    int64_t lo = c->local_attn_size == -1 ? 0 : end - c->local_attn_size;
+    if (lo < 0) lo = 0;
+    s.kv_lo[f] = lo * s.S, s.kv_hi[f] = end * s.S;
+  }
+  for (int64_t j = 0; j < s.n_ctx; j++) s.ctx_ids[j] = j;
+  if (opts->kv && kv_prepare(&s)) goto fail;
+  if (opts->xcache && opts->xcache->num_layers != c->num_layers) { sf_error("wan forward: crossattn_cache was made for another model"); goto fail; }
+  /* patch embedding: [B,C,F,H,W] -> [B,F,H',W',C,2,2] -> linear over C*4 */
+  TRY(xc = sf_contiguous(xin));
+  {
+    int64_t s7[7] = {s.B, c->in_dim, s.F, s.Hp, 2, s.Wp, 2};
+    int perm[7] = {0, 2, 3, 5, 1, 4, 6};
+    TRY(xv = sf_view(xc, 7, s7));
+    TRY(xp = sf_permute(xv, perm));
+    TRY(xpc = sf_contiguous(xp));
+    int64_t s3[3] = {s.B, s.L, c->in_dim * 4};
+    TRY(pv = sf_view(xpc, 3, s3));
+    sf_tensor *pwt = sf_wan_param(m, "patch_embedding.weight");
+    int64_t s2[2] = {s.D, c->in_dim * 4};
+    TRY(pwt);
+    TRY(pw = sf_reshape(pwt, 2, s2));
+    TRY(tok = sf_linear(pv, pw, sf_wan_param(m, "patch_embedding.bias")));
+  }
+  TRY(s.e0 = time_embeddings(&s, t, &e));
+  {
+    bool need_ctx = !opts->xcache;
+    for (int i = 0; i < c->num_layers && !need_ctx; i++) need_ctx = !opts->xcache->is_init[i];
+    if (need_ctx) TRY(s.context = context_embedding(&s, ctx, opts->clip_fea));
+  }
+  for (int i = 0; i < c->num_layers; i++) {
+    if (sf_interrupted()) { sf_error("wan forward: interrupted"); goto fail; }
+    sf_tensor *nx = block(&s, i, tok);
+    TRY(nx);
+    sf_release(tok);
+    tok = nx;
+  }
+  /* head */
+  TRY(hmod = sf_wan_param(m, "head.modulation"));
+  TRY(hmv = view_n(hmod, 4, 1, 1, 2, s.D));
+  TRY(ev = view_n(e, 4, s.B, s.Fe, 1, s.D));
+  TRY(hm = sf_add(hmv, ev));
+  TRY(sh = sf_select(hm, 2, 0));
+  TRY(sc = sf_select(hm, 2, 1));
+  TRY(hn = sf_layer_norm(tok, NULL, NULL, c->eps));
+  TRY(hh = sf_modulate(hn, sh, sc));
+  TRY(ho = lin(m, hh, "head.head", 0));
+  {
+    int64_t s7[7] = {s.B, s.F, s.Hp, s.Wp, 2, 2, c->out_dim};
+    int perm[7] = {0, 6, 1, 2, 4, 3, 5};
+    TRY(hv = sf_view(ho, 7, s7));
+    TRY(hp = sf_permute(hv, perm));
+    TRY(hc = sf_contiguous(hp));
+    int64_t s5[5] = {s.B, c->out_dim, s.F, 2 * s.Hp, 2 * s.Wp};
+    TRY(out = sf_view(hc, 5, s5));
+    res = sf_cast(out, SF_F32);
+  }
+fail:
+  sf_release(xin), sf_release(xm), sf_release(xc), sf_release(xv), sf_release(xp), sf_release(xpc), sf_release(pv), sf_release(pw);
+  sf_release(tok), sf_release(e), sf_release(ev), sf_release(hmv), sf_release(hm), sf_release(sh), sf_release(sc);
+  sf_release(hn), sf_release(hh), sf_release(ho), sf_release(hv), sf_release(hp), sf_release(hc), sf_release(out);
+  sf_release(s.e0), sf_release(s.context);
+  free(s.q_ids), free(s.self_k_ids), free(s.ctx_ids), free(s.kv_lo), free(s.kv_hi);
+  return res;
+}
