@@ -196,7 +196,9 @@ static int kv_update(fwd *s, int i, sf_tensor *k, sf_tensor *v, sf_tensor **kk, 
         TRY(tmp = sf_clone(src)); /* the ranges overlap */
         TRY(dst = sf_narrow(buf, 1, sink, keep));
         if (sf_copy_(dst, tmp)) goto fail;
-        REL(src), REL(tmp), REL(dst);
+        REL(src);
+        REL(tmp);
+        REL(dst);
       }
       memmove(sf + sink / S, sf + (sink + evict) / S, sizeof(int64_t) * (size_t)(keep / S));
     }

@@ -2,6 +2,9 @@
 #ifndef SF_WAN_INTERNAL_H
 #define SF_WAN_INTERNAL_H
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "backend/nn_ops.h"
 #include "models/wan.h"
 
@@ -41,5 +44,13 @@ typedef struct sf_cap_call {
 int sf_wan_capture_begin(sf_wan_model *m, const sf_cap_call *call, sf_attn_desc *desc, sf_device dev);
 /* files the buffers into each interested capture and releases them */
 int sf_wan_capture_end(sf_wan_model *m, const sf_cap_call *call, sf_attn_desc *desc);
+
+/* strdup is POSIX, not C11 */
+static inline char *wan_strdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
 
 #endif

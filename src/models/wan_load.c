@@ -128,7 +128,7 @@ sf_wan_model *sf_wan_load(const char *dir, const sf_wan_config *over, sf_dtype d
   for (int i = 0; i < n; i++) {
     const sf_sd_entry *e = sf_statedict_entry(sd, i);
     if (e->kind != SF_SD_TENSOR) continue;
-    names[nt] = strdup(e->name);
+    names[nt] = wan_strdup(e->name);
     if (!names[nt]) { sf_error("wan load: out of memory"); goto done; }
     sf_wan_strip_name(names[nt]);
     ndims[nt] = e->ndim;
@@ -172,7 +172,7 @@ int sf_wan_load_tensors(sf_wan_model *m, int n, const char *const *in_names, sf_
   int64_t (*shapes)[SF_MAX_DIMS] = calloc((size_t)n + 1, sizeof *shapes);
   if (!names || !ndims || !shapes) { sf_error("wan load_state_dict: out of memory"); goto done; }
   for (int i = 0; i < n; i++) {
-    names[i] = strdup(in_names[i]);
+    names[i] = wan_strdup(in_names[i]);
     if (!names[i]) { sf_error("wan load_state_dict: out of memory"); goto done; }
     sf_wan_strip_name(names[i]);
     ndims[i] = ts[i]->ndim;

@@ -219,7 +219,7 @@ static sf_wan_model *alloc_model(const sf_wan_config *c, sf_dtype dt, sf_device 
     sf_wan_free(m);
     return sf_error("wan: out of memory"), NULL;
   }
-  for (int i = 0; i < *n; i++) m->names[i] = strdup((*specs)[i].name);
+  for (int i = 0; i < *n; i++) m->names[i] = wan_strdup((*specs)[i].name);
   if (build_hash(m)) {
     sf_wan_free(m);
     return NULL;
