@@ -527,6 +527,8 @@ def run_case(name, seed, out):
     meta.update(case=name, B=B, F=F, H=H, W=W, S=S, causal=causal, calls=calls, num_layers=c.num_layers)
     with open(os.path.join(out, "manifest.lua"), "w") as f:
         f.write("return " + to_lua(meta) + "\n")
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump(meta, f)
 
 
 def to_lua(v):
