@@ -1,0 +1,317 @@
+-- sfwb/recipes/common.lua — what every recipe shares: argument parsing with --help, loading the model
+-- stack (Wan folder, Self-Forcing checkpoint with an explicit EMA choice, T5, VAE), configs, prompts,
+-- provenance records (paths + sha256) and file naming.
+local sfwb = require "sfwb"
+local json = require "sfwb.json"
+
+local M = {}
+
+---------------------------------------------------------------------------------------------------
+-- arguments: spec = {usage=, description=, options={{name, metavar|false, help, default}, ...}}
+-- "--x v", "--x=v", flags (metavar false) and "--no-x" for flags; repeated options with list=true
+function M.parse_args(argv, spec)
+  local opts, pos = {}, {}
+  local byname = {}
+  for _, o in ipairs(spec.options) do
+    byname[o[1]] = o
+    local key = o[1]:gsub("^%-%-", ""):gsub("-", "_")
+    o.key = key
+    if o[4] ~= nil then opts[key] = o[4] end
+  end
+  local function usage()
+    local lines = {"usage: sfwb " .. spec.usage, "", spec.description, "", "options:"}
+    for _, o in ipairs(spec.options) do
+      local left = "  " .. o[1] .. (o[2] and (" " .. o[2]) or "")
+      local d = o[4] ~= nil and o[4] ~= false and string.format(" (default: %s)", tostring(o[4])) or ""
+      lines[#lines + 1] = string.format("%-30s %s%s", left, o[3], d)
+    end
+    lines[#lines + 1] = "  -h, --help                   this help"
+    if spec.epilog then lines[#lines + 1] = "" lines[#lines + 1] = spec.epilog end
+    return table.concat(lines, "\n")
+  end
+  local i = 1
+  argv = argv or {}
+  while i <= #argv do
+    local a = argv[i]
+    if a == "-h" or a == "--help" then
+      print(usage())
+      return nil
+    elseif a:sub(1, 2) == "--" then
+      local name, val = a:match("^(%-%-[^=]+)=(.*)$")
+      name = name or a
+      local o = byname[name]
+      local negated = false
+      if not o and name:sub(1, 5) == "--no-" then
+        o = byname["--" .. name:sub(6)]
+        negated = true
+      end
+      if not o then error(string.format("unknown option %s (see --help)", name), 0) end
+      if o[2] == false then
+        opts[o.key] = not negated
+      else
+        if not val then
+          i = i + 1
+          val = argv[i]
+          if val == nil then error(string.format("option %s needs a value (%s)", name, o[2]), 0) end
+        end
+        if o.number then
+          local n = tonumber(val)
+          if not n then error(string.format("option %s needs a number, got '%s'", name, val), 0) end
+          val = n
+        end
+        if o.list then
+          if type(opts[o.key]) ~= "table" or opts[o.key] == o[4] then opts[o.key] = {} end
+          table.insert(opts[o.key], val)
+        else
+          opts[o.key] = val
+        end
+      end
+    else
+      pos[#pos + 1] = a
+    end
+    i = i + 1
+  end
+  opts._positional = pos
+  opts._usage = usage
+  return opts
+end
+
+-- "0,4" / "0-3,7" / "all" -> list of integers (or "all")
+function M.int_list(s, all_n)
+  if s == nil then return nil end
+  if type(s) == "table" then return s end
+  if s == "all" then
+    if all_n then
+      local r = {}
+      for i = 0, all_n - 1 do r[#r + 1] = i end
+      return r
+    end
+    return "all"
+  end
+  local r = {}
+  for part in tostring(s):gmatch("[^,%s]+") do
+    local a, b = part:match("^(%-?%d+)%-(%d+)$")
+    if a then for i = tonumber(a), tonumber(b) do r[#r + 1] = i end
+    else
+      local n = tonumber(part)
+      if not n then error("expected a list of integers like 0,4 or 0-29, got '" .. s .. "'", 0) end
+      r[#r + 1] = math.tointeger(n) or n
+    end
+  end
+  return r
+end
+
+function M.str_list(s)
+  if type(s) == "table" then return s end
+  local r = {}
+  for part in tostring(s):gmatch("[^,%s]+") do r[#r + 1] = part end
+  return r
+end
+
+---------------------------------------------------------------------------------------------------
+-- files
+function M.exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+function M.mkdir(path) os.execute("mkdir -p '" .. path:gsub("'", "'\\''") .. "'") end
+
+function M.read_lines(path)
+  local f, err = io.open(path, "r")
+  if not f then error("cannot read " .. path .. ": " .. tostring(err), 0) end
+  local r = {}
+  for line in f:lines() do
+    line = line:gsub("%s+$", "")
+    if line ~= "" then r[#r + 1] = line end
+  end
+  f:close()
+  return r
+end
+
+local sha_memo = {}
+-- sha256 of a file, memoised per process (real DiT weights are GBs: hash once per run)
+function M.sha256(path)
+  if not path then return nil end
+  if sha_memo[path] then return sha_memo[path] end
+  local p = io.popen("sha256sum '" .. path:gsub("'", "'\\''") .. "' 2>/dev/null")
+  local out = p and p:read("a") or ""
+  if p then p:close() end
+  local h = out:match("^(%x+)")
+  sha_memo[path] = h
+  return h
+end
+
+-- the DiT weight files of a Wan folder (single file or shards)
+function M.wan_weight_files(dir)
+  local p = io.popen("ls '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null")
+  local r = {}
+  for name in p:lines() do
+    if name:match("^diffusion_pytorch_model.*%.safetensors$") then r[#r + 1] = dir .. "/" .. name end
+  end
+  p:close()
+  table.sort(r)
+  return r
+end
+
+-- a filename-safe stem of a prompt, as inference.py names its videos (first 100 characters)
+function M.prompt_stem(prompt)
+  local s = prompt:sub(1, 100):gsub("[/\\%c]", "_")
+  return s
+end
+
+---------------------------------------------------------------------------------------------------
+-- configs: a YAML merged over default_config.yaml (next to it) as Self-Forcing's scripts do
+function M.load_config(path)
+  if not path then return {} end
+  local dflt = path:gsub("[^/]*$", "") .. "default_config.yaml"
+  if dflt == path or not M.exists(dflt) then dflt = nil end
+  return sfwb.config.load(path, {defaults = dflt})
+end
+
+-- the pipeline settings a config implies (Self-Forcing's keys), with explicit overrides
+function M.pipeline_settings(cfg, over)
+  over = over or {}
+  local mk = cfg.model_kwargs or {}
+  local s = {
+    denoising_step_list = cfg.denoising_step_list or {1000, 750, 500, 250},
+    warp_denoising_step = cfg.warp_denoising_step,
+    num_frame_per_block = cfg.num_frame_per_block or mk.num_frame_per_block or 3,
+    independent_first_frame = cfg.independent_first_frame or false,
+    context_noise = cfg.context_noise or 0,
+    timestep_shift = mk.timestep_shift or cfg.timestep_shift or 5.0,
+    local_attn_size = mk.local_attn_size or -1,
+    sink_size = mk.sink_size or 0,
+  }
+  if s.warp_denoising_step == nil then s.warp_denoising_step = true end
+  for k, v in pairs(over) do s[k] = v end
+  return s
+end
+
+---------------------------------------------------------------------------------------------------
+-- where the weights are: --wan_dir / $SFWB_WAN_DIR (official folder layout), --checkpoint / $SFWB_CKPT
+function M.weights(o)
+  local dir = o.wan_dir or os.getenv("SFWB_WAN_DIR")
+  if not dir then
+    error("no Wan weights: pass --wan_dir DIR or set SFWB_WAN_DIR (run `make demo` for a tiny set)", 0)
+  end
+  local ckpt = o.checkpoint
+  if ckpt == nil and not o.no_checkpoint then ckpt = os.getenv("SFWB_CKPT") end
+  if ckpt == "" or o.no_checkpoint then ckpt = nil end
+  return {
+    wan_dir = dir, checkpoint = ckpt,
+    t5 = o.t5 or (dir .. "/models_t5_umt5-xxl-enc-bf16.pth"),
+    tokenizer = o.tokenizer or (dir .. "/google/umt5-xxl"),
+    vae = o.vae or (dir .. "/Wan2.1_VAE.pth"),
+  }
+end
+
+-- provenance of a generator: base weights, checkpoint and EMA choice, with hashes
+function M.provenance(w, ema, ckinfo)
+  local files = M.wan_weight_files(w.wan_dir)
+  local p = {wan_dir = w.wan_dir, weights = files[1] or w.wan_dir, weights_sha256 = M.sha256(files[1]),
+             checkpoint = w.checkpoint or "", ema = w.checkpoint and (ema and true or false) or false}
+  if w.checkpoint then
+    p.checkpoint_sha256 = M.sha256(w.checkpoint)
+    p.checkpoint_key = (ckinfo and ckinfo.key) or (ema and "generator_ema" or "generator")
+  end
+  return p
+end
+
+-- the generator: causal Wan from the folder, then the checkpoint (an error, never a fallback)
+function M.load_generator(w, s, o)
+  local m = sfwb.wan.load(w.wan_dir, {causal = o.causal ~= false, dtype = o.dtype or "f32", device = o.device or "cpu",
+                                      num_frame_per_block = s.num_frame_per_block,
+                                      independent_first_frame = s.independent_first_frame,
+                                      local_attn_size = s.local_attn_size, sink_size = s.sink_size})
+  local info
+  if w.checkpoint then
+    if not M.exists(w.checkpoint) then error("checkpoint not found: " .. w.checkpoint, 0) end
+    info = m:load_checkpoint(w.checkpoint, {ema = o.ema and true or false})
+  end
+  return m, info
+end
+
+function M.load_text_encoder(w, o)
+  return sfwb.t5.load(w.t5, {tokenizer = w.tokenizer, dtype = o.dtype, device = o.device})
+end
+
+function M.load_vae(w, o)
+  return sfwb.vae.load(w.vae, {dtype = o.dtype, device = o.device})
+end
+
+-- prompts: --prompt (repeatable) and/or --data_path (a .txt file, one prompt a line)
+function M.prompts(o, default)
+  local r = {}
+  if type(o.prompt) == "table" then for _, p in ipairs(o.prompt) do r[#r + 1] = p end
+  elseif o.prompt then r[#r + 1] = o.prompt end
+  if o.data_path then for _, p in ipairs(M.read_lines(o.data_path)) do r[#r + 1] = p end end
+  if #r == 0 and default then r[1] = default end
+  if #r == 0 then error("no prompts: give --prompt \"...\" or --data_path prompts.txt", 0) end
+  return r
+end
+
+function M.now() return os.date("!%Y-%m-%dT%H:%M:%SZ") end
+
+-- a flat string->string table for safetensors metadata (tables become JSON)
+function M.metadata(t)
+  local r = {}
+  for k, v in pairs(t) do
+    if type(v) == "table" then r[k] = json.encode(v)
+    elseif v ~= nil then r[k] = tostring(v) end
+  end
+  return r
+end
+
+-- pixels in [-1, 1] [B, F, 3, H, W] -> one sample's [F, 3, H, W]
+function M.sample_video(video, b) return video:select(1, b or 1):contiguous() end
+
+-- writes one video: mp4 through sfwb.video (ffmpeg) or a PNG folder; returns the path written
+function M.write_video(path, frames, fps)
+  sfwb.video.write(path, frames, {fps = fps or 16})
+  return path
+end
+
+-- a safetensors file of f32 tensors with a __metadata__ record (provenance). Written here rather than
+-- through sfwb.save so the metadata is guaranteed whatever the io layer's options; temp file + rename.
+function M.save_safetensors(path, tensors, meta)
+  local names = {}
+  for k in pairs(tensors) do names[#names + 1] = k end
+  table.sort(names)
+  local header, blobs, off = {}, {}, 0
+  for _, k in ipairs(names) do
+    local t = tensors[k]:float():cpu():contiguous()
+    local n = t:numel()
+    local flat = n > 0 and t:reshape({n}):totable() or {}
+    local parts = {}
+    for i = 1, n, 4096 do
+      parts[#parts + 1] = string.pack("<" .. string.rep("f", math.min(4096, n - i + 1)),
+                                      table.unpack(flat, i, math.min(n, i + 4095)))
+    end
+    local blob = table.concat(parts)
+    header[k] = {dtype = "F32", shape = t:shape(), data_offsets = {off, off + #blob}}
+    blobs[#blobs + 1] = blob
+    off = off + #blob
+  end
+  header.__metadata__ = M.metadata(meta or {})
+  local h = json.encode(header)
+  h = h .. string.rep(" ", (8 - #h % 8) % 8)
+  local tmp = path .. ".tmp"
+  local f = assert(io.open(tmp, "wb"))
+  f:write(string.pack("<I8", #h), h, table.concat(blobs))
+  f:close()
+  assert(os.rename(tmp, path))
+  return path
+end
+
+-- the __metadata__ table of a safetensors file (values are strings, as the format says)
+function M.safetensors_metadata(path)
+  local f = assert(io.open(path, "rb"))
+  local n = string.unpack("<I8", f:read(8))
+  local h = json.decode(f:read(n))
+  f:close()
+  return h.__metadata__ or {}, h
+end
+
+return M

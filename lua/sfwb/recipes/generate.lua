@@ -1,0 +1,111 @@
+-- sfwb/recipes/generate.lua — inference.py's job: config + weights (+ checkpoint, explicit EMA choice),
+-- prompts from a file or the command line, frames, seed; videos as mp4 (or PNG folders), with progress
+-- per block and the real timings at the end.
+local sfwb = require "sfwb"
+local C = require "sfwb.recipes.common"
+local json = require "sfwb.json"
+
+local M = {}
+
+M.spec = {
+  usage = "recipes/generate.lua [options]",
+  description = "Generate videos with the causal Self-Forcing pipeline (as Self-Forcing's inference.py).",
+  options = {
+    {"--config_path", "YAML", "config, merged over default_config.yaml next to it (denoising steps, blocks, shift)"},
+    {"--wan_dir", "DIR", "Wan2.1 folder (config.json, DiT safetensors, T5 .pth, tokenizer, VAE .pth); default $SFWB_WAN_DIR"},
+    {"--checkpoint_path", "PT", "Self-Forcing checkpoint (.pt with generator / generator_ema); default $SFWB_CKPT"},
+    {"--no_checkpoint", false, "use the base Wan weights even when $SFWB_CKPT is set", false},
+    {"--use_ema", false, "load generator_ema instead of generator (an error if the key is missing)", false},
+    {"--prompt", "TEXT", "a prompt (repeatable)", nil},
+    {"--data_path", "TXT", "a prompt file, one prompt a line"},
+    {"--output_folder", "DIR", "where the videos go", "outputs"},
+    {"--num_output_frames", "N", "latent frames of noise (21 -> 81 video frames)", 21},
+    {"--height", "PX", "video height (latent = /8)", 480},
+    {"--width", "PX", "video width (latent = /8)", 832},
+    {"--seed", "N", "seed of the noise", 0},
+    {"--num_samples", "N", "samples per prompt (one batch)", 1},
+    {"--save_with_index", false, "name files {idx}-{k}_{regular|ema}.mp4 instead of by prompt", false},
+    {"--png", false, "write PNG folders instead of mp4", false},
+    {"--fps", "N", "frames per second of the written videos", 16},
+    {"--device", "DEV", "cpu, emu:0, cuda:0", "cpu"},
+    {"--dtype", "DT", "f32 or bf16", "f32"},
+    {"--save_latents", false, "also write the latents as .safetensors", false},
+    {"--quiet", false, "no per-block progress", false},
+  },
+  epilog = "Weights: --wan_dir / $SFWB_WAN_DIR and --checkpoint_path / $SFWB_CKPT (see README, `make demo`).",
+}
+for _, o in ipairs(M.spec.options) do
+  if o[1] == "--prompt" then o.list = true end
+  if ({["--num_output_frames"] = 1, ["--height"] = 1, ["--width"] = 1, ["--seed"] = 1, ["--num_samples"] = 1,
+       ["--fps"] = 1})[o[1]] then o.number = true end
+end
+
+function M.main(argv)
+  local o = C.parse_args(argv, M.spec)
+  if not o then return 0 end
+  local t_start = sfwb.time()
+  o.checkpoint = o.checkpoint_path
+  local w = C.weights(o)
+  local cfg = C.load_config(o.config_path)
+  local s = C.pipeline_settings(cfg)
+  local dev = {device = o.device, dtype = o.dtype, ema = o.use_ema}
+
+  local tl = sfwb.time()
+  local m, ckinfo = C.load_generator(w, s, dev)
+  local t5 = C.load_text_encoder(w, dev)
+  local vae = C.load_vae(w, dev)
+  local t_load = sfwb.time() - tl
+  local prov = C.provenance(w, o.use_ema, ckinfo)
+  print(string.format("weights  %s%s", w.wan_dir, w.checkpoint and string.format("  + %s [%s]", w.checkpoint,
+        prov.checkpoint_key) or "  (base, no checkpoint)"))
+
+  local p = sfwb.pipeline.causal{generator = m, text_encoder = t5, vae = vae,
+                                 denoising_step_list = s.denoising_step_list, warp_denoising_step = s.warp_denoising_step,
+                                 num_frame_per_block = s.num_frame_per_block,
+                                 independent_first_frame = s.independent_first_frame, context_noise = s.context_noise,
+                                 timestep_shift = s.timestep_shift, local_attn_size = s.local_attn_size,
+                                 sink_size = s.sink_size, dtype = o.dtype}
+  print(string.format("pipeline %s", tostring(p)))
+  local prompts = C.prompts(o)
+  C.mkdir(o.output_folder)
+  local outputs, runs = {}, {}
+  local tag = o.use_ema and "ema" or "regular"
+  sfwb.manual_seed(o.seed) -- one seed for the run; noise is drawn per prompt in order, as inference.py
+  for idx, prompt in ipairs(prompts) do
+    local batch = {}
+    for _ = 1, o.num_samples do batch[#batch + 1] = prompt end
+    print(string.format("[%d/%d] %s", idx, #prompts, prompt))
+    local r = p:generate{prompts = batch, num_frames = o.num_output_frames, height = o.height, width = o.width,
+                         progress = not o.quiet}
+    local nvf = r.video:size(2)
+    for k = 1, o.num_samples do
+      local name = o.save_with_index and string.format("%d-%d_%s", idx - 1, k - 1, tag)
+                   or string.format("%s-%d", C.prompt_stem(prompt), k - 1)
+      local path = o.output_folder .. "/" .. name .. (o.png and "" or ".mp4")
+      C.write_video(path, C.sample_video(r.video, k), o.fps)
+      outputs[#outputs + 1] = path
+      if o.save_latents then
+        local lp = o.output_folder .. "/" .. name .. ".latents.safetensors"
+        C.save_safetensors(lp, {latents = r.latents:select(1, k)},
+                           {prompt = prompt, seed = o.seed, sample = k - 1, provenance = prov,
+                            sfwb_version = sfwb.version})
+        outputs[#outputs + 1] = lp
+      end
+    end
+    local tm = r.timings
+    print(string.format("  %d latent frames -> %d video frames: text %.2fs, denoise %.2fs (%.2f latent frames/s), decode %.2fs, total %.2fs",
+                        r.latents:size(2), nvf, tm.text or 0, tm.denoise, r.latents:size(2) / math.max(tm.denoise, 1e-9),
+                        tm.decode or 0, tm.total))
+    runs[#runs + 1] = {prompt = prompt, timings = tm, latent_frames = r.latents:size(2), video_frames = nvf}
+  end
+  local total = sfwb.time() - t_start
+  local summary = {outputs = outputs, runs = runs, load_seconds = t_load, total_seconds = total, provenance = prov,
+                   seed = o.seed, config = o.config_path, settings = s, sfwb_version = sfwb.version}
+  json.write(o.output_folder .. "/generate.json", summary)
+  print(string.format("timings  load %.2fs, total %.2fs for %d prompt(s)", t_load, total, #prompts))
+  for _, f in ipairs(outputs) do print("wrote    " .. f) end
+  print("wrote    " .. o.output_folder .. "/generate.json")
+  return 0, summary
+end
+
+return M
