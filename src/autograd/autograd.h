@@ -135,6 +135,15 @@ sf_tensor *sf_ag_cast(sf_tensor *out, sf_tensor *a);      /* also to_device */
 sf_tensor *sf_ag_identity(sf_tensor *out, sf_tensor *a);  /* clone, contiguous copy */
 sf_tensor *sf_ag_cat(sf_tensor *out, sf_tensor *const *ts, int n, int dim);
 sf_tensor *sf_ag_stack(sf_tensor *out, sf_tensor *const *ts, int n, int dim);
+/* the fused model ops (core/nn.c); lse is the attention's f32 [B, H, Lq] log-sum-exp (required) */
+sf_tensor *sf_ag_layer_norm(sf_tensor *out, sf_tensor *x, sf_tensor *w, sf_tensor *b, double eps);
+sf_tensor *sf_ag_rms_norm(sf_tensor *out, sf_tensor *x, sf_tensor *w, double eps);
+sf_tensor *sf_ag_modulate(sf_tensor *out, sf_tensor *x, sf_tensor *shift, sf_tensor *scale);
+sf_tensor *sf_ag_gated_add(sf_tensor *out, sf_tensor *x, sf_tensor *y, sf_tensor *gate);
+sf_tensor *sf_ag_rope3d(sf_tensor *out, sf_tensor *x, int64_t F, int64_t Hp, int64_t Wp, int64_t f0);
+struct sf_attn_desc;
+sf_tensor *sf_ag_attention(sf_tensor *out, sf_tensor *q, sf_tensor *k, sf_tensor *v, const struct sf_attn_desc *desc,
+                           sf_tensor *lse);
 /* in-place ops call this first: -1 (error) when grad mode is on and dst (or src) takes part in a graph
  * in a way an in-place write would corrupt (a leaf that requires grad, as torch) */
 int sf_ag_check_inplace(sf_tensor *dst, const char *opname);
@@ -151,6 +160,8 @@ typedef struct sf_ckpt_region sf_ckpt_region;
 sf_ckpt_region *sf_checkpoint_begin(int (*recompute)(void *ctx), void *ctx, void (*free_ctx)(void *ctx));
 int sf_checkpoint_end(sf_ckpt_region *r);
 bool sf_checkpoint_active(void);
+/* true while a region is being recomputed for backward (attention capture must not count twice) */
+bool sf_checkpoint_recomputing(void);
 
 /* ---- helpers shared by backward functions ---- */
 void sf_meta_of(const sf_tensor *t, sf_tensor_meta *m);

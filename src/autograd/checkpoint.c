@@ -26,6 +26,8 @@ int sf_checkpoint_end(sf_ckpt_region *r) {
   return 0;
 }
 
+bool sf_checkpoint_recomputing(void) { return sf__ckpt_refill != NULL; }
+
 bool sf_checkpoint_active(void) { return sf__ckpt_forward != NULL || sf__ckpt_refill != NULL; }
 
 void sf__region_release(sf_ckpt_region *r) {

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "autograd/autograd.h"
 #include "backend/backend.h"
 #include "core/error.h"
 #include "core/nn.h"
@@ -45,7 +46,7 @@ static int check_vec(const sf_tensor *x, const sf_tensor *w, int64_t D, const ch
   return 0;
 }
 
-sf_tensor *sf_layer_norm(sf_tensor *x, sf_tensor *w, sf_tensor *b, double eps) {
+static sf_tensor *layer_norm_impl(sf_tensor *x, sf_tensor *w, sf_tensor *b, double eps) {
   if (check_float(x, "layer_norm", "input") || x->ndim < 1) return NULL;
   const int64_t D = x->shape[x->ndim - 1];
   if (check_vec(x, w, D, "layer_norm", "weight") || check_vec(x, b, D, "layer_norm", "bias")) return NULL;
@@ -59,7 +60,7 @@ sf_tensor *sf_layer_norm(sf_tensor *x, sf_tensor *w, sf_tensor *b, double eps) {
   return out;
 }
 
-sf_tensor *sf_rms_norm(sf_tensor *x, sf_tensor *w, double eps) {
+static sf_tensor *rms_norm_impl(sf_tensor *x, sf_tensor *w, double eps) {
   if (check_float(x, "rms_norm", "input") || x->ndim < 1) return NULL;
   const int64_t D = x->shape[x->ndim - 1];
   if (check_vec(x, w, D, "rms_norm", "weight")) return NULL;
@@ -139,10 +140,8 @@ static sf_tensor *frame_op(sf_tensor *x, sf_tensor *a, sf_tensor *b, sf_tensor *
   return out;
 }
 
-sf_tensor *sf_modulate(sf_tensor *x, sf_tensor *shift, sf_tensor *scale) { return frame_op(x, shift, scale, NULL, 0); }
-sf_tensor *sf_gated_add(sf_tensor *x, sf_tensor *y, sf_tensor *gate) { return frame_op(x, y, NULL, gate, 1); }
 
-sf_tensor *sf_rope3d(sf_tensor *x, int64_t F, int64_t Hp, int64_t Wp, int64_t f0) {
+static sf_tensor *rope3d_impl(sf_tensor *x, int64_t F, int64_t Hp, int64_t Wp, int64_t f0) {
   char buf[64];
   if (check_float(x, "rope3d", "input")) return NULL;
   if (x->ndim != 4) return sf_error("rope3d: input must be [B, L, heads, head_dim], got %s", sf_shape_str(x, buf, sizeof buf)), NULL;
@@ -170,7 +169,7 @@ static int check_cap(const sf_tensor *q, const sf_tensor *t, int64_t a, int64_t 
   return check_same_device(q, t, "attention", what);
 }
 
-sf_tensor *sf_attention(sf_tensor *q, sf_tensor *k, sf_tensor *v, const sf_attn_desc *desc, sf_tensor **lse) {
+static sf_tensor *attention_impl(sf_tensor *q, sf_tensor *k, sf_tensor *v, const sf_attn_desc *desc, sf_tensor **lse) {
   char b1[64], b2[64], b3[64];
   if (lse) *lse = NULL;
   if (check_float(q, "attention", "q") || check_float(k, "attention", "k") || check_float(v, "attention", "v")) return NULL;
@@ -224,5 +223,43 @@ sf_tensor *sf_attention(sf_tensor *q, sf_tensor *k, sf_tensor *v, const sf_attn_
     }
   }
   sf_release(l), sf_release(qc), sf_release(kc), sf_release(vc);
+  return out;
+}
+
+/* ---- autograd: each public op runs its implementation with grad mode off, then records one node ---- */
+
+#define SF_AG_OFF bool sf__g = sf_set_grad_enabled(false)
+#define SF_AG_RUN(call) sf_ag_resume(sf__g, (call))
+
+sf_tensor *sf_layer_norm(sf_tensor *x, sf_tensor *w, sf_tensor *b, double eps) {
+  SF_AG_OFF; return sf_ag_layer_norm(SF_AG_RUN(layer_norm_impl(x, w, b, eps)), x, w, b, eps);
+}
+sf_tensor *sf_rms_norm(sf_tensor *x, sf_tensor *w, double eps) {
+  SF_AG_OFF; return sf_ag_rms_norm(SF_AG_RUN(rms_norm_impl(x, w, eps)), x, w, eps);
+}
+sf_tensor *sf_modulate(sf_tensor *x, sf_tensor *shift, sf_tensor *scale) {
+  SF_AG_OFF; return sf_ag_modulate(SF_AG_RUN(frame_op(x, shift, scale, NULL, 0)), x, shift, scale);
+}
+sf_tensor *sf_gated_add(sf_tensor *x, sf_tensor *y, sf_tensor *gate) {
+  SF_AG_OFF; return sf_ag_gated_add(SF_AG_RUN(frame_op(x, y, NULL, gate, 1)), x, y, gate);
+}
+sf_tensor *sf_rope3d(sf_tensor *x, int64_t F, int64_t Hp, int64_t Wp, int64_t f0) {
+  SF_AG_OFF; return sf_ag_rope3d(SF_AG_RUN(rope3d_impl(x, F, Hp, Wp, f0)), x, F, Hp, Wp, f0);
+}
+sf_tensor *sf_attention(sf_tensor *q, sf_tensor *k, sf_tensor *v, const sf_attn_desc *desc, sf_tensor **lse) {
+  sf_tensor *in[3] = {q, k, v}, *l = NULL;
+  bool rec = sf_ag_should_record(in, 3);
+  sf_attn_desc dd;
+  if (desc && sf_checkpoint_recomputing()) { /* a checkpoint recomputation must not capture twice */
+    dd = *desc;
+    dd.cap_logits = dd.cap_probs = dd.tok_logits = dd.tok_probs = NULL;
+    desc = &dd;
+  }
+  if (lse) *lse = NULL;
+  SF_AG_OFF;
+  sf_tensor *out = SF_AG_RUN(attention_impl(q, k, v, desc, (lse || rec) ? &l : NULL));
+  out = sf_ag_attention(out, q, k, v, desc, l);
+  if (lse && out) *lse = l;
+  else sf_release(l);
   return out;
 }

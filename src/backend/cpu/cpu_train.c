@@ -1,0 +1,305 @@
+/* cpu_train.c — the CPU backend's training ops: norm/RoPE/flash-attention backward, AdamW, sum of
+ * squares, EMA (train_ops.h). Attached to sf_cpu_backend at start-up like the nn table. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "backend/cpu/cpu_nn_util.h"
+#include "backend/train_ops.h"
+#include "core/error.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* f64 inputs (gradient checks) keep full precision here; everything else computes in f32/f64 */
+static inline double ldd(const void *p, sf_dtype dt, int64_t i) {
+  return dt == SF_F64 ? ((const double *)p)[i] : (double)sf_nn_ld(p, dt, i);
+}
+static inline void std_(void *p, sf_dtype dt, int64_t i, double v) {
+  if (dt == SF_F64) ((double *)p)[i] = v;
+  else sf_nn_st(p, dt, i, (float)v);
+}
+
+/* per-thread [D] partial sums for dw/db, reduced at the end */
+static int norm_bwd(sf_tensor *dx, sf_tensor *dw, sf_tensor *db, const sf_tensor *dy, const sf_tensor *x,
+                    const sf_tensor *w, double eps, int rms) {
+  const int64_t D = x->shape[x->ndim - 1], R = D ? sf_numel(x) / D : 0;
+  const void *xp = sf_data_ptr(x), *gp = sf_data_ptr(dy), *wp = w ? sf_data_ptr(w) : NULL;
+  void *dxp = dx ? sf_data_ptr(dx) : NULL;
+  int nt = 1;
+#ifdef _OPENMP
+  nt = omp_get_max_threads();
+#endif
+  double *acc = calloc((size_t)nt * 2 * (size_t)D + 1, sizeof(double));
+  double *rowbuf = malloc(sizeof(double) * (size_t)nt * 2 * (size_t)D + 1);
+  if (!acc || !rowbuf) { free(acc); free(rowbuf); return sf_error("norm backward: out of memory"); }
+#pragma omp parallel num_threads(nt) if (R * D > 32768)
+  {
+    int tid = 0;
+#ifdef _OPENMP
+    tid = omp_get_thread_num();
+#endif
+    double *aw = acc + (size_t)tid * 2 * D, *ab = aw + D;
+    double *xh = rowbuf + (size_t)tid * 2 * D, *dh = xh + D;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < R; r++) {
+      double mu = 0, ss = 0;
+      if (!rms) {
+        for (int64_t c = 0; c < D; c++) mu += ldd(xp, x->dtype, r * D + c);
+        mu /= D;
+      }
+      for (int64_t c = 0; c < D; c++) {
+        double v = ldd(xp, x->dtype, r * D + c) - mu;
+        ss += v * v;
+      }
+      /* the forward rounds rstd to f32; so do we (f64 inputs keep it exact) */
+      double rstd = 1.0 / sqrt(ss / D + eps);
+      if (x->dtype != SF_F64) rstd = (float)rstd;
+      double s1 = 0, s2 = 0;
+      for (int64_t c = 0; c < D; c++) {
+        double g = ldd(gp, dy->dtype, r * D + c);
+        xh[c] = (ldd(xp, x->dtype, r * D + c) - (rms ? 0.0 : (x->dtype == SF_F64 ? mu : (float)mu))) * rstd;
+        aw[c] += g * xh[c];
+        ab[c] += g;
+        dh[c] = wp ? g * ldd(wp, w->dtype, c) : g;
+        s1 += dh[c];
+        s2 += dh[c] * xh[c];
+      }
+      if (!dxp) continue;
+      s1 /= D;
+      s2 /= D;
+      for (int64_t c = 0; c < D; c++) std_(dxp, dx->dtype, r * D + c, rstd * (dh[c] - (rms ? 0.0 : s1) - xh[c] * s2));
+    }
+  }
+  for (int t = 1; t < nt; t++)
+    for (int64_t c = 0; c < 2 * D; c++) acc[c] += acc[(size_t)t * 2 * D + c];
+  if (dw) for (int64_t c = 0; c < D; c++) std_(sf_data_ptr(dw), dw->dtype, c, acc[c]);
+  if (db) for (int64_t c = 0; c < D; c++) std_(sf_data_ptr(db), db->dtype, c, acc[D + c]);
+  free(acc);
+  free(rowbuf);
+  return 0;
+}
+
+static int cpu_layer_norm_bwd(sf_tensor *dx, sf_tensor *dw, sf_tensor *db, const sf_tensor *dy, const sf_tensor *x,
+                              const sf_tensor *w, double eps) {
+  return norm_bwd(dx, dw, db, dy, x, w, eps, 0);
+}
+
+static int cpu_rms_norm_bwd(sf_tensor *dx, sf_tensor *dw, const sf_tensor *dy, const sf_tensor *x, const sf_tensor *w,
+                            double eps) {
+  return norm_bwd(dx, dw, NULL, dy, x, w, eps, 1);
+}
+
+/* ---- RoPE: dx = R(-theta) dy per interleaved pair; angles exactly as the forward (f64) ---- */
+
+static double *rope_table(int64_t p0, int64_t n, int64_t dim_axis) {
+  const int64_t half = dim_axis / 2;
+  double *t = malloc(sizeof(double) * 2 * (size_t)(n * half + 1));
+  if (!t) return NULL;
+  for (int64_t p = 0; p < n; p++)
+    for (int64_t j = 0; j < half; j++) {
+      double ang = (double)(p0 + p) * pow(10000.0, -2.0 * (double)j / (double)dim_axis);
+      t[(p * half + j) * 2] = cos(ang);
+      t[(p * half + j) * 2 + 1] = sin(ang);
+    }
+  return t;
+}
+
+static int cpu_rope3d_bwd(sf_tensor *dx, const sf_tensor *dy, int64_t F, int64_t Hp, int64_t Wp, int64_t f0) {
+  const int64_t B = dy->shape[0], L = dy->shape[1], H = dy->shape[2], d = dy->shape[3];
+  const int64_t q6 = d / 6, dt = d - 4 * q6, dh = 2 * q6, ht = dt / 2, hh = dh / 2;
+  double *tt = rope_table(f0, F, dt), *th = rope_table(0, Hp, dh), *tw = rope_table(0, Wp, dh);
+  if (!tt || !th || !tw) { free(tt); free(th); free(tw); return sf_error("rope3d backward: out of memory"); }
+  const char *gp = sf_data_ptr(dy);
+  const size_t es = sf_dtype_size(dy->dtype);
+  void *op = sf_data_ptr(dx);
+#pragma omp parallel for schedule(static) if (B * L * H * d > 32768)
+  for (int64_t bl = 0; bl < B * L; bl++) {
+    const int64_t b = bl / L, n = bl % L;
+    const int64_t f = n / (Hp * Wp), hy = (n / Wp) % Hp, wx = n % Wp;
+    for (int64_t h = 0; h < H; h++) {
+      const void *src = gp + (b * dy->stride[0] + n * dy->stride[1] + h * dy->stride[2]) * (int64_t)es;
+      const int64_t ob = ((b * L + n) * H + h) * d;
+      for (int64_t j = 0; j < d / 2; j++) {
+        const double *cs = j < ht ? &tt[(f * ht + j) * 2] : j < ht + hh ? &th[(hy * hh + (j - ht)) * 2] : &tw[(wx * hh + (j - ht - hh)) * 2];
+        double a = ldd(src, dy->dtype, 2 * j), c = ldd(src, dy->dtype, 2 * j + 1);
+        std_(op, dx->dtype, ob + 2 * j, a * cs[0] + c * cs[1]);
+        std_(op, dx->dtype, ob + 2 * j + 1, -a * cs[1] + c * cs[0]);
+      }
+    }
+  }
+  free(tt); free(th); free(tw);
+  return 0;
+}
+
+/* ---- flash-attention backward ----
+ * Per (batch, head), per tile of TQ queries of one visibility group and tile of TK visible keys:
+ *   S = scale Q K^T, P = exp(S - lse), dV += P^T dO, dP = dO V^T, dS = P (dP - rowsum(dO o O)),
+ *   dQ += scale dS K, dK += scale dS^T Q. Memory: O(TQ x TK) scratch per thread, never Lq x Lk. */
+#define BTQ 64
+#define BTK 256
+
+typedef struct {
+  const sf_tensor *t;
+  int64_t b, h;
+} headref;
+
+static void load_rows(float *dst, const sf_tensor *t, int64_t b, int64_t h, int64_t r0, int64_t n, int64_t d) {
+  const size_t es = sf_dtype_size(t->dtype);
+  for (int64_t i = 0; i < n; i++) {
+    const void *p = (const char *)sf_data_ptr(t) + (b * t->stride[0] + (r0 + i) * t->stride[1] + h * t->stride[2]) * (int64_t)es;
+    for (int64_t c = 0; c < d; c++) dst[i * d + c] = (float)ldd(p, t->dtype, c);
+  }
+}
+
+static int cpu_attention_bwd(sf_tensor *dq, sf_tensor *dk, sf_tensor *dv, const sf_tensor *dout, const sf_tensor *q,
+                             const sf_tensor *k, const sf_tensor *v, const sf_tensor *out, const sf_tensor *lse,
+                             const sf_attn_desc *ds) {
+  const int64_t B = q->shape[0], Lq = q->shape[1], H = q->shape[2], d = q->shape[3], Lk = k->shape[1];
+  const float scale = (float)(ds && ds->scale > 0 ? ds->scale : 1.0 / sqrt((double)d));
+  const int64_t qg = ds && ds->q_group > 0 ? ds->q_group : Lq;
+  const float *lsep = sf_data_ptr(lse);
+  int rc = 0;
+#pragma omp parallel if (B * H > 1)
+  {
+    float *K = malloc(sizeof(float) * (size_t)(Lk * d)), *V = malloc(sizeof(float) * (size_t)(Lk * d));
+    float *dK = calloc((size_t)(Lk * d), sizeof(float)), *dV = calloc((size_t)(Lk * d), sizeof(float));
+    float *Q = malloc(sizeof(float) * BTQ * d), *dO = malloc(sizeof(float) * BTQ * d), *O = malloc(sizeof(float) * BTQ * d);
+    float *dQ = malloc(sizeof(float) * BTQ * d), *P = malloc(sizeof(float) * BTQ * BTK), *dP = malloc(sizeof(float) * BTQ * BTK);
+    float Di[BTQ], Li[BTQ];
+    bool ok = K && V && dK && dV && Q && dO && O && dQ && P && dP;
+    if (!ok) {
+#pragma omp atomic write
+      rc = -1;
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t bh = 0; bh < B * H; bh++) {
+      if (!ok) continue;
+      const int64_t b = bh / H, h = bh % H;
+      load_rows(K, k, b, h, 0, Lk, d);
+      load_rows(V, v, b, h, 0, Lk, d);
+      memset(dK, 0, sizeof(float) * (size_t)(Lk * d));
+      memset(dV, 0, sizeof(float) * (size_t)(Lk * d));
+      for (int64_t g = 0; g * qg < Lq; g++) {
+        const int64_t lo = ds && ds->kv_lo ? ds->kv_lo[g] : 0, hi = ds && ds->kv_hi ? ds->kv_hi[g] : Lk;
+        const int64_t gend = (g + 1) * qg < Lq ? (g + 1) * qg : Lq;
+        for (int64_t r0 = g * qg; r0 < gend; r0 += BTQ) {
+          const int64_t nq = r0 + BTQ <= gend ? BTQ : gend - r0;
+          load_rows(Q, q, b, h, r0, nq, d);
+          load_rows(dO, dout, b, h, r0, nq, d);
+          load_rows(O, out, b, h, r0, nq, d);
+          memset(dQ, 0, sizeof(float) * (size_t)(nq * d));
+          for (int64_t i = 0; i < nq; i++) {
+            float s = 0;
+            for (int64_t c = 0; c < d; c++) s += dO[i * d + c] * O[i * d + c];
+            Di[i] = s;
+            Li[i] = lsep[(b * H + h) * Lq + r0 + i];
+          }
+          for (int64_t k0 = lo; k0 < hi; k0 += BTK) {
+            const int64_t nk = k0 + BTK <= hi ? BTK : hi - k0;
+            /* P = exp(scale Q K^T - lse) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)d, scale, Q, (int)d, K + k0 * d,
+                        (int)d, 0.0f, P, (int)nk);
+            for (int64_t i = 0; i < nq; i++)
+              for (int64_t j = 0; j < nk; j++)
+                P[i * nk + j] = isinf(Li[i]) ? 0.0f : expf(P[i * nk + j] - Li[i]);
+            /* dV += P^T dO */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nk, (int)d, (int)nq, 1.0f, P, (int)nk, dO, (int)d, 1.0f,
+                        dV + k0 * d, (int)d);
+            /* dP = dO V^T; dS = P (dP - D) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)d, 1.0f, dO, (int)d, V + k0 * d,
+                        (int)d, 0.0f, dP, (int)nk);
+            for (int64_t i = 0; i < nq; i++)
+              for (int64_t j = 0; j < nk; j++) dP[i * nk + j] = P[i * nk + j] * (dP[i * nk + j] - Di[i]);
+            /* dQ += scale dS K; dK += scale dS^T Q */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)d, (int)nk, scale, dP, (int)nk, K + k0 * d,
+                        (int)d, 1.0f, dQ, (int)d);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nk, (int)d, (int)nq, scale, dP, (int)nk, Q, (int)d, 1.0f,
+                        dK + k0 * d, (int)d);
+          }
+          if (dq)
+            for (int64_t i = 0; i < nq; i++)
+              for (int64_t c = 0; c < d; c++) std_(sf_data_ptr(dq), dq->dtype, ((b * Lq + r0 + i) * H + h) * d + c, dQ[i * d + c]);
+        }
+      }
+      for (int64_t j = 0; j < Lk; j++)
+        for (int64_t c = 0; c < d; c++) {
+          const int64_t o = ((b * Lk + j) * H + h) * d + c;
+          if (dk) std_(sf_data_ptr(dk), dk->dtype, o, dK[j * d + c]);
+          if (dv) std_(sf_data_ptr(dv), dv->dtype, o, dV[j * d + c]);
+        }
+    }
+    free(K); free(V); free(dK); free(dV); free(Q); free(dO); free(O); free(dQ); free(P); free(dP);
+  }
+  return rc ? sf_error("attention backward: out of memory") : 0;
+}
+
+/* ---- optimizer pieces ---- */
+
+/* torch.optim.AdamW (single-tensor path), op by op in f32 so results match to the last bit where possible:
+ *   p *= 1 - lr wd; m = m b1 + (1 - b1) g; v = v b2 + (1 - b2) g g;
+ *   p += -(lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps) */
+static int cpu_adamw(sf_tensor *param, sf_tensor *master, const sf_tensor *grad, sf_tensor *exp_avg, sf_tensor *exp_avg_sq,
+                     double lr, double beta1, double beta2, double eps, double weight_decay, double bc1, double bc2) {
+  const int64_t n = sf_numel(param);
+  sf_tensor *w = master ? master : param;
+  const float decay = (float)(1.0 - lr * weight_decay), b1 = (float)beta1, b2 = (float)beta2;
+  const float a1 = (float)(1.0 - beta1), a2 = (float)(1.0 - beta2);
+  const float step_size = (float)(lr / bc1), bc2s = (float)sqrt(bc2), fe = (float)eps;
+  float *m = sf_data_ptr(exp_avg), *v = sf_data_ptr(exp_avg_sq);
+  const void *gp = sf_data_ptr(grad);
+  void *wp = sf_data_ptr(w), *pp = sf_data_ptr(param);
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i++) {
+    float g = sf_nn_ld(gp, grad->dtype, i);
+    float p = sf_nn_ld(wp, w->dtype, i) * decay;
+    float mi = m[i] * b1 + a1 * g;
+    float vi = v[i] * b2 + a2 * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    float denom = sqrtf(vi) / bc2s + fe;
+    p = p + (-step_size) * (mi / denom);
+    sf_nn_st(wp, w->dtype, i, p);
+    if (master) sf_nn_st(pp, param->dtype, i, p);
+  }
+  return 0;
+}
+
+static int cpu_sum_sq(const sf_tensor *t, double *out) {
+  const int64_t n = sf_numel(t);
+  const void *p = sf_data_ptr(t);
+  double s = 0;
+#pragma omp parallel for reduction(+ : s) schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i++) {
+    double v = ldd(p, t->dtype, i);
+    s += v * v;
+  }
+  *out = s;
+  return 0;
+}
+
+static int cpu_ema(sf_tensor *shadow, const sf_tensor *param, double decay) {
+  const int64_t n = sf_numel(shadow);
+  float *s = sf_data_ptr(shadow);
+  const void *p = sf_data_ptr(param);
+  const float d = (float)decay, a = (float)(1.0 - decay);
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i++) s[i] = s[i] * d + a * sf_nn_ld(p, param->dtype, i); /* mul_(d).add_(p, alpha=1-d) */
+  return 0;
+}
+
+const sf_train_ops sf_cpu_train_ops = {
+  .layer_norm_bwd = cpu_layer_norm_bwd,
+  .rms_norm_bwd = cpu_rms_norm_bwd,
+  .rope3d_bwd = cpu_rope3d_bwd,
+  .attention_bwd = cpu_attention_bwd,
+  .adamw = cpu_adamw,
+  .sum_sq = cpu_sum_sq,
+  .ema = cpu_ema,
+};
+
+__attribute__((constructor)) static void sf_cpu_train_attach(void) {
+  if (!sf_cpu_backend.train) sf_cpu_backend.train = &sf_cpu_train_ops;
+}
