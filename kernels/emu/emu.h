@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include <cmath>
+#include <math.h> /* libstdc++: brings the float overloads (exp(float), ...) into the global namespace, as CUDA has */
 #include <cstdlib>
 #include <tuple>
 #include <type_traits>

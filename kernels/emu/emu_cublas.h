@@ -1,0 +1,33 @@
+/* emu_cublas.h — the cuBLAS subset the CUDA backend uses, emulated on the CPU with cuBLAS semantics
+ * (column-major, op(A)/op(B), lda/ldb/ldc, strided batches with stride 0 allowed, f32 accumulation of
+ * bf16/f16 inputs, TF32 input rounding for CUBLAS_COMPUTE_32F_FAST_TF32). */
+#ifndef SF_EMU_CUBLAS_H
+#define SF_EMU_CUBLAS_H
+
+#include "emu/emu.h"
+
+typedef enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_NOT_INITIALIZED = 1, CUBLAS_STATUS_ALLOC_FAILED = 3,
+               CUBLAS_STATUS_INVALID_VALUE = 7, CUBLAS_STATUS_EXECUTION_FAILED = 13, CUBLAS_STATUS_NOT_SUPPORTED = 15 } cublasStatus_t;
+typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1, CUBLAS_OP_C = 2 } cublasOperation_t;
+typedef enum { CUDA_R_32F = 0, CUDA_R_64F = 1, CUDA_R_16F = 2, CUDA_R_16BF = 14 } cudaDataType;
+typedef enum { CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_FAST_TF32 = 77, CUBLAS_COMPUTE_64F = 70 } cublasComputeType_t;
+typedef enum { CUBLAS_GEMM_DEFAULT = -1 } cublasGemmAlgo_t;
+typedef struct sf_emu_cublas *cublasHandle_t;
+
+#define cublasCreate sf_emu_cublasCreate
+#define cublasDestroy sf_emu_cublasDestroy
+#define cublasSetStream sf_emu_cublasSetStream
+#define cublasGemmStridedBatchedEx sf_emu_cublasGemmStridedBatchedEx
+
+extern "C" {
+cublasStatus_t sf_emu_cublasCreate(cublasHandle_t *h);
+cublasStatus_t sf_emu_cublasDestroy(cublasHandle_t h);
+cublasStatus_t sf_emu_cublasSetStream(cublasHandle_t h, cudaStream_t s);
+cublasStatus_t sf_emu_cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                                                 int n, int k, const void *alpha, const void *A, cudaDataType at,
+                                                 int lda, long long sa, const void *B, cudaDataType bt, int ldb,
+                                                 long long sb, const void *beta, void *C, cudaDataType ct, int ldc,
+                                                 long long sc, int batch, cublasComputeType_t comp, cublasGemmAlgo_t algo);
+}
+
+#endif

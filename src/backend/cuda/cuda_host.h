@@ -1,0 +1,48 @@
+/* cuda_host.h — internals shared by the CUDA backend's host files (compiled once for `cuda` with the CUDA
+ * runtime and once for `emu` with kernels/emu/emu.h): per-device state, the device guard, the caching
+ * allocator and the GEMM entry. Everything lives in SF_CUDA_NS. */
+#ifndef SF_CUDA_HOST_H
+#define SF_CUDA_HOST_H
+
+#include "backend/backend.h"
+#include "backend/cuda/gpu_api.h"
+#include "sf_kernels.h"
+
+#ifdef SF_EMU
+#include "emu/emu_cublas.h"
+#else
+#include <cublas_v2.h>
+#endif
+
+namespace SF_CUDA_NS {
+
+#define SF_GPU_MAX_DEVICES 16
+
+struct sf_dev_state {
+  bool ready;
+  cudaStream_t stream;
+  cublasHandle_t blas;
+};
+
+/* makes dev current for this thread (and initializes its stream/handles once); -1 + sf_error on failure */
+int sf_dev_enter(int index);
+sf_dev_state *sf_dev_current(void);
+int sf_dev_count(void);
+const char *sf_dev_prefix(void); /* "cuda" or "emu", for messages */
+
+/* caching allocator (cuda_alloc.cc) */
+void *sf_alloc_get(int index, size_t nbytes);
+void sf_alloc_put(int index, void *p);
+int sf_alloc_stats(int index, sf_gpu_mem_stats *out);
+int sf_alloc_empty_cache(int index);
+int sf_alloc_reset_peak(int index);
+
+/* out[B,M,N] = a[B,M,K] b[B,K,N] (cuda_gemm.cc) */
+int sf_gemm(sf_tensor *out, const sf_tensor *a, const sf_tensor *b);
+
+/* device collectives (cuda_nccl.cc) */
+extern const sf_gpu_ext sf_gpu_services;
+
+} // namespace SF_CUDA_NS
+
+#endif

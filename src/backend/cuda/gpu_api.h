@@ -1,0 +1,50 @@
+/* gpu_api.h — device-level services of the CUDA backend beyond the op table, for `cuda:N` and `emu:N`
+ * alike: caching-allocator statistics, emptying the cache, synchronizing, and device collectives
+ * (NCCL, or the emulated NCCL among emu devices) used by sfwb.dist. Plain C interface. */
+#ifndef SF_GPU_API_H
+#define SF_GPU_API_H
+
+#include <stddef.h>
+
+#include "core/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+  size_t allocated; /* bytes in live blocks (rounded to size classes) */
+  size_t reserved;  /* allocated + cached free blocks */
+  size_t peak;      /* max of allocated since start (or reset) */
+  size_t cached_blocks;
+} sf_gpu_mem_stats;
+
+typedef enum { SF_DIST_SUM = 0, SF_DIST_PROD, SF_DIST_MAX, SF_DIST_MIN, SF_DIST_AVG } sf_dist_op;
+
+/* one communicator: a rank's view of a group of devices */
+typedef struct sf_gpu_comm sf_gpu_comm;
+
+typedef struct sf_gpu_ext {
+  int (*memory)(int index, sf_gpu_mem_stats *out);
+  int (*empty_cache)(int index);
+  int (*reset_peak)(int index);
+  int (*synchronize)(int index);
+  /* collectives on contiguous device buffers of `count` elements of dtype dt (count is per rank's
+   * input for reduce_scatter: recv holds count elements, send count*nranks; all_gather: send holds
+   * count, recv count*nranks) */
+  int (*comm_unique_id)(void *id128);          /* 128 bytes, to broadcast to every rank */
+  sf_gpu_comm *(*comm_init)(const void *id128, int nranks, int rank, int index);
+  void (*comm_free)(sf_gpu_comm *c);
+  int (*all_reduce)(sf_gpu_comm *c, const void *send, void *recv, size_t count, sf_dtype dt, sf_dist_op op);
+  int (*reduce_scatter)(sf_gpu_comm *c, const void *send, void *recv, size_t count, sf_dtype dt, sf_dist_op op);
+  int (*all_gather)(sf_gpu_comm *c, const void *send, void *recv, size_t count, sf_dtype dt);
+  int (*broadcast)(sf_gpu_comm *c, const void *send, void *recv, size_t count, sf_dtype dt, int root);
+} sf_gpu_ext;
+
+void sf_gpu_register(sf_devtype type, const sf_gpu_ext *ext);
+const sf_gpu_ext *sf_gpu_ext_for(sf_devtype type); /* NULL + sf_error when absent */
+
+#ifdef __cplusplus
+}
+#endif
+#endif
