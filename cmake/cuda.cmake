@@ -17,7 +17,7 @@ foreach(src ${SF_KERNEL_SOURCES} ${SF_CUDA_HOST_SOURCES})
   list(APPEND SF_EMU_WRAPPERS ${w})
 endforeach()
 set_source_files_properties(${SF_EMU_WRAPPERS} PROPERTIES
-  COMPILE_OPTIONS "-include;${SF_CU_DIR}/kernels/emu/emu.h"
+  COMPILE_OPTIONS "-include;${SF_CU_DIR}/kernels/emu/emu.h;-Wno-unknown-pragmas"
   COMPILE_DEFINITIONS "SF_EMU=1")
 target_sources(sfwb_lib PRIVATE ${SF_EMU_WRAPPERS}
   ${SF_CU_DIR}/kernels/emu/emu_runtime.cc ${SF_CU_DIR}/kernels/emu/emu_cublas.cc ${SF_CU_DIR}/kernels/emu/emu_nccl.cc

@@ -53,8 +53,8 @@ int sf_gemm(sf_tensor *out, const sf_tensor *a, const sf_tensor *b) {
   if (M > INT32_MAX || N > INT32_MAX || K > INT32_MAX || B > INT32_MAX) return sf_error("matmul: dims beyond 2^31 are not supported by cuBLAS");
   sf_tensor *ac = NULL, *bc = NULL;
   /* C^T (N x M col-major) = op(B) (N x K) * op(A) (K x M) */
-  cublasOperation_t opa, opb;
-  int64_t lda, ldb;
+  cublasOperation_t opa = CUBLAS_OP_N, opb = CUBLAS_OP_N;
+  int64_t lda = 1, ldb = 1;
   if (!gemm_layout(K, N, b->stride[1], b->stride[2], &opb, &ldb)) {
     if (!(bc = dense_copy(b))) return -1;
     b = bc;
