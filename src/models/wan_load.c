@@ -113,7 +113,20 @@ sf_wan_model *sf_wan_load(const char *dir, const sf_wan_config *over, sf_dtype d
     c.causal = over->causal, c.local_attn_size = over->local_attn_size, c.sink_size = over->sink_size;
     c.num_frame_per_block = over->num_frame_per_block, c.independent_first_frame = over->independent_first_frame;
   }
-  sf_statedict *sd = sf_statedict_open(dir);
+  /* the official names first (a folder may hold other files), then whatever the folder has */
+  static const char *cands[] = {"diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.safetensors"};
+  snprintf(path, sizeof path, "%s", dir);
+  for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) {
+    char p2[4096];
+    snprintf(p2, sizeof p2, "%s/%s", dir, cands[i]);
+    FILE *f = fopen(p2, "rb");
+    if (f) {
+      fclose(f);
+      snprintf(path, sizeof path, "%s", p2);
+      break;
+    }
+  }
+  sf_statedict *sd = sf_statedict_open(path);
   if (!sd) return NULL;
   /* i2v: the CLIP width comes from the weights */
   const sf_sd_entry *ce = sf_statedict_find(sd, "img_emb.proj.0.weight");

@@ -1,0 +1,166 @@
+-- test_wan.lua — the Lua surface of the Wan DiT (API.md "Wan models", "Attention capture") against the
+-- PyTorch transcription tests/ref/wan_ref.py: loading a model folder, forward with I2V/causal/KV
+-- options, cache bookkeeping, captures with tag filters, checkpoints (.pt, EMA, prefixes), clone, bf16.
+local T = require "sfwb.testing"
+
+local function ref(case)
+  local dir = T.tmpdir("wan-" .. case)
+  local ok = os.execute(string.format("%s tests/ref/wan_ref.py %s '%s'", T.python, case, dir))
+  assert(ok, "reference script failed for " .. case)
+  return dir, dofile(dir .. "/manifest.lua"), sfwb.load(dir .. "/data.safetensors")
+end
+
+local function causal_opts(man, extra)
+  local o = {causal = true}
+  for k, v in pairs(man.causal) do o[k] = v end
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return o
+end
+
+T.case("bidirectional i2v: load folder, forward with clip_fea and y", function()
+  local dir, man, d = ref("i2v_bidir")
+  local m = sfwb.wan.load(dir)
+  T.eq(m.config.model_type, "i2v")
+  T.eq(m.config.in_dim, 36)
+  T.eq(m.config.num_layers, 2)
+  local c = man.calls[1]
+  local out = m:forward(d[c.x], d[c.t], d.context, {clip_fea = d.clip_fea, y = d.y})
+  T.eq(out:dtype(), "f32")
+  T.close(out, d[c.out], 1e-4, "i2v output")
+  -- missing clip features is an error naming them
+  T.raises(function() m:forward(d[c.x], d[c.t], d.context, {y = d.y}) end, "clip_fea")
+  -- bf16 weights stay within bf16 tolerance
+  local mb = m:clone():to("bf16")
+  T.eq(mb.config.dtype, "bf16")
+  T.close(mb:forward(d[c.x], d[c.t], d.context, {clip_fea = d.clip_fea, y = d.y}), d[c.out], 5e-2, "bf16 output")
+  -- the clone shares nothing: the f32 model is unchanged
+  T.close(m:forward(d[c.x], d[c.t], d.context, {clip_fea = d.clip_fea, y = d.y}), d[c.out], 1e-4, "after clone")
+end)
+
+T.case("causal training path with an independent first frame; capture NaN where unseen", function()
+  local dir, man, d = ref("train_indep")
+  local m = sfwb.wan.load(dir, causal_opts(man))
+  local cap = m:capture_attention{layers = "all", attn = "self", what = "logits", reduce = "frame"}
+  local c = man.calls[1]
+  local out = m:forward(d[c.x], d[c.t], d.context)
+  T.close(out, d[c.out], 1e-4, "block-causal output")
+  for L = 0, 1 do
+    local A, meta = cap:result{layer = L}
+    local R = d["c0_L" .. L .. "_self_logits"]
+    T.eq(A:size(1), 2)
+    T.eq(A:size(2), man.F)
+    -- NaN pattern: frame 0 sees only itself; NaN never becomes 0
+    local a = A:totable()
+    T.check(a[1][1][2] ~= a[1][1][2], "frame 0 -> frame 1 must be NaN")
+    T.check(a[1][2][1] == a[1][2][1], "frame 1 -> frame 0 must be finite")
+    local r = R:totable()
+    local diff = 0
+    for h = 1, #a do for i = 1, #a[h] do for j = 1, #a[h][i] do
+      local x, y = a[h][i][j], r[h][i][j]
+      T.check((x ~= x) == (y ~= y), "NaN positions differ")
+      if x == x then diff = math.max(diff, math.abs(x - y)) end
+    end end end
+    T.check(diff < 1e-4, "capture logits differ by " .. diff)
+    T.eq(meta.layer, L)
+  end
+  cap:reset()
+  T.raises(function() cap:result{layer = 0} end, "matched")
+  cap:remove()
+  m:forward(d[c.x], d[c.t], d.context)
+  T.eq(cap.n_calls, 0)
+end)
+
+T.case("KV cache window + sink: bookkeeping, outputs, tag-filtered captures", function()
+  local dir, man, d = ref("kv_b2")
+  local m = sfwb.wan.load(dir, causal_opts(man))
+  local kv = m:kv_cache{batch = man.B, frames = man.F}
+  local ca = m:crossattn_cache{batch = man.B}
+  local cap = m:capture_attention{layers = {1}, what = "mass", where = {steps = {1}, passes = {"denoise"}}}
+  for i, c in ipairs(man.calls) do
+    local out = m:forward(d[c.x], d[c.t], d.context, {kv_cache = kv, crossattn_cache = ca, current_start_frame = c.start,
+      tag = {chunk = c.chunk, step = c.step, pass = c.pass, timestep = d[c.t]:totable()[1][1]}})
+    T.close(out, d[c.out], 1e-4, "call " .. i)
+    T.eq(kv.global_end, c.global_end, "global_end after call " .. i)
+    T.eq(kv.local_end, c.local_end, "local_end after call " .. i)
+  end
+  -- the window keeps the sink frame and the newest ones
+  local l0 = kv:layer(0)
+  T.eq(table.concat(l0.frames, ","), table.concat(man.cache_frames, ","))
+  T.close(l0.k, d.cache_k_0, 1e-4, "cached keys")
+  -- only step-1 denoise calls were recorded: one per chunk
+  local A, meta = cap:result{layer = 1}
+  T.eq(meta.n_calls, 3)
+  T.eq(A:size(2), man.F)
+  local last = man.calls[#man.calls - 3] -- step 1 of the last chunk
+  local R = d[last.cap .. "L1_self_mass"]
+  local a, r = A:totable(), R:totable()
+  for h = 1, #a do for i = 7, 9 do for j = 1, #a[h][i] do
+    T.check((a[h][i][j] ~= a[h][i][j]) == (r[h][i][j] ~= r[h][i][j]), "NaN pattern differs at " .. i .. "," .. j)
+    if r[h][i][j] == r[h][i][j] then T.near(a[h][i][j], r[h][i][j], 1e-4) end
+  end end end
+  -- rows of mass sum to one over the frames the query could see
+  for h = 1, #a do for i = 1, #a[h] do
+    local s = 0
+    for j = 1, #a[h][i] do if a[h][i][j] == a[h][i][j] then s = s + a[h][i][j] end end
+    T.near(s, 1, 1e-4)
+  end end
+  kv:reset()
+  T.eq(kv.global_end, 0)
+  T.eq(kv.local_end, 0)
+end)
+
+T.case("checkpoints: generator / generator_ema with prefixes, strict errors, no fallback", function()
+  local dir, man, d = ref("t2v_bidir")
+  local m = sfwb.wan.load(dir)
+  local sd = m:state_dict()
+  local raw, ema = {}, {}
+  for k, v in pairs(sd) do
+    raw["generator.model." .. k] = v
+    ema["generator_ema.model._fsdp_wrapped_module." .. k] = v * 0.5
+  end
+  local both = {}
+  for k, v in pairs(raw) do both[k] = v end
+  for k, v in pairs(ema) do both[k] = v end
+  local ck = dir .. "/ckpt.pt"
+  sfwb.save(ck, both)
+  local m2 = sfwb.wan.load(dir)
+  local info = m2:load_checkpoint(ck, {ema = true})
+  T.eq(info.key, "generator_ema")
+  T.close(m2:parameters()["blocks.0.ffn.0.weight"], sd["blocks.0.ffn.0.weight"] * 0.5, 1e-7)
+  m2:load_checkpoint(ck, {ema = false})
+  T.close(m2:parameters()["blocks.0.ffn.0.weight"], sd["blocks.0.ffn.0.weight"], 1e-7)
+  -- a file without generator_ema: error, never a silent fallback
+  local only = dir .. "/raw.pt"
+  sfwb.save(only, raw)
+  T.raises(function() m2:load_checkpoint(only, {ema = true}) end, "generator_ema")
+  T.raises(function() m2:load_checkpoint(dir .. "/nope.pt") end, "nope.pt")
+  -- strict checks name missing, unexpected and mis-shaped keys in one message
+  local bad = {}
+  for k, v in pairs(sd) do bad[k] = v end
+  bad["blocks.0.norm3.bias"] = nil
+  bad["blocks.9.extra"] = sfwb.zeros({3})
+  bad["head.head.bias"] = sfwb.zeros({5})
+  local err = T.raises(function() m2:load_state_dict(bad) end, "missing")
+  T.check(tostring(err):find("blocks.0.norm3.bias", 1, true), "names the missing key")
+  T.check(tostring(err):find("blocks.9.extra", 1, true), "names the unexpected key")
+  T.check(tostring(err):find("head.head.bias", 1, true), "names the mis-shaped key")
+  -- non-strict ignores missing/unexpected but not shapes
+  bad["head.head.bias"] = sd["head.head.bias"]
+  m2:load_state_dict(bad, {strict = false})
+  T.raises(function() sfwb.wan.load(dir .. "/missing-folder") end, "config.json")
+end)
+
+T.case("sfwb.wan.new: random init from a config table, requires_grad_", function()
+  local m = sfwb.wan.new({dim = 32, ffn_dim = 48, num_heads = 2, num_layers = 1, text_dim = 8, text_len = 4, freq_dim = 16},
+                         {causal = true, num_frame_per_block = 1})
+  T.eq(m.config.head_dim, 16)
+  local n = 0
+  for _ in pairs(m:parameters()) do n = n + 1 end
+  T.eq(n, 15 + 27)
+  local out = m:forward(sfwb.randn({1, 16, 2, 2, 4}), sfwb.full({1, 2}, 300), sfwb.randn({1, 3, 8}))
+  T.eq(table.concat(out:shape(), ","), "1,16,2,2,4")
+  T.raises(function() m:capture_attention{layers = {5}} end, "layer 5")
+  T.raises(function() m:forward(sfwb.randn({1, 16, 2, 3, 4}), sfwb.full({1, 2}, 3), sfwb.randn({1, 3, 8})) end, "even")
+end)
+
+T.done()
