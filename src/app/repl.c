@@ -441,7 +441,7 @@ static int load_chunk(lua_State *L, char **chunk_out) {
   const char *code = line;
   while (isspace((unsigned char)*code)) code++;
   if (*code == '=') code++; /* "= x" prints x, as Lua 5.1-5.3 */
-  const char *ret = lua_pushfstring(L, "return %s;", code);
+  const char *ret = lua_pushfstring(L, "return %s", code);
   int status = luaL_loadbuffer(L, ret, strlen(ret), "=stdin");
   lua_remove(L, -2);
   if (status == LUA_OK) {

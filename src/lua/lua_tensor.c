@@ -94,6 +94,10 @@ static int tensor_index(lua_State *L) {
   }
   if (t->ndim == 0) return sf_lua_errorf(L, "cannot index a 0-dim Tensor (use t:item())");
   int64_t i0 = sf_lua_check_index(L, i, t->shape[0], 1, "index");
+  if (t->ndim == 1 && sf_device_of(t).type == SF_DEV_CPU) { /* fast path for loops over t[i] */
+    sf_lua_push_elem(L, t, t->offset + i0 * t->stride[0]);
+    return 1;
+  }
   sf_tensor *r = sf_select(t, 0, i0);
   if (!r) return sf_lua_raise(L);
   if (r->ndim == 0) { /* a 1-D tensor yields numbers, as in Torch7 */
@@ -226,8 +230,10 @@ void sf_lua_push_tensor(lua_State *L, sf_tensor *t) {
   lua_setmetatable(L, -2);
   /* the GC cannot see tensor memory: charge fresh large storages to it so garbage tensors are
    * collected at a pace proportional to the bytes they hold, not to their tiny userdata */
-  if (t->storage && t->storage->refcount == 1 && t->storage->nbytes >= (1u << 20))
-    lua_gc(L, LUA_GCSTEP, (int)(t->storage->nbytes >> 20 > 1000000 ? 1000000000 : t->storage->nbytes >> 10));
+  if (t->storage && t->storage->refcount == 1 && t->storage->nbytes >= (16u << 10)) {
+    size_t kb = t->storage->nbytes >> 10;
+    lua_gc(L, LUA_GCSTEP, kb > (1u << 30) ? (1 << 30) : (int)kb);
+  }
 }
 
 sf_tensor *sf_lua_push_cpu_copy(lua_State *L, sf_tensor *t) {

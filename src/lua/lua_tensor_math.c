@@ -340,8 +340,9 @@ static int l_where(lua_State *L) {
   if (b) sf_lua_check_broadcast(L, c, b, "where"), check_same_device(L, c, b, "where");
   if (a && b) sf_lua_check_broadcast(L, a, b, "where");
   sf_dtype dt = a ? a->dtype : b ? b->dtype : (lua_isinteger(L, 2) && lua_isinteger(L, 3) ? SF_I64 : SF_F32);
-  sf_tensor *ta = a ? sf_retain(a) : sf_full(0, NULL, va, dt, sf_device_of(c));
-  sf_tensor *tb = b ? sf_retain(b) : sf_full(0, NULL, vb, dt, sf_device_of(c));
+  int64_t no_dims[1] = {1}; /* 0-dim: the shape array is not read, but must be a valid pointer */
+  sf_tensor *ta = a ? sf_retain(a) : sf_full(0, no_dims, va, dt, sf_device_of(c));
+  sf_tensor *tb = b ? sf_retain(b) : sf_full(0, no_dims, vb, dt, sf_device_of(c));
   sf_tensor *r = (ta && tb) ? sf_where(c, ta, tb) : NULL;
   sf_release(ta);
   sf_release(tb);
