@@ -12,7 +12,7 @@
 #include "core/half.h"
 #include "core/ops.h"
 
-static double ref_get(sf_dtype dt, const void *p) {
+static inline double ref_get(sf_dtype dt, const void *p) {
   switch (dt) {
   case SF_F32: return *(const float *)p;
   case SF_BF16: return sf_bf16_to_f32(*(const uint16_t *)p);
@@ -26,7 +26,7 @@ static double ref_get(sf_dtype dt, const void *p) {
   }
 }
 
-static void ref_set(sf_dtype dt, void *p, double v) {
+static inline void ref_set(sf_dtype dt, void *p, double v) {
   switch (dt) {
   case SF_F32: *(float *)p = (float)v; break;
   case SF_BF16: *(uint16_t *)p = sf_f32_to_bf16((float)v); break;
@@ -41,7 +41,7 @@ static void ref_set(sf_dtype dt, void *p, double v) {
 }
 
 /* byte address of the element at linear (row-major logical) index i of t */
-static char *ref_addr(const sf_tensor *t, int64_t i) {
+static inline char *ref_addr(const sf_tensor *t, int64_t i) {
   int64_t off = t->offset;
   for (int d = t->ndim - 1; d >= 0; d--) {
     int64_t k = i % t->shape[d];
@@ -52,7 +52,7 @@ static char *ref_addr(const sf_tensor *t, int64_t i) {
 }
 
 /* all elements of t in logical order (caller frees) */
-static double *ref_read(const sf_tensor *t) {
+static inline double *ref_read(const sf_tensor *t) {
   int64_t n = sf_numel(t);
   double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
   for (int64_t i = 0; i < n; i++) v[i] = ref_get(t->dtype, ref_addr(t, i));
@@ -60,7 +60,7 @@ static double *ref_read(const sf_tensor *t) {
 }
 
 /* contiguous tensor holding vals (rounded to dt) */
-static sf_tensor *ref_tensor(sf_dtype dt, int ndim, const int64_t *shape, const double *vals) {
+static inline sf_tensor *ref_tensor(sf_dtype dt, int ndim, const int64_t *shape, const double *vals) {
   sf_tensor *t = sf_empty(ndim, shape, dt, sf_cpu());
   if (!t) return NULL;
   int64_t n = sf_numel(t);
@@ -70,16 +70,16 @@ static sf_tensor *ref_tensor(sf_dtype dt, int ndim, const int64_t *shape, const 
 
 /* xorshift PRNG: tests are reproducible from their seed */
 static uint64_t ref_rng_state = 0x9E3779B97F4A7C15ull;
-static uint64_t ref_rand_u64(void) {
+static inline uint64_t ref_rand_u64(void) {
   uint64_t x = ref_rng_state;
   x ^= x << 13; x ^= x >> 7; x ^= x << 17;
   return ref_rng_state = x;
 }
-static int ref_randint(int lo, int hi) { return lo + (int)(ref_rand_u64() % (uint64_t)(hi - lo + 1)); } /* [lo, hi] */
-static double ref_uniform(double lo, double hi) { return lo + (hi - lo) * (double)(ref_rand_u64() >> 11) / 9007199254740992.0; }
+static inline int ref_randint(int lo, int hi) { return lo + (int)(ref_rand_u64() % (uint64_t)(hi - lo + 1)); } /* [lo, hi] */
+static inline double ref_uniform(double lo, double hi) { return lo + (hi - lo) * (double)(ref_rand_u64() >> 11) / 9007199254740992.0; }
 
 /* |got - want| within atol + rtol |want|; NaN matches NaN, inf matches the same inf */
-static int ref_close(double got, double want, double rtol, double atol) {
+static inline int ref_close(double got, double want, double rtol, double atol) {
   if (want != want) return got != got;
   if (isinf(want)) return got == want;
   return fabs(got - want) <= atol + rtol * fabs(want);
