@@ -33,8 +33,8 @@ static inline void ref_set(sf_dtype dt, void *p, double v) {
   case SF_F16: *(uint16_t *)p = sf_f32_to_f16((float)v); break;
   case SF_F64: *(double *)p = v; break;
   case SF_I64: *(int64_t *)p = (int64_t)v; break;
-  case SF_I32: *(int32_t *)p = (int32_t)v; break;
-  case SF_U8: *(uint8_t *)p = (uint8_t)v; break;
+  case SF_I32: *(int32_t *)p = (int32_t)(int64_t)v; break;
+  case SF_U8: *(uint8_t *)p = (uint8_t)(int64_t)v; break;
   case SF_BOOL: *(uint8_t *)p = v != 0; break;
   default: break;
   }

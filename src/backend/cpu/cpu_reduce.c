@@ -241,7 +241,7 @@ static void column_reduce(const red_ctx *c, char *po, int64_t so, const char *pa
 static void red_seg(void *vctx, char *const *p, const int64_t *s, int64_t n) {
   const red_ctx *c = vctx;
   size_t eo = sf_dtype_size(c->odt), ea = sf_dtype_size(c->adt);
-  if (s[1] == 1 && c->sd != 1 && n > 1) { column_reduce(c, p[0], s[0], p[1], n); return; }
+  if (s[1] == 1 && c->sd != 1 && n > 1 && c->R > 0) { column_reduce(c, p[0], s[0], p[1], n); return; }
   int ints = is_int_op(c->op, c->adt);
   for (int64_t j = 0; j < n; j++) {
     racc a = row_partial(c->op, c->adt, p[1] + j * s[1] * (int64_t)ea, c->sd, 0, c->R);
