@@ -35,7 +35,12 @@ static lua_State *volatile g_run_L;
 
 /* the hook lua.c uses: raise an error at the next Lua instruction after the signal */
 static void stop_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
+  /* not on entry to / exit from a C function: a C op that stopped on sf_interrupted() is raising its
+   * own error, and the traceback handler it calls must be allowed to run; Lua code stops next */
+  if (ar->event == LUA_HOOKCALL || ar->event == LUA_HOOKRET) {
+    lua_getinfo(L, "S", ar);
+    if (ar->what[0] == 'C') return;
+  }
   lua_sethook(L, NULL, 0, 0);
   luaL_error(L, "interrupted!");
 }

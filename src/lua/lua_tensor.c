@@ -704,6 +704,22 @@ static int l_sync(lua_State *L) {
   return 0;
 }
 
+/* sfwb.sleep(seconds): waits in C, polling the interrupt flag as long C loops must (Ctrl-C in the REPL) */
+static int l_sleep(lua_State *L) {
+  double s = luaL_checknumber(L, 1), t0 = 0;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  t0 = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+  for (;;) {
+    if (sf_interrupted()) return sf_lua_errorf(L, "sleep: interrupted");
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double left = s - ((double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec - t0);
+    if (left <= 0) return 0;
+    struct timespec nap = {0, (long)(1e9 * (left < 0.01 ? left : 0.01))};
+    nanosleep(&nap, NULL);
+  }
+}
+
 static int l_is_tensor(lua_State *L) {
   lua_pushboolean(L, luaL_testudata(L, 1, SF_TENSOR_MT) != NULL);
   return 1;
@@ -717,6 +733,7 @@ static const luaL_Reg module_funcs[] = {
     {"randn_like", l_randn_like}, {"rand_like", l_rand_like},   {"manual_seed", l_manual_seed},
     {"rng_state", l_rng_state},   {"set_rng_state", l_set_rng_state}, {"time", l_time},
     {"devices", l_devices},       {"sync", l_sync},             {"is_tensor", l_is_tensor},
+    {"sleep", l_sleep},
     {NULL, NULL}};
 
 static const luaL_Reg base_methods[] = {{"free", tensor_free}, {NULL, NULL}};

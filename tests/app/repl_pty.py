@@ -126,6 +126,21 @@ def interrupt_loop():
 case("Ctrl-C interrupts while true do end", interrupt_loop)
 
 
+def interrupt_c_loop():
+    # sfwb.sleep waits in C and polls sf_interrupted(): only the flag set by the handler can stop it
+    t0 = time.time()
+    r.send("sfwb.sleep(60)\n")
+    time.sleep(0.5)
+    r.send("\x03")
+    out = r.read_until(r"sfwb> $", 10)
+    assert "sleep: interrupted" in out and time.time() - t0 < 10, out
+    r.eval("sfwb.sleep(0.01); y = 1", r"")  # the flag is cleared for the next command
+    r.eval("x", r"\n41\n")
+
+
+case("Ctrl-C stops a C loop that polls sf_interrupted()", interrupt_c_loop)
+
+
 def interrupt_prompt():
     r.send("abc")
     time.sleep(0.2)

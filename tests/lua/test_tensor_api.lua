@@ -25,7 +25,7 @@ local function shape(t) return table.concat(t:shape(), ",") end
 
 T.case("module functions exist", function()
   for _, name in ipairs {"tensor", "zeros", "ones", "empty", "full", "randn", "rand", "arange", "manual_seed", "time",
-                         "sync", "devices", "matmul", "cat", "stack", "allclose", "where", "is_tensor"} do
+                         "sync", "devices", "matmul", "cat", "stack", "allclose", "where", "is_tensor", "sleep"} do
     T.eq(type(S[name]), "function", name)
   end
   T.eq(type(S.version), "string")
@@ -328,6 +328,23 @@ T.case("errors: misuse of arguments never crashes", function()
   T.raises(function() return S.zeros(2 ^ 40, 2 ^ 40) end)
   T.raises(function() return S.zeros(1, 1, 1, 1, 1, 1, 1, 1):unsqueeze(1) end)
   T.raises(function() return S.matmul(S.tensor(1.0), S.ones(2)) end, "at least 1 dim")
+end)
+
+T.case("emu device: the same calls and values as cpu", function()
+  local has = false
+  for _, d in ipairs(S.devices()) do if d == "emu:0" then has = true end end
+  if not has then print("  (skipped: no emu device in this build)") return end
+  local c = S.tensor {{1, -2, 3}, {4, 5, -6}}:float()
+  local e = c:to("emu:0")
+  T.eq(e:device(), "emu:0"); T.eq(S.zeros({2}, {device = "emu:0"}):device(), "emu:0")
+  T.eq(S.tensor({1, 2}, {device = "emu:0"}):device(), "emu:0")
+  same(e, c:totable()); T.eq(e[2][3], -6); T.eq(e:sum():item(), 5)
+  T.check(tostring(e):find("emu:0", 1, true), tostring(e))
+  same((e * 2 + 1):cpu(), (c * 2 + 1):totable())
+  same(S.matmul(e, e:t()):cpu(), S.matmul(c, c:t()):totable(), 1e-6)
+  same(e:softmax(2):cpu(), c:softmax(2):totable(), 1e-6)
+  T.raises(function() return e + c end, "different devices")
+  e[1] = 0; T.eq(e[1][2], 0)
 end)
 
 -- PyTorch cross-check of the numerics reachable from Lua (1-based dims here, 0-based there)
