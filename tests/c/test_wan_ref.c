@@ -83,7 +83,9 @@ static sf_tensor *td_get(tdict *d, const char *name) {
 /* max |a-b| / max |b| over finite entries; NaN positions must agree (else returns +inf) */
 static double rel_err(sf_tensor *a, sf_tensor *b) {
   if (!a || !b || sf_numel(a) != sf_numel(b)) return INFINITY;
-  sf_tensor *ac = sf_contiguous(a), *bc = sf_contiguous(b);
+  sf_tensor *ah = sf_to_device(a, sf_cpu()), *bh = sf_to_device(b, sf_cpu());
+  sf_tensor *ac = sf_contiguous(ah), *bc = sf_contiguous(bh);
+  sf_release(ah), sf_release(bh);
   sf_tensor *af = sf_cast(ac, SF_F32), *bf = sf_cast(bc, SF_F32);
   const float *x = sf_data_ptr(af), *y = sf_data_ptr(bf);
   double md = 0, mb = 0;
@@ -111,16 +113,8 @@ static void expect_close(sf_tensor *a, sf_tensor *b, const char *what, const cha
 static const char *WHAT[3] = {"logits", "probs", "mass"};
 
 /* runs one reference case end to end */
-static void run_case(const char *cs) {
-  char dir[512], cmd[1200], path[700];
-  const char *tmp = getenv("SFWB_TEST_TMP") ? getenv("SFWB_TEST_TMP") : "/tmp";
-  snprintf(dir, sizeof dir, "%s/wanref-%s-%d", tmp, cs, (int)getpid());
-  snprintf(cmd, sizeof cmd, "mkdir -p '%s' && /usr/bin/python3 tests/ref/wan_ref.py %s '%s'", tmp, cs, dir);
-  if (system(cmd) != 0) {
-    fprintf(stderr, "  reference script failed: %s\n", cmd);
-    sf_test_case_failed = 1;
-    return;
-  }
+static void run_case_on(const char *cs, const char *dir, sf_device dev) {
+  char path[700];
   snprintf(path, sizeof path, "%s/manifest.json", dir);
   char *mtext = slurp(path, NULL);
   cJSON *man = cJSON_Parse(mtext);
@@ -147,9 +141,12 @@ static void run_case(const char *cs) {
   sf_tensor *cw = td_get(&w, "img_emb.proj.0.weight");
   if (cw) c.clip_dim = cw->shape[0];
   sf_wan_model *m = sf_wan_new(&c, SF_F32, sf_cpu(), false);
+  char dn[32];
+  sf_device_str(dev, dn, sizeof dn);
   CHECK(m != NULL);
   if (!m) return;
   CHECK(sf_wan_load_tensors(m, w.n, (const char *const *)w.names, w.ts, true) == 0);
+  CHECK(sf_wan_to(m, dev, SF_F32) == 0);
   /* captures: self and cross, three quantities, all layers */
   bool all[64];
   for (int i = 0; i < 64; i++) all[i] = true;
@@ -186,7 +183,7 @@ static void run_case(const char *cs) {
     sf_tensor *out = sf_wan_forward(m, x, t, ctx, &o);
     CHECK(out != NULL);
     char what[160];
-    snprintf(what, sizeof what, "call %d output", ci);
+    snprintf(what, sizeof what, "%s call %d output", dn, ci);
     if (out) expect_close(out, ref, what, cs);
     sf_release(out);
     if (kv) {
@@ -250,6 +247,25 @@ static void run_case(const char *cs) {
   sf_wan_free(m);
   td_free(&w), td_free(&d);
   cJSON_Delete(man);
+}
+
+static bool g_emu;
+static void run_case(const char *cs) {
+  char dir[512], cmd[1200];
+  const char *tmp = getenv("SFWB_TEST_TMP") ? getenv("SFWB_TEST_TMP") : "/tmp";
+  snprintf(dir, sizeof dir, "%s/wanref-%s-%d", tmp, cs, (int)getpid());
+  snprintf(cmd, sizeof cmd, "mkdir -p '%s' && /usr/bin/python3 tests/ref/wan_ref.py %s '%s'", tmp, cs, dir);
+  if (system(cmd) != 0) {
+    fprintf(stderr, "  reference script failed: %s\n", cmd);
+    sf_test_case_failed = 1;
+    return;
+  }
+  run_case_on(cs, dir, sf_cpu());
+  if (g_emu) {
+    sf_device e;
+    sf_device_parse("emu:0", &e);
+    run_case_on(cs, dir, e);
+  }
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   if (system(cmd)) {}
 }
@@ -340,6 +356,10 @@ static void capture_hand_checked(void) {
 
 int main(int argc, char **argv) {
   sf_backends_init();
+  sf_device e;
+  g_emu = sf_device_parse("emu:0", &e) == 0 && sf_backend_for(e) != NULL;
+  sf_clear_error();
+  printf("devices: cpu%s\n", g_emu ? " emu:0" : "");
   if (argc > 1) {
     run_case(argv[1]);
     printf("worst relative error %.3g\n", worst);

@@ -1,0 +1,144 @@
+// nn_attention.cu — flash attention for the Wan DiT: one block per (32-query tile, head, batch), key/value
+// tiles of 32 staged in shared memory (bf16/f16/f32 in, f32 accumulate), online softmax, O(tile) memory —
+// never an [N, N] score matrix. Query tiles never straddle a query group (latent frame), so the visible
+// key range [kv_lo, kv_hi) of the group (full / block-causal / local window) is uniform inside a block.
+// Capture (frame-level logit / probability sums) is a second sweep with the final row max and
+// denominator, after the output is written, so the output does not depend on it.
+#include "sf_device.cuh"
+#include "sf_nn_kernels.h"
+
+namespace SF_CUDA_NS {
+
+#define FA_BQ 32
+#define FA_BK 32
+#define FA_THREADS 128
+#define FA_MAXD 128
+#define FA_COLS (FA_MAXD / 4)
+
+__global__ void sf_flash_attn_kernel(sf_k_attn_args a) {
+  SF_DYNAMIC_SHARED(float, smem);
+  const int d = (int)a.d;
+  float *Qs = smem, *KV = Qs + FA_BQ * d, *Ss = KV + FA_BK * d, *Ms = Ss + FA_BQ * FA_BK, *Ls = Ms + FA_BQ, *Cs = Ls + FA_BQ;
+  const int64_t tpg = (a.q_group + FA_BQ - 1) / FA_BQ;
+  const int64_t g = blockIdx.x / tpg;
+  const int64_t r0 = g * a.q_group + (blockIdx.x % tpg) * FA_BQ;
+  const int64_t h = blockIdx.y, b = blockIdx.z;
+  const int64_t gend = (g + 1) * a.q_group;
+  const int nq = (int)(r0 + FA_BQ <= gend ? FA_BQ : gend - r0);
+  const int64_t lo = a.kv_lo ? a.kv_lo[g] : 0, hi = a.kv_hi ? a.kv_hi[g] : a.Lk;
+  const int tid = threadIdx.x, row = tid / 4, l4 = tid % 4;
+
+  for (int i = tid; i < FA_BQ * d; i += FA_THREADS) {
+    const int r = i / d, c = i % d;
+    Qs[i] = r < nq ? sf_ld_f32(a.q, a.dt, b * a.qs[0] + (r0 + r) * a.qs[1] + h * a.qs[2] + c) : 0.0f;
+  }
+  if (tid < FA_BQ) Ms[tid] = -INFINITY, Ls[tid] = 0.0f;
+  float O[FA_COLS];
+#pragma unroll
+  for (int j = 0; j < FA_COLS; j++) O[j] = 0.0f;
+  __syncthreads();
+
+  for (int64_t k0 = lo; k0 < hi; k0 += FA_BK) {
+    const int nk = (int)(k0 + FA_BK <= hi ? FA_BK : hi - k0);
+    for (int i = tid; i < FA_BK * d; i += FA_THREADS) {
+      const int j = i / d, c = i % d;
+      KV[i] = j < nk ? sf_ld_f32(a.k, a.dt, b * a.ks[0] + (k0 + j) * a.ks[1] + h * a.ks[2] + c) : 0.0f;
+    }
+    __syncthreads();
+    for (int i = tid; i < FA_BQ * FA_BK; i += FA_THREADS) {
+      const int r = i / FA_BK, j = i % FA_BK;
+      float s = 0.0f;
+      for (int c = 0; c < d; c++) s += Qs[r * d + c] * KV[j * d + c];
+      Ss[i] = j < nk ? s * a.scale : -INFINITY;
+    }
+    __syncthreads();
+    if (tid < FA_BQ) {
+      float *s = Ss + tid * FA_BK;
+      float mx = Ms[tid];
+      for (int j = 0; j < nk; j++) mx = s[j] > mx ? s[j] : mx;
+      const float corr = Ms[tid] == -INFINITY ? 0.0f : expf(Ms[tid] - mx);
+      float sum = 0.0f;
+      for (int j = 0; j < FA_BK; j++) {
+        const float p = j < nk ? expf(s[j] - mx) : 0.0f;
+        s[j] = p;
+        sum += p;
+      }
+      Ls[tid] = Ls[tid] * corr + sum;
+      Ms[tid] = mx;
+      Cs[tid] = corr;
+    }
+    __syncthreads();
+    for (int i = tid; i < FA_BK * d; i += FA_THREADS) {
+      const int j = i / d, c = i % d;
+      KV[i] = j < nk ? sf_ld_f32(a.v, a.dt, b * a.vs[0] + (k0 + j) * a.vs[1] + h * a.vs[2] + c) : 0.0f;
+    }
+    __syncthreads();
+    const float corr = Cs[row];
+#pragma unroll
+    for (int jj = 0; jj < FA_COLS; jj++) {
+      const int c = l4 + 4 * jj;
+      if (c < d) {
+        float acc = O[jj] * corr;
+        for (int j = 0; j < nk; j++) acc += Ss[row * FA_BK + j] * KV[j * d + c];
+        O[jj] = acc;
+      }
+    }
+    __syncthreads();
+  }
+  if (row < nq) {
+    const float inv = Ls[row] > 0.0f ? 1.0f / Ls[row] : 0.0f;
+#pragma unroll
+    for (int jj = 0; jj < FA_COLS; jj++) {
+      const int c = l4 + 4 * jj;
+      if (c < d) sf_st_f32(a.out, a.dt, ((b * a.Lq + r0 + row) * a.H + h) * d + c, O[jj] * inv);
+    }
+  }
+  if (a.lse && tid < nq) a.lse[(b * a.H + h) * a.Lq + r0 + tid] = Ls[tid] > 0.0f ? Ms[tid] + logf(Ls[tid]) : -INFINITY;
+  if (!a.cap_logits && !a.cap_probs) return;
+
+  /* capture sweep */
+  for (int64_t k0 = lo; k0 < hi; k0 += FA_BK) {
+    const int nk = (int)(k0 + FA_BK <= hi ? FA_BK : hi - k0);
+    __syncthreads();
+    for (int i = tid; i < FA_BK * d; i += FA_THREADS) {
+      const int j = i / d, c = i % d;
+      KV[i] = j < nk ? sf_ld_f32(a.k, a.dt, b * a.ks[0] + (k0 + j) * a.ks[1] + h * a.ks[2] + c) : 0.0f;
+    }
+    __syncthreads();
+    for (int i = tid; i < FA_BQ * FA_BK; i += FA_THREADS) {
+      const int r = i / FA_BK, j = i % FA_BK;
+      float s = 0.0f;
+      for (int c = 0; c < d; c++) s += Qs[r * d + c] * KV[j * d + c];
+      Ss[i] = s * a.scale;
+    }
+    __syncthreads();
+    if (tid < nq) {
+      const float m = Ms[tid], inv = 1.0f / Ls[tid];
+      const float *s = Ss + tid * FA_BK;
+      int j = 0;
+      while (j < nk) {
+        const int64_t kg = (k0 + j) / a.k_group;
+        const int64_t jend64 = (kg + 1) * a.k_group - k0;
+        const int jend = (int)(jend64 < nk ? jend64 : nk);
+        float sl = 0.0f, sp = 0.0f;
+        for (int jj = j; jj < jend; jj++) sl += s[jj], sp += expf(s[jj] - m) * inv;
+        const int64_t cell = (h * a.n_qg + g) * a.n_kg + kg;
+        if (a.cap_logits) atomicAdd(a.cap_logits + cell, sl);
+        if (a.cap_probs) atomicAdd(a.cap_probs + cell, sp);
+        j = jend;
+      }
+    }
+  }
+}
+
+int sf_k_attention(const sf_k_attn_args *a) {
+  if (a->d > FA_MAXD) return sf_error("attention: head dim %lld exceeds the kernel's %d", (long long)a->d, FA_MAXD);
+  if (!a->B || !a->Lq || !a->H) return 0;
+  const int64_t tpg = (a->q_group + FA_BQ - 1) / FA_BQ;
+  const size_t smem = sizeof(float) * (size_t)((FA_BQ + FA_BK) * a->d + FA_BQ * FA_BK + 3 * FA_BQ);
+  dim3 grid((unsigned)(a->n_qg * tpg), (unsigned)a->H, (unsigned)a->B);
+  SF_LAUNCH(sf_flash_attn_kernel, grid, FA_THREADS, smem, sf_cuda_stream(), *a);
+  return sf_cuda_check_launch("attention");
+}
+
+} // namespace SF_CUDA_NS
