@@ -53,9 +53,10 @@ __device__ __forceinline__ void sf_st_f64(void *p, int dt, int64_t i, double v) 
   case SF_BF16: ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn((float)v); break;
   case SF_F16: ((__half *)p)[i] = __float2half_rn((float)v); break;
   case SF_F64: ((double *)p)[i] = v; break;
-  case SF_I64: ((int64_t *)p)[i] = (int64_t)v; break;
-  case SF_I32: ((int32_t *)p)[i] = (int32_t)(int64_t)v; break;
-  case SF_U8: ((uint8_t *)p)[i] = (uint8_t)(int64_t)v; break;
+  case SF_I64: ((int64_t *)p)[i] = (v == v && v >= -9.2233720368547758e18 && v < 9.2233720368547758e18) ? (int64_t)v : INT64_MIN; break;
+  /* NaN / out of range -> INT_MIN (x86's cvttsd2si, hence torch on CPU); u8 wraps through int64 */
+  case SF_I32: ((int32_t *)p)[i] = (v == v && v > -2147483649.0 && v < 2147483648.0) ? (int32_t)v : INT32_MIN; break;
+  case SF_U8: ((uint8_t *)p)[i] = (v == v && v > -9.2e18 && v < 9.2e18) ? (uint8_t)(int64_t)v : 0; break;
   default: ((uint8_t *)p)[i] = v != 0; break;
   }
 }

@@ -321,6 +321,7 @@ cudaError_t sf_emu_cudaFuncSetAttribute(const void *fn, cudaFuncAttribute a, int
 const char *sf_emu_last_message(void);              /* why the last launch failed (limits, deadlock) */
 void sf_emu_set_shuffle(int on, uint64_t seed);     /* fibers in random order (also env SFWB_EMU_SHUFFLE=1) */
 int sf_emu_device_count(void);                      /* SFWB_EMU_DEVICES, default 1 */
+void sf_emu_set_threads(int n);                     /* OS threads per launch (also SFWB_EMU_THREADS), default 1 */
 /* the launch: checks the H100 limits, then runs every block (fibers switch at barriers) */
 cudaError_t sf_emu_launch(const char *name, const void *key, dim3 grid, dim3 block, size_t smem, cudaStream_t s,
                           void (*call)(void *), void *ctx);

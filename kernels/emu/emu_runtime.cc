@@ -138,7 +138,15 @@ bool g_shuffle;
 uint64_t g_seed = 0x5eed;
 std::once_flag g_env_once;
 
+/* OS threads running blocks of one launch: SFWB_EMU_THREADS, default 1 (the test machines are shared;
+ * blocks on several threads are exercised by the self-test through sf_emu_set_threads) */
+int g_threads = 1;
+
 void read_env() {
+  if (const char *t = getenv("SFWB_EMU_THREADS")) {
+    int v = atoi(t);
+    g_threads = v < 1 ? 1 : (v > 64 ? 64 : v);
+  }
   const char *s = getenv("SFWB_EMU_SHUFFLE");
   if (s && *s && strcmp(s, "0")) g_shuffle = true;
   if ((s = getenv("SFWB_EMU_SEED"))) g_seed = strtoull(s, NULL, 0);
@@ -393,6 +401,10 @@ int device_count_env() {
 extern "C" {
 
 int sf_emu_device_count(void) { return device_count_env(); }
+void sf_emu_set_threads(int n) {
+  std::call_once(g_env_once, read_env);
+  __atomic_store_n(&g_threads, n < 1 ? 1 : (n > 64 ? 64 : n), __ATOMIC_RELAXED);
+}
 const char *sf_emu_last_message(void) { return t_message; }
 void sf_emu_set_shuffle(int on, uint64_t seed) {
   std::call_once(g_env_once, read_env);
@@ -460,11 +472,7 @@ cudaError_t sf_emu_launch(const char *name, const void *key, dim3 g, dim3 b, siz
                 limit == kSmemDefault ? " (opt in with cudaFuncSetAttribute(MaxDynamicSharedMemorySize), up to 227 KB)" : "");
 
   uint64_t nblocks = (uint64_t)g.x * g.y * g.z;
-  static int max_threads = [] {
-    const char *e = getenv("SFWB_EMU_THREADS");
-    int v = e ? atoi(e) : omp_get_num_procs();
-    return v < 1 ? 1 : (v > 16 ? 16 : v);
-  }();
+  int max_threads = __atomic_load_n(&g_threads, __ATOMIC_RELAXED);
   /* blocks of small grids are not worth a thread team */
   int nt = nblocks >= 4 && nthr * nblocks >= 4096 ? max_threads : 1;
 #ifdef SF_EMU_ASAN

@@ -186,6 +186,7 @@ static void test_shuffled_mode(void) {
 }
 
 static void test_atomics(void) {
+  sf_emu_set_threads(4); // blocks on several OS threads: atomics must be real atomics, __shared__ per thread
   float *f = dalloc<float>(1);
   int *s = dalloc<int>(1), *m = dalloc<int>(1);
   unsigned long long *c = dalloc<unsigned long long>(1);
@@ -200,6 +201,8 @@ static void test_atomics(void) {
   CHECK(hf == (float)n && hs == n * (n - 1) / 2 && hm == n - 1 && hc == (unsigned long long)n,
         "atomics: %g %d %d %llu", hf, hs, hm, hc);
   cudaFree(f); cudaFree(s); cudaFree(m); cudaFree(c);
+  test_block_reduce(); // static __shared__ with several blocks in flight
+  sf_emu_set_threads(1);
 }
 
 static void test_smem_and_count(void) {
