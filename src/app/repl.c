@@ -379,11 +379,27 @@ static char **complete(const char *text, int start, int end) {
 
 /* ---------------------------------------------------------------- evaluating */
 
+/* pushes the one-line rendering of the table at i by lua/sfwb/show.lua; 0 (nothing pushed) if unavailable */
+static int show_table(lua_State *L, int i) {
+  int top = lua_gettop(L);
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "sfwb.show");
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_isfunction(L, -1)) {
+    lua_pushvalue(L, i);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING) return 1; /* at top + 1 */
+  }
+  lua_settop(L, top);
+  return 0;
+}
+
 static int print_results(lua_State *L) {
   int n = lua_gettop(L);
   for (int i = 1; i <= n; i++) {
     size_t len;
-    const char *s = luaL_tolstring(L, i, &len); /* tensors print through __tostring */
+    const char *s;
+    /* tables print their contents ({2, 3}); everything else, tensors included, through tostring */
+    if (lua_type(L, i) == LUA_TTABLE && show_table(L, i)) s = lua_tolstring(L, -1, &len);
+    else s = luaL_tolstring(L, i, &len);
     if (i > 1) fputc('\t', stdout);
     fwrite(s, 1, len, stdout);
     lua_pop(L, 1);

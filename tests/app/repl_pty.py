@@ -79,6 +79,8 @@ def multiline():
 
 
 case("multi-line chunk", multiline)
+case("tables print their contents", lambda: (r.eval("sfwb.zeros(2, 5):shape()", r"\n\{2, 5\}\n"),
+                                             r.eval("{a = 1, s = 'x', sfwb.ones(1)}", r'\n\{Tensor\[1\] f32 cpu, a = 1, s = "x"\}\n')))
 case("tensor auto-print", lambda: r.eval("sfwb.ones(3)", r"\[1\., 1\., 1\.\]\n\[sfwb.Tensor f32 \[3\] cpu\]"))
 
 
