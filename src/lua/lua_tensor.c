@@ -73,6 +73,65 @@ sf_tensor *sf_lua_check_tensor(lua_State *L, int idx) {
 /* three side tables of the metatable: methods (t:f()), getters (t.x), setters (t.x = v) */
 static void push_side_table(lua_State *L, const char *name);
 
+/* t[{i, {a, b}, {}}] as Torch7: a number selects (the dim goes away), {a, b} keeps a..b inclusive, {a}
+ * keeps a..a, {} keeps the whole dim; omitted trailing dims are kept. Everything is checked before
+ * the first view is made, so errors leave nothing behind. Returns a new reference. */
+static sf_tensor *table_index(lua_State *L, sf_tensor *t, int k) {
+  struct { int kind; int64_t a, len; } sp[SF_MAX_DIMS];
+  int n = (int)lua_rawlen(L, k);
+  if (n > t->ndim) {
+    char s[96];
+    sf_lua_errorf(L, "index table has %d entries for a Tensor of shape %s", n, sf_lua_shape_str(t, s, sizeof s));
+  }
+  for (int d = 0; d < n; d++) {
+    int isint = 0;
+    lua_rawgeti(L, k, d + 1);
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+      lua_Integer i = lua_tointegerx(L, -1, &isint);
+      if (!isint) sf_lua_errorf(L, "index entry %d must be an integer, got %s", d + 1, lua_tostring(L, -1));
+      sp[d].kind = 1;
+      sp[d].a = sf_lua_check_index(L, i, t->shape[d], d + 1, "index");
+    } else if (lua_istable(L, -1)) {
+      int m = (int)lua_rawlen(L, -1);
+      if (m == 0) {
+        sp[d].kind = 0;
+      } else if (m <= 2) {
+        lua_Integer a, b;
+        lua_rawgeti(L, -1, 1);
+        a = lua_tointegerx(L, -1, &isint);
+        if (!isint) sf_lua_errorf(L, "range of dim %d must hold integers {first, last}", d + 1);
+        lua_rawgeti(L, -2, m);
+        b = lua_tointegerx(L, -1, &isint);
+        if (!isint) sf_lua_errorf(L, "range of dim %d must hold integers {first, last}", d + 1);
+        lua_pop(L, 2);
+        int64_t a0 = sf_lua_check_index(L, a, t->shape[d], d + 1, "range start");
+        int64_t b0 = sf_lua_check_index(L, b, t->shape[d], d + 1, "range end");
+        if (b0 < a0) sf_lua_errorf(L, "range {%lld, %lld} of dim %d is empty", (long long)a, (long long)b, d + 1);
+        sp[d].kind = 2;
+        sp[d].a = a0;
+        sp[d].len = b0 - a0 + 1;
+      } else {
+        sf_lua_errorf(L, "range of dim %d must be {first, last}, {i} or {}, got %d entries", d + 1, m);
+      }
+    } else {
+      sf_lua_errorf(L, "index entry %d must be a number or a range table, got %s", d + 1, luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+  }
+  sf_tensor *cur = sf_retain(t);
+  int dim = 0;
+  for (int d = 0; d < n && cur; d++) {
+    sf_tensor *nx = cur;
+    if (sp[d].kind == 1) nx = sf_select(cur, dim, sp[d].a);
+    else if (sp[d].kind == 2) nx = sf_narrow(cur, dim++, sp[d].a, sp[d].len);
+    else { dim++; continue; }
+    sf_release(cur);
+    cur = nx;
+  }
+  if (!cur) sf_lua_raise(L);
+  return cur;
+}
+
 static int tensor_index(lua_State *L) {
   if (lua_type(L, 2) == LUA_TSTRING) {
     lua_pushvalue(L, 2);
@@ -86,11 +145,20 @@ static int tensor_index(lua_State *L) {
     return 1; /* nil */
   }
   sf_tensor *t = sf_lua_check_tensor(L, 1);
+  if (lua_istable(L, 2)) {
+    sf_tensor *r = table_index(L, t, 2);
+    sf_lua_push_tensor(L, r);
+    if (r->ndim == 0) { /* every dim selected: a number */
+      sf_tensor *c = sf_lua_push_cpu_copy(L, r);
+      sf_lua_push_elem(L, c, c->offset);
+    }
+    return 1;
+  }
   int isint = 0;
   lua_Integer i = lua_tointegerx(L, 2, &isint);
   if (!isint) {
     if (lua_type(L, 2) == LUA_TNUMBER) return sf_lua_errorf(L, "Tensor index must be an integer, got %s", lua_tostring(L, 2));
-    return sf_lua_errorf(L, "cannot index a Tensor with a %s (use t[i] or t:select(dim, i))", luaL_typename(L, 2));
+    return sf_lua_errorf(L, "cannot index a Tensor with a %s (use t[i], t[{i, {a, b}}] or t:select(dim, i))", luaL_typename(L, 2));
   }
   if (t->ndim == 0) return sf_lua_errorf(L, "cannot index a 0-dim Tensor (use t:item())");
   int64_t i0 = sf_lua_check_index(L, i, t->shape[0], 1, "index");
@@ -123,16 +191,21 @@ static int tensor_newindex(lua_State *L) {
                       lua_tostring(L, 2));
   }
   sf_tensor *t = sf_lua_check_tensor(L, 1);
-  int isint = 0;
-  lua_Integer i = lua_tointegerx(L, 2, &isint);
-  if (!isint) return sf_lua_errorf(L, "Tensor index must be an integer, got %s", luaL_typename(L, 2));
-  if (t->ndim == 0) return sf_lua_errorf(L, "cannot index a 0-dim Tensor (use t:fill_(v))");
-  int64_t i0 = sf_lua_check_index(L, i, t->shape[0], 1, "index");
   sf_tensor *src = sf_lua_to_tensor(L, 3);
   double v = 0;
   if (!src) v = sf_lua_check_scalar(L, 3, "t[i] = v");
-  sf_tensor *r = sf_select(t, 0, i0);
-  if (!r) return sf_lua_raise(L);
+  sf_tensor *r;
+  if (lua_istable(L, 2)) {
+    r = table_index(L, t, 2);
+  } else {
+    int isint = 0;
+    lua_Integer i = lua_tointegerx(L, 2, &isint);
+    if (!isint) return sf_lua_errorf(L, "Tensor index must be an integer or a table, got %s", luaL_typename(L, 2));
+    if (t->ndim == 0) return sf_lua_errorf(L, "cannot index a 0-dim Tensor (use t:fill_(v))");
+    int64_t i0 = sf_lua_check_index(L, i, t->shape[0], 1, "index");
+    r = sf_select(t, 0, i0);
+    if (!r) return sf_lua_raise(L);
+  }
   if (src) {
     char a[96], b[96];
     sf_tensor *s2 = src;
@@ -146,7 +219,7 @@ static int tensor_newindex(lua_State *L) {
       sf_lua_shape_str(r, a, sizeof a);
       sf_lua_shape_str(src, b, sizeof b);
       sf_release(r);
-      return sf_lua_errorf(L, "t[i] = v: cannot copy a Tensor of shape %s into a row of shape %s", b, a);
+      return sf_lua_errorf(L, "t[i] = v: cannot copy a Tensor of shape %s into a part of shape %s", b, a);
     }
   }
   int rc = src ? sf_copy_(r, src) : sf_fill_(r, v);
