@@ -1,0 +1,117 @@
+-- sfwb/t5.lua — the umT5-XXL text encoder as Self-Forcing's WanTextEncoder: tokenizer (512 tokens,
+-- whitespace cleaning), the C encoder (sfwb._t5), padded rows zeroed, and a per-prompt embedding cache.
+local sfwb = require "sfwb"
+
+local M = {}
+local T5 = {}
+T5.__index = T5
+
+-- wrapper prefixes that checkpoints sometimes carry (FSDP, torch.compile, DataParallel)
+local PREFIXES = {"_fsdp_wrapped_module.", "_orig_mod.", "module.", "model."}
+
+local function strip_prefixes(sd)
+  local out = {}
+  for k, v in pairs(sd) do
+    local name, changed = k, true
+    while changed do
+      changed = false
+      for _, p in ipairs(PREFIXES) do
+        if name:sub(1, #p) == p then name, changed = name:sub(#p + 1), true end
+      end
+      name = name:gsub("%._fsdp_wrapped_module%.", ".")
+    end
+    out[name] = v
+  end
+  return out
+end
+M._strip_prefixes = strip_prefixes
+
+-- sfwb.t5.load(pth_or_state_dict, {tokenizer=dir_or_tokenizer, device="cpu", text_len=512, cache_size=64})
+-- The encoder always computes on the cpu in f32 (weights stay in their file dtype and are converted
+-- per matrix); `device` is where results are returned, so it can sit beside a DiT on another device.
+function M.load(src, opts)
+  opts = opts or {}
+  local sd = type(src) == "table" and src or sfwb.load(src)
+  sd = strip_prefixes(sd)
+  local core = sfwb._t5.new(sd)
+  local self = setmetatable({
+    core = core,
+    config = core:config(),
+    device = opts.device or "cpu",
+    text_len = opts.text_len or 512,
+    cache_size = opts.cache_size or 64,
+    _cache = {},
+    _order = {},
+  }, T5)
+  if opts.tokenizer then
+    if type(opts.tokenizer) == "string" then
+      self.tokenizer = sfwb.tokenizer.load(opts.tokenizer, {seq_len = self.text_len})
+    else
+      self.tokenizer = opts.tokenizer
+    end
+  end
+  return self
+end
+
+local function to_device(self, t)
+  if self.device ~= "cpu" then return t:to(self.device) end
+  return t
+end
+
+-- raw encoder output [B, L, dim] (no zeroing), as T5Encoder(ids, mask)
+function T5:encode_ids(ids, mask)
+  return to_device(self, self.core:encode_ids(ids, mask))
+end
+
+-- the layer stack alone (benchmarks, probing): x [B, L, dim] -> [B, L, dim]
+function T5:run_blocks(x, mask, first, count)
+  return self.core:run_blocks(x, mask, first, count)
+end
+
+function T5:clear_cache()
+  self._cache, self._order = {}, {}
+end
+
+function T5:_remember(prompt, row)
+  if self.cache_size <= 0 then return end
+  if not self._cache[prompt] then
+    self._order[#self._order + 1] = prompt
+    if #self._order > self.cache_size then
+      local old = table.remove(self._order, 1)
+      self._cache[old] = nil
+    end
+  end
+  self._cache[prompt] = row
+end
+
+-- t5:encode({"a prompt", ...}) -> {prompt_embeds = f32 [B, text_len, dim]}: rows at and after each
+-- prompt's token count (text + EOS) are zero, as Self-Forcing's WanTextEncoder.forward
+function T5:encode(prompts)
+  if type(prompts) == "string" then prompts = {prompts} end
+  assert(type(prompts) == "table" and #prompts > 0, "t5:encode expects a list of prompts")
+  if not self.tokenizer then error("t5:encode needs a tokenizer: sfwb.t5.load(path, {tokenizer=dir})", 2) end
+  local rows, missing = {}, {}
+  for i, p in ipairs(prompts) do
+    if type(p) ~= "string" then error("t5:encode: prompt " .. i .. " is not a string", 2) end
+    if self._cache[p] then rows[i] = self._cache[p] else missing[#missing + 1] = i end
+  end
+  if #missing > 0 then
+    local texts = {}
+    for k, i in ipairs(missing) do texts[k] = prompts[i] end
+    local ids, mask = self.tokenizer:encode(texts, {max_length = self.text_len})
+    local out = self.core:encode_ids(ids, mask)
+    local L = out:size(2)
+    local lens = mask:sum(2):totable()
+    for k, i in ipairs(missing) do
+      local row = out:select(1, k):clone()
+      local n = math.floor(lens[k])
+      if n < L then row:narrow(1, n + 1, L - n):fill_(0) end
+      self:_remember(prompts[i], row)
+      rows[i] = row
+    end
+  end
+  return {prompt_embeds = to_device(self, sfwb.stack(rows, 1))}
+end
+
+M.T5 = T5
+return M

@@ -1,0 +1,113 @@
+/* lua_t5.c — sfwb._t5: the C umT5 encoder object behind lua/sfwb/t5.lua (which adds the tokenizer,
+ * prompt cache and Self-Forcing's zeroing of padded rows). */
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/ops.h"
+#include "lua/lua_enc_util.h"
+#include "lua/lua_tensor.h"
+#include "models/t5_encoder.h"
+
+#define T5_MT "sfwb.T5Core"
+
+typedef struct { sf_t5 *m; } lua_t5;
+
+static sf_t5 *check_t5(lua_State *L, int idx) {
+  lua_t5 *u = luaL_checkudata(L, idx, T5_MT);
+  if (!u->m) luaL_error(L, "T5 model is freed");
+  return u->m;
+}
+
+static int t5_gc(lua_State *L) {
+  lua_t5 *u = luaL_checkudata(L, 1, T5_MT);
+  sf_t5_free(u->m);
+  u->m = NULL;
+  return 0;
+}
+
+/* sfwb._t5.new(state_dict_table) */
+static int t5_new(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_t5 *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->m = NULL;
+  luaL_setmetatable(L, T5_MT);
+  sf_lua_weights w = {L, 1};
+  u->m = sf_t5_new(sf_lua_weights_get, &w);
+  if (!u->m) return sf_lua_raise(L);
+  return 1;
+}
+
+static void check_ids_mask(lua_State *L, sf_tensor *ids, sf_tensor *mask) {
+  char a[64], b[64];
+  if (ids->ndim != 2) luaL_error(L, "T5: ids must be [B, L], got %s", sf_shape_str(ids, a, sizeof a));
+  if (mask && !sf_same_shape(ids, mask))
+    luaL_error(L, "T5: mask %s does not match ids %s", sf_shape_str(mask, a, sizeof a), sf_shape_str(ids, b, sizeof b));
+}
+
+/* m:encode_ids(ids [B, L], mask [B, L] or nil) -> f32 [B, L, dim] on the cpu */
+static int t5_encode_ids(lua_State *L) {
+  sf_t5 *m = check_t5(L, 1);
+  sf_tensor *ids = sf_lua_check_cpu(L, 2, SF_I64);
+  sf_tensor *mask = lua_isnoneornil(L, 3) ? NULL : sf_lua_to_tensor(L, 3) ? sf_lua_check_cpu(L, 3, SF_I64) : NULL;
+  if (!lua_isnoneornil(L, 3) && !mask) { sf_release(ids); return luaL_error(L, "T5: mask must be a tensor"); }
+  check_ids_mask(L, ids, mask);
+  int64_t B = ids->shape[0], Ln = ids->shape[1];
+  int64_t shape[3] = {B, Ln, sf_t5_config_of(m)->dim};
+  sf_tensor *out = sf_empty(3, shape, SF_F32, sf_cpu());
+  int rc = out ? sf_t5_encode(m, sf_data_ptr(ids), mask ? sf_data_ptr(mask) : NULL, B, Ln, sf_data_ptr(out)) : -1;
+  sf_release(ids), sf_release(mask);
+  if (rc) { sf_release(out); return sf_lua_raise(L); }
+  sf_lua_push_tensor(L, out);
+  return 1;
+}
+
+/* m:run_blocks(x [B, L, dim], mask or nil, first (0-based), count) -> new f32 tensor */
+static int t5_run_blocks(lua_State *L) {
+  sf_t5 *m = check_t5(L, 1);
+  sf_tensor *x = sf_lua_check_cpu(L, 2, SF_F32);
+  sf_tensor *mask = lua_isnoneornil(L, 3) ? NULL : sf_lua_check_cpu(L, 3, SF_I64);
+  int first = (int)luaL_optinteger(L, 4, 0);
+  int count = (int)luaL_optinteger(L, 5, sf_t5_config_of(m)->num_layers - first);
+  if (x->ndim != 3 || x->shape[2] != sf_t5_config_of(m)->dim) {
+    sf_release(x), sf_release(mask);
+    return luaL_error(L, "T5: x must be [B, L, %d]", (int)sf_t5_config_of(m)->dim);
+  }
+  sf_tensor *y = sf_clone(x);
+  sf_release(x);
+  int rc = y ? sf_t5_run_blocks(m, first, count, sf_data_ptr(y), mask ? sf_data_ptr(mask) : NULL, y->shape[0],
+                                y->shape[1])
+             : -1;
+  sf_release(mask);
+  if (rc) { sf_release(y); return sf_lua_raise(L); }
+  sf_lua_push_tensor(L, y);
+  return 1;
+}
+
+static int t5_config(lua_State *L) {
+  const sf_t5_config *c = sf_t5_config_of(check_t5(L, 1));
+  lua_newtable(L);
+#define F(k) lua_pushinteger(L, c->k), lua_setfield(L, -2, #k)
+  F(vocab), F(dim), F(dim_attn), F(dim_ffn), F(num_heads), F(num_layers), F(num_buckets), F(max_dist);
+#undef F
+  lua_pushboolean(L, c->shared_pos), lua_setfield(L, -2, "shared_pos");
+  lua_pushnumber(L, c->eps), lua_setfield(L, -2, "eps");
+  return 1;
+}
+
+void sf_lua_register_t5(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"encode_ids", t5_encode_ids}, {"run_blocks", t5_run_blocks}, {"config", t5_config}, {NULL, NULL}};
+  if (luaL_newmetatable(L, T5_MT)) {
+    lua_pushcfunction(L, t5_gc), lua_setfield(L, -2, "__gc");
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushcfunction(L, t5_new);
+  lua_setfield(L, -2, "new");
+  lua_setfield(L, -2, "_t5");
+}

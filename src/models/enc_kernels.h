@@ -1,0 +1,53 @@
+/* enc_kernels.h — f32 CPU building blocks shared by the text encoder, VAE and CLIP tower: weight
+ * fetching (bf16/f16/f32 -> f32), linear layers on OpenBLAS, norms, activations, attention. */
+#ifndef SF_ENC_KERNELS_H
+#define SF_ENC_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A growable f32 scratch buffer (freed by sf_scratch_free). */
+typedef struct { float *p; size_t cap; } sf_scratch;
+float *sf_scratch_get(sf_scratch *s, size_t n); /* NULL + sf_error on OOM */
+void sf_scratch_free(sf_scratch *s);
+
+/* f32 data of a CPU tensor holding `expect` elements: a pointer into t when it is contiguous f32,
+ * else a converted copy in *s. NULL + sf_error naming `what` on a wrong size, device or dtype. */
+const float *sf_enc_f32(const sf_tensor *t, int64_t expect, const char *what, sf_scratch *s);
+/* a malloc'ed f32 copy (caller frees) */
+float *sf_enc_f32_copy(const sf_tensor *t, int64_t expect, const char *what);
+
+/* y[M, N] = x[M, K] w[N, K]^T (+ bias[N]) — torch.nn.functional.linear */
+void sf_enc_linear(const float *x, int64_t M, int64_t K, const float *w, int64_t N, const float *bias, float *y);
+/* y[N, P] = w[N, K] x[K, P] (+ bias[N] per row) — 1x1 convolution over P positions */
+void sf_enc_conv1x1(const float *w, const float *bias, int64_t N, int64_t K, const float *x, int64_t P, float *y);
+
+/* T5 RMS norm over rows of length D: y = w * (x * rsqrt(mean(x^2) + eps)) */
+void sf_enc_rmsnorm(const float *x, int64_t rows, int64_t D, const float *w, float eps, float *y);
+/* LayerNorm over rows of length D with affine w, b */
+void sf_enc_layernorm(const float *x, int64_t rows, int64_t D, const float *w, const float *b, float eps, float *y);
+/* in-place activations */
+void sf_enc_gelu_tanh(float *x, int64_t n);
+void sf_enc_gelu_erf(float *x, int64_t n);
+void sf_enc_silu(float *x, int64_t n);
+/* softmax over each row of length n (in place) */
+void sf_enc_softmax_rows(float *x, int64_t rows, int64_t n);
+
+/* Multi-head attention for one sequence. q [Lq, *], k/v [Lk, *] rows of stride ld_q/ld_kv floats,
+ * head h at column offset h*d; out [Lq, H*d] (row stride H*d).
+ * scores = scale * q k^T (+ bias[h, i, j] when bias) ; masked keys (key_mask[j] == 0) get the bias
+ * replaced by -FLT_MAX as T5's masked_fill; softmax in f32. `tmp` is scratch. */
+int sf_enc_attention(const float *q, int64_t ld_q, const float *k, const float *v, int64_t ld_kv, int64_t Lq,
+                     int64_t Lk, int64_t H, int64_t d, float scale, const float *bias, const int64_t *key_mask,
+                     float *out, sf_scratch *tmp);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,39 @@
+/* t5_encoder.h — the umT5 encoder (Wan's T5Encoder): architecture read from the weights' shapes. */
+#ifndef SF_T5_ENCODER_H
+#define SF_T5_ENCODER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* borrowed tensor for a state-dict key, NULL when absent */
+typedef sf_tensor *(*sf_weight_getter)(void *ctx, const char *name);
+
+typedef struct {
+  int64_t vocab, dim, dim_attn, dim_ffn, num_heads, num_layers, num_buckets, max_dist;
+  bool shared_pos; /* one relative-bias table for all layers (T5) instead of one per layer (umT5) */
+  float eps;
+} sf_t5_config;
+
+typedef struct sf_t5 sf_t5;
+
+/* reads token_embedding.weight, blocks.{i}.*, norm.weight (and pos_embedding.* when shared);
+ * keeps references to the tensors (any of f32/bf16/f16, converted to f32 per matrix at use) */
+sf_t5 *sf_t5_new(sf_weight_getter get, void *ctx);
+void sf_t5_free(sf_t5 *m);
+const sf_t5_config *sf_t5_config_of(const sf_t5 *m);
+
+/* out [B, L, dim] = encoder(ids [B, L], mask [B, L] (0 = padding key)); raw output, no zeroing */
+int sf_t5_encode(sf_t5 *m, const int64_t *ids, const int64_t *mask, int64_t B, int64_t L, float *out);
+/* runs blocks [first, first+count) in place on x [B, L, dim] (no embedding, no final norm) */
+int sf_t5_run_blocks(sf_t5 *m, int first, int count, float *x, const int64_t *mask, int64_t B, int64_t L);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
