@@ -1,0 +1,45 @@
+/* conv_ops.h — convolutions for the VAE and patch embeddings: the per-device op table (backend.h's
+ * `conv` slot) and the CPU f32 kernel it is built on, which works on lists of frames so that causal
+ * caches and zero frames are prepended without copies. */
+#ifndef SF_CONV_OPS_H
+#define SF_CONV_OPS_H
+
+#include "core/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+  int cin, cout, kt, kh, kw;
+  int st, sh, sw;                                  /* strides (time, height, width) */
+  int pad_top, pad_bottom, pad_left, pad_right;    /* spatial zero padding (time padding = NULL frames) */
+} sf_conv_geom;
+
+static inline int sf_conv_out_h(const sf_conv_geom *g, int H) { return (H + g->pad_top + g->pad_bottom - g->kh) / g->sh + 1; }
+static inline int sf_conv_out_w(const sf_conv_geom *g, int W) { return (W + g->pad_left + g->pad_right - g->kw) / g->sw + 1; }
+static inline int sf_conv_out_t(const sf_conv_geom *g, int nin) { return nin < g->kt ? 0 : (nin - g->kt) / g->st + 1; }
+
+/* frames[nin]: pointers to f32 [cin, H, W] frames (NULL = zeros); w [cout, cin, kt, kh, kw]; b [cout] or NULL.
+ * Writes sf_conv_out_t frames of [cout, Ho, Wo] contiguously to out. im2col tiles + OpenBLAS SGEMM. */
+int sf_conv3d_frames_f32(const sf_conv_geom *g, const float *const *frames, int nin, int H, int W, const float *w,
+                         const float *b, float *out);
+
+/* Tensor-level convolution as torch.nn.functional.conv3d/conv2d with zero padding.
+ * conv3d: x [N, Cin, T, H, W], w [Cout, Cin, kt, kh, kw]; conv2d: x [N, Cin, H, W], w [Cout, Cin, kh, kw].
+ * stride/pad hold (t, h, w) for 3-D and (h, w) for 2-D; out is allocated by the op. */
+typedef struct sf_conv_ops {
+  sf_tensor *(*conv3d)(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[3], const int pad[3]);
+  sf_tensor *(*conv2d)(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[2], const int pad[2]);
+} sf_conv_ops;
+
+extern const sf_conv_ops sf_cpu_conv_ops;
+/* the conv table serving x's device: the backend's own, else the CPU one for cpu tensors */
+const sf_conv_ops *sf_conv_ops_for(const sf_tensor *x);
+sf_tensor *sf_conv3d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[3], const int pad[3]);
+sf_tensor *sf_conv2d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[2], const int pad[2]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,195 @@
+/* lua_vae.c — sfwb._vae: the C Wan VAE behind lua/sfwb/vae.lua. Tensors cross in Self-Forcing's
+ * layouts: video [B, 3, T, H, W] in, latents [B, F, z, h, w], decoded video [B, T, 3, H, W] out. */
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/ops.h"
+#include "lua/lua_enc_util.h"
+#include "lua/lua_tensor.h"
+#include "models/vae_model.h"
+
+#define VAE_MT "sfwb.VAECore"
+
+typedef struct { sf_vae *m; } lua_vae;
+
+static sf_vae *check_vae(lua_State *L, int idx) {
+  lua_vae *u = luaL_checkudata(L, idx, VAE_MT);
+  if (!u->m) luaL_error(L, "VAE is freed");
+  return u->m;
+}
+
+static int vae_gc(lua_State *L) {
+  lua_vae *u = luaL_checkudata(L, 1, VAE_MT);
+  sf_vae_free(u->m);
+  u->m = NULL;
+  return 0;
+}
+
+static int read_floats(lua_State *L, int idx, const char *field, float *out, int max) {
+  lua_getfield(L, idx, field);
+  int n = 0;
+  if (lua_istable(L, -1)) {
+    n = (int)luaL_len(L, -1);
+    if (n > max) n = max;
+    for (int i = 0; i < n; i++) {
+      lua_rawgeti(L, -1, i + 1);
+      out[i] = (float)lua_tonumber(L, -1);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  return n;
+}
+
+/* sfwb._vae.new(state_dict, {mean={..}, std={..}}) */
+static int vae_new(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  float mean[64], std[64];
+  int nm = 0, ns = 0;
+  if (lua_istable(L, 2)) {
+    nm = read_floats(L, 2, "mean", mean, 64);
+    ns = read_floats(L, 2, "std", std, 64);
+  }
+  lua_vae *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->m = NULL;
+  luaL_setmetatable(L, VAE_MT);
+  sf_lua_weights w = {L, 1};
+  u->m = sf_vae_new(sf_lua_weights_get, &w, NULL, NULL);
+  if (!u->m) return sf_lua_raise(L);
+  int z = sf_vae_config_of(u->m)->z_dim;
+  if ((nm && nm != z) || (ns && ns != z)) return luaL_error(L, "VAE: mean/std need %d values (got %d and %d)", z, nm, ns);
+  if (nm || ns) {
+    sf_vae_config *c = (sf_vae_config *)sf_vae_config_of(u->m);
+    for (int i = 0; i < z; i++) {
+      if (nm) c->mean[i] = mean[i];
+      if (ns) c->std[i] = std[i];
+    }
+  }
+  return 1;
+}
+
+/* vae:encode(video [B, 3, T, H, W]) -> [B, F, z, H/8, W/8] f32 */
+static int vae_encode(lua_State *L) {
+  sf_vae *m = check_vae(L, 1);
+  sf_tensor *x = sf_lua_check_cpu(L, 2, SF_F32);
+  char buf[64];
+  if (x->ndim != 5 || x->shape[1] != 3) {
+    sf_release(x);
+    return luaL_error(L, "vae:encode expects video [B, 3, T, H, W], got %s", sf_shape_str(x, buf, sizeof buf));
+  }
+  int64_t B = x->shape[0], T = x->shape[2], H = x->shape[3], W = x->shape[4];
+  sf_tensor *out = NULL;
+  for (int64_t b = 0; b < B; b++) {
+    float *lat = NULL;
+    int F = 0;
+    if (sf_vae_encode1(m, (const float *)sf_data_ptr(x) + b * 3 * T * H * W, (int)T, (int)H, (int)W, &lat, &F)) {
+      sf_release(x), sf_release(out);
+      return sf_lua_raise(L);
+    }
+    if (!out) {
+      int64_t fac = 1;
+      for (int k = 0; k < sf_vae_config_of(m)->n_resample; k++) fac *= 2;
+      int64_t shape[5] = {B, F, sf_vae_config_of(m)->z_dim, H / fac, W / fac};
+      out = sf_empty(5, shape, SF_F32, sf_cpu());
+      if (!out) { free(lat); sf_release(x); return sf_lua_raise(L); }
+    }
+    int64_t n = sf_numel(out) / B;
+    memcpy((float *)sf_data_ptr(out) + b * n, lat, sizeof(float) * n);
+    free(lat);
+  }
+  sf_release(x);
+  sf_lua_push_tensor(L, out);
+  return 1;
+}
+
+/* shared by decode and decode_chunk: latents [B, F, z, h, w] -> [B, T, 3, H, W] clamped to [-1, 1] */
+static int decode_impl(lua_State *L, int streaming) {
+  sf_vae *m = check_vae(L, 1);
+  sf_tensor *x = sf_lua_check_cpu(L, 2, SF_F32);
+  char buf[64];
+  int z = sf_vae_config_of(m)->z_dim;
+  if (x->ndim != 5 || x->shape[2] != z) {
+    sf_release(x);
+    return luaL_error(L, "vae:decode expects latents [B, F, %d, h, w], got %s", z, sf_shape_str(x, buf, sizeof buf));
+  }
+  int64_t B = x->shape[0], F = x->shape[1], h = x->shape[3], w = x->shape[4];
+  sf_tensor *out = NULL;
+  int64_t per = 0;
+  for (int64_t b = 0; b < B; b++) {
+    float *vid = NULL;
+    int T = 0;
+    if (sf_vae_decode1(m, (const float *)sf_data_ptr(x) + b * F * z * h * w, (int)F, (int)h, (int)w,
+                       streaming ? (int)b : -1, &vid, &T)) {
+      sf_release(x), sf_release(out);
+      return sf_lua_raise(L);
+    }
+    int64_t fac = 1;
+    for (int k = 0; k < sf_vae_config_of(m)->n_resample; k++) fac *= 2;
+    if (!out) {
+      int64_t shape[5] = {B, T, 3, h * fac, w * fac};
+      out = sf_empty(5, shape, SF_F32, sf_cpu());
+      if (!out) { free(vid); sf_release(x); return sf_lua_raise(L); }
+      per = sf_numel(out) / B;
+    } else if ((int64_t)T * 3 * h * fac * w * fac != per) {
+      free(vid), sf_release(x), sf_release(out);
+      return luaL_error(L, "vae:decode_chunk: samples of the batch are at different stream positions (call reset)");
+    }
+    float *dst = (float *)sf_data_ptr(out) + b * per;
+    for (int64_t i = 0; i < per; i++) {
+      float v = vid[i];
+      dst[i] = v < -1.0f ? -1.0f : v > 1.0f ? 1.0f : v;
+    }
+    free(vid);
+  }
+  sf_release(x);
+  sf_lua_push_tensor(L, out);
+  return 1;
+}
+
+static int vae_decode(lua_State *L) { return decode_impl(L, 0); }
+static int vae_decode_chunk(lua_State *L) { return decode_impl(L, 1); }
+
+static int vae_reset(lua_State *L) {
+  sf_vae_clear_stream(check_vae(L, 1));
+  return 0;
+}
+
+static int vae_config(lua_State *L) {
+  const sf_vae_config *c = sf_vae_config_of(check_vae(L, 1));
+  lua_newtable(L);
+  lua_pushinteger(L, c->z_dim), lua_setfield(L, -2, "z_dim");
+  lua_pushinteger(L, c->base_dim), lua_setfield(L, -2, "dim");
+  lua_pushinteger(L, c->enc_mods), lua_setfield(L, -2, "encoder_modules");
+  lua_pushinteger(L, c->dec_mods), lua_setfield(L, -2, "decoder_modules");
+  lua_newtable(L);
+  for (int i = 0; i < c->n_resample && i < 8; i++) lua_pushboolean(L, c->temporal_down[i]), lua_rawseti(L, -2, i + 1);
+  lua_setfield(L, -2, "temperal_downsample");
+  int f = 1;
+  for (int i = 0; i < c->n_resample; i++) f *= 2;
+  lua_pushinteger(L, f), lua_setfield(L, -2, "spatial_stride");
+  lua_newtable(L);
+  for (int i = 0; i < c->z_dim; i++) lua_pushnumber(L, c->mean[i]), lua_rawseti(L, -2, i + 1);
+  lua_setfield(L, -2, "mean");
+  lua_newtable(L);
+  for (int i = 0; i < c->z_dim; i++) lua_pushnumber(L, c->std[i]), lua_rawseti(L, -2, i + 1);
+  lua_setfield(L, -2, "std");
+  return 1;
+}
+
+void sf_lua_register_vae(lua_State *L) {
+  static const luaL_Reg methods[] = {{"encode", vae_encode},   {"decode", vae_decode}, {"decode_chunk", vae_decode_chunk},
+                                     {"reset", vae_reset},     {"config", vae_config}, {NULL, NULL}};
+  if (luaL_newmetatable(L, VAE_MT)) {
+    lua_pushcfunction(L, vae_gc), lua_setfield(L, -2, "__gc");
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushcfunction(L, vae_new);
+  lua_setfield(L, -2, "new");
+  lua_setfield(L, -2, "_vae");
+}
