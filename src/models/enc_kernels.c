@@ -48,11 +48,11 @@ static void convert(const sf_tensor *t, int64_t n, float *dst) {
     memcpy(dst, src, n * sizeof(float));
   } else if (t->dtype == SF_BF16) {
     const uint16_t *h = src;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((int64_t)(n) > SF_PAR_MIN)
     for (int64_t i = 0; i < n; i++) dst[i] = sf_bf16_to_f32(h[i]);
   } else {
     const uint16_t *h = src;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((int64_t)(n) > SF_PAR_MIN)
     for (int64_t i = 0; i < n; i++) dst[i] = sf_f16_to_f32(h[i]);
   }
 }
@@ -81,7 +81,7 @@ void sf_enc_linear(const float *x, int64_t M, int64_t K, const float *w, int64_t
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x, (int)K, w, (int)K, 0.0f, y,
               (int)N);
   if (bias) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((int64_t)(M * N) > SF_PAR_MIN)
     for (int64_t i = 0; i < M; i++)
       for (int64_t j = 0; j < N; j++) y[i * N + j] += bias[j];
   }
@@ -91,14 +91,14 @@ void sf_enc_conv1x1(const float *w, const float *bias, int64_t N, int64_t K, con
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)P, (int)K, 1.0f, w, (int)K, x, (int)P, 0.0f, y,
               (int)P);
   if (bias) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((int64_t)(N * P) > SF_PAR_MIN)
     for (int64_t i = 0; i < N; i++)
       for (int64_t j = 0; j < P; j++) y[i * P + j] += bias[i];
   }
 }
 
 void sf_enc_rmsnorm(const float *x, int64_t rows, int64_t D, const float *w, float eps, float *y) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((int64_t)(rows * D) > SF_PAR_MIN)
   for (int64_t r = 0; r < rows; r++) {
     const float *xr = x + r * D;
     float *yr = y + r * D;
@@ -110,7 +110,7 @@ void sf_enc_rmsnorm(const float *x, int64_t rows, int64_t D, const float *w, flo
 }
 
 void sf_enc_layernorm(const float *x, int64_t rows, int64_t D, const float *w, const float *b, float eps, float *y) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((int64_t)(rows * D) > SF_PAR_MIN)
   for (int64_t r = 0; r < rows; r++) {
     const float *xr = x + r * D;
     float *yr = y + r * D;
@@ -129,7 +129,7 @@ void sf_enc_layernorm(const float *x, int64_t rows, int64_t D, const float *w, c
 
 void sf_enc_gelu_tanh(float *x, int64_t n) {
   const float c = 0.7978845608028654f; /* sqrt(2/pi) */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((int64_t)(n) > SF_PAR_MIN)
   for (int64_t i = 0; i < n; i++) {
     float v = x[i];
     x[i] = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v)));
@@ -137,7 +137,7 @@ void sf_enc_gelu_tanh(float *x, int64_t n) {
 }
 
 void sf_enc_gelu_erf(float *x, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((int64_t)(n) > SF_PAR_MIN)
   for (int64_t i = 0; i < n; i++) {
     float v = x[i];
     x[i] = 0.5f * v * (1.0f + erff(v * 0.7071067811865476f));
@@ -145,7 +145,7 @@ void sf_enc_gelu_erf(float *x, int64_t n) {
 }
 
 void sf_enc_silu(float *x, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((int64_t)(n) > SF_PAR_MIN)
   for (int64_t i = 0; i < n; i++) {
     float v = x[i];
     x[i] = v / (1.0f + expf(-v));
@@ -165,7 +165,7 @@ static void softmax_row(float *r, int64_t n) {
 }
 
 void sf_enc_softmax_rows(float *x, int64_t rows, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((int64_t)(rows * n) > SF_PAR_MIN)
   for (int64_t r = 0; r < rows; r++) softmax_row(x + r * n, n);
 }
 
@@ -180,7 +180,7 @@ int sf_enc_attention(const float *q, int64_t ld_q, const float *k, const float *
                 k + h * d, (int)ld_kv, 0.0f, S, (int)Lk);
     if (bias || key_mask) {
       const float *bh = bias ? bias + h * Lq * Lk : NULL;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((int64_t)(Lq * Lk) > SF_PAR_MIN)
       for (int64_t i = 0; i < Lq; i++) {
         float *r = S + i * Lk;
         for (int64_t j = 0; j < Lk; j++) {

@@ -114,7 +114,7 @@ static void rms_norm(const vseq *x, const float *gamma, int silu, vseq *y) {
   for (int t = 0; t < x->T; t++) {
     const float *f = vseq_frame(x, t);
     float *o = vseq_frame(y, t);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((int64_t)(HW * C) > SF_PAR_MIN)
     for (int64_t p0 = 0; p0 < HW; p0 += 256) {
       int64_t np = HW - p0 < 256 ? HW - p0 : 256;
       float inv[256];
@@ -152,7 +152,7 @@ static int res_forward(const vmod *m, vstate *st, vseq *x) {
   if (vconv_cached(&m->c1, &st->s[m->slot1], &b, &c)) goto done;
   const float *id = m->sc.w ? h.d : x->d;
   int64_t n = (int64_t)c.T * c.C * c.H * c.W;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((int64_t)(n) > SF_PAR_MIN)
   for (int64_t i = 0; i < n; i++) c.d[i] += id[i];
   vseq_free(x);
   *x = c;

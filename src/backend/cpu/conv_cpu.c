@@ -8,6 +8,7 @@
 #include "backend/conv_ops.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "models/enc_kernels.h" /* SF_PAR_MIN */
 
 /* columns are built in tiles of whole output rows so the buffer stays under this many floats */
 #define SF_CONV_TILE_FLOATS ((size_t)16 << 20)
@@ -45,7 +46,7 @@ int sf_conv3d_frames_f32(const sf_conv_geom *g, const float *const *frames, int 
       for (int r0 = 0; r0 < Ho; r0 += rows_per_tile) {
         int nr = Ho - r0 < rows_per_tile ? Ho - r0 : rows_per_tile;
         int64_t TP = (int64_t)nr * Wo;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((int64_t)(K * TP) > SF_PAR_MIN)
         for (int64_t k = 0; k < K; k++) {
           int dx = (int)(k % g->kw), dy = (int)((k / g->kw) % g->kh), dt = (int)((k / g->kw / g->kh) % g->kt);
           int ci = (int)(k / g->kw / g->kh / g->kt);
@@ -83,7 +84,7 @@ int sf_conv3d_frames_f32(const sf_conv_geom *g, const float *const *frames, int 
       }
     }
     if (b) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((int64_t)((int64_t)g->cout * P) > SF_PAR_MIN)
       for (int c = 0; c < g->cout; c++)
         for (int64_t p = 0; p < P; p++) o[c * P + p] += b[c];
     }
