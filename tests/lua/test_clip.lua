@@ -1,0 +1,39 @@
+-- test_clip.lua — the CLIP image tower against our PyTorch transcription (tests/ref/clip_ref.py) on a tiny
+-- random ViT (28 px, patch 14, 3 blocks, 2 run): bicubic resize of non-square images, the full path,
+-- config inference, errors.
+local sfwb = require "sfwb"
+local T = require "sfwb.testing"
+
+local dir = T.tmpdir("clip")
+assert(os.execute(string.format("cd tests/ref && %s clip_ref.py '%s'", T.python, dir)), "reference script failed")
+local F = sfwb.load(dir .. "/fixture.pt")
+local clip = sfwb.clip.load(dir .. "/clip.pth", {num_heads = 4})
+
+T.case("config inferred from the weights", function()
+  local c = clip.config
+  T.eq(c.dim, 32); T.eq(c.patch, 14); T.eq(c.image_size, 28); T.eq(c.grid, 2)
+  T.eq(c.num_layers, 3); T.eq(c.run_layers, 2); T.eq(c.mlp_dim, 128); T.eq(c.pre_norm, true)
+end)
+
+T.case("bicubic resize as torch (down and up, non-square)", function()
+  local r = sfwb.clip.resize_bicubic(F.img:select(1, 2), 28, 28)
+  print(string.format("  resize: worst relative error %.3g", T.close(r, F.resized:select(1, 2), 1e-5)))
+  T.close(sfwb.clip.resize_bicubic(F.img:select(1, 1), 61, 83), F.up:select(1, 1), 1e-5)
+end)
+
+T.case("encode_image [2, 3, 40, 56] -> [2, 5, 32]", function()
+  local out = clip:encode_image(F.img)
+  T.eq(table.concat(out:shape(), ","), "2,5,32")
+  print(string.format("  encode_image: worst relative error %.3g", T.close(out, F.out, 1e-4)))
+  T.close(clip:encode_image(F.img:select(1, 2)):select(1, 1), F.out:select(1, 2), 1e-4)
+end)
+
+T.case("errors", function()
+  T.raises(function() clip:encode_image(sfwb.zeros({1, 4, 28, 28})) end, "[B, 3, H, W]")
+  T.raises(function() sfwb.clip.load(dir .. "/clip.pth", {num_heads = 5}) end, "heads")
+  local sd = sfwb.load(dir .. "/clip.pth")
+  sd["visual.transformer.1.mlp.2.bias"] = nil
+  T.raises(function() sfwb.clip.load(sd, {num_heads = 4}) end, "visual.transformer.1.mlp.2.bias")
+end)
+
+T.done()
