@@ -269,7 +269,28 @@ function M.sample_video(video, b) return video:select(1, b or 1):contiguous() en
 
 -- writes one video: mp4 through sfwb.video (ffmpeg) or a PNG folder; returns the path written
 function M.write_video(path, frames, fps)
-  sfwb.video.write(path, frames, {fps = fps or 16})
+  if sfwb.video and sfwb.video.write then
+    sfwb.video.write(path, frames, {fps = fps or 16})
+    return path
+  end
+  -- no sfwb.video in this build: raw RGB frames piped to ffmpeg (x -> uint8 as (x+1)/2*255, truncated)
+  local F, H, W = frames:size(1), frames:size(3), frames:size(4)
+  local u8 = ((frames:float():clamp(-1, 1) + 1) * 127.5):permute({1, 3, 4, 2}):contiguous()
+  local cmd = string.format("ffmpeg -loglevel error -y -f rawvideo -pix_fmt rgb24 -s %dx%d -r %d -i - " ..
+                            "-pix_fmt yuv420p -vf 'pad=ceil(iw/2)*2:ceil(ih/2)*2' '%s'", W, H, fps or 16, path)
+  local p = io.popen(cmd, "w")
+  if not p then error("cannot run ffmpeg to write " .. path, 0) end
+  for f = 1, F do
+    local vals = u8:select(1, f):reshape({H * W * 3}):totable()
+    local parts = {}
+    for i = 1, #vals, 4096 do
+      local chunk = {}
+      for j = i, math.min(#vals, i + 4095) do chunk[#chunk + 1] = math.floor(vals[j]) end
+      parts[#parts + 1] = string.char(table.unpack(chunk))
+    end
+    p:write(table.concat(parts))
+  end
+  if not p:close() then error("ffmpeg failed writing " .. path, 0) end
   return path
 end
 

@@ -104,8 +104,8 @@ function M.main(argv)
     local cap, spec
     if layers then
       spec = EX.capture_spec({layers = layers, attn = o.attn, what = o.what, reduce = "frame", steps = o.steps,
-                              passes = o.passes}, m.config.num_layers)
-      cap = m:capture_attention(spec)
+                              passes = o.passes}, m.config.num_layers, #p._steps)
+      cap = EX.capture(m, spec)
     end
     print(string.format("side %s", sd.label))
     -- the same seed before each side: identical noise and identical per-step draws

@@ -61,21 +61,46 @@ local function nan_finite_range(list)
   return lo, hi
 end
 
--- extraction as a function so other recipes (compare) can reuse it on a loaded model
-function M.capture_spec(o, nlayers)
+-- extraction as a function so other recipes (compare) can reuse it on a loaded model. The refresh
+-- (clean context) pass is the chunk's forward number K+1 for K denoising steps: requesting it adds
+-- that step to the filter, and its results are keyed by it.
+function M.capture_spec(o, nlayers, nsteps)
+  local steps = C.int_list(o.steps)
+  local passes = C.str_list(o.passes)
+  local wsteps, combos = {}, {}
+  local seen = {}
+  local function add(s) if not seen[s] then seen[s] = true wsteps[#wsteps + 1] = s end end
+  for _, ps in ipairs(passes) do
+    if ps == "refresh" then
+      add((nsteps or 4) + 1)
+      combos[#combos + 1] = {step = (nsteps or 4) + 1, pass = ps}
+    elseif ps == "denoise" then
+      for _, s in ipairs(steps) do add(s) combos[#combos + 1] = {step = s, pass = ps} end
+    else
+      error("unknown pass '" .. ps .. "' (denoise or refresh)", 0)
+    end
+  end
   return {
     layers = C.int_list(o.layers, nlayers),
     attn = o.attn, what = o.what, reduce = o.reduce,
-    where = {steps = C.int_list(o.steps), passes = C.str_list(o.passes), chunks = "all"},
+    where = {steps = wsteps, passes = passes, chunks = "all"},
+    combos = combos,
   }
+end
+
+-- registers the capture a spec describes on model m
+function M.capture(m, spec)
+  return m:capture_attention{layers = spec.layers, attn = spec.attn, what = spec.what, reduce = spec.reduce,
+                             where = spec.where}
 end
 
 -- results of a capture as a table name -> tensor, plus per-entry metadata
 function M.collect(cap, spec, chunk_sizes, F)
   local tensors, metas, by_layer = {}, {}, {}
   for _, L in ipairs(spec.layers) do
-    for _, s in ipairs(spec.where.steps) do
-      for _, ps in ipairs(spec.where.passes) do
+    for _, cb in ipairs(spec.combos) do
+      do
+        local s, ps = cb.step, cb.pass
         local A, meta = cap:result{layer = L, step = s, pass = ps}
         local key = string.format("layer%d.step%d.%s", L, s, ps)
         tensors["attn." .. key] = A
@@ -109,6 +134,10 @@ function M.figures(by_layer, o, out, label, what)
   end
   local qty = ({logits = "mean logit", probs = "mean probability", mass = "attention mass"})[what] or what
   local mosaic = {}
+  local multi = false
+  for _, e in ipairs(by_layer) do
+    if e.step ~= by_layer[1].step or e.pass ~= by_layer[1].pass then multi = true end
+  end
   for _, e in ipairs(by_layer) do
     local t = e.meta and e.meta.timestep
     local ttl = string.format("layer %d · %s-attn %s · step %d%s · %s · %s", e.layer, o.attn, what, e.step,
@@ -117,7 +146,8 @@ function M.figures(by_layer, o, out, label, what)
     if e.A:dim() == 3 then
       files[#files + 1] = sfwb.plot.head_grid(e.A, {path = base .. "_heads.png", title = ttl, cmap = cmap,
         center = center, vmin = lo, vmax = hi, xlabel = "key frame", ylabel = "query frame", cbar_label = qty}).path
-      mosaic[#mosaic + 1] = {e.A:mean(1), title = string.format("layer %d", e.layer)}
+      mosaic[#mosaic + 1] = {e.A:mean(1), title = multi and string.format("layer %d · %s@%d", e.layer, e.pass, e.step)
+                                                   or string.format("layer %d", e.layer)}
     else -- query_mean [heads, Fk]: heads x key frames
       files[#files + 1] = sfwb.plot.heatmap(e.A, {path = base .. "_heads.png", title = ttl, cmap = cmap,
         center = center, vmin = lo, vmax = hi, xlabel = "key frame", ylabel = "head", cbar_label = qty}).path
@@ -166,11 +196,12 @@ function M.main(argv)
                                  independent_first_frame = s.independent_first_frame, context_noise = s.context_noise,
                                  timestep_shift = s.timestep_shift, local_attn_size = s.local_attn_size,
                                  sink_size = s.sink_size, dtype = o.dtype}
-  local spec = M.capture_spec(o, m.config.num_layers)
-  local cap = m:capture_attention(spec)
-  print(string.format("capturing %s-attn %s (%s) of layers {%s}, steps {%s}, passes {%s} in one rollout",
-                      o.attn, o.what, o.reduce, table.concat(spec.layers, ","), table.concat(spec.where.steps, ","),
-                      table.concat(spec.where.passes, ",")))
+  local spec = M.capture_spec(o, m.config.num_layers, #p._steps)
+  local cap = M.capture(m, spec)
+  local what = {}
+  for _, cb in ipairs(spec.combos) do what[#what + 1] = cb.pass .. "@" .. cb.step end
+  print(string.format("capturing %s-attn %s (%s) of layers {%s} at {%s} in one rollout",
+                      o.attn, o.what, o.reduce, table.concat(spec.layers, ","), table.concat(what, ", ")))
   local r = p:generate{prompts = {o.prompt}, num_frames = o.num_frames, height = o.height, width = o.width,
                        seed = o.seed, decode = o.save_video, progress = true}
   local chunk_sizes = r.chunk_sizes
@@ -184,7 +215,7 @@ function M.main(argv)
     checkpoint_sha256 = prov.checkpoint_sha256, ema = prov.ema, config = o.config_path or "",
     config_values = s, seed = o.seed, prompt = o.prompt, num_frames = o.num_frames,
     chunk_sizes = chunk_sizes, layers = spec.layers, attn = o.attn, what = o.what, reduce = o.reduce,
-    steps = spec.where.steps, passes = spec.where.passes, denoising_steps = p.denoising_steps:totable(),
+    steps = spec.where.steps, passes = spec.where.passes, captured = spec.combos, denoising_steps = p.denoising_steps:totable(),
     capture = metas, sfwb_version = sfwb.version, created = C.now(),
   }
   C.save_safetensors(path, tensors, meta)

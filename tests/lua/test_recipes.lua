@@ -1,0 +1,118 @@
+-- test_recipes.lua — the recipes end to end on the tiny model set (built by sfwb.tiny in the real
+-- formats): outputs exist, PNGs decode, numbers are finite, provenance is recorded, an A/B of identical
+-- weights reports zero difference and of different weights a non-zero one.
+local sfwb = require "sfwb"
+local T = require "sfwb.testing"
+
+local ok = pcall(function() return sfwb.wan.load and sfwb.t5.load and sfwb.vae.load and sfwb.scheduler.flow_match end)
+if not ok then
+  print("SKIP: needs sfwb.wan, sfwb.t5, sfwb.vae and sfwb.scheduler on this build")
+  T.done()
+end
+
+local json = require "sfwb.json"
+local C = require "sfwb.recipes.common"
+local root = T.tmpdir("recipes")
+local P = require("sfwb.tiny").build(root .. "/tiny")
+local SIZE = {"--height", "32", "--width", "48"}
+
+local function args(t)
+  local a = {"--wan_dir", P.wan_dir, "--config_path", P.config}
+  for _, v in ipairs(t) do a[#a + 1] = tostring(v) end
+  for _, v in ipairs(SIZE) do a[#a + 1] = v end
+  return a
+end
+
+local function finite(x) return type(x) == "number" and x == x and x ~= math.huge and x ~= -math.huge end
+local function png_ok(path)
+  local w, h = sfwb.plot.size(path)
+  return w > 0 and h > 0
+end
+
+T.case("every recipe answers --help", function()
+  for _, r in ipairs({"generate", "extract_attention", "compare"}) do
+    T.eq(require("sfwb.recipes." .. r).main({"--help"}), 0, r)
+  end
+  T.raises(function() require("sfwb.recipes.generate").main({"--frobnicate"}) end, "unknown option")
+end)
+
+T.case("generate: videos, latents, timings", function()
+  local out = root .. "/gen"
+  local code, s = require("sfwb.recipes.generate").main(args({"--checkpoint_path", P.checkpoint, "--use_ema",
+    "--prompt", "a red bird", "--num_output_frames", 6, "--output_folder", out, "--save_latents", "--quiet"}))
+  T.eq(code, 0)
+  T.eq(#s.outputs, 2)
+  T.check(C.exists(s.outputs[1]) or os.execute("test -d '" .. s.outputs[1] .. "'"), "video written: " .. s.outputs[1])
+  local lat = sfwb.load(s.outputs[2])
+  T.eq(lat.latents:size(1), 6)
+  T.check(finite(lat.latents:abs():max():item()), "latents finite")
+  local g = json.read(out .. "/generate.json")
+  T.check(finite(g.runs[1].timings.denoise) and g.runs[1].timings.denoise > 0, "denoise time recorded")
+  T.eq(g.provenance.checkpoint_key, "generator_ema")
+  T.eq(#g.provenance.checkpoint_sha256, 64)
+end)
+
+T.case("a missing checkpoint is an error, never a fallback", function()
+  T.raises(function()
+    require("sfwb.recipes.generate").main(args({"--checkpoint_path", root .. "/nope.pt", "--prompt", "x",
+      "--num_output_frames", 3, "--output_folder", root .. "/gen2", "--quiet"}))
+  end, "nope.pt")
+end)
+
+T.case("extract_attention: one rollout, all layers, provenance, figures", function()
+  local out = root .. "/att"
+  local code, r = require("sfwb.recipes.extract_attention").main(args({"--checkpoint_path", P.checkpoint,
+    "--use_ema", "--prompt", "a red bird", "--num_frames", 6, "--layers", "all", "--steps", "1,4",
+    "--passes", "denoise,refresh", "--output_dir", out, "--seed", 5}))
+  T.eq(code, 0)
+  local meta = C.safetensors_metadata(r.path)
+  T.eq(meta.prompt, "a red bird"); T.eq(meta.seed, "5"); T.eq(meta.ema, "true")
+  T.eq(#meta.weights_sha256, 64); T.eq(#meta.checkpoint_sha256, 64)
+  T.eq(meta.sfwb_version, sfwb.version)
+  T.eq(json.decode(meta.chunk_sizes)[2], 3)
+  T.eq(#json.decode(meta.layers), 4)
+  T.eq(meta.what, "logits"); T.eq(meta.reduce, "frame")
+  local D = sfwb.load(r.path)
+  local A = D["attn.layer3.step5.refresh"]
+  T.check(D["attn.layer1.step4.denoise"] ~= nil, "step 4 denoise kept")
+  T.eq(table.concat(A:shape(), "x"), "4x6x6")
+  local v = A:totable()
+  T.check(v[1][1][4] ~= v[1][1][4], "a key a query cannot see is NaN")
+  T.check(finite(v[1][6][1]), "visible cells finite")
+  T.eq(table.concat(D["last_chunk.layer0.step1.denoise"]:shape(), "x"), "4x6")
+  local pngs = 0
+  for _, f in ipairs(r.files) do
+    if f:match("%.png$") then T.check(png_ok(f), "PNG decodes: " .. f) pngs = pngs + 1 end
+  end
+  T.eq(pngs, 4 * 3 * 2 + 2, "per (layer, step 1 + 4 + refresh): head grid + profile; mosaic + layer profile")
+end)
+
+T.case("compare: identical weights -> zero difference; EMA vs raw -> non-zero", function()
+  local cmp = require("sfwb.recipes.compare")
+  local code, same = cmp.main(args({"--a", P.checkpoint .. ":ema", "--b", P.checkpoint .. ":ema", "--num_frames", 3,
+    "--layers", "0,3", "--output_dir", root .. "/cmp_same"}))
+  T.eq(code, 0)
+  T.eq(same.identical, true)
+  T.eq(same.latent_mse, 0); T.eq(same.pixel_mse, 0)
+  for _, row in ipairs(same.attention.layers) do T.eq(row.max_abs_diff, 0, "layer " .. row.layer) end
+  local code2, diff = cmp.main(args({"--ema_vs_raw", P.checkpoint, "--num_frames", 3, "--layers", "0,3",
+    "--output_dir", root .. "/cmp_diff"}))
+  T.eq(code2, 0)
+  T.eq(diff.identical, false)
+  T.check(diff.latent_mse > 0 and finite(diff.latent_mse), "latent MSE > 0")
+  T.check(finite(diff.psnr), "PSNR finite")
+  for _, fr in ipairs(diff.video_frames) do T.check(finite(fr.pixel_mse), "per-frame MSE finite") end
+  T.check(diff.attention.layers[1].mean_abs_diff > 0, "attention differs")
+  local j = json.read(root .. "/cmp_diff/compare.json")
+  T.eq(j.a.provenance.checkpoint_key, "generator"); T.eq(j.b.provenance.checkpoint_key, "generator_ema")
+  for _, f in ipairs({"summary.png", "psnr_per_frame.png", "latent_mse_per_frame.png", "attention_diff.png"}) do
+    T.check(png_ok(root .. "/cmp_diff/" .. f), f)
+  end
+  -- base vs checkpoint works too
+  local code3, bvc = cmp.main(args({"--a", "base", "--b", P.checkpoint .. ":raw", "--num_frames", 3, "--layers", "none",
+    "--output_dir", root .. "/cmp_base"}))
+  T.eq(code3, 0)
+  T.check(bvc.latent_mse > 0, "base differs from the checkpoint")
+end)
+
+T.done()
