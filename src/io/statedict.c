@@ -451,12 +451,13 @@ sf_statedict *sf_statedict_open(const char *path) {
       rc = open_pt(sd);
     } else if (got >= 4 && head[0] == 0x80 && head[1] == 0x02 && head[2] == 0x8a) {
       rc = sf_error("%s: legacy (pre-1.6, non-zip) torch.save format is not supported; re-save it with a current torch", path);
-    } else if (got >= 1 && (head[0] == '{' || head[0] == ' ' || head[0] == '\n')) {
-      sd->format = "safetensors-sharded";
-      rc = open_index(sd, path);
     } else if (got >= 9 && head[8] == '{') {
+      /* before the JSON test: the 8-byte header length may itself begin with '{', ' ' or '\n' */
       sd->format = "safetensors";
       rc = add_shard(sd, path);
+    } else if (got >= 1 && (head[0] == '{' || head[0] == ' ' || head[0] == '\n' || head[0] == '\r' || head[0] == '\t')) {
+      sd->format = "safetensors-sharded";
+      rc = open_index(sd, path);
     } else {
       rc = sf_error("%s: unknown checkpoint format (neither safetensors, a safetensors index, nor a torch.save zip)", path);
     }

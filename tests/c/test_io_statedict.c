@@ -212,6 +212,38 @@ static void test_safetensors_roundtrip(void) {
   sf_release(tr);
 }
 
+/* header lengths whose first byte looks like JSON ('{', ' ', '\n') must still read as safetensors */
+static void test_safetensors_header_length_bytes(void) {
+  const unsigned char firsts[3] = {'{', ' ', '\n'};
+  for (int k = 0; k < 3; k++) {
+    char js[512];
+    int base = snprintf(js, sizeof js, "{\"x\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}}");
+    size_t want = firsts[k];
+    while (want < (size_t)base) want += 256;
+    memset(js + base, ' ', want - base);
+    js[want] = 0;
+    unsigned char buf[1024] = {0};
+    buf[0] = (unsigned char)(want & 0xff);
+    buf[1] = (unsigned char)(want >> 8);
+    memcpy(buf + 8, js, want);
+    buf[8 + want] = 7;
+    buf[9 + want] = 9;
+    char path[512];
+    snprintf(path, sizeof path, "%s/hl%d.safetensors", dir, k);
+    FILE *f = fopen(path, "wb");
+    fwrite(buf, 1, 10 + want, f);
+    fclose(f);
+    sf_statedict *sd = sf_statedict_open(path);
+    CHECK(sd != NULL);
+    if (!sd) continue;
+    CHECK(!strcmp(sf_statedict_format(sd), "safetensors"));
+    sf_tensor *t = sf_statedict_get(sd, "x");
+    CHECK(t && ((uint8_t *)sf_data_ptr(t))[1] == 9);
+    sf_release(t);
+    sf_statedict_close(sd);
+  }
+}
+
 static void test_pt_writer_torch_reads(void) {
   if (!have_torch) return;
   int64_t s1[2] = {4, 6}, s2[1] = {5};
@@ -359,6 +391,7 @@ int main(void) {
   RUN(test_torch_params);
   RUN(test_refuses_module);
   RUN(test_safetensors_roundtrip);
+  RUN(test_safetensors_header_length_bytes);
   RUN(test_pt_writer_torch_reads);
   RUN(test_bad_input);
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
