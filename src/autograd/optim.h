@@ -4,6 +4,7 @@
 #ifndef SF_OPTIM_H
 #define SF_OPTIM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/tensor.h"
@@ -25,6 +26,10 @@ int sf_sum_sq(sf_tensor *t, double *out);
 double sf_clip_grad_norm(sf_tensor *const *params, int n, double max_norm);
 /* shadow (f32, same shape) = decay * shadow + (1 - decay) * param */
 int sf_ema_update(sf_tensor *shadow, sf_tensor *param, double decay);
+
+/* CPU allocator statistics (bytes): live now, and the peak since start or the last reset */
+void sf_cpu_memory_stats(size_t *live, size_t *peak);
+void sf_cpu_reset_peak_memory(void);
 
 #ifdef __cplusplus
 }

@@ -87,10 +87,25 @@ static int l_params(lua_State *L) {
   return 1;
 }
 
+/* sfwb.cpu_memory() -> {allocated = bytes live, peak = bytes}; sfwb.cpu_memory(true) also resets the peak */
+static int l_cpu_memory(lua_State *L) {
+  size_t live, peak;
+  sf_cpu_memory_stats(&live, &peak);
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, (lua_Integer)live);
+  lua_setfield(L, -2, "allocated");
+  lua_pushinteger(L, (lua_Integer)peak);
+  lua_setfield(L, -2, "peak");
+  if (lua_toboolean(L, 1)) sf_cpu_reset_peak_memory();
+  return 1;
+}
+
 void sf_lua_register_train(lua_State *L) {
   int sfwb = lua_gettop(L);
   lua_pushcfunction(L, l_clip_grad_norm);
   lua_setfield(L, sfwb, "clip_grad_norm");
+  lua_pushcfunction(L, l_cpu_memory);
+  lua_setfield(L, sfwb, "cpu_memory");
   static const luaL_Reg funcs[] = {
     {"adamw", l_adamw}, {"sum_sq", l_sum_sq}, {"ema", l_ema}, {"params", l_params}, {NULL, NULL},
   };

@@ -228,7 +228,7 @@ static sf_tensor *opt_tensor(lua_State *L, int t, const char *k) {
   return x; /* borrowed: the opts table keeps it alive */
 }
 
-static const char *const FWD_OPTS[] = {"clip_fea", "y", "kv_cache", "crossattn_cache", "current_start_frame", "tag", NULL};
+static const char *const FWD_OPTS[] = {"clip_fea", "y", "kv_cache", "crossattn_cache", "current_start_frame", "tag", "checkpoint", NULL};
 
 static int l_forward(lua_State *L) {
   sf_wan_model *m = check_model(L, 1);
@@ -243,6 +243,7 @@ static int l_forward(lua_State *L) {
   if (opt_field(L, 5, "crossattn_cache") != LUA_TNIL) o.xcache = ((xc_ud *)luaL_checkudata(L, -1, XC_MT))->xc;
   lua_pop(L, 1);
   o.start_frame = opt_int(L, 5, "current_start_frame", 0);
+  o.checkpoint = opt_bool(L, 5, "checkpoint", 0);
   if (opt_field(L, 5, "tag") == LUA_TTABLE) {
     int tg = lua_gettop(L);
     o.tag.chunk = opt_int(L, tg, "chunk", -1);

@@ -117,6 +117,7 @@ typedef struct sf_wan_fwd_opts {
   sf_wan_xcache *xcache;       /* optional cross-attention cache */
   int64_t start_frame;         /* absolute frame of x's first frame (KV path) */
   sf_wan_tag tag;
+  bool checkpoint;             /* with grad mode on: each block is a checkpoint region (recomputed in backward) */
 } sf_wan_fwd_opts;
 
 void sf_wan_fwd_opts_init(sf_wan_fwd_opts *o);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/autograd.h"
 #include "core/error.h"
 #include "core/nn.h"
 #include "core/ops.h"
@@ -158,7 +159,8 @@ static sf_tensor *attend(fwd *s, int layer, bool cross, int img, sf_tensor *q, s
   desc.kv_hi = hi;
   sf_cap_call call = {layer, cross, img, s->B, s->N, s->F, k->shape[1] / k_group, s->S, k_group, s->q_ids, k_ids, lo, hi,
                       s->o->tag.chunk, &s->o->tag};
-  int want = s->m->captures ? sf_wan_capture_begin(s->m, &call, &desc, s->m->device) : 0;
+  /* a checkpoint recomputation in backward must not record captures a second time */
+  int want = s->m->captures && !sf_checkpoint_recomputing() ? sf_wan_capture_begin(s->m, &call, &desc, s->m->device) : 0;
   if (want < 0) return NULL;
   sf_tensor *o = sf_attention(q, k, v, &desc, NULL);
   if (want > 0) {
@@ -345,6 +347,61 @@ fail:
   return out;
 }
 
+/* ---- checkpointed blocks: the region keeps its own copy of what block() reads, for the recomputation ---- */
+
+typedef struct {
+  fwd s;
+  sf_wan_fwd_opts o;
+  int i;
+  sf_tensor *x;
+} block_ckpt;
+
+static int64_t *dup_ids(const int64_t *a, int64_t n) {
+  if (!a) return NULL;
+  int64_t *r = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+  if (r) memcpy(r, a, sizeof(int64_t) * (size_t)n);
+  return r;
+}
+
+static void block_ckpt_free(void *p) {
+  block_ckpt *c = p;
+  sf_release(c->x), sf_release(c->s.e0), sf_release(c->s.context);
+  free(c->s.q_ids), free(c->s.self_k_ids), free(c->s.ctx_ids), free(c->s.kv_lo), free(c->s.kv_hi);
+  sf_wan_free(c->s.m);
+  free(c);
+}
+
+static int block_ckpt_run(void *p) {
+  block_ckpt *c = p;
+  sf_tensor *y = block(&c->s, c->i, c->x);
+  sf_release(y);
+  return y ? 0 : -1;
+}
+
+static sf_tensor *block_checkpointed(fwd *s, int i, sf_tensor *x) {
+  block_ckpt *c = calloc(1, sizeof *c);
+  if (!c) return sf_error("wan forward: out of memory"), NULL;
+  c->s = *s;
+  c->o = *s->o;
+  c->s.o = &c->o;
+  c->i = i;
+  c->x = sf_retain(x);
+  sf_retain(c->s.e0);
+  if (c->s.context) sf_retain(c->s.context);
+  sf_wan_retain(c->s.m);
+  c->s.q_ids = dup_ids(s->q_ids, s->F), c->s.self_k_ids = dup_ids(s->self_k_ids, s->F);
+  c->s.ctx_ids = dup_ids(s->ctx_ids, s->n_ctx), c->s.kv_lo = dup_ids(s->kv_lo, s->F), c->s.kv_hi = dup_ids(s->kv_hi, s->F);
+  if (!c->s.q_ids || !c->s.self_k_ids || !c->s.ctx_ids || !c->s.kv_lo || !c->s.kv_hi) {
+    block_ckpt_free(c);
+    return sf_error("wan forward: out of memory"), NULL;
+  }
+  sf_ckpt_region *r = sf_checkpoint_begin(block_ckpt_run, c, block_ckpt_free);
+  if (!r) return block_ckpt_free(c), NULL;
+  sf_tensor *y = block(s, i, x);
+  sf_checkpoint_end(r);
+  return y;
+}
+
 static int kv_prepare(fwd *s) {
   sf_wan_kv *kv = s->o->kv;
   const sf_wan_config *c = &s->m->cfg;
@@ -469,7 +526,9 @@ sf_tensor *sf_wan_forward(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor
   }
   for (int i = 0; i < c->num_layers; i++) {
     if (sf_interrupted()) { sf_error("wan forward: interrupted"); goto fail; }
-    sf_tensor *nx = block(&s, i, tok);
+    /* the KV path writes the cache as it goes, so it cannot be re-run: checkpoint only without kv */
+    bool ck = opts->checkpoint && !opts->kv && sf_grad_enabled();
+    sf_tensor *nx = ck ? block_checkpointed(&s, i, tok) : block(&s, i, tok);
     TRY(nx);
     sf_release(tok);
     tok = nx;

@@ -1,6 +1,7 @@
 /* cpu_train.c — the CPU backend's training ops: norm/RoPE/flash-attention backward, AdamW, sum of
  * squares, EMA (train_ops.h). Attached to sf_cpu_backend at start-up like the nn table. */
 #include <cblas.h>
+#include <stdatomic.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,6 +301,39 @@ const sf_train_ops sf_cpu_train_ops = {
   .ema = cpu_ema,
 };
 
+/* ---- CPU memory statistics: the backend's alloc/free wrapped with byte counters (live bytes and peak),
+ * so training can report peak memory (e.g. what block checkpointing saves) ---- */
+static _Atomic size_t mem_live, mem_peak;
+static void *(*base_alloc)(sf_device, size_t);
+static void (*base_free)(sf_device, void *, size_t);
+
+static void *counting_alloc(sf_device dev, size_t n) {
+  void *p = base_alloc(dev, n);
+  if (p) {
+    size_t live = atomic_fetch_add(&mem_live, n) + n, pk = atomic_load(&mem_peak);
+    while (live > pk && !atomic_compare_exchange_weak(&mem_peak, &pk, live)) {}
+  }
+  return p;
+}
+
+static void counting_free(sf_device dev, void *p, size_t n) {
+  if (p) atomic_fetch_sub(&mem_live, n);
+  base_free(dev, p, n);
+}
+
+void sf_cpu_memory_stats(size_t *live, size_t *peak) {
+  if (live) *live = atomic_load(&mem_live);
+  if (peak) *peak = atomic_load(&mem_peak);
+}
+
+void sf_cpu_reset_peak_memory(void) { atomic_store(&mem_peak, atomic_load(&mem_live)); }
+
 __attribute__((constructor)) static void sf_cpu_train_attach(void) {
   if (!sf_cpu_backend.train) sf_cpu_backend.train = &sf_cpu_train_ops;
+  if (sf_cpu_backend.alloc != counting_alloc) {
+    base_alloc = sf_cpu_backend.alloc;
+    base_free = sf_cpu_backend.free;
+    sf_cpu_backend.alloc = counting_alloc;
+    sf_cpu_backend.free = counting_free;
+  }
 }
