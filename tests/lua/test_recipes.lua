@@ -87,6 +87,36 @@ T.case("extract_attention: one rollout, all layers, provenance, figures", functi
   T.eq(pngs, 4 * 3 * 2 + 2, "per (layer, step 1 + 4 + refresh): head grid + profile; mosaic + layer profile")
 end)
 
+T.case("extract_attention: mass with query_mean reduction, per-layer scale", function()
+  local out = root .. "/att_qm"
+  local code, r = require("sfwb.recipes.extract_attention").main(args({"--no_checkpoint", "--prompt", "a red bird",
+    "--num_frames", 6, "--layers", "1,2", "--what", "mass", "--reduce", "query_mean", "--scale", "layer",
+    "--output_dir", out}))
+  T.eq(code, 0)
+  local D = sfwb.load(r.path)
+  local A = D["attn.layer2.step1.denoise"]
+  T.eq(A:dim(), 2, "[heads, Fk]")
+  T.eq(A:size(2), 6)
+  local meta = C.safetensors_metadata(r.path)
+  T.eq(meta.ema, "false"); T.eq(meta.checkpoint, ""); T.eq(meta.reduce, "query_mean")
+  for _, f in ipairs(r.files) do if f:match("%.png$") then T.check(png_ok(f), f) end end
+end)
+
+T.case("pipeline: block-by-block decode equals the one-shot decode; prompts through T5", function()
+  local m = sfwb.wan.load(P.wan_dir, {causal = true, num_frame_per_block = 3})
+  local t5 = sfwb.t5.load(P.wan_dir .. "/models_t5_umt5-xxl-enc-bf16.pth", {tokenizer = P.wan_dir .. "/google/umt5-xxl"})
+  local vae = sfwb.vae.load(P.wan_dir .. "/Wan2.1_VAE.pth")
+  local p = sfwb.pipeline.causal{generator = m, text_encoder = t5, vae = vae, num_frame_per_block = 3}
+  local a = p:generate{prompts = {"a red bird"}, num_frames = 6, latent_size = {4, 6}, seed = 3}
+  local blocks = 0
+  local b = p:generate{prompts = {"a red bird"}, num_frames = 6, latent_size = {4, 6}, seed = 3, decode = "block",
+                       on_block = function(i, lat, rec) blocks = blocks + 1 T.check(rec.video ~= nil, "block video") end}
+  T.eq(blocks, 2)
+  T.eq(table.concat(a.video:shape(), "x"), "1x21x3x32x48")
+  T.eq((a.latents - b.latents):abs():max():item(), 0, "same latents")
+  T.close(b.video, a.video, 1e-5, "streamed decode")
+end)
+
 T.case("compare: identical weights -> zero difference; EMA vs raw -> non-zero", function()
   local cmp = require("sfwb.recipes.compare")
   local code, same = cmp.main(args({"--a", P.checkpoint .. ":ema", "--b", P.checkpoint .. ":ema", "--num_frames", 3,

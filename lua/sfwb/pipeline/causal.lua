@@ -256,9 +256,11 @@ end
 function Rollout:_decode_block(lat)
   local vae = self.p.vae
   if vae.decode_chunk then
-    local first = not self._dec_started
-    self._dec_started = true
-    return vae:decode_chunk(lat, {reset = first})
+    if not self._dec_started then
+      if vae.reset then vae:reset() end
+      self._dec_started = true
+    end
+    return vae:decode_chunk(lat)
   end
   error("pipeline.causal: decode=\"block\" needs vae:decode_chunk (streaming decode)", 3)
 end

@@ -30,6 +30,7 @@ M.spec = {
     {"--device", "DEV", "cpu, emu:0, cuda:0", "cpu"},
     {"--dtype", "DT", "f32 or bf16", "f32"},
     {"--save_latents", false, "also write the latents as .safetensors", false},
+    {"--stream_decode", false, "decode each block as it is generated (streaming VAE cache)", false},
     {"--quiet", false, "no per-block progress", false},
   },
   epilog = "Weights: --wan_dir / $SFWB_WAN_DIR and --checkpoint_path / $SFWB_CKPT (see README, `make demo`).",
@@ -76,7 +77,7 @@ function M.main(argv)
     for _ = 1, o.num_samples do batch[#batch + 1] = prompt end
     print(string.format("[%d/%d] %s", idx, #prompts, prompt))
     local r = p:generate{prompts = batch, num_frames = o.num_output_frames, height = o.height, width = o.width,
-                         progress = not o.quiet}
+                         progress = not o.quiet, decode = o.stream_decode and "block" or true}
     local nvf = r.video:size(2)
     for k = 1, o.num_samples do
       local name = o.save_with_index and string.format("%d-%d_%s", idx - 1, k - 1, tag)

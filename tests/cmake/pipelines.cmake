@@ -1,0 +1,4 @@
+# pipelines.cmake — a researcher's REPL session (tiny set, rollout, capture, plot) through a pty
+add_test(NAME app/repl_session COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/tests/app/repl_session.py $<TARGET_FILE:sfwb>
+         WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+set_tests_properties(app/repl_session PROPERTIES TIMEOUT 300 ENVIRONMENT "SFWB_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/test-tmp")
