@@ -158,7 +158,8 @@ int sf_lua_tensor_tostring(lua_State *L) {
   if (sf_numel(c) == 0) sb_str(&b, "[]");
   else render(&f, &b, 0, c->offset);
   char foot[256];
-  snprintf(foot, sizeof foot, "\n[sfwb.Tensor %s %s %s]", sf_dtype_name(t->dtype), shape, dev);
+  snprintf(foot, sizeof foot, "\n[sfwb.Tensor %s %s %s%s]", sf_dtype_name(t->dtype), shape, dev,
+           t->requires_grad ? ", requires_grad" : "");
   sb_str(&b, foot);
   if (b.oom) {
     free(b.s);
