@@ -52,14 +52,14 @@ static sf_tensor *png_read_any(FILE *f, mem_src *mem, const char *what) {
     sf_release(out);
     return NULL;
   }
-  png_set_user_limits(png, 1u << 16, 1u << 16);
+  png_set_user_limits(png, 1u << 15, 1u << 15);
   png_set_chunk_malloc_max(png, 64u << 20);
   if (f) png_init_io(png, f);
   else png_set_read_fn(png, mem, mem_read);
   png_read_info(png, info);
   png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
   int ct = png_get_color_type(png, info), bd = png_get_bit_depth(png, info);
-  if ((uint64_t)w * h > (1u << 28)) png_error(png, "image too large");
+  if ((uint64_t)w * h > (1u << 26)) png_error(png, "image too large (over 64 Mpixels)");
   if (bd == 16) png_set_strip_16(png);
   if (ct == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
   if (ct == PNG_COLOR_TYPE_GRAY && bd < 8) png_set_expand_gray_1_2_4_to_8(png);

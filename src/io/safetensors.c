@@ -56,6 +56,7 @@ static int json_uint(const cJSON *j, uint64_t *out) {
 }
 
 static int parse_meta(sf_st_file *f, const cJSON *meta, const char *what) {
+  if (f->meta_key) return sf_error("%s: the header holds __metadata__ twice", what);
   if (cJSON_IsNull(meta)) return 0;
   if (!cJSON_IsObject(meta)) return sf_error("%s: __metadata__ is not a JSON object", what);
   int n = cJSON_GetArraySize(meta);

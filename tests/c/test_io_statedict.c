@@ -341,6 +341,15 @@ static void test_bad_input(void) {
   memcpy(buf + 8, js, jl);
   write_bytes(path, buf, 8 + jl + 4);
   CHECK(sf_statedict_open(path) == NULL);
+  /* __metadata__ twice (found by fuzz_safetensors: once a heap overflow) */
+  js = "{\"__metadata__\":{\"a\":\"b\"},\"__metadata__\":{\"a\":\"b\",\"c\":\"d\"}}";
+  jl = strlen(js);
+  memset(buf, 0, sizeof buf);
+  buf[0] = (unsigned char)jl;
+  memcpy(buf + 8, js, jl);
+  write_bytes(path, buf, 8 + jl);
+  CHECK(sf_statedict_open(path) == NULL);
+  CHECK_ERROR_MENTIONS("twice");
   /* unknown magic */
   snprintf(path, sizeof path, "%s/bad.bin", dir);
   write_bytes(path, "hello world, not a checkpoint", 29);

@@ -27,6 +27,12 @@ status=0
 printf "%-12s %12s %8s %s\n" target executions seconds result > $B/summary.txt
 for t in safetensors pickle torchzip png; do
   mkdir -p $B/corpus_$t
+  # inputs that once crashed or hung: must now pass (each runs once)
+  if [ -d tests/fuzz/regress/$t ]; then
+    for r in tests/fuzz/regress/$t/*; do
+      if ! $B/fuzz_$t "$r" > $B/regress_$t.txt 2>&1; then echo "test-fuzz: regression $r fails"; tail -20 $B/regress_$t.txt; status=1; fi
+    done
+  fi
   if (cd $B && ./fuzz_$t -max_total_time="$SECS" -print_final_stats=1 -rss_limit_mb=2048 -timeout=10 \
         -max_len=65536 corpus_$t seeds/$t > log_$t.txt 2>&1); then res=ok; else res=CRASH; status=1; fi
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' $B/log_$t.txt | grep -o '[0-9]*$' || echo "?")
