@@ -14,7 +14,8 @@ typedef struct { int T, C, H, W; float *d; } vseq;
 typedef struct {
   sf_conv_geom g;
   int causal_t;  /* zero frames a causal conv puts in front (2 * temporal padding) */
-  float *w, *b;  /* owned f32 */
+  float *w, *b;  /* f32: into wt/bt when the file holds contiguous f32 (no copy), else owned copies */
+  sf_tensor *wt, *bt;
 } vconv;
 
 typedef enum { VM_RES, VM_ATTN, VM_DOWN2D, VM_DOWN3D, VM_UP2D, VM_UP3D } vkind;

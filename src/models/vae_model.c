@@ -15,6 +15,17 @@ static const float WAN_STD[16] = {2.8184f, 1.4541f, 2.3275f, 2.6558f, 1.2196f, 1
 
 typedef struct { sf_weight_getter get; void *ctx; char name[160]; } loader;
 
+/* the weights of a f32 checkpoint are used in place (mmap views stay shared with the page cache);
+ * other dtypes are converted into an owned copy */
+static float *borrow_or_copy(sf_tensor *t, int64_t n, const char *what, sf_tensor **keep) {
+  *keep = NULL;
+  if (t->dtype == SF_F32 && sf_is_contiguous(t) && sf_device_of(t).type == SF_DEV_CPU && sf_numel(t) == n) {
+    *keep = sf_retain(t);
+    return sf_data_ptr(t);
+  }
+  return sf_enc_f32_copy(t, n, what);
+}
+
 typedef enum { CV_CAUSAL3, CV_POINT, CV_DOWN2D, CV_UP2D, CV_TIME_DOWN, CV_TIME_UP, CV_1X1_2D } cvkind;
 
 /* loads `<prefix>.weight` / `.bias` into c with the geometry of its role */
@@ -42,7 +53,7 @@ static int load_conv(loader *l, const char *prefix, cvkind kind, vconv *c) {
   }
   if (!b || b->ndim != 1 || b->shape[0] != g->cout) return sf_error("VAE: '%s' missing or not [%d]", bn, g->cout);
   int64_t nw = (int64_t)g->cout * g->cin * g->kt * g->kh * g->kw;
-  if (!(c->w = sf_enc_f32_copy(w, nw, wn)) || !(c->b = sf_enc_f32_copy(b, g->cout, bn))) return -1;
+  if (!(c->w = borrow_or_copy(w, nw, wn, &c->wt)) || !(c->b = borrow_or_copy(b, g->cout, bn, &c->bt))) return -1;
   return 0;
 }
 
@@ -54,8 +65,9 @@ static float *load_gamma(loader *l, const char *name, int *C) {
 }
 
 static void conv_free(vconv *c) {
-  free(c->w), free(c->b);
-  c->w = c->b = NULL;
+  if (c->wt) sf_release(c->wt); else free(c->w);
+  if (c->bt) sf_release(c->bt); else free(c->b);
+  c->w = c->b = NULL, c->wt = c->bt = NULL;
 }
 
 static void mod_free(vmod *m) {

@@ -1,0 +1,36 @@
+-- bench_encoders.lua — the sfwb side of bench_encoders.sh: VAE decode and a T5 block stack on the weights
+-- bench_encoders.py generated. Usage: sfwb bench_encoders.lua vae|t5 DIR
+-- Prints "key seconds peak_MB max_rel_err_vs_torch".
+local sfwb = require "sfwb"
+local what, dir = arg[1], arg[2]
+
+local function peak_mb()
+  local f = io.open("/proc/self/status")
+  if not f then return -1 end
+  local s = f:read("a")
+  f:close()
+  local kb = s:match("VmHWM:%s*(%d+)")
+  return kb and tonumber(kb) / 1024 or -1
+end
+
+local function relerr(a, b)
+  return (a - b):abs():max():item() / math.max(b:abs():max():item(), 1e-30)
+end
+
+if what == "vae" then
+  local vae = sfwb.vae.load(dir .. "/vae.pth")
+  local z = sfwb.load(dir .. "/vae_in.pt").z
+  local t0 = sfwb.time()
+  local out = vae:decode(z)
+  local dt = sfwb.time() - t0
+  local ref = sfwb.load(dir .. "/vae_out.pt").out
+  print(string.format("vae_decode %.3f %.0f %.2g", dt, peak_mb(), relerr(out, ref)))
+else
+  local t5 = sfwb.t5.load(dir .. "/t5.pth")
+  local inp = sfwb.load(dir .. "/t5_in.pt")
+  local t0 = sfwb.time()
+  local out = t5:run_blocks(inp.x, inp.mask)
+  local dt = sfwb.time() - t0
+  local ref = sfwb.load(dir .. "/t5_out.pt").out
+  print(string.format("t5_blocks %.3f %.0f %.2g", dt, peak_mb(), relerr(out, ref)))
+end
