@@ -158,5 +158,19 @@ T.case("errors name the file and the problem", function()
   T.raises(function() sfwb.save(dir .. "/y.pt", {a = print}) end, "function")
 end)
 
+T.case("tensors on other devices are saved through a CPU copy", function()
+  local emu
+  for _, d in ipairs(sfwb.devices()) do if d:match("^emu") then emu = d end end
+  if not emu then print("     (no emu device: skipped)") return end
+  local a = sfwb.arange(0, 6, 1, {dtype = "f32"}):view({2, 3})
+  local t = a:to(emu)
+  sfwb.save(dir .. "/emu.safetensors", {a = t:bf16()})
+  sfwb.save(dir .. "/emu.pt", {a = t, b = t:transpose(1, 2)})
+  T.close(sfwb.load(dir .. "/emu.safetensors").a, a, 0)
+  local back = sfwb.load(dir .. "/emu.pt")
+  T.close(back.b, a:transpose(1, 2), 0)
+  T.eq(back.a:device(), "cpu")
+end)
+
 os.execute("rm -rf '" .. dir .. "'")
 T.done()
