@@ -343,7 +343,8 @@ static void test_where(void) {
   double c[4] = {1, 0, 1, 0}, x[4] = {1, 2, 3, 4};
   sf_tensor *cond = ref_tensor(SF_BOOL, 2, (int64_t[]){4, 1}, c);
   sf_tensor *a = ref_tensor(SF_F32, 2, (int64_t[]){1, 4}, x);
-  sf_tensor *b = sf_full(0, NULL, -1, SF_F32, sf_cpu());
+  int64_t scalar_shape[1] = {1}; /* ndim 0: the shape pointer is not read */
+  sf_tensor *b = sf_full(0, scalar_shape, -1, SF_F32, sf_cpu());
   sf_tensor *w = sf_where(cond, a, b);
   CHECK(w && w->shape[0] == 4 && w->shape[1] == 4);
   for (int i = 0; w && i < 4; i++)
