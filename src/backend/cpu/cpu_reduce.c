@@ -131,6 +131,21 @@ static racc row_partial(sf_reduce_op op, sf_dtype dt, const char *p, int64_t s, 
   int ints = is_int_op(op, dt);
   size_t es = sf_dtype_size(dt);
   racc acc = acc_init(op);
+  if (dt == SF_F32 && s == 1 && (op == SF_RED_SUM || op == SF_RED_MEAN || op == SF_RED_NORM)) {
+    /* contiguous f32 sums: widen to double in the loop itself (no staging buffer) */
+    const float *q = (const float *)p;
+    double sum = 0;
+    if (op == SF_RED_NORM) {
+#pragma omp simd reduction(+ : sum)
+      for (int64_t i = start; i < end; i++) sum += (double)q[i] * (double)q[i];
+    } else {
+#pragma omp simd reduction(+ : sum)
+      for (int64_t i = start; i < end; i++) sum += (double)q[i];
+    }
+    acc.s = sum;
+    acc.n = end - start;
+    return acc;
+  }
   for (int64_t off = start; off < end; off += CH) {
     int64_t m = end - off < CH ? end - off : CH;
     const char *q = p + off * s * (int64_t)es;
