@@ -40,6 +40,8 @@ typedef struct { sf_tensor *a, *b; } pair;
 
 static sf_tensor *do_mm(void *c) { pair *p = c; return sf_matmul(p->a, p->b); }
 static sf_tensor *do_add(void *c) { pair *p = c; return sf_binary(SF_BIN_ADD, p->a, p->b); }
+/* in place (z += y): the kernel without a fresh result's page faults */
+static sf_tensor *do_add_(void *c) { pair *p = c; return sf_binary_(SF_BIN_ADD, p->a, p->b) ? NULL : sf_retain(p->a); }
 static sf_tensor *do_mul(void *c) { pair *p = c; return sf_binary(SF_BIN_MUL, p->a, p->b); }
 static sf_tensor *do_exp(void *c) { pair *p = c; return sf_unary(SF_UN_EXP, p->a, 0, 0); }
 static sf_tensor *do_gelu(void *c) { pair *p = c; return sf_unary(SF_UN_GELU_TANH, p->a, 0, 0); }
@@ -78,6 +80,7 @@ int main(int argc, char **argv) {
   if (!quick) gemm("gemm_f32_1560x1536x8960", 1560, 1536, 8960, min_s);
   int64_t n = quick ? (1 << 20) : (1 << 24), sq[2] = {4096, 4096};
   stream("add_f32", do_add, 1, &n, 1, 12, min_s);
+  stream("add_f32_inplace", do_add_, 1, &n, 1, 12, min_s);
   stream("mul_f32", do_mul, 1, &n, 1, 12, min_s);
   stream("exp_f32", do_exp, 1, &n, 0, 8, min_s);
   stream("gelu_tanh_f32", do_gelu, 1, &n, 0, 8, min_s);

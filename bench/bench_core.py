@@ -47,7 +47,8 @@ def main():
     y = rng.standard_normal(n, dtype=np.float32)
     sq = rng.standard_normal((4096, 4096), dtype=np.float32)
     streams = [
-        ("add_f32", lambda: x + y, n, 12), ("mul_f32", lambda: x * y, n, 12), ("exp_f32", lambda: np.exp(x), n, 8),
+        ("add_f32", lambda: x + y, n, 12), ("add_f32_inplace", lambda: np.add(x, y, out=x), n, 12),
+        ("mul_f32", lambda: x * y, n, 12), ("exp_f32", lambda: np.exp(x), n, 8),
         ("gelu_tanh_f32", lambda: gelu_tanh(x), n, 8), ("sum_f32", lambda: x.sum(), n, 4),
         ("rowsum_f32_4096x4096", lambda: sq.sum(axis=-1), sq.size, 4),
         ("softmax_f32_4096x4096", lambda: softmax(sq), sq.size, 8),

@@ -672,6 +672,23 @@ static void test_alloc(void) {
   CHECK(sf_cpu_backend.alloc(sf_cpu(), (size_t)-8) == NULL);
   CHECK_ERROR_MENTIONS("cpu");
   CHECK(sf_cpu_backend.device_count() == 1);
+  /* large blocks: 2 MiB aligned, recycled by rounded size, never confused across sizes */
+  size_t big = (size_t)20 << 20;
+  char *a = sf_cpu_backend.alloc(sf_cpu(), big), *b = sf_cpu_backend.alloc(sf_cpu(), big);
+  CHECK(a && b && a != b && ((uintptr_t)a % (2u << 20)) == 0);
+  memset(a, 1, big);
+  memset(b, 2, big);
+  sf_cpu_backend.free(sf_cpu(), a, big);
+  char *c = sf_cpu_backend.alloc(sf_cpu(), big + (4u << 20)); /* a larger class must not get a's block */
+  CHECK(c && c != a && c != b);
+  memset(c, 3, big + (4u << 20));
+  char *d = sf_cpu_backend.alloc(sf_cpu(), big - 100); /* the same 2 MiB class may reuse a */
+  CHECK(d && d != b && d != c);
+  memset(d, 4, big - 100);
+  CHECK(b[0] == 2 && b[big - 1] == 2);
+  sf_cpu_backend.free(sf_cpu(), b, big);
+  sf_cpu_backend.free(sf_cpu(), c, 0); /* the size argument is not trusted */
+  sf_cpu_backend.free(sf_cpu(), d, big - 100);
 }
 
 int main(void) {

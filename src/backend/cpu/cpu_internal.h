@@ -68,6 +68,11 @@ static inline int32_t sf_cpu_d2i32(double x) {
 
 int sf_cpu_threads(int64_t work, int64_t par_min);
 
+/* memory (cpu_alloc.c): large blocks are recycled; flush returns the cached ones to the OS */
+void *sf_cpu_alloc(sf_device dev, size_t nbytes);
+void sf_cpu_free(sf_device dev, void *p, size_t nbytes);
+void sf_cpu_cache_flush(void);
+
 /* the op entry points (one file each) */
 int sf_cpu_copy(sf_tensor *dst, const sf_tensor *src);
 int sf_cpu_fill(sf_tensor *t, double v);
