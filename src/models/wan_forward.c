@@ -320,29 +320,62 @@ fail:
   return y;
 }
 
+/* FFN over row chunks: the [tokens, ffn_dim] hidden activations are the largest tensors of a forward,
+ * and rows are independent, so chunking bounds peak memory without changing the math */
+enum { FFN_CHUNK = 512 };
+
+static sf_tensor *ffn(fwd *s, int i, sf_tensor *g) {
+  const int64_t L = g->shape[1];
+  const int64_t n = (L + FFN_CHUNK - 1) / FFN_CHUNK;
+  sf_tensor **parts = calloc((size_t)n, sizeof(sf_tensor *)), *out = NULL;
+  if (!parts) return sf_error("wan forward: out of memory"), NULL;
+  int64_t k = 0;
+  for (; k < n; k++) {
+    const int64_t r0 = k * FFN_CHUNK, len = r0 + FFN_CHUNK <= L ? FFN_CHUNK : L - r0;
+    sf_tensor *gc = sf_narrow(g, 1, r0, len), *f1 = NULL, *f2 = NULL;
+    if (gc) f1 = lin(s->m, gc, "blocks.%lld.ffn.0", i);
+    sf_release(gc);
+    if (f1) f2 = unary(SF_UN_GELU_TANH, f1);
+    sf_release(f1);
+    if (f2) parts[k] = lin(s->m, f2, "blocks.%lld.ffn.2", i);
+    sf_release(f2);
+    if (!parts[k]) break;
+  }
+  if (k == n) out = n == 1 ? sf_retain(parts[0]) : sf_cat(parts, (int)n, 1);
+  for (int64_t j = 0; j < n; j++) sf_release(parts[j]);
+  free(parts);
+  return out;
+}
+
 static sf_tensor *block(fwd *s, int i, sf_tensor *x) {
   const sf_wan_config *c = &s->m->cfg;
   sf_tensor *mod = NULL, *modv = NULL, *mm = NULL, *mj[6] = {0}, *n1 = NULL, *h = NULL, *y = NULL, *x1 = NULL, *ca = NULL;
-  sf_tensor *x2 = NULL, *n2 = NULL, *g = NULL, *f1 = NULL, *f2 = NULL, *f3 = NULL, *out = NULL;
+  sf_tensor *x2 = NULL, *n2 = NULL, *g = NULL, *f3 = NULL, *out = NULL;
   TRY(mod = sf_wan_paramf(s->m, "blocks.%lld.modulation", i));
   TRY(modv = view_n(mod, 4, 1, 1, 6, s->D));
   TRY(mm = sf_add(modv, s->e0));
   for (int j = 0; j < 6; j++) TRY(mj[j] = sf_select(mm, 2, j));
+  /* intermediates are released as soon as they are consumed: peak memory is a benchmark target */
   TRY(n1 = sf_layer_norm(x, NULL, NULL, c->eps));
   TRY(h = sf_modulate(n1, mj[0], mj[1]));
+  REL(n1);
   TRY(y = self_attention(s, i, h));
+  REL(h);
   TRY(x1 = sf_gated_add(x, y, mj[2]));
+  REL(y);
   TRY(ca = cross_attention(s, i, x1));
   TRY(x2 = sf_add(x1, ca));
+  REL(x1);
+  REL(ca);
   TRY(n2 = sf_layer_norm(x2, NULL, NULL, c->eps));
   TRY(g = sf_modulate(n2, mj[3], mj[4]));
-  TRY(f1 = lin(s->m, g, "blocks.%lld.ffn.0", i));
-  TRY(f2 = unary(SF_UN_GELU_TANH, f1));
-  TRY(f3 = lin(s->m, f2, "blocks.%lld.ffn.2", i));
+  REL(n2);
+  TRY(f3 = ffn(s, i, g));
+  REL(g);
   out = sf_gated_add(x2, f3, mj[5]);
 fail:
   sf_release(modv), sf_release(mm), sf_release(n1), sf_release(h), sf_release(y), sf_release(x1), sf_release(ca);
-  sf_release(x2), sf_release(n2), sf_release(g), sf_release(f1), sf_release(f2), sf_release(f3);
+  sf_release(x2), sf_release(n2), sf_release(g), sf_release(f3);
   for (int j = 0; j < 6; j++) sf_release(mj[j]);
   return out;
 }

@@ -1,97 +1,187 @@
-/* cpu_nn_attn.c — CPU flash-style attention: online softmax over key tiles, f32 accumulation, O(N)
- * memory, per-query-group visible key ranges (full / block-causal / KV slices) and in-kernel capture.
- * Capture runs as a second sweep over the keys once a row's max and denominator are final, so the
- * output is computed by exactly the same instructions whether or not a capture is attached. */
+/* cpu_nn_attn.c — CPU flash-style attention: per (batch, head) and query tile, key blocks are scored with
+ * an SGEMM, softmaxed online (running max / denominator, f32), and accumulated into the output with a
+ * second SGEMM; memory is O(tile x key block), never [N, N]. Visible key ranges per query group cover
+ * full / block-causal / KV-slice attention. Capture reads the scores and probabilities the output is
+ * built from (logit sums directly, probability sums rescaled like the output), so attaching a capture
+ * cannot change a single output bit. */
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "backend/nn_ops.h"
 #include "backend/cpu/cpu_nn_util.h"
 #include "core/error.h"
 
-enum { TQ = 32, TK = 128 };
+enum { TQ = 128, KB = 2048 };
 
-typedef struct {
-  int64_t B, Lq, Lk, H, d;
-  double scale;
-  const sf_attn_desc *desc;
-  int64_t n_qg, n_kg;
-} attn_shape;
-
-/* S[i][j] = scale * q_i . k_j for i < nq, j < nk; kt is K transposed [d][ldk] starting at key k0 */
-static void tile_scores(float *restrict S, const float *restrict q, const float *restrict kt, int64_t ldk,
-                        int64_t nq, int64_t nk, int64_t d, float scale) {
-  for (int64_t i = 0; i < nq; i++) {
-    float *restrict s = S + i * TK;
-    for (int64_t j = 0; j < nk; j++) s[j] = 0.0f;
-    const float *restrict qi = q + i * d;
-    for (int64_t c = 0; c < d; c++) {
-      const float qc = qi[c];
-      const float *restrict kc = kt + c * ldk;
-      for (int64_t j = 0; j < nk; j++) s[j] += qc * kc[j];
-    }
-    for (int64_t j = 0; j < nk; j++) s[j] *= scale;
-  }
+/* exp for the softmax: Cody-Waite range reduction + degree-7 Taylor (error < 2 ulp), written so the
+ * compiler vectorizes the row loops (libm's expf does not vectorize here) */
+static inline float exp_approx(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  const float n = rintf(x * 1.44269504088896341f);
+  const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187045e-06f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  int32_t bits = ((int32_t)n + 127) << 23;
+  float scale;
+  memcpy(&scale, &bits, 4);
+  return p * scale;
 }
 
-/* one (batch, head): all query tiles */
-static void attn_head(const attn_shape *sh, int64_t b, int64_t h, const sf_tensor *q, const sf_tensor *k,
-                      const sf_tensor *v, sf_tensor *out, sf_tensor *lse, float *kt, float *vb, float *qb,
-                      float *S, float *O, float *capl, float *capp, float *tokl, float *tokp) {
-  const int64_t Lq = sh->Lq, Lk = sh->Lk, d = sh->d, H = sh->H;
-  const sf_attn_desc *ds = sh->desc;
-  const float scale = (float)sh->scale;
-  const size_t qes = sf_dtype_size(q->dtype), kes = sf_dtype_size(k->dtype), ves = sf_dtype_size(v->dtype);
-  /* keys (transposed) and values of this head in f32 */
-  for (int64_t j = 0; j < Lk; j++) {
-    const void *kp = (const char *)sf_data_ptr(k) + (b * k->stride[0] + j * k->stride[1] + h * k->stride[2]) * (int64_t)kes;
-    const void *vp = (const char *)sf_data_ptr(v) + (b * v->stride[0] + j * v->stride[1] + h * v->stride[2]) * (int64_t)ves;
-    for (int64_t c = 0; c < d; c++) {
-      kt[c * Lk + j] = sf_nn_ld(kp, k->dtype, c);
-      vb[j * d + c] = sf_nn_ld(vp, v->dtype, c);
-    }
+typedef struct {
+  const float *q, *k, *v; /* f32 head views (row stride ld*) */
+  int64_t ldq, ldk, ldv;
+} head_view;
+
+/* f32 views of q/k/v for head h of batch b: direct pointers for f32 inputs, else converted copies */
+static int head_f32(const sf_tensor *t, int64_t b, int64_t h, float *buf, const float **p, int64_t *ld) {
+  const int64_t L = t->shape[1], d = t->shape[3];
+  if (t->dtype == SF_F32) {
+    *p = (const float *)sf_data_ptr(t) + b * t->stride[0] + h * t->stride[2];
+    *ld = t->stride[1];
+    return 0;
   }
-  const int64_t qg = ds && ds->q_group > 0 ? ds->q_group : Lq;
-  const int64_t kg = ds && ds->k_group > 0 ? ds->k_group : Lk;
-  const int capture = capl || capp || tokl || tokp;
-  for (int64_t g = 0; g * qg < Lq; g++) {
-    const int64_t lo = ds && ds->kv_lo ? ds->kv_lo[g] : 0, hi = ds && ds->kv_hi ? ds->kv_hi[g] : Lk;
-    for (int64_t r0 = g * qg; r0 < (g + 1) * qg && r0 < Lq; r0 += TQ) {
-      const int64_t nq = (r0 + TQ <= (g + 1) * qg ? TQ : (g + 1) * qg - r0);
-      float m[TQ], l[TQ];
-      for (int64_t i = 0; i < nq; i++) {
-        const void *qp = (const char *)sf_data_ptr(q) + (b * q->stride[0] + (r0 + i) * q->stride[1] + h * q->stride[2]) * (int64_t)qes;
-        for (int64_t c = 0; c < d; c++) qb[i * d + c] = sf_nn_ld(qp, q->dtype, c);
-        m[i] = -INFINITY;
-        l[i] = 0.0f;
-      }
+  const char *base = (const char *)sf_data_ptr(t);
+  const size_t es = sf_dtype_size(t->dtype);
+  for (int64_t j = 0; j < L; j++) {
+    const void *src = base + (b * t->stride[0] + j * t->stride[1] + h * t->stride[2]) * (int64_t)es;
+    for (int64_t c = 0; c < d; c++) buf[j * d + c] = sf_nn_ld(src, t->dtype, c);
+  }
+  *p = buf;
+  *ld = d;
+  return 0;
+}
+
+typedef struct {
+  const sf_tensor *q, *k, *v;
+  sf_tensor *out, *lse;
+  const sf_attn_desc *ds;
+  int64_t B, Lq, Lk, H, d, qg, kg, n_qg, n_kg;
+  float scale, invB;
+  float *capl, *capp, *tokl, *tokp;
+} attn_job;
+
+typedef struct {
+  float *qb, *kb, *vb, *S, *O, *m, *l, *corr, *tokp_row;
+  double *accp;
+} attn_bufs;
+
+static void bufs_free(attn_bufs *w) {
+  free(w->qb), free(w->kb), free(w->vb), free(w->S), free(w->O), free(w->m), free(w->l), free(w->corr), free(w->accp),
+      free(w->tokp_row);
+}
+
+static int bufs_alloc(attn_bufs *w, const attn_job *J) {
+  memset(w, 0, sizeof *w);
+  const size_t ntq = (size_t)(TQ < J->Lq ? TQ : J->Lq), nkb = (size_t)(KB < J->Lk ? KB : J->Lk);
+  const int64_t d = J->d;
+  int ok = 1;
+  if (J->q->dtype != SF_F32) ok &= (w->qb = malloc(sizeof(float) * (size_t)(J->Lq * d))) != NULL;
+  if (J->k->dtype != SF_F32) ok &= (w->kb = malloc(sizeof(float) * (size_t)(J->Lk * d))) != NULL;
+  if (J->v->dtype != SF_F32) ok &= (w->vb = malloc(sizeof(float) * (size_t)(J->Lk * d))) != NULL;
+  ok &= (w->S = malloc(sizeof(float) * (ntq * nkb + 1))) != NULL;
+  ok &= (w->O = malloc(sizeof(float) * (ntq * (size_t)d + 1))) != NULL;
+  ok &= (w->m = malloc(sizeof(float) * (ntq + 1))) != NULL;
+  ok &= (w->l = malloc(sizeof(float) * (ntq + 1))) != NULL;
+  ok &= (w->corr = malloc(sizeof(float) * (ntq + 1))) != NULL;
+  if (J->capp || J->tokp) ok &= (w->accp = calloc(ntq * (size_t)J->n_kg + 1, sizeof(double))) != NULL;
+  if (J->tokp) ok &= (w->tokp_row = malloc(sizeof(float) * (ntq * (size_t)(J->ds->tk1 - J->ds->tk0) + 1))) != NULL;
+  return ok ? 0 : -1;
+}
+
+/* one (batch, head): every query tile of every query group */
+static void attn_bh(const attn_job *J, attn_bufs *w, int64_t b, int64_t h) {
+  const sf_attn_desc *ds = J->ds;
+  const int64_t Lq = J->Lq, Lk = J->Lk, H = J->H, d = J->d, qg = J->qg, kg = J->kg, n_qg = J->n_qg, n_kg = J->n_kg;
+  const float scale = J->scale, invB = J->invB;
+  float *capl = J->capl, *capp = J->capp, *tokl = J->tokl, *tokp = J->tokp;
+  float *S = w->S, *O = w->O, *m = w->m, *l = w->l, *corr = w->corr, *tokp_row = w->tokp_row;
+  double *accp = w->accp;
+  sf_tensor *out = J->out, *lse = J->lse;
+  const float *Q, *K, *V;
+  int64_t ldq, ldk, ldv;
+  head_f32(J->q, b, h, w->qb, &Q, &ldq);
+  head_f32(J->k, b, h, w->kb, &K, &ldk);
+  head_f32(J->v, b, h, w->vb, &V, &ldv);
+  for (int64_t g = 0; g < n_qg; g++) {
+    const int64_t lo = ds->kv_lo ? ds->kv_lo[g] : 0, hi = ds->kv_hi ? ds->kv_hi[g] : Lk;
+    for (int64_t r0 = g * qg; r0 < (g + 1) * qg; r0 += TQ) {
+      const int64_t nq = r0 + TQ <= (g + 1) * qg ? TQ : (g + 1) * qg - r0;
+      for (int64_t i = 0; i < nq; i++) m[i] = -INFINITY, l[i] = 0.0f;
       memset(O, 0, sizeof(float) * (size_t)(nq * d));
-      /* pass 1: online softmax and output */
-      for (int64_t k0 = lo; k0 < hi; k0 += TK) {
-        const int64_t nk = k0 + TK <= hi ? TK : hi - k0;
-        tile_scores(S, qb, kt + k0, Lk, nq, nk, d, scale);
+      if (accp) memset(accp, 0, sizeof(double) * (size_t)(nq * n_kg));
+      for (int64_t k0 = lo; k0 < hi; k0 += KB) {
+        const int64_t nk = k0 + KB <= hi ? KB : hi - k0;
+        /* S = scale * Q K^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)d, scale, Q + r0 * ldq, (int)ldq,
+                    K + k0 * ldk, (int)ldk, 0.0f, S, (int)nk);
         for (int64_t i = 0; i < nq; i++) {
-          float *s = S + i * TK;
+          float *s = S + i * nk;
+          /* capture of logits needs no normalisation: sum them before the scores become probabilities */
+          if (capl) {
+            float *cl = capl + (h * n_qg + g) * n_kg;
+            for (int64_t j = 0; j < nk;) {
+              const int64_t gi = (k0 + j) / kg, je = (gi + 1) * kg - k0 < nk ? (gi + 1) * kg - k0 : nk;
+              double sl = 0;
+              for (int64_t jj = j; jj < je; jj++) sl += s[jj];
+              cl[gi] += (float)sl;
+              j = je;
+            }
+          }
+          if (tokl && r0 + i >= ds->tq0 && r0 + i < ds->tq1) {
+            const int64_t nkk = ds->tk1 - ds->tk0;
+            for (int64_t jj = 0; jj < nk; jj++)
+              if (k0 + jj >= ds->tk0 && k0 + jj < ds->tk1)
+                tokl[(h * (ds->tq1 - ds->tq0) + (r0 + i - ds->tq0)) * nkk + (k0 + jj - ds->tk0)] += s[jj] * invB;
+          }
           float mx = m[i];
           for (int64_t j = 0; j < nk; j++) mx = s[j] > mx ? s[j] : mx;
-          const float corr = m[i] == -INFINITY ? 0.0f : expf(m[i] - mx);
+          const float c = m[i] == -INFINITY ? 0.0f : exp_approx(m[i] - mx);
           float sum = 0.0f;
           for (int64_t j = 0; j < nk; j++) {
-            s[j] = expf(s[j] - mx);
-            sum += s[j];
+            const float p = exp_approx(s[j] - mx);
+            s[j] = p;
+            sum += p;
           }
-          l[i] = l[i] * corr + sum;
+          l[i] = l[i] * c + sum;
           m[i] = mx;
+          corr[i] = c;
           float *o = O + i * d;
-          for (int64_t c = 0; c < d; c++) o[c] *= corr;
-          for (int64_t j = 0; j < nk; j++) {
-            const float p = s[j];
-            const float *vj = vb + (k0 + j) * d;
-            for (int64_t c = 0; c < d; c++) o[c] += p * vj[c];
+          for (int64_t cc = 0; cc < d; cc++) o[cc] *= c;
+          if (accp) {
+            double *ap = accp + i * n_kg;
+            for (int64_t gi = 0; gi < n_kg; gi++) ap[gi] *= c;
+            for (int64_t j = 0; j < nk;) {
+              const int64_t gi = (k0 + j) / kg, je = (gi + 1) * kg - k0 < nk ? (gi + 1) * kg - k0 : nk;
+              double sp = 0;
+              for (int64_t jj = j; jj < je; jj++) sp += s[jj];
+              ap[gi] += sp;
+              j = je;
+            }
+          }
+        }
+        /* O += P V */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)d, (int)nk, 1.0f, S, (int)nk, V + k0 * ldv,
+                    (int)ldv, 1.0f, O, (int)d);
+        /* token-level probabilities: keep this block's unnormalised values, rescaled at the end */
+        if (tokp) {
+          const int64_t nkk = ds->tk1 - ds->tk0;
+          for (int64_t i = 0; i < nq; i++) {
+            if (r0 + i < ds->tq0 || r0 + i >= ds->tq1) continue;
+            float *tr = tokp_row + i * nkk;
+            if (k0 == lo)
+              for (int64_t jj = 0; jj < nkk; jj++) tr[jj] = 0.0f;
+            else
+              for (int64_t jj = 0; jj < nkk; jj++) tr[jj] *= corr[i];
+            for (int64_t jj = 0; jj < nk; jj++)
+              if (k0 + jj >= ds->tk0 && k0 + jj < ds->tk1) tr[k0 + jj - ds->tk0] = S[i * nk + jj];
           }
         }
       }
@@ -100,97 +190,71 @@ static void attn_head(const attn_shape *sh, int64_t b, int64_t h, const sf_tenso
         const int64_t row = ((b * Lq + r0 + i) * H + h) * d;
         for (int64_t c = 0; c < d; c++) sf_nn_st(sf_data_ptr(out), out->dtype, row + c, O[i * d + c] * inv);
         if (lse) ((float *)sf_data_ptr(lse))[(b * H + h) * Lq + r0 + i] = l[i] > 0 ? m[i] + logf(l[i]) : -INFINITY;
-      }
-      if (!capture) continue;
-      /* pass 2: capture with the final max / denominator (output untouched) */
-      const float invB = 1.0f / (float)sh->B;
-      for (int64_t k0 = lo; k0 < hi; k0 += TK) {
-        const int64_t nk = k0 + TK <= hi ? TK : hi - k0;
-        tile_scores(S, qb, kt + k0, Lk, nq, nk, d, scale);
-        for (int64_t i = 0; i < nq; i++) {
-          const float *s = S + i * TK;
-          const float inv = 1.0f / l[i];
-          float *cl = capl ? capl + (h * sh->n_qg + g) * sh->n_kg : NULL;
-          float *cp = capp ? capp + (h * sh->n_qg + g) * sh->n_kg : NULL;
-          /* group-wise partial sums in double for accuracy over long rows */
-          int64_t j = 0;
-          while (j < nk) {
-            const int64_t kgi = (k0 + j) / kg, jend = ((kgi + 1) * kg - k0) < nk ? (kgi + 1) * kg - k0 : nk;
-            double sl = 0, sp = 0;
-            for (int64_t jj = j; jj < jend; jj++) {
-              sl += s[jj];
-              sp += expf(s[jj] - m[i]) * inv;
-            }
-            if (cl) cl[kgi] += (float)sl;
-            if (cp) cp[kgi] += (float)sp;
-            j = jend;
-          }
-          const int64_t qi = r0 + i;
-          if ((tokl || tokp) && qi >= ds->tq0 && qi < ds->tq1) {
-            const int64_t nkk = ds->tk1 - ds->tk0;
-            for (int64_t jj = 0; jj < nk; jj++) {
-              const int64_t kj = k0 + jj;
-              if (kj < ds->tk0 || kj >= ds->tk1) continue;
-              const int64_t idx = (h * (ds->tq1 - ds->tq0) + (qi - ds->tq0)) * nkk + (kj - ds->tk0);
-              if (tokl) tokl[idx] += s[jj] * invB;
-              if (tokp) tokp[idx] += expf(s[jj] - m[i]) * inv * invB;
-            }
-          }
+        if (capp && l[i] > 0) {
+          float *cp = capp + (h * n_qg + g) * n_kg;
+          for (int64_t gi = 0; gi < n_kg; gi++) cp[gi] += (float)(accp[i * n_kg + gi] / l[i]);
+        }
+        if (tokp && l[i] > 0 && r0 + i >= ds->tq0 && r0 + i < ds->tq1) {
+          const int64_t nkk = ds->tk1 - ds->tk0;
+          float *dst = tokp + (h * (ds->tq1 - ds->tq0) + (r0 + i - ds->tq0)) * nkk;
+          for (int64_t jj = 0; jj < nkk; jj++)
+            if (!isnan(dst[jj])) dst[jj] += tokp_row[i * nkk + jj] * inv * invB;
         }
       }
     }
   }
 }
 
-int sf_cpu_attention(sf_tensor *out, const sf_tensor *q, const sf_tensor *k, const sf_tensor *v,
-                     const sf_attn_desc *desc, sf_tensor *lse) {
-  attn_shape sh = {q->shape[0], q->shape[1], k->shape[1], q->shape[2], q->shape[3], 0, desc, 1, 1};
-  sh.scale = desc ? desc->scale : 1.0 / sqrt((double)sh.d);
-  const int64_t qg = desc && desc->q_group > 0 ? desc->q_group : sh.Lq;
-  const int64_t kg = desc && desc->k_group > 0 ? desc->k_group : sh.Lk;
-  sh.n_qg = qg ? (sh.Lq + qg - 1) / qg : 1;
-  sh.n_kg = kg ? (sh.Lk + kg - 1) / kg : 1;
-  float *capl = desc && desc->cap_logits ? (float *)sf_data_ptr(desc->cap_logits) : NULL;
-  float *capp = desc && desc->cap_probs ? (float *)sf_data_ptr(desc->cap_probs) : NULL;
-  float *tokl = desc && desc->tok_logits ? (float *)sf_data_ptr(desc->tok_logits) : NULL;
-  float *tokp = desc && desc->tok_probs ? (float *)sf_data_ptr(desc->tok_probs) : NULL;
+int sf_cpu_attention(sf_tensor *out, const sf_tensor *q, const sf_tensor *k, const sf_tensor *v, const sf_attn_desc *ds,
+                     sf_tensor *lse) {
+  attn_job J = {q, k, v, out, lse, ds, q->shape[0], q->shape[1], k->shape[1], q->shape[2], q->shape[3], 0, 0, 0, 0, 0, 0,
+                NULL, NULL, NULL, NULL};
+  J.qg = ds->q_group > 0 ? ds->q_group : J.Lq;
+  J.kg = ds->k_group > 0 ? ds->k_group : J.Lk;
+  J.n_qg = J.Lq / J.qg, J.n_kg = J.Lk / J.kg;
+  J.scale = (float)ds->scale, J.invB = 1.0f / (float)J.B;
+  J.capl = ds->cap_logits ? (float *)sf_data_ptr(ds->cap_logits) : NULL;
+  J.capp = ds->cap_probs ? (float *)sf_data_ptr(ds->cap_probs) : NULL;
+  J.tokl = ds->tok_logits ? (float *)sf_data_ptr(ds->tok_logits) : NULL;
+  J.tokp = ds->tok_probs ? (float *)sf_data_ptr(ds->tok_probs) : NULL;
+  const int64_t Lk = J.Lk, H = J.H, qg = J.qg;
+  float *tokl = J.tokl, *tokp = J.tokp;
   /* token-level: invisible pairs are NaN */
   if (tokl || tokp) {
-    const int64_t nq = desc->tq1 - desc->tq0, nk = desc->tk1 - desc->tk0;
-    for (int64_t h = 0; h < sh.H; h++)
+    const int64_t nq = ds->tq1 - ds->tq0, nk = ds->tk1 - ds->tk0;
+    for (int64_t h = 0; h < H; h++)
       for (int64_t i = 0; i < nq; i++) {
-        const int64_t g = (desc->tq0 + i) / qg;
-        const int64_t lo = desc->kv_lo ? desc->kv_lo[g] : 0, hi = desc->kv_hi ? desc->kv_hi[g] : sh.Lk;
+        const int64_t g = (ds->tq0 + i) / qg;
+        const int64_t lo = ds->kv_lo ? ds->kv_lo[g] : 0, hi = ds->kv_hi ? ds->kv_hi[g] : Lk;
         for (int64_t j = 0; j < nk; j++) {
-          const int64_t kj = desc->tk0 + j;
+          const int64_t kj = ds->tk0 + j;
           if (kj >= lo && kj < hi) continue;
           if (tokl) tokl[(h * nq + i) * nk + j] = NAN;
           if (tokp) tokp[(h * nq + i) * nk + j] = NAN;
         }
       }
   }
-  const int64_t work = sh.B * sh.H;
+  /* One threading layer only: heads across OpenMP threads, each calling single-threaded SGEMMs (mixing
+   * OpenMP regions with OpenBLAS's own threads per tile made both spin against each other). Heads own
+   * their capture cells, so threads never write the same cell; batches run inside a head. */
   int failed = 0;
-  /* each (b, h) is independent, but several batches share a capture cell: heads never collide, so
-   * parallelise over heads and loop over the batch inside */
-#pragma omp parallel if (work > 1 && (sh.Lq * sh.Lk * sh.d > 65536))
+  const int nb = openblas_get_num_threads();
+  const int par = H > 1 && J.Lq * J.Lk * J.d >= 65536;
+  if (par) openblas_set_num_threads(1);
+#pragma omp parallel if (par)
   {
-    float *kt = malloc(sizeof(float) * (size_t)(sh.Lk * sh.d + 1));
-    float *vb = malloc(sizeof(float) * (size_t)(sh.Lk * sh.d + 1));
-    float *qb = malloc(sizeof(float) * (size_t)(TQ * sh.d));
-    float *S = malloc(sizeof(float) * (size_t)(TQ * TK));
-    float *O = malloc(sizeof(float) * (size_t)(TQ * sh.d));
-    const int ok = kt && vb && qb && S && O;
+    attn_bufs w;
+    const int ok = bufs_alloc(&w, &J) == 0;
     if (!ok) {
 #pragma omp atomic write
       failed = 1;
     }
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t h = 0; h < sh.H; h++)
-      for (int64_t b = 0; b < sh.B && ok; b++)
-        attn_head(&sh, b, h, q, k, v, out, lse, kt, vb, qb, S, O, capl, capp, tokl, tokp);
-    free(kt), free(vb), free(qb), free(S), free(O);
+    for (int64_t h = 0; h < H; h++)
+      for (int64_t b = 0; b < J.B && ok; b++) attn_bh(&J, &w, b, h);
+    bufs_free(&w);
   }
-  if (failed) return sf_error("attention: out of memory for key/value tiles (Lk=%lld, d=%lld)", (long long)sh.Lk, (long long)sh.d);
+  if (par) openblas_set_num_threads(nb);
+  if (failed) return sf_error("attention: out of memory for its tiles (Lq %lld, Lk %lld)", (long long)J.Lq, (long long)J.Lk);
   return 0;
 }

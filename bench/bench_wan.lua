@@ -1,0 +1,44 @@
+-- bench_wan.lua — one Wan DiT forward at real Wan2.1-1.3B block sizes (dim 1536, 12 heads, ffn 8960,
+-- 1 latent frame of 60x104 = 1560 tokens, text 512) on the CPU: time, peak memory above the weights,
+-- and the cost of capturing every layer's self-attention. Prints "key value" lines for bench_wan.sh.
+local layers = tonumber(arg[1] or "2")
+local reps = tonumber(arg[2] or "3")
+local function status(k)
+  for line in io.lines("/proc/self/status") do
+    local v = line:match("^" .. k .. ":%s+(%d+)")
+    if v then return tonumber(v) * 1024 end
+  end
+end
+local function reset_peak()
+  local f = io.open("/proc/self/clear_refs", "w")
+  if f then f:write("5"); f:close() end
+end
+sfwb.manual_seed(0)
+local m = sfwb.wan.new({dim = 1536, ffn_dim = 8960, num_heads = 12, num_layers = layers, text_len = 512, text_dim = 4096,
+                        freq_dim = 256})
+local x = sfwb.randn({1, 16, 1, 60, 104})
+local t = sfwb.full({1}, 937.5)
+local ctx = sfwb.randn({1, 512, 4096})
+m:forward(x, t, ctx) -- warm-up (allocator, BLAS buffers)
+collectgarbage()
+local function timed()
+  local best = math.huge
+  for _ = 1, reps do
+    collectgarbage()
+    local t0 = sfwb.time()
+    local out = m:forward(x, t, ctx)
+    best = math.min(best, sfwb.time() - t0)
+    out = nil
+  end
+  return best
+end
+local base = status("VmRSS")
+reset_peak()
+local tf = timed()
+local peak = status("VmHWM") - base
+local cap = m:capture_attention{layers = "all", attn = "self", what = "mass"}
+local tc = timed()
+cap:remove()
+print(string.format("forward_s %.4f", tf))
+print(string.format("peak_extra_mb %.1f", peak / 2 ^ 20))
+print(string.format("capture_s %.4f", tc))
