@@ -66,20 +66,31 @@ int sf_plot_grid(const char *path, const sf_plot_item *items, int n, const sf_pl
   int T = opt->tile > 0 ? opt->tile : (n == 1 ? 480 : (int)fmin(280, fmax(110, 1100.0 / ncols)));
 
   int any_matrix = 0, any_title = 0, any_caption = 0;
-  int pw[SF_PLOT_MAX_PANELS], ph[SF_PLOT_MAX_PANELS], cell[SF_PLOT_MAX_PANELS];
+  int pw[SF_PLOT_MAX_PANELS], ph[SF_PLOT_MAX_PANELS], cell[SF_PLOT_MAX_PANELS], cellh[SF_PLOT_MAX_PANELS];
   for (int i = 0; i < n; i++) {
     const sf_plot_item *it = &items[i];
     if (it->title && *it->title) any_title = 1;
     if (it->caption && *it->caption) any_caption = 1;
     if (it->kind == SF_PLOT_MATRIX) {
       any_matrix = 1;
-      int big = it->rows > it->cols ? it->rows : it->cols;
-      cell[i] = T / big > 0 ? T / big : 1;
+      /* square cells, unless the matrix is very elongated (cross-attention: frames x 512 text tokens):
+       * then the long side fills the tile and the short side a third of it */
+      double ratio = (double)it->cols / it->rows;
+      if (ratio > 3) {
+        cell[i] = T / it->cols > 0 ? T / it->cols : 1;
+        cellh[i] = (T / 3) / it->rows > cell[i] ? (T / 3) / it->rows : cell[i];
+      } else if (ratio < 1.0 / 3) {
+        cellh[i] = T / it->rows > 0 ? T / it->rows : 1;
+        cell[i] = (T / 3) / it->cols > cellh[i] ? (T / 3) / it->cols : cellh[i];
+      } else {
+        int big = it->rows > it->cols ? it->rows : it->cols;
+        cell[i] = cellh[i] = T / big > 0 ? T / big : 1;
+      }
       pw[i] = it->cols * cell[i];
-      ph[i] = it->rows * cell[i];
+      ph[i] = it->rows * cellh[i];
     } else {
       double s = fmin((double)T / it->w, (double)T / it->h);
-      cell[i] = 0;
+      cell[i] = cellh[i] = 0;
       pw[i] = (int)fmax(1, lround(it->w * s));
       ph[i] = (int)fmax(1, lround(it->h * s));
     }
@@ -151,9 +162,9 @@ int sf_plot_grid(const char *path, const sf_plot_item *items, int n, const sf_pl
     double lo = lo_all, hi = hi_all;
     if (it->kind == SF_PLOT_MATRIX) {
       if (!opt->shared) scale_of(it, 1, opt, &lo, &hi);
-      sf_plot_matrix(cr, px, py, cell[i], cell[i], it->m, it->rows, it->cols, cmap, lo, hi, opt->origin_lower);
+      sf_plot_matrix(cr, px, py, cell[i], cellh[i], it->m, it->rows, it->cols, cmap, lo, hi, opt->origin_lower);
       if (opt->ticks)
-        sf_plot_matrix_ticks(cr, px, py, cell[i], cell[i], it->rows, it->cols, opt->x0, opt->y0,
+        sf_plot_matrix_ticks(cr, px, py, cell[i], cellh[i], it->rows, it->cols, opt->x0, opt->y0,
                              opt->origin_lower, FONT_TICK);
       if (per_tile_cb)
         sf_plot_colorbar(cr, colx[c] + colw[c] + 8, py, 10, ph[i], cmap, lo, hi, NULL, FONT_TICK);

@@ -52,6 +52,16 @@ T.case("generate: videos, latents, timings", function()
   T.eq(#g.provenance.checkpoint_sha256, 64)
 end)
 
+T.case("generate --png writes a PNG folder; prompts from a file", function()
+  local out = root .. "/genpng"
+  local code, s = require("sfwb.recipes.generate").main(args({"--no_checkpoint", "--data_path", P.prompts,
+    "--num_output_frames", 3, "--output_folder", out, "--png", "--quiet", "--save_with_index"}))
+  T.eq(code, 0)
+  T.eq(#s.outputs, 4, "one per prompt in the file")
+  T.check(s.outputs[1]:match("/0%-0_regular$") ~= nil, "inference.py naming with --save_with_index: " .. s.outputs[1])
+  T.check(png_ok(s.outputs[1] .. "/00000.png"), "first frame decodes")
+end)
+
 T.case("a missing checkpoint is an error, never a fallback", function()
   T.raises(function()
     require("sfwb.recipes.generate").main(args({"--checkpoint_path", root .. "/nope.pt", "--prompt", "x",
@@ -100,6 +110,15 @@ T.case("extract_attention: mass with query_mean reduction, per-layer scale", fun
   local meta = C.safetensors_metadata(r.path)
   T.eq(meta.ema, "false"); T.eq(meta.checkpoint, ""); T.eq(meta.reduce, "query_mean")
   for _, f in ipairs(r.files) do if f:match("%.png$") then T.check(png_ok(f), f) end end
+end)
+
+T.case("extract_attention: cross-attention probabilities over the text tokens", function()
+  local code, r = require("sfwb.recipes.extract_attention").main(args({"--no_checkpoint", "--prompt", "a red bird",
+    "--num_frames", 3, "--layers", "0", "--attn", "cross", "--what", "probs", "--output_dir", root .. "/att_x"}))
+  T.eq(code, 0)
+  local A = sfwb.load(r.path)["attn.layer0.step1.denoise"]
+  T.eq(table.concat(A:shape(), "x"), "4x3x512")
+  T.near(A:sum(3):mean():item(), 1.0, 1e-4, "probabilities over the 512 text tokens sum to 1")
 end)
 
 T.case("pipeline: block-by-block decode equals the one-shot decode; prompts through T5", function()

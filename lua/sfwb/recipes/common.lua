@@ -268,10 +268,9 @@ end
 function M.sample_video(video, b) return video:select(1, b or 1):contiguous() end
 
 -- writes one video: mp4 through sfwb.video (ffmpeg) or a PNG folder; returns the path written
-function M.write_video(path, frames, fps)
+function M.write_video(path, frames, fps, png)
   if sfwb.video and sfwb.video.write then
-    sfwb.video.write(path, frames, {fps = fps or 16})
-    return path
+    return (sfwb.video.write(path, frames, {fps = fps or 16, png = png or false})) or path
   end
   -- no sfwb.video in this build: raw RGB frames piped to ffmpeg (x -> uint8 as (x+1)/2*255, truncated)
   local F, H, W = frames:size(1), frames:size(3), frames:size(4)

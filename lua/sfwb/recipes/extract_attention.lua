@@ -133,6 +133,7 @@ function M.figures(by_layer, o, out, label, what)
     if center and lo then local mx = math.max(math.abs(lo), math.abs(hi)) lo, hi = -mx, mx end
   end
   local qty = ({logits = "mean logit", probs = "mean probability", mass = "attention mass"})[what] or what
+  local xlabel = o.attn == "cross" and "text token" or "key frame"
   local mosaic = {}
   local multi = false
   for _, e in ipairs(by_layer) do
@@ -145,25 +146,26 @@ function M.figures(by_layer, o, out, label, what)
     local base = string.format("%s/layer%d_step%d_%s", out, e.layer, e.step, e.pass)
     if e.A:dim() == 3 then
       files[#files + 1] = sfwb.plot.head_grid(e.A, {path = base .. "_heads.png", title = ttl, cmap = cmap,
-        center = center, vmin = lo, vmax = hi, xlabel = "key frame", ylabel = "query frame", cbar_label = qty}).path
+        cols = o.attn == "cross" and 2 or nil,
+        center = center, vmin = lo, vmax = hi, xlabel = xlabel, ylabel = "query frame", cbar_label = qty}).path
       mosaic[#mosaic + 1] = {e.A:mean(1), title = multi and string.format("layer %d · %s@%d", e.layer, e.pass, e.step)
                                                    or string.format("layer %d", e.layer)}
     else -- query_mean [heads, Fk]: heads x key frames
       files[#files + 1] = sfwb.plot.heatmap(e.A, {path = base .. "_heads.png", title = ttl, cmap = cmap,
-        center = center, vmin = lo, vmax = hi, xlabel = "key frame", ylabel = "head", cbar_label = qty}).path
+        center = center, vmin = lo, vmax = hi, xlabel = xlabel, ylabel = "head", cbar_label = qty}).path
     end
     local H = e.last:size(1)
     local series = {}
     for h = 1, H do series[h] = {y = e.last:select(1, h), label = "head " .. (h - 1)} end
     files[#files + 1] = sfwb.plot.lines(series, {path = base .. "_last_chunk.png",
-      title = string.format("layer %d · last chunk, per head · %s", e.layer, label), xlabel = "key frame",
+      title = string.format("layer %d · last chunk, per head · %s", e.layer, label), xlabel = xlabel,
       ylabel = qty, markers = true}).path
   end
   if #mosaic > 1 then
     files[#files + 1] = sfwb.plot.mosaic(mosaic, {path = out .. "/layers_mosaic.png", cmap = cmap, center = center,
       vmin = lo, vmax = hi, shared = shared,
       title = string.format("head-mean %s-attn %s per layer · %s", o.attn, what, label),
-      xlabel = "key frame", ylabel = "query frame", cbar_label = qty}).path
+      xlabel = xlabel, ylabel = "query frame", cbar_label = qty}).path
   end
   -- head-mean profile of the last chunk per layer, with the spread over heads as a band
   local prof = {}
@@ -172,7 +174,7 @@ function M.figures(by_layer, o, out, label, what)
                        label = string.format("layer %d s%d %s", e.layer, e.step, e.pass)}
   end
   files[#files + 1] = sfwb.plot.lines(prof, {path = out .. "/layers_profile.png",
-    title = "last chunk, head mean ± std · " .. label, xlabel = "key frame", ylabel = qty}).path
+    title = "last chunk, head mean ± std · " .. label, xlabel = xlabel, ylabel = qty}).path
   return files
 end
 

@@ -83,8 +83,7 @@ function M.main(argv)
       local name = o.save_with_index and string.format("%d-%d_%s", idx - 1, k - 1, tag)
                    or string.format("%s-%d", C.prompt_stem(prompt), k - 1)
       local path = o.output_folder .. "/" .. name .. (o.png and "" or ".mp4")
-      C.write_video(path, C.sample_video(r.video, k), o.fps)
-      outputs[#outputs + 1] = path
+      outputs[#outputs + 1] = C.write_video(path, C.sample_video(r.video, k), o.fps, o.png)
       if o.save_latents then
         local lp = o.output_folder .. "/" .. name .. ".latents.safetensors"
         C.save_safetensors(lp, {latents = r.latents:select(1, k)},
