@@ -84,6 +84,17 @@ T.case("causal t2v matches the reference (emu)", function()
   if not ok then error(err, 0) end
 end)
 
+T.case("bf16 weights: the pipeline runs in bf16 and stays near the f32 reference", function()
+  local dir, man, D = case("t2v")
+  local m = sfwb.wan.load(dir, {causal = true, num_frame_per_block = 3, dtype = "bf16"})
+  local p = causal_pipe(m, man)
+  T.eq(p.dtype, "bf16")
+  local r = p:generate{noise = D.noise:bf16(), prompt_embeds = D.context, step_noise = drawer(D)}
+  T.eq(r.latents:dtype(), "bf16")
+  local err = T.close(r.latents:float(), D.latents, 5e-2, "bf16 latents")
+  print(string.format("  bf16 pipeline vs f32 reference: max relative error %.3g", err))
+end)
+
 T.case("warped steps and chunk layout", function()
   local dir, man = case("indep")
   local m = load_model(dir, man)

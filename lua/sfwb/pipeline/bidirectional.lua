@@ -18,7 +18,7 @@ function M.new(o)
   -- BidirectionalInferencePipeline evaluates steps[1..K-1] and returns the x0 of step K-1 (the last
   -- re-noised sample is discarded); all_steps=true runs all K steps as the training pipeline does
   self.all_steps = o.all_steps or false
-  self.dtype = o.dtype or "f32"
+  self.dtype = o.dtype or U.model_dtype(self.generator)
   self.device = o.device or U.model_device(self.generator)
   self.scheduler = U.scheduler(self.timestep_shift)
   self.denoising_steps = U.denoising_steps(self.scheduler, self.denoising_step_list, self.warp_denoising_step)
@@ -30,7 +30,7 @@ end
 function Bidir:generate(o)
   o = o or {}
   local t0 = sfwb.time()
-  local dev, dt = self.device, o.dtype or self.dtype
+  local dev, dt = self.device, o.dtype or (o.noise and o.noise:dtype()) or self.dtype
   local ctx = U.context(self.text_encoder, o.prompts, o.prompt_embeds, dev)
   local x
   if o.noise then
@@ -58,6 +58,7 @@ function Bidir:generate(o)
     local tk = steps[k]
     fo.tag = {chunk = 1, step = k, pass = "denoise", timestep = tk}
     local flow = U.from_model(self.generator:forward(U.to_model(x), sfwb.full({B}, tk, {dtype = "f32", device = dev}), ctx, fo))
+    if dt ~= "f32" then flow = flow:to(dt) end
     x0 = U.pred_x0(self.scheduler, flow, x, tk):to(dt)
     if k < #steps and (k < last or not self.all_steps) then
       local eps = U.draw(o.step_noise, x0:shape(), dt, dev)

@@ -31,7 +31,8 @@ function M.new(o)
   self.local_attn_size = opt(o, "local_attn_size", -1)
   self.sink_size = opt(o, "sink_size", 0)
   self.kv_frames = o.kv_frames
-  self.dtype = o.dtype or "f32"
+  -- latents live in the model's dtype, as Self-Forcing runs the whole pipeline in bf16 for bf16 weights
+  self.dtype = o.dtype or U.model_dtype(self.generator)
   self.device = o.device or U.model_device(self.generator)
   if self.num_frame_per_block < 1 then error("pipeline.causal: num_frame_per_block must be >= 1", 2) end
   if self.local_attn_size ~= -1 and self.local_attn_size < self.sink_size + self.num_frame_per_block then
@@ -88,7 +89,7 @@ function Causal:rollout(o)
   o = o or {}
   local p = self
   local r = setmetatable({p = p, opts = o, t0 = sfwb.time(), timings = {blocks = {}}}, Rollout)
-  local dev, dt = p.device, o.dtype or p.dtype
+  local dev, dt = p.device, o.dtype or (o.noise and o.noise:dtype()) or p.dtype
   r.device, r.dtype = dev, dt
 
   -- conditioning
@@ -213,6 +214,8 @@ function Rollout:next()
   local x0
   for k, tk in ipairs(steps) do
     local flow = self:_call(x, tk, {chunk = self.chunk, step = k, pass = "denoise", timestep = tk})
+    -- a bf16 model hands back a bf16 flow in the reference; round ours the same way before x0
+    if self.dtype ~= "f32" then flow = flow:to(self.dtype) end
     x0 = U.pred_x0(p.scheduler, flow, x, tk):to(self.dtype)
     if k < #steps then
       local eps = U.draw(self.step_noise, x0:shape(), self.dtype, self.device)

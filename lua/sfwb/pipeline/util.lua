@@ -15,6 +15,14 @@ function U.model_device(m)
   return "cpu"
 end
 
+-- the dtype a model computes in (its weights'), "f32" when unknown
+function U.model_dtype(m)
+  if type(m.dtype) == "string" then return m.dtype end
+  local ok, ps = pcall(m.parameters, m)
+  if ok and type(ps) == "table" then for _, t in pairs(ps) do return t:dtype() end end
+  return "f32"
+end
+
 -- Self-Forcing's pipeline layout [B, F, C, H, W] <-> the model's [B, C, F, H, W]
 function U.to_model(x) return x:permute({1, 3, 2, 4, 5}):contiguous() end
 function U.from_model(x) return x:permute({1, 3, 2, 4, 5}):contiguous() end
