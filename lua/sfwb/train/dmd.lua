@@ -1,0 +1,401 @@
+-- sfwb/train/dmd.lua — Self-Forcing DMD training (trainer/distillation.py + model/dmd.py): a causal
+-- generator trained by distribution matching against a frozen teacher (real score) and a trained
+-- critic (fake score), field for field from the original YAML configs.
+--   tr = sfwb.train.dmd(cfg [, parts])   -- parts: preloaded {generator=, real_score=, fake_score=,
+--                                        --   text_encoder=, dataset=} (tests, REPL), else loaded from cfg
+--   tr:step()  tr:train{steps=N}  tr:save(dir)  tr:resume(dir)  tr.generator  tr.critic  tr.ema  tr.step_count
+local sfwb = require "sfwb"
+local Wrapper = require "sfwb.train.wrapper"
+local Rollout = require "sfwb.train.rollout"
+
+local M = {}
+local Trainer = {}
+Trainer.__index = Trainer
+
+local function get(cfg, key, default)
+  local v = cfg[key]
+  if v == nil or v == sfwb.config_null then return default end
+  return v
+end
+
+local function models_dir(cfg) return get(cfg, "wan_models_dir", os.getenv("SFWB_WAN_MODELS") or "wan_models") end
+
+local function file_exists(p)
+  local f = io.open(p, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+-- the networks, from cfg unless given
+local function load_parts(cfg, parts)
+  local mk = get(cfg, "model_kwargs", {})
+  local gen_name = get(cfg, "generator_name", "Wan2.1-T2V-1.3B")
+  local causal = get(cfg, "generator_type", "causal") ~= "bidirectional"
+  local dir = models_dir(cfg)
+  local common = {dtype = get(cfg, "dtype", "f32"), device = get(cfg, "device", "cpu")}
+  local function load(name, extra)
+    local path = dir .. "/" .. name
+    if not file_exists(path .. "/config.json") then
+      error(string.format("train.dmd: no Wan model folder at %s (config.json missing); set wan_models_dir or SFWB_WAN_MODELS", path), 3)
+    end
+    local o = {}
+    for k, v in pairs(common) do o[k] = v end
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return sfwb.wan.load(path, o)
+  end
+  local p = {}
+  p.generator = parts.generator or load(gen_name, {
+    causal = causal, num_frame_per_block = get(cfg, "num_frame_per_block", 3),
+    independent_first_frame = get(cfg, "independent_first_frame", false),
+    local_attn_size = get(mk, "local_attn_size", -1), sink_size = get(mk, "sink_size", 0)})
+  if not parts.generator and get(cfg, "generator_ckpt", nil) then
+    p.generator:load_checkpoint(cfg.generator_ckpt, {ema = false})
+  end
+  p.real_score = parts.real_score or load(get(cfg, "real_name", "Wan2.1-T2V-14B"), {causal = false})
+  p.fake_score = parts.fake_score or load(get(cfg, "fake_name", "Wan2.1-T2V-1.3B"), {causal = false})
+  p.text_encoder = parts.text_encoder
+  if not p.text_encoder then
+    local tdir = dir .. "/" .. gen_name
+    p.text_encoder = sfwb.t5.load(tdir .. "/models_t5_umt5-xxl-enc-bf16.pth", {tokenizer = tdir .. "/google/umt5-xxl"})
+  end
+  p.dataset = parts.dataset
+  if not p.dataset then
+    local path = get(cfg, "data_path", nil)
+    if not path then error("train.dmd: data_path is not set in the config", 3) end
+    if get(cfg, "data_type", "text_file") == "text_folder" then
+      p.dataset = sfwb.data.text_folder(path, get(cfg, "data_max_count", nil))
+    else
+      p.dataset = sfwb.data.text_file(path)
+    end
+  end
+  return p
+end
+
+-- prompt batches: an endless, seeded, rank-sharded cycle when sfwb.data.loader exists, else sequential
+local function batches(ds, cfg, rank, world, seed)
+  local B = get(cfg, "batch_size", 1)
+  if sfwb.data and sfwb.data.loader then
+    local ld = sfwb.data.loader(ds, {batch = B, shuffle = true, seed = seed, rank = rank, world = world})
+    local it = ld:cycle()
+    return function() return it() end
+  end
+  local i = 0
+  return function()
+    local prompts = {}
+    for _ = 1, B do
+      i = i % #ds + 1
+      local row = ds[i]
+      prompts[#prompts + 1] = type(row) == "table" and (row.prompts or row[1]) or row
+    end
+    return {prompts = prompts}
+  end
+end
+
+function M.new(cfg, parts)
+  if type(cfg) ~= "table" then error("train.dmd: expects a config table (sfwb.config.load(...))", 2) end
+  parts = parts or {}
+  local self = setmetatable({cfg = cfg}, Trainer)
+  local dist = sfwb.dist
+  self.rank = (dist and dist.rank and dist.rank()) or 0
+  self.world = (dist and dist.world and dist.world()) or 1
+  self.dist = self.world > 1 and dist or nil
+
+  -- seed: 0 means a random seed shared by all ranks (rank 0 draws, broadcast)
+  local seed = get(cfg, "seed", 0)
+  if seed == 0 then
+    seed = math.floor(sfwb.time() * 1000) % 10000000
+    if self.dist then
+      local t = sfwb.tensor({seed}, {dtype = "i64"}); self.dist.broadcast(t, 0); seed = t:totable()[1]
+    end
+  end
+  self.seed = seed
+  sfwb.manual_seed(seed + self.rank)
+
+  local p = load_parts(cfg, parts)
+  local mk = get(cfg, "model_kwargs", {})
+  local gen_shift = get(mk, "timestep_shift", get(cfg, "timestep_shift", 5.0))
+  -- the score wrappers are built without timestep_shift in the original, so they use the default 8.0
+  local score_shift = get(cfg, "score_timestep_shift", 8.0)
+  self.G = Wrapper.new(p.generator, gen_shift, {causal = get(cfg, "generator_type", "causal") ~= "bidirectional"})
+  self.R = Wrapper.new(p.real_score, score_shift, {causal = false})
+  self.F = Wrapper.new(p.fake_score, score_shift, {causal = false})
+  self.generator, self.critic, self.teacher = p.generator, p.fake_score, p.real_score
+  self.text_encoder = p.text_encoder
+  self.dataset = p.dataset
+  self.next_batch = batches(p.dataset, cfg, self.rank, self.world, seed)
+
+  -- trainability: G and F train, R frozen
+  p.generator:requires_grad_(true)
+  p.fake_score:requires_grad_(true)
+  p.real_score:requires_grad_(false)
+
+  local wd = get(cfg, "weight_decay", 0.01)
+  self.opt_g = sfwb.optim.adamw(p.generator:parameters(), {lr = get(cfg, "lr", 2e-6),
+    betas = {get(cfg, "beta1", 0.0), get(cfg, "beta2", 0.999)}, weight_decay = wd})
+  self.opt_c = sfwb.optim.adamw(p.fake_score:parameters(), {lr = get(cfg, "lr_critic", get(cfg, "lr", 2e-6)),
+    betas = {get(cfg, "beta1_critic", 0.0), get(cfg, "beta2_critic", 0.999)}, weight_decay = wd})
+
+  -- the few-step schedule (warped through the generator grid, trailing 0 stripped)
+  local steps = {}
+  for _, v in ipairs(get(cfg, "denoising_step_list", {1000, 750, 500, 250})) do steps[#steps + 1] = v end
+  if steps[#steps] == 0 then steps[#steps] = nil end
+  if get(cfg, "warp_denoising_step", false) then steps = self.G.scheduler:warp(steps):totable() end
+  self.steps = steps
+
+  self.step_count = 0
+  self.ema_weight = get(cfg, "ema_weight", 0)
+  self.ema_start_step = get(cfg, "ema_start_step", 0)
+  -- EMA starts from the current (checkpoint-loaded) generator, never from the base Wan weights
+  if self.ema_weight > 0 and self.ema_start_step <= 0 then self.ema = sfwb.ema(p.generator, self.ema_weight) end
+
+  local shape = get(cfg, "image_or_video_shape", {1, 21, 16, 60, 104})
+  self.latent_shape = {shape[1], shape[2], shape[3], shape[4], shape[5]}
+  self.rollout_opts = {
+    generator = self.G, steps = steps, nfpb = get(cfg, "num_frame_per_block", 3),
+    independent_first_frame = get(cfg, "independent_first_frame", false),
+    same_step_across_blocks = get(cfg, "same_step_across_blocks", true),
+    last_step_only = get(cfg, "last_step_only", false), context_noise = get(cfg, "context_noise", 0),
+    num_training_frames = get(cfg, "num_training_frames", 21),
+    min_num_training_frames = get(cfg, "min_num_training_frames", 21),
+    grad_window = get(cfg, "slice_last_frames", 21),
+    dtype = get(cfg, "dtype", "f32"), device = get(cfg, "device", "cpu"), dist = self.dist,
+  }
+  self.log = {}
+  return self
+end
+
+-- text conditioning of a batch; the negative prompt's embedding is computed once and cached
+function Trainer:encode(prompts)
+  local te = self.text_encoder
+  if type(te) == "function" then return te(prompts) end
+  return te:encode(prompts).prompt_embeds
+end
+
+function Trainer:negative(B)
+  if not self._neg then
+    local neg = {}
+    for i = 1, B do neg[i] = get(self.cfg, "negative_prompt", "") end
+    self._neg = self:encode(neg)
+  end
+  return self._neg
+end
+
+-- score timesteps as model/dmd.py: integer uniform in [lo, hi), shifted, clamped to [2%, 98%] of the range
+function Trainer:score_timesteps(B, F, t_from, t_to)
+  local cfg = self.cfg
+  local ntt = get(cfg, "num_train_timestep", 1000)
+  local ts_sched = get(cfg, "ts_schedule", true)   -- the original defaults this to true when the key is absent
+  local lo = (ts_sched and t_to) or get(cfg, "min_score_timestep", 0)
+  local hi = (get(cfg, "ts_schedule_max", false) and t_from) or ntt
+  local shift = get(cfg, "timestep_shift", 5.0)
+  local min_step, max_step = math.floor(0.02 * ntt), math.floor(0.98 * ntt)
+  local vals = {}
+  for b = 1, B do
+    local t = Rollout.randint(lo, hi)
+    if shift > 1 then t = shift * (t / 1000) / (1 + (shift - 1) * t / 1000) * 1000 end
+    t = math.max(min_step, math.min(max_step, t))
+    vals[b] = t
+  end
+  return sfwb.tensor(vals, {dtype = "f32"}):view({B, 1}):expand({B, F}):contiguous()
+end
+
+local function add_noise(sched, x, n, t)
+  local s = x:shape()
+  local flat = {s[1] * s[2], s[3], s[4], s[5]}
+  return sched:add_noise(x:reshape(flat), n:reshape(flat), t:reshape({s[1] * s[2]})):view(s)
+end
+
+local function cond_of(ctx, batch)
+  return {ctx = ctx, clip_fea = batch.clip_fea, y = batch.y, initial_latent = batch.initial_latent}
+end
+
+-- nan_to_num(g): NaN -> 0 (the normaliser can be 0 for a degenerate sample)
+local function nan_to_zero(g)
+  local z = sfwb.zeros(g:shape(), {dtype = g:dtype(), device = g:device()})
+  return sfwb.where(g:isnan(), z, g)
+end
+
+-- the DMD generator loss (model/dmd.py generator_loss); returns loss, info
+function Trainer:generator_loss(batch)
+  local ctx = self:encode(batch.prompts)
+  local x, mask, t_from, t_to = Rollout.run_generator(self.rollout_opts, self.latent_shape, cond_of(ctx, batch))
+  local B, F = x:size(1), x:size(2)
+  local target, gnorm
+  sfwb.no_grad(function()
+    local xd = x:detach()
+    local t = self:score_timesteps(B, F, t_from, t_to)
+    local n = sfwb.randn(xd:shape(), {dtype = xd:dtype(), device = xd:device()})
+    local xt = add_noise(self.G.scheduler, xd, n, t)
+    local _, x0_fake = self.F:forward(xt, t, ctx, {clip_fea = batch.clip_fea, y = batch.y})
+    local fgs = get(self.cfg, "fake_guidance_scale", 0)
+    if fgs ~= 0 then
+      local _, x0_fu = self.F:forward(xt, t, self:negative(B), {clip_fea = batch.clip_fea, y = batch.y})
+      x0_fake = x0_fake + (x0_fake - x0_fu) * fgs
+    end
+    local s = get(self.cfg, "real_guidance_scale", get(self.cfg, "guidance_scale", 3.0))
+    local _, x0_c = self.R:forward(xt, t, ctx, {clip_fea = batch.clip_fea, y = batch.y})
+    local _, x0_u = self.R:forward(xt, t, self:negative(B), {clip_fea = batch.clip_fea, y = batch.y})
+    local x0_real = x0_c + (x0_c - x0_u) * s
+    local g = x0_fake - x0_real
+    local norm = (xd - x0_real):abs():reshape({B, -1}):mean(2, true):view({B, 1, 1, 1, 1})
+    g = nan_to_zero(g / norm)
+    gnorm = g:abs():mean():item()
+    target = (xd:to("f64") - g:to("f64"))
+  end)
+  local xs, ts = x, target
+  if mask then -- leading frames excluded from the loss
+    xs = x:narrow(2, mask + 1, F - mask)
+    ts = target:narrow(2, mask + 1, F - mask)
+  end
+  local d = xs:to("f64") - ts
+  local loss = (d * d):mean() * 0.5
+  return loss, {dmd_gradient_norm = gnorm, frames = F}
+end
+
+-- the critic (fake score) flow-matching loss on a fresh, gradient-free rollout
+function Trainer:critic_loss(batch)
+  local ctx = self:encode(batch.prompts)
+  local x, t_from, t_to
+  sfwb.no_grad(function()
+    x, _, t_from, t_to = Rollout.run_generator(self.rollout_opts, self.latent_shape, cond_of(ctx, batch))
+  end)
+  x = x:detach()
+  local B, F = x:size(1), x:size(2)
+  local t = self:score_timesteps(B, F, t_from, t_to)
+  local n = sfwb.randn(x:shape(), {dtype = x:dtype(), device = x:device()})
+  local xt = add_noise(self.G.scheduler, x, n, t)
+  local _, x0_p = self.F:forward(xt, t, ctx, {clip_fea = batch.clip_fea, y = batch.y})
+  -- back to flow with the GENERATOR grid, as the original (a deliberate sigma_8 / sigma_5 mismatch)
+  local v_p = self.G:x0_to_flow(x0_p, xt, t)
+  local r = v_p - (n - x)
+  return (r * r):mean(), {}
+end
+
+local function clip_and_step(params, opt, max_norm)
+  local norm = sfwb.clip_grad_norm(params, max_norm)
+  opt:step()
+  return norm
+end
+
+-- one iteration: a generator update every dfake_gen_update_ratio steps, a critic update every step
+function Trainer:step()
+  local cfg = self.cfg
+  local info = {step = self.step_count}
+  local ratio = get(cfg, "dfake_gen_update_ratio", 5)
+  local t0 = sfwb.time()
+  if self.step_count % ratio == 0 then
+    self.opt_g:zero_grad()
+    local loss, gi = self:generator_loss(self.next_batch())
+    loss:backward()
+    info.generator_loss = loss:item()
+    info.dmd_gradient_norm = gi.dmd_gradient_norm
+    info.generator_grad_norm = clip_and_step(self.generator:parameters(), self.opt_g, get(cfg, "max_grad_norm_generator", 10.0))
+    if self.ema then self.ema:update() end
+  end
+  self.opt_c:zero_grad()
+  local closs = self:critic_loss(self.next_batch())
+  closs:backward()
+  info.critic_loss = closs:item()
+  info.critic_grad_norm = clip_and_step(self.critic:parameters(), self.opt_c, get(cfg, "max_grad_norm_critic", 10.0))
+  self.step_count = self.step_count + 1
+  if self.ema_weight > 0 and not self.ema and self.step_count == self.ema_start_step then
+    self.ema = sfwb.ema(self.generator, self.ema_weight)
+  end
+  local logdir = get(cfg, "logdir", nil)
+  local every = get(cfg, "log_iters", 0)
+  if logdir and logdir ~= "" and every > 0 and self.step_count % every == 0 and not get(cfg, "no_save", false) then
+    self:save(string.format("%s/checkpoint_model_%06d", logdir, self.step_count))
+  end
+  info.seconds = sfwb.time() - t0
+  self.log[#self.log + 1] = info
+  return info
+end
+
+-- runs N iterations with progress (step, rate, ETA) and returns the per-step log
+function Trainer:train(o)
+  o = o or {}
+  local n = o.steps or 1
+  local t0 = sfwb.time()
+  for i = 1, n do
+    local info = self:step()
+    if not o.quiet then
+      local el = sfwb.time() - t0
+      local rate = i / el
+      io.write(string.format("\rstep %d/%d  critic %.4g%s  %.2f it/s  ETA %.0fs   ", i, n, info.critic_loss,
+        info.generator_loss and string.format("  gen %.4g", info.generator_loss) or "", rate, (n - i) / rate))
+      io.flush()
+    end
+  end
+  if not o.quiet then io.write("\n") end
+  return self.log
+end
+
+-- checkpoint as Self-Forcing writes it: {generator, critic[, generator_ema]} with "model." keys
+local function prefixed(tbl)
+  local out = {}
+  for k, v in pairs(tbl) do out["model." .. k] = v end
+  return out
+end
+
+function Trainer:save(dir)
+  os.execute("mkdir -p '" .. dir .. "'")
+  local ck = {generator = prefixed(self.generator:state_dict()), critic = prefixed(self.critic:state_dict())}
+  if self.ema and self.ema_start_step < self.step_count then ck.generator_ema = prefixed(self.ema:state_dict()) end
+  sfwb.save(dir .. "/model.pt", ck)
+  return dir .. "/model.pt"
+end
+
+-- resume from a checkpoint folder: model.pt ({generator, critic, generator_ema}) or the Self-Forcing-Plus
+-- layout of separate generator.pt / critic.pt / generator_ema.pt; step from resume_step when given
+function Trainer:resume(dir, o)
+  o = o or {}
+  local function strip(tbl)
+    local out = {}
+    for k, v in pairs(tbl) do
+      local name = k:gsub("^model%.", ""):gsub("_fsdp_wrapped_module%.", ""):gsub("_orig_mod%.", "")
+      out[name] = v
+    end
+    return out
+  end
+  local function sub(t, key)
+    local out, found = {}, false
+    for k, v in pairs(t) do
+      if k:sub(1, #key + 1) == key .. "." then out[k:sub(#key + 2)] = v; found = true end
+    end
+    return found and out or nil
+  end
+  if file_exists(dir .. "/model.pt") then
+    local ck = sfwb.load(dir .. "/model.pt")
+    local g, c, e = sub(ck, "generator"), sub(ck, "critic"), sub(ck, "generator_ema")
+    if not g then error("train.dmd: " .. dir .. "/model.pt has no 'generator' entry", 2) end
+    self.generator:load_state_dict(strip(g))
+    if c then self.critic:load_state_dict(strip(c)) end
+    if e and self.ema_weight > 0 then
+      local saved = self.generator:clone()
+      self.generator:load_state_dict(strip(e))
+      self.ema = sfwb.ema(self.generator, self.ema_weight)
+      self.generator:load_state_dict(saved:state_dict())
+    end
+  else
+    local any = false
+    if file_exists(dir .. "/generator_ema.pt") and self.ema_weight > 0 then
+      self.generator:load_state_dict(strip(sfwb.load(dir .. "/generator_ema.pt")))
+      self.ema = sfwb.ema(self.generator, self.ema_weight)
+      any = true
+    end
+    if file_exists(dir .. "/generator.pt") then
+      self.generator:load_state_dict(strip(sfwb.load(dir .. "/generator.pt"))); any = true
+    end
+    if file_exists(dir .. "/critic.pt") then
+      self.critic:load_state_dict(strip(sfwb.load(dir .. "/critic.pt"))); any = true
+    end
+    if not any then error("train.dmd: " .. dir .. " holds neither model.pt nor generator.pt/critic.pt/generator_ema.pt", 2) end
+  end
+  local step = o.step or get(self.cfg, "resume_step", nil)
+  if not step then step = tonumber(dir:match("checkpoint_model_(%d+)")) end
+  if step then self.step_count = step end
+  return self
+end
+
+M.Trainer = Trainer
+return M

@@ -1,0 +1,73 @@
+-- sfwb/train/wrapper.lua — a Wan network as Self-Forcing's WanDiffusionWrapper sees it: inputs in the
+-- pipeline layout [B, F, C, h, w], per-frame timesteps [B, F], and an x0 prediction computed from the
+-- flow output with THAT wrapper's own shifted grid (generator shift 5, score networks shift 8).
+local sfwb = require "sfwb"
+
+local M = {}
+local Wrapper = {}
+Wrapper.__index = Wrapper
+
+-- model: a sfwb.wan model; shift: the grid used to turn flow into x0; causal: per-frame timesteps
+function M.new(model, shift, opts)
+  opts = opts or {}
+  local self = setmetatable({}, Wrapper)
+  self.model = model
+  self.shift = shift
+  self.causal = opts.causal
+  if self.causal == nil then self.causal = model.config and model.config.causal or false end
+  self.scheduler = sfwb.scheduler.flow_match{shift = shift, num_train_timesteps = 1000, sigma_min = 0.0,
+                                             extra_one_step = true}
+  return self
+end
+
+local function to_model(x) return x:permute({1, 3, 2, 4, 5}):contiguous() end   -- [B,F,C,h,w] -> [B,C,F,h,w]
+local function from_model(x) return x:permute({1, 3, 2, 4, 5}):contiguous() end
+
+-- flatten [B, F, ...] to [B*F, ...] and timesteps [B, F] to [B*F] for the scheduler's per-sample calls
+local function flat(x)
+  local s = x:shape()
+  local rest = {s[1] * s[2]}
+  for i = 3, #s do rest[#rest + 1] = s[i] end
+  return x:reshape(rest)
+end
+
+-- x [B, F, C, h, w] noisy latents, t [B, F] timesteps, ctx [B, L, D]; extra: clip_fea, y, kv_cache, ...
+-- returns flow, x0 (both [B, F, C, h, w])
+function Wrapper:forward(x, t, ctx, extra)
+  local B, F = x:size(1), x:size(2)
+  local tm = t
+  if not self.causal then tm = t:select(2, 1):contiguous() end  -- bidirectional: one timestep per sample, t[:, 0]
+  local flow = from_model(self.model:forward(to_model(x), tm, ctx, extra or {}))
+  local x0 = self.scheduler:pred_x0(flat(flow), flat(x), flat(t):contiguous()):view(x:shape())
+  return flow, x0
+end
+
+-- v = (x_t - x0) / sigma(t) on this wrapper's grid (Self-Forcing's _convert_x0_to_flow_pred)
+function Wrapper:x0_to_flow(x0, xt, t)
+  local sig = self:sigma(t)      -- [B, F]
+  local s = x0:shape()
+  return (xt - x0) / sig:view({s[1], s[2], 1, 1, 1})
+end
+
+-- sigma at the nearest grid point to each timestep, [B, F] f32 (looked up in float64 like the original)
+function Wrapper:sigma(t)
+  local ts = self.scheduler.timesteps:to("f64")
+  local sg = self.scheduler.sigmas:to("f64")
+  local tt = t:to("f64"):cpu()
+  local n = tt:numel()
+  local flat_t = tt:reshape({n}):totable()
+  local tsv, sgv = ts:totable(), sg:totable()
+  local out = {}
+  for i = 1, n do
+    local best, bi = math.huge, 1
+    for j = 1, #tsv do
+      local d = math.abs(tsv[j] - flat_t[i])
+      if d < best then best, bi = d, j end
+    end
+    out[i] = sgv[bi]
+  end
+  return sfwb.tensor(out, {dtype = "f32"}):view(t:shape()):to(t:device())
+end
+
+M.to_model, M.from_model, M.flat = to_model, from_model, flat
+return M
