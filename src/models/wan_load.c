@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
 #include "io/statedict.h"
@@ -195,11 +196,17 @@ int sf_wan_load_tensors(sf_wan_model *m, int n, const char *const *in_names, sf_
   map = malloc(sizeof(int) * (size_t)nspec);
   if (!map) { sf_error("wan load_state_dict: out of memory"); goto done; }
   if (check_keys("state dict", specs, nspec, n, names, ndims, (const int64_t(*)[SF_MAX_DIMS])shapes, map, strict)) goto done;
-  for (int s = 0; s < nspec; s++) {
+  /* loading weights is not part of any graph (torch's load_state_dict copies under no_grad), so it
+   * works on parameters that require grad */
+  bool grad_was = sf_set_grad_enabled(false);
+  int s;
+  for (s = 0; s < nspec; s++) {
     if (map[s] < 0) continue;
     sf_tensor *p = sf_wan_param(m, specs[s].name);
-    if (!p || sf_copy_(p, ts[map[s]])) goto done;
+    if (!p || sf_copy_(p, ts[map[s]])) break;
   }
+  sf_set_grad_enabled(grad_was);
+  if (s < nspec) goto done;
   rc = 0;
 done:
   for (int i = 0; names && i < n; i++) free(names[i]);

@@ -36,7 +36,7 @@ local function load_parts(cfg, parts)
   local function load(name, extra)
     local path = dir .. "/" .. name
     if not file_exists(path .. "/config.json") then
-      error(string.format("train.dmd: no Wan model folder at %s (config.json missing); set wan_models_dir or SFWB_WAN_MODELS", path), 3)
+      error(string.format("train.dmd: no Wan model folder at %s (config.json missing); set wan_models_dir or SFWB_WAN_MODELS", path), 0)
     end
     local o = {}
     for k, v in pairs(common) do o[k] = v end
@@ -61,7 +61,7 @@ local function load_parts(cfg, parts)
   p.dataset = parts.dataset
   if not p.dataset then
     local path = get(cfg, "data_path", nil)
-    if not path then error("train.dmd: data_path is not set in the config", 3) end
+    if not path then error("train.dmd: data_path is not set in the config", 0) end
     if get(cfg, "data_type", "text_file") == "text_folder" then
       p.dataset = sfwb.data.text_folder(path, get(cfg, "data_max_count", nil))
     else
@@ -71,24 +71,16 @@ local function load_parts(cfg, parts)
   return p
 end
 
--- prompt batches: an endless, seeded, rank-sharded cycle when sfwb.data.loader exists, else sequential
+-- prompt batches: an endless, seeded, rank-sharded cycle (DistributedSampler order, as the original).
+-- A plain Lua list of prompt strings is accepted as a dataset too (REPL, tests).
 local function batches(ds, cfg, rank, world, seed)
-  local B = get(cfg, "batch_size", 1)
-  if sfwb.data and sfwb.data.loader then
-    local ld = sfwb.data.loader(ds, {batch = B, shuffle = true, seed = seed, rank = rank, world = world})
-    local it = ld:cycle()
-    return function() return it() end
+  if type(ds) == "table" and type(ds[1]) == "string" then
+    local rows = {}
+    for i, p in ipairs(ds) do rows[i] = {prompts = p, idx = i - 1} end
+    ds = rows
   end
-  local i = 0
-  return function()
-    local prompts = {}
-    for _ = 1, B do
-      i = i % #ds + 1
-      local row = ds[i]
-      prompts[#prompts + 1] = type(row) == "table" and (row.prompts or row[1]) or row
-    end
-    return {prompts = prompts}
-  end
+  local ld = sfwb.data.loader(ds, {batch = get(cfg, "batch_size", 1), shuffle = true, seed = seed, rank = rank, world = world})
+  return ld:cycle()
 end
 
 function M.new(cfg, parts)

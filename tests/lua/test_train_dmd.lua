@@ -1,0 +1,148 @@
+-- test_train_dmd.lua — the DMD trainer on tiny random Wan models: update schedule (generator every
+-- dfake_gen_update_ratio steps, critic every step), parameters move, the teacher stays frozen, EMA
+-- starts at ema_start_step, checkpoints in Self-Forcing's layout load in torch and resume.
+local T = require "sfwb.testing"
+
+local TINY = {dim = 32, ffn_dim = 48, num_heads = 2, num_layers = 1, in_dim = 16, out_dim = 16,
+              text_dim = 8, text_len = 4, freq_dim = 16}
+
+local function parts(seed)
+  sfwb.manual_seed(seed)
+  local g = sfwb.wan.new(TINY, {causal = true, num_frame_per_block = 3})
+  local r = sfwb.wan.new(TINY, {causal = false})
+  local f = sfwb.wan.new(TINY, {causal = false})
+  -- a deterministic "text encoder": one embedding per distinct prompt
+  local cache = {}
+  local function te(prompts)
+    local rows = {}
+    for i, p in ipairs(prompts) do
+      if not cache[p] then cache[p] = sfwb.randn({1, 4, 8}) end
+      rows[i] = cache[p]
+    end
+    return sfwb.cat(rows, 1)
+  end
+  return {generator = g, real_score = r, fake_score = f, text_encoder = te,
+          dataset = {"a red fox in snow", "waves at night", "a city timelapse"}}
+end
+
+local function config(extra)
+  local cfg = {
+    seed = 123, lr = 1e-3, lr_critic = 1e-3, beta1 = 0.0, beta2 = 0.999, weight_decay = 0.01,
+    denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = true, ts_schedule = false,
+    num_train_timestep = 1000, timestep_shift = 5.0, guidance_scale = 3.0, batch_size = 1,
+    ema_weight = 0.99, ema_start_step = 2, dfake_gen_update_ratio = 2, num_frame_per_block = 3,
+    num_training_frames = 6, image_or_video_shape = {1, 6, 16, 2, 4}, model_kwargs = {timestep_shift = 5.0},
+    negative_prompt = "blurry", context_noise = 0,
+  }
+  for k, v in pairs(extra or {}) do cfg[k] = v end
+  return cfg
+end
+
+local function snapshot(m)
+  local s = {}
+  for k, v in pairs(m:parameters()) do s[k] = v:clone() end
+  return s
+end
+
+local function max_change(m, snap)
+  local d = 0
+  for k, v in pairs(m:parameters()) do d = math.max(d, (v - snap[k]):abs():max():item()) end
+  return d
+end
+
+T.case("update schedule: generator every ratio steps, critic every step, teacher frozen", function()
+  local p = parts(1)
+  local tr = sfwb.train.dmd(config(), p)
+  T.eq(tr.step_count, 0)
+  local g0, c0, r0 = snapshot(tr.generator), snapshot(tr.critic), snapshot(p.real_score)
+  local info = tr:step()                       -- step 0: generator + critic
+  T.check(info.generator_loss and info.generator_loss == info.generator_loss, "generator loss is a number")
+  T.check(info.critic_loss == info.critic_loss and info.critic_loss >= 0, "critic loss is finite")
+  T.check(max_change(tr.generator, g0) > 0, "generator moved at step 0")
+  T.check(max_change(tr.critic, c0) > 0, "critic moved at step 0")
+  T.eq(max_change(p.real_score, r0), 0, "teacher frozen")
+  local g1 = snapshot(tr.generator)
+  info = tr:step()                             -- step 1: critic only
+  T.check(info.generator_loss == nil, "no generator update at step 1")
+  T.eq(max_change(tr.generator, g1), 0, "generator unchanged at step 1")
+  T.eq(tr.step_count, 2)
+  T.check(tr.ema ~= nil, "EMA created when step_count reaches ema_start_step")
+end)
+
+T.case("checkpoint: Self-Forcing layout, torch-loadable, resume restores weights", function()
+  local p = parts(2)
+  local tr = sfwb.train.dmd(config({ema_start_step = 1}), p)
+  tr:train{steps = 3, quiet = true}
+  local dir = T.tmpdir("dmd-ckpt") .. "/checkpoint_model_000003"
+  local path = tr:save(dir)
+  local ck = sfwb.load(path)
+  T.check(ck["generator.model.patch_embedding.weight"] ~= nil, "generator.model.* keys")
+  T.check(ck["critic.model.head.head.weight"] ~= nil, "critic.model.* keys")
+  T.check(ck["generator_ema.model.patch_embedding.weight"] ~= nil, "generator_ema present after ema_start_step")
+  local ok = os.execute(string.format([[%s -c "
+import torch
+ck = torch.load('%s', map_location='cpu')
+assert set(ck) == {'generator', 'critic', 'generator_ema'}, list(ck)
+assert all(k.startswith('model.') for k in ck['generator'])
+print('torch reads', len(ck['generator']), 'generator tensors')
+"]], T.python, path))
+  T.check(ok, "torch.load reads the checkpoint")
+  -- a fresh trainer resumed from the folder has the saved weights and step
+  local tr2 = sfwb.train.dmd(config({ema_start_step = 1}), parts(3))
+  tr2:resume(dir)
+  T.eq(tr2.step_count, 3)
+  local saved = tr.generator:parameters()
+  for k, v in pairs(tr2.generator:parameters()) do T.eq((v - saved[k]):abs():max():item(), 0, k) end
+  T.raises(function() tr2:resume(T.tmpdir("empty")) end, "model.pt")
+end)
+
+T.case("rollout: one forward with grad per block (the exit step), context re-run without", function()
+  local Wrapper = require "sfwb.train.wrapper"
+  local Rollout = require "sfwb.train.rollout"
+  sfwb.manual_seed(5)
+  local g = sfwb.wan.new(TINY, {causal = true, num_frame_per_block = 3})
+  local calls = {}
+  -- a proxy that records (start frame, timestep, grad mode) of every generator call
+  local proxy = setmetatable({config = g.config}, {__index = function(_, k)
+    if k == "forward" then
+      return function(_, x, t, ctx, extra)
+        calls[#calls + 1] = {start = extra.current_start_frame, t = t:select(1, 1):select(1, 1):item(),
+                             grad = sfwb.is_grad_enabled()}
+        return g:forward(x, t, ctx, extra)
+      end
+    end
+    local v = g[k]
+    if type(v) == "function" then return function(_, ...) return v(g, ...) end end
+    return v
+  end})
+  local G = Wrapper.new(proxy, 5.0, {causal = true})
+  local steps = G.scheduler:warp({1000, 750, 500, 250}):totable()
+  T.near(steps[2], 937.5, 1e-4, "warped step 2")
+  for _, exit_last in ipairs({true, false}) do
+    calls = {}
+    local o = {generator = G, steps = steps, nfpb = 3, independent_first_frame = false, same_step_across_blocks = true,
+               last_step_only = exit_last, context_noise = 0, grad_window = 21}
+    local noise = sfwb.randn({1, 6, 16, 2, 4})
+    local out = Rollout.inference_with_trajectory(o, noise, {ctx = sfwb.randn({1, 4, 8})})
+    T.eq(table.concat(out:shape(), ","), "1,6,16,2,4")
+    local per_block = #calls // 2
+    T.eq(#calls % 2, 0, "both blocks make the same number of calls")
+    if exit_last then T.eq(per_block, 5, "4 denoising steps + 1 context re-run per block") end
+    local grads = 0
+    for i, c in ipairs(calls) do
+      if c.grad then grads = grads + 1 end
+      local k = (i - 1) % per_block
+      T.eq(c.start, i <= per_block and 0 or 3, "absolute start frame")
+      if k == per_block - 1 then
+        T.check(not c.grad, "context re-run has no grad")
+        T.near(c.t, 0, 0, "context re-run at context_noise = 0")
+      else
+        T.near(c.t, steps[k + 1], 1e-4, "step timestep")
+        T.eq(c.grad, k == per_block - 2, "only the exit step carries grad")
+      end
+    end
+    T.eq(grads, 2, "one grad forward per block")
+  end
+end)
+
+T.done()
