@@ -1,0 +1,159 @@
+/* test_autograd_emu.c — every backward on the emulated CUDA device (`emu`: the CUDA backend's host code and
+ * kernels run on the CPU) against the same backward on `cpu`: same inputs, same upstream gradient. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "autograd/autograd.h"
+#include "autograd/optim.h"
+#include "backend/backend.h"
+#include "core/nn.h"
+#include "core/ops.h"
+#include "sf_test.h"
+
+typedef struct ecase {
+  const char *name;
+  int n_in;
+  int ndim[3];
+  int64_t shape[3][5];
+  int positive; /* inputs in [0.5, 1.5) */
+  sf_tensor *(*fn)(sf_tensor **in, const struct ecase *c);
+  int ip[4];
+  double tol;
+} ecase;
+
+#define I0 in[0]
+#define I1 in[1]
+#define I2 in[2]
+static sf_tensor *f_unary(sf_tensor **in, const ecase *c) { return sf_unary((sf_unary_op)c->ip[0], I0, 2.5, 0); }
+static sf_tensor *f_binary(sf_tensor **in, const ecase *c) { return sf_binary((sf_binary_op)c->ip[0], I0, I1); }
+static sf_tensor *f_reduce(sf_tensor **in, const ecase *c) { return sf_reduce((sf_reduce_op)c->ip[0], I0, c->ip[1] == 9 ? SF_ALL_DIMS : c->ip[1], c->ip[2]); }
+static sf_tensor *f_softmax(sf_tensor **in, const ecase *c) { return c->ip[0] ? sf_log_softmax(I0, -1) : sf_softmax(I0, -1); }
+static sf_tensor *f_matmul(sf_tensor **in, const ecase *c) { return sf_matmul(I0, I1); }
+static sf_tensor *f_linear(sf_tensor **in, const ecase *c) { return sf_linear(I0, I1, I2); }
+static sf_tensor *f_cat(sf_tensor **in, const ecase *c) { return sf_cat(in, c->n_in, 1); }
+static sf_tensor *f_views(sf_tensor **in, const ecase *c) {
+  int d[3] = {2, 0, 1};
+  sf_tensor *p = sf_permute(I0, d), *n = p ? sf_narrow(p, 0, 1, 2) : NULL, *r = n ? sf_mul(n, n) : NULL;
+  sf_release(p), sf_release(n);
+  return r;
+}
+static sf_tensor *f_ln(sf_tensor **in, const ecase *c) { return sf_layer_norm(I0, I1, I2, 1e-6); }
+static sf_tensor *f_rms(sf_tensor **in, const ecase *c) { return sf_rms_norm(I0, I1, 1e-6); }
+static sf_tensor *f_mod(sf_tensor **in, const ecase *c) { return sf_modulate(I0, I1, I2); }
+static sf_tensor *f_gate(sf_tensor **in, const ecase *c) { return sf_gated_add(I0, I1, I2); }
+static sf_tensor *f_rope(sf_tensor **in, const ecase *c) { return sf_rope3d(I0, 3, 2, 2, 1); }
+static int64_t lo4[4] = {0, 0, 4, 8}, hi4[4] = {4, 8, 12, 16};
+static sf_tensor *f_attn(sf_tensor **in, const ecase *c) {
+  if (!c->ip[0]) return sf_attention(I0, I1, I2, NULL, NULL);
+  sf_attn_desc d = {0};
+  d.q_group = 4, d.kv_lo = lo4, d.kv_hi = hi4;
+  return sf_attention(I0, I1, I2, &d, NULL);
+}
+
+#define UN(n, op, pos) {#n, 1, {2}, {{5, 7}}, pos, f_unary, {op}}
+static const ecase cases[] = {
+  UN(neg, SF_UN_NEG, 0), UN(abs, SF_UN_ABS, 0), UN(exp, SF_UN_EXP, 0), UN(log, SF_UN_LOG, 1), UN(sqrt, SF_UN_SQRT, 1),
+  UN(rsqrt, SF_UN_RSQRT, 1), UN(sin, SF_UN_SIN, 0), UN(cos, SF_UN_COS, 0), UN(tanh, SF_UN_TANH, 0),
+  UN(sigmoid, SF_UN_SIGMOID, 0), UN(silu, SF_UN_SILU, 0), UN(gelu_tanh, SF_UN_GELU_TANH, 0), UN(gelu, SF_UN_GELU, 0),
+  UN(relu, SF_UN_RELU, 0), UN(recip, SF_UN_RECIP, 1), UN(square, SF_UN_SQUARE, 0), UN(pow, SF_UN_POW, 1),
+  {"add", 2, {2, 1}, {{5, 7}, {7}}, 0, f_binary, {SF_BIN_ADD}},
+  {"sub", 2, {3, 2}, {{2, 5, 7}, {5, 1}}, 0, f_binary, {SF_BIN_SUB}},
+  {"mul", 2, {2, 2}, {{5, 7}, {5, 1}}, 0, f_binary, {SF_BIN_MUL}},
+  {"div", 2, {2, 2}, {{5, 7}, {5, 7}}, 1, f_binary, {SF_BIN_DIV}},
+  {"maximum", 2, {2, 2}, {{5, 7}, {5, 7}}, 0, f_binary, {SF_BIN_MAX}},
+  {"sum_dim", 1, {3}, {{2, 5, 7}}, 0, f_reduce, {SF_RED_SUM, 1, 0}},
+  {"mean_all", 1, {2}, {{5, 7}}, 0, f_reduce, {SF_RED_MEAN, 9, 0}},
+  {"max_dim", 1, {2}, {{5, 7}}, 0, f_reduce, {SF_RED_MAX, 1, 1}},
+  {"std_dim", 1, {2}, {{5, 7}}, 0, f_reduce, {SF_RED_STD, 1, 0}},
+  {"norm_all", 1, {2}, {{5, 7}}, 0, f_reduce, {SF_RED_NORM, 9, 0}},
+  {"softmax", 1, {3}, {{2, 5, 7}}, 0, f_softmax, {0}},
+  {"log_softmax", 1, {2}, {{5, 7}}, 0, f_softmax, {1}},
+  {"matmul", 2, {3, 2}, {{2, 5, 7}, {7, 3}}, 0, f_matmul},
+  {"linear", 3, {3, 2, 1}, {{2, 5, 7}, {4, 7}, {4}}, 0, f_linear},
+  {"cat", 2, {2, 2}, {{3, 4}, {3, 2}}, 0, f_cat},
+  {"views", 1, {3}, {{3, 4, 5}}, 0, f_views},
+  {"layer_norm", 3, {3, 1, 1}, {{2, 5, 64}, {64}, {64}}, 0, f_ln, {0}, 1e-5},
+  {"rms_norm", 2, {3, 1}, {{2, 5, 64}, {64}}, 0, f_rms, {0}, 1e-5},
+  {"modulate", 3, {3, 3, 3}, {{2, 6, 8}, {2, 3, 8}, {2, 3, 8}}, 0, f_mod},
+  {"gated_add", 3, {3, 3, 3}, {{2, 6, 8}, {2, 6, 8}, {2, 2, 8}}, 0, f_gate},
+  {"rope3d", 1, {4}, {{1, 12, 2, 12}}, 0, f_rope},
+  {"attention", 3, {4, 4, 4}, {{2, 19, 2, 16}, {2, 21, 2, 16}, {2, 21, 2, 16}}, 0, f_attn, {0}, 1e-5},
+  {"attn_causal", 3, {4, 4, 4}, {{1, 16, 3, 8}, {1, 16, 3, 8}, {1, 16, 3, 8}}, 0, f_attn, {1}, 1e-5},
+};
+
+static double rel_diff(sf_tensor *a, sf_tensor *b) {
+  sf_tensor *bb = sf_to_device(b, sf_cpu());
+  double d = sf_max_abs_diff(a, bb);
+  sf_tensor *ab = sf_unary(SF_UN_ABS, a, 0, 0), *mx = sf_reduce(SF_RED_MAX, ab, SF_ALL_DIMS, false);
+  double s = fmax(sf_item(mx), 1e-30);
+  sf_release(bb), sf_release(ab), sf_release(mx);
+  return d / s;
+}
+
+static void test_backward_emu_vs_cpu(void) {
+  sf_device emu;
+  if (sf_device_parse("emu:0", &emu)) { printf("  (no emu device: %s)\n", sf_last_error()); return; }
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    const ecase *c = &cases[k];
+    sf_tensor *in_c[3] = {0}, *in_e[3] = {0};
+    sf_manual_seed(100 + k);
+    for (int i = 0; i < c->n_in; i++) {
+      in_c[i] = c->positive ? sf_rand(c->ndim[i], c->shape[i], SF_F32, sf_cpu()) : sf_randn(c->ndim[i], c->shape[i], SF_F32, sf_cpu());
+      if (c->positive) sf_binary_scalar_(SF_BIN_ADD, in_c[i], 0.5);
+      in_e[i] = sf_to_device(in_c[i], emu);
+      sf_requires_grad_(in_c[i], true);
+      sf_requires_grad_(in_e[i], true);
+    }
+    sf_tensor *oc = c->fn(in_c, c), *oe = oc ? c->fn(in_e, c) : NULL;
+    double worst = -1;
+    const char *what = "forward";
+    if (oc && oe) {
+      sf_tensor *R = sf_randn(oc->ndim, oc->shape, SF_F32, sf_cpu()), *Re = sf_to_device(R, emu);
+      if (!sf_backward(oc, R, false) && !sf_backward(oe, Re, false)) {
+        worst = rel_diff(oc, oe);
+        for (int i = 0; i < c->n_in; i++) {
+          double e = rel_diff(in_c[i]->grad, in_e[i]->grad);
+          if (e > worst) worst = e, what = "gradient";
+        }
+      }
+      sf_release(R), sf_release(Re);
+    }
+    double tol = c->tol > 0 ? c->tol : 2e-6;
+    if (!(worst >= 0 && worst <= tol)) {
+      fprintf(stderr, "  %-12s emu vs cpu FAILED: %s differs by %.3g [%s]\n", c->name, what, worst, sf_last_error());
+      sf_test_case_failed = 1;
+    } else {
+      printf("  %-12s emu vs cpu %.2g\n", c->name, worst);
+    }
+    sf_release(oc), sf_release(oe);
+    for (int i = 0; i < c->n_in; i++) sf_release(in_c[i]), sf_release(in_e[i]);
+  }
+}
+
+static void test_optimizer_emu_vs_cpu(void) {
+  sf_device emu;
+  if (sf_device_parse("emu:0", &emu)) return;
+  int64_t sh[2] = {37, 11};
+  sf_manual_seed(5);
+  sf_tensor *p = sf_randn(2, sh, SF_F32, sf_cpu()), *g = sf_randn(2, sh, SF_F32, sf_cpu());
+  sf_tensor *m = sf_zeros(2, sh, SF_F32, sf_cpu()), *v = sf_zeros(2, sh, SF_F32, sf_cpu());
+  sf_tensor *pe = sf_to_device(p, emu), *ge = sf_to_device(g, emu), *me = sf_to_device(m, emu), *ve = sf_to_device(v, emu);
+  for (int s = 1; s <= 3; s++) {
+    CHECK(sf_adamw_update(p, NULL, g, m, v, 1e-2, 0.9, 0.999, 1e-8, 0.01, s) == 0);
+    CHECK(sf_adamw_update(pe, NULL, ge, me, ve, 1e-2, 0.9, 0.999, 1e-8, 0.01, s) == 0);
+  }
+  CHECK(rel_diff(p, pe) < 1e-6 && rel_diff(m, me) < 1e-6 && rel_diff(v, ve) < 1e-6);
+  double a, b;
+  CHECK(sf_sum_sq(g, &a) == 0 && sf_sum_sq(ge, &b) == 0);
+  CHECK_NEAR(a, b, 1e-9 * a);
+  CHECK(sf_ema_update(m, p, 0.9) == 0 && sf_ema_update(me, pe, 0.9) == 0);
+  CHECK(rel_diff(m, me) < 1e-6);
+  sf_release(p), sf_release(g), sf_release(m), sf_release(v), sf_release(pe), sf_release(ge), sf_release(me), sf_release(ve);
+}
+
+int main(void) {
+  sf_backends_init();
+  RUN(test_backward_emu_vs_cpu);
+  RUN(test_optimizer_emu_vs_cpu);
+  TEST_DONE();
+}
