@@ -13,11 +13,82 @@
 /* columns are built in tiles of whole output rows so the buffer stays under this many floats */
 #define SF_CONV_TILE_FLOATS ((size_t)16 << 20)
 
+/* columns of one 2-D frame for output rows [r0, r0 + nr): row k = (ci, dy, dx), nr * Wo columns */
+static void im2col2d(const sf_conv_geom *g, const float *f, int H, int W, int r0, int nr, int Wo, float *col) {
+  int64_t HW = (int64_t)H * W, TP = (int64_t)nr * Wo, K2 = (int64_t)g->cin * g->kh * g->kw;
+  for (int64_t k = 0; k < K2; k++) {
+    int dx = (int)(k % g->kw), dy = (int)((k / g->kw) % g->kh), ci = (int)(k / g->kw / g->kh);
+    const float *src = f + ci * HW;
+    float *dst = col + k * TP;
+    for (int oy = 0; oy < nr; oy++) {
+      int iy = (r0 + oy) * g->sh + dy - g->pad_top;
+      float *d = dst + (int64_t)oy * Wo;
+      if (iy < 0 || iy >= H) {
+        memset(d, 0, sizeof(float) * Wo);
+        continue;
+      }
+      const float *srow = src + (int64_t)iy * W;
+      for (int ox = 0; ox < Wo; ox++) {
+        int ix = ox * g->sw + dx - g->pad_left;
+        d[ox] = (ix >= 0 && ix < W) ? srow[ix] : 0.0f;
+      }
+    }
+  }
+}
+
+/* Temporal kernels with stride 1: each input frame is unrolled once and multiplied by the weight slice of
+ * every tap that reads it (instead of once per output frame and tap), and zero frames (causal padding)
+ * cost nothing. Same sums as the plain path, accumulated tap by tap. */
+static int conv_frames_reuse(const sf_conv_geom *g, const float *const *frames, int nin, int H, int W,
+                             const float *w, const float *b, float *out, int To, int Ho, int Wo) {
+  int64_t P = (int64_t)Ho * Wo, K2 = (int64_t)g->cin * g->kh * g->kw, khw = (int64_t)g->kh * g->kw;
+  size_t per_row = (size_t)K2 * Wo;
+  int rows = (int)(SF_CONV_TILE_FLOATS / (per_row ? per_row : 1));
+  if (rows < 1) rows = 1;
+  if (rows > Ho) rows = Ho;
+  float *wr = malloc(sizeof(float) * g->kt * g->cout * K2), *col = malloc(sizeof(float) * per_row * rows);
+  if (!wr || !col) {
+    free(wr), free(col);
+    return sf_error("conv: out of memory for a %lld x %d column tile", (long long)K2, Wo * rows);
+  }
+  for (int co = 0; co < g->cout; co++)
+    for (int ci = 0; ci < g->cin; ci++)
+      for (int dt = 0; dt < g->kt; dt++)
+        memcpy(wr + ((int64_t)dt * g->cout + co) * K2 + ci * khw, w + (((int64_t)co * g->cin + ci) * g->kt + dt) * khw,
+               sizeof(float) * khw);
+  memset(out, 0, sizeof(float) * To * g->cout * P);
+  for (int r0 = 0; r0 < Ho; r0 += rows) {
+    int nr = Ho - r0 < rows ? Ho - r0 : rows;
+    int64_t TP = (int64_t)nr * Wo;
+    for (int i = 0; i < nin; i++) {
+      if (!frames[i]) continue;
+      int lo = i - g->kt + 1 > 0 ? i - g->kt + 1 : 0, hi = i < To - 1 ? i : To - 1;
+      if (lo > hi) continue;
+      im2col2d(g, frames[i], H, W, r0, nr, Wo, col);
+      for (int to = lo; to <= hi; to++) {
+        int dt = i - to;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cout, (int)TP, (int)K2, 1.0f,
+                    wr + (int64_t)dt * g->cout * K2, (int)K2, col, (int)TP, 1.0f,
+                    out + (int64_t)to * g->cout * P + (int64_t)r0 * Wo, (int)P);
+      }
+    }
+  }
+  if (b)
+    for (int to = 0; to < To; to++)
+      for (int c = 0; c < g->cout; c++) {
+        float *o = out + ((int64_t)to * g->cout + c) * P;
+        for (int64_t p = 0; p < P; p++) o[p] += b[c];
+      }
+  free(wr), free(col);
+  return 0;
+}
+
 int sf_conv3d_frames_f32(const sf_conv_geom *g, const float *const *frames, int nin, int H, int W, const float *w,
                          const float *b, float *out) {
   int Ho = sf_conv_out_h(g, H), Wo = sf_conv_out_w(g, W), To = sf_conv_out_t(g, nin);
   if (Ho <= 0 || Wo <= 0 || To <= 0)
     return sf_error("conv: input %d frames of %dx%d is too small for kernel %dx%dx%d", nin, H, W, g->kt, g->kh, g->kw);
+  if (g->kt > 1 && g->st == 1) return conv_frames_reuse(g, frames, nin, H, W, w, b, out, To, Ho, Wo);
   int64_t P = (int64_t)Ho * Wo, HW = (int64_t)H * W;
   int64_t K = (int64_t)g->cin * g->kt * g->kh * g->kw;
   int pointwise = g->kt == 1 && g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && !g->pad_top &&
