@@ -9,6 +9,7 @@
 #include "core/ops.h"
 #include "lua/lua_enc_util.h"
 #include "lua/lua_tensor.h"
+#include "backend/conv_ops.h"
 #include "models/vae_model.h"
 
 #define VAE_MT "sfwb.VAECore"
@@ -179,6 +180,34 @@ static int vae_config(lua_State *L) {
   return 1;
 }
 
+static void read_ints(lua_State *L, int idx, int *v, int n, int dflt) {
+  for (int i = 0; i < n; i++) v[i] = dflt;
+  if (lua_isinteger(L, idx)) {
+    for (int i = 0; i < n; i++) v[i] = (int)lua_tointeger(L, idx);
+  } else if (lua_istable(L, idx)) {
+    for (int i = 0; i < n; i++) {
+      lua_rawgeti(L, idx, i + 1);
+      if (lua_isinteger(L, -1)) v[i] = (int)lua_tointeger(L, -1);
+      lua_pop(L, 1);
+    }
+  }
+}
+
+/* sfwb._vae.conv3d(x, w, b|nil, stride, padding) / conv2d: the conv op table (torch.nn.functional semantics) */
+static int conv_nd_lua(lua_State *L, int nd) {
+  sf_tensor *x = sf_lua_check_tensor(L, 1), *w = sf_lua_check_tensor(L, 2);
+  sf_tensor *b = lua_isnoneornil(L, 3) ? NULL : sf_lua_check_tensor(L, 3);
+  int stride[3], pad[3];
+  read_ints(L, 4, stride, nd, 1);
+  read_ints(L, 5, pad, nd, 0);
+  sf_tensor *y = nd == 3 ? sf_conv3d(x, w, b, stride, pad) : sf_conv2d(x, w, b, stride, pad);
+  if (!y) return sf_lua_raise(L);
+  sf_lua_push_tensor(L, y);
+  return 1;
+}
+static int l_conv3d(lua_State *L) { return conv_nd_lua(L, 3); }
+static int l_conv2d(lua_State *L) { return conv_nd_lua(L, 2); }
+
 void sf_lua_register_vae(lua_State *L) {
   static const luaL_Reg methods[] = {{"encode", vae_encode},   {"decode", vae_decode}, {"decode_chunk", vae_decode_chunk},
                                      {"reset", vae_reset},     {"config", vae_config}, {NULL, NULL}};
@@ -191,5 +220,9 @@ void sf_lua_register_vae(lua_State *L) {
   lua_newtable(L);
   lua_pushcfunction(L, vae_new);
   lua_setfield(L, -2, "new");
+  lua_pushcfunction(L, l_conv3d);
+  lua_setfield(L, -2, "conv3d");
+  lua_pushcfunction(L, l_conv2d);
+  lua_setfield(L, -2, "conv2d");
   lua_setfield(L, -2, "_vae");
 }

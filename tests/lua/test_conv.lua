@@ -1,0 +1,31 @@
+-- test_conv.lua — the conv op table (src/backend/conv_ops.h; CPU im2col + SGEMM, temporal-tap reuse)
+-- against torch.nn.functional.conv3d/conv2d: strides, padding, 1x1, stride-2 temporal, patch embedding.
+local sfwb = require "sfwb"
+local T = require "sfwb.testing"
+
+local dir = T.tmpdir("conv")
+assert(os.execute(string.format("cd tests/ref && %s conv_ref.py '%s'", T.python, dir)), "reference script failed")
+local F = sfwb.load(dir .. "/conv.pt")
+local conv3d, conv2d = sfwb._vae.conv3d, sfwb._vae.conv2d
+
+local c3 = {{{1, 1, 1}, {1, 1, 1}}, {{2, 1, 1}, {0, 0, 0}}, {{1, 2, 3}, {2, 0, 1}}, {{1, 1, 1}, {0, 0, 0}}}
+for i, sp in ipairs(c3) do
+  T.case("conv3d case " .. i, function()
+    local k = "c3_" .. (i - 1) .. "_"
+    local y = conv3d(F[k .. "x"], F[k .. "w"], F[k .. "b"], sp[1], sp[2])
+    T.eq(table.concat(y:shape(), ","), table.concat(F[k .. "y"]:shape(), ","))
+    T.close(y, F[k .. "y"], 1e-5)
+  end)
+end
+local c2 = {{{14, 14}, {0, 0}}, {{2, 2}, {1, 1}}}
+for i, sp in ipairs(c2) do
+  T.case("conv2d case " .. i, function()
+    local k = "c2_" .. (i - 1) .. "_"
+    T.close(conv2d(F[k .. "x"], F[k .. "w"], F[k .. "b"], sp[1], sp[2]), F[k .. "y"], 1e-5)
+  end)
+end
+T.case("errors", function()
+  T.raises(function() conv3d(sfwb.zeros({1, 3, 2, 4, 4}), sfwb.zeros({2, 4, 1, 1, 1})) end, "do not match")
+  T.raises(function() conv2d(sfwb.zeros({1, 3, 2, 2}), sfwb.zeros({2, 3, 3, 3})) end, "smaller than the kernel")
+end)
+T.done()
