@@ -42,6 +42,8 @@ struct sf_pickle {
   size_t nobjs, capobjs;
   sf_py **storages;
   int nstorages, capstorages;
+  int *shash; /* storage key -> index + 1 (open addressing; checkpoints hold thousands of storages) */
+  int shcap;
   /* parser state */
   const unsigned char *d;
   size_t n, pos;
@@ -98,6 +100,7 @@ void sf_pickle_free(sf_pickle *p) {
   }
   free(p->objs);
   free(p->storages);
+  free(p->shash);
   free(p->stack);
   free(p->marks);
   free(p->memo);
@@ -278,14 +281,19 @@ static sf_py *persistent_load(sf_pickle *p, sf_py *pid) {
     k = kbuf;
   }
   sf_dtype dt = (sf_dtype)known_globals[ty->i].dtype;
-  for (int i = 0; i < p->nstorages; i++)
-    if (!strcmp(p->storages[i]->s, k)) {
-      if (p->storages[i]->dtype != dt) {
+  uint64_t h = 1469598103934665603ull;
+  for (const char *c = k; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
+  if (p->shcap) {
+    for (uint64_t j = h & (p->shcap - 1); p->shash[j]; j = (j + 1) & (p->shcap - 1)) {
+      sf_py *old = p->storages[p->shash[j] - 1];
+      if (strcmp(old->s, k)) continue;
+      if (old->dtype != dt) {
         perr(p, "storage '%s' is used with two different dtypes", k);
         return NULL;
       }
-      return p->storages[i];
+      return old;
     }
+  }
   sf_py *s = mkstr(p, SF_PY_STORAGE, (const unsigned char *)k, strlen(k));
   if (!s) return NULL;
   s->dtype = dt;
@@ -299,6 +307,26 @@ static sf_py *persistent_load(sf_pickle *p, sf_py *pid) {
   }
   s->storage_id = p->nstorages;
   p->storages[p->nstorages++] = s;
+  if (p->nstorages * 2 > p->shcap) { /* rebuild at half load */
+    int cap = p->shcap ? p->shcap * 2 : 128;
+    while (cap < p->nstorages * 2) cap *= 2;
+    int *t = calloc(cap, sizeof *t);
+    if (!t) return NULL;
+    free(p->shash);
+    p->shash = t;
+    p->shcap = cap;
+    for (int i = 0; i < p->nstorages; i++) {
+      uint64_t hh = 1469598103934665603ull;
+      for (const char *c = p->storages[i]->s; *c; c++) hh = (hh ^ (unsigned char)*c) * 1099511628211ull;
+      uint64_t j = hh & (cap - 1);
+      while (t[j]) j = (j + 1) & (cap - 1);
+      t[j] = i + 1;
+    }
+  } else {
+    uint64_t j = h & (p->shcap - 1);
+    while (p->shash[j]) j = (j + 1) & (p->shcap - 1);
+    p->shash[j] = p->nstorages;
+  }
   return s;
 }
 

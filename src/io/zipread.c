@@ -16,8 +16,16 @@ static uint64_t le(const unsigned char *b, int k) {
 void sf_zip_free(sf_zip *z) {
   for (int i = 0; i < z->n; i++) free(z->m[i].name);
   free(z->m);
+  free(z->hash);
   z->m = NULL;
-  z->n = 0;
+  z->hash = NULL;
+  z->n = z->hcap = 0;
+}
+
+static uint64_t name_hash(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
 }
 
 int sf_zip_parse(sf_zip *z, const unsigned char *d, size_t size, const char *what) {
@@ -104,12 +112,27 @@ int sf_zip_parse(sf_zip *z, const unsigned char *d, size_t size, const char *wha
     }
     p += 46 + nlen + xlen + clen;
   }
+  int cap = 16;
+  while (cap < z->n * 2) cap *= 2;
+  z->hash = calloc(cap, sizeof *z->hash);
+  if (!z->hash) {
+    sf_zip_free(z);
+    return sf_error("%s: out of memory", what);
+  }
+  z->hcap = cap;
+  for (int i = 0; i < z->n; i++) { /* the first of duplicate names wins, as a linear search would */
+    uint64_t j = name_hash(z->m[i].name) & (cap - 1);
+    int dup = 0;
+    while (z->hash[j] && !(dup = !strcmp(z->m[z->hash[j] - 1].name, z->m[i].name))) j = (j + 1) & (cap - 1);
+    if (!dup) z->hash[j] = i + 1;
+  }
   return 0;
 }
 
 const sf_zip_member *sf_zip_find(const sf_zip *z, const char *name) {
-  for (int i = 0; i < z->n; i++)
-    if (!strcmp(z->m[i].name, name)) return &z->m[i];
+  if (!z->hcap) return NULL;
+  for (uint64_t j = name_hash(name) & (z->hcap - 1); z->hash[j]; j = (j + 1) & (z->hcap - 1))
+    if (!strcmp(z->m[z->hash[j] - 1].name, name)) return &z->m[z->hash[j] - 1];
   return NULL;
 }
 

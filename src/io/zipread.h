@@ -16,6 +16,8 @@ typedef struct {
 typedef struct {
   int n;
   sf_zip_member *m;
+  int *hash; /* name -> index + 1, for archives with thousands of members */
+  int hcap;
 } sf_zip;
 
 /* parse; `what` names the file in errors. Returns -1 + error on a malformed archive. */
