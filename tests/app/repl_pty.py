@@ -10,7 +10,8 @@ passed = failed = 0
 
 class Repl:
     def __init__(self, home):
-        env = dict(os.environ, HOME=home, TERM="dumb", SFWB_HISTORY=os.path.join(home, ".sfwb_history"))
+        env = dict(os.environ, HOME=home, TERM="dumb")  # history goes to $HOME/.sfwb_history
+        env.pop("SFWB_HISTORY", None)
         self.pid, self.fd = pty.fork()
         if self.pid == 0:
             os.execve(SFWB, [SFWB], env)
@@ -191,9 +192,11 @@ case("Ctrl-D exits 0 and history is saved", exit_and_history)
 def history_recall():
     r2 = Repl(home)
     r2.read_until(r"sfwb> $")
-    r2.send("\x1b[A")  # up arrow: the last line of the previous session
+    r2.eval("x = 5", r"")  # x is not 41 any more in this fresh session
+    r2.send("\x10\x10")  # Ctrl-P twice (previous-history): "x" from the previous session
     r2.send("\n")
     out = r2.read_until(r"sfwb> $")
+    assert re.search(r"\n5\n", out), out
     r2.send("\x04")
     os.waitpid(r2.pid, 0)
 
