@@ -13,11 +13,12 @@ end
 local TOL = 2e-5
 local root = T.tmpdir("pipeline")
 local cache = {}
+-- every reference case in one Python process (torch imports once)
+local cmd = string.format("%s tests/ref/pipeline_ref.py all '%s'", T.python, root)
+assert(os.execute(cmd), "reference failed: " .. cmd)
 local function case(name)
   if cache[name] then return table.unpack(cache[name]) end
   local dir = root .. "/" .. name
-  local cmd = string.format("%s tests/ref/pipeline_ref.py %s '%s'", T.python, name, dir)
-  assert(os.execute(cmd), "reference failed: " .. cmd)
   local man = dofile(dir .. "/manifest.lua")
   local D = sfwb.load(dir .. "/data.safetensors")
   cache[name] = {dir, man, D}

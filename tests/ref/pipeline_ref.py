@@ -4,6 +4,7 @@
 # scheduler grid of scheduler_ref.py.
 #
 #   /usr/bin/python3 tests/ref/pipeline_ref.py CASE OUTDIR [--seed N]
+#   /usr/bin/python3 tests/ref/pipeline_ref.py all OUTROOT         (every case into OUTROOT/CASE, one process)
 #
 # writes OUTDIR/config.json + diffusion_pytorch_model.safetensors (the tiny model), OUTDIR/data.safetensors
 # (context, noise, every step-noise draw in order of use, per-chunk x0, final latents) and
@@ -194,8 +195,12 @@ def run(name, seed, outdir):
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("case", choices=sorted(CASES))
+    ap.add_argument("case", choices=sorted(CASES) + ["all"])
     ap.add_argument("out")
     ap.add_argument("--seed", type=int, default=3)
     a = ap.parse_args()
-    run(a.case, a.seed, a.out)
+    if a.case == "all":
+        for name in sorted(CASES):
+            run(name, a.seed, os.path.join(a.out, name))
+    else:
+        run(a.case, a.seed, a.out)
