@@ -504,6 +504,23 @@ static sf_storage *pt_storage(sf_statedict *sd, sf_py *st) {
   return s;
 }
 
+/* Kernels may assume element-aligned data; files whose header or member padding leaves a tensor at
+ * an odd address (other writers do not always pad) get a private aligned copy instead of the view. */
+static sf_tensor *aligned_or_copy(sf_tensor *t) {
+  if (!t || !t->storage->data || ((uintptr_t)t->storage->data % sf_dtype_size(t->dtype)) == 0) return t;
+  size_t es = sf_dtype_size(t->dtype);
+  sf_storage *c = sf_storage_new(sf_cpu(), t->storage->nbytes / es * es);
+  if (!c) {
+    sf_release(t);
+    return NULL;
+  }
+  memcpy(c->data, t->storage->data, c->nbytes);
+  sf_tensor *r = sf_tensor_from_storage(c, t->dtype, t->ndim, t->shape, t->stride, t->offset);
+  sf_storage_release(c);
+  sf_release(t);
+  return r;
+}
+
 sf_tensor *sf_statedict_get_entry(sf_statedict *sd, const sf_sd_entry *e) {
   if (!e) return sf_error("%s: no such entry", sd->path), NULL;
   if (e->kind != SF_SD_TENSOR) return sf_error("%s: '%s' is not a tensor", sd->path, e->name), NULL;
@@ -515,11 +532,13 @@ sf_tensor *sf_statedict_get_entry(sf_statedict *sd, const sf_sd_entry *e) {
     if (!s) return NULL;
     t = sf_tensor_from_storage(s, st->dtype, st->ndim, st->shape, NULL, 0);
     sf_storage_release(s);
+    t = aligned_or_copy(t);
   } else {
     sf_py *pt = sd->pt_tensors[e->aux];
     sf_storage *s = pt_storage(sd, pt->storage);
     if (!s) return NULL;
     t = sf_tensor_from_storage(s, pt->dtype, pt->ndim, pt->shape, pt->stride, pt->offset);
+    t = aligned_or_copy(t);
   }
   if (!t) sf_error_prefix("%s: '%s': ", sd->path, e->name);
   return t;

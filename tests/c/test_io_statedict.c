@@ -244,6 +244,33 @@ static void test_safetensors_header_length_bytes(void) {
   }
 }
 
+/* a header length that leaves the data section at an odd offset: f32 data comes back aligned */
+static void test_safetensors_unaligned(void) {
+  const char *js = "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
+  size_t jl = strlen(js); /* odd length: data starts at 8 + jl */
+  unsigned char buf[256] = {0};
+  buf[0] = (unsigned char)jl;
+  memcpy(buf + 8, js, jl);
+  float v[2] = {1.5f, -2.25f};
+  memcpy(buf + 8 + jl, v, 8);
+  char path[512];
+  snprintf(path, sizeof path, "%s/odd.safetensors", dir);
+  FILE *f = fopen(path, "wb");
+  fwrite(buf, 1, 8 + jl + 8, f);
+  fclose(f);
+  sf_statedict *sd = sf_statedict_open(path);
+  CHECK(sd != NULL);
+  if (!sd) return;
+  sf_tensor *t = sf_statedict_get(sd, "x");
+  CHECK(t != NULL);
+  if (t) {
+    CHECK(((uintptr_t)sf_data_ptr(t)) % 4 == 0);
+    CHECK(((float *)sf_data_ptr(t))[1] == -2.25f);
+  }
+  sf_release(t);
+  sf_statedict_close(sd);
+}
+
 static void test_pt_writer_torch_reads(void) {
   if (!have_torch) return;
   int64_t s1[2] = {4, 6}, s2[1] = {5};
@@ -401,6 +428,7 @@ int main(void) {
   RUN(test_refuses_module);
   RUN(test_safetensors_roundtrip);
   RUN(test_safetensors_header_length_bytes);
+  RUN(test_safetensors_unaligned);
   RUN(test_pt_writer_torch_reads);
   RUN(test_bad_input);
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
