@@ -228,6 +228,32 @@ static int tensor_newindex(lua_State *L) {
   return 0;
 }
 
+/* a < b, a <= b: Lua turns the result into a boolean, so only single-element tensors compare (by
+ * value, e.g. `if loss < 1e-3`); elementwise comparisons are t:lt(x), t:le(x) */
+static double compare_operand(lua_State *L, int idx, const char *op) {
+  if (lua_type(L, idx) == LUA_TNUMBER) return lua_tonumber(L, idx);
+  sf_tensor *t = sf_lua_check_tensor(L, idx);
+  if (sf_numel(t) != 1) {
+    char s[96];
+    sf_lua_errorf(L, "'%s' compares single-element Tensors only (got shape %s); use t:%s(x) for an elementwise result",
+                  op, sf_lua_shape_str(t, s, sizeof s), op[1] == '=' ? "le" : "lt");
+  }
+  sf_tensor *c = sf_lua_push_cpu_copy(L, t);
+  double v = sf_lua_elem_double(c, c->offset);
+  lua_pop(L, 1);
+  return v;
+}
+static int tensor_lt(lua_State *L) {
+  double a = compare_operand(L, 1, "<"), b = compare_operand(L, 2, "<");
+  lua_pushboolean(L, a < b);
+  return 1;
+}
+static int tensor_le(lua_State *L) {
+  double a = compare_operand(L, 1, "<="), b = compare_operand(L, 2, "<=");
+  lua_pushboolean(L, a <= b);
+  return 1;
+}
+
 static int tensor_len(lua_State *L) {
   sf_tensor *t = sf_lua_check_tensor(L, 1);
   if (t->ndim == 0) return sf_lua_errorf(L, "#t of a 0-dim Tensor (it has no dim 1; use t:numel())");
@@ -286,6 +312,10 @@ static void setup_metatable(lua_State *L) {
   lua_setfield(L, mt, "__close");
   lua_pushcfunction(L, tensor_len);
   lua_setfield(L, mt, "__len");
+  lua_pushcfunction(L, tensor_lt);
+  lua_setfield(L, mt, "__lt");
+  lua_pushcfunction(L, tensor_le);
+  lua_setfield(L, mt, "__le");
   lua_pushcfunction(L, sf_lua_tensor_tostring);
   lua_setfield(L, mt, "__tostring");
   lua_pop(L, 1);

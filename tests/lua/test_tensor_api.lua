@@ -170,6 +170,10 @@ T.case("arithmetic metamethods broadcast and accept numbers on either side", fun
   same(S.tensor {1, 2} / 2, {0.5, 1}) -- true division, as torch
   same(a:add(1), {{2, 3}, {4, 5}}); same(a:mul(a), {{1, 4}, {9, 16}}); same(a:div(a), {{1, 1}, {1, 1}})
   same(a:sub(a), {{0, 0}, {0, 0}})
+  -- < and <= give Lua booleans: single-element tensors compare by value, others point at t:lt()
+  T.eq(a:max() < 5, true); T.eq(a:max() <= 4, true); T.eq(5 < a:max(), false); T.eq(a:sum() > a:max(), true)
+  T.eq(S.tensor {3} >= 3, true)
+  T.raises(function() return a < 2 end, "t:lt(x)")
 end)
 
 T.case("in-place: add_ mul_ sub_ div_ copy_ fill_ zero_", function()
