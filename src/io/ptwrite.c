@@ -377,6 +377,8 @@ int sf_pt_writer_save(sf_pt_writer *w, const char *path) {
   if (force && atoll(force) > 0) z.z64_limit = (uint64_t)atoll(force);
   if (sf_atomic_open(&z.f, path)) return -1;
   int rc = zw_add(&z, "archive/data.pkl", w->pkl.p, w->pkl.n);
+  /* torch >= 2.1 records the storages' byte order; older readers ignore the record */
+  if (!rc) rc = zw_add(&z, "archive/byteorder", "little", 6);
   for (int i = 0; i < w->nst && !rc; i++) {
     char name[64];
     snprintf(name, sizeof name, "archive/data/%d", i);
