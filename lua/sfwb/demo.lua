@@ -27,7 +27,7 @@ end
 function M.main(argv)
   local t0 = sfwb.time()
   if argv and (argv[1] == "-h" or argv[1] == "--help") then
-    print("usage: sfwb recipes/demo.lua\n\nBuilds a tiny model set (once) and runs generate -> extract_attention -> compare." ..
+    print("usage: sfwb recipes/demo.lua [--help]\n\nBuilds a tiny model set (once) and runs generate -> extract_attention -> compare." ..
           "\nEnvironment: SFWB_CACHE (cache root), SFWB_WAN_DIR + SFWB_CKPT (+ SFWB_CONFIG) for real weights.")
     return 0
   end
