@@ -308,7 +308,7 @@ static void read_int_list(lua_State *L, int t, const char *k, int64_t **out, int
 static int l_capture(lua_State *L) {
   sf_wan_model *m = check_model(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
-  static const char *const CO[] = {"layers", "attn", "what", "reduce", "where", NULL};
+  static const char *const CO[] = {"layers", "attn", "what", "reduce", "where", "frames", "max_elems", NULL};
   check_opts_keys(L, 2, "capture_attention", CO);
   const int NL = (int)m->cfg.num_layers;
   bool *layers = calloc((size_t)NL, sizeof(bool));
@@ -364,9 +364,40 @@ static int l_capture(lua_State *L) {
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
+  /* reduce = "none": frames = {q = {first, last}, k = {first, last}} (absolute 0-based frame ids; for
+   * cross-attention k counts context tokens) */
+  int64_t rq[2] = {-1, -1}, rk[2] = {-1, -1};
+  if (r == SF_CAP_NONE) {
+    if (lua_getfield(L, 2, "frames") != LUA_TTABLE) {
+      free(layers), free(f.steps), free(f.chunks);
+      return luaL_error(L, "capture_attention: reduce=\"none\" needs frames={q={first, last}, k={first, last}}");
+    }
+    for (int a = 0; a < 2; a++) {
+      int64_t *dstr = a ? rk : rq;
+      if (lua_getfield(L, -1, a ? "k" : "q") == LUA_TTABLE) {
+        lua_geti(L, -1, 1), dstr[0] = lua_tointeger(L, -1), lua_pop(L, 1);
+        lua_geti(L, -1, 2), dstr[1] = lua_isnil(L, -1) ? dstr[0] : lua_tointeger(L, -1), lua_pop(L, 1);
+      } else if (lua_isinteger(L, -1)) {
+        dstr[0] = dstr[1] = lua_tointeger(L, -1);
+      }
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  } else if (lua_getfield(L, 2, "frames"), !lua_isnil(L, -1)) {
+    free(layers), free(f.steps), free(f.chunks);
+    return luaL_error(L, "capture_attention: frames= is only for reduce=\"none\"");
+  } else {
+    lua_pop(L, 1);
+  }
+  const int64_t max_elems = opt_int(L, 2, "max_elems", 0);
   sf_wan_capture *c = sf_wan_capture_add(m, layers, cross, w, r, &f);
   free(layers), free(f.steps), free(f.chunks);
   if (!c) return sf_lua_raise(L);
+  if (r == SF_CAP_NONE && sf_wan_capture_set_range(c, rq[0], rq[1], rk[0], rk[1], max_elems)) {
+    sf_wan_capture_remove(c);
+    sf_wan_capture_free(c);
+    return sf_lua_raise(L);
+  }
   cap_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
   u->c = c;
   luaL_setmetatable(L, CAP_MT);

@@ -146,14 +146,17 @@ struct sf_wan_capture {
   sf_cap_what what;
   sf_cap_reduce reduce;
   sf_cap_filter where;
-  int64_t tq0, tq1, tk0, tk1;      /* token range for reduce = none */
-  int64_t max_elems;               /* bound on token-level storage */
+  int64_t qf0, qf1, kf0, kf1;      /* reduce = none: absolute query / key frame ranges (inclusive); for
+                                      cross-attention the key "frames" are context token indices */
+  int64_t max_elems;               /* bound on token-level storage per call (elements) */
   sf_cap_record *records, *last;
   int64_t n_records;
 };
 
 sf_wan_capture *sf_wan_capture_add(sf_wan_model *m, const bool *layers, bool cross, sf_cap_what what,
                                    sf_cap_reduce reduce, const sf_cap_filter *where);
+/* reduce = none: the explicit frame ranges (required before the capture sees a call) */
+int sf_wan_capture_set_range(sf_wan_capture *c, int64_t qf0, int64_t qf1, int64_t kf0, int64_t kf1, int64_t max_elems);
 void sf_wan_capture_reset(sf_wan_capture *c);
 void sf_wan_capture_remove(sf_wan_capture *c);
 void sf_wan_capture_free(sf_wan_capture *c);

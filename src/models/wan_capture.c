@@ -21,18 +21,19 @@ struct sf_cap_record {
   int64_t *q_ids, *k_ids;
   int64_t *vis;          /* [nqg * nkg] visible key tokens per (query group, key group) */
   float *sl, *sp;        /* [H * nqg * nkg] sums over batch, query tokens, visible key tokens */
+  /* token level (reduce = none): groups [tg0, tg0+tng) x key groups [tk0g, tk0g+tnk) of this call */
+  int64_t tg0, tng, tkg0, tnk, k_group;
+  float *tok;            /* [H, tng*q_group, tnk*k_group] mean over batch, NaN where not visible */
 };
 
 static void record_free(sf_cap_record *r) {
   if (!r) return;
-  free(r->q_ids), free(r->k_ids), free(r->vis), free(r->sl), free(r->sp);
+  free(r->q_ids), free(r->k_ids), free(r->vis), free(r->sl), free(r->sp), free(r->tok);
   free(r);
 }
 
 sf_wan_capture *sf_wan_capture_add(sf_wan_model *m, const bool *layers, bool cross, sf_cap_what what,
                                    sf_cap_reduce reduce, const sf_cap_filter *where) {
-  if (reduce == SF_CAP_NONE)
-    return sf_error("capture_attention: reduce=\"none\" (token level) is not available yet; use \"frame\" or \"query_mean\""), NULL;
   sf_wan_capture *c = calloc(1, sizeof *c);
   if (!c) return sf_error("capture_attention: out of memory"), NULL;
   c->refcount = 1;
@@ -58,11 +59,33 @@ sf_wan_capture *sf_wan_capture_add(sf_wan_model *m, const bool *layers, bool cro
       if (c->where.chunks) memcpy(c->where.chunks, where->chunks, sizeof(int64_t) * (size_t)where->n_chunks);
     }
   }
+  c->qf0 = c->kf0 = 0, c->qf1 = c->kf1 = -1;
+  c->max_elems = (int64_t)1 << 27;
   c->model = m;
   c->next = m->captures;
   m->captures = c;
   c->refcount++; /* the model's reference */
   return c;
+}
+
+int sf_wan_capture_set_range(sf_wan_capture *c, int64_t qf0, int64_t qf1, int64_t kf0, int64_t kf1, int64_t max_elems) {
+  if (qf0 < 0 || qf1 < qf0 || kf0 < 0 || kf1 < kf0)
+    return sf_error("capture_attention: token-level ranges must be q={first, last}, k={first, last} with 0 <= first <= last");
+  c->qf0 = qf0, c->qf1 = qf1, c->kf0 = kf0, c->kf1 = kf1;
+  if (max_elems > 0) c->max_elems = max_elems;
+  return 0;
+}
+
+/* token level: the local group ranges of this call inside the capture's frame ranges (false if none) */
+static bool tok_range(const sf_wan_capture *c, const sf_cap_call *call, int64_t *g0, int64_t *ng, int64_t *j0, int64_t *nj) {
+  int64_t a = -1, b = -1, x = -1, y = -1;
+  for (int64_t g = 0; g < call->nqg; g++)
+    if (call->q_ids[g] >= c->qf0 && call->q_ids[g] <= c->qf1) { if (a < 0) a = g; b = g; }
+  for (int64_t j = 0; j < call->nkg; j++)
+    if (call->k_ids[j] >= c->kf0 && call->k_ids[j] <= c->kf1) { if (x < 0) x = j; y = j; }
+  if (a < 0 || x < 0) return false;
+  *g0 = a, *ng = b - a + 1, *j0 = x, *nj = y - x + 1;
+  return true;
 }
 
 void sf_wan_capture_reset(sf_wan_capture *c) {
@@ -112,7 +135,16 @@ static bool wants(const sf_wan_capture *c, const sf_cap_call *call) {
     for (int i = 0; i < c->where.n_passes; i++) ok |= !strcmp(c->where.passes[i], t->pass);
     if (!ok) return false;
   }
+  if (c->reduce == SF_CAP_NONE) {
+    int64_t a, b, x, y;
+    if (c->qf1 < 0 || !tok_range(c, call, &a, &b, &x, &y)) return false;
+  }
   return true;
+}
+
+static void drop_buffers(sf_attn_desc *desc) {
+  sf_release(desc->cap_logits), sf_release(desc->cap_probs), sf_release(desc->tok_logits), sf_release(desc->tok_probs);
+  desc->cap_logits = desc->cap_probs = desc->tok_logits = desc->tok_probs = NULL;
 }
 
 int sf_wan_capture_begin(sf_wan_model *m, const sf_cap_call *call, sf_attn_desc *desc, sf_device dev) {
@@ -127,6 +159,34 @@ int sf_wan_capture_begin(sf_wan_model *m, const sf_cap_call *call, sf_attn_desc 
     sf_release(desc->cap_logits);
     desc->cap_logits = NULL;
     return -1;
+  }
+  /* one token range per attention call: the first token-level capture that wants it decides */
+  for (sf_wan_capture *c = m->captures; c; c = c->next) {
+    if (c->reduce != SF_CAP_NONE || !wants(c, call)) continue;
+    int64_t g0 = 0, ng = 0, j0 = 0, nj = 0;
+    tok_range(c, call, &g0, &ng, &j0, &nj);
+    const int64_t tq0 = g0 * call->q_group, tq1 = (g0 + ng) * call->q_group, tk0 = j0 * call->k_group, tk1 = (j0 + nj) * call->k_group;
+    if (desc->tok_logits) {
+      if (desc->tq0 != tq0 || desc->tq1 != tq1 || desc->tk0 != tk0 || desc->tk1 != tk1) {
+        drop_buffers(desc);
+        return sf_error("capture: two token-level captures ask layer %d for different token ranges in one call", call->layer), -1;
+      }
+      continue;
+    }
+    const int64_t elems = call->H * (tq1 - tq0) * (tk1 - tk0);
+    if (elems > c->max_elems) {
+      drop_buffers(desc);
+      return sf_error("capture: the token-level range of layer %d holds %lld values per call, above the limit of %lld "
+                      "(narrow the frame ranges or raise max_elems)", call->layer, (long long)elems, (long long)c->max_elems), -1;
+    }
+    int64_t ts[3] = {call->H, tq1 - tq0, tk1 - tk0};
+    desc->tq0 = tq0, desc->tq1 = tq1, desc->tk0 = tk0, desc->tk1 = tk1;
+    desc->tok_logits = sf_zeros(3, ts, SF_F32, dev);
+    desc->tok_probs = desc->tok_logits ? sf_zeros(3, ts, SF_F32, dev) : NULL;
+    if (!desc->tok_probs) {
+      drop_buffers(desc);
+      return -1;
+    }
   }
   return n;
 }
@@ -143,7 +203,8 @@ static float *host_copy(sf_tensor *t) {
 int sf_wan_capture_end(sf_wan_model *m, const sf_cap_call *call, sf_attn_desc *desc) {
   int rc = 0;
   float *sl = host_copy(desc->cap_logits), *sp = host_copy(desc->cap_probs);
-  if (!sl || !sp) rc = sf_error("capture: could not read the capture buffers back");
+  float *tl = desc->tok_logits ? host_copy(desc->tok_logits) : NULL, *tp = desc->tok_probs ? host_copy(desc->tok_probs) : NULL;
+  if (!sl || !sp || (desc->tok_logits && (!tl || !tp))) rc = sf_error("capture: could not read the capture buffers back");
   for (sf_wan_capture *c = m->captures; c && !rc; c = c->next) {
     if (!wants(c, call)) continue;
     sf_cap_record *r = calloc(1, sizeof *r);
@@ -177,14 +238,27 @@ int sf_wan_capture_end(sf_wan_model *m, const sf_cap_call *call, sf_attn_desc *d
         r->vis[g * nk + j] = b > a ? b - a : 0;
       }
     }
+    if (c->reduce == SF_CAP_NONE && desc->tok_logits) {
+      r->k_group = call->k_group;
+      r->tg0 = desc->tq0 / call->q_group, r->tng = (desc->tq1 - desc->tq0) / call->q_group;
+      r->tkg0 = desc->tk0 / call->k_group, r->tnk = (desc->tk1 - desc->tk0) / call->k_group;
+      const size_t ne = (size_t)(call->H * (desc->tq1 - desc->tq0) * (desc->tk1 - desc->tk0));
+      r->tok = malloc(sizeof(float) * ne);
+      if (!r->tok) {
+        record_free(r);
+        rc = sf_error("capture: out of memory for token-level values");
+        break;
+      }
+      memcpy(r->tok, c->what == SF_CAP_LOGITS ? tl : tp, sizeof(float) * ne);
+    }
     if (c->last) c->last->next = r;
     else c->records = r;
     c->last = r;
     c->n_records++;
   }
-  free(sl), free(sp);
-  sf_release(desc->cap_logits), sf_release(desc->cap_probs);
-  desc->cap_logits = desc->cap_probs = NULL;
+  free(sl), free(sp), free(tl), free(tp);
+  sf_release(desc->cap_logits), sf_release(desc->cap_probs), sf_release(desc->tok_logits), sf_release(desc->tok_probs);
+  desc->cap_logits = desc->cap_probs = desc->tok_logits = desc->tok_probs = NULL;
   return rc;
 }
 
@@ -242,6 +316,57 @@ sf_tensor *sf_wan_capture_result(sf_wan_capture *c, const sf_cap_query *q, sf_ca
         }
       }
     }
+  }
+  if (c->reduce == SF_CAP_NONE) {
+    /* [H, query frames x S, key frames x key group] over the capture's ranges; calls covering the same
+     * cell are averaged; cells no call saw (or could see) are NaN. "mass" keeps probabilities here. */
+    int64_t S = 0, KG = 0;
+    for (sf_cap_record *r = c->records; r; r = r->next)
+      if (matches(r, q, layer) && r->tok) S = r->q_group, KG = r->k_group;
+    if (!S) {
+      sf_error("capture result: no token-level values recorded for layer %d", layer);
+      goto done;
+    }
+    const int64_t nqf = c->qf1 - c->qf0 + 1, nkf = c->kf1 - c->kf0 + 1, NQ = nqf * S, NK = nkf * KG;
+    int64_t shp[3] = {H, NQ, NK};
+    out = sf_zeros(3, shp, SF_F32, sf_cpu());
+    float *cnt = calloc((size_t)(H * NQ * NK), sizeof(float));
+    if (!out || !cnt) {
+      free(cnt);
+      sf_release(out), out = NULL;
+      sf_error("capture result: out of memory");
+      goto done;
+    }
+    float *o = sf_data_ptr(out);
+    for (sf_cap_record *r = c->records; r; r = r->next) {
+      if (!matches(r, q, layer) || !r->tok) continue;
+      const int64_t rq = r->tng * S, rk = r->tnk * KG;
+      for (int64_t g = 0; g < r->tng; g++) {
+        const int64_t fq = r->q_ids[r->tg0 + g] - c->qf0;
+        if (fq < 0 || fq >= nqf) continue;
+        for (int64_t j = 0; j < r->tnk; j++) {
+          const int64_t fk = r->k_ids[r->tkg0 + j] - c->kf0;
+          if (fk < 0 || fk >= nkf) continue;
+          for (int64_t h = 0; h < H; h++)
+            for (int64_t a = 0; a < S; a++)
+              for (int64_t b2 = 0; b2 < KG; b2++) {
+                const float v = r->tok[(h * rq + g * S + a) * rk + j * KG + b2];
+                const int64_t cell = (h * NQ + fq * S + a) * NK + fk * KG + b2;
+                if (isnan(v)) continue;
+                o[cell] += v;
+                cnt[cell] += 1;
+              }
+        }
+      }
+    }
+    for (int64_t i = 0; i < H * NQ * NK; i++) o[i] = cnt[i] > 0 ? o[i] / cnt[i] : NAN;
+    free(cnt);
+    if (meta) {
+      meta->layer = layer, meta->n_records = nrec, meta->nq = nqf, meta->nk = nkf, meta->timestep = ts;
+      meta->chunk_of_frame = chunk_of;
+      chunk_of = NULL;
+    }
+    goto done;
   }
   const double *S = c->what == SF_CAP_LOGITS ? SL : SP;
   const double *C = c->what == SF_CAP_MASS ? QC : CN;

@@ -343,9 +343,15 @@ static void capture_hand_checked(void) {
   sf_tensor *cl = sf_zeros(3, cshape, SF_F32, sf_cpu()), *cp = sf_zeros(3, cshape, SF_F32, sf_cpu());
   sf_attn_desc d;
   memset(&d, 0, sizeof d);
+  sf_tensor *tl = sf_zeros(3, cshape, SF_F32, sf_cpu()), *tp = sf_zeros(3, cshape, SF_F32, sf_cpu());
   d.scale = 1.0, d.q_group = 1, d.k_group = 1, d.cap_logits = cl, d.cap_probs = cp;
+  d.tq0 = 0, d.tq1 = 2, d.tk0 = 0, d.tk1 = 2, d.tok_logits = tl, d.tok_probs = tp;
   sf_tensor *o = sf_attention(q, k, v, &d, NULL);
   CHECK(o != NULL);
+  const float *TL = sf_data_ptr(tl), *TP = sf_data_ptr(tp);
+  CHECK_NEAR(TL[0], 1.0, 1e-6); CHECK_NEAR(TL[1], 0.0, 1e-6); CHECK_NEAR(TL[2], 2.0, 1e-6); CHECK_NEAR(TL[3], 0.0, 1e-6);
+  CHECK_NEAR(TP[0], exp(1) / (exp(1) + 1), 1e-6); CHECK_NEAR(TP[3], 1 / (exp(2) + 1), 1e-6);
+  sf_release(tl), sf_release(tp);
   const float *L = sf_data_ptr(cl), *P = sf_data_ptr(cp);
   /* logits: q0.k0 = 1, q0.k1 = 0, q1.k0 = 2, q1.k1 = 0 */
   CHECK_NEAR(L[0], 1.0, 1e-6); CHECK_NEAR(L[1], 0.0, 1e-6); CHECK_NEAR(L[2], 2.0, 1e-6); CHECK_NEAR(L[3], 0.0, 1e-6);
@@ -354,12 +360,48 @@ static void capture_hand_checked(void) {
   sf_release(o), sf_release(q), sf_release(k), sf_release(v), sf_release(cl), sf_release(cp);
 }
 
+/* token-level values reduce to the frame-level ones (random q/k/v, 2 heads, 3 frames of 4 tokens) */
+static void capture_tokens_match_frames(void) {
+  sf_manual_seed(3);
+  int64_t s4[4] = {1, 12, 2, 8}, c3[3] = {2, 3, 3};
+  sf_tensor *q = sf_randn(4, s4, SF_F32, sf_cpu()), *k = sf_randn(4, s4, SF_F32, sf_cpu()), *v = sf_randn(4, s4, SF_F32, sf_cpu());
+  int64_t t3[3] = {2, 12, 12};
+  sf_tensor *cl = sf_zeros(3, c3, SF_F32, sf_cpu()), *cp = sf_zeros(3, c3, SF_F32, sf_cpu());
+  sf_tensor *tl = sf_zeros(3, t3, SF_F32, sf_cpu()), *tp = sf_zeros(3, t3, SF_F32, sf_cpu());
+  int64_t lo[3] = {0, 0, 0}, hi[3] = {4, 8, 12};
+  sf_attn_desc d;
+  memset(&d, 0, sizeof d);
+  d.q_group = 4, d.k_group = 4, d.kv_lo = lo, d.kv_hi = hi, d.cap_logits = cl, d.cap_probs = cp;
+  d.tq0 = 0, d.tq1 = 12, d.tk0 = 0, d.tk1 = 12, d.tok_logits = tl, d.tok_probs = tp;
+  sf_tensor *o = sf_attention(q, k, v, &d, NULL);
+  CHECK(o != NULL);
+  const float *L = sf_data_ptr(cl), *P = sf_data_ptr(cp), *TL = sf_data_ptr(tl), *TP = sf_data_ptr(tp);
+  for (int h = 0; h < 2; h++)
+    for (int a = 0; a < 3; a++)
+      for (int b = 0; b < 3; b++) {
+        double sl = 0, sp = 0;
+        for (int i = 0; i < 4; i++)
+          for (int j = 0; j < 4; j++) sl += TL[(h * 12 + a * 4 + i) * 12 + b * 4 + j], sp += TP[(h * 12 + a * 4 + i) * 12 + b * 4 + j];
+        if (b > a) {
+          CHECK(isnan(sl) && isnan(sp));
+          continue;
+        }
+        CHECK_NEAR(sl, L[(h * 3 + a) * 3 + b], 1e-4);
+        CHECK_NEAR(sp, P[(h * 3 + a) * 3 + b], 1e-5);
+      }
+  sf_release(o), sf_release(q), sf_release(k), sf_release(v), sf_release(cl), sf_release(cp), sf_release(tl), sf_release(tp);
+}
+
 int main(int argc, char **argv) {
   sf_backends_init();
   sf_device e;
   g_emu = sf_device_parse("emu:0", &e) == 0 && sf_backend_for(e) != NULL;
   sf_clear_error();
   printf("devices: cpu%s\n", g_emu ? " emu:0" : "");
+  if (argc > 1 && !strcmp(argv[1], "tokens")) {
+    RUN(capture_tokens_match_frames);
+    TEST_DONE();
+  }
   if (argc > 1) {
     run_case(argv[1]);
     printf("worst relative error %.3g\n", worst);
@@ -376,6 +418,7 @@ int main(int argc, char **argv) {
   RUN(kv_i2v);
   RUN(capture_keeps_output_bits);
   RUN(capture_hand_checked);
+  RUN(capture_tokens_match_frames);
   printf("worst relative error over all comparisons: %.3g\n", worst);
   TEST_DONE();
 }

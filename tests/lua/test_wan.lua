@@ -76,6 +76,11 @@ T.case("KV cache window + sink: bookkeeping, outputs, tag-filtered captures", fu
   local kv = m:kv_cache{batch = man.B, frames = man.F}
   local ca = m:crossattn_cache{batch = man.B}
   local cap = m:capture_attention{layers = {1}, what = "mass", where = {steps = {1}, passes = {"denoise"}}}
+  local tokc = m:capture_attention{layers = {1}, what = "probs", reduce = "none", frames = {q = {6, 8}, k = {0, 8}},
+                                   where = {steps = {1}}}
+  local tokl = m:capture_attention{layers = {1}, what = "logits", reduce = "none", frames = {q = {6, 8}, k = {0, 8}},
+                                   where = {steps = {1}}}
+  local frl = m:capture_attention{layers = {1}, what = "logits", where = {steps = {1}}}
   for i, c in ipairs(man.calls) do
     local out = m:forward(d[c.x], d[c.t], d.context, {kv_cache = kv, crossattn_cache = ca, current_start_frame = c.start,
       tag = {chunk = c.chunk, step = c.step, pass = c.pass, timestep = d[c.t]:totable()[1][1]}})
@@ -104,6 +109,26 @@ T.case("KV cache window + sink: bookkeeping, outputs, tag-filtered captures", fu
     for j = 1, #a[h][i] do if a[h][i][j] == a[h][i][j] then s = s + a[h][i][j] end end
     T.near(s, 1, 1e-4)
   end end
+  -- token level: [heads, 3 query frames x 6 tokens, 9 key frames x 6 tokens]; reduces to the frame values
+  local P = tokc:result{layer = 1, chunk = 2}
+  T.eq(table.concat(P:shape(), ","), "2,18,54")
+  local p = P:totable()
+  local Lt = tokl:result{layer = 1, chunk = 2}:totable()
+  local Lf = frl:result{layer = 1, chunk = 2}:totable()
+  for h = 1, 2 do for qf = 0, 2 do for kf = 0, 8 do
+    local s, sl = 0, 0
+    for a = 1, 6 do for b = 1, 6 do
+      s = s + p[h][qf * 6 + a][kf * 6 + b]
+      sl = sl + Lt[h][qf * 6 + a][kf * 6 + b]
+    end end
+    local want = a[h][qf + 7][kf + 1]
+    T.check((s ~= s) == (want ~= want), "token NaN pattern at " .. qf .. "," .. kf)
+    if want == want then
+      T.near(s / 6, want, 1e-4)
+      T.near(sl / 36, Lf[h][qf + 7][kf + 1], 1e-4)
+    end
+  end end end
+  T.raises(function() m:capture_attention{layers = {0}, reduce = "none"} end, "frames")
   kv:reset()
   T.eq(kv.global_end, 0)
   T.eq(kv.local_end, 0)
