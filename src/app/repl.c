@@ -105,29 +105,36 @@ static char *read_line(const char *prompt, int *interrupted) {
   g_line = NULL;
   g_line_done = 0;
   g_sigint = 0;
+  /* SIGINT is blocked except inside pselect, so a Ctrl-C is never lost between two waits */
+  sigset_t block, orig;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigprocmask(SIG_BLOCK, &block, &orig);
   rl_callback_handler_install(prompt, on_line);
   while (!g_line_done) {
+    if (g_sigint) {
+      g_sigint = 0;
+      rl_replace_line("", 0);
+      rl_callback_sigcleanup();
+      rl_callback_handler_remove();
+      fputs("^C\n", stdout);
+      fflush(stdout);
+      *interrupted = 1;
+      sigprocmask(SIG_SETMASK, &orig, NULL);
+      return NULL;
+    }
     fd_set fds;
     FD_ZERO(&fds);
     FD_SET(fileno(rl_instream), &fds);
-    int r = select(fileno(rl_instream) + 1, &fds, NULL, NULL, NULL);
+    int r = pselect(fileno(rl_instream) + 1, &fds, NULL, NULL, NULL, &orig);
     if (r < 0) {
-      if (errno != EINTR) break;
-      if (g_sigint) {
-        g_sigint = 0;
-        rl_replace_line("", 0);
-        rl_callback_sigcleanup();
-        rl_callback_handler_remove();
-        fputs("^C\n", stdout);
-        fflush(stdout);
-        *interrupted = 1;
-        return NULL;
-      }
-      continue;
+      if (errno == EINTR) continue;
+      break;
     }
     rl_callback_read_char();
   }
   if (!g_line_done) rl_callback_handler_remove();
+  sigprocmask(SIG_SETMASK, &orig, NULL);
   return g_line;
 }
 

@@ -117,11 +117,22 @@ case("TAB lists ambiguous sfwb.ze* candidates", list_completions)
 case("complete globals", lambda: r.eval("typ\t(1)", r"\nnumber\n"))
 
 
+def ctrl_c_until_prompt():
+    """Ctrl-C, again if a heavily loaded machine had not started the call yet when the first one came"""
+    seen = ""
+    for _ in range(3):
+        r.send("\x03")
+        try:
+            return seen + r.read_until(r"sfwb> $", 4)
+        except AssertionError as e:
+            seen += str(e)
+    raise AssertionError("no prompt after three Ctrl-C: " + seen)
+
+
 def interrupt_loop():
     r.send("while true do end\n")
     time.sleep(0.5)
-    r.send("\x03")
-    out = r.read_until(r"sfwb> $", 10)
+    out = ctrl_c_until_prompt()
     assert "interrupted" in out, out
     r.eval("x", r"\n41\n")
 
@@ -134,9 +145,8 @@ def interrupt_c_loop():
     t0 = time.time()
     r.send("sfwb.sleep(60)\n")
     time.sleep(0.5)
-    r.send("\x03")
-    out = r.read_until(r"sfwb> $", 10)
-    assert "sleep: interrupted" in out and time.time() - t0 < 10, out
+    out = ctrl_c_until_prompt()
+    assert "sleep: interrupted" in out and time.time() - t0 < 15, out
     r.eval("sfwb.sleep(0.01); y = 1", r"")  # the flag is cleared for the next command
     r.eval("x", r"\n41\n")
 
