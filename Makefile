@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build test demo bench test-asan test-fuzz install clean
+.PHONY: all deps configure build test demo bench test-asan test-fuzz install clean ptxas
 
 all: build
 
@@ -24,6 +24,10 @@ demo: build
 
 bench: build
 	@sh bench/run.sh $(BUILD)
+
+# ptxas -v registers/spills of every CUDA kernel (sm_90a, sm_80) -> docs/ptxas.txt
+ptxas: configure
+	@cmake --build $(BUILD) --target ptxas_report
 
 test-asan:
 	@$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DSFWB_ASAN=ON -DCMAKE_BUILD_TYPE=Debug"

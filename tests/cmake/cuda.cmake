@@ -21,3 +21,13 @@ foreach(kind global shared static)
       PASS_REGULAR_EXPRESSION "heap-buffer-overflow|global-buffer-overflow|out of bounds")
   endif()
 endforeach()
+
+# sfwb.dist: 2 emulated devices in one process, and 2 MPI ranks of CPU tensors
+add_test(NAME dist/emu_nccl_lua COMMAND sfwb tests/lua/dist/emu_nccl.lua WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+set_tests_properties(dist/emu_nccl_lua PROPERTIES ENVIRONMENT "SFWB_EMU_DEVICES=2")
+if(MPI_C_FOUND AND MPIEXEC_EXECUTABLE)
+  add_test(NAME dist/mpi_cpu
+    COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe -np 2 $<TARGET_FILE:sfwb> tests/lua/dist/mpi_cpu.lua
+    WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+  set_tests_properties(dist/mpi_cpu PROPERTIES TIMEOUT 120 PROCESSORS 2)
+endif()

@@ -58,6 +58,9 @@ static int svc_sync(int index) {
   return sf_cuda_check(cudaStreamSynchronize(sf_cuda_stream()), "synchronize");
 }
 
+extern bool sf_gemm_allow_tf32;
+static void svc_tf32(int on) { sf_gemm_allow_tf32 = on != 0; }
+
 static int svc_unique_id(void *id128) {
   ncclUniqueId id;
   if (nccl_check(ncclGetUniqueId(&id), "ncclGetUniqueId")) return -1;
@@ -115,7 +118,7 @@ static int svc_broadcast(sf_gpu_comm *c, const void *send, void *recv, size_t co
   return finish(c, ncclBroadcast(send, recv, count, t, root, SF_COMM(c), sf_cuda_stream()), "broadcast");
 }
 
-const sf_gpu_ext sf_gpu_services = {svc_memory,     svc_empty,          svc_reset_peak, svc_sync,
+const sf_gpu_ext sf_gpu_services = {svc_memory,     svc_empty,          svc_reset_peak, svc_sync, svc_tf32,
                                     svc_unique_id,  svc_comm_init,      svc_comm_free,  svc_all_reduce,
                                     svc_reduce_scatter, svc_all_gather, svc_broadcast};
 

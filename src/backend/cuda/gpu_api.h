@@ -29,6 +29,7 @@ typedef struct sf_gpu_ext {
   int (*empty_cache)(int index);
   int (*reset_peak)(int index);
   int (*synchronize)(int index);
+  void (*set_allow_tf32)(int on); /* f32 GEMMs may round inputs to TF32 (as torch.backends.cuda.matmul.allow_tf32) */
   /* collectives on contiguous device buffers of `count` elements of dtype dt (count is per rank's
    * input for reduce_scatter: recv holds count elements, send count*nranks; all_gather: send holds
    * count, recv count*nranks) */

@@ -1,0 +1,149 @@
+/* lua_dist.c — sfwb.dist: rank/world and collectives on tensors (dist/dist.h), plus run_emu(n, fn): an
+ * in-process world of n ranks, one thread and one fresh Lua state per rank, rank r bound to emu:r. */
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "dist/dist.h"
+#include "lua/lua_tensor.h"
+
+int luaopen_sfwb_core(lua_State *L);
+
+static sf_dist_op opt_op(lua_State *L, int idx) {
+  sf_dist_op op;
+  if (sf_dist_op_parse(luaL_optstring(L, idx, "sum"), &op)) sf_lua_raise(L);
+  return op;
+}
+
+static int l_init(lua_State *L) {
+  if (sf_dist_init()) sf_lua_raise(L);
+  lua_pushinteger(L, sf_dist_rank());
+  lua_pushinteger(L, sf_dist_world_size());
+  return 2;
+}
+static int l_rank(lua_State *L) { lua_pushinteger(L, sf_dist_rank()); return 1; }
+static int l_world(lua_State *L) { lua_pushinteger(L, sf_dist_world_size()); return 1; }
+static int l_using_mpi(lua_State *L) { lua_pushboolean(L, sf_dist_using_mpi()); return 1; }
+
+static int l_all_reduce(lua_State *L) {
+  sf_tensor *t = sf_lua_check_tensor(L, 1);
+  if (sf_dist_all_reduce(t, opt_op(L, 2))) sf_lua_raise(L);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int l_broadcast(lua_State *L) {
+  sf_tensor *t = sf_lua_check_tensor(L, 1);
+  if (sf_dist_broadcast(t, (int)luaL_optinteger(L, 2, 0))) sf_lua_raise(L);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int l_all_gather(lua_State *L) {
+  sf_lua_push_tensor(L, sf_dist_all_gather(sf_lua_check_tensor(L, 1)));
+  return 1;
+}
+
+static int l_reduce_scatter(lua_State *L) {
+  sf_tensor *t = sf_lua_check_tensor(L, 1);
+  sf_lua_push_tensor(L, sf_dist_reduce_scatter(t, opt_op(L, 2)));
+  return 1;
+}
+
+static int l_barrier(lua_State *L) {
+  if (sf_dist_barrier()) sf_lua_raise(L);
+  return 0;
+}
+
+/* ---- run_emu ---- */
+typedef struct {
+  const char *code;
+  size_t code_len;
+  const char *path;
+  char **results; /* per rank: tostring of the first result, or the error */
+  int *failed;
+} run_ctx;
+
+static int rank_fn(int rank, void *p) {
+  run_ctx *c = p;
+  lua_State *L = luaL_newstate();
+  if (!L) return sf_error("run_emu: cannot create a Lua state");
+  luaL_openlibs(L);
+  lua_getglobal(L, "package");
+  lua_pushstring(L, c->path);
+  lua_setfield(L, -2, "path");
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, luaopen_sfwb_core);
+  lua_setfield(L, -2, "sfwb.core");
+  lua_pop(L, 2);
+  int rc = 0;
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "sfwb");
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+    lua_setglobal(L, "sfwb");
+    if (luaL_loadbuffer(L, c->code, c->code_len, "=run_emu") == LUA_OK) {
+      lua_pushinteger(L, rank);
+      lua_pushinteger(L, sf_dist_world_size());
+      if (lua_pcall(L, 2, 1, 0) != LUA_OK) rc = -1;
+    } else {
+      rc = -1;
+    }
+  } else {
+    rc = -1;
+  }
+  const char *s = luaL_tolstring(L, -1, NULL);
+  c->results[rank] = strdup(s ? s : "nil");
+  c->failed[rank] = rc != 0;
+  lua_close(L);
+  if (rc) return sf_error("%s", c->results[rank]);
+  return 0;
+}
+
+/* sfwb.dist.run_emu(n, fn) -> {result of rank 0, result of rank 1, ...}: fn(rank, world) runs on its own
+ * thread and Lua state (fn travels as bytecode: no upvalues), with tensors on emu:<rank> */
+static int l_run_emu(lua_State *L) {
+  int n = (int)luaL_checkinteger(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_getglobal(L, "string");
+  lua_getfield(L, -1, "dump");
+  lua_pushvalue(L, 2);
+  lua_call(L, 1, 1);
+  size_t len;
+  const char *code = lua_tolstring(L, -1, &len);
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "path");
+  run_ctx c = {code, len, lua_tostring(L, -1), NULL, NULL};
+  if (n < 1 || n > 64) return luaL_argerror(L, 1, "between 1 and 64 ranks");
+  c.results = calloc((size_t)n, sizeof(char *));
+  c.failed = calloc((size_t)n, sizeof(int));
+  int rc = sf_dist_run_threads(n, rank_fn, &c);
+  lua_createtable(L, n, 0);
+  for (int r = 0; r < n; r++) {
+    lua_pushstring(L, c.results[r] ? c.results[r] : "nil");
+    lua_rawseti(L, -2, r + 1);
+    free(c.results[r]);
+  }
+  free(c.results);
+  free(c.failed);
+  if (rc) sf_lua_raise(L);
+  return 1;
+}
+
+void sf_lua_register_dist(lua_State *L) {
+  static const luaL_Reg fns[] = {{"init", l_init},
+                                 {"rank", l_rank},
+                                 {"world_size", l_world},
+                                 {"using_mpi", l_using_mpi},
+                                 {"all_reduce", l_all_reduce},
+                                 {"broadcast", l_broadcast},
+                                 {"all_gather", l_all_gather},
+                                 {"reduce_scatter", l_reduce_scatter},
+                                 {"barrier", l_barrier},
+                                 {"run_emu", l_run_emu},
+                                 {NULL, NULL}};
+  luaL_newlib(L, fns);
+  lua_setfield(L, -2, "dist");
+}
