@@ -72,6 +72,14 @@ for _, name in ipairs({"t2v", "indep", "window", "nowarp", "extend", "i2v"}) do
   end)
 end
 
+T.case("a long video: the pipeline windows the cache of a model loaded without a window", function()
+  local dir, man, D = case("window")
+  local m = sfwb.wan.load(dir, {causal = true, num_frame_per_block = 3})   -- global attention as loaded
+  local p = causal_pipe(m, man)                                          -- local_attn_size 5, sink 1
+  local r = p:generate{noise = D.noise, prompt_embeds = D.context, step_noise = drawer(D)}
+  T.close(r.latents, D.latents, TOL, "windowed latents")
+end)
+
 T.case("causal t2v matches the reference (emu)", function()
   local devs = sfwb.devices()
   local emu

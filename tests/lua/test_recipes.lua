@@ -62,6 +62,14 @@ T.case("generate --png writes a PNG folder; prompts from a file", function()
   T.check(png_ok(s.outputs[1] .. "/00000.png"), "first frame decodes")
 end)
 
+T.case("generate a long video with a windowed cache and sink frames", function()
+  local code, s = require("sfwb.recipes.generate").main(args({"--no_checkpoint", "--prompt", "a long ride",
+    "--num_output_frames", 12, "--local_attn_size", 6, "--sink_size", 3, "--output_folder", root .. "/long", "--quiet"}))
+  T.eq(code, 0)
+  T.eq(s.runs[1].latent_frames, 12); T.eq(s.runs[1].video_frames, 45)
+  T.eq(s.settings.local_attn_size, 6)
+end)
+
 T.case("a missing checkpoint is an error, never a fallback", function()
   T.raises(function()
     require("sfwb.recipes.generate").main(args({"--checkpoint_path", root .. "/nope.pt", "--prompt", "x",

@@ -32,6 +32,8 @@ M.spec = {
     {"--output_dir", "DIR", "where tensors and figures go", "attention_out"},
     {"--name", "STEM", "file stem of the .safetensors (default from the weights and the EMA flag)"},
     {"--save_video", false, "also decode and write the generated video", false},
+    {"--local_attn_size", "N", "long videos: attention window in latent frames (-1 = global; default from the config)"},
+    {"--sink_size", "N", "long videos: sink frames the window always keeps"},
     {"--device", "DEV", "cpu, emu:0, cuda:0", "cpu"},
     {"--dtype", "DT", "f32 or bf16", "f32"},
     {"--no_figures", false, "tensors only", false},
@@ -185,7 +187,7 @@ function M.main(argv)
   o.checkpoint = o.checkpoint_path
   local w = C.weights(o)
   local cfg = C.load_config(o.config_path)
-  local s = C.pipeline_settings(cfg)
+  local s = C.pipeline_settings(cfg, {local_attn_size = tonumber(o.local_attn_size), sink_size = tonumber(o.sink_size)})
   local dev = {device = o.device, dtype = o.dtype, ema = o.use_ema}
   local m, ckinfo = C.load_generator(w, s, dev)
   local t5 = C.load_text_encoder(w, dev)

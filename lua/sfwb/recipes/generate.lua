@@ -27,6 +27,8 @@ M.spec = {
     {"--save_with_index", false, "name files {idx}-{k}_{regular|ema}.mp4 instead of by prompt", false},
     {"--png", false, "write PNG folders instead of mp4", false},
     {"--fps", "N", "frames per second of the written videos", 16},
+    {"--local_attn_size", "N", "long videos: attention window in latent frames (-1 = global; default from the config)"},
+    {"--sink_size", "N", "long videos: sink frames the window always keeps"},
     {"--device", "DEV", "cpu, emu:0, cuda:0", "cpu"},
     {"--dtype", "DT", "f32 or bf16", "f32"},
     {"--save_latents", false, "also write the latents as .safetensors", false},
@@ -48,7 +50,7 @@ function M.main(argv)
   o.checkpoint = o.checkpoint_path
   local w = C.weights(o)
   local cfg = C.load_config(o.config_path)
-  local s = C.pipeline_settings(cfg)
+  local s = C.pipeline_settings(cfg, {local_attn_size = tonumber(o.local_attn_size), sink_size = tonumber(o.sink_size)})
   local dev = {device = o.device, dtype = o.dtype, ema = o.use_ema}
 
   local tl = sfwb.time()
