@@ -250,24 +250,31 @@ static void run_case_on(const char *cs, const char *dir, sf_device dev) {
 }
 
 static bool g_emu;
-static void run_case(const char *cs) {
-  char dir[512], cmd[1200];
+static char g_base[512];
+static const char *ALL_CASES = "t2v_bidir,i2v_bidir,train,train_indep,train_local,kv,kv_b1,kv_b2,kv_i2v";
+
+/* the reference data of every case, made by one python run (torch imports once) */
+static int make_refs(const char *cases) {
+  char cmd[1400];
   const char *tmp = getenv("SFWB_TEST_TMP") ? getenv("SFWB_TEST_TMP") : "/tmp";
-  snprintf(dir, sizeof dir, "%s/wanref-%s-%d", tmp, cs, (int)getpid());
-  snprintf(cmd, sizeof cmd, "mkdir -p '%s' && /usr/bin/python3 tests/ref/wan_ref.py %s '%s'", tmp, cs, dir);
+  snprintf(g_base, sizeof g_base, "%s/wanref-%d", tmp, (int)getpid());
+  snprintf(cmd, sizeof cmd, "mkdir -p '%s' && /usr/bin/python3 tests/ref/wan_ref.py %s,%s '%s'", tmp, cases, "t2v_bidir", g_base);
   if (system(cmd) != 0) {
-    fprintf(stderr, "  reference script failed: %s\n", cmd);
-    sf_test_case_failed = 1;
-    return;
+    fprintf(stderr, "reference script failed: %s\n", cmd);
+    return -1;
   }
+  return 0;
+}
+
+static void run_case(const char *cs) {
+  char dir[700];
+  snprintf(dir, sizeof dir, "%s/%s", g_base, cs);
   run_case_on(cs, dir, sf_cpu());
   if (g_emu) {
     sf_device e;
     sf_device_parse("emu:0", &e);
     run_case_on(cs, dir, e);
   }
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd)) {}
 }
 
 static void t2v_bidir(void) { run_case("t2v_bidir"); }
@@ -402,6 +409,7 @@ int main(int argc, char **argv) {
     RUN(capture_tokens_match_frames);
     TEST_DONE();
   }
+  if (make_refs(argc > 1 ? argv[1] : ALL_CASES)) return 1;
   if (argc > 1) {
     run_case(argv[1]);
     printf("worst relative error %.3g\n", worst);
@@ -420,5 +428,8 @@ int main(int argc, char **argv) {
   RUN(capture_hand_checked);
   RUN(capture_tokens_match_frames);
   printf("worst relative error over all comparisons: %.3g\n", worst);
+  char cmd[800];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_base);
+  if (system(cmd)) {}
   TEST_DONE();
 }

@@ -3,10 +3,12 @@
 -- options, cache bookkeeping, captures with tag filters, checkpoints (.pt, EMA, prefixes), clone, bf16.
 local T = require "sfwb.testing"
 
+-- every case's reference data from one python run (torch imports once)
+local BASE = T.tmpdir("wan")
+assert(os.execute(string.format("%s tests/ref/wan_ref.py i2v_bidir,train_indep,kv_b2,t2v_bidir '%s'", T.python, BASE)),
+       "reference script failed")
 local function ref(case)
-  local dir = T.tmpdir("wan-" .. case)
-  local ok = os.execute(string.format("%s tests/ref/wan_ref.py %s '%s'", T.python, case, dir))
-  assert(ok, "reference script failed for " .. case)
+  local dir = BASE .. "/" .. case
   return dir, dofile(dir .. "/manifest.lua"), sfwb.load(dir .. "/data.safetensors")
 end
 
@@ -188,4 +190,5 @@ T.case("sfwb.wan.new: random init from a config table, requires_grad_", function
   T.raises(function() m:forward(sfwb.randn({1, 16, 2, 3, 4}), sfwb.full({1, 2}, 3), sfwb.randn({1, 3, 8})) end, "even")
 end)
 
+os.execute("rm -rf '" .. BASE .. "'")
 T.done()

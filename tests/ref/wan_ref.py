@@ -2,7 +2,7 @@
 # /work/shared/spec/wan_model_spec.md (sections 1, 3, 10), used to produce golden data for the
 # sfwb tests at test time. Written from the spec's prose and formulas only.
 #
-#   /usr/bin/python3 tests/ref/wan_ref.py CASE OUTDIR [--seed N]
+#   /usr/bin/python3 tests/ref/wan_ref.py CASE[,CASE...] OUTDIR [--seed N]   (several: OUTDIR/CASE each)
 #
 # writes OUTDIR/config.json + OUTDIR/diffusion_pytorch_model.safetensors (random weights with the
 # official key names), OUTDIR/data.safetensors (inputs, outputs, attention captures) and
@@ -551,4 +551,9 @@ if __name__ == "__main__":
     ap.add_argument("out")
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
-    run_case(a.case, a.seed, a.out)
+    cases = a.case.split(",")
+    if len(cases) == 1:
+        run_case(cases[0], a.seed, a.out)
+    else:  # several cases in one interpreter (torch imports once): OUT/CASE each
+        for c in cases:
+            run_case(c, a.seed, os.path.join(a.out, c))
