@@ -448,6 +448,19 @@ static sf_tensor *frame_of(arena *A, sf_tensor *v, int f, int *nframes) {
 
 /* sfwb.plot.compare({videoA, videoB, ...}, {path=, labels={"A","B"}, frames={0, 8}, diff=true, captions=}) */
 static int l_compare(lua_State *L) {
+  /* compare(A, B, ..., opts) is the same as compare({A, B, ...}, opts) */
+  if (sf_lua_to_tensor(L, 1)) {
+    int top = lua_gettop(L), n = 0;
+    lua_newtable(L);
+    while (n < top && sf_lua_to_tensor(L, n + 1)) {
+      lua_pushvalue(L, n + 1);
+      lua_rawseti(L, -2, ++n);
+    }
+    if (n < top) lua_pushvalue(L, n + 1); else lua_pushnil(L);
+    lua_replace(L, 2);
+    lua_replace(L, 1);
+    lua_settop(L, 2);
+  }
   luaL_checktype(L, 1, LUA_TTABLE);
   int o = check_opts(L, 2);
   int nv = (int)lua_rawlen(L, 1);

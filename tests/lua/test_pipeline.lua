@@ -168,6 +168,14 @@ T.case("seeded runs repeat; step_noise shape is checked", function()
   T.raises(function()
     p:generate{noise = D.noise, prompt_embeds = D.context, step_noise = function() return sfwb.zeros({1}) end}
   end, "step_noise")
+  -- draws shaped as the reference's randn_like(x0.flatten(0, 1)) are accepted
+  local i = 0
+  local r = p:generate{noise = D.noise, prompt_embeds = D.context, step_noise = function(shape)
+    i = i + 1
+    local t = D["step_noise_" .. i]
+    return t:reshape({shape[1] * shape[2], shape[3], shape[4], shape[5]})
+  end}
+  T.close(r.latents, D.latents, TOL, "flattened draws")
   T.raises(function() p:generate{noise = D.noise} end, "prompt")
 end)
 

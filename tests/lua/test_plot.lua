@@ -89,6 +89,9 @@ T.case("lines and compare", function()
   p = c.panels[6] -- frame 4 differs
   r = sfwb.plot.pixel(c.path, p.x + 3, p.y + 3)
   T.check(r > 0, "difference visible")
+  local c2 = sfwb.plot.compare(va, vb, {path = dir .. "/c2.png", frames = {4}})
+  T.eq(#c2.panels, 3, "compare(A, B, opts) form")
+  T.raises(function() sfwb.plot.compare(va, vb) end, "path")
 end)
 
 T.done()

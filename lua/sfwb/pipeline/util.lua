@@ -89,14 +89,14 @@ function U.draw(step_noise, shape, dtype, device)
   if step_noise then
     local t = step_noise(shape)
     if type(t) ~= "userdata" then error("pipeline: step_noise must return a tensor", 3) end
-    local ts = t:shape()
-    for i = 1, #shape do
-      if ts[i] ~= shape[i] then
-        error(string.format("pipeline: step_noise returned %s, expected %s", table.concat(ts, "x"),
-                            table.concat(shape, "x")), 3)
-      end
+    -- the reference draws randn_like(x0.flatten(0, 1)): any layout with the same elements is accepted
+    local n = 1
+    for i = 1, #shape do n = n * shape[i] end
+    if t:numel() ~= n then
+      error(string.format("pipeline: step_noise returned %s, expected %s (or the same elements flattened)",
+                          table.concat(t:shape(), "x"), table.concat(shape, "x")), 3)
     end
-    return t:to(device):to(dtype)
+    return t:contiguous():reshape(shape):to(device):to(dtype)
   end
   return sfwb.randn(shape, {dtype = dtype, device = device})
 end
