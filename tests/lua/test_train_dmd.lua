@@ -145,4 +145,35 @@ T.case("rollout: one forward with grad per block (the exit step), context re-run
   end
 end)
 
+T.case("DMD and critic losses match the PyTorch transcription (fixed draws)", function()
+  local dir = T.tmpdir("dmd-ref")
+  assert(os.execute(string.format("%s tests/ref/dmd_ref.py '%s'", T.python, dir)), "tests/ref/dmd_ref.py failed")
+  local man = dofile(dir .. "/manifest.lua")
+  local d = sfwb.load(dir .. "/data.safetensors")
+  sfwb.manual_seed(9)
+  local p = {generator = sfwb.wan.new(TINY, {causal = true, num_frame_per_block = 3}),
+             real_score = sfwb.wan.load(dir .. "/real"), fake_score = sfwb.wan.load(dir .. "/fake"),
+             text_encoder = function() error("not used") end, dataset = {"x"}}
+  local tr = sfwb.train.dmd(config(), p)
+  local B, F = 2, 3
+  local t = tr:score_timesteps(B, F, nil, nil, man.t_int)
+  T.close(t, d.t, 1e-6, "shifted, clamped score timesteps")
+  -- generator: the gradient reaches x only, and equals the reference's
+  local x = d.x:clone():requires_grad_(true)
+  local loss, gnorm = tr:dmd_loss_from(x, t, d.noise, d.ctx, {negative = d.neg})
+  T.near(loss:item(), man.dmd_loss, 1e-5, "DMD loss")
+  T.near(gnorm, man.dmd_gradient_norm, 1e-5, "mean |g|")
+  loss:backward()
+  T.close(x.grad, d.dmd_grad_x, 1e-5, "dLoss/dx")
+  -- critic: flow loss with the generator-grid conversion, parameter gradients as torch autograd
+  tr.opt_c:zero_grad()
+  local closs = tr:critic_loss_from(d.x, t, d.noise, d.ctx)
+  T.near(closs:item(), man.critic_loss, 1e-5, "critic loss")
+  closs:backward()
+  local P = tr.critic:parameters()
+  T.close(P["head.head.weight"].grad, d.critic_grad_head, 1e-4, "critic grad head")
+  T.close(P["blocks.0.ffn.0.weight"].grad, d.critic_grad_ffn, 1e-4, "critic grad ffn")
+  T.close(P["patch_embedding.weight"].grad, d.critic_grad_patch, 1e-4, "critic grad patch embedding")
+end)
+
 T.done()

@@ -173,7 +173,7 @@ function Trainer:negative(B)
 end
 
 -- score timesteps as model/dmd.py: integer uniform in [lo, hi), shifted, clamped to [2%, 98%] of the range
-function Trainer:score_timesteps(B, F, t_from, t_to)
+function Trainer:score_timesteps(B, F, t_from, t_to, draws)
   local cfg = self.cfg
   local ntt = get(cfg, "num_train_timestep", 1000)
   local ts_sched = get(cfg, "ts_schedule", true)   -- the original defaults this to true when the key is absent
@@ -183,7 +183,7 @@ function Trainer:score_timesteps(B, F, t_from, t_to)
   local min_step, max_step = math.floor(0.02 * ntt), math.floor(0.98 * ntt)
   local vals = {}
   for b = 1, B do
-    local t = Rollout.randint(lo, hi)
+    local t = draws and draws[b] or Rollout.randint(lo, hi)
     if shift > 1 then t = shift * (t / 1000) / (1 + (shift - 1) * t / 1000) * 1000 end
     t = math.max(min_step, math.min(max_step, t))
     vals[b] = t
@@ -207,44 +207,65 @@ local function nan_to_zero(g)
   return sfwb.where(g:isnan(), z, g)
 end
 
--- the DMD generator loss (model/dmd.py generator_loss); returns loss, info
-function Trainer:generator_loss(batch)
-  local ctx = self:encode(batch.prompts)
-  local x, mask, t_from, t_to = Rollout.run_generator(self.rollout_opts, self.latent_shape, cond_of(ctx, batch))
-  local B, F = x:size(1), x:size(2)
+-- the DMD loss for a generated x (with its graph) at score timesteps t [B, F] with noise n: the
+-- gradient reaches x only, as d loss/dx = g / N (model/dmd.py compute_distribution_matching_loss)
+function Trainer:dmd_loss_from(x, t, n, ctx, batch)
+  batch = batch or {}
+  local B = x:size(1)
   local target, gnorm
   sfwb.no_grad(function()
     local xd = x:detach()
-    local t = self:score_timesteps(B, F, t_from, t_to)
-    local n = sfwb.randn(xd:shape(), {dtype = xd:dtype(), device = xd:device()})
     local xt = add_noise(self.G.scheduler, xd, n, t)
-    local _, x0_fake = self.F:forward(xt, t, ctx, {clip_fea = batch.clip_fea, y = batch.y})
+    local extra = {clip_fea = batch.clip_fea, y = batch.y}
+    local _, x0_fake = self.F:forward(xt, t, ctx, extra)
     local fgs = get(self.cfg, "fake_guidance_scale", 0)
     if fgs ~= 0 then
-      local _, x0_fu = self.F:forward(xt, t, self:negative(B), {clip_fea = batch.clip_fea, y = batch.y})
+      local _, x0_fu = self.F:forward(xt, t, self:negative(B), extra)
       x0_fake = x0_fake + (x0_fake - x0_fu) * fgs
     end
     local s = get(self.cfg, "real_guidance_scale", get(self.cfg, "guidance_scale", 3.0))
-    local _, x0_c = self.R:forward(xt, t, ctx, {clip_fea = batch.clip_fea, y = batch.y})
-    local _, x0_u = self.R:forward(xt, t, self:negative(B), {clip_fea = batch.clip_fea, y = batch.y})
+    local _, x0_c = self.R:forward(xt, t, ctx, extra)
+    local _, x0_u = self.R:forward(xt, t, batch.negative or self:negative(B), extra)
     local x0_real = x0_c + (x0_c - x0_u) * s
     local g = x0_fake - x0_real
     local norm = (xd - x0_real):abs():reshape({B, -1}):mean(2, true):view({B, 1, 1, 1, 1})
     g = nan_to_zero(g / norm)
     gnorm = g:abs():mean():item()
-    target = (xd:to("f64") - g:to("f64"))
+    target = xd:to("f64") - g:to("f64")
   end)
   local xs, ts = x, target
-  if mask then -- leading frames excluded from the loss
-    xs = x:narrow(2, mask + 1, F - mask)
-    ts = target:narrow(2, mask + 1, F - mask)
+  if batch.mask then -- leading frames excluded from the loss
+    local F = x:size(2)
+    xs = x:narrow(2, batch.mask + 1, F - batch.mask)
+    ts = target:narrow(2, batch.mask + 1, F - batch.mask)
   end
   local d = xs:to("f64") - ts
-  local loss = (d * d):mean() * 0.5
+  return (d * d):mean() * 0.5, gnorm
+end
+
+-- the DMD generator loss (model/dmd.py generator_loss); returns loss, info
+function Trainer:generator_loss(batch)
+  local ctx = self:encode(batch.prompts)
+  local x, mask, t_from, t_to = Rollout.run_generator(self.rollout_opts, self.latent_shape, cond_of(ctx, batch))
+  local B, F = x:size(1), x:size(2)
+  local t = self:score_timesteps(B, F, t_from, t_to)
+  local n = sfwb.randn(x:shape(), {dtype = x:dtype(), device = x:device()})
+  local loss, gnorm = self:dmd_loss_from(x, t, n, ctx, {clip_fea = batch.clip_fea, y = batch.y, mask = mask})
   return loss, {dmd_gradient_norm = gnorm, frames = F}
 end
 
--- the critic (fake score) flow-matching loss on a fresh, gradient-free rollout
+-- the critic flow-matching loss on a generated (detached) x at timesteps t with noise n
+function Trainer:critic_loss_from(x, t, n, ctx, batch)
+  batch = batch or {}
+  local xt = add_noise(self.G.scheduler, x, n, t)
+  local _, x0_p = self.F:forward(xt, t, ctx, {clip_fea = batch.clip_fea, y = batch.y})
+  -- back to flow with the GENERATOR grid, as the original (a deliberate sigma_8 / sigma_5 mismatch)
+  local v_p = self.G:x0_to_flow(x0_p, xt, t)
+  local r = v_p - (n - x)
+  return (r * r):mean()
+end
+
+-- the critic (fake score) loss on a fresh, gradient-free rollout
 function Trainer:critic_loss(batch)
   local ctx = self:encode(batch.prompts)
   local x, t_from, t_to
@@ -252,15 +273,9 @@ function Trainer:critic_loss(batch)
     x, _, t_from, t_to = Rollout.run_generator(self.rollout_opts, self.latent_shape, cond_of(ctx, batch))
   end)
   x = x:detach()
-  local B, F = x:size(1), x:size(2)
-  local t = self:score_timesteps(B, F, t_from, t_to)
+  local t = self:score_timesteps(x:size(1), x:size(2), t_from, t_to)
   local n = sfwb.randn(x:shape(), {dtype = x:dtype(), device = x:device()})
-  local xt = add_noise(self.G.scheduler, x, n, t)
-  local _, x0_p = self.F:forward(xt, t, ctx, {clip_fea = batch.clip_fea, y = batch.y})
-  -- back to flow with the GENERATOR grid, as the original (a deliberate sigma_8 / sigma_5 mismatch)
-  local v_p = self.G:x0_to_flow(x0_p, xt, t)
-  local r = v_p - (n - x)
-  return (r * r):mean(), {}
+  return self:critic_loss_from(x, t, n, ctx, batch), {}
 end
 
 local function clip_and_step(params, opt, max_norm)

@@ -42,31 +42,9 @@ function Wrapper:forward(x, t, ctx, extra)
   return flow, x0
 end
 
--- v = (x_t - x0) / sigma(t) on this wrapper's grid (Self-Forcing's _convert_x0_to_flow_pred)
+-- v = (x_t - x0) / sigma(t) on this wrapper's grid (Self-Forcing's _convert_x0_to_flow_pred, float64)
 function Wrapper:x0_to_flow(x0, xt, t)
-  local sig = self:sigma(t)      -- [B, F]
-  local s = x0:shape()
-  return (xt - x0) / sig:view({s[1], s[2], 1, 1, 1})
-end
-
--- sigma at the nearest grid point to each timestep, [B, F] f32 (looked up in float64 like the original)
-function Wrapper:sigma(t)
-  local ts = self.scheduler.timesteps:to("f64")
-  local sg = self.scheduler.sigmas:to("f64")
-  local tt = t:to("f64"):cpu()
-  local n = tt:numel()
-  local flat_t = tt:reshape({n}):totable()
-  local tsv, sgv = ts:totable(), sg:totable()
-  local out = {}
-  for i = 1, n do
-    local best, bi = math.huge, 1
-    for j = 1, #tsv do
-      local d = math.abs(tsv[j] - flat_t[i])
-      if d < best then best, bi = d, j end
-    end
-    out[i] = sgv[bi]
-  end
-  return sfwb.tensor(out, {dtype = "f32"}):view(t:shape()):to(t:device())
+  return self.scheduler:x0_to_flow(flat(x0), flat(xt), flat(t):contiguous()):view(x0:shape())
 end
 
 M.to_model, M.from_model, M.flat = to_model, from_model, flat
