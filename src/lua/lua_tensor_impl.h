@@ -28,6 +28,7 @@ void sf_lua_tensor_register_view_methods(lua_State *L);  /* lua_tensor_view.c */
 void sf_lua_tensor_register_math_methods(lua_State *L);  /* lua_tensor_math.c */
 void sf_lua_tensor_register_print_methods(lua_State *L); /* lua_tensor_print.c */
 void sf_lua_tensor_register_math_functions(lua_State *L); /* sfwb.matmul, sfwb.where, ... (sfwb table on top) */
+void sf_lua_tensor_register_create_functions(lua_State *L); /* sfwb.tensor, sfwb.zeros, ... (sfwb table on top) */
 int sf_lua_tensor_tostring(lua_State *L);
 
 /* shared argument checks */
