@@ -87,9 +87,10 @@ function M.new(cfg, parts)
   if type(cfg) ~= "table" then error("train.dmd: expects a config table (sfwb.config.load(...))", 2) end
   parts = parts or {}
   local self = setmetatable({cfg = cfg}, Trainer)
+  -- ranks come from an existing launcher (mpirun/srun) after sfwb.dist.init(); one process = world 1
   local dist = sfwb.dist
   self.rank = (dist and dist.rank and dist.rank()) or 0
-  self.world = (dist and dist.world and dist.world()) or 1
+  self.world = (dist and dist.world_size and dist.world_size()) or 1
   self.dist = self.world > 1 and dist or nil
 
   -- seed: 0 means a random seed shared by all ranks (rank 0 draws, broadcast)
@@ -115,6 +116,18 @@ function M.new(cfg, parts)
   self.text_encoder = p.text_encoder
   self.dataset = p.dataset
   self.next_batch = batches(p.dataset, cfg, self.rank, self.world, seed)
+
+  -- every rank starts from rank 0's weights (FSDP-style replicas; the original loads the same files)
+  if self.dist then
+    sfwb.no_grad(function()
+      for _, m in ipairs({p.generator, p.fake_score, p.real_score}) do
+        local params, names = m:parameters(), {}
+        for k in pairs(params) do names[#names + 1] = k end
+        table.sort(names)
+        for _, k in ipairs(names) do self.dist.broadcast(params[k], 0) end
+      end
+    end)
+  end
 
   -- trainability: G and F train, R frozen
   p.generator:requires_grad_(true)
@@ -278,7 +291,17 @@ function Trainer:critic_loss(batch)
   return self:critic_loss_from(x, t, n, ctx, batch), {}
 end
 
-local function clip_and_step(params, opt, max_norm)
+-- data-parallel gradient average over ranks (the reduce FSDP does), then global-norm clip and step
+local function clip_and_step(params, opt, max_norm, dist, world)
+  if dist then
+    local names = {}
+    for k in pairs(params) do names[#names + 1] = k end
+    table.sort(names) -- the same collective order on every rank
+    for _, k in ipairs(names) do
+      local g = params[k].grad
+      if g then dist.all_reduce(g); g:mul_(1 / world) end
+    end
+  end
   local norm = sfwb.clip_grad_norm(params, max_norm)
   opt:step()
   return norm
@@ -296,21 +319,24 @@ function Trainer:step()
     loss:backward()
     info.generator_loss = loss:item()
     info.dmd_gradient_norm = gi.dmd_gradient_norm
-    info.generator_grad_norm = clip_and_step(self.generator:parameters(), self.opt_g, get(cfg, "max_grad_norm_generator", 10.0))
+    info.generator_grad_norm = clip_and_step(self.generator:parameters(), self.opt_g, get(cfg, "max_grad_norm_generator", 10.0),
+                                             self.dist, self.world)
     if self.ema then self.ema:update() end
   end
   self.opt_c:zero_grad()
   local closs = self:critic_loss(self.next_batch())
   closs:backward()
   info.critic_loss = closs:item()
-  info.critic_grad_norm = clip_and_step(self.critic:parameters(), self.opt_c, get(cfg, "max_grad_norm_critic", 10.0))
+  info.critic_grad_norm = clip_and_step(self.critic:parameters(), self.opt_c, get(cfg, "max_grad_norm_critic", 10.0),
+                                          self.dist, self.world)
   self.step_count = self.step_count + 1
   if self.ema_weight > 0 and not self.ema and self.step_count == self.ema_start_step then
     self.ema = sfwb.ema(self.generator, self.ema_weight)
   end
   local logdir = get(cfg, "logdir", nil)
   local every = get(cfg, "log_iters", 0)
-  if logdir and logdir ~= "" and every > 0 and self.step_count % every == 0 and not get(cfg, "no_save", false) then
+  if logdir and logdir ~= "" and every > 0 and self.step_count % every == 0 and not get(cfg, "no_save", false)
+     and self.rank == 0 then -- rank 0 writes, as the original
     self:save(string.format("%s/checkpoint_model_%06d", logdir, self.step_count))
   end
   info.seconds = sfwb.time() - t0

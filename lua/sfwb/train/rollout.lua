@@ -74,7 +74,7 @@ function M.inference_with_trajectory(o, noise, cond)
   for i = 1, #blocks do
     exits[i] = o.last_step_only and (K - 1) or randint(0, K)
   end
-  if o.dist and o.dist.world and o.dist.world() > 1 then
+  if o.dist then
     local e = sfwb.tensor(exits, {dtype = "i64"})
     o.dist.broadcast(e, 0)
     exits = e:totable()
@@ -142,7 +142,7 @@ function M.run_generator(o, shape, cond)
       o.num_training_frames, min_F, nfpb, iff and " after the independent first frame" or ""), 2)
   end
   local nb = randint(min_F // nfpb, max_F // nfpb + 1)
-  if o.dist and o.dist.world and o.dist.world() > 1 then
+  if o.dist then
     local t = sfwb.tensor({nb}, {dtype = "i64"})
     o.dist.broadcast(t, 0)
     nb = t:totable()[1]

@@ -1,0 +1,7 @@
+# tests/cmake/train.cmake — the DMD trainer on 2 MPI ranks (data parallel, gradients averaged)
+if(MPI_C_FOUND AND MPIEXEC_EXECUTABLE)
+  add_test(NAME dist/train_dmd_mpi
+    COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe -np 2 $<TARGET_FILE:sfwb> tests/lua/dist/train_dmd_mpi.lua
+    WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+  set_tests_properties(dist/train_dmd_mpi PROPERTIES TIMEOUT 180 PROCESSORS 2)
+endif()
