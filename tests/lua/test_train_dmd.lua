@@ -176,4 +176,24 @@ T.case("DMD and critic losses match the PyTorch transcription (fixed draws)", fu
   T.close(P["patch_embedding.weight"].grad, d.critic_grad_patch, 1e-4, "critic grad patch embedding")
 end)
 
+T.case("a training step on emu:0 matches the cpu step", function()
+  local function run(dev)
+    sfwb.manual_seed(1)
+    local p = {generator = sfwb.wan.new(TINY, {causal = true, num_frame_per_block = 3, device = dev}),
+               real_score = sfwb.wan.new(TINY, {causal = false, device = dev}),
+               fake_score = sfwb.wan.new(TINY, {causal = false, device = dev}),
+               text_encoder = function(prompts) return sfwb.ones({#prompts, 4, 8}, {device = dev}) end,
+               dataset = {"a", "b"}}
+    local tr = sfwb.train.dmd(config({device = dev, dfake_gen_update_ratio = 1, num_training_frames = 3,
+                                      image_or_video_shape = {1, 3, 16, 2, 4}}), p)
+    local info = tr:step()
+    return info, tr.generator:parameters()["head.head.weight"]:cpu()
+  end
+  local a, wa = run("cpu")
+  local b, wb = run("emu:0")
+  T.near(b.generator_loss, a.generator_loss, 1e-5, "generator loss")
+  T.near(b.critic_loss, a.critic_loss, 1e-5, "critic loss")
+  T.close(wb, wa, 1e-5, "updated generator weights")
+end)
+
 T.done()
