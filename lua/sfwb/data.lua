@@ -3,6 +3,7 @@
 --
 --   ds = sfwb.data.text_file(path [, extended_path])   -- one prompt a line (rstrip), as TextDataset
 --   ds = sfwb.data.text_folder(dir [, max_count])        -- every *.txt, read().strip(), as TextFolderDataset
+--   ds = sfwb.data.two_text(path, switch_path)           -- LongLive's TwoTextDataset {prompts, switch_prompts}
 --   ds = sfwb.data.lmdb(path [, {max_pair=}])             -- single env (ODE pairs) or a folder of shards
 --   #ds, ds[i] (1-based i) -> {prompts=, idx=, ode_latent=?, img=?, extended_prompts=?}
 --     idx is the ORIGINAL 0-based index (i - 1), so file names and logs match the Python tools.
@@ -122,6 +123,15 @@ function M.text_file(path, extended_path)
   return dataset("text_file", #prompts, function(i)
     return {prompts = prompts[i], idx = i - 1, extended_prompts = ext and ext[i] or nil}
   end)
+end
+
+-- LongLive's TwoTextDataset: line-aligned prompt files for prompt-switch training
+function M.two_text(path, switch_path)
+  local a, b = py_lines(path), py_lines(switch_path)
+  if #a ~= #b then
+    error(string.format("%s has %d lines but %s has %d; they must match", switch_path, #b, path, #a), 2)
+  end
+  return dataset("two_text", #a, function(i) return {prompts = a[i], switch_prompts = b[i], idx = i - 1} end)
 end
 
 function M.text_folder(dir, max_count)

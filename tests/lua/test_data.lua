@@ -32,6 +32,18 @@ T.case("text_file: rstrip per line, empty lines kept, universal newlines, extend
   T.raises(function() data.text_file(dir .. "/q.txt", dir .. "/e.txt") end, "must match")
 end)
 
+T.case("two_text: line-aligned prompt pairs (LongLive)", function()
+  write(dir .. "/a.txt", "first a\nsecond a \n")
+  write(dir .. "/b.txt", "first b\nsecond b\n")
+  local ds = data.two_text(dir .. "/a.txt", dir .. "/b.txt")
+  T.eq(#ds, 2)
+  T.eq(ds[2].prompts, "second a")
+  T.eq(ds[2].switch_prompts, "second b")
+  T.eq(ds[2].idx, 1)
+  write(dir .. "/c.txt", "only one\n")
+  T.raises(function() data.two_text(dir .. "/a.txt", dir .. "/c.txt") end, "must match")
+end)
+
 T.case("text_folder: *.txt only, strip, sorted order, max_count", function()
   os.execute("mkdir -p '" .. dir .. "/tf'")
   write(dir .. "/tf/b.txt", "  second prompt\n\n")
