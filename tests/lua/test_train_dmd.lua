@@ -196,4 +196,17 @@ T.case("a training step on emu:0 matches the cpu step", function()
   T.close(wb, wa, 1e-5, "updated generator weights")
 end)
 
+T.case("gradient_checkpointing gives the same step", function()
+  local function run(ck)
+    local p = parts(4)
+    local tr = sfwb.train.dmd(config({gradient_checkpointing = ck, dfake_gen_update_ratio = 1}), p)
+    local info = tr:step()
+    return info, tr.generator:parameters()["blocks.0.ffn.0.weight"]
+  end
+  local a, wa = run(false)
+  local b, wb = run(true)
+  T.near(b.generator_loss, a.generator_loss, 1e-6, "generator loss")
+  T.close(wb, wa, 1e-6, "updated weights")
+end)
+
 T.done()

@@ -109,9 +109,11 @@ function M.new(cfg, parts)
   local gen_shift = get(mk, "timestep_shift", get(cfg, "timestep_shift", 5.0))
   -- the score wrappers are built without timestep_shift in the original, so they use the default 8.0
   local score_shift = get(cfg, "score_timestep_shift", 8.0)
-  self.G = Wrapper.new(p.generator, gen_shift, {causal = get(cfg, "generator_type", "causal") ~= "bidirectional"})
+  local ckpt = get(cfg, "gradient_checkpointing", false) -- on G and F, as the original DMD
+  self.G = Wrapper.new(p.generator, gen_shift, {causal = get(cfg, "generator_type", "causal") ~= "bidirectional",
+                                                checkpoint = ckpt})
   self.R = Wrapper.new(p.real_score, score_shift, {causal = false})
-  self.F = Wrapper.new(p.fake_score, score_shift, {causal = false})
+  self.F = Wrapper.new(p.fake_score, score_shift, {causal = false, checkpoint = ckpt})
   self.generator, self.critic, self.teacher = p.generator, p.fake_score, p.real_score
   self.text_encoder = p.text_encoder
   self.dataset = p.dataset

@@ -14,6 +14,7 @@ function M.new(model, shift, opts)
   self.model = model
   self.shift = shift
   self.causal = opts.causal
+  self.checkpoint = opts.checkpoint -- recompute each block in backward (gradient_checkpointing)
   if self.causal == nil then self.causal = model.config and model.config.causal or false end
   self.scheduler = sfwb.scheduler.flow_match{shift = shift, num_train_timesteps = 1000, sigma_min = 0.0,
                                              extra_one_step = true}
@@ -37,7 +38,14 @@ function Wrapper:forward(x, t, ctx, extra)
   local B, F = x:size(1), x:size(2)
   local tm = t
   if not self.causal then tm = t:select(2, 1):contiguous() end  -- bidirectional: one timestep per sample, t[:, 0]
-  local flow = from_model(self.model:forward(to_model(x), tm, ctx, extra or {}))
+  extra = extra or {}
+  if self.checkpoint and sfwb.is_grad_enabled() then
+    local e = {}
+    for k, v in pairs(extra) do e[k] = v end
+    e.checkpoint = true
+    extra = e
+  end
+  local flow = from_model(self.model:forward(to_model(x), tm, ctx, extra))
   local x0 = self.scheduler:pred_x0(flat(flow), flat(x), flat(t):contiguous()):view(x:shape())
   return flow, x0
 end
