@@ -102,6 +102,11 @@ T.case("extract_attention: one rollout, all layers, provenance, figures", functi
   for _, f in ipairs(r.files) do
     if f:match("%.png$") then T.check(png_ok(f), "PNG decodes: " .. f) pngs = pngs + 1 end
   end
+  T.eq(#r.stats, 12, "stats per layer and capture")
+  local st = r.stats[1]
+  T.check(finite(st.head_mean.first) and finite(st.head_mean.sink) and finite(st.diag_mean), "stats finite")
+  T.near(st.head_mean.sink, st.head_mean.first - st.head_mean.middle, 1e-6)
+  T.eq(#st.heads, 4)
   T.eq(pngs, 4 * 3 * 2 + 2, "per (layer, step 1 + 4 + refresh): head grid + profile; mosaic + layer profile")
 end)
 

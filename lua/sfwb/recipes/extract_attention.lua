@@ -122,6 +122,41 @@ function M.collect(cap, spec, chunk_sizes, F)
   return tensors, metas, by_layer
 end
 
+-- the numbers the fork's notebooks printed, per layer and head, from the last chunk's profile over key
+-- frames: first (the "sink" frame), mean of the middle frames, last, sink = first - middle; and the
+-- diagonal / first-column means of the head-mean frame map. NaN (unseen) cells are left out.
+function M.stats(by_layer)
+  local function fin(v) return v == v and v ~= math.huge and v ~= -math.huge end
+  local rows = {}
+  for _, e in ipairs(by_layer) do
+    local last = e.last:float():totable()
+    local heads = {}
+    local acc = {first = 0, middle = 0, last = 0, sink = 0}
+    for h, prof in ipairs(last) do
+      local n = #prof
+      local mid, cnt = 0, 0
+      for k = 2, n - 1 do if fin(prof[k]) then mid = mid + prof[k]; cnt = cnt + 1 end end
+      mid = cnt > 0 and mid / cnt or 0 / 0
+      local st = {head = h - 1, first = prof[1], middle = mid, last = prof[n], sink = prof[1] - mid}
+      heads[h] = st
+      for k in pairs(acc) do acc[k] = acc[k] + st[k] / #last end
+    end
+    local row = {layer = e.layer, step = e.step, pass = e.pass, heads = heads, head_mean = acc}
+    if e.A:dim() == 3 then
+      local m = e.A:mean(1):totable()
+      local d, nd, c, nc = 0, 0, 0, 0
+      for i = 1, #m do
+        if fin(m[i][i]) then d = d + m[i][i]; nd = nd + 1 end
+        if i > 1 and fin(m[i][1]) then c = c + m[i][1]; nc = nc + 1 end
+      end
+      row.diag_mean = nd > 0 and d / nd or nil
+      row.first_column_mean = nc > 0 and c / nc or nil
+    end
+    rows[#rows + 1] = row
+  end
+  return rows
+end
+
 function M.figures(by_layer, o, out, label, what)
   local files = {}
   local cmap = o.cmap or (what == "logits" and "RdBu_r" or "viridis")
@@ -230,9 +265,22 @@ function M.main(argv)
   if not o.no_figures then
     for _, f in ipairs(M.figures(by_layer, o, o.output_dir, label, o.what)) do files[#files + 1] = f end
   end
+  local stats = M.stats(by_layer)
+  print(string.format("last chunk, head mean of %s-attn %s (sink = first - middle key frames):", o.attn, o.what))
+  for _, row in ipairs(stats) do
+    local hm = row.head_mean
+    print(string.format("  layer %2d %s@%d  first %8.4f  middle %8.4f  last %8.4f  sink %+8.4f%s", row.layer, row.pass,
+                        row.step, hm.first, hm.middle, hm.last, hm.sink,
+                        row.diag_mean and string.format("  diag %8.4f  first col %8.4f", row.diag_mean,
+                                                        row.first_column_mean or 0 / 0) or ""))
+  end
+  local spath = o.output_dir .. "/" .. stem .. ".stats.json"
+  json.write(spath, {layers = stats, meta = {prompt = o.prompt, seed = o.seed, weights = label, what = o.what,
+                                             attn = o.attn, reduce = o.reduce}})
+  files[#files + 1] = spath
   print(string.format("done in %.2fs (generation %.2fs, %d model calls)", sfwb.time() - t0, r.timings.total, r.calls))
   for _, f in ipairs(files) do print("wrote    " .. f) end
-  return 0, {files = files, path = path, tensors = tensors, meta = meta}
+  return 0, {files = files, path = path, tensors = tensors, meta = meta, stats = stats}
 end
 
 return M
