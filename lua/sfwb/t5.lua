@@ -27,8 +27,10 @@ end
 M._strip_prefixes = strip_prefixes
 
 -- sfwb.t5.load(pth_or_state_dict, {tokenizer=dir_or_tokenizer, device="cpu", text_len=512, cache_size=64})
--- The encoder always computes on the cpu in f32 (weights stay in their file dtype and are converted
--- per matrix); `device` is where results are returned, so it can sit beside a DiT on another device.
+-- Weights stay in their file dtype on the cpu (mmap views) and are converted to f32 per matrix; compute is
+-- f32. device="cpu" (default) runs the fused CPU path, so the encoder can sit on the cpu beside a DiT on a
+-- GPU; any other device (cuda:N, emu:N) runs the same forward with the tensor ops on that device, moving
+-- one block of weights at a time.
 function M.load(src, opts)
   opts = opts or {}
   local sd = type(src) == "table" and src or sfwb.load(src)
@@ -54,13 +56,14 @@ function M.load(src, opts)
 end
 
 local function to_device(self, t)
-  if self.device ~= "cpu" then return t:to(self.device) end
+  if self.device ~= "cpu" and t:device() ~= self.device then return t:to(self.device) end
   return t
 end
 
--- raw encoder output [B, L, dim] (no zeroing), as T5Encoder(ids, mask)
+-- raw encoder output [B, L, dim] (no zeroing), as T5Encoder(ids, mask), on the model's device
 function T5:encode_ids(ids, mask)
-  return to_device(self, self.core:encode_ids(ids, mask))
+  if self.device ~= "cpu" then return self.core:encode_ids_on(ids, mask, self.device) end
+  return self.core:encode_ids(ids, mask)
 end
 
 -- the layer stack alone (benchmarks, probing): x [B, L, dim] -> [B, L, dim]
@@ -99,7 +102,7 @@ function T5:encode(prompts)
     local texts = {}
     for k, i in ipairs(missing) do texts[k] = prompts[i] end
     local ids, mask = self.tokenizer:encode(texts, {max_length = self.text_len})
-    local out = self.core:encode_ids(ids, mask)
+    local out = self:encode_ids(ids, mask)
     local L = out:size(2)
     local lens = mask:sum(2):totable()
     for k, i in ipairs(missing) do

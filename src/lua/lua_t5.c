@@ -64,6 +64,22 @@ static int t5_encode_ids(lua_State *L) {
   return 1;
 }
 
+/* m:encode_ids_on(ids, mask or nil, device) -> f32 [B, L, dim] computed with the tensor ops on device */
+static int t5_encode_ids_on(lua_State *L) {
+  sf_t5 *m = check_t5(L, 1);
+  sf_device dev;
+  if (sf_device_parse(luaL_checkstring(L, 4), &dev)) return sf_lua_raise(L);
+  sf_tensor *ids = sf_lua_check_cpu(L, 2, SF_I64);
+  sf_tensor *mask = lua_isnoneornil(L, 3) ? NULL : sf_lua_check_cpu(L, 3, SF_I64);
+  check_ids_mask(L, ids, mask);
+  sf_tensor *out = sf_t5_encode_device(m, sf_data_ptr(ids), mask ? sf_data_ptr(mask) : NULL, ids->shape[0],
+                                       ids->shape[1], dev);
+  sf_release(ids), sf_release(mask);
+  if (!out) return sf_lua_raise(L);
+  sf_lua_push_tensor(L, out);
+  return 1;
+}
+
 /* m:run_blocks(x [B, L, dim], mask or nil, first (0-based), count) -> new f32 tensor */
 static int t5_run_blocks(lua_State *L) {
   sf_t5 *m = check_t5(L, 1);
@@ -99,7 +115,7 @@ static int t5_config(lua_State *L) {
 
 void sf_lua_register_t5(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"encode_ids", t5_encode_ids}, {"run_blocks", t5_run_blocks}, {"config", t5_config}, {NULL, NULL}};
+      {"encode_ids", t5_encode_ids}, {"encode_ids_on", t5_encode_ids_on}, {"run_blocks", t5_run_blocks}, {"config", t5_config}, {NULL, NULL}};
   if (luaL_newmetatable(L, T5_MT)) {
     lua_pushcfunction(L, t5_gc), lua_setfield(L, -2, "__gc");
     luaL_newlib(L, methods);

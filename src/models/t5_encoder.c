@@ -10,16 +10,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "models/enc_kernels.h"
-
-typedef struct {
-  sf_tensor *norm1, *norm2, *q, *k, *v, *o, *gate, *fc1, *fc2, *rel;
-} t5_block;
-
-struct sf_t5 {
-  sf_t5_config cfg;
-  sf_tensor *emb, *norm, *rel_shared;
-  t5_block *blocks;
-};
+#include "models/t5_internal.h"
 
 static sf_tensor *need(sf_weight_getter get, void *ctx, const char *name) {
   sf_tensor *t = get(ctx, name);
@@ -31,7 +22,7 @@ void sf_t5_free(sf_t5 *m) {
   if (!m) return;
   sf_release(m->emb), sf_release(m->norm), sf_release(m->rel_shared);
   for (int64_t i = 0; m->blocks && i < m->cfg.num_layers; i++) {
-    t5_block *b = &m->blocks[i];
+    sf_t5_block *b = &m->blocks[i];
     sf_release(b->norm1), sf_release(b->norm2), sf_release(b->q), sf_release(b->k), sf_release(b->v);
     sf_release(b->o), sf_release(b->gate), sf_release(b->fc1), sf_release(b->fc2), sf_release(b->rel);
   }
@@ -77,10 +68,10 @@ sf_t5 *sf_t5_new(sf_weight_getter get, void *ctx) {
   if (!q0 || !f0 || q0->ndim != 2 || f0->ndim != 2) { sf_error("T5: blocks.0.attn.q.weight / ffn.fc1.weight missing or not 2-D"); goto fail; }
   c->dim_attn = q0->shape[0], c->dim_ffn = f0->shape[0];
   if (c->dim_attn % c->num_heads) { sf_error("T5: dim_attn %lld is not a multiple of %lld heads", (long long)c->dim_attn, (long long)c->num_heads); goto fail; }
-  m->blocks = calloc(c->num_layers, sizeof(t5_block));
+  m->blocks = calloc(c->num_layers, sizeof(sf_t5_block));
   if (!m->blocks) { sf_error("T5: out of memory"); goto fail; }
   for (int64_t i = 0; i < c->num_layers; i++) {
-    t5_block *b = &m->blocks[i];
+    sf_t5_block *b = &m->blocks[i];
     struct { sf_tensor **dst; const char *suffix; int64_t a, bb; int nd; } w[] = {
         {&b->norm1, "norm1.weight", c->dim, 0, 1},       {&b->norm2, "norm2.weight", c->dim, 0, 1},
         {&b->q, "attn.q.weight", c->dim_attn, c->dim, 2}, {&b->k, "attn.k.weight", c->dim_attn, c->dim, 2},
@@ -103,7 +94,7 @@ fail:
 }
 
 /* T5 bidirectional bucket of rel = key - query (spec §6.2), float32 log as the reference */
-static int64_t rel_bucket(int64_t rel, int64_t num_buckets, int64_t max_dist) {
+int64_t sf_t5_bucket(int64_t rel, int64_t num_buckets, int64_t max_dist) {
   int64_t nb = num_buckets / 2;
   int64_t bucket = rel > 0 ? nb : 0;
   int64_t n = rel < 0 ? -rel : rel;
@@ -154,7 +145,7 @@ static int work_init(t5_work *w, const sf_t5_config *c, int64_t B, int64_t L) {
     return sf_error("T5: out of memory for a [%lld, %lld] batch", (long long)B, (long long)L);
   }
   for (int64_t i = 0; i < L; i++)
-    for (int64_t j = 0; j < L; j++) w->buckets[i * L + j] = (int32_t)rel_bucket(j - i, c->num_buckets, c->max_dist);
+    for (int64_t j = 0; j < L; j++) w->buckets[i * L + j] = (int32_t)sf_t5_bucket(j - i, c->num_buckets, c->max_dist);
   return 0;
 }
 
@@ -168,7 +159,7 @@ static int linear(sf_tensor *wt, const char *what, const float *x, int64_t M, in
 
 static int run_block(sf_t5 *m, int64_t li, float *x, const int64_t *mask, int64_t B, int64_t L, t5_work *w) {
   const sf_t5_config *c = &m->cfg;
-  t5_block *b = &m->blocks[li];
+  sf_t5_block *b = &m->blocks[li];
   int64_t R = B * L, D = c->dim, DA = c->dim_attn, F = c->dim_ffn, H = c->num_heads;
   const float *n1;
   if (!c->shared_pos || li == 0)
@@ -220,20 +211,20 @@ int sf_t5_run_blocks(sf_t5 *m, int first, int count, float *x, const int64_t *ma
   return rc;
 }
 
-int sf_t5_encode(sf_t5 *m, const int64_t *ids, const int64_t *mask, int64_t B, int64_t L, float *out) {
+int sf_t5_embed(sf_t5 *m, const int64_t *ids, int64_t n, float *out) {
   const sf_t5_config *c = &m->cfg;
   int64_t D = c->dim;
   if (m->emb->dtype != SF_F32 && m->emb->dtype != SF_BF16 && m->emb->dtype != SF_F16)
     return sf_error("T5: token_embedding.weight has dtype %s", sf_dtype_name(m->emb->dtype));
   if (!sf_is_contiguous(m->emb) || sf_device_of(m->emb).type != SF_DEV_CPU)
     return sf_error("T5: token_embedding.weight must be a contiguous cpu tensor");
-  for (int64_t i = 0; i < B * L; i++)
+  for (int64_t i = 0; i < n; i++)
     if (ids[i] < 0 || ids[i] >= c->vocab)
       return sf_error("T5: token id %lld at position %lld is outside the embedding (%lld rows)", (long long)ids[i],
                       (long long)i, (long long)c->vocab);
   /* gather embedding rows without converting the whole (256384 x 4096) table */
   const char *base = (const char *)sf_data_ptr(m->emb);
-  for (int64_t i = 0; i < B * L; i++) {
+  for (int64_t i = 0; i < n; i++) {
     float *dst = out + i * D;
     if (m->emb->dtype == SF_F32) memcpy(dst, (const float *)base + ids[i] * D, D * sizeof(float));
     else {
@@ -242,6 +233,13 @@ int sf_t5_encode(sf_t5 *m, const int64_t *ids, const int64_t *mask, int64_t B, i
       else for (int64_t j = 0; j < D; j++) dst[j] = sf_f16_to_f32(row[j]);
     }
   }
+  return 0;
+}
+
+int sf_t5_encode(sf_t5 *m, const int64_t *ids, const int64_t *mask, int64_t B, int64_t L, float *out) {
+  const sf_t5_config *c = &m->cfg;
+  int64_t D = c->dim;
+  if (sf_t5_embed(m, ids, B * L, out)) return -1;
   if (sf_t5_run_blocks(m, 0, (int)c->num_layers, out, mask, B, L)) return -1;
   sf_scratch s = {0};
   const float *nw = sf_enc_f32(m->norm, D, "norm.weight", &s);

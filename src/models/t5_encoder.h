@@ -33,6 +33,10 @@ int sf_t5_encode(sf_t5 *m, const int64_t *ids, const int64_t *mask, int64_t B, i
 /* runs blocks [first, first+count) in place on x [B, L, dim] (no embedding, no final norm) */
 int sf_t5_run_blocks(sf_t5 *m, int first, int count, float *x, const int64_t *mask, int64_t B, int64_t L);
 
+/* the same forward through the tensor ops on any device (emu, cuda; cpu too): weights are moved and
+ * cast to f32 one block at a time. Returns f32 [B, L, dim] on dev. */
+sf_tensor *sf_t5_encode_device(sf_t5 *m, const int64_t *ids, const int64_t *mask, int64_t B, int64_t L, sf_device dev);
+
 #ifdef __cplusplus
 }
 #endif

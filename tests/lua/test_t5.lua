@@ -43,6 +43,16 @@ T.case("encode(prompts): tokenizer, zeroed padding, cache", function()
   T.close(e2:select(1, 2), F.prompt_embeds:select(1, 1), 1e-6)
 end)
 
+local has_emu = false
+for _, d in ipairs(sfwb.devices()) do if d == "emu:0" then has_emu = true end end
+T.case("emu: tensor-op forward on the CUDA backend's emulated device", function()
+  if not has_emu then print("  skipped: no emu device in this build") return end
+  local t5 = sfwb.t5.load(dir .. "/t5_bf16.pth", {device = "emu:0", tokenizer = dir})
+  local out = t5:encode_ids(F.ids, F.mask)
+  T.eq(out:device(), "emu:0")
+  print(string.format("  emu: worst relative error %.3g", T.close(out, F.out_bf16, 1e-4)))
+end)
+
 T.case("errors name the problem", function()
   local t5 = sfwb.t5.load(dir .. "/t5.pth")
   T.raises(function() t5:encode_ids(sfwb.full({1, 4}, 9999, {dtype = "i64"}), nil) end, "outside the embedding")
