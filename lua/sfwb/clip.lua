@@ -6,22 +6,21 @@ local M = {}
 local CLIP = {}
 CLIP.__index = CLIP
 
--- sfwb.clip.load(pth_or_state_dict, {num_heads=16, num_layers=}) — "visual.*" keys; the text tower and
--- log_scale in the official file are ignored. Computes on the cpu in f32 (the reference runs fp16
--- autocast); results come back on the input's device.
+-- sfwb.clip.load(pth_or_state_dict, {num_heads=16, num_layers=, device="cpu"}) — "visual.*" keys; the text
+-- tower and log_scale in the official file are ignored. f32 compute (the reference runs fp16 autocast):
+-- the fused CPU path on "cpu", the tensor ops on any other device (cuda:N, emu:N).
 function M.load(src, opts)
   opts = opts or {}
   local sd = type(src) == "table" and src or sfwb.load(src)
   sd = sfwb.t5._strip_prefixes(sd)
   local core = sfwb._clip.new(sd, {num_heads = opts.num_heads or 16, num_layers = opts.num_layers})
-  return setmetatable({core = core, config = core:config()}, CLIP)
+  return setmetatable({core = core, config = core:config(), device = opts.device or "cpu"}, CLIP)
 end
 
 -- img [B, 3, H, W] (or [3, H, W]) in [-1, 1] at any resolution -> f32 [B, 1 + grid^2, dim]
 function CLIP:encode_image(img)
-  local out = self.core:encode_image(img)
-  if img:device() ~= "cpu" then out = out:to(img:device()) end
-  return out
+  if self.device ~= "cpu" then return self.core:encode_image_on(img, self.device) end
+  return self.core:encode_image(img)
 end
 
 M.resize_bicubic = function(img, h, w) return sfwb._clip.resize(img, h, w) end

@@ -76,6 +76,29 @@ static int clip_encode_image(lua_State *L) {
   return 1;
 }
 
+/* clip:encode_image_on(img, device): the tensor-op forward on another device */
+static int clip_encode_image_on(lua_State *L) {
+  sf_clip *m = check_clip(L, 1);
+  sf_device dev;
+  if (sf_device_parse(luaL_checkstring(L, 3), &dev)) return sf_lua_raise(L);
+  sf_tensor *x = sf_lua_check_cpu(L, 2, SF_F32);
+  char buf[64];
+  if (x->ndim == 3) {
+    sf_tensor *u = sf_unsqueeze(x, 0);
+    sf_release(x);
+    if (!(x = u)) return sf_lua_raise(L);
+  }
+  if (x->ndim != 4 || x->shape[1] != 3) {
+    sf_release(x);
+    return luaL_error(L, "clip:encode_image expects images [B, 3, H, W], got %s", sf_shape_str(x, buf, sizeof buf));
+  }
+  sf_tensor *out = sf_clip_encode_device(m, sf_data_ptr(x), x->shape[0], (int)x->shape[2], (int)x->shape[3], dev);
+  sf_release(x);
+  if (!out) return sf_lua_raise(L);
+  sf_lua_push_tensor(L, out);
+  return 1;
+}
+
 /* sfwb._clip.resize(img [C, H, W], oh, ow): torch's bicubic resize (tests, preprocessing) */
 static int clip_resize(lua_State *L) {
   sf_tensor *x = sf_lua_check_cpu(L, 1, SF_F32);
@@ -101,7 +124,7 @@ static int clip_config(lua_State *L) {
 }
 
 void sf_lua_register_clip(lua_State *L) {
-  static const luaL_Reg methods[] = {{"encode_image", clip_encode_image}, {"config", clip_config}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"encode_image", clip_encode_image}, {"encode_image_on", clip_encode_image_on}, {"config", clip_config}, {NULL, NULL}};
   if (luaL_newmetatable(L, CLIP_MT)) {
     lua_pushcfunction(L, clip_gc), lua_setfield(L, -2, "__gc");
     luaL_newlib(L, methods);

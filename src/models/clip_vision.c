@@ -8,18 +8,8 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "models/clip_internal.h"
 #include "models/enc_kernels.h"
-
-typedef struct {
-  sf_tensor *n1w, *n1b, *qkv_w, *qkv_b, *proj_w, *proj_b, *n2w, *n2b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
-} clip_block;
-
-struct sf_clip {
-  sf_clip_config cfg;
-  sf_tensor *patch_w, *patch_b, *cls, *pos, *pre_w, *pre_b;
-  clip_block *blocks;
-  char prefix[16];
-};
 
 static const float CLIP_MEAN[3] = {0.48145466f, 0.4578275f, 0.40821073f};
 static const float CLIP_STD[3] = {0.26862954f, 0.26130258f, 0.27577711f};
@@ -43,7 +33,7 @@ void sf_clip_free(sf_clip *m) {
   sf_release(m->patch_w), sf_release(m->patch_b), sf_release(m->cls), sf_release(m->pos);
   sf_release(m->pre_w), sf_release(m->pre_b);
   for (int64_t i = 0; m->blocks && i < m->cfg.num_layers; i++) {
-    clip_block *b = &m->blocks[i];
+    sf_clip_block *b = &m->blocks[i];
     sf_tensor **all[] = {&b->n1w, &b->n1b, &b->qkv_w, &b->qkv_b, &b->proj_w, &b->proj_b,
                          &b->n2w, &b->n2b, &b->fc1_w, &b->fc1_b, &b->fc2_w, &b->fc2_b};
     for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) sf_release(*all[k]);
@@ -99,10 +89,10 @@ sf_clip *sf_clip_new(sf_weight_getter get, void *ctx, int num_heads, int run_lay
   sf_tensor *fc = cget(&l, "transformer.0.mlp.0.weight");
   if (!fc || fc->ndim != 2) { sf_error("CLIP: %stransformer.0.mlp.0.weight missing or not 2-D", l.prefix); goto fail; }
   c->mlp_dim = fc->shape[0];
-  m->blocks = calloc(c->num_layers, sizeof(clip_block));
+  m->blocks = calloc(c->num_layers, sizeof(sf_clip_block));
   if (!m->blocks) { sf_error("CLIP: out of memory"); goto fail; }
   for (int64_t i = 0; i < c->run_layers; i++) { /* blocks that never run are not needed */
-    clip_block *b = &m->blocks[i];
+    sf_clip_block *b = &m->blocks[i];
     struct { sf_tensor **dst; const char *suffix; int64_t n; } w[] = {
         {&b->n1w, "norm1.weight", c->dim},          {&b->n1b, "norm1.bias", c->dim},
         {&b->qkv_w, "attn.to_qkv.weight", 3 * c->dim * c->dim}, {&b->qkv_b, "attn.to_qkv.bias", 3 * c->dim},
@@ -185,14 +175,7 @@ int sf_clip_forward1(sf_clip *m, const float *pix, float *out) {
   sf_scratch s = {0}, s2 = {0}, at = {0};
   int rc = -1;
   if (!patches || !h || !qkv || !a || !f) { sf_error("CLIP: out of memory"); goto done; }
-  /* patch rows (gy, gx), columns (c, ky, kx) as the conv weight [D, 3, P, P] */
-  for (int64_t gy = 0; gy < G; gy++)
-    for (int64_t gx = 0; gx < G; gx++) {
-      float *r = patches + (gy * G + gx) * K;
-      for (int64_t ch = 0; ch < 3; ch++)
-        for (int64_t ky = 0; ky < P; ky++)
-          memcpy(r + (ch * P + ky) * P, pix + (ch * S + gy * P + ky) * S + gx * P, sizeof(float) * P);
-    }
+  sf_clip_patches(m, pix, patches);
   const float *pw = W32(m->patch_w, D * K, "patch_embedding.weight"), *pb = NULL;
   if (!pw) goto done;
   if (m->patch_b && !(pb = sf_enc_f32(m->patch_b, D, "patch_embedding.bias", &s2))) goto done;
@@ -209,7 +192,7 @@ int sf_clip_forward1(sf_clip *m, const float *pix, float *out) {
     sf_enc_layernorm(out, L, D, w, b, c->eps, out);
   }
   for (int64_t li = 0; li < c->run_layers; li++) {
-    clip_block *bk = &m->blocks[li];
+    sf_clip_block *bk = &m->blocks[li];
     const float *w, *b;
 #define LOAD(wt, bt, nw, nb, what)                                                          \
   if (!(w = sf_enc_f32((wt), (nw), what ".weight", &s)) || !(b = sf_enc_f32((bt), (nb), what ".bias", &s2))) \
@@ -241,16 +224,33 @@ done:
   return rc;
 }
 
-int sf_clip_encode1(sf_clip *m, const float *img, int H, int W, float *out) {
+void sf_clip_preprocess(const sf_clip *m, const float *img, int H, int W, float *pix) {
   int64_t S = m->cfg.image_size;
-  float *pix = malloc(sizeof(float) * 3 * S * S);
-  if (!pix) return sf_error("CLIP: out of memory");
   sf_bicubic_resize(img, 3, H, W, pix, (int)S, (int)S);
   for (int c = 0; c < 3; c++)
     for (int64_t i = 0; i < S * S; i++) {
       float v = pix[c * S * S + i] * 0.5f + 0.5f;
       pix[c * S * S + i] = (v - CLIP_MEAN[c]) / CLIP_STD[c];
     }
+}
+
+void sf_clip_patches(const sf_clip *m, const float *pix, float *patches) {
+  int64_t P = m->cfg.patch, G = m->cfg.grid, S = m->cfg.image_size, K = 3 * P * P;
+  /* patch rows (gy, gx), columns (c, ky, kx) as the conv weight [D, 3, P, P] */
+  for (int64_t gy = 0; gy < G; gy++)
+    for (int64_t gx = 0; gx < G; gx++) {
+      float *r = patches + (gy * G + gx) * K;
+      for (int64_t ch = 0; ch < 3; ch++)
+        for (int64_t ky = 0; ky < P; ky++)
+          memcpy(r + (ch * P + ky) * P, pix + (ch * S + gy * P + ky) * S + gx * P, sizeof(float) * P);
+    }
+}
+
+int sf_clip_encode1(sf_clip *m, const float *img, int H, int W, float *out) {
+  int64_t S = m->cfg.image_size;
+  float *pix = malloc(sizeof(float) * 3 * S * S);
+  if (!pix) return sf_error("CLIP: out of memory");
+  sf_clip_preprocess(m, img, H, W, pix);
   int rc = sf_clip_forward1(m, pix, out);
   free(pix);
   return rc;

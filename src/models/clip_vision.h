@@ -33,6 +33,10 @@ int sf_clip_encode1(sf_clip *m, const float *img, int H, int W, float *out);
 /* the tower on an already preprocessed image [3, image_size, image_size] */
 int sf_clip_forward1(sf_clip *m, const float *pix, float *out);
 
+/* the tower through the tensor ops on any device (emu, cuda): images [B, 3, H, W] (cpu, f32) ->
+ * f32 [B, 1 + grid^2, dim] on dev; preprocessing stays on the cpu */
+sf_tensor *sf_clip_encode_device(sf_clip *m, const float *imgs, int64_t B, int H, int W, sf_device dev);
+
 #ifdef __cplusplus
 }
 #endif

@@ -28,6 +28,16 @@ T.case("encode_image [2, 3, 40, 56] -> [2, 5, 32]", function()
   T.close(clip:encode_image(F.img:select(1, 2)):select(1, 1), F.out:select(1, 2), 1e-4)
 end)
 
+T.case("emu: tensor-op forward on the CUDA backend's emulated device", function()
+  local has_emu = false
+  for _, d in ipairs(sfwb.devices()) do if d == "emu:0" then has_emu = true end end
+  if not has_emu then print("  skipped: no emu device in this build") return end
+  local c = sfwb.clip.load(dir .. "/clip.pth", {num_heads = 4, device = "emu:0"})
+  local out = c:encode_image(F.img)
+  T.eq(out:device(), "emu:0")
+  print(string.format("  emu: worst relative error %.3g", T.close(out, F.out, 1e-4)))
+end)
+
 T.case("errors", function()
   T.raises(function() clip:encode_image(sfwb.zeros({1, 4, 28, 28})) end, "[B, 3, H, W]")
   T.raises(function() sfwb.clip.load(dir .. "/clip.pth", {num_heads = 5}) end, "heads")
