@@ -314,10 +314,23 @@ int run_block(Worker *w, int n, const dim3 &bd, char *msg, size_t msgn) {
   return 0;
 }
 
+/* frees a thread's worker (fiber stacks included) when the thread exits */
+struct WorkerOwner {
+  Worker *w = nullptr;
+  ~WorkerOwner() {
+    if (!w) return;
+    for (char *s : w->stacks) munmap(s - 4096, kStack + 4096);
+    delete w;
+    tw = nullptr;
+  }
+};
+thread_local WorkerOwner t_owner;
+
 Worker *get_worker() {
   if (!tw) {
     tw = new Worker();
     tw->rng = g_seed * 0x9E3779B97F4A7C15ull + (uint64_t)(uintptr_t)&tw + 1;
+    t_owner.w = tw;
   }
   return tw;
 }
