@@ -223,6 +223,8 @@ static int global(sf_pickle *p, const char *mod, const char *name) {
     }
   char full[400];
   snprintf(full, sizeof full, "%s.%s", mod, name);
+  if (!strcmp(mod, "torch") && strlen(name) > 7 && !strcmp(name + strlen(name) - 7, "Storage"))
+    return perr(p, "tensors stored as '%s' have a dtype sfwb does not hold (f32 bf16 f16 f64 i64 i32 u8 bool)", full);
   return perr(p, "unsupported pickle global '%s' (sfwb reads tensors, dicts, lists, tuples, numbers, strings and None only; it never runs code)", full);
 }
 

@@ -157,6 +157,10 @@ static void test_refuses_module(void) {
   CHECK(sf_statedict_open(path) == NULL);
   CHECK_ERROR_MENTIONS("torch.nn.modules.linear.Linear");
   CHECK_ERROR_MENTIONS("module.pt");
+  snprintf(path, sizeof path, "%s/int16.pt", dir);
+  CHECK(sf_statedict_open(path) == NULL);
+  CHECK_ERROR_MENTIONS("torch.ShortStorage");
+  CHECK_ERROR_MENTIONS("dtype");
 }
 
 static sf_tensor *ramp(sf_dtype dt, int ndim, const int64_t *shape, double scale) {

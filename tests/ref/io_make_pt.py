@@ -59,6 +59,9 @@ class NotAllowed:
     pass
 torch.save({"x": torch.nn.Linear(2, 2)}, os.path.join(out, "module.pt"))
 
+# 6. a dtype sfwb does not hold (int16): refused naming the storage type
+torch.save({"s": torch.arange(3, dtype=torch.int16)}, os.path.join(out, "int16.pt"))
+
 # reference values the tests compare with (flattened, as text: name dtype shape values...)
 with open(os.path.join(out, "expected.txt"), "w") as f:
     def dump(prefix, obj):
