@@ -224,8 +224,24 @@ static int kv_update(fwd *s, int i, sf_tensor *k, sf_tensor *v, sf_tensor **kk, 
   const int64_t lo = new_end - Kc > 0 ? new_end - Kc : 0; /* max_attention_size = the buffer */
   kv->global_end[i] = cur_end;
   kv->local_end[i] = new_end;
-  TRY(*kk = sf_narrow(kb, 1, lo, new_end - lo));
-  TRY(*vv = sf_narrow(vb, 1, lo, new_end - lo));
+  if (sf_grad_enabled() && (k->requires_grad || v->requires_grad)) {
+    /* with grad: the cache holds detached copies, so attend over [detached past | this chunk's k, v] (same
+     * values) and the gradient reaches the current chunk's keys and values, as the original's in-place
+     * cache write does */
+    for (int t = 0; t < 2; t++) {
+      sf_tensor *parts[2];
+      TRY(src = sf_narrow(t ? vb : kb, 1, lo, new_start - lo));
+      parts[0] = src, parts[1] = t ? v : k;
+      sf_tensor *r = sf_cat(parts, 2, 1);
+      REL(src);
+      TRY(r);
+      if (t) *vv = r;
+      else *kk = r;
+    }
+  } else {
+    TRY(*kk = sf_narrow(kb, 1, lo, new_end - lo));
+    TRY(*vv = sf_narrow(vb, 1, lo, new_end - lo));
+  }
   *k_ids = sf + lo / S;
   return 0;
 fail:

@@ -95,4 +95,25 @@ T.case("forward {checkpoint=true}: identical gradients, lower peak memory", func
   end
 end)
 
+T.case("KV-cache path: gradients reach the current chunk's keys and values (past detached)", function()
+  sfwb.manual_seed(9)
+  local cfg = {dim = 32, ffn_dim = 64, num_heads = 2, num_layers = 2, in_dim = 4, out_dim = 4, text_dim = 16,
+               text_len = 8, freq_dim = 32}
+  local m = sfwb.wan.new(cfg, {causal = true, num_frame_per_block = 1})
+  local x1, x2, ctx = sfwb.randn({1, 4, 1, 4, 4}), sfwb.randn({1, 4, 1, 4, 4}), sfwb.randn({1, 5, 16})
+  local R = sfwb.randn({1, 4, 1, 4, 4})
+  -- KV path: chunk 1 fills the cache without grad, chunk 2 runs with grad
+  local kv = m:kv_cache{batch = 1, frames = 2}
+  sfwb.no_grad(function() m:forward(x1, sfwb.tensor({{800.0}}), ctx, {kv_cache = kv, current_start_frame = 0}) end)
+  local a = x2:clone():requires_grad_()
+  local out = m:forward(a, sfwb.tensor({{400.0}}), ctx, {kv_cache = kv, current_start_frame = 1})
+  ;(out * R):sum():backward()
+  -- the block-causal training path over both frames: frame 2 sees frame 1's keys, which do not depend on x2
+  local b = x2:clone():requires_grad_()
+  local full = m:forward(sfwb.cat({x1, b}, 3), sfwb.tensor({{800.0, 400.0}}), ctx)
+  T.close(out, full:narrow(3, 2, 1), 1e-5, "chunk 2 output")
+  ;(full:narrow(3, 2, 1) * R):sum():backward()
+  T.close(a.grad, b.grad, 1e-5, "gradient w.r.t. the chunk's input")
+end)
+
 T.done()

@@ -1,0 +1,47 @@
+-- bench_train.lua — forward + backward of the Wan DiT at real Wan2.1-1.3B block width (dim 1536, 12 heads,
+-- ffn 8960, 1 latent frame of 60x104 = 1560 tokens, text 512), f32 on the CPU, loss = mean(out^2):
+-- time and peak memory above the weights, without and with per-block checkpointing.
+-- Prints "key value" lines for bench_train.sh.
+local layers = tonumber(arg[1] or "2")
+local reps = tonumber(arg[2] or "2")
+local function status(k)
+  for line in io.lines("/proc/self/status") do
+    local v = line:match("^" .. k .. ":%s+(%d+)")
+    if v then return tonumber(v) * 1024 end
+  end
+end
+local function reset_peak()
+  local f = io.open("/proc/self/clear_refs", "w")
+  if f then f:write("5"); f:close() end
+end
+sfwb.manual_seed(0)
+local m = sfwb.wan.new({dim = 1536, ffn_dim = 8960, num_heads = 12, num_layers = layers, text_len = 512, text_dim = 4096,
+                        freq_dim = 256})
+m:requires_grad_(true)
+local x = sfwb.randn({1, 16, 1, 60, 104})
+local t = sfwb.full({1}, 937.5)
+local ctx = sfwb.randn({1, 512, 4096})
+local function step(ck)
+  local out = m:forward(x, t, ctx, {checkpoint = ck})
+  local loss = (out * out):mean()
+  loss:backward()
+end
+step(false) -- warm-up; the gradients stay allocated (as in training), so they are not in the peak
+for _, ck in ipairs({false, true}) do
+  collectgarbage()
+  collectgarbage()
+  local base = status("VmRSS")
+  reset_peak()
+  local cpu0 = sfwb.cpu_memory(true).allocated
+  local best = math.huge
+  for _ = 1, reps do
+    local t0 = sfwb.time()
+    step(ck)
+    best = math.min(best, sfwb.time() - t0)
+    collectgarbage()
+  end
+  local key = ck and "ckpt_" or ""
+  print(string.format("%sfwdbwd_s %.4f", key, best))
+  print(string.format("%speak_extra_mb %.1f", key, (status("VmHWM") - base) / 2 ^ 20))
+  print(string.format("%salloc_peak_mb %.1f", key, (sfwb.cpu_memory().peak - cpu0) / 2 ^ 20))
+end
