@@ -90,7 +90,7 @@ function M.main(argv)
   for _, f in ipairs(g.outputs) do say("            %s", f) end
   say("attention   %s", e.path)
   say("            (tensors + provenance in the safetensors metadata; read with sfwb.load)")
-  for i = 2, #e.files do say("figure      %s", e.files[i]) end
+  for i = 2, #e.files do say("%-11s %s", e.files[i]:match("%.png$") and "figure" or "numbers", e.files[i]) end
   if c then
     say("compare     %s/compare/compare.json   PSNR %s dB, latent MSE %.4g", out,
         c.identical and "inf" or string.format("%.2f", c.psnr), c.latent_mse)
