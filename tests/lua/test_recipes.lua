@@ -70,6 +70,14 @@ T.case("generate a long video with a windowed cache and sink frames", function()
   T.eq(s.settings.local_attn_size, 6)
 end)
 
+T.case("generate --bidirectional (joint denoising, the 14B path)", function()
+  local code, s = require("sfwb.recipes.generate").main(args({"--checkpoint_path", P.checkpoint, "--bidirectional",
+    "--prompt", "a red bird", "--num_output_frames", 5, "--output_folder", root .. "/bidir", "--quiet"}))
+  T.eq(code, 0)
+  T.eq(s.runs[1].latent_frames, 5); T.eq(s.runs[1].video_frames, 17)
+  T.check(finite(s.runs[1].timings.denoise), "timed")
+end)
+
 T.case("a missing checkpoint is an error, never a fallback", function()
   T.raises(function()
     require("sfwb.recipes.generate").main(args({"--checkpoint_path", root .. "/nope.pt", "--prompt", "x",

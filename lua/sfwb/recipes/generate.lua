@@ -32,6 +32,7 @@ M.spec = {
     {"--device", "DEV", "cpu, emu:0, cuda:0", "cpu"},
     {"--dtype", "DT", "f32 or bf16", "f32"},
     {"--save_latents", false, "also write the latents as .safetensors", false},
+    {"--bidirectional", false, "joint few-step denoising with a bidirectional Wan (Self-Forcing-Plus generator_type: bidirectional)", false},
     {"--stream_decode", false, "decode each block as it is generated (streaming VAE cache)", false},
     {"--quiet", false, "no per-block progress", false},
   },
@@ -51,7 +52,8 @@ function M.main(argv)
   local w = C.weights(o)
   local cfg = C.load_config(o.config_path)
   local s = C.pipeline_settings(cfg, {local_attn_size = tonumber(o.local_attn_size), sink_size = tonumber(o.sink_size)})
-  local dev = {device = o.device, dtype = o.dtype, ema = o.use_ema}
+  local bidir = o.bidirectional or cfg.generator_type == "bidirectional"
+  local dev = {device = o.device, dtype = o.dtype, ema = o.use_ema, causal = not bidir}
 
   local tl = sfwb.time()
   local m, ckinfo = C.load_generator(w, s, dev)
@@ -62,7 +64,10 @@ function M.main(argv)
   print(string.format("weights  %s%s", w.wan_dir, w.checkpoint and string.format("  + %s [%s]", w.checkpoint,
         prov.checkpoint_key) or "  (base, no checkpoint)"))
 
-  local p = sfwb.pipeline.causal{generator = m, text_encoder = t5, vae = vae,
+  local p = bidir and sfwb.pipeline.bidirectional{generator = m, text_encoder = t5, vae = vae,
+                                 denoising_step_list = s.denoising_step_list, warp_denoising_step = s.warp_denoising_step,
+                                 timestep_shift = s.timestep_shift, dtype = o.dtype}
+            or sfwb.pipeline.causal{generator = m, text_encoder = t5, vae = vae,
                                  denoising_step_list = s.denoising_step_list, warp_denoising_step = s.warp_denoising_step,
                                  num_frame_per_block = s.num_frame_per_block,
                                  independent_first_frame = s.independent_first_frame, context_noise = s.context_noise,
@@ -95,6 +100,10 @@ function M.main(argv)
       end
     end
     local tm = r.timings
+    if not tm.denoise then -- the bidirectional pipeline times its steps
+      tm.denoise = 0
+      for _, t in ipairs(tm.steps or {}) do tm.denoise = tm.denoise + t end
+    end
     print(string.format("  %d latent frames -> %d video frames: text %.2fs, denoise %.2fs (%.2f latent frames/s), decode %.2fs, total %.2fs",
                         r.latents:size(2), nvf, tm.text or 0, tm.denoise, r.latents:size(2) / math.max(tm.denoise, 1e-9),
                         tm.decode or 0, tm.total))
