@@ -1,5 +1,6 @@
 -- test_conv.lua — the conv op table (src/backend/conv_ops.h; CPU im2col + SGEMM, temporal-tap reuse)
--- against torch.nn.functional.conv3d/conv2d: strides, padding, 1x1, stride-2 temporal, patch embedding.
+-- against torch.nn.functional.conv3d/conv2d: strides, padding, 1x1, stride-2 temporal, patch embedding;
+-- the same cases on emu through the CUDA backend's implicit-GEMM kernel (kernels/conv.cu).
 local sfwb = require "sfwb"
 local T = require "sfwb.testing"
 
@@ -24,6 +25,26 @@ for i, sp in ipairs(c2) do
     T.close(conv2d(F[k .. "x"], F[k .. "w"], F[k .. "b"], sp[1], sp[2]), F[k .. "y"], 1e-5)
   end)
 end
+local has_emu = false
+for _, d in ipairs(sfwb.devices()) do if d == "emu:0" then has_emu = true end end
+T.case("emu: implicit-GEMM kernel (kernels/conv.cu) on every case", function()
+  if not has_emu then print("  skipped: no emu device in this build") return end
+  local function e(t) return t and t:to("emu:0") end
+  local worst = 0
+  for i, sp in ipairs(c3) do
+    local k = "c3_" .. (i - 1) .. "_"
+    local y = conv3d(e(F[k .. "x"]), e(F[k .. "w"]), e(F[k .. "b"]), sp[1], sp[2])
+    T.eq(y:device(), "emu:0")
+    worst = math.max(worst, T.close(y, F[k .. "y"], 1e-5))
+  end
+  for i, sp in ipairs(c2) do
+    local k = "c2_" .. (i - 1) .. "_"
+    worst = math.max(worst, T.close(conv2d(e(F[k .. "x"]), e(F[k .. "w"]), e(F[k .. "b"]), sp[1], sp[2]), F[k .. "y"], 1e-5))
+  end
+  print(string.format("  emu conv: worst relative error %.3g", worst))
+  T.raises(function() conv3d(e(F.c3_0_x), F.c3_0_w) end, "one device")
+end)
+
 T.case("errors", function()
   T.raises(function() conv3d(sfwb.zeros({1, 3, 2, 4, 4}), sfwb.zeros({2, 4, 1, 1, 1})) end, "do not match")
   T.raises(function() conv2d(sfwb.zeros({1, 3, 2, 2}), sfwb.zeros({2, 3, 3, 3})) end, "smaller than the kernel")
