@@ -69,8 +69,9 @@ def case(name, fn):
 home = tempfile.mkdtemp(prefix="sfwb-session-")
 work = os.environ.get("SFWB_TEST_TMP") or tempfile.mkdtemp(prefix="sfwb-session-work-")
 os.makedirs(work, exist_ok=True)
-tiny = os.path.join(work, "session-tiny")
-png = os.path.join(work, "session-layer0.png")
+work = tempfile.mkdtemp(prefix="repl_session-", dir=work)   # fresh each run: never a stale tiny set
+tiny = os.path.join(work, "tiny")
+png = os.path.join(work, "layer0.png")
 r = Repl(home)
 case("prompt", lambda: r.read_until(r"sfwb> $", 20))
 case("build the tiny set and load the causal DiT", lambda: (
