@@ -18,6 +18,9 @@ M.vae_config = {dim = 4, z_dim = 16, dim_mult = {1, 2, 4, 4}, num_res_blocks = 1
 -- latent frames 9 (3 blocks of 3) at 8 x 12 latents -> 33 frames of 64 x 96 pixels
 M.video = {num_frames = 9, height = 64, width = 96}
 
+-- bump when the set changes: an older cache is rebuilt instead of reused
+M.version = "tiny-set-2"
+
 M.prompts = {
   "A majestic eagle soaring through a cloudy sky, cinematic lighting",
   "A medieval castle standing on a foggy mountain, twilight lighting",
@@ -221,8 +224,11 @@ function M.build(dir, o)
     prompts = dir .. "/prompts.txt",
   }
   local f = io.open(dir .. "/READY", "r")
-  if f and not o.force then f:close() return paths, false end
-  if f then f:close() end
+  if f then
+    local stamp = f:read("l")
+    f:close()
+    if stamp == M.version and not o.force then return paths, false end
+  end
   local t0 = sfwb.time()
   for _, d in ipairs({paths.wan_dir .. "/google/umt5-xxl", dir .. "/checkpoints", dir .. "/configs"}) do
     os.execute("mkdir -p " .. sh(d))
@@ -261,7 +267,7 @@ function M.build(dir, o)
   for _, p in ipairs(M.prompts) do pf:write(p, "\n") end
   pf:close()
   local rf = assert(io.open(dir .. "/READY", "w"))
-  rf:write(os.date("!%Y-%m-%dT%H:%M:%SZ"), "\n")
+  rf:write(M.version, "\n", os.date("!%Y-%m-%dT%H:%M:%SZ"), "\n")
   rf:close()
   return paths, true, sfwb.time() - t0
 end
