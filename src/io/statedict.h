@@ -27,6 +27,9 @@
  * writing into them never changes the file. .pt storages are mmapped the same way when the zip member
  * is stored uncompressed (torch.save always does this); a compressed member is inflated into memory
  * when first used. Tensors sharing a storage in a .pt (views, tied weights) share one sf_storage.
+ * A tensor whose bytes sit at an address not aligned to its element size (unpadded headers from
+ * other writers) is returned as an aligned private copy instead. Lookups are hashed: opening a
+ * 20k-tensor .pt takes ~0.3 s.
  * Nothing is read from the data region until sf_statedict_get; 30 GB files open in milliseconds.
  *
  * Errors: every function returning NULL/-1 sets sf_error with the file name and what is wrong
