@@ -11,7 +11,7 @@ import zipfile
 import torch
 
 out = sys.argv[1]
-for d in ("pickle", "torchzip", "safetensors", "png"):
+for d in ("pickle", "torchzip", "safetensors", "png", "yaml"):
     os.makedirs(os.path.join(out, d), exist_ok=True)
 g = torch.Generator().manual_seed(0)
 objs = {
@@ -52,3 +52,13 @@ open(os.path.join(out, "safetensors", "b.safetensors"), "wb").write(safetensors(
 subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "ref", "io_make_png.py"),
                 os.path.join(out, "png")], check=True)
 os.remove(os.path.join(out, "png", "expected.txt"))
+
+# YAML / JSON: the config fixtures and a Wan config.json
+here = os.path.join(os.path.dirname(__file__), "..", "data", "configs")
+for name in os.listdir(here):
+    with open(os.path.join(here, name), "rb") as f:
+        open(os.path.join(out, "yaml", name), "wb").write(f.read())
+open(os.path.join(out, "yaml", "config.json"), "w").write(
+    '{"_class_name":"WanModel","model_type":"t2v","dim":1536,"eps":1e-06,"x":null,"l":[1,2.5,"s",true]}')
+open(os.path.join(out, "yaml", "anchors.yaml"), "w").write(
+    "a: &x {b: [1, 2], c: ~}\nd:\n  <<: *x\n  e: *x\nf: [*x, *x]\n")

@@ -13,11 +13,15 @@ CFLAGS="-g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-reco
 LIBS="$(pkg-config --libs libcjson libpng zlib) -lm"
 COMMON="src/core/error.c src/core/dtype.c src/core/tensor.c src/io/mapfile.c src/io/safetensors.c src/io/pickle.c
 src/io/zipread.c src/io/statedict.c src/io/png_read.c tests/fuzz/fuzz_stubs.c"
-for t in safetensors pickle torchzip png; do
-  if [ ! -x $B/fuzz_$t ] || [ -n "$(find $COMMON tests/fuzz/fuzz_$t.c -newer $B/fuzz_$t 2>/dev/null)" ]; then
+YAML_SRC="src/lua/lua_config.c"
+YAML_LIBS="$(pkg-config --cflags --libs lua5.4 yaml-0.1)"
+for t in safetensors pickle torchzip png yaml; do
+  extra=""
+  [ $t = yaml ] && extra="$YAML_SRC $YAML_LIBS"
+  if [ ! -x $B/fuzz_$t ] || [ -n "$(find $COMMON $YAML_SRC tests/fuzz/fuzz_$t.c -newer $B/fuzz_$t 2>/dev/null)" ]; then
     echo "test-fuzz: building fuzz_$t"
     # shellcheck disable=SC2086
-    $CC $CFLAGS -o $B/fuzz_$t tests/fuzz/fuzz_$t.c $COMMON $LIBS
+    $CC $CFLAGS -o $B/fuzz_$t tests/fuzz/fuzz_$t.c $COMMON $extra $LIBS
   fi
 done
 PY=${SFWB_PYTHON:-/usr/bin/python3}
@@ -25,7 +29,7 @@ rm -rf $B/seeds
 $PY tests/fuzz/make_seeds.py $B/seeds
 status=0
 printf "%-12s %12s %8s %s\n" target executions seconds result > $B/summary.txt
-for t in safetensors pickle torchzip png; do
+for t in safetensors pickle torchzip png yaml; do
   mkdir -p $B/corpus_$t
   # inputs that once crashed or hung: must now pass (each runs once)
   if [ -d tests/fuzz/regress/$t ]; then
