@@ -5,7 +5,7 @@ local T = require "sfwb.testing"
 
 -- every case's reference data from one python run (torch imports once)
 local BASE = T.tmpdir("wan")
-assert(os.execute(string.format("%s tests/ref/wan_ref.py i2v_bidir,train_indep,kv_b2,t2v_bidir '%s'", T.python, BASE)),
+assert(os.execute(string.format("%s tests/ref/wan_ref.py i2v_bidir,train_indep,kv_b2,t2v_bidir,kv_b1 '%s'", T.python, BASE)),
        "reference script failed")
 local function ref(case)
   local dir = BASE .. "/" .. case
@@ -175,6 +175,25 @@ T.case("checkpoints: generator / generator_ema with prefixes, strict errors, no 
   bad["head.head.bias"] = sd["head.head.bias"]
   m2:load_state_dict(bad, {strict = false})
   T.raises(function() sfwb.wan.load(dir .. "/missing-folder") end, "config.json")
+end)
+
+T.case("bf16 through the windowed KV cache: cpu and emu agree, within bf16 tolerance of the f32 reference", function()
+  local dir, man, d = ref("kv_b1")
+  local mc = sfwb.wan.load(dir, causal_opts(man, {dtype = "bf16"}))
+  T.eq(mc.config.dtype, "bf16")
+  local devs = sfwb.devices()
+  local emu = nil
+  for _, dv in ipairs(devs) do if dv:match("^emu") then emu = dv end end
+  local me = emu and mc:clone():to(emu)
+  local kc, ke = mc:kv_cache{frames = man.F}, me and me:kv_cache{frames = man.F}
+  for i, c in ipairs(man.calls) do
+    local a = mc:forward(d[c.x], d[c.t], d.context, {kv_cache = kc, current_start_frame = c.start})
+    T.close(a, d[c.out], 3e-2, "bf16 call " .. i)
+    if me then
+      local b = me:forward(d[c.x]:to(emu), d[c.t]:to(emu), d.context:to(emu), {kv_cache = ke, current_start_frame = c.start})
+      T.close(b:cpu(), a, 1e-2, "emu vs cpu bf16 call " .. i)
+    end
+  end
 end)
 
 T.case("sfwb.wan.new: random init from a config table, requires_grad_", function()
