@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "autograd/ag_internal.h"
+#include "backend/backend.h"
+#include "backend/train_ops.h"
 #include "core/error.h"
 
 /* ---- small helpers: each consumes its tensor arguments marked `own` and passes NULL through ---- */
@@ -58,10 +60,25 @@ static bool out_is_float(sf_tensor *out) { return sf_dtype_is_float(out->dtype) 
 
 /* ---- unary ---- */
 
+/* the device's fused activation backward when it has one: 1 = not fused here */
+static int fused_unary_bw(sf_unary_op op, sf_tensor *g, sf_tensor *a, sf_tensor **out) {
+  sf_backend *be = a ? sf_backend_of(a) : NULL;
+  if (!be || !be->train || !be->train->unary_bwd || !sf_same_shape(g, a)) return 1;
+  sf_tensor *gc = sf_contiguous(g), *ac = gc ? sf_contiguous(a) : NULL;
+  sf_tensor *dx = ac ? sf_empty(a->ndim, a->shape, g->dtype, sf_device_of(a)) : NULL;
+  int rc = dx ? be->train->unary_bwd(op, dx, gc, ac) : -1;
+  sf_release(gc), sf_release(ac);
+  if (rc) { sf_release(dx); return rc; }
+  *out = dx;
+  return 0;
+}
+
 static int bw_unary(sf_node *n, sf_tensor **go, sf_tensor **gi) {
   sf_tensor *g = go[0], *a = n->saved[0], *y = n->saved[1];
   double p0 = n->p[0], p1 = n->p[1];
   sf_tensor *r = NULL;
+  int fr = fused_unary_bw((sf_unary_op)n->ip[0], g, a, &gi[0]);
+  if (fr <= 0) return fr;
   switch ((sf_unary_op)n->ip[0]) {
   case SF_UN_NEG: r = sf_unary(SF_UN_NEG, g, 0, 0); break;
   case SF_UN_ABS: r = mul_own(sf_retain(g), sf_unary(SF_UN_SIGN, a, 0, 0)); break;
@@ -147,6 +164,7 @@ sf_tensor *sf_ag_unary(sf_tensor *out, sf_unary_op op, sf_tensor *a, double p0, 
   n->p[0] = p0;
   n->p[1] = p1;
   bool need_a = op == SF_UN_ABS || op == SF_UN_LOG || op == SF_UN_SIN || op == SF_UN_COS || op == SF_UN_SILU ||
+                op == SF_UN_TANH || op == SF_UN_SIGMOID ||
                 op == SF_UN_GELU_TANH || op == SF_UN_GELU || op == SF_UN_RELU || op == SF_UN_SQUARE ||
                 op == SF_UN_POW || op == SF_UN_CLAMP;
   bool need_y = op == SF_UN_EXP || op == SF_UN_SQRT || op == SF_UN_RSQRT || op == SF_UN_TANH || op == SF_UN_SIGMOID ||

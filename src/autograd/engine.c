@@ -8,6 +8,22 @@
 #include "autograd/ag_internal.h"
 #include "core/error.h"
 
+/* SFWB_AUTOGRAD_PROFILE=1: time spent in each op's backward, printed to stderr after each backward */
+#include <time.h>
+typedef struct { const char *name; double s; int n; } prof_ent;
+static prof_ent prof[64];
+static int nprof, prof_on = -1;
+static double now_s(void) { struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); return ts.tv_sec + 1e-9 * ts.tv_nsec; }
+static void prof_add(const char *name, double s) {
+  for (int i = 0; i < nprof; i++)
+    if (prof[i].name == name) { prof[i].s += s; prof[i].n++; return; }
+  if (nprof < 64) prof[nprof++] = (prof_ent){name, s, 1};
+}
+static void prof_dump(void) {
+  for (int i = 0; i < nprof; i++) fprintf(stderr, "backward %-14s %4d calls %9.3f s\n", prof[i].name, prof[i].n, prof[i].s);
+  nprof = 0;
+}
+
 static _Atomic uint64_t next_epoch = 1;
 
 /* ---- a max-heap on node creation order: later nodes first keeps activations short-lived ---- */
@@ -225,10 +241,13 @@ int sf_backward(sf_tensor *root, sf_tensor *grad, bool retain_graph) {
           sf_release(n->buf[k]);
           n->buf[k] = c;
         }
+      if (prof_on < 0) prof_on = getenv("SFWB_AUTOGRAD_PROFILE") != NULL;
+      double t0 = prof_on ? now_s() : 0;
       if (!rc && n->backward(n, n->buf, gi)) {
         sf_error_prefix("backward of '%s': ", n->name);
         rc = -1;
       }
+      if (prof_on) prof_add(n->name, now_s() - t0);
     }
     clear_buf(n);
     if (!retain_graph) {
@@ -259,6 +278,7 @@ int sf_backward(sf_tensor *root, sf_tensor *grad, bool retain_graph) {
 
 done:
 #undef ADD_ALL
+  if (prof_on > 0) prof_dump();
   sf_release(g);
   for (int i = 0; i < n_all; i++) clear_buf(all[i]);
   free(all);

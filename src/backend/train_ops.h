@@ -37,6 +37,9 @@ typedef struct sf_train_ops {
   int (*sum_sq)(const sf_tensor *t, double *out);
   /* shadow (f32) = decay * shadow + (1 - decay) * param */
   int (*ema)(sf_tensor *shadow, const sf_tensor *param, double decay);
+  /* optional fused backward of an activation (sf_unary_op): dx = dy * f'(x), all contiguous, same shape, dx
+   * of dy's dtype. Returns 1 (nothing written) for ops it does not fuse; NULL = none fused. */
+  int (*unary_bwd)(int op, sf_tensor *dx, const sf_tensor *dy, const sf_tensor *x);
 } sf_train_ops;
 
 #ifdef __cplusplus

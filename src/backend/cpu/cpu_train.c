@@ -163,6 +163,9 @@ static int cpu_attention_bwd(sf_tensor *dq, sf_tensor *dk, sf_tensor *dv, const 
   const int64_t qg = ds && ds->q_group > 0 ? ds->q_group : Lq;
   const float *lsep = sf_data_ptr(lse);
   int rc = 0;
+  /* the heads run in parallel: OpenBLAS's own threads inside would fight them (measured 35x slower) */
+  const int blas_threads = openblas_get_num_threads();
+  if (B * H > 1) openblas_set_num_threads(1);
 #pragma omp parallel if (B * H > 1)
   {
     float *K = malloc(sizeof(float) * (size_t)(Lk * d)), *V = malloc(sizeof(float) * (size_t)(Lk * d));
@@ -234,7 +237,37 @@ static int cpu_attention_bwd(sf_tensor *dq, sf_tensor *dk, sf_tensor *dv, const 
     }
     free(K); free(V); free(dK); free(dV); free(Q); free(dO); free(O); free(dQ); free(P); free(dP);
   }
+  openblas_set_num_threads(blas_threads);
   return rc ? sf_error("attention backward: out of memory") : 0;
+}
+
+/* ---- elementwise backward of the activations (one pass instead of a chain of core ops) ---- */
+
+static int cpu_unary_bwd(int op, sf_tensor *dx, const sf_tensor *dy, const sf_tensor *x) {
+  const int64_t n = sf_numel(x);
+  const void *gp = sf_data_ptr(dy), *xp = sf_data_ptr(x);
+  void *op_ = sf_data_ptr(dx);
+  if (op != SF_UN_GELU_TANH && op != SF_UN_SILU && op != SF_UN_TANH && op != SF_UN_SIGMOID) return 1; /* not fused */
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i++) {
+    const double a = ldd(xp, x->dtype, i), g = ldd(gp, dy->dtype, i);
+    double d;
+    if (op == SF_UN_GELU_TANH) {
+      const double k = 0.7978845608028654, c = 0.044715, t = tanh(k * (a + c * a * a * a));
+      d = 0.5 * (1 + t) + 0.5 * a * (1 - t * t) * k * (1 + 3 * c * a * a);
+    } else if (op == SF_UN_SILU) {
+      const double s = 1 / (1 + exp(-a));
+      d = s * (1 + a * (1 - s));
+    } else if (op == SF_UN_TANH) {
+      const double t = tanh(a);
+      d = 1 - t * t;
+    } else {
+      const double s = 1 / (1 + exp(-a));
+      d = s * (1 - s);
+    }
+    std_(op_, dx->dtype, i, g * d);
+  }
+  return 0;
 }
 
 /* ---- optimizer pieces ---- */
@@ -299,6 +332,7 @@ const sf_train_ops sf_cpu_train_ops = {
   .adamw = cpu_adamw,
   .sum_sq = cpu_sum_sq,
   .ema = cpu_ema,
+  .unary_bwd = cpu_unary_bwd,
 };
 
 /* ---- CPU memory statistics: the backend's alloc/free wrapped with byte counters (live bytes and peak),
