@@ -420,6 +420,28 @@ static void test_allocator(void) {
   CHECK(x->memory(5, &s3) != 0);
 }
 
+static void test_pinned_async(void) {
+  const sf_gpu_ext *x = sf_gpu_ext_for(SF_DEV_EMU);
+  int64_t n = 4099;
+  float *h = x->host_alloc(n * sizeof(float)), *back = x->host_alloc(n * sizeof(float));
+  CHECK(h && back);
+  if (!h || !back) return;
+  for (int64_t i = 0; i < n; i++) h[i] = (float)i * 0.5f;
+  sf_tensor *t = sf_empty(1, &n, SF_F32, EMU);
+  CHECK(x->copy_async(0, sf_data_ptr(t), h, n * sizeof(float), 1) == 0);
+  sf_tensor *u = sf_binary_scalar(SF_BIN_MUL, t, 2.0, false); /* stream order: runs after the copy */
+  CHECK(x->copy_async(0, back, sf_data_ptr(u), n * sizeof(float), 0) == 0);
+  CHECK(x->synchronize(0) == 0);
+  int bad = 0;
+  for (int64_t i = 0; i < n; i++) bad += back[i] != (float)i;
+  CHECK(bad == 0);
+  /* a host pointer is not device memory: the copy fails like the real API */
+  CHECK(x->copy_async(0, h, back, 16, 1) != 0);
+  sf_release(t); sf_release(u);
+  x->host_free(h);
+  x->host_free(back);
+}
+
 static void test_errors(void) {
   int64_t n = 4;
   sf_tensor *a = sf_zeros(1, &n, SF_F32, sf_cpu()), *b = sf_zeros(1, &n, SF_F32, EMU);
@@ -446,6 +468,7 @@ int main(void) {
   RUN(test_random);
   RUN(test_cat);
   RUN(test_allocator);
+  RUN(test_pinned_async);
   RUN(test_errors);
   TEST_DONE();
 }

@@ -61,6 +61,21 @@ static int svc_sync(int index) {
 extern bool sf_gemm_allow_tf32;
 static void svc_tf32(int on) { sf_gemm_allow_tf32 = on != 0; }
 
+static void *svc_host_alloc(size_t n) {
+  void *p = NULL;
+  if (sf_cuda_check(cudaMallocHost(&p, n ? n : 1), "allocating pinned host memory")) return NULL;
+  return p;
+}
+static void svc_host_free(void *p) {
+  if (p) cudaFreeHost(p);
+}
+static int svc_copy_async(int index, void *dst, const void *src, size_t n, int to_device) {
+  if (!n) return 0;
+  if (sf_dev_enter(index)) return -1;
+  return sf_cuda_check(cudaMemcpyAsync(dst, src, n, to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost,
+                                       sf_cuda_stream()), "asynchronous copy");
+}
+
 static int svc_unique_id(void *id128) {
   ncclUniqueId id;
   if (nccl_check(ncclGetUniqueId(&id), "ncclGetUniqueId")) return -1;
@@ -118,7 +133,7 @@ static int svc_broadcast(sf_gpu_comm *c, const void *send, void *recv, size_t co
   return finish(c, ncclBroadcast(send, recv, count, t, root, SF_COMM(c), sf_cuda_stream()), "broadcast");
 }
 
-const sf_gpu_ext sf_gpu_services = {svc_memory,     svc_empty,          svc_reset_peak, svc_sync, svc_tf32,
+const sf_gpu_ext sf_gpu_services = {svc_memory,     svc_empty,          svc_reset_peak, svc_sync, svc_tf32, svc_host_alloc, svc_host_free, svc_copy_async,
                                     svc_unique_id,  svc_comm_init,      svc_comm_free,  svc_all_reduce,
                                     svc_reduce_scatter, svc_all_gather, svc_broadcast};
 

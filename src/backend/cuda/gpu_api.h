@@ -30,6 +30,11 @@ typedef struct sf_gpu_ext {
   int (*reset_peak)(int index);
   int (*synchronize)(int index);
   void (*set_allow_tf32)(int on); /* f32 GEMMs may round inputs to TF32 (as torch.backends.cuda.matmul.allow_tf32) */
+  /* pinned (page-locked) host memory and copies that only enqueue on the device's stream: the host
+   * buffer must stay alive and untouched until synchronize(index) */
+  void *(*host_alloc)(size_t nbytes);
+  void (*host_free)(void *p);
+  int (*copy_async)(int index, void *dst, const void *src, size_t nbytes, int to_device);
   /* collectives on contiguous device buffers of `count` elements of dtype dt (count is per rank's
    * input for reduce_scatter: recv holds count elements, send count*nranks; all_gather: send holds
    * count, recv count*nranks) */
