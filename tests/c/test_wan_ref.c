@@ -166,7 +166,8 @@ static void run_case_on(const char *cs, const char *dir, sf_device dev) {
     sf_wan_fwd_opts_init(&o);
     cJSON *st = cJSON_GetObjectItem(call, "start");
     if (st) {
-      if (!kv) kv = sf_wan_kv_new(m, B, F, 0), xc = sf_wan_xcache_new(m);
+      cJSON *kvf = cJSON_GetObjectItem(man, "kv_frames");
+      if (!kv) kv = sf_wan_kv_new(m, B, kvf ? (int64_t)kvf->valuedouble : F, 0), xc = sf_wan_xcache_new(m);
       o.kv = kv, o.xcache = xc, o.start_frame = (int64_t)st->valuedouble;
       o.tag.chunk = (int64_t)cJSON_GetObjectItem(call, "chunk")->valuedouble;
       o.tag.step = (int64_t)cJSON_GetObjectItem(call, "step")->valuedouble;
@@ -251,7 +252,7 @@ static void run_case_on(const char *cs, const char *dir, sf_device dev) {
 
 static bool g_emu;
 static char g_base[512];
-static const char *ALL_CASES = "t2v_bidir,i2v_bidir,train,train_indep,train_local,kv,kv_b1,kv_b2,kv_i2v";
+static const char *ALL_CASES = "t2v_bidir,i2v_bidir,train,train_indep,train_local,kv,kv_b1,kv_b2,kv_b3,kv_i2v";
 
 /* the reference data of every case, made by one python run (torch imports once) */
 static int make_refs(const char *cases) {
@@ -286,6 +287,7 @@ static void kv_global(void) { run_case("kv"); }
 static void kv_window_sink_b1(void) { run_case("kv_b1"); }
 static void kv_window_sink_b2(void) { run_case("kv_b2"); }
 static void kv_i2v(void) { run_case("kv_i2v"); }
+static void kv_extension_rope_offset_b3(void) { run_case("kv_b3"); }
 
 /* the output must not change by a single bit when captures are attached (all paths) */
 static void capture_keeps_output_bits(void) {
@@ -424,6 +426,7 @@ int main(int argc, char **argv) {
   RUN(kv_window_sink_b1);
   RUN(kv_window_sink_b2);
   RUN(kv_i2v);
+  RUN(kv_extension_rope_offset_b3);
   RUN(capture_keeps_output_bits);
   RUN(capture_hand_checked);
   RUN(capture_tokens_match_frames);

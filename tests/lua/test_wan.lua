@@ -196,6 +196,29 @@ T.case("bf16 through the windowed KV cache: cpu and emu agree, within bf16 toler
   end
 end)
 
+T.case("sharded folder: index.json weight_map over two shards loads like the single file", function()
+  local dir, man, d = ref("t2v_bidir")
+  local sd = sfwb.wan.load(dir):state_dict()
+  local sh = T.tmpdir("wan-sharded")
+  local a, b, map, n = {}, {}, {}, 0
+  for k, v in pairs(sd) do
+    n = n + 1
+    local file = (n % 2 == 0) and "diffusion_pytorch_model-00001-of-00002.safetensors" or "diffusion_pytorch_model-00002-of-00002.safetensors"
+    if n % 2 == 0 then a[k] = v else b[k] = v end
+    map[#map + 1] = string.format("%q: %q", k, file)
+  end
+  sfwb.save(sh .. "/diffusion_pytorch_model-00001-of-00002.safetensors", a)
+  sfwb.save(sh .. "/diffusion_pytorch_model-00002-of-00002.safetensors", b)
+  local f = io.open(sh .. "/diffusion_pytorch_model.safetensors.index.json", "w")
+  f:write('{"metadata": {}, "weight_map": {' .. table.concat(map, ", ") .. '}}')
+  f:close()
+  os.execute(string.format("cp '%s/config.json' '%s/'", dir, sh))
+  local m = sfwb.wan.load(sh)
+  local c = man.calls[1]
+  T.close(m:forward(d[c.x], d[c.t], d.context), d[c.out], 1e-4, "sharded")
+  os.execute(string.format("rm -rf '%s'", sh))
+end)
+
 T.case("sfwb.wan.new: random init from a config table, requires_grad_", function()
   local m = sfwb.wan.new({dim = 32, ffn_dim = 48, num_heads = 2, num_layers = 1, text_dim = 8, text_len = 4, freq_dim = 16},
                          {causal = true, num_frame_per_block = 1})

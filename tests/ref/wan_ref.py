@@ -198,7 +198,8 @@ class Capture:
             mask = torch.ones(Lq, k.shape[1], dtype=torch.bool)
         probs = torch.softmax(lm, dim=-1)
         qg = torch.nn.functional.one_hot(torch.tensor(q_grp), nq).double()   # [Lq, nq]
-        kg = torch.nn.functional.one_hot(torch.tensor(k_grp), nk).double()   # [Lk, nk]
+        # never-written cache slots (id -1) are attended (zeros) but belong to no frame: an extra column, dropped
+        kg = torch.nn.functional.one_hot(torch.tensor([j if j >= 0 else nk for j in k_grp]), nk + 1).double()[:, :nk]
         m = mask.double()
         cnt = qg.t() @ m @ kg                                                # visible pairs per cell
         lsum = torch.einsum("qa,bnqk,kc->nac", qg, (logits.double() * m), kg) / B
@@ -436,6 +437,8 @@ def run_case(name, seed, out):
         if name == "kv_b2":
             F = 9
             causal.update(num_frame_per_block=3, local_attn_size=5, sink_size=1)
+        if name == "kv_b3":  # video extension: the first call starts at frame 5 on an empty cache
+            F = 3
         if name == "kv_i2v":
             cfgd = dict(TINY_I2V)
             F = 4
@@ -483,10 +486,13 @@ def run_case(name, seed, out):
                 data["c0_" + k + "_" + w] = a
     else:
         nf, ind = causal["num_frame_per_block"], causal["independent_first_frame"]
-        kv = KVCache(c, B, S, F, causal["local_attn_size"], causal["sink_size"])
+        f_start = 5 if name == "kv_b3" else 0
+        kv_frames = F + f_start
+        meta["kv_frames"] = kv_frames
+        kv = KVCache(c, B, S, kv_frames, causal["local_attn_size"], causal["sink_size"])
         blocks = [1] + [nf] * ((F - 1) // nf) if ind else [nf] * (F // nf)
         steps = [1000.0, 937.5, 833.25]
-        start, ci = 0, 0
+        start, ci = f_start, 0
         for chunk, nb in enumerate(blocks):
             xc = rnd(B, 16, nb, H, W)
             if c.model_type == "i2v":
