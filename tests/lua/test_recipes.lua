@@ -118,6 +118,17 @@ T.case("extract_attention: one rollout, all layers, provenance, figures", functi
   T.eq(pngs, 4 * 3 * 2 + 2, "per (layer, step 1 + 4 + refresh): head grid + profile; mosaic + layer profile")
 end)
 
+T.case("extract_attention: several prompts, one rollout and one folder each, an index", function()
+  local code, r = require("sfwb.recipes.extract_attention").main(args({"--no_checkpoint", "--prompt", "a red bird",
+    "--prompt", "a blue car", "--num_frames", 3, "--layers", "0", "--output_dir", root .. "/att_multi"}))
+  T.eq(code, 0)
+  T.eq(#r.runs, 2)
+  local idx = json.read(r.index)
+  T.eq(idx.runs[2].prompt, "a blue car")
+  T.eq(C.safetensors_metadata(idx.runs[2].path).prompt, "a blue car")
+  T.check(idx.runs[1].folder ~= idx.runs[2].folder, "separate folders")
+end)
+
 T.case("extract_attention: mass with query_mean reduction, per-layer scale", function()
   local out = root .. "/att_qm"
   local code, r = require("sfwb.recipes.extract_attention").main(args({"--no_checkpoint", "--prompt", "a red bird",

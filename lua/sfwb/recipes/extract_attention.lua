@@ -16,7 +16,8 @@ M.spec = {
     {"--checkpoint_path", "PT", "Self-Forcing checkpoint; default $SFWB_CKPT"},
     {"--no_checkpoint", false, "base Wan weights only", false},
     {"--use_ema", false, "generator_ema instead of generator", false},
-    {"--prompt", "TEXT", "the prompt", "A majestic eagle soaring through a cloudy sky, cinematic lighting"},
+    {"--prompt", "TEXT", "a prompt (repeatable; default: the fork's eagle prompt)", list = true},
+    {"--data_path", "TXT", "a prompt file: one rollout (all layers) per prompt, each in its own folder"},
     {"--num_frames", "N", "latent frames", 21},
     {"--height", "PX", "video height", 480},
     {"--width", "PX", "video width", 832},
@@ -236,6 +237,27 @@ function M.main(argv)
                                  timestep_shift = s.timestep_shift, local_attn_size = s.local_attn_size,
                                  sink_size = s.sink_size, dtype = o.dtype}
   local spec = M.capture_spec(o, m.config.num_layers, #p._steps)
+  local prompts = C.prompts(o, M.default_prompt)
+  if #prompts == 1 then return M.run_one(o, p, m, spec, prompts[1], o.output_dir, prov, s, label, t0) end
+  -- several prompts: one rollout each (every layer at once), one folder each, an index of them all
+  local runs, index = {}, {}
+  for i, prompt in ipairs(prompts) do
+    local dir = string.format("%s/%02d-%s", o.output_dir, i - 1, C.prompt_stem(prompt):gsub("[^%w]+", "_"):sub(1, 40))
+    print(string.format("[%d/%d] %s", i, #prompts, prompt))
+    local _, r = M.run_one(o, p, m, spec, prompt, dir, prov, s, label, sfwb.time())
+    runs[i] = r
+    index[i] = {prompt = prompt, path = r.path, folder = dir}
+  end
+  json.write(o.output_dir .. "/index.json", {runs = index, weights = label, provenance = prov})
+  print("wrote    " .. o.output_dir .. "/index.json")
+  return 0, {runs = runs, index = o.output_dir .. "/index.json"}
+end
+
+M.default_prompt = "A majestic eagle soaring through a cloudy sky, cinematic lighting"
+
+-- one prompt: generate with the captures on, save tensors + provenance, figures, statistics
+function M.run_one(o, p, m, spec, prompt, out_dir, prov, s, label, t0)
+  o = setmetatable({prompt = prompt, output_dir = out_dir}, {__index = o})
   local cap = M.capture(m, spec)
   local what = {}
   for _, cb in ipairs(spec.combos) do what[#what + 1] = cb.pass .. "@" .. cb.step end
