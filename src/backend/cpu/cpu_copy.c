@@ -18,7 +18,7 @@ static void copy_seg(void *vctx, char *const *p, const int64_t *s, int64_t n) {
   const copy_ctx *c = vctx;
   if (c->dst == c->src) {
     size_t es = sf_dtype_size(c->dst);
-    if (s[0] == 1 && s[1] == 1) { memcpy(p[0], p[1], (size_t)n * es); return; }
+    if (s[0] == 1 && s[1] == 1) { memmove(p[0], p[1], (size_t)n * es); return; } /* views may overlap */
     switch (es) {
     case 1: RAW_COPY(uint8_t); break;
     case 2: RAW_COPY(uint16_t); break;

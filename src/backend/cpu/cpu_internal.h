@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_pool.h"
 #include "core/error.h"
 
 /* loops over fewer elements stay on one thread: below this the fork/join costs more than it saves */
@@ -66,7 +67,6 @@ static inline int32_t sf_cpu_d2i32(double x) {
   return INT32_MIN;
 }
 
-int sf_cpu_threads(int64_t work, int64_t par_min);
 
 /* memory (cpu_alloc.c): large blocks are recycled; flush returns the cached ones to the OS */
 void *sf_cpu_alloc(sf_device dev, size_t nbytes);

@@ -1,7 +1,6 @@
 /* cpu_iter.c — the CPU backend's strided iterator: dims are ordered by the output's strides,
- * size-1 dims dropped and mergeable dims fused, then the element range is split across OpenMP
- * threads and walked as contiguous runs of the innermost dim. */
-#include <omp.h>
+ * size-1 dims dropped and mergeable dims fused, then the element range is split across the pool's
+ * threads (cpu_pool.h) and walked as contiguous runs of the innermost dim. */
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
@@ -103,12 +102,14 @@ static void run_range(const sf_cpu_iter *it, int64_t start, int64_t end, sf_cpu_
   }
 }
 
-int sf_cpu_threads(int64_t work, int64_t par_min) {
-  if (work < par_min || omp_in_parallel()) return 1;
-  int nt = omp_get_max_threads();
-  int64_t most = work / (par_min / 2 > 0 ? par_min / 2 : 1); /* at least par_min/2 elements per thread */
-  if (most < nt) nt = (int)(most > 1 ? most : 1);
-  return nt;
+typedef struct { const sf_cpu_iter *it; sf_cpu_seg_fn fn; void *ctx; } run_job;
+
+static void run_part(void *vjob, int t, int n) {
+  const run_job *j = vjob;
+  int64_t total = j->it->numel;
+  /* split on 64-element boundaries so threads rarely share a cache line of the output */
+  int64_t start = (total * t / n) & ~(int64_t)63, end = t == n - 1 ? total : (total * (t + 1) / n) & ~(int64_t)63;
+  if (end > start) run_range(j->it, start, end, j->fn, j->ctx);
 }
 
 void sf_cpu_iter_run(const sf_cpu_iter *it, sf_cpu_seg_fn fn, void *ctx, int64_t par_min) {
@@ -116,11 +117,6 @@ void sf_cpu_iter_run(const sf_cpu_iter *it, sf_cpu_seg_fn fn, void *ctx, int64_t
   if (total <= 0) return;
   int nt = sf_cpu_threads(total, par_min);
   if (nt <= 1) { run_range(it, 0, total, fn, ctx); return; }
-#pragma omp parallel num_threads(nt)
-  {
-    int t = omp_get_thread_num(), n = omp_get_num_threads();
-    /* split on 64-element boundaries so threads rarely share a cache line of the output */
-    int64_t start = (total * t / n) & ~(int64_t)63, end = t == n - 1 ? total : (total * (t + 1) / n) & ~(int64_t)63;
-    if (end > start) run_range(it, start, end, fn, ctx);
-  }
+  run_job j = {it, fn, ctx};
+  sf_cpu_parallel(nt, run_part, &j);
 }

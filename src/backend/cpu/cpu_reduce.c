@@ -5,7 +5,6 @@
  * inner dim has unit stride and the reduced one does not — then whole rows are folded into
  * per-column accumulators, which keeps memory access sequential. */
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -264,6 +263,20 @@ static void red_seg(void *vctx, char *const *p, const int64_t *s, int64_t n) {
   }
 }
 
+/* one long row split across threads: thread t folds positions [R t / n, R (t+1) / n) */
+typedef struct {
+  sf_reduce_op op;
+  sf_dtype dt;
+  const char *p;
+  int64_t sd, R;
+  racc parts[64];
+} split_job;
+
+static void split_part(void *vj, int t, int n) {
+  split_job *j = vj;
+  j->parts[t] = row_partial(j->op, j->dt, j->p, j->sd, j->R * t / n, j->R * (t + 1) / n);
+}
+
 int sf_cpu_reduce(sf_reduce_op op, sf_tensor *out, const sf_tensor *a, int dim) {
   if (op < 0 || op >= SF_RED_COUNT) return sf_error("cpu reduce: unknown op %d", (int)op);
   if (dim < 0 || dim >= a->ndim) return sf_error("cpu reduce: dim %d out of range for a %d-d tensor", dim, a->ndim);
@@ -301,15 +314,11 @@ int sf_cpu_reduce(sf_reduce_op op, sf_tensor *out, const sf_tensor *a, int dim) 
         oo += i * it.stride[0][d];
         ao += i * it.stride[1][d];
       }
-      racc parts[64];
+      split_job sj = {op, a->dtype, ob[1] + ao * (int64_t)ea, c.sd, R};
+      for (int t = 0; t < 64; t++) sj.parts[t] = acc_init(op);
       if (nt > 64) nt = 64;
-#pragma omp parallel num_threads(nt)
-      {
-        int t = omp_get_thread_num(), k = omp_get_num_threads();
-        int64_t st = R * t / k, en = R * (t + 1) / k;
-        parts[t] = row_partial(op, a->dtype, ob[1] + ao * (int64_t)ea, c.sd, st, en);
-        if (t == 0) for (int u = k; u < nt; u++) parts[u] = acc_init(op); /* fewer threads than asked */
-      }
+      sf_cpu_parallel(nt, split_part, &sj);
+      racc *parts = sj.parts;
       racc acc = parts[0];
       for (int t = 1; t < nt; t++) acc_combine(op, ints, &acc, &parts[t]);
       acc_store(op, ints, &acc, R, out->dtype, ob[0] + oo * (int64_t)eo);
