@@ -96,7 +96,34 @@ function AdamW:state_dict()
           weight_decay = g.weight_decay, amsgrad = false, maximize = false, params = ids}}}
 end
 
+-- sfwb.load flattens nested dicts to dotted names ("state.0.exp_avg", "param_groups.0.lr"): rebuild them
+local function unflatten(flat)
+  local out = {}
+  for k, v in pairs(flat) do
+    local t, parts = out, {}
+    for seg in tostring(k):gmatch("[^.]+") do parts[#parts + 1] = math.tointeger(tonumber(seg)) or seg end
+    for i = 1, #parts - 1 do
+      t[parts[i]] = t[parts[i]] or {}
+      t = t[parts[i]]
+    end
+    t[parts[#parts]] = v
+  end
+  return out
+end
+
+local function list1(t) -- a 0-based list from a file as a 1-based Lua list
+  if type(t) == "table" and t[0] ~= nil then
+    local r, i = {}, 0
+    while t[i] ~= nil do r[i + 1] = t[i]; i = i + 1 end
+    return r
+  end
+  return t
+end
+
 function AdamW:load_state_dict(sd)
+  if sd.state == nil and sd.param_groups == nil then sd = unflatten(sd) end
+  sd.param_groups = list1(sd.param_groups)
+  if sd.param_groups and sd.param_groups[1] then sd.param_groups[1].betas = list1(sd.param_groups[1].betas) end
   local n = #self.params
   self.state = {}
   for k, st in pairs(sd.state or {}) do

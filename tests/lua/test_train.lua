@@ -65,8 +65,8 @@ T.case("adamw state_dict round trip continues identically", function()
       if split and s == 4 then
         local sd = opt:state_dict()
         sfwb.save(dir .. "/opt.pt", sd)
-        opt = sfwb.optim.adamw({w = p}, {lr = 0.1})
-        opt:load_state_dict(sd)
+        opt = sfwb.optim.adamw({w = p}, {lr = 0.5, betas = {0.5, 0.5}})
+        opt:load_state_dict(sfwb.load(dir .. "/opt.pt")) -- torch-loadable .pt, read back flattened
       end
       local loss = (p * p):sum()
       opt:zero_grad()
@@ -77,6 +77,18 @@ T.case("adamw state_dict round trip continues identically", function()
   end
   local a, b = run(false), run(true)
   T.eq((a - b):abs():max():item(), 0.0)
+end)
+
+T.case("optimizer state .pt loads in torch with torch's layout", function()
+  if not have_torch then print("  (skipped: no python3-torch)") return end
+  local p = sfwb.randn({3}):requires_grad_()
+  local opt = sfwb.optim.adamw({p}, {lr = 0.1, betas = {0.0, 0.999}})
+  p.grad = sfwb.ones({3})
+  opt:step()
+  sfwb.save(dir .. "/o.pt", opt:state_dict())
+  T.eq(os.execute(T.python .. [[ -c "import torch,sys; d=torch.load(sys.argv[1]); g=d['param_groups'][0]; ]]
+    .. [[s=d['state']['0']; assert g['betas']==[0.0,0.999] and g['lr']==0.1 and float(s['step'])==1.0; ]]
+    .. [[assert torch.allclose(s['exp_avg'], torch.ones(3))" ]] .. dir .. "/o.pt"), true)
 end)
 
 T.case("clip_grad_norm leaves small gradients alone and returns the norm", function()
@@ -100,6 +112,11 @@ T.case("ema follows shadow = d*shadow + (1-d)*param, starts late, copies back", 
   T.near(ema:state_dict().a[1][1], 0.9 * 1 + 0.1 * 3, 1e-6)
   T.near(ema:state_dict().b[1], 0.9 * 2 + 0.1 * 4, 1e-6)
   T.eq(ema:state_dict().b:dtype(), "f32")
+  sfwb.save(dir .. "/ema.pt", ema:state_dict()) -- {name = f32 tensor}, as Self-Forcing's generator_ema
+  local e2 = sfwb.ema(m, 0.9, {start_step = 100})
+  e2:load_state_dict(sfwb.load(dir .. "/ema.pt"))
+  T.eq(e2.started, true)
+  T.eq((e2:state_dict().a - ema:state_dict().a):abs():max():item(), 0.0)
   ema:copy_to(m)
   T.near(m.a[2][2], 1.2, 1e-6)
   T.eq(m.b:dtype(), "bf16")
