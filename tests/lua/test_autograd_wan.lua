@@ -95,6 +95,30 @@ T.case("forward {checkpoint=true}: identical gradients, lower peak memory", func
   end
 end)
 
+T.case("bf16 DiT: f32 gradients within bf16 tolerance of the f32 model's, AdamW keeps f32 master weights", function()
+  sfwb.manual_seed(3)
+  local cfg = {dim = 32, ffn_dim = 64, num_heads = 2, num_layers = 2, in_dim = 4, out_dim = 4, text_dim = 16,
+               text_len = 8, freq_dim = 32}
+  local m = sfwb.wan.new(cfg)
+  local mb = m:clone():to("bf16")
+  m:requires_grad_(true)
+  mb:requires_grad_(true)
+  local x, t, ctx, R = sfwb.randn({1, 4, 3, 4, 4}), sfwb.tensor({500.0}), sfwb.randn({1, 5, 16}), sfwb.randn({1, 4, 3, 4, 4})
+  for _, mm in ipairs({m, mb}) do (mm:forward(x, t, ctx) * R):sum():backward() end
+  local worst = 0
+  for name, p in pairs(m:parameters()) do
+    local g = mb:parameters()[name].grad
+    T.eq(g:dtype(), "f32", name)
+    worst = math.max(worst, (g - p.grad):abs():max():item() / p.grad:abs():max():item())
+  end
+  print(("  bf16 vs f32 parameter gradients: worst relative difference %.3g"):format(worst))
+  T.check(worst < 0.1, "bf16 gradients too far from f32")
+  local opt = sfwb.optim.adamw(mb, {lr = 1e-3})
+  opt:step()
+  T.eq(mb:parameters()["head.head.weight"]:dtype(), "bf16")
+  T.eq(opt.state[1].master:dtype(), "f32")
+end)
+
 T.case("KV-cache path: gradients reach the current chunk's keys and values (past detached)", function()
   sfwb.manual_seed(9)
   local cfg = {dim = 32, ffn_dim = 64, num_heads = 2, num_layers = 2, in_dim = 4, out_dim = 4, text_dim = 16,
