@@ -36,6 +36,21 @@ T.case("every recipe answers --help", function()
   T.raises(function() require("sfwb.recipes.generate").main({"--frobnicate"}) end, "unknown option")
 end)
 
+T.case("sha256 of weights: right, cached on disk, recomputed when the file changes", function()
+  local f = root .. "/h.bin"
+  local h = io.open(f, "wb") h:write("abc") h:close()
+  T.eq(C.sha256(f), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+  local g = root .. "/h2.bin"
+  h = io.open(g, "wb") h:write("abc") h:close()
+  T.eq(C.sha256(g), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+  h = io.open(g, "wb") h:write("abcd") h:close()
+  os.execute("touch -d '2001-01-01' '" .. g .. "'")
+  package.loaded["sfwb.recipes.common"] = nil -- a new process: only the disk cache survives
+  local C2 = require "sfwb.recipes.common"
+  T.eq(C2.sha256(g), "88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589")
+  T.eq(C2.sha256(f), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+end)
+
 T.case("generate: videos, latents, timings", function()
   local out = root .. "/gen"
   local code, s = require("sfwb.recipes.generate").main(args({"--checkpoint_path", P.checkpoint, "--use_ema",

@@ -131,15 +131,43 @@ function M.read_lines(path)
 end
 
 local sha_memo = {}
--- sha256 of a file, memoised per process (real DiT weights are GBs: hash once per run)
+
+local function cache_root()
+  local c = os.getenv("SFWB_CACHE")
+  if c and c ~= "" then return c end
+  c = os.getenv("SFWB_TEST_TMP") -- tests keep their caches out of $HOME
+  if c and c ~= "" then return c end
+  return (os.getenv("HOME") or "/tmp") .. "/.cache/sfwb"
+end
+
+-- sha256 of a file. Real weights are GBs (~15 s to hash), so hashes are kept per process and on disk
+-- in $SFWB_CACHE/sha256.json keyed by path, size and mtime: a changed file is hashed again.
 function M.sha256(path)
   if not path then return nil end
   if sha_memo[path] then return sha_memo[path] end
-  local p = io.popen("sha256sum '" .. path:gsub("'", "'\\''") .. "' 2>/dev/null")
+  local q = path:gsub("'", "'\\''")
+  local sp = io.popen("stat -L -c '%s %Y' '" .. q .. "' 2>/dev/null")
+  local st = sp and sp:read("l")
+  if sp then sp:close() end
+  if not st then return nil end
+  local key = path .. "|" .. st
+  local store = cache_root() .. "/sha256.json"
+  local ok, known = pcall(json.read, store)
+  if not ok or type(known) ~= "table" then known = {} end
+  if known[key] then
+    sha_memo[path] = known[key]
+    return known[key]
+  end
+  local p = io.popen("sha256sum '" .. q .. "' 2>/dev/null")
   local out = p and p:read("a") or ""
   if p then p:close() end
   local h = out:match("^(%x+)")
   sha_memo[path] = h
+  if h then
+    known[key] = h
+    M.mkdir(cache_root())
+    pcall(json.write, store, known)
+  end
   return h
 end
 
