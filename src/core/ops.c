@@ -561,7 +561,7 @@ static sf_tensor *matmul_impl(sf_tensor *a, sf_tensor *b) {
   }
   if (nbat + 2 > SF_MAX_DIMS) { sf_error("matmul: too many dims"); goto done; }
   int64_t esh[SF_MAX_DIMS];
-  memcpy(esh, bsh, sizeof(int64_t) * nbat);
+  if (nbat > 0) memcpy(esh, bsh, sizeof(int64_t) * nbat);
   Ac = sf_cast(A, dt);
   Bc = Ac ? sf_cast(B, dt) : NULL;
   if (!Bc) goto done;

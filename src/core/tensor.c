@@ -86,8 +86,9 @@ sf_tensor *sf_tensor_from_storage(sf_storage *s, sf_dtype dt, int ndim, const in
   t->offset = offset;
   t->ndim = ndim;
   t->dtype = dt;
-  memcpy(t->shape, shape, sizeof(int64_t) * ndim);
-  if (stride) memcpy(t->stride, stride, sizeof(int64_t) * ndim);
+  /* a 0-dim tensor may come with shape == NULL (memcpy of 0 bytes from NULL is still UB) */
+  if (ndim > 0) memcpy(t->shape, shape, sizeof(int64_t) * ndim);
+  if (ndim > 0 && stride) memcpy(t->stride, stride, sizeof(int64_t) * ndim);
   else contiguous_strides(ndim, shape, t->stride);
   return t;
 }
