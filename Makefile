@@ -29,8 +29,10 @@ bench: build
 ptxas: configure
 	@cmake --build $(BUILD) --target ptxas_report
 
+# third-party process-lifetime allocations (fontconfig, Open MPI, ...) are suppressed: tests/lsan.supp
 test-asan:
-	@$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DSFWB_ASAN=ON -DCMAKE_BUILD_TYPE=Debug"
+	@LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
+	 $(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DSFWB_ASAN=ON -DCMAKE_BUILD_TYPE=Debug"
 
 test-fuzz: deps
 	@sh tests/fuzz/run.sh
