@@ -7,14 +7,21 @@ local M = {}
 local VAE = {}
 VAE.__index = VAE
 
--- sfwb.vae.load(pth_or_state_dict, {mean={..}, std={..}}) — mean/std default to Wan's 16 constants
--- (zeros/ones for other z_dim). Computes on the cpu in f32; results come back on the input's device.
+-- sfwb.vae.load(pth_or_state_dict, {mean={..}, std={..}, device="cpu"}) — mean/std default to Wan's 16
+-- constants (zeros/ones for other z_dim). f32 compute: the fused CPU path on "cpu" (results come back on
+-- the input's device); on any other device (cuda:N, emu:N) the tensor-op forward of sfwb.vae_device with
+-- the backend's convolution kernel.
 function M.load(src, opts)
   opts = opts or {}
   local sd = type(src) == "table" and src or sfwb.load(src)
   sd = sfwb.t5._strip_prefixes(sd)
   local core = sfwb._vae.new(sd, {mean = opts.mean, std = opts.std})
-  return setmetatable({core = core, config = core:config()}, VAE)
+  local self = setmetatable({core = core, config = core:config(), device = opts.device or "cpu"}, VAE)
+  if self.device ~= "cpu" then
+    self.dev = require("sfwb.vae_device").new(sd, self.config, self.device)
+    self._streams = {}
+  end
+  return self
 end
 
 local function back(t, like)
@@ -24,21 +31,27 @@ end
 
 -- video [B, 3, T, H, W] in [-1, 1] -> latents [B, 1 + (T-1)//4, z, H/8, W/8] (normalised posterior mean)
 function VAE:encode(video)
+  if self.dev then return self.dev:encode(video) end
   return back(self.core:encode(video), video)
 end
 
 -- latents [B, F, z, h, w] -> video [B, 1 + 4(F-1), 3, 8h, 8w] clamped to [-1, 1]; fresh caches
 function VAE:decode(latents)
+  if self.dev then return self.dev:decode(latents) end
   return back(self.core:decode(latents), latents)
 end
 
 -- streaming decode: caches persist between calls (per batch row) until vae:reset(); the first chunk
 -- after a reset gives 1 + 4(F-1) frames, later chunks 4F frames, as cached_decode
 function VAE:decode_chunk(latents)
+  if self.dev then return self.dev:decode(latents, self._streams) end
   return back(self.core:decode_chunk(latents), latents)
 end
 
-function VAE:reset() self.core:reset() end
+function VAE:reset()
+  self.core:reset()
+  if self.dev then self._streams = {} end
+end
 VAE.clear_cache = VAE.reset
 
 -- y for Wan I2V: img [3, H, W] or [B, 3, H, W] in [-1, 1], num_frames pixel frames (1 + 4k, e.g. 81)
@@ -54,7 +67,7 @@ function VAE:i2v_condition(img, num_frames)
   local B, H, W = img:size(1), img:size(3), img:size(4)
   local video = sfwb.zeros({B, 3, num_frames, H, W})
   video:select(3, 1):copy_(img:float():cpu())
-  local lat = self.core:encode(video)                         -- [B, F, z, h, w]
+  local lat = self.dev and self.dev:encode(video):cpu() or self.core:encode(video)   -- [B, F, z, h, w]
   local F, h, w = lat:size(2), lat:size(4), lat:size(5)
   local mask = sfwb.zeros({B, 4, F, h, w})
   mask:narrow(3, 1, 1):fill_(1)

@@ -54,6 +54,35 @@ T.case("i2v_condition(img, 9) -> y [1, 20, 3, 4, 4]", function()
   T.raises(function() vae:i2v_condition(F.img, 8) end, "1 + 4k")
 end)
 
+-- a tiny VAE (dim 8, z 4: the spec's config E) for the device path, which is slow on the emulated GPU
+local tiny = T.tmpdir("vae-tiny")
+assert(os.execute(string.format("cd tests/ref && %s vae_ref.py '%s' 8 4", T.python, tiny)), "tiny reference failed")
+local FT = sfwb.load(tiny .. "/fixture.pt")
+
+T.case("tiny VAE (dim 8, z 4) on cpu", function()
+  local v = sfwb.vae.load(tiny .. "/vae.pth")
+  T.eq(v.config.z_dim, 4); T.eq(v.config.dim, 8)
+  T.close(v:encode(FT.video), FT.latents, 1e-4)
+  T.close(v:decode(FT.z), FT.decoded, 1e-4)
+end)
+
+T.case("emu: tensor-op VAE with the implicit-GEMM conv kernel (tiny config)", function()
+  local has_emu = false
+  for _, d in ipairs(sfwb.devices()) do if d == "emu:0" then has_emu = true end end
+  if not has_emu then print("  skipped: no emu device in this build") return end
+  local v = sfwb.vae.load(tiny .. "/vae.pth", {device = "emu:0"})
+  local lat = v:encode(FT.video)
+  T.eq(lat:device(), "emu:0")
+  local e1 = T.close(lat, FT.latents, 1e-4)
+  local e2 = T.close(v:decode(FT.z), FT.decoded, 1e-4)
+  v:reset()
+  local a = v:decode_chunk(FT.z:narrow(2, 1, 2))
+  local b = v:decode_chunk(FT.z:narrow(2, 3, 1))
+  local e3 = T.close(sfwb.cat({a, b}, 2), FT.stream, 1e-4)
+  local e4 = T.close(v:i2v_condition(FT.img, 9), FT.y, 1e-4)
+  print(string.format("  emu: worst relative errors encode %.3g decode %.3g stream %.3g y %.3g", e1, e2, e3, e4))
+end)
+
 T.case("errors name the problem", function()
   T.raises(function() vae:encode(sfwb.zeros({1, 3, 5, 30, 32})) end, "multiples of 8")
   T.raises(function() vae:decode(sfwb.zeros({1, 2, 4, 4, 4})) end, "[B, F, 16, h, w]")
