@@ -9,9 +9,20 @@
 #include "core/nn.h"
 #include "core/ops.h"
 
+/* the device backends' tables (src/backend/cuda/cuda_nn.cc); weak so CPU-only builds link. They are
+ * also attached at start-up, but static-initialisation order across C++ files is not guaranteed, so
+ * a backend found without a table is completed here. */
+__attribute__((weak)) const sf_nn_ops *sf_emu_nn_ops(void) { return NULL; }
+__attribute__((weak)) const sf_nn_ops *sf_cuda_nn_ops(void) { return NULL; }
+extern const sf_nn_ops sf_cpu_nn_ops;
+
 static const sf_nn_ops *nn_of(const sf_tensor *t, const char *op) {
   sf_backend *b = sf_backend_of(t);
   if (!b) return NULL;
+  if (!b->nn) {
+    const int ty = sf_device_of(t).type;
+    b->nn = ty == SF_DEV_EMU ? sf_emu_nn_ops() : ty == SF_DEV_CUDA ? sf_cuda_nn_ops() : ty == SF_DEV_CPU ? &sf_cpu_nn_ops : NULL;
+  }
   if (!b->nn) {
     char buf[32];
     sf_error("%s: the %s backend has no fused model ops (device %s)", op, b->name, sf_device_str(sf_device_of(t), buf, sizeof buf));

@@ -99,3 +99,9 @@ static struct attach {
 } g_attach;
 
 } // namespace SF_CUDA_NS
+
+#ifdef SF_EMU
+extern "C" const sf_nn_ops *sf_emu_nn_ops(void) { return &SF_CUDA_NS::g_nn; }
+#else
+extern "C" const sf_nn_ops *sf_cuda_nn_ops(void) { return &SF_CUDA_NS::g_nn; }
+#endif
