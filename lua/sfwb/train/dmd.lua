@@ -14,7 +14,7 @@ Trainer.__index = Trainer
 
 local function get(cfg, key, default)
   local v = cfg[key]
-  if v == nil or v == sfwb.config_null then return default end
+  if v == nil or (sfwb.config and v == sfwb.config.null) then return default end
   return v
 end
 
@@ -117,7 +117,8 @@ function M.new(cfg, parts)
   self.generator, self.critic, self.teacher = p.generator, p.fake_score, p.real_score
   self.text_encoder = p.text_encoder
   self.dataset = p.dataset
-  self.next_batch = batches(p.dataset, cfg, self.rank, self.world, seed)
+  -- Self-Forcing's DistributedSampler keeps its default seed 0 (LongLive 2.0 passes the run seed)
+  self.next_batch = batches(p.dataset, cfg, self.rank, self.world, get(cfg, "data_seed", 0))
 
   -- every rank starts from rank 0's weights (FSDP-style replicas; the original loads the same files)
   if self.dist then
