@@ -94,7 +94,18 @@ __global__ void sf_flash_attn_kernel(sf_k_attn_args a) {
     }
   }
   if (a.lse && tid < nq) a.lse[(b * a.H + h) * a.Lq + r0 + tid] = Ls[tid] > 0.0f ? Ms[tid] + logf(Ls[tid]) : -INFINITY;
-  if (!a.cap_logits && !a.cap_probs) return;
+  if (!a.cap_logits && !a.cap_probs && !a.tok_logits && !a.tok_probs) return;
+  const bool tok = a.tok_logits || a.tok_probs;
+  const int64_t ntk = a.tk1 - a.tk0, ntq = a.tq1 - a.tq0;
+  const float invB = 1.0f / (float)a.B;
+  /* token level: pairs this query group cannot see are NaN (written by batch 0 only; nobody adds there) */
+  if (tok && b == 0 && tid < nq && r0 + tid >= a.tq0 && r0 + tid < a.tq1)
+    for (int64_t kj = a.tk0; kj < a.tk1; kj++) {
+      if (kj >= lo && kj < hi) continue;
+      const int64_t idx = (h * ntq + (r0 + tid - a.tq0)) * ntk + (kj - a.tk0);
+      if (a.tok_logits) a.tok_logits[idx] = NAN;
+      if (a.tok_probs) a.tok_probs[idx] = NAN;
+    }
 
   /* capture sweep */
   for (int64_t k0 = lo; k0 < hi; k0 += FA_BK) {
@@ -127,6 +138,15 @@ __global__ void sf_flash_attn_kernel(sf_k_attn_args a) {
         if (a.cap_probs) atomicAdd(a.cap_probs + cell, sp);
         j = jend;
       }
+      const int64_t qi = r0 + tid;
+      if (tok && qi >= a.tq0 && qi < a.tq1)
+        for (int jj = 0; jj < nk; jj++) {
+          const int64_t kj = k0 + jj;
+          if (kj < a.tk0 || kj >= a.tk1) continue;
+          const int64_t idx = (h * ntq + (qi - a.tq0)) * ntk + (kj - a.tk0);
+          if (a.tok_logits) atomicAdd(a.tok_logits + idx, s[jj] * invB);
+          if (a.tok_probs) atomicAdd(a.tok_probs + idx, expf(s[jj] - m) * inv * invB);
+        }
     }
   }
 }

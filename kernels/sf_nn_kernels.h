@@ -27,6 +27,8 @@ struct sf_k_attn_args {
   const int64_t *kv_lo, *kv_hi; /* device arrays [n_qg] or NULL */
   float *cap_logits, *cap_probs; /* device [H, n_qg, n_kg] or NULL */
   float *lse;                    /* device [B, H, Lq] or NULL */
+  int64_t tq0, tq1, tk0, tk1;    /* token-level capture range */
+  float *tok_logits, *tok_probs; /* device [H, tq1-tq0, tk1-tk0] or NULL (+= value / B; NaN where invisible) */
 };
 int sf_k_attention(const sf_k_attn_args *a);
 

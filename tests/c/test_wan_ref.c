@@ -100,6 +100,7 @@ static double rel_err(sf_tensor *a, sf_tensor *b) {
 }
 
 static double worst = 0;
+static bool g_emu;
 #define TOL 1e-4
 static void expect_close(sf_tensor *a, sf_tensor *b, const char *what, const char *cs) {
   double e = rel_err(a, b);
@@ -250,7 +251,6 @@ static void run_case_on(const char *cs, const char *dir, sf_device dev) {
   cJSON_Delete(man);
 }
 
-static bool g_emu;
 static char g_base[512];
 static const char *ALL_CASES = "t2v_bidir,i2v_bidir,train,train_indep,train_local,kv,kv_b1,kv_b2,kv_b3,kv_i2v";
 
@@ -370,13 +370,13 @@ static void capture_hand_checked(void) {
 }
 
 /* token-level values reduce to the frame-level ones (random q/k/v, 2 heads, 3 frames of 4 tokens) */
-static void capture_tokens_match_frames(void) {
+static void tokens_match_frames_on(sf_device dev) {
   sf_manual_seed(3);
   int64_t s4[4] = {1, 12, 2, 8}, c3[3] = {2, 3, 3};
-  sf_tensor *q = sf_randn(4, s4, SF_F32, sf_cpu()), *k = sf_randn(4, s4, SF_F32, sf_cpu()), *v = sf_randn(4, s4, SF_F32, sf_cpu());
+  sf_tensor *q = sf_randn(4, s4, SF_F32, dev), *k = sf_randn(4, s4, SF_F32, dev), *v = sf_randn(4, s4, SF_F32, dev);
   int64_t t3[3] = {2, 12, 12};
-  sf_tensor *cl = sf_zeros(3, c3, SF_F32, sf_cpu()), *cp = sf_zeros(3, c3, SF_F32, sf_cpu());
-  sf_tensor *tl = sf_zeros(3, t3, SF_F32, sf_cpu()), *tp = sf_zeros(3, t3, SF_F32, sf_cpu());
+  sf_tensor *cl = sf_zeros(3, c3, SF_F32, dev), *cp = sf_zeros(3, c3, SF_F32, dev);
+  sf_tensor *tl = sf_zeros(3, t3, SF_F32, dev), *tp = sf_zeros(3, t3, SF_F32, dev);
   int64_t lo[3] = {0, 0, 0}, hi[3] = {4, 8, 12};
   sf_attn_desc d;
   memset(&d, 0, sizeof d);
@@ -384,7 +384,9 @@ static void capture_tokens_match_frames(void) {
   d.tq0 = 0, d.tq1 = 12, d.tk0 = 0, d.tk1 = 12, d.tok_logits = tl, d.tok_probs = tp;
   sf_tensor *o = sf_attention(q, k, v, &d, NULL);
   CHECK(o != NULL);
-  const float *L = sf_data_ptr(cl), *P = sf_data_ptr(cp), *TL = sf_data_ptr(tl), *TP = sf_data_ptr(tp);
+  sf_tensor *hcl = sf_to_device(cl, sf_cpu()), *hcp = sf_to_device(cp, sf_cpu()), *htl = sf_to_device(tl, sf_cpu()),
+            *htp = sf_to_device(tp, sf_cpu());
+  const float *L = sf_data_ptr(hcl), *P = sf_data_ptr(hcp), *TL = sf_data_ptr(htl), *TP = sf_data_ptr(htp);
   for (int h = 0; h < 2; h++)
     for (int a = 0; a < 3; a++)
       for (int b = 0; b < 3; b++) {
@@ -399,6 +401,16 @@ static void capture_tokens_match_frames(void) {
         CHECK_NEAR(sp, P[(h * 3 + a) * 3 + b], 1e-5);
       }
   sf_release(o), sf_release(q), sf_release(k), sf_release(v), sf_release(cl), sf_release(cp), sf_release(tl), sf_release(tp);
+  sf_release(hcl), sf_release(hcp), sf_release(htl), sf_release(htp);
+}
+
+static void capture_tokens_match_frames(void) {
+  tokens_match_frames_on(sf_cpu());
+  if (g_emu) {
+    sf_device e;
+    sf_device_parse("emu:0", &e);
+    tokens_match_frames_on(e);
+  }
 }
 
 int main(int argc, char **argv) {

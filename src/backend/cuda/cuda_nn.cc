@@ -52,8 +52,6 @@ static int nn_rope3d(sf_tensor *out, const sf_tensor *x, int64_t F, int64_t Hp, 
 
 static int nn_attention(sf_tensor *out, const sf_tensor *q, const sf_tensor *k, const sf_tensor *v, const sf_attn_desc *desc,
                         sf_tensor *lse) {
-  if (desc->tok_logits || desc->tok_probs)
-    return sf_error("attention: token-level capture runs on the cpu backend only (move the model to cpu for reduce=\"none\")");
   const int dev = sf_device_of(q).index;
   if (enter(q)) return -1;
   sf_k_attn_args a = {};
@@ -64,6 +62,8 @@ static int nn_attention(sf_tensor *out, const sf_tensor *q, const sf_tensor *k, 
   a.q_group = desc->q_group, a.n_qg = a.Lq / desc->q_group;
   a.k_group = desc->k_group, a.n_kg = a.Lk / desc->k_group;
   a.cap_logits = fptr(desc->cap_logits), a.cap_probs = fptr(desc->cap_probs), a.lse = fptr(lse);
+  a.tq0 = desc->tq0, a.tq1 = desc->tq1, a.tk0 = desc->tk0, a.tk1 = desc->tk1;
+  a.tok_logits = fptr(desc->tok_logits), a.tok_probs = fptr(desc->tok_probs);
   int64_t *dr = nullptr;
   if (desc->kv_lo) {
     const size_t nb = sizeof(int64_t) * (size_t)a.n_qg;
