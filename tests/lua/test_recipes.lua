@@ -93,6 +93,26 @@ T.case("generate --bidirectional (joint denoising, the 14B path)", function()
   T.check(finite(s.runs[1].timings.denoise), "timed")
 end)
 
+T.case("generate --image (I2V: the image pre-fills the cache as the first latent frame)", function()
+  local img = sfwb.zeros({32, 48, 3}, {dtype = "u8"})
+  img:narrow(2, 1, 24):fill_(200)
+  sfwb.image.write(root .. "/first.png", img)
+  local code, s = require("sfwb.recipes.generate").main(args({"--no_checkpoint", "--prompt", "a red bird",
+    "--image", root .. "/first.png", "--independent_first_frame", "--num_output_frames", 4, "--save_latents",
+    "--output_folder", root .. "/i2v", "--quiet"}))
+  T.eq(code, 0)
+  T.eq(s.runs[1].latent_frames, 4); T.eq(s.runs[1].video_frames, 13)
+  local lat = sfwb.load(s.outputs[2]).latents
+  local vae = sfwb.vae.load(P.wan_dir .. "/Wan2.1_VAE.pth")
+  local x = (sfwb.image.read(root .. "/first.png"):float() / 127.5 - 1):permute({3, 1, 2}):contiguous():view({1, 3, 1, 32, 48})
+  T.close(lat:narrow(1, 1, 1), vae:encode(x):select(1, 1), 1e-6, "first latent frame is the encoded image")
+  T.raises(function()
+    require("sfwb.recipes.generate").main({"--wan_dir", P.wan_dir, "--no_checkpoint", "--prompt", "x", "--image",
+      root .. "/first.png", "--num_output_frames", 4, "--height", "64", "--width", "48", "--output_folder", root .. "/i2v2",
+      "--quiet"})
+  end, "resize")
+end)
+
 T.case("a missing checkpoint is an error, never a fallback", function()
   T.raises(function()
     require("sfwb.recipes.generate").main(args({"--checkpoint_path", root .. "/nope.pt", "--prompt", "x",

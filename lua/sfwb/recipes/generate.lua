@@ -32,6 +32,8 @@ M.spec = {
     {"--device", "DEV", "cpu, emu:0, cuda:0", "cpu"},
     {"--dtype", "DT", "f32 or bf16", "f32"},
     {"--save_latents", false, "also write the latents as .safetensors", false},
+    {"--image", "PNG", "I2V (inference.py --i2v): the first frame, an image of --height x --width; it is VAE-encoded into one latent frame and the noise gets num_output_frames - 1 frames"},
+    {"--independent_first_frame", false, "override the config: the first frame is its own block (I2V models)", false},
     {"--bidirectional", false, "joint few-step denoising with a bidirectional Wan (Self-Forcing-Plus generator_type: bidirectional)", false},
     {"--stream_decode", false, "decode each block as it is generated (streaming VAE cache)", false},
     {"--quiet", false, "no per-block progress", false},
@@ -51,7 +53,8 @@ function M.main(argv)
   o.checkpoint = o.checkpoint_path
   local w = C.weights(o)
   local cfg = C.load_config(o.config_path)
-  local s = C.pipeline_settings(cfg, {local_attn_size = tonumber(o.local_attn_size), sink_size = tonumber(o.sink_size)})
+  local s = C.pipeline_settings(cfg, {local_attn_size = tonumber(o.local_attn_size), sink_size = tonumber(o.sink_size),
+                                      independent_first_frame = o.independent_first_frame or nil})
   local bidir = o.bidirectional or cfg.generator_type == "bidirectional"
   local dev = {device = o.device, dtype = o.dtype, ema = o.use_ema, causal = not bidir}
 
@@ -78,12 +81,30 @@ function M.main(argv)
   C.mkdir(o.output_folder)
   local outputs, runs = {}, {}
   local tag = o.use_ema and "ema" or "regular"
+  -- I2V: the image as one clean latent frame that pre-fills the KV cache (Self-Forcing's causal I2V)
+  local image_latent
+  if o.image then
+    if bidir then error("--image needs the causal pipeline", 0) end
+    local img = sfwb.image.read(o.image)                                  -- u8 [H, W, 3]
+    if img:size(1) ~= o.height or img:size(2) ~= o.width then
+      error(string.format("--image %s is %dx%d; resize it to %dx%d (--width x --height) first", o.image,
+                          img:size(2), img:size(1), o.width, o.height), 0)
+    end
+    local x = (img:float() / 127.5 - 1):permute({3, 1, 2}):contiguous():view({1, 3, 1, o.height, o.width})
+    image_latent = vae:encode(x)                                            -- [1, 1, 16, h, w]
+  end
   sfwb.manual_seed(o.seed) -- one seed for the run; noise is drawn per prompt in order, as inference.py
   for idx, prompt in ipairs(prompts) do
     local batch = {}
     for _ = 1, o.num_samples do batch[#batch + 1] = prompt end
     print(string.format("[%d/%d] %s", idx, #prompts, prompt))
-    local r = p:generate{prompts = batch, num_frames = o.num_output_frames, height = o.height, width = o.width,
+    local init
+    if image_latent then
+      local sh = image_latent:shape()
+      init = image_latent:expand({#batch, sh[2], sh[3], sh[4], sh[5]}):contiguous()
+    end
+    local r = p:generate{prompts = batch, num_frames = o.num_output_frames - (init and 1 or 0), height = o.height,
+                         width = o.width, initial_latent = init,
                          progress = not o.quiet, decode = o.stream_decode and "block" or true}
     local nvf = r.video:size(2)
     for k = 1, o.num_samples do
@@ -110,7 +131,7 @@ function M.main(argv)
     runs[#runs + 1] = {prompt = prompt, timings = tm, latent_frames = r.latents:size(2), video_frames = nvf}
   end
   local total = sfwb.time() - t_start
-  local summary = {outputs = outputs, runs = runs, load_seconds = t_load, total_seconds = total, provenance = prov,
+  local summary = {image = o.image, outputs = outputs, runs = runs, load_seconds = t_load, total_seconds = total, provenance = prov,
                    seed = o.seed, config = o.config_path, settings = s, sfwb_version = sfwb.version}
   json.write(o.output_folder .. "/generate.json", summary)
   print(string.format("timings  load %.2fs, total %.2fs for %d prompt(s)", t_load, total, #prompts))
