@@ -70,7 +70,9 @@ static int accumulate_leaf(sf_tensor *leaf, sf_tensor *g) {
   sf_dtype gd = leaf_grad_dtype(leaf->dtype);
   if (!leaf->grad) {
     sf_tensor *c;
-    if (g->refcount == 1 && g->dtype == gd && sf_is_contiguous(g) && !g->grad_fn) c = sf_retain(g);
+    if (g->refcount == 1 && g->storage->refcount == 1 && g->dtype == gd && sf_is_contiguous(g) && !g->grad_fn &&
+        sf_numel(g) * (int64_t)sf_dtype_size(gd) == (int64_t)g->storage->nbytes)
+      c = sf_retain(g); /* sole owner of the whole buffer: keep it instead of copying */
     else if (g->dtype != gd) c = sf_cast(g, gd);
     else c = sf_clone(g);
     sf_release(g);

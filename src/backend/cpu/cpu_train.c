@@ -301,15 +301,25 @@ static int cpu_adamw(sf_tensor *param, sf_tensor *master, const sf_tensor *grad,
   return 0;
 }
 
+/* deterministic: fixed chunks summed in order, whatever the thread count or scheduling (an OpenMP
+ * reduction combines in an unspecified order, and ranks of a data-parallel job must get identical norms) */
 static int cpu_sum_sq(const sf_tensor *t, double *out) {
-  const int64_t n = sf_numel(t);
+  enum { CHUNKS = 64 };
+  const int64_t n = sf_numel(t), per = (n + CHUNKS - 1) / CHUNKS;
   const void *p = sf_data_ptr(t);
-  double s = 0;
-#pragma omp parallel for reduction(+ : s) schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; i++) {
-    double v = ldd(p, t->dtype, i);
-    s += v * v;
+  double part[CHUNKS] = {0};
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int c = 0; c < CHUNKS; c++) {
+    double s = 0;
+    const int64_t hi = (c + 1) * per < n ? (c + 1) * per : n;
+    for (int64_t i = c * per; i < hi; i++) {
+      double v = ldd(p, t->dtype, i);
+      s += v * v;
+    }
+    part[c] = s;
   }
+  double s = 0;
+  for (int c = 0; c < CHUNKS; c++) s += part[c];
   *out = s;
   return 0;
 }
