@@ -82,6 +82,11 @@ __device__ __forceinline__ void sf_st_i64(void *p, int dt, int64_t i, int64_t v)
 
 /* element offsets (in elements) of linear index i for the first `nops` operands */
 template <int NOPS> __device__ __forceinline__ void sf_offsets(const sf_kiter &it, int64_t i, int64_t *off) {
+  if (it.ndim == 1) { /* the common coalesced case: no 64-bit division */
+#pragma unroll
+    for (int k = 0; k < NOPS; k++) off[k] = i * it.stride[k][0];
+    return;
+  }
 #pragma unroll
   for (int k = 0; k < NOPS; k++) off[k] = 0;
   for (int d = it.ndim - 1; d >= 0; d--) {
