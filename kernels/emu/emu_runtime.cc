@@ -32,9 +32,9 @@ __thread sf_emu_block_state sf_emu_blk __attribute__((tls_model("initial-exec"))
 
 /* ---------------- context switch ---------------- */
 #if defined(__x86_64__)
-/* Saves callee-saved registers + MXCSR/x87 control word on the current stack, stores its sp in *save,
- * and resumes the context whose sp is `next`. A new context starts in sf_emu_ctx_entry with r12 = arg,
- * r13 = function. */
+/* Saves the callee-saved registers on the current stack, stores its sp in *save, and resumes the context
+ * whose sp is `next`. A new context starts in sf_emu_ctx_entry with r12 = arg, r13 = function. The
+ * MXCSR / x87 control words are not switched: kernels never change rounding modes. */
 extern "C" void sf_emu_ctx_switch(void **save, void *next);
 extern "C" void sf_emu_ctx_entry(void);
 asm(R"(
@@ -49,14 +49,8 @@ sf_emu_ctx_switch:
   pushq %r13
   pushq %r14
   pushq %r15
-  subq $8, %rsp
-  stmxcsr (%rsp)
-  fnstcw 4(%rsp)
   movq %rsp, (%rdi)
   movq %rsi, %rsp
-  ldmxcsr (%rsp)
-  fldcw 4(%rsp)
-  addq $8, %rsp
   popq %r15
   popq %r14
   popq %r13
@@ -77,17 +71,13 @@ sf_emu_ctx_entry:
 
 static void *ctx_make(char *lo, size_t size, void (*fn)(void *), void *arg) {
   uintptr_t top = ((uintptr_t)(lo + size)) & ~(uintptr_t)15;
-  uint64_t *sp = (uint64_t *)(top - 80); /* 16-aligned, so the call in sf_emu_ctx_entry is aligned */
-  uint32_t mx;
-  uint16_t cw;
-  asm volatile("stmxcsr %0" : "=m"(mx));
-  asm volatile("fnstcw %0" : "=m"(cw));
-  memset(sp, 0, 80);
-  memcpy((char *)sp, &mx, 4);
-  memcpy((char *)sp + 4, &cw, 2);
-  sp[3] = (uint64_t)(uintptr_t)fn; /* r13 */
-  sp[4] = (uint64_t)(uintptr_t)arg; /* r12 */
-  sp[7] = (uint64_t)(uintptr_t)&sf_emu_ctx_entry;
+  /* 6 saved registers + the return address (56 bytes); after the ret, sp = frame + 56 must be 16-aligned
+   * for the call in sf_emu_ctx_entry, hence frame = top - 72 */
+  uint64_t *sp = (uint64_t *)(top - 72);
+  memset(sp, 0, 72);
+  sp[2] = (uint64_t)(uintptr_t)fn;  /* r13 */
+  sp[3] = (uint64_t)(uintptr_t)arg; /* r12 */
+  sp[6] = (uint64_t)(uintptr_t)&sf_emu_ctx_entry;
   return sp;
 }
 #else
@@ -103,13 +93,17 @@ struct Fiber {
   void *sp;
   char *stack_lo;
   int state;
+  int phase; /* which slot buffer the next warp exchange uses */
   void *fake;
 };
 
+/* slots are double-buffered by a per-lane phase: a lane can only write a buffer again after the next
+ * warp barrier, which every lane reaches only after reading it, so one barrier per shuffle suffices */
 struct Warp {
   int live, count;
   unsigned live_mask;
-  uint64_t slots[32];
+  uint64_t slots[2][32];
+  unsigned posted[2]; /* live lanes when buffer p was filled: lanes may exit before a slow lane reads */
 };
 
 #ifdef SF_EMU_ASAN
@@ -267,6 +261,7 @@ int run_block(Worker *w, int n, const dim3 &bd, char *msg, size_t msgn) {
     f.st.lane = i & 31;
     f.st.warp = i >> 5;
     f.state = F_NEW;
+    f.phase = 0;
     f.stack_lo = w->stacks[i];
     f.fake = NULL;
   }
@@ -431,22 +426,25 @@ void sf_emu_syncwarp(void) { warp_barrier(); }
 uint64_t sf_emu_warp_shfl(uint64_t v, int src) {
   Fiber *f = cur_fiber();
   Warp &wp = tw->warps[f->st.warp];
-  wp.slots[f->st.lane] = v;
+  int p = f->phase;
+  f->phase ^= 1;
+  wp.slots[p][f->st.lane] = v;
+  wp.posted[p] = wp.live_mask;
   warp_barrier();
-  uint64_t r = (src >= 0 && src < 32 && (wp.live_mask >> src & 1u)) ? wp.slots[src] : v;
-  warp_barrier(); /* nobody overwrites a slot before every lane has read */
-  return r;
+  return (src >= 0 && src < 32 && (wp.posted[p] >> src & 1u)) ? wp.slots[p][src] : v;
 }
 
 unsigned sf_emu_warp_ballot(int pred) {
   Fiber *f = cur_fiber();
   Warp &wp = tw->warps[f->st.warp];
-  wp.slots[f->st.lane] = pred != 0;
+  int p = f->phase;
+  f->phase ^= 1;
+  wp.slots[p][f->st.lane] = pred != 0;
+  wp.posted[p] = wp.live_mask;
   warp_barrier();
   unsigned m = 0;
   for (int l = 0; l < 32; l++)
-    if ((wp.live_mask >> l & 1u) && wp.slots[l]) m |= 1u << l;
-  warp_barrier();
+    if ((wp.posted[p] >> l & 1u) && wp.slots[p][l]) m |= 1u << l;
   return m;
 }
 
