@@ -230,6 +230,18 @@ T.case("sfwb.wan.new: random init from a config table, requires_grad_", function
   T.eq(table.concat(out:shape(), ","), "1,16,2,2,4")
   T.raises(function() m:capture_attention{layers = {5}} end, "layer 5")
   T.raises(function() m:forward(sfwb.randn({1, 16, 2, 3, 4}), sfwb.full({1, 2}, 3), sfwb.randn({1, 3, 8})) end, "even")
+  -- cache misuse is an error naming the problem, never a silent wrap-around
+  local kv = m:kv_cache{batch = 1, frames = 2}
+  local x1 = sfwb.randn({1, 16, 1, 2, 4})
+  m:forward(x1, sfwb.full({1, 1}, 3), sfwb.randn({1, 3, 8}), {kv_cache = kv, current_start_frame = 0})
+  m:forward(x1, sfwb.full({1, 1}, 3), sfwb.randn({1, 3, 8}), {kv_cache = kv, current_start_frame = 1})
+  T.eq(kv.global_end, 2 * 2)
+  T.raises(function() m:forward(x1, sfwb.full({1, 1}, 3), sfwb.randn({1, 3, 8}), {kv_cache = kv, current_start_frame = 2}) end, "cache holds 2 frames")
+  T.raises(function() m:forward(x1, sfwb.full({1, 1}, 3), sfwb.randn({1, 3, 8}), {kv_cache = kv, current_start_frame = 1024}) end, "1024")
+  T.raises(function() m:forward(sfwb.randn({1, 16, 1, 4, 4}), sfwb.full({1, 1}, 3), sfwb.randn({1, 3, 8}), {kv_cache = kv, current_start_frame = 0}) end, "tokens per frame")
+  T.raises(function() m:forward(x1, sfwb.full({1, 1}, 3), sfwb.randn({1, 5, 8})) end, "context")
+  local bidir = sfwb.wan.new({dim = 32, ffn_dim = 48, num_heads = 2, num_layers = 1, text_dim = 8, text_len = 4, freq_dim = 16})
+  T.raises(function() bidir:kv_cache{frames = 2} end, "causal")
 end)
 
 os.execute("rm -rf '" .. BASE .. "'")
