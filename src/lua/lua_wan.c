@@ -431,7 +431,7 @@ static int l_model_index(lua_State *L) {
   const char *k = luaL_checkstring(L, 2);
   if (!strcmp(k, "config")) return push_config(L, m), 1;
   luaL_getmetatable(L, WAN_MT);
-  lua_getfield(L, -1, "__methods");
+  lua_getfield(L, -1, "methods");
   lua_getfield(L, -1, k);
   return 1;
 }
@@ -592,17 +592,35 @@ static void new_mt(lua_State *L, const char *name, lua_CFunction index, lua_CFun
   lua_pushstring(L, name), lua_setfield(L, -2, "__name");
 }
 
+/* metatable at -1 gets getters = {name = true, ...} (field names for completion) */
+static void set_getters(lua_State *L, const char **names) {
+  lua_newtable(L);
+  for (int i = 0; names[i]; i++) lua_pushboolean(L, 1), lua_setfield(L, -2, names[i]);
+  lua_setfield(L, -2, "getters");
+}
+
 void sf_lua_register_wan(lua_State *L) {
   new_mt(L, WAN_MT, l_model_index, l_model_gc);
   lua_pushcfunction(L, l_model_tostring), lua_setfield(L, -2, "__tostring");
   luaL_newlib(L, MODEL_METHODS);
-  lua_setfield(L, -2, "__methods");
+  lua_setfield(L, -2, "methods");
+  set_getters(L, (const char *[]){"config", NULL});
   lua_pop(L, 1);
+  /* `methods` / `getters` tables: what the REPL's tab completion lists (lookup goes through __index) */
   new_mt(L, KV_MT, l_kv_index, l_kv_gc);
+  static const luaL_Reg KV_M[] = {{"reset", l_kv_reset}, {"layer", l_kv_layer}, {NULL, NULL}};
+  luaL_newlib(L, KV_M), lua_setfield(L, -2, "methods");
+  set_getters(L, (const char *[]){"global_end", "local_end", "frames", "tokens_per_frame", "num_layers", NULL});
   lua_pop(L, 1);
   new_mt(L, XC_MT, l_xc_index, l_xc_gc);
+  static const luaL_Reg XC_M[] = {{"reset", l_xc_reset}, {NULL, NULL}};
+  luaL_newlib(L, XC_M), lua_setfield(L, -2, "methods");
+  set_getters(L, (const char *[]){"is_init", NULL});
   lua_pop(L, 1);
   new_mt(L, CAP_MT, l_cap_index, l_cap_gc);
+  static const luaL_Reg CAP_M[] = {{"result", l_cap_result}, {"reset", l_cap_reset}, {"remove", l_cap_remove}, {NULL, NULL}};
+  luaL_newlib(L, CAP_M), lua_setfield(L, -2, "methods");
+  set_getters(L, (const char *[]){"n_calls", NULL});
   lua_pop(L, 1);
   lua_newtable(L);
   lua_pushcfunction(L, l_wan_load), lua_setfield(L, -2, "load");
