@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "autograd/autograd.h"
+#include "autograd/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
 #include "io/statedict.h"

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
 #include "models/wan.h"
@@ -282,16 +283,20 @@ sf_wan_model *sf_wan_clone(const sf_wan_model *m) {
   sf_wan_model *c = alloc_model(&m->cfg, m->dtype, m->device, &specs, &n);
   free(specs);
   if (!c) return NULL;
+  /* new leaves: no graph may connect the copy to the source (EMA and raw weights train apart) */
+  const bool g = sf_set_grad_enabled(false);
   for (int i = 0; i < n; i++) {
     sf_tensor *src = sf_wan_param(m, c->names[i]);
     c->params[i] = src ? sf_clone(src) : NULL;
     if (!c->params[i]) {
       if (!src) sf_error("wan clone: parameter %s missing in the source", c->names[i]);
+      sf_set_grad_enabled(g);
       sf_wan_free(c);
       return NULL;
     }
     c->params[i]->requires_grad = src->requires_grad;
   }
+  sf_set_grad_enabled(g);
   snprintf(c->provenance, sizeof c->provenance, "%s", m->provenance);
   return c;
 }
@@ -300,16 +305,19 @@ int sf_wan_to(sf_wan_model *m, sf_device dev, sf_dtype dt) {
   if (dt != SF_F32 && dt != SF_BF16) return sf_error("wan: dtype must be f32 or bf16, got %s", sf_dtype_name(dt));
   sf_tensor **nt = calloc((size_t)m->nparams, sizeof *nt);
   if (!nt) return sf_error("wan: out of memory");
+  const bool g = sf_set_grad_enabled(false); /* converted parameters are new leaves */
   for (int i = 0; i < m->nparams; i++) {
     sf_tensor *a = sf_to_device(m->params[i], dev);
     nt[i] = a ? sf_cast(a, dt) : NULL;
     sf_release(a);
     if (!nt[i]) {
+      sf_set_grad_enabled(g);
       for (int j = 0; j < i; j++) sf_release(nt[j]);
       free(nt);
       return -1;
     }
   }
+  sf_set_grad_enabled(g);
   for (int i = 0; i < m->nparams; i++) {
     nt[i]->requires_grad = m->params[i]->requires_grad;
     sf_release(m->params[i]);

@@ -240,6 +240,14 @@ T.case("sfwb.wan.new: random init from a config table, requires_grad_", function
   T.raises(function() m:forward(x1, sfwb.full({1, 1}, 3), sfwb.randn({1, 3, 8}), {kv_cache = kv, current_start_frame = 1024}) end, "1024")
   T.raises(function() m:forward(sfwb.randn({1, 16, 1, 4, 4}), sfwb.full({1, 1}, 3), sfwb.randn({1, 3, 8}), {kv_cache = kv, current_start_frame = 0}) end, "tokens per frame")
   T.raises(function() m:forward(x1, sfwb.full({1, 1}, 3), sfwb.randn({1, 5, 8})) end, "context")
+  -- a clone is a new set of leaves: gradients of the clone never reach the source
+  m:requires_grad_(true)
+  local c2 = m:clone()
+  local loss = c2:forward(sfwb.randn({1, 16, 2, 2, 4}), sfwb.full({1, 2}, 300), sfwb.randn({1, 3, 8})):sum()
+  loss:backward()
+  T.check(c2:parameters()["blocks.0.ffn.0.weight"].grad ~= nil, "clone parameters get gradients")
+  T.check(m:parameters()["blocks.0.ffn.0.weight"].grad == nil, "the source gets none")
+  m:load_state_dict(c2:state_dict()) -- loading into leaves that require grad is allowed
   local bidir = sfwb.wan.new({dim = 32, ffn_dim = 48, num_heads = 2, num_layers = 1, text_dim = 8, text_len = 4, freq_dim = 16})
   T.raises(function() bidir:kv_cache{frames = 2} end, "causal")
 end)
