@@ -494,6 +494,14 @@ cudaError_t sf_emu_launch(const char *name, const void *key, dim3 g, dim3 b, siz
   if ((uint64_t)nt > nblocks) nt = (int)nblocks;
   uint64_t next = 0;
   int failed = 0;
+  /* shuffled mode also runs the blocks in a random order (blocks must not rely on each other's order) */
+  std::vector<uint64_t> perm;
+  if (g_shuffle && nblocks > 1 && nblocks <= (1u << 20)) {
+    perm.resize(nblocks);
+    for (uint64_t i = 0; i < nblocks; i++) perm[i] = i;
+    uint64_t st = g_seed ^ (nblocks * 0x9E3779B97F4A7C15ull) ^ (uint64_t)(uintptr_t)key;
+    for (uint64_t i = nblocks - 1; i > 0; i--) std::swap(perm[i], perm[xorshift(&st) % (i + 1)]);
+  }
   char failmsg[400] = {0};
   std::mutex fmu;
   auto body = [&]() {
@@ -510,6 +518,7 @@ cudaError_t sf_emu_launch(const char *name, const void *key, dim3 g, dim3 b, siz
     for (;;) {
       uint64_t i = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED);
       if (i >= nblocks || __atomic_load_n(&failed, __ATOMIC_RELAXED)) break;
+      if (!perm.empty()) i = perm[i];
       sf_emu_blk.block_idx.x = (unsigned)(i % g.x);
       sf_emu_blk.block_idx.y = (unsigned)((i / g.x) % g.y);
       sf_emu_blk.block_idx.z = (unsigned)(i / ((uint64_t)g.x * g.y));
