@@ -139,8 +139,8 @@ static int cpu_rope3d_bwd(sf_tensor *dx, const sf_tensor *dy, int64_t F, int64_t
  * Per (batch, head), per tile of TQ queries of one visibility group and tile of TK visible keys:
  *   S = scale Q K^T, P = exp(S - lse), dV += P^T dO, dP = dO V^T, dS = P (dP - rowsum(dO o O)),
  *   dQ += scale dS K, dK += scale dS^T Q. Memory: O(TQ x TK) scratch per thread, never Lq x Lk. */
-#define BTQ 64
-#define BTK 256
+#define BTQ 128
+#define BTK 512
 
 typedef struct {
   const sf_tensor *t;
@@ -248,6 +248,28 @@ static int cpu_unary_bwd(int op, sf_tensor *dx, const sf_tensor *dy, const sf_te
   const void *gp = sf_data_ptr(dy), *xp = sf_data_ptr(x);
   void *op_ = sf_data_ptr(dx);
   if (op != SF_UN_GELU_TANH && op != SF_UN_SILU && op != SF_UN_TANH && op != SF_UN_SIGMOID) return 1; /* not fused */
+  if (x->dtype != SF_F64 && dy->dtype != SF_F64) { /* f32 math: the forward computed in f32 too */
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+      const float a = sf_nn_ld(xp, x->dtype, i), g = sf_nn_ld(gp, dy->dtype, i);
+      float d;
+      if (op == SF_UN_GELU_TANH) {
+        const float k = 0.7978845608f, c = 0.044715f, t = tanhf(k * (a + c * a * a * a));
+        d = 0.5f * (1 + t) + 0.5f * a * (1 - t * t) * k * (1 + 3 * c * a * a);
+      } else if (op == SF_UN_SILU) {
+        const float s = 1 / (1 + expf(-a));
+        d = s * (1 + a * (1 - s));
+      } else if (op == SF_UN_TANH) {
+        const float t = tanhf(a);
+        d = 1 - t * t;
+      } else {
+        const float s = 1 / (1 + expf(-a));
+        d = s * (1 - s);
+      }
+      sf_nn_st(op_, dx->dtype, i, g * d);
+    }
+    return 0;
+  }
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; i++) {
     const double a = ldd(xp, x->dtype, i), g = ldd(gp, dy->dtype, i);
