@@ -79,4 +79,31 @@ T.case("checkpoint recomputes in backward and gives the same gradients", functio
   T.close(w2.grad, g2, 1e-6)
 end)
 
+T.case("a composite loss over many ops matches torch autograd", function()
+  if os.execute(T.python .. " -c 'import torch' 2>/dev/null") ~= true then print("  (skipped: no python3-torch)") return end
+  local dir = T.tmpdir("autograd")
+  sfwb.manual_seed(21)
+  local A, B = sfwb.randn({4, 6}), sfwb.randn({6, 5})
+  local C = sfwb.rand({5}) + 0.5
+  sfwb.save(dir .. "/in.pt", {A = A, B = B, C = C})
+  T.eq(os.execute(T.python .. " tests/ref/autograd_ref.py " .. dir .. "/in.pt " .. dir .. "/out.pt"), true)
+  local ref = sfwb.load(dir .. "/out.pt")
+  A:requires_grad_(); B:requires_grad_(); C:requires_grad_()
+  local h = A:matmul(B) + C
+  local l1 = (h:softmax(2) * h:tanh()):sum()
+  local l2 = h:log_softmax(1):mean()
+  local l3 = (C:sqrt() * C:log()):sum() + C:pow(3):mean()
+  local l4 = A:narrow(2, 2, 3):t():abs():max() + A:gelu():exp():mean()
+  local l5 = sfwb.cat({A, A:sigmoid()}, 1):std()
+  local l6 = (A:silu() + A:clamp(-0.5, 0.5) * 2 + A:relu()):sum()
+  local l7 = sfwb.nn.layer_norm(h, nil, nil, 1e-5):pow(2):mean() + (h / (C + 1)):square():mean()
+  local loss = l1 + l2 + l3 + l4 + l5 + l6 + l7
+  T.near(loss:item(), ref.loss:item(), 1e-5, "loss")
+  loss:backward()
+  T.close(A.grad, ref.gA, 1e-5, "grad A")
+  T.close(B.grad, ref.gB, 1e-5, "grad B")
+  T.close(C.grad, ref.gC, 1e-5, "grad C")
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
 T.done()
