@@ -21,8 +21,8 @@ function M.new(model, shift, opts)
   return self
 end
 
-local function to_model(x) return x:permute({1, 3, 2, 4, 5}):contiguous() end   -- [B,F,C,h,w] -> [B,C,F,h,w]
-local function from_model(x) return x:permute({1, 3, 2, 4, 5}):contiguous() end
+local U = require "sfwb.pipeline.util"
+local to_model, from_model = U.to_model, U.from_model -- [B,F,C,h,w] <-> the model's [B,C,F,h,w]
 
 -- flatten [B, F, ...] to [B*F, ...] and timesteps [B, F] to [B*F] for the scheduler's per-sample calls
 local function flat(x)
