@@ -7,8 +7,8 @@ local config = sfwb.config
 
 local D = "tests/data/configs/"
 
-local function reference(files, overrides)
-  local cmd = T.python .. " tests/ref/config_merge.py " .. table.concat(files, " ")
+local function reference(files, overrides, omegaconf)
+  local cmd = T.python .. " tests/ref/config_merge.py " .. (omegaconf and "--omegaconf " or "") .. table.concat(files, " ")
   if overrides and #overrides > 0 then
     local q = {}
     for i, o in ipairs(overrides) do q[i] = "'" .. o:gsub("'", "'\\''") .. "'" end
@@ -54,14 +54,14 @@ local function same(got, ref, path)
   T.eq(m, n, path .. " key count")
 end
 
-local function check(files, overrides)
+local function check(files, overrides, omegaconf)
   local opts = {keep_null = true, overrides = overrides}
   if #files > 1 then
     opts.defaults = {}
     for i = 1, #files - 1 do opts.defaults[i] = files[i] end
   end
   local got = config.load(files[#files], opts)
-  same(got, reference(files, overrides), "cfg")
+  same(got, reference(files, overrides, omegaconf), "cfg")
   return got
 end
 
@@ -92,6 +92,17 @@ T.case("LongLive 1.0 and 2.0 configs", function()
   check({D .. "ll1_longlive_inference.yaml"})
   local c = check({D .. "ll2_train_i2v_dmd.yaml"})
   T.check(rawequal(c.checkpoints.generator_ckpt, config.null))
+end)
+
+T.case("the real OmegaConf.merge gives the same values and types", function()
+  local ok = os.execute(T.python .. " -c 'import omegaconf' 2>/dev/null")
+  T.check(ok, "python3-omegaconf is missing (scripts/deps.sh installs it)")
+  check({D .. "sf_default_config.yaml", D .. "sf_self_forcing_dmd.yaml"}, nil, true)
+  check({D .. "sf_default_config.yaml", D .. "sfp_self_forcing_14b_dmd.yaml"}, nil, true)
+  check({D .. "sf_default_config.yaml", D .. "sfp_self_forcing_14b_i2v_dmd.yaml"}, nil, true)
+  check({D .. "sf_default_config.yaml", D .. "ll1_longlive_train_long.yaml"}, nil, true)
+  check({D .. "ll2_train_i2v_dmd.yaml"}, nil, true)
+  check({D .. "sf_default_config.yaml", D .. "sf_self_forcing_dmd.yaml"}, {"lr=4e-6", "model_kwargs.timestep_shift=8"}, true)
 end)
 
 T.case("maps merge key by key, lists replace, null overrides; CLI overrides", function()

@@ -2,7 +2,8 @@
 # without a dot such as 2e-6, no timestamps), merged as OmegaConf.merge (maps key by key, later wins,
 # lists replace), then "key.sub=value" overrides typed by YAML. Prints the result as typed JSON:
 # every scalar becomes {"t": "int"|"float"|"str"|"bool"|"null", "v": ...} so the Lua test can check types.
-# usage: config_merge.py file1.yaml [file2.yaml ...] [-- key=value ...]
+# usage: config_merge.py [--omegaconf] file1.yaml [file2.yaml ...] [-- key=value ...]
+# (--omegaconf: merge with the real OmegaConf instead of the transcription)
 import json
 import math
 import re
@@ -54,7 +55,15 @@ def typed(v):
 
 
 args = sys.argv[1:]
+use_omegaconf = bool(args) and args[0] == "--omegaconf"  # the real library (Debian's python3-omegaconf)
+if use_omegaconf:
+    args = args[1:]
 files, overrides = (args[:args.index("--")], args[args.index("--") + 1:]) if "--" in args else (args, [])
+if use_omegaconf:
+    from omegaconf import OmegaConf
+    merged = OmegaConf.merge(*[OmegaConf.load(f) for f in files], OmegaConf.from_dotlist(overrides))
+    print(json.dumps(typed(OmegaConf.to_container(merged, resolve=False)), ensure_ascii=False))
+    sys.exit(0)
 cfg = {}
 for f in files:
     with open(f, encoding="utf-8") as fh:
