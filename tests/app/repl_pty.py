@@ -1,65 +1,20 @@
 #!/usr/bin/python3
 """repl_pty.py — drives `sfwb` (the REPL) through a pseudo-terminal: completion, multi-line input,
 auto-print, error-then-continue, Ctrl-C interrupting a loop and at the prompt, history on disk."""
-import os, pty, re, select, signal, sys, tempfile, time
+import os, re, select, signal, sys, tempfile, time
 
 SFWB = sys.argv[1] if len(sys.argv) > 1 else "build/sfwb"
-ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]|\r")
-passed = failed = 0
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pty_repl import Cases, Repl as _Repl  # noqa: E402
+
+C = Cases()
+case = C.case
 
 
-class Repl:
-    def __init__(self, home):
-        env = dict(os.environ, HOME=home, TERM="dumb")  # history goes to $HOME/.sfwb_history
-        env.pop("SFWB_HISTORY", None)
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:
-            os.execve(SFWB, [SFWB], env)
-        self.buf = b""
-
-    def send(self, s):
-        os.write(self.fd, s.encode() if isinstance(s, str) else s)
-
-    def read_until(self, pattern, timeout=10.0):
-        """everything up to and including the first match of `pattern` (regex on ANSI-stripped text)"""
-        end = time.time() + timeout
-        while True:
-            text = ANSI.sub(b"", self.buf).decode(errors="replace")
-            m = re.search(pattern, text)
-            if m:
-                # consume the raw buffer up to the match: re-strip progressively
-                self.buf = b""
-                return text[: m.end()]
-            left = end - time.time()
-            if left <= 0:
-                raise AssertionError("timeout waiting for %r; got:\n%s" % (pattern, text))
-            r, _, _ = select.select([self.fd], [], [], left)
-            if r:
-                try:
-                    chunk = os.read(self.fd, 65536)
-                except OSError:
-                    chunk = b""
-                if not chunk:
-                    raise AssertionError("sfwb exited while waiting for %r; got:\n%s" % (pattern, text))
-                self.buf += chunk
-
-    def eval(self, line, expect, timeout=10.0):
-        self.send(line + "\n")
-        out = self.read_until(r"sfwb> $", timeout)
-        if not re.search(expect, out):
-            raise AssertionError("after %r expected %r in:\n%s" % (line, expect, out))
-        return out
-
-
-def case(name, fn):
-    global passed, failed
-    try:
-        fn()
-        passed += 1
-        print("ok   " + name)
-    except Exception as e:  # noqa: BLE001 - report every failure and continue
-        failed += 1
-        print("FAIL " + name + "\n" + str(e))
+def Repl(home):
+    env = dict(os.environ, HOME=home, TERM="dumb")  # history goes to $HOME/.sfwb_history
+    env.pop("SFWB_HISTORY", None)
+    return _Repl(SFWB, home, env)
 
 
 home = tempfile.mkdtemp(prefix="sfwb-repl-")
@@ -213,5 +168,4 @@ def history_recall():
 
 case("history persists across sessions", history_recall)
 
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+C.done()

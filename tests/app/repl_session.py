@@ -3,67 +3,21 @@
 model set, load the causal DiT, step through a rollout chunk by chunk (and stop early), capture
 attention, plot it, and check the PNG on disk. Usage: repl_session.py path/to/sfwb"""
 import os
-import pty
-import re
-import select
 import struct
 import sys
 import tempfile
-import time
 
 SFWB = sys.argv[1] if len(sys.argv) > 1 else "build/sfwb"
-ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]|\r")
-passed = failed = 0
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pty_repl import Cases, Repl as _Repl  # noqa: E402
+
+C = Cases()
+case = C.case
 
 
-class Repl:
-    def __init__(self, home):
-        env = dict(os.environ, HOME=home, TERM="dumb", SFWB_HISTORY=os.path.join(home, ".sfwb_history"))
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:
-            os.execve(SFWB, [SFWB], env)
-        self.buf = b""
-
-    def read_until(self, pattern, timeout):
-        end = time.time() + timeout
-        while True:
-            text = ANSI.sub(b"", self.buf).decode(errors="replace")
-            m = re.search(pattern, text)
-            if m:
-                self.buf = b""
-                return text[: m.end()]
-            left = end - time.time()
-            if left <= 0:
-                raise AssertionError("timeout waiting for %r; got:\n%s" % (pattern, text[-2000:]))
-            r, _, _ = select.select([self.fd], [], [], left)
-            if r:
-                try:
-                    chunk = os.read(self.fd, 65536)
-                except OSError:
-                    chunk = b""
-                if not chunk:
-                    raise AssertionError("sfwb exited while waiting for %r; got:\n%s" % (pattern, text[-2000:]))
-                self.buf += chunk
-
-    def eval(self, line, expect=None, timeout=60.0):
-        os.write(self.fd, (line + "\n").encode())
-        out = self.read_until(r"sfwb> $", timeout)
-        if re.search(r"stack traceback", out):
-            raise AssertionError("error after %r:\n%s" % (line, out))
-        if expect and not re.search(expect, out):
-            raise AssertionError("after %r expected %r in:\n%s" % (line, expect, out))
-        return out
-
-
-def case(name, fn):
-    global passed, failed
-    try:
-        fn()
-        passed += 1
-        print("ok   " + name)
-    except Exception as e:  # noqa: BLE001 - report every failure and go on
-        failed += 1
-        print("FAIL " + name + "\n" + str(e))
+def Repl(home):
+    env = dict(os.environ, HOME=home, TERM="dumb", SFWB_HISTORY=os.path.join(home, ".sfwb_history"))
+    return _Repl(SFWB, home, env, timeout=60.0, forbid_traceback=True)
 
 
 home = tempfile.mkdtemp(prefix="sfwb-session-")
@@ -113,5 +67,4 @@ try:
     os.waitpid(r.pid, 0)
 except ChildProcessError:
     pass
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+C.done()
