@@ -5,12 +5,8 @@ local sfwb = require "sfwb"
 local what, dir = arg[1], arg[2]
 
 local function peak_mb()
-  local f = io.open("/proc/self/status")
-  if not f then return -1 end
-  local s = f:read("a")
-  f:close()
-  local kb = s:match("VmHWM:%s*(%d+)")
-  return kb and tonumber(kb) / 1024 or -1
+  local b = require("sfwb.procmem").status("VmHWM")
+  return b and b / 2 ^ 20 or -1
 end
 
 local function relerr(a, b)

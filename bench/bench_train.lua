@@ -4,16 +4,8 @@
 -- Prints "key value" lines for bench_train.sh.
 local layers = tonumber(arg[1] or "2")
 local reps = tonumber(arg[2] or "2")
-local function status(k)
-  for line in io.lines("/proc/self/status") do
-    local v = line:match("^" .. k .. ":%s+(%d+)")
-    if v then return tonumber(v) * 1024 end
-  end
-end
-local function reset_peak()
-  local f = io.open("/proc/self/clear_refs", "w")
-  if f then f:write("5"); f:close() end
-end
+local procmem = require "sfwb.procmem"
+local status, reset_peak = procmem.status, procmem.reset_peak
 sfwb.manual_seed(0)
 local m = sfwb.wan.new({dim = 1536, ffn_dim = 8960, num_heads = 12, num_layers = layers, text_len = 512, text_dim = 4096,
                         freq_dim = 256})

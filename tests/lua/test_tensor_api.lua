@@ -272,11 +272,8 @@ T.case("lifetime: free, __close, __gc", function()
   end
   -- the GC cannot see tensor memory; the binding charges it, so garbage tensors go at the pace they are made
   local function hwm_mb()
-    local f = io.open("/proc/self/status")
-    if not f then return nil end
-    local s = f:read("a"); f:close()
-    local kb = s:match("VmHWM:%s*(%d+)")
-    return kb and tonumber(kb) / 1024
+    local b = require("sfwb.procmem").status("VmHWM")
+    return b and b / 2 ^ 20
   end
   local before = hwm_mb()
   for _ = 1, 300 do local _ = S.zeros(1024, 1024) end -- 1.2 GB of garbage, 4 MB at a time
