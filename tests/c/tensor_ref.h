@@ -85,4 +85,35 @@ static inline int ref_close(double got, double want, double rtol, double atol) {
   return fabs(got - want) <= atol + rtol * fabs(want);
 }
 
+/* the double-precision meaning of each unary op (NaN propagates through relu/clamp, as torch) */
+static inline double ref_unary(sf_unary_op op, double x, double p0, double p1) {
+  switch (op) {
+  case SF_UN_NEG: return -x;
+  case SF_UN_ABS: return fabs(x);
+  case SF_UN_EXP: return exp(x);
+  case SF_UN_LOG: return log(x);
+  case SF_UN_SQRT: return sqrt(x);
+  case SF_UN_RSQRT: return 1 / sqrt(x);
+  case SF_UN_SIN: return sin(x);
+  case SF_UN_COS: return cos(x);
+  case SF_UN_TANH: return tanh(x);
+  case SF_UN_SIGMOID: return 1 / (1 + exp(-x));
+  case SF_UN_SILU: return x / (1 + exp(-x));
+  case SF_UN_GELU_TANH: return 0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+  case SF_UN_GELU: return 0.5 * x * (1 + erf(x / sqrt(2.0)));
+  case SF_UN_RELU: return x != x ? x : x > 0 ? x : 0;
+  case SF_UN_RECIP: return 1 / x;
+  case SF_UN_SQUARE: return x * x;
+  case SF_UN_FLOOR: return floor(x);
+  case SF_UN_CEIL: return ceil(x);
+  case SF_UN_ROUND: return nearbyint(x);
+  case SF_UN_SIGN: return x > 0 ? 1 : x < 0 ? -1 : 0;
+  case SF_UN_ISNAN: return x != x;
+  case SF_UN_LOGICAL_NOT: return x == 0;
+  case SF_UN_POW: return pow(x, p0);
+  case SF_UN_CLAMP: return x != x ? x : x < p0 ? p0 : x > p1 ? p1 : x;
+  default: return NAN;
+  }
+}
+
 #endif

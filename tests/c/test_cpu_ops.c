@@ -123,35 +123,6 @@ static void test_fill(void) {
 
 /* ---------------- unary ---------------- */
 
-static double ref_unary(sf_unary_op op, double x, double p0, double p1) {
-  switch (op) {
-  case SF_UN_NEG: return -x;
-  case SF_UN_ABS: return fabs(x);
-  case SF_UN_EXP: return exp(x);
-  case SF_UN_LOG: return log(x);
-  case SF_UN_SQRT: return sqrt(x);
-  case SF_UN_RSQRT: return 1 / sqrt(x);
-  case SF_UN_SIN: return sin(x);
-  case SF_UN_COS: return cos(x);
-  case SF_UN_TANH: return tanh(x);
-  case SF_UN_SIGMOID: return 1 / (1 + exp(-x));
-  case SF_UN_SILU: return x / (1 + exp(-x));
-  case SF_UN_GELU_TANH: return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
-  case SF_UN_GELU: return 0.5 * x * (1 + erf(x / sqrt(2.0)));
-  case SF_UN_RELU: return x > 0 ? x : 0;
-  case SF_UN_RECIP: return 1 / x;
-  case SF_UN_SQUARE: return x * x;
-  case SF_UN_FLOOR: return floor(x);
-  case SF_UN_CEIL: return ceil(x);
-  case SF_UN_ROUND: return nearbyint(x);
-  case SF_UN_SIGN: return x > 0 ? 1 : x < 0 ? -1 : 0;
-  case SF_UN_ISNAN: return x != x;
-  case SF_UN_LOGICAL_NOT: return x == 0;
-  case SF_UN_POW: return pow(x, p0);
-  case SF_UN_CLAMP: return fmin(fmax(x, p0), p1);
-  default: return NAN;
-  }
-}
 
 static void test_unary_f32_all_ops(void) {
   /* 4099 points (odd, so SIMD tails run) across the interesting range of every op */
