@@ -39,7 +39,8 @@ typedef struct sf_backend {
    * reduce: reduces `dim` of a (0-based); out is contiguous with a's shape and size 1 at dim.
    *         sums of integer/bool inputs give i64; ARGMAX/ARGMIN give i64; float ops accumulate in f32+.
    * softmax: out contiguous, same shape/dtype as a, over dim (f32 accumulation).
-   * matmul: a [B, M, K], b [B, K, N], out [B, M, N] contiguous, same float dtype; the batch stride of
+   * matmul: a [B, M, K], b [B, K, N], out [B, M, N] contiguous, same float dtype (or f32 out for bf16/f16
+   *         operands: the unrounded f32 accumulator); the batch stride of
    *         a or b may be 0; each matrix has unit stride in one of its two inner dims.
    * random: out contiguous float; element i uses Philox counter (offset + i); kind 0 normal, 1 uniform [0,1). */
   int (*copy)(sf_tensor *dst, const sf_tensor *src);

@@ -529,7 +529,9 @@ static bool inner_ok(const sf_tensor *t) {
   return t->stride[n - 1] == 1 || t->stride[n - 2] == 1 || t->shape[n - 1] == 1 || t->shape[n - 2] == 1;
 }
 
-static sf_tensor *matmul_impl(sf_tensor *a, sf_tensor *b) {
+/* out_dt: the result dtype; SF_NDTYPES = the operands' promoted dtype. A wider result (f32 from bf16/f16
+ * operands) keeps the f32 accumulator unrounded. */
+static sf_tensor *matmul_into(sf_tensor *a, sf_tensor *b, sf_dtype out_dt) {
   char ba[128], bb[128];
   if (!same_device("matmul", a, b)) return NULL;
   sf_backend *be = sf_backend_of(a);
@@ -589,7 +591,7 @@ static sf_tensor *matmul_impl(sf_tensor *a, sf_tensor *b) {
   A3 = sf_tensor_from_storage(Ac->storage, dt, 3, a3, as, Ac->offset);
   B3 = A3 ? sf_tensor_from_storage(Bc->storage, dt, 3, b3, bs, Bc->offset) : NULL;
   int64_t o3[3] = {nbatch, M, N};
-  O3 = B3 ? sf_tensor_new(dt, sf_device_of(a), 3, o3) : NULL;
+  O3 = B3 ? sf_tensor_new(out_dt == SF_NDTYPES ? dt : out_dt, sf_device_of(a), 3, o3) : NULL;
   if (!O3) goto done;
   if (be->matmul(O3, A3, B3)) goto done;
   int64_t osh[SF_MAX_DIMS];
@@ -617,7 +619,17 @@ static sf_tensor *linear_impl(sf_tensor *x, sf_tensor *w, sf_tensor *bias) {
   }
   sf_tensor *wt = sf_transpose(w, 0, 1);
   if (!wt) return NULL;
-  sf_tensor *y = sf_matmul(x, wt);
+  const sf_dtype dt = sf_promote(x->dtype, w->dtype);
+  if (bias && (dt == SF_BF16 || dt == SF_F16) && bias->dtype == dt) {
+    /* low precision: accumulate and add the bias in f32 and round once, as cuBLASLt's bias epilogue and
+     * oneDNN do (a separate low-precision bias add would round twice) */
+    sf_tensor *y32 = matmul_into(x, wt, SF_F32), *b32 = y32 ? sf_cast(bias, SF_F32) : NULL, *y = NULL;
+    sf_release(wt);
+    if (b32 && !sf_binary_(SF_BIN_ADD, y32, b32)) y = sf_cast(y32, dt);
+    sf_release(y32), sf_release(b32);
+    return y;
+  }
+  sf_tensor *y = matmul_into(x, wt, SF_NDTYPES);
   sf_release(wt);
   if (!y || !bias) return y;
   if (sf_binary_(SF_BIN_ADD, y, bias)) { sf_release(y); return NULL; }
@@ -652,7 +664,7 @@ sf_tensor *sf_reduce(sf_reduce_op op, sf_tensor *a, int dim, bool keepdim) {
 }
 sf_tensor *sf_softmax(sf_tensor *a, int dim) { SF_AG_OFF; return sf_ag_softmax(SF_AG_RUN(softmax_impl(a, dim, false)), a, dim, false); }
 sf_tensor *sf_log_softmax(sf_tensor *a, int dim) { SF_AG_OFF; return sf_ag_softmax(SF_AG_RUN(softmax_impl(a, dim, true)), a, dim, true); }
-sf_tensor *sf_matmul(sf_tensor *a, sf_tensor *b) { SF_AG_OFF; return sf_ag_matmul(SF_AG_RUN(matmul_impl(a, b)), a, b); }
+sf_tensor *sf_matmul(sf_tensor *a, sf_tensor *b) { SF_AG_OFF; return sf_ag_matmul(SF_AG_RUN(matmul_into(a, b, SF_NDTYPES)), a, b); }
 sf_tensor *sf_linear(sf_tensor *x, sf_tensor *w, sf_tensor *b) { SF_AG_OFF; return sf_ag_linear(SF_AG_RUN(linear_impl(x, w, b)), x, w, b); }
 
 /* ---------------- comparison helpers ---------------- */

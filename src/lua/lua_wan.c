@@ -59,6 +59,22 @@ static int opt_bool(lua_State *L, int t, const char *k, int dflt) {
   return v;
 }
 
+/* autocast = "bf16" | "f16" | true (bf16) | false | "off" | "f32": upstream Wan's amp.autocast with its
+ * fp32 islands (spec 1.10); nil keeps dflt. Returns an sf_dtype (SF_F32 = off). */
+static int opt_autocast(lua_State *L, int t, int dflt) {
+  int ty = opt_field(L, t, "autocast"), v = dflt;
+  if (ty == LUA_TBOOLEAN) v = lua_toboolean(L, -1) ? SF_BF16 : SF_F32;
+  else if (ty == LUA_TSTRING) {
+    const char *s = lua_tostring(L, -1);
+    if (!strcmp(s, "bf16")) v = SF_BF16;
+    else if (!strcmp(s, "f16")) v = SF_F16;
+    else if (!strcmp(s, "off") || !strcmp(s, "f32")) v = SF_F32;
+    else luaL_error(L, "option autocast must be \"bf16\", \"f16\" or false, got \"%s\"", s);
+  } else if (ty != LUA_TNIL) luaL_error(L, "option autocast must be \"bf16\", \"f16\" or false, got a %s", luaL_typename(L, -1));
+  lua_pop(L, 1);
+  return v;
+}
+
 static void read_causal_opts(lua_State *L, int t, sf_wan_config *c) {
   c->causal = opt_bool(L, t, "causal", c->causal);
   c->local_attn_size = opt_int(L, t, "local_attn_size", c->local_attn_size);
@@ -80,7 +96,7 @@ static void check_opts_keys(lua_State *L, int t, const char *what, const char *c
 }
 
 static const char *const LOAD_OPTS[] = {"causal", "dtype", "device", "local_attn_size", "sink_size", "num_frame_per_block",
-                                        "independent_first_frame", NULL};
+                                        "independent_first_frame", "autocast", NULL};
 
 /* sfwb.wan.load(dir, opts) */
 static int l_wan_load(lua_State *L) {
@@ -92,7 +108,10 @@ static int l_wan_load(lua_State *L) {
   sf_dtype dt = SF_F32;
   sf_device dev = sf_cpu();
   sf_lua_opt_dtype_device(L, 2, &dt, &dev);
-  push_model(L, sf_wan_load(dir, &over, dt, dev));
+  int ac = opt_autocast(L, 2, SF_F32); /* checked before the (slow) load */
+  sf_wan_model *m = sf_wan_load(dir, &over, dt, dev);
+  if (m) m->autocast = (sf_dtype)ac;
+  push_model(L, m);
   return 1;
 }
 
@@ -120,7 +139,10 @@ static int l_wan_new(lua_State *L) {
   sf_dtype dt = SF_F32;
   sf_device dev = sf_cpu();
   sf_lua_opt_dtype_device(L, 2, &dt, &dev);
-  push_model(L, sf_wan_new(&c, dt, dev, true));
+  int ac = opt_autocast(L, 2, SF_F32);
+  sf_wan_model *m = sf_wan_new(&c, dt, dev, true);
+  if (m) m->autocast = (sf_dtype)ac;
+  push_model(L, m);
   return 1;
 }
 
@@ -139,6 +161,9 @@ static void push_config(lua_State *L, const sf_wan_model *m) {
   lua_pushboolean(L, c->independent_first_frame), lua_setfield(L, -2, "independent_first_frame");
   lua_pushinteger(L, c->dim / c->num_heads), lua_setfield(L, -2, "head_dim");
   lua_pushstring(L, sf_dtype_name(m->dtype)), lua_setfield(L, -2, "dtype");
+  if (m->autocast == SF_F32) lua_pushboolean(L, 0);
+  else lua_pushstring(L, sf_dtype_name(m->autocast));
+  lua_setfield(L, -2, "autocast");
   char buf[32];
   lua_pushstring(L, sf_device_str(m->device, buf, sizeof buf)), lua_setfield(L, -2, "device");
 }
@@ -228,7 +253,8 @@ static sf_tensor *opt_tensor(lua_State *L, int t, const char *k) {
   return x; /* borrowed: the opts table keeps it alive */
 }
 
-static const char *const FWD_OPTS[] = {"clip_fea", "y", "kv_cache", "crossattn_cache", "current_start_frame", "tag", "checkpoint", NULL};
+static const char *const FWD_OPTS[] = {"clip_fea", "y", "kv_cache", "crossattn_cache", "current_start_frame", "tag", "checkpoint",
+                                       "autocast", NULL};
 
 static int l_forward(lua_State *L) {
   sf_wan_model *m = check_model(L, 1);
@@ -244,6 +270,7 @@ static int l_forward(lua_State *L) {
   lua_pop(L, 1);
   o.start_frame = opt_int(L, 5, "current_start_frame", 0);
   o.checkpoint = opt_bool(L, 5, "checkpoint", 0);
+  o.autocast = opt_autocast(L, 5, -1);
   if (opt_field(L, 5, "tag") == LUA_TTABLE) {
     int tg = lua_gettop(L);
     o.tag.chunk = opt_int(L, tg, "chunk", -1);

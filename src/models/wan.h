@@ -43,6 +43,8 @@ typedef struct sf_wan_model {
   int *hash;                   /* open addressing over names */
   int hash_size;
   sf_dtype dtype;              /* storage dtype of the weights (f32 or bf16) */
+  sf_dtype autocast;           /* SF_F32: compute in the weights' dtype (f32, or Self-Forcing's bf16 regime);
+                                * SF_BF16/SF_F16: upstream Wan's autocast with its fp32 islands (spec 1.10) */
   sf_device device;
   sf_wan_capture *captures;    /* attached captures (linked) */
   char provenance[512];        /* where the weights came from (for capture metadata) */
@@ -118,6 +120,7 @@ typedef struct sf_wan_fwd_opts {
   int64_t start_frame;         /* absolute frame of x's first frame (KV path) */
   sf_wan_tag tag;
   bool checkpoint;             /* with grad mode on: each block is a checkpoint region (recomputed in backward) */
+  int autocast;                /* -1: the model's setting; else an sf_dtype as sf_wan_model.autocast */
 } sf_wan_fwd_opts;
 
 void sf_wan_fwd_opts_init(sf_wan_fwd_opts *o);

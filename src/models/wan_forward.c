@@ -1,6 +1,12 @@
 /* wan_forward.c — the Wan DiT forward (spec 1.2-1.9, 3.2-3.4): patch embedding, time/text/image
  * embeddings, blocks with full / block-causal / KV-cache self-attention, cross-attention (T2V/I2V,
- * optional cache), head, unpatchify. Built from public ops so autograd can record it. */
+ * optional cache), head, unpatchify. Built from public ops so autograd can record it.
+ *
+ * Precision (spec 1.10). Without autocast every activation has the weights' dtype: f32, or for bf16
+ * weights Self-Forcing's bf16 regime. With autocast (s->ac = bf16/f16) it follows upstream Wan under
+ * `amp.autocast(bf16)`: linears (patch, text, img, q/k/v/o, ffn) and attention in the low dtype; the
+ * time MLP, modulation, norms (LayerNorm output rounded to its input's dtype, then f32), RMSNorm's
+ * weight product, RoPE, the residual stream and the head in f32. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +35,7 @@ typedef struct fwd {
   int64_t *q_ids;       /* absolute frame of each query frame */
   int64_t *self_k_ids;  /* full/block: key frame ids */
   int64_t *ctx_ids;     /* 0..n_ctx-1 */
+  sf_dtype ac;          /* autocast dtype; SF_F32 = off */
 } fwd;
 
 void sf_wan_fwd_opts_init(sf_wan_fwd_opts *o) {
@@ -36,6 +43,7 @@ void sf_wan_fwd_opts_init(sf_wan_fwd_opts *o) {
   o->tag.chunk = -1;
   o->tag.step = -1;
   o->tag.timestep = NAN;
+  o->autocast = -1;
 }
 
 static sf_tensor *view_n(sf_tensor *t, int n, int64_t a, int64_t b, int64_t c, int64_t d) {
@@ -43,21 +51,49 @@ static sf_tensor *view_n(sf_tensor *t, int n, int64_t a, int64_t b, int64_t c, i
   return sf_view(t, n, s);
 }
 
-/* t to the model's dtype and device (new reference) */
-static sf_tensor *to_model(const sf_wan_model *m, sf_tensor *t) {
-  sf_tensor *a = sf_to_device(t, m->device);
-  sf_tensor *b = a ? sf_cast(a, m->dtype) : NULL;
+#define AS_IS SF_NDTYPES /* "no cast": the model's own regime */
+
+static bool autocast(const fwd *s) { return s->ac != SF_F32; }
+
+/* t as dtype dt (new reference; no copy when it already is) */
+static sf_tensor *as_dt(sf_tensor *t, sf_dtype dt) { return !t ? NULL : dt == AS_IS || t->dtype == dt ? sf_retain(t) : sf_cast(t, dt); }
+
+/* an fp32 island under autocast (the value upstream computes in f32); a no-op otherwise */
+static sf_tensor *island(const fwd *s, sf_tensor *t) { return as_dt(t, autocast(s) ? SF_F32 : AS_IS); }
+
+/* t to the model's device and its input dtype: the weights' dtype, or f32 under autocast (new reference) */
+static sf_tensor *to_model(const fwd *s, sf_tensor *t) {
+  sf_tensor *a = sf_to_device(t, s->m->device);
+  sf_tensor *b = a ? sf_cast(a, autocast(s) ? SF_F32 : s->m->dtype) : NULL;
   sf_release(a);
   return b;
 }
 
-static sf_tensor *lin(const sf_wan_model *m, sf_tensor *x, const char *base, long long i) {
+/* x W^T + b with x, W, b cast to dt first (AS_IS: as stored) */
+static sf_tensor *lin_as(const sf_wan_model *m, sf_tensor *x, const char *base, long long i, sf_dtype dt) {
   char w[128], b[128];
   snprintf(w, sizeof w, "%s.weight", base);
   snprintf(b, sizeof b, "%s.bias", base);
   sf_tensor *W = sf_wan_paramf(m, w, i), *Bb = W ? sf_wan_paramf(m, b, i) : NULL;
-  return Bb ? sf_linear(x, W, Bb) : NULL;
+  if (!Bb) return NULL;
+  sf_tensor *xc = as_dt(x, dt), *Wc = xc ? as_dt(W, dt) : NULL, *bc = Wc ? as_dt(Bb, dt) : NULL;
+  sf_tensor *y = bc ? sf_linear(xc, Wc, bc) : NULL;
+  sf_release(xc), sf_release(Wc), sf_release(bc);
+  return y;
 }
+
+/* an autocast linear (the low dtype under autocast) */
+static sf_tensor *lin(const fwd *s, sf_tensor *x, const char *base, long long i) {
+  return lin_as(s->m, x, base, i, autocast(s) ? s->ac : AS_IS);
+}
+
+/* a linear inside an fp32 island (time MLP, head) */
+static sf_tensor *lin_f32(const fwd *s, sf_tensor *x, const char *base, long long i) {
+  return lin_as(s->m, x, base, i, autocast(s) ? SF_F32 : AS_IS);
+}
+
+/* a parameter as an fp32-island operand (new reference) */
+static sf_tensor *param_island(const fwd *s, const char *fmt, long long i) { return island(s, sf_wan_paramf(s->m, fmt, i)); }
 
 static sf_tensor *unary(sf_unary_op op, sf_tensor *x) {
   sf_tensor *y = x ? sf_unary(op, x, 0, 0) : NULL;
@@ -90,12 +126,12 @@ static sf_tensor *time_embeddings(fwd *s, sf_tensor *t, sf_tensor **e_out) {
       sv[r * c->freq_dim + k] = cos(ang);
       sv[r * c->freq_dim + half + k] = sin(ang);
     }
-  TRY(sin_m = to_model(m, sin_t));
-  TRY(h = lin(m, sin_m, "time_embedding.0", 0));
+  TRY(sin_m = to_model(s, sin_t));
+  TRY(h = lin_f32(s, sin_m, "time_embedding.0", 0));
   TRY(h2 = unary(SF_UN_SILU, h));
-  TRY(e = lin(m, h2, "time_embedding.2", 0));
+  TRY(e = lin_f32(s, h2, "time_embedding.2", 0));
   TRY(se = unary(SF_UN_SILU, e));
-  TRY(e0 = lin(m, se, "time_projection.1", 0));
+  TRY(e0 = lin_f32(s, se, "time_projection.1", 0));
   sf_tensor *e0v = view_n(e0, 4, s->B, s->Fe, 6, s->D);
   TRY(e0v);
   REL(e0);
@@ -107,12 +143,23 @@ fail:
   return NULL;
 }
 
-static sf_tensor *layer_norm_p(const sf_wan_model *m, sf_tensor *x, const char *base, double eps) {
+/* affine LayerNorm; an fp32 island under autocast (norm3 upcasts, and autocast runs nn.LayerNorm in f32) */
+static sf_tensor *layer_norm_p(const fwd *s, sf_tensor *x, const char *base, double eps) {
   char w[96], b[96];
   snprintf(w, sizeof w, "%s.weight", base);
   snprintf(b, sizeof b, "%s.bias", base);
-  sf_tensor *W = sf_wan_paramf(m, w, 0), *Bb = W ? sf_wan_paramf(m, b, 0) : NULL;
-  return Bb ? sf_layer_norm(x, W, Bb, eps) : NULL;
+  sf_tensor *W = param_island(s, w, 0), *Bb = W ? param_island(s, b, 0) : NULL, *xf = Bb ? island(s, x) : NULL;
+  sf_tensor *y = xf ? sf_layer_norm(xf, W, Bb, eps) : NULL;
+  sf_release(W), sf_release(Bb), sf_release(xf);
+  return y;
+}
+
+/* WanLayerNorm without affine: normalised in f32 and rounded to x's dtype; under autocast the caller's
+ * `.float()` follows (spec 1.10) */
+static sf_tensor *layer_norm_plain(const fwd *s, sf_tensor *x) {
+  sf_tensor *n = sf_layer_norm(x, NULL, NULL, s->m->cfg.eps), *r = island(s, n);
+  sf_release(n);
+  return r;
 }
 
 static sf_tensor *context_embedding(fwd *s, sf_tensor *ctx, sf_tensor *clip) {
@@ -121,22 +168,25 @@ static sf_tensor *context_embedding(fwd *s, sf_tensor *ctx, sf_tensor *clip) {
   sf_tensor *cm = NULL, *pad = NULL, *nar = NULL, *a = NULL, *g = NULL, *txt = NULL;
   sf_tensor *cl = NULL, *i1 = NULL, *i2 = NULL, *i3 = NULL, *i4 = NULL, *i5 = NULL, *img = NULL, *out = NULL;
   const int64_t Lt = ctx->shape[1];
-  TRY(cm = to_model(m, ctx));
+  TRY(cm = to_model(s, ctx));
   int64_t ps[3] = {s->B, c->text_len, c->text_dim};
-  TRY(pad = sf_zeros(3, ps, m->dtype, m->device));
+  TRY(pad = sf_zeros(3, ps, cm->dtype, m->device));
   TRY(nar = sf_narrow(pad, 1, 0, Lt));
   if (sf_copy_(nar, cm)) goto fail;
-  TRY(a = lin(m, pad, "text_embedding.0", 0));
+  TRY(a = lin(s, pad, "text_embedding.0", 0));
   TRY(g = unary(SF_UN_GELU_TANH, a));
-  TRY(txt = lin(m, g, "text_embedding.2", 0));
+  TRY(txt = lin(s, g, "text_embedding.2", 0));
   if (s->n_img > 0) {
-    TRY(cl = to_model(m, clip));
-    TRY(i1 = layer_norm_p(m, cl, "img_emb.proj.0", 1e-5));
-    TRY(i2 = lin(m, i1, "img_emb.proj.1", 0));
+    TRY(cl = to_model(s, clip));
+    TRY(i1 = layer_norm_p(s, cl, "img_emb.proj.0", 1e-5));
+    TRY(i2 = lin(s, i1, "img_emb.proj.1", 0));
     TRY(i3 = unary(SF_UN_GELU, i2));
-    TRY(i4 = lin(m, i3, "img_emb.proj.3", 0));
-    TRY(img = layer_norm_p(m, i4, "img_emb.proj.4", 1e-5));
-    sf_tensor *parts[2] = {img, txt};
+    TRY(i4 = lin(s, i3, "img_emb.proj.3", 0));
+    TRY(img = layer_norm_p(s, i4, "img_emb.proj.4", 1e-5));
+    /* under autocast the image tokens are f32 and the text tokens low precision: cat promotes to f32
+     * (exact; the k/v linears round both back) */
+    TRY(i5 = as_dt(txt, img->dtype));
+    sf_tensor *parts[2] = {img, i5};
     TRY(out = sf_cat(parts, 2, 1));
   } else {
     out = sf_retain(txt);
@@ -162,7 +212,11 @@ static sf_tensor *attend(fwd *s, int layer, bool cross, int img, sf_tensor *q, s
   /* a checkpoint recomputation in backward must not record captures a second time */
   int want = s->m->captures && !sf_checkpoint_recomputing() ? sf_wan_capture_begin(s->m, &call, &desc, s->m->device) : 0;
   if (want < 0) return NULL;
-  sf_tensor *o = sf_attention(q, k, v, &desc, NULL);
+  /* under autocast attention runs in the low dtype (upstream casts q, k, v for flash-attn) */
+  sf_tensor *qc = NULL, *kc = NULL, *vc = NULL, *o = NULL;
+  const sf_dtype adt = autocast(s) ? s->ac : AS_IS;
+  if ((qc = as_dt(q, adt)) && (kc = as_dt(k, adt)) && (vc = as_dt(v, adt))) o = sf_attention(qc, kc, vc, &desc, NULL);
+  sf_release(qc), sf_release(kc), sf_release(vc);
   if (want > 0) {
     if (!o) {
       char saved[512];
@@ -253,9 +307,15 @@ static sf_tensor *qk_proj(fwd *s, sf_tensor *x, int i, const char *att, const ch
   char base[96], nb[96];
   snprintf(base, sizeof base, "blocks.%%lld.%s.%s", att, which);
   snprintf(nb, sizeof nb, "blocks.%%lld.%s.%s.weight", att, norm);
-  sf_tensor *a = lin(s->m, x, base, i), *n = NULL, *v = NULL, *r = NULL;
+  sf_tensor *a = lin(s, x, base, i), *n = NULL, *v = NULL, *r = NULL;
   sf_tensor *w = a ? sf_wan_paramf(s->m, nb, i) : NULL;
-  if (w) n = sf_rms_norm(a, w, s->m->cfg.eps);
+  if (w && autocast(s)) { /* normalised and rounded to the low dtype, then times the f32 weight -> f32 */
+    sf_tensor *n0 = sf_rms_norm(a, NULL, s->m->cfg.eps), *nf = island(s, n0), *wf = nf ? island(s, w) : NULL;
+    if (wf) n = sf_mul(nf, wf);
+    sf_release(n0), sf_release(nf), sf_release(wf);
+  } else if (w) {
+    n = sf_rms_norm(a, w, s->m->cfg.eps);
+  }
   if (n) v = view_n(n, 4, x->shape[0], x->shape[1], s->N, s->d);
   if (v && rope) r = sf_rope3d(v, s->F, s->Hp, s->Wp, s->f0);
   else if (v) r = sf_retain(v);
@@ -269,7 +329,7 @@ static sf_tensor *self_attention(fwd *s, int i, sf_tensor *h) {
   int64_t *kid = NULL;
   TRY(q = qk_proj(s, h, i, "self_attn", "q", "norm_q", true));
   TRY(k = qk_proj(s, h, i, "self_attn", "k", "norm_k", true));
-  TRY(v0 = lin(s->m, h, "blocks.%lld.self_attn.v", i));
+  TRY(v0 = lin(s, h, "blocks.%lld.self_attn.v", i));
   TRY(v = view_n(v0, 4, s->B, s->L, s->N, s->d));
   if (s->mode == MODE_KV) {
     if (kv_update(s, i, k, v, &kk, &vv, &kid)) goto fail;
@@ -280,7 +340,7 @@ static sf_tensor *self_attention(fwd *s, int i, sf_tensor *h) {
                    s->mode == MODE_BLOCK ? s->kv_hi : NULL));
   }
   TRY(ov = view_n(o, 3, s->B, s->L, s->D, 0));
-  y = lin(s->m, ov, "blocks.%lld.self_attn.o", i);
+  y = lin(s, ov, "blocks.%lld.self_attn.o", i);
 fail:
   sf_release(q), sf_release(k), sf_release(v0), sf_release(v), sf_release(kk), sf_release(vv), sf_release(o), sf_release(ov);
   return y;
@@ -293,7 +353,7 @@ static sf_tensor *cross_attention(fwd *s, int i, sf_tensor *x) {
   sf_tensor *ci = NULL, *oi = NULL, *sum = NULL, *ov = NULL, *y = NULL;
   char b[64];
   snprintf(b, sizeof b, "blocks.%d.norm3", i);
-  TRY(n3 = layer_norm_p(s->m, x, b, c->eps));
+  TRY(n3 = layer_norm_p(s, x, b, c->eps));
   TRY(q = qk_proj(s, n3, i, "cross_attn", "q", "norm_q", false));
   if (xc && xc->is_init[i]) {
     k = sf_retain(xc->k[i]), v = sf_retain(xc->v[i]);
@@ -301,13 +361,13 @@ static sf_tensor *cross_attention(fwd *s, int i, sf_tensor *x) {
   } else {
     TRY(ct = sf_narrow(s->context, 1, s->n_img, c->text_len));
     TRY(k = qk_proj(s, ct, i, "cross_attn", "k", "norm_k", false));
-    TRY(v0 = lin(s->m, ct, "blocks.%lld.cross_attn.v", i));
+    TRY(v0 = lin(s, ct, "blocks.%lld.cross_attn.v", i));
     TRY(v = view_n(v0, 4, s->B, c->text_len, s->N, s->d));
     if (s->n_img) {
       TRY(ci = sf_narrow(s->context, 1, 0, s->n_img));
       TRY(ki = qk_proj(s, ci, i, "cross_attn", "k_img", "norm_k_img", false));
       REL(v0);
-      TRY(vi0 = lin(s->m, ci, "blocks.%lld.cross_attn.v_img", i));
+      TRY(vi0 = lin(s, ci, "blocks.%lld.cross_attn.v_img", i));
       TRY(vi = view_n(vi0, 4, s->B, s->n_img, s->N, s->d));
     }
     if (xc) {
@@ -329,7 +389,7 @@ static sf_tensor *cross_attention(fwd *s, int i, sf_tensor *x) {
     sum = sf_retain(o);
   }
   TRY(ov = view_n(sum, 3, s->B, s->L, s->D, 0));
-  y = lin(s->m, ov, "blocks.%lld.cross_attn.o", i);
+  y = lin(s, ov, "blocks.%lld.cross_attn.o", i);
 fail:
   sf_release(n3), sf_release(q), sf_release(k), sf_release(v), sf_release(v0), sf_release(ct), sf_release(o), sf_release(ki);
   sf_release(vi), sf_release(vi0), sf_release(ci), sf_release(oi), sf_release(sum), sf_release(ov);
@@ -349,11 +409,11 @@ static sf_tensor *ffn(fwd *s, int i, sf_tensor *g) {
   for (; k < n; k++) {
     const int64_t r0 = k * FFN_CHUNK, len = r0 + FFN_CHUNK <= L ? FFN_CHUNK : L - r0;
     sf_tensor *gc = sf_narrow(g, 1, r0, len), *f1 = NULL, *f2 = NULL;
-    if (gc) f1 = lin(s->m, gc, "blocks.%lld.ffn.0", i);
+    if (gc) f1 = lin(s, gc, "blocks.%lld.ffn.0", i);
     sf_release(gc);
     if (f1) f2 = unary(SF_UN_GELU_TANH, f1);
     sf_release(f1);
-    if (f2) parts[k] = lin(s->m, f2, "blocks.%lld.ffn.2", i);
+    if (f2) parts[k] = lin(s, f2, "blocks.%lld.ffn.2", i);
     sf_release(f2);
     if (!parts[k]) break;
   }
@@ -363,34 +423,46 @@ static sf_tensor *ffn(fwd *s, int i, sf_tensor *g) {
   return out;
 }
 
+/* the residual updates x + y*gate and x + y: under autocast in f32 (upstream's f32 autocast region) */
+static sf_tensor *gated_add(const fwd *s, sf_tensor *x, sf_tensor *y, sf_tensor *gate) {
+  sf_tensor *xf = island(s, x), *yf = xf ? island(s, y) : NULL, *r = yf ? sf_gated_add(xf, yf, gate) : NULL;
+  sf_release(xf), sf_release(yf);
+  return r;
+}
+
+static sf_tensor *residual_add(const fwd *s, sf_tensor *x, sf_tensor *y) {
+  sf_tensor *xf = island(s, x), *yf = xf ? island(s, y) : NULL, *r = yf ? sf_add(xf, yf) : NULL;
+  sf_release(xf), sf_release(yf);
+  return r;
+}
+
 static sf_tensor *block(fwd *s, int i, sf_tensor *x) {
-  const sf_wan_config *c = &s->m->cfg;
   sf_tensor *mod = NULL, *modv = NULL, *mm = NULL, *mj[6] = {0}, *n1 = NULL, *h = NULL, *y = NULL, *x1 = NULL, *ca = NULL;
   sf_tensor *x2 = NULL, *n2 = NULL, *g = NULL, *f3 = NULL, *out = NULL;
-  TRY(mod = sf_wan_paramf(s->m, "blocks.%lld.modulation", i));
+  TRY(mod = param_island(s, "blocks.%lld.modulation", i));
   TRY(modv = view_n(mod, 4, 1, 1, 6, s->D));
   TRY(mm = sf_add(modv, s->e0));
   for (int j = 0; j < 6; j++) TRY(mj[j] = sf_select(mm, 2, j));
   /* intermediates are released as soon as they are consumed: peak memory is a benchmark target */
-  TRY(n1 = sf_layer_norm(x, NULL, NULL, c->eps));
+  TRY(n1 = layer_norm_plain(s, x));
   TRY(h = sf_modulate(n1, mj[0], mj[1]));
   REL(n1);
   TRY(y = self_attention(s, i, h));
   REL(h);
-  TRY(x1 = sf_gated_add(x, y, mj[2]));
+  TRY(x1 = gated_add(s, x, y, mj[2]));
   REL(y);
   TRY(ca = cross_attention(s, i, x1));
-  TRY(x2 = sf_add(x1, ca));
+  TRY(x2 = residual_add(s, x1, ca));
   REL(x1);
   REL(ca);
-  TRY(n2 = sf_layer_norm(x2, NULL, NULL, c->eps));
+  TRY(n2 = layer_norm_plain(s, x2));
   TRY(g = sf_modulate(n2, mj[3], mj[4]));
   REL(n2);
   TRY(f3 = ffn(s, i, g));
   REL(g);
-  out = sf_gated_add(x2, f3, mj[5]);
+  out = gated_add(s, x2, f3, mj[5]);
 fail:
-  sf_release(modv), sf_release(mm), sf_release(n1), sf_release(h), sf_release(y), sf_release(x1), sf_release(ca);
+  sf_release(mod), sf_release(modv), sf_release(mm), sf_release(n1), sf_release(h), sf_release(y), sf_release(x1), sf_release(ca);
   sf_release(x2), sf_release(n2), sf_release(g), sf_release(f3);
   for (int j = 0; j < 6; j++) sf_release(mj[j]);
   return out;
@@ -485,6 +557,9 @@ sf_tensor *sf_wan_forward(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor
   fwd s;
   memset(&s, 0, sizeof s);
   s.m = m, s.o = opts;
+  s.ac = opts->autocast >= 0 ? (sf_dtype)opts->autocast : m->autocast;
+  if (s.ac != SF_F32 && s.ac != SF_BF16 && s.ac != SF_F16)
+    return sf_error("wan forward: autocast must be bf16, f16 or off, got %s", sf_dtype_name(s.ac)), NULL;
   sf_tensor *xin = NULL, *xm = NULL, *xc = NULL, *xv = NULL, *xp = NULL, *xpc = NULL, *pv = NULL, *pw = NULL, *tok = NULL;
   sf_tensor *e = NULL, *ev = NULL, *hmod = NULL, *hmv = NULL, *hm = NULL, *sh = NULL, *sc = NULL, *hn = NULL, *hh = NULL;
   sf_tensor *ho = NULL, *hv = NULL, *hp = NULL, *hc = NULL, *out = NULL, *res = NULL;
@@ -496,15 +571,15 @@ sf_tensor *sf_wan_forward(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor
         opts->y->shape[4] != x->shape[4])
       return sf_error("wan forward: y %s must match x %s in B, F, H, W", sf_shape_str(opts->y, b1, sizeof b1), sf_shape_str(x, b2, sizeof b2)), NULL;
     sf_tensor *ys = NULL, *parts[2];
-    TRY(xm = to_model(m, x));
-    TRY(ys = to_model(m, opts->y));
+    TRY(xm = to_model(&s, x));
+    TRY(ys = to_model(&s, opts->y));
     parts[0] = xm, parts[1] = ys;
     xin = sf_cat(parts, 2, 1);
     sf_release(ys);
     REL(xm);
     TRY(xin);
   } else {
-    TRY(xin = to_model(m, x));
+    TRY(xin = to_model(&s, x));
   }
   s.B = xin->shape[0], s.F = xin->shape[2];
   if (xin->shape[1] != c->in_dim)
@@ -565,7 +640,15 @@ sf_tensor *sf_wan_forward(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor
     int64_t s2[2] = {s.D, c->in_dim * 4};
     TRY(pwt);
     TRY(pw = sf_reshape(pwt, 2, s2));
-    TRY(tok = sf_linear(pv, pw, sf_wan_param(m, "patch_embedding.bias")));
+    sf_tensor *pb = sf_wan_param(m, "patch_embedding.bias");
+    TRY(pb);
+    { /* a conv under autocast: low precision */
+      sf_tensor *pvc = as_dt(pv, autocast(&s) ? s.ac : AS_IS), *pwc = pvc ? as_dt(pw, pvc->dtype) : NULL;
+      sf_tensor *pbc = pwc ? as_dt(pb, pvc->dtype) : NULL;
+      if (pbc) tok = sf_linear(pvc, pwc, pbc);
+      sf_release(pvc), sf_release(pwc), sf_release(pbc);
+    }
+    TRY(tok);
   }
   TRY(s.e0 = time_embeddings(&s, t, &e));
   {
@@ -583,15 +666,15 @@ sf_tensor *sf_wan_forward(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor
     tok = nx;
   }
   /* head */
-  TRY(hmod = sf_wan_param(m, "head.modulation"));
+  TRY(hmod = param_island(&s, "head.modulation", 0));
   TRY(hmv = view_n(hmod, 4, 1, 1, 2, s.D));
   TRY(ev = view_n(e, 4, s.B, s.Fe, 1, s.D));
   TRY(hm = sf_add(hmv, ev));
   TRY(sh = sf_select(hm, 2, 0));
   TRY(sc = sf_select(hm, 2, 1));
-  TRY(hn = sf_layer_norm(tok, NULL, NULL, c->eps));
+  TRY(hn = layer_norm_plain(&s, tok));
   TRY(hh = sf_modulate(hn, sh, sc));
-  TRY(ho = lin(m, hh, "head.head", 0));
+  TRY(ho = lin_f32(&s, hh, "head.head", 0));
   {
     int64_t s7[7] = {s.B, s.F, s.Hp, s.Wp, 2, 2, c->out_dim};
     int perm[7] = {0, 6, 1, 2, 4, 3, 5};
@@ -604,7 +687,7 @@ sf_tensor *sf_wan_forward(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor
   }
 fail:
   sf_release(xin), sf_release(xm), sf_release(xc), sf_release(xv), sf_release(xp), sf_release(xpc), sf_release(pv), sf_release(pw);
-  sf_release(tok), sf_release(e), sf_release(ev), sf_release(hmv), sf_release(hm), sf_release(sh), sf_release(sc);
+  sf_release(tok), sf_release(e), sf_release(ev), sf_release(hmod), sf_release(hmv), sf_release(hm), sf_release(sh), sf_release(sc);
   sf_release(hn), sf_release(hh), sf_release(ho), sf_release(hv), sf_release(hp), sf_release(hc), sf_release(out);
   sf_release(s.e0), sf_release(s.context);
   free(s.q_ids), free(s.self_k_ids), free(s.ctx_ids), free(s.kv_lo), free(s.kv_hi);

@@ -298,6 +298,7 @@ sf_wan_model *sf_wan_clone(const sf_wan_model *m) {
   }
   sf_set_grad_enabled(g);
   snprintf(c->provenance, sizeof c->provenance, "%s", m->provenance);
+  c->autocast = m->autocast;
   return c;
 }
 

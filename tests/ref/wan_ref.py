@@ -119,7 +119,8 @@ def make_params(c, gen):
 
 
 def lin(x, P, name):
-    return x @ P[name + ".weight"].t() + P[name + ".bias"]
+    w = P[name + ".weight"]
+    return x @ w.reshape(w.shape[0], -1).t() + P[name + ".bias"]
 
 
 def layer_norm(x, eps, w=None, b=None):
@@ -223,9 +224,30 @@ def attention(q, k, v, mask=None):
 
 
 class Wan:
+    """all-f32 computation; WanAutocast below overrides the precision hooks (spec 1.10)"""
+
     def __init__(self, c, P):
         self.c, self.P = c, P
         self.N, self.d = c.num_heads, c.dim // c.num_heads
+
+    # precision hooks: identity in f32
+    def lin(self, x, name):  # a linear that autocast runs in low precision
+        return lin(x, self.P, name)
+
+    def qk_norm(self, a, w):
+        return rms_norm(a, w, self.c.eps)
+
+    def attn(self, q, k, v, mask=None):
+        return attention(q, k, v, mask)
+
+    def norm(self, x):  # WanLayerNorm without affine
+        return layer_norm(x, self.c.eps)
+
+    def res(self, x):  # a residual-stream operand
+        return x
+
+    def gelu_tanh(self, x):
+        return gelu_tanh(x)
 
     def embed_time(self, t):  # t flat [M]
         P = self.P
@@ -238,20 +260,19 @@ class Wan:
         B, Lt, _ = ctx.shape
         pad = torch.zeros(B, c.text_len, c.text_dim)
         pad[:, :Lt] = ctx
-        txt = lin(gelu_tanh(lin(pad, P, "text_embedding.0")), P, "text_embedding.2")
+        txt = self.lin(self.gelu_tanh(self.lin(pad, "text_embedding.0")), "text_embedding.2")
         if c.model_type == "i2v":
             h = layer_norm(clip_fea, 1e-5, P["img_emb.proj.0.weight"], P["img_emb.proj.0.bias"])
-            h = lin(gelu_erf(lin(h, P, "img_emb.proj.1")), P, "img_emb.proj.3")
-            h = layer_norm(h, 1e-5, P["img_emb.proj.4.weight"], P["img_emb.proj.4.bias"])
-            txt = torch.cat([h, txt], dim=1)
+            h = self.lin(gelu_erf(self.lin(h, "img_emb.proj.1").float()).to(txt.dtype), "img_emb.proj.3")
+            h = layer_norm(h.float(), 1e-5, P["img_emb.proj.4.weight"], P["img_emb.proj.4.bias"])
+            txt = torch.cat([h, txt.float()], dim=1)
         return txt
 
     def patchify(self, x):
         P = self.P
         B, C, F, H, W = x.shape
-        w = P["patch_embedding.weight"].reshape(self.c.dim, C * 4)
         p = x.reshape(B, C, F, H // 2, 2, W // 2, 2).permute(0, 2, 3, 5, 1, 4, 6).reshape(B, F * (H // 2) * (W // 2), C * 4)
-        return p @ w.t() + P["patch_embedding.bias"], (F, H // 2, W // 2)
+        return self.lin(p, "patch_embedding"), (F, H // 2, W // 2)
 
     def unpatchify(self, y, grid):
         F, Hp, Wp = grid
@@ -264,38 +285,38 @@ class Wan:
         P, N, d, eps = self.P, self.N, self.d, self.c.eps
         b = "blocks.%d.self_attn." % i
         B, L, D = x.shape
-        q = rms_norm(lin(x, P, b + "q"), P[b + "norm_q.weight"], eps).reshape(B, L, N, d)
-        k = rms_norm(lin(x, P, b + "k"), P[b + "norm_k.weight"], eps).reshape(B, L, N, d)
-        v = lin(x, P, b + "v").reshape(B, L, N, d)
+        q = self.qk_norm(self.lin(x, b + "q"), P[b + "norm_q.weight"]).reshape(B, L, N, d)
+        k = self.qk_norm(self.lin(x, b + "k"), P[b + "norm_k.weight"]).reshape(B, L, N, d)
+        v = self.lin(x, b + "v").reshape(B, L, N, d)
         q, k = rope(q, ang), rope(k, ang)
         kk, vv, mask, k_frames = kv_attend(i, k, v)
         if cap is not None:
             nq = max(q_frames) + 1
             cap.add(capkey + "self", q, kk, mask, q_frames, k_frames, max(max(q_frames), max(k_frames)) + 1,
                     max(max(q_frames), max(k_frames)) + 1)
-        o = attention(q, kk, vv, mask)
-        return lin(o.reshape(B, L, D), P, b + "o")
+        o = self.attn(q, kk, vv, mask)
+        return self.lin(o.reshape(B, L, D), b + "o")
 
     def cross_attn(self, i, x, ctx, cap, capkey, q_frames):
         P, N, d, eps, c = self.P, self.N, self.d, self.c.eps, self.c
         b = "blocks.%d.cross_attn." % i
         B, L, D = x.shape
-        q = rms_norm(lin(x, P, b + "q"), P[b + "norm_q.weight"], eps).reshape(B, L, N, d)
+        q = self.qk_norm(self.lin(x, b + "q"), P[b + "norm_q.weight"]).reshape(B, L, N, d)
         n_img = ctx.shape[1] - c.text_len if c.model_type == "i2v" else 0
         ci, ct = ctx[:, :n_img], ctx[:, n_img:]
-        k = rms_norm(lin(ct, P, b + "k"), P[b + "norm_k.weight"], eps).reshape(B, -1, N, d)
-        v = lin(ct, P, b + "v").reshape(B, -1, N, d)
-        o = attention(q, k, v)
+        k = self.qk_norm(self.lin(ct, b + "k"), P[b + "norm_k.weight"]).reshape(B, -1, N, d)
+        v = self.lin(ct, b + "v").reshape(B, -1, N, d)
+        o = self.attn(q, k, v)
         nf = max(q_frames) + 1
         if cap is not None:
             cap.add(capkey + "cross", q, k, None, q_frames, [n_img + j for j in range(ct.shape[1])], nf, ctx.shape[1])
         if n_img > 0:
-            ki = rms_norm(lin(ci, P, b + "k_img"), P[b + "norm_k_img.weight"], eps).reshape(B, -1, N, d)
-            vi = lin(ci, P, b + "v_img").reshape(B, -1, N, d)
-            o = o + attention(q, ki, vi)
+            ki = self.qk_norm(self.lin(ci, b + "k_img"), P[b + "norm_k_img.weight"]).reshape(B, -1, N, d)
+            vi = self.lin(ci, b + "v_img").reshape(B, -1, N, d)
+            o = self.res(o) + self.res(self.attn(q, ki, vi))
             if cap is not None:
                 cap.add(capkey + "cross_img", q, ki, None, q_frames, list(range(n_img)), nf, ctx.shape[1])
-        return lin(o.reshape(B, L, D), P, b + "o")
+        return self.lin(o.reshape(B, L, D), b + "o")
 
     def block(self, i, x, e0, ctx, ang, kv_attend, cap, capkey, q_frames):
         """e0 [B, F, 6, D] per-frame modulation (F = 1 for a uniform timestep)"""
@@ -308,14 +329,14 @@ class Wan:
         def per_frame(t):
             return t.reshape(B, F, L // F, D)
 
-        h = (per_frame(layer_norm(x, eps)) * (1 + m1) + m0).reshape(B, L, D)
+        h = (per_frame(self.norm(x)) * (1 + m1) + m0).reshape(B, L, D)
         y = self.self_attn(i, h, ang, kv_attend, cap, capkey, q_frames)
-        x = (per_frame(x) + per_frame(y) * m2).reshape(B, L, D)
+        x = (per_frame(self.res(x)) + per_frame(self.res(y)) * m2).reshape(B, L, D)
         n3 = layer_norm(x, eps, P["blocks.%d.norm3.weight" % i], P["blocks.%d.norm3.bias" % i])
-        x = x + self.cross_attn(i, n3, ctx, cap, capkey, q_frames)
-        g = (per_frame(layer_norm(x, eps)) * (1 + m4) + m3).reshape(B, L, D)
-        f = lin(gelu_tanh(lin(g, P, "blocks.%d.ffn.0" % i)), P, "blocks.%d.ffn.2" % i)
-        return (per_frame(x) + per_frame(f) * m5).reshape(B, L, D)
+        x = x + self.res(self.cross_attn(i, n3, ctx, cap, capkey, q_frames))
+        g = (per_frame(self.norm(x)) * (1 + m4) + m3).reshape(B, L, D)
+        f = self.lin(self.gelu_tanh(self.lin(g, "blocks.%d.ffn.0" % i)), "blocks.%d.ffn.2" % i)
+        return (per_frame(x) + per_frame(self.res(f)) * m5).reshape(B, L, D)
 
     def forward(self, x, t, ctx, clip_fea=None, y=None, kv_attend=None, f0=0, cap=None, capkey=""):
         """t [B] (uniform) or [B, F] (per frame). kv_attend(i, k, v) -> (k, v, mask, key_frame_ids)."""
@@ -342,9 +363,39 @@ class Wan:
         Fe = e.shape[1]
         hm = P["head.modulation"].reshape(1, 1, 2, -1) + e.reshape(B, Fe, 1, -1)
         shift, scale = hm[:, :, 0:1], hm[:, :, 1:2]
-        hn = layer_norm(tok, c.eps).reshape(B, Fe, -1, c.dim) * (1 + scale) + shift
+        hn = self.norm(tok).reshape(B, Fe, -1, c.dim) * (1 + scale) + shift
         out = lin(hn.reshape(B, F * S, c.dim), P, "head.head")
         return self.unpatchify(out, grid)
+
+
+class WanAutocast(Wan):
+    """upstream Wan under amp.autocast(bf16) with f32 parameters (spec 1.10, upstream column), with explicit
+    casts: linears take bf16-rounded operands, accumulate in f32 and round once (a GPU GEMM with a bias
+    epilogue); attention takes bf16 q/k/v, computes in f32 and rounds its output; norms, modulation, the
+    time MLP, RoPE, the residual stream and the head stay f32"""
+
+    LOW = torch.bfloat16
+
+    def lin(self, x, name):
+        r = lambda t: t.to(self.LOW).float()
+        w = self.P[name + ".weight"]
+        return (r(x) @ r(w.reshape(w.shape[0], -1)).t() + r(self.P[name + ".bias"])).to(self.LOW)
+
+    def qk_norm(self, a, w):  # normalised in f32, rounded to a's dtype, times the f32 weight -> f32
+        return rms_norm(a.float(), torch.ones_like(w), self.c.eps).to(a.dtype).float() * w
+
+    def attn(self, q, k, v, mask=None):
+        r = lambda t: t.to(self.LOW).float()
+        return attention(r(q), r(k), r(v), mask).to(self.LOW)
+
+    def norm(self, x):  # f32 LayerNorm rounded to x's dtype (type_as), then .float()
+        return layer_norm(x.float(), self.c.eps).to(x.dtype).float()
+
+    def res(self, x):
+        return x.float()
+
+    def gelu_tanh(self, x):
+        return gelu_tanh(x.float()).to(x.dtype)
 
 
 # ---------------------------------------------------------------- causal paths (spec section 3)
@@ -410,7 +461,10 @@ TINY = dict(model_type="t2v", dim=64, ffn_dim=128, num_heads=2, num_layers=2, in
 TINY_I2V = dict(TINY, model_type="i2v", in_dim=36, clip_dim=32)
 
 
-def run_case(name, seed, out):
+def run_case(case, seed, out):
+    """CASE_autocast: the same case computed as upstream Wan under bf16 autocast (WanAutocast)"""
+    autocast = case.endswith("_autocast")
+    name = case[:-len("_autocast")] if autocast else case
     gen = torch.Generator().manual_seed(seed)
     rnd = lambda *s: torch.randn(*s, generator=gen)
     data, calls, meta = {}, [], {}
@@ -447,7 +501,7 @@ def run_case(name, seed, out):
         raise SystemExit("unknown case " + name)
     c = Cfg(cfgd)
     P = make_params(c, gen)
-    model = Wan(c, P)
+    model = (WanAutocast if autocast else Wan)(c, P)
     Lt = c.text_len - 5
     ctx = rnd(B, Lt, c.text_dim)
     data["context"] = ctx
@@ -530,7 +584,7 @@ def run_case(name, seed, out):
         json.dump(conf, f)
     save_safetensors(os.path.join(out, "diffusion_pytorch_model.safetensors"), P)
     save_safetensors(os.path.join(out, "data.safetensors"), {k: v.float() for k, v in data.items()})
-    meta.update(case=name, B=B, F=F, H=H, W=W, S=S, causal=causal, calls=calls, num_layers=c.num_layers)
+    meta.update(case=case, autocast=autocast, B=B, F=F, H=H, W=W, S=S, causal=causal, calls=calls, num_layers=c.num_layers)
     with open(os.path.join(out, "manifest.lua"), "w") as f:
         f.write("return " + to_lua(meta) + "\n")
     with open(os.path.join(out, "manifest.json"), "w") as f:

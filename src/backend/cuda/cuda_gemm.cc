@@ -73,10 +73,11 @@ int sf_gemm(sf_tensor *out, const sf_tensor *a, const sf_tensor *b) {
   double one64 = 1.0, zero64 = 0.0;
   const void *alpha = dt == SF_F64 ? (const void *)&one64 : (const void *)&one;
   const void *beta = dt == SF_F64 ? (const void *)&zero64 : (const void *)&zero;
-  cudaDataType t = blas_type(dt);
+  /* operands may be bf16/f16 with an f32 result (the unrounded accumulator, e.g. for a bias added in f32) */
+  cudaDataType t = blas_type(a->dtype), tc = blas_type(dt);
   cublasStatus_t st = cublasGemmStridedBatchedEx(ds->blas, opb, opa, (int)N, (int)M, (int)K, alpha, sf_data_ptr(b), t,
                                                  (int)ldb, (long long)sb, sf_data_ptr(a), t, (int)lda, (long long)sa,
-                                                 beta, sf_data_ptr(out), t, (int)N, (long long)(M * N), (int)B, comp,
+                                                 beta, sf_data_ptr(out), tc, (int)N, (long long)(M * N), (int)B, comp,
                                                  CUBLAS_GEMM_DEFAULT);
   sf_release(ac);
   sf_release(bc);
