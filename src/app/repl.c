@@ -1,4 +1,4 @@
-/* repl.c — the interactive sfwb prompt: readline editing, history, completion, auto-print, Ctrl-C. */
+/* repl.c — the interactive sfwb prompt: readline editing, history, completion, auto-print with `_`, Ctrl-C. */
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <dirent.h>
@@ -447,6 +447,9 @@ static void run_chunk(lua_State *L) {
   }
   int n = lua_gettop(L) - base;
   if (n > 0) {
+    /* `_` holds the last printed value (its first result), as Python's REPL: `t = _` after a long call */
+    lua_pushvalue(L, base + 1);
+    lua_setglobal(L, "_");
     luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
     lua_pushcfunction(L, print_results);
     lua_insert(L, base + 1);

@@ -23,6 +23,8 @@ case("banner and prompt", lambda: r.read_until(r"sfwb %s*.*\n.*sfwb> $" % ""))
 case("statement then bare expression", lambda: (r.eval("x = 41", r"x = 41"), r.eval("x + 1", r"\n42\n")))
 case("= expression", lambda: r.eval("= x", r"\n41\n"))
 case("several values", lambda: r.eval("1, 'a', nil", r"\n1\ta\tnil\n"))
+case("_ is the last printed value", lambda: (r.eval("6 * 7", r"\n42\n"), r.eval("_ + 1", r"\n43\n"),
+                                             r.eval("y = 5", r"y = 5"), r.eval("_", r"\n43\n")))
 
 
 def multiline():
