@@ -144,11 +144,11 @@ def gelu_erf(x):
     return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
 
 
-def sinusoid(t, dim):
+def sinusoid(t, dim, dtype=torch.float32):
     half = dim // 2
     omega = torch.pow(torch.tensor(10000.0, dtype=torch.float64), -torch.arange(half, dtype=torch.float64) / half)
     ang = t.double().reshape(-1, 1) * omega.reshape(1, -1)
-    return torch.cat([torch.cos(ang), torch.sin(ang)], dim=1).float()
+    return torch.cat([torch.cos(ang), torch.sin(ang)], dim=1).to(dtype)
 
 
 def rope_angles(d, f_pos, Hp, Wp):
@@ -172,14 +172,14 @@ def rope_angles(d, f_pos, Hp, Wp):
     return a.reshape(F * Hp * Wp, d // 2)
 
 
-def rope(x, ang):
-    """x [B, L, N, d]; interleaved pairs (2j, 2j+1) rotated by ang [L, d/2]; float64 inside"""
+def rope(x, ang, dtype=torch.float32):
+    """x [B, L, N, d]; interleaved pairs (2j, 2j+1) rotated by ang [L, d/2]; float64 inside, result in dtype"""
     B, L, N, d = x.shape
     xd = x.double().reshape(B, L, N, d // 2, 2)
     a, b = xd[..., 0], xd[..., 1]
     c, s = torch.cos(ang).reshape(1, L, 1, -1), torch.sin(ang).reshape(1, L, 1, -1)
     out = torch.stack([a * c - b * s, a * s + b * c], dim=-1)
-    return out.reshape(B, L, N, d).float()
+    return out.reshape(B, L, N, d).to(dtype)
 
 
 class Capture:
@@ -191,6 +191,7 @@ class Capture:
     def add(self, key, q, k, mask, q_grp, k_grp, nq, nk):
         # q [B, Lq, N, d], k [B, Lk, N, d], mask bool [Lq, Lk] (True = visible) or None
         B, Lq, N, d = q.shape
+        q, k = q.float(), k.float()
         logits = torch.einsum("bqnd,bknd->bnqk", q, k) / math.sqrt(d)
         if mask is not None:
             lm = logits.masked_fill(~mask, float("-inf"))
@@ -231,8 +232,19 @@ class Wan:
         self.N, self.d = c.num_heads, c.dim // c.num_heads
 
     # precision hooks: identity in f32
+    ACT = torch.float32  # dtype of the sinusoid and of RoPE's result
+
     def lin(self, x, name):  # a linear that autocast runs in low precision
         return lin(x, self.P, name)
+
+    def lin_island(self, x, name):  # a linear that autocast keeps in f32 (time MLP, head)
+        return lin(x, self.P, name)
+
+    def ln_affine(self, x, w, b, eps):  # LayerNorm with affine (norm3, img_emb)
+        return layer_norm(x, eps, w, b)
+
+    def rope(self, x, ang):
+        return rope(x, ang, self.ACT)
 
     def qk_norm(self, a, w):
         return rms_norm(a, w, self.c.eps)
@@ -251,8 +263,9 @@ class Wan:
 
     def embed_time(self, t):  # t flat [M]
         P = self.P
-        e = lin(torch.nn.functional.silu(lin(sinusoid(t, self.c.freq_dim), P, "time_embedding.0")), P, "time_embedding.2")
-        e0 = lin(torch.nn.functional.silu(e), P, "time_projection.1")
+        silu = lambda v: torch.nn.functional.silu(v.float()).to(v.dtype)  # opmath f32, one rounding (as on the GPU)
+        e = self.lin_island(silu(self.lin_island(sinusoid(t, self.c.freq_dim, self.ACT), "time_embedding.0")), "time_embedding.2")
+        e0 = self.lin_island(silu(e), "time_projection.1")
         return e, e0.reshape(-1, 6, self.c.dim)
 
     def embed_context(self, ctx, clip_fea):
@@ -262,10 +275,10 @@ class Wan:
         pad[:, :Lt] = ctx
         txt = self.lin(self.gelu_tanh(self.lin(pad, "text_embedding.0")), "text_embedding.2")
         if c.model_type == "i2v":
-            h = layer_norm(clip_fea, 1e-5, P["img_emb.proj.0.weight"], P["img_emb.proj.0.bias"])
+            h = self.ln_affine(clip_fea, P["img_emb.proj.0.weight"], P["img_emb.proj.0.bias"], 1e-5)
             h = self.lin(gelu_erf(self.lin(h, "img_emb.proj.1").float()).to(txt.dtype), "img_emb.proj.3")
-            h = layer_norm(h.float(), 1e-5, P["img_emb.proj.4.weight"], P["img_emb.proj.4.bias"])
-            txt = torch.cat([h, txt.float()], dim=1)
+            h = self.ln_affine(h, P["img_emb.proj.4.weight"], P["img_emb.proj.4.bias"], 1e-5)
+            txt = torch.cat([h, txt.to(h.dtype)], dim=1)
         return txt
 
     def patchify(self, x):
@@ -288,7 +301,7 @@ class Wan:
         q = self.qk_norm(self.lin(x, b + "q"), P[b + "norm_q.weight"]).reshape(B, L, N, d)
         k = self.qk_norm(self.lin(x, b + "k"), P[b + "norm_k.weight"]).reshape(B, L, N, d)
         v = self.lin(x, b + "v").reshape(B, L, N, d)
-        q, k = rope(q, ang), rope(k, ang)
+        q, k = self.rope(q, ang), self.rope(k, ang)
         kk, vv, mask, k_frames = kv_attend(i, k, v)
         if cap is not None:
             nq = max(q_frames) + 1
@@ -332,7 +345,7 @@ class Wan:
         h = (per_frame(self.norm(x)) * (1 + m1) + m0).reshape(B, L, D)
         y = self.self_attn(i, h, ang, kv_attend, cap, capkey, q_frames)
         x = (per_frame(self.res(x)) + per_frame(self.res(y)) * m2).reshape(B, L, D)
-        n3 = layer_norm(x, eps, P["blocks.%d.norm3.weight" % i], P["blocks.%d.norm3.bias" % i])
+        n3 = self.ln_affine(x, P["blocks.%d.norm3.weight" % i], P["blocks.%d.norm3.bias" % i], eps)
         x = x + self.res(self.cross_attn(i, n3, ctx, cap, capkey, q_frames))
         g = (per_frame(self.norm(x)) * (1 + m4) + m3).reshape(B, L, D)
         f = self.lin(self.gelu_tanh(self.lin(g, "blocks.%d.ffn.0" % i)), "blocks.%d.ffn.2" % i)
@@ -364,7 +377,7 @@ class Wan:
         hm = P["head.modulation"].reshape(1, 1, 2, -1) + e.reshape(B, Fe, 1, -1)
         shift, scale = hm[:, :, 0:1], hm[:, :, 1:2]
         hn = self.norm(tok).reshape(B, Fe, -1, c.dim) * (1 + scale) + shift
-        out = lin(hn.reshape(B, F * S, c.dim), P, "head.head")
+        out = self.lin_island(hn.reshape(B, F * S, c.dim), "head.head")
         return self.unpatchify(out, grid)
 
 
@@ -396,6 +409,48 @@ class WanAutocast(Wan):
 
     def gelu_tanh(self, x):
         return gelu_tanh(x.float()).to(x.dtype)
+
+    def ln_affine(self, x, w, b, eps):  # norm3 upcasts; autocast runs nn.LayerNorm in f32
+        return layer_norm(x.float(), eps, w, b)
+
+
+class WanSFbf16(Wan):
+    """Self-Forcing's bf16 regime (spec 1.10, right column): weights and activations bf16, every PyTorch op
+    rounding its result to bf16 (elementwise ops compute in f32 internally); linears accumulate in f32 and
+    round once (bias epilogue); norms compute in f32 and round (RMSNorm before and after its weight); the
+    sinusoid and RoPE in f64 rounded to bf16; attention on bf16 q/k/v in f32, output rounded"""
+
+    LOW = ACT = torch.bfloat16
+    # (torch 1.13's CPU bf16 kernels of silu and friends round differently from its GPU kernels, which compute
+    # in f32 and round once; the original ran on GPUs, so unary ops here compute in f32 and round once)
+
+    def __init__(self, c, P):
+        super().__init__(c, {k: v.to(self.LOW) for k, v in P.items()})
+
+    def lin(self, x, name):
+        return WanAutocast.lin(self, x, name)
+
+    def lin_island(self, x, name):
+        return self.lin(x, name)
+
+    def attn(self, q, k, v, mask=None):
+        return WanAutocast.attn(self, q, k, v, mask)
+
+    def qk_norm(self, a, w):
+        return rms_norm(a.float(), torch.ones(w.shape), self.c.eps).to(self.LOW) * w
+
+    def norm(self, x):
+        return layer_norm(x.float(), self.c.eps).to(self.LOW)
+
+    def ln_affine(self, x, w, b, eps):
+        return layer_norm(x.float(), eps, w.float(), b.float()).to(self.LOW)
+
+    def gelu_tanh(self, x):
+        return gelu_tanh(x.float()).to(self.LOW)
+
+    def forward(self, x, t, ctx, clip_fea=None, y=None, **kw):  # the wrapper casts every input to bf16 (t stays)
+        r = lambda v: None if v is None else v.to(self.LOW)
+        return super().forward(r(x), t, r(ctx), clip_fea=r(clip_fea), y=r(y), **kw)
 
 
 # ---------------------------------------------------------------- causal paths (spec section 3)
@@ -462,9 +517,13 @@ TINY_I2V = dict(TINY, model_type="i2v", in_dim=36, clip_dim=32)
 
 
 def run_case(case, seed, out):
-    """CASE_autocast: the same case computed as upstream Wan under bf16 autocast (WanAutocast)"""
-    autocast = case.endswith("_autocast")
-    name = case[:-len("_autocast")] if autocast else case
+    """CASE_autocast / CASE_sfbf16: the same case computed in upstream Wan's autocast regime (WanAutocast) or
+    Self-Forcing's bf16 regime (WanSFbf16); the weights file stays f32"""
+    regime = Wan
+    name = case
+    for suffix, cls in (("_autocast", WanAutocast), ("_sfbf16", WanSFbf16)):
+        if case.endswith(suffix):
+            regime, name = cls, case[:-len(suffix)]
     gen = torch.Generator().manual_seed(seed)
     rnd = lambda *s: torch.randn(*s, generator=gen)
     data, calls, meta = {}, [], {}
@@ -501,7 +560,7 @@ def run_case(case, seed, out):
         raise SystemExit("unknown case " + name)
     c = Cfg(cfgd)
     P = make_params(c, gen)
-    model = (WanAutocast if autocast else Wan)(c, P)
+    model = regime(c, P)
     Lt = c.text_len - 5
     ctx = rnd(B, Lt, c.text_dim)
     data["context"] = ctx
@@ -584,7 +643,7 @@ def run_case(case, seed, out):
         json.dump(conf, f)
     save_safetensors(os.path.join(out, "diffusion_pytorch_model.safetensors"), P)
     save_safetensors(os.path.join(out, "data.safetensors"), {k: v.float() for k, v in data.items()})
-    meta.update(case=case, autocast=autocast, B=B, F=F, H=H, W=W, S=S, causal=causal, calls=calls, num_layers=c.num_layers)
+    meta.update(case=case, regime=regime.__name__, B=B, F=F, H=H, W=W, S=S, causal=causal, calls=calls, num_layers=c.num_layers)
     with open(os.path.join(out, "manifest.lua"), "w") as f:
         f.write("return " + to_lua(meta) + "\n")
     with open(os.path.join(out, "manifest.json"), "w") as f:
