@@ -3,15 +3,11 @@
 # the same run (time, peak memory above weights and gradients), without and with per-block checkpointing.
 # Called by bench/run.sh with the build directory. Peak memory: VmHWM above the RSS after a warm-up step
 # (both sides), plus sfwb's own allocator peak (exact bytes, includes reuse the RSS figure cannot see).
-BUILD=${1:-build}
-HERE=$(dirname "$0")
+. "$(dirname "$0")/pair.sh"
 LAYERS=2
 [ "$SFWB_BENCH_MODE" = "quick" ] && LAYERS=1
-OUT=$(mktemp -d)
-trap 'rm -rf "$OUT"' EXIT
 echo "== Wan DiT forward+backward: dim 1536, 12 heads, ffn 8960, $LAYERS layers, 1560 tokens, text 512 ($(nproc) cores, f32)"
-"$BUILD/sfwb" "$HERE/bench_train.lua" $LAYERS > "$OUT/sfwb.txt" || { echo "bench_train.lua failed"; exit 1; }
-/usr/bin/python3 "$HERE/bench_train.py" $LAYERS > "$OUT/torch.txt" || { echo "bench_train.py failed"; exit 1; }
+run_pair bench_train $LAYERS
 awk 'NR == FNR { pt[$1] = $2; next } { sf[$1] = $2 }
      END {
        printf "%-34s %10s %10s %8s\n", "measure", "sfwb", "torch", "ratio";

@@ -5,12 +5,7 @@ local layers = tonumber(arg[1] or "2")
 local reps = tonumber(arg[2] or "3")
 local procmem = require "sfwb.procmem"
 local status, reset_peak = procmem.status, procmem.reset_peak
-sfwb.manual_seed(0)
-local m = sfwb.wan.new({dim = 1536, ffn_dim = 8960, num_heads = 12, num_layers = layers, text_len = 512, text_dim = 4096,
-                        freq_dim = 256})
-local x = sfwb.randn({1, 16, 1, 60, 104})
-local t = sfwb.full({1}, 937.5)
-local ctx = sfwb.randn({1, 512, 4096})
+local m, x, t, ctx = dofile(arg[0]:gsub("[^/]*$", "") .. "wan_block_sizes.lua")(layers)
 -- memory: the first forward of a fresh process (high-water mark above the weights and inputs), so
 -- neither side's allocator cache hides the working set; time: the best of the following runs
 collectgarbage()

@@ -1,15 +1,11 @@
 #!/bin/sh
 # bench_wan.sh — Wan DiT forward at real 1.3B block sizes: sfwb vs python3-torch in the same run (time,
 # peak memory above the weights, capture overhead). Called by bench/run.sh with the build directory.
-BUILD=${1:-build}
-HERE=$(dirname "$0")
+. "$(dirname "$0")/pair.sh"
 LAYERS=2
 [ "$SFWB_BENCH_MODE" = "quick" ] && LAYERS=1
-OUT=$(mktemp -d)
-trap 'rm -rf "$OUT"' EXIT
 echo "== Wan DiT forward: dim 1536, 12 heads, ffn 8960, $LAYERS layers, 1560 tokens, text 512 ($(nproc) cores, f32)"
-"$BUILD/sfwb" "$HERE/bench_wan.lua" $LAYERS > "$OUT/sfwb.txt" || { echo "bench_wan.lua failed"; exit 1; }
-/usr/bin/python3 "$HERE/bench_wan.py" $LAYERS > "$OUT/torch.txt" || { echo "bench_wan.py failed"; exit 1; }
+run_pair bench_wan $LAYERS
 awk 'NR == FNR { pt[$1] = $2; next } { sf[$1] = $2 }
      END {
        printf "%-28s %10s %10s %8s\n", "measure", "sfwb", "torch", "ratio";
