@@ -106,11 +106,13 @@ T.case("generate --image (I2V: the image pre-fills the cache as the first latent
   local vae = sfwb.vae.load(P.wan_dir .. "/Wan2.1_VAE.pth")
   local x = (sfwb.image.read(root .. "/first.png"):float() / 127.5 - 1):permute({3, 1, 2}):contiguous():view({1, 3, 1, 32, 48})
   T.close(lat:narrow(1, 1, 1), vae:encode(x):select(1, 1), 1e-6, "first latent frame is the encoded image")
-  T.raises(function()
-    require("sfwb.recipes.generate").main({"--wan_dir", P.wan_dir, "--no_checkpoint", "--prompt", "x", "--image",
-      root .. "/first.png", "--num_output_frames", 4, "--height", "64", "--width", "48", "--output_folder", root .. "/i2v2",
-      "--quiet"})
-  end, "resize")
+  -- another size is resized bicubic (upstream's image2video rule) before the encode
+  local code2, s2 = require("sfwb.recipes.generate").main({"--wan_dir", P.wan_dir, "--no_checkpoint", "--prompt", "x",
+    "--image", root .. "/first.png", "--independent_first_frame", "--num_output_frames", 4, "--height", "64", "--width", "96",
+    "--save_latents", "--output_folder", root .. "/i2v2", "--quiet"})
+  T.eq(code2, 0)
+  local big = sfwb.clip.resize_bicubic(x:view({3, 32, 48}), 64, 96):view({1, 3, 1, 64, 96})
+  T.close(sfwb.load(s2.outputs[2]).latents:narrow(1, 1, 1), vae:encode(big):select(1, 1), 1e-6, "resized image encoded")
 end)
 
 T.case("a missing checkpoint is an error, never a fallback", function()

@@ -32,7 +32,7 @@ M.spec = {
     {"--device", "DEV", "cpu, emu:0, cuda:0", "cpu"},
     {"--dtype", "DT", "f32 or bf16", "f32"},
     {"--save_latents", false, "also write the latents as .safetensors", false},
-    {"--image", "PNG", "I2V (inference.py --i2v): the first frame, an image of --height x --width; it is VAE-encoded into one latent frame and the noise gets num_output_frames - 1 frames"},
+    {"--image", "PNG", "I2V (inference.py --i2v): the first frame (PNG; another size is resized bicubic to --height x --width, as upstream Wan's image2video); it is VAE-encoded into one latent frame and the noise gets num_output_frames - 1 frames"},
     {"--independent_first_frame", false, "override the config: the first frame is its own block (I2V models)", false},
     {"--bidirectional", false, "joint few-step denoising with a bidirectional Wan (Self-Forcing-Plus generator_type: bidirectional)", false},
     {"--stream_decode", false, "decode each block as it is generated (streaming VAE cache)", false},
@@ -86,11 +86,15 @@ function M.main(argv)
   if o.image then
     if bidir then error("--image needs the causal pipeline", 0) end
     local img = sfwb.image.read(o.image)                                  -- u8 [H, W, 3]
+    local x = (img:float() / 127.5 - 1):permute({3, 1, 2}):contiguous()  -- [3, H, W] in [-1, 1]
     if img:size(1) ~= o.height or img:size(2) ~= o.width then
-      error(string.format("--image %s is %dx%d; resize it to %dx%d (--width x --height) first", o.image,
-                          img:size(2), img:size(1), o.width, o.height), 0)
+      -- upstream Wan's image2video rule: bicubic (align_corners=False, no antialias) to the target size
+      if not o.quiet then
+        print(string.format("--image %s: %dx%d resized (bicubic) to %dx%d", o.image, img:size(2), img:size(1), o.width, o.height))
+      end
+      x = sfwb.clip.resize_bicubic(x, o.height, o.width)
     end
-    local x = (img:float() / 127.5 - 1):permute({3, 1, 2}):contiguous():view({1, 3, 1, o.height, o.width})
+    x = x:view({1, 3, 1, o.height, o.width})
     image_latent = vae:encode(x)                                            -- [1, 1, 16, h, w]
   end
   sfwb.manual_seed(o.seed) -- one seed for the run; noise is drawn per prompt in order, as inference.py
