@@ -12,6 +12,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "lua/lua_tensor.h"
+
 #define NULL_KEY "sfwb.config.null"
 #define YAML_BOX "sfwb.yaml.parser_box"
 
@@ -377,14 +379,8 @@ static int null_tostring(lua_State *L) {
 }
 
 void sf_lua_register_config(lua_State *L) {
-  luaL_newmetatable(L, YAML_BOX);
-  lua_pushcfunction(L, yaml_box_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, JSON_BOX);
-  lua_pushcfunction(L, json_box_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  sf_lua_gc_metatable(L, YAML_BOX, yaml_box_gc);
+  sf_lua_gc_metatable(L, JSON_BOX, json_box_gc);
   /* the null sentinel: a unique, empty, read-only-by-convention table that prints as "null" */
   lua_newtable(L);
   lua_newtable(L);

@@ -294,18 +294,9 @@ static int l_save(lua_State *L) {
 }
 
 void sf_lua_register_io(lua_State *L) {
-  luaL_newmetatable(L, SD_BOX);
-  lua_pushcfunction(L, sd_box_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, PT_BOX);
-  lua_pushcfunction(L, pt_box_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, FLAT_BOX);
-  lua_pushcfunction(L, flat_box_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  sf_lua_gc_metatable(L, SD_BOX, sd_box_gc);
+  sf_lua_gc_metatable(L, PT_BOX, pt_box_gc);
+  sf_lua_gc_metatable(L, FLAT_BOX, flat_box_gc);
   lua_pushcfunction(L, l_load);
   lua_setfield(L, -2, "load");
   lua_pushcfunction(L, l_save);

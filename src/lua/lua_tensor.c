@@ -597,3 +597,10 @@ void sf_lua_register_tensor(lua_State *L) {
   sf_lua_tensor_register_math_functions(L);
   lua_settop(L, sfwb);
 }
+
+void sf_lua_gc_metatable(lua_State *L, const char *name, lua_CFunction gc) {
+  luaL_newmetatable(L, name);
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+}

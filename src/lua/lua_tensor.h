@@ -16,6 +16,8 @@ sf_tensor *sf_lua_to_tensor(lua_State *L, int idx); /* NULL when not a tensor */
 void sf_lua_push_tensor(lua_State *L, sf_tensor *t);
 /* raise sf_last_error() as a Lua error (never returns) */
 int sf_lua_raise(lua_State *L);
+/* registers metatable `name` whose __gc is `gc` (for boxes that own C resources); leaves the stack as it was */
+void sf_lua_gc_metatable(lua_State *L, const char *name, lua_CFunction gc);
 /* a shape from a table {2,3} or from the integer arguments starting at idx; returns ndim */
 int sf_lua_check_shape(lua_State *L, int idx, int64_t *shape);
 /* reads {dtype=, device=} from the table at idx (absent fields keep the given defaults) */

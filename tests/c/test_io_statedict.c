@@ -340,47 +340,25 @@ static void test_bad_input(void) {
   CHECK(sf_statedict_open(path) == NULL);
   CHECK_ERROR_MENTIONS("exceeds the file size");
   CHECK_ERROR_MENTIONS("bad.safetensors");
-  /* offsets past EOF */
-  const char *js = "{\"x\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}";
-  unsigned char buf[256] = {0};
-  size_t jl = strlen(js);
-  buf[0] = (unsigned char)jl;
-  memcpy(buf + 8, js, jl);
-  write_bytes(path, buf, 8 + jl + 8);
-  CHECK(sf_statedict_open(path) == NULL);
-  CHECK_ERROR_MENTIONS("past the end");
-  /* a dtype sfwb does not hold */
-  js = "{\"x\":{\"dtype\":\"F8_E4M3\",\"shape\":[4],\"data_offsets\":[0,4]}}";
-  jl = strlen(js);
-  memset(buf, 0, sizeof buf);
-  buf[0] = (unsigned char)jl;
-  memcpy(buf + 8, js, jl);
-  write_bytes(path, buf, 8 + jl + 4);
-  CHECK(sf_statedict_open(path) == NULL);
-  CHECK_ERROR_MENTIONS("F8_E4M3");
-  /* wrong byte count for the shape; NaN-like shapes */
-  js = "{\"x\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,16]}}";
-  jl = strlen(js);
-  buf[0] = (unsigned char)jl;
-  memcpy(buf + 8, js, jl);
-  write_bytes(path, buf, 8 + jl + 16);
-  CHECK(sf_statedict_open(path) == NULL);
-  CHECK_ERROR_MENTIONS("need 12");
-  js = "{\"x\":{\"dtype\":\"F32\",\"shape\":[1e400],\"data_offsets\":[0,4]}}";
-  jl = strlen(js);
-  buf[0] = (unsigned char)jl;
-  memcpy(buf + 8, js, jl);
-  write_bytes(path, buf, 8 + jl + 4);
-  CHECK(sf_statedict_open(path) == NULL);
-  /* __metadata__ twice (found by fuzz_safetensors: once a heap overflow) */
-  js = "{\"__metadata__\":{\"a\":\"b\"},\"__metadata__\":{\"a\":\"b\",\"c\":\"d\"}}";
-  jl = strlen(js);
-  memset(buf, 0, sizeof buf);
-  buf[0] = (unsigned char)jl;
-  memcpy(buf + 8, js, jl);
-  write_bytes(path, buf, 8 + jl);
-  CHECK(sf_statedict_open(path) == NULL);
-  CHECK_ERROR_MENTIONS("twice");
+  /* well-framed files whose JSON header is wrong: header, payload bytes after it, what the error names
+   * (NULL: only that opening fails) */
+  static const struct { const char *json; size_t payload; const char *mentions; } cases[] = {
+      {"{\"x\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8, "past the end"},
+      {"{\"x\":{\"dtype\":\"F8_E4M3\",\"shape\":[4],\"data_offsets\":[0,4]}}", 4, "F8_E4M3"}, /* a dtype sfwb does not hold */
+      {"{\"x\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,16]}}", 16, "need 12"},   /* wrong byte count */
+      {"{\"x\":{\"dtype\":\"F32\",\"shape\":[1e400],\"data_offsets\":[0,4]}}", 4, NULL},     /* NaN-like shape */
+      /* __metadata__ twice (found by fuzz_safetensors: once a heap overflow) */
+      {"{\"__metadata__\":{\"a\":\"b\"},\"__metadata__\":{\"a\":\"b\",\"c\":\"d\"}}", 0, "twice"},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    unsigned char buf[256] = {0};
+    const size_t jl = strlen(cases[c].json);
+    buf[0] = (unsigned char)jl; /* little-endian u64 header length */
+    memcpy(buf + 8, cases[c].json, jl);
+    write_bytes(path, buf, 8 + jl + cases[c].payload);
+    CHECK(sf_statedict_open(path) == NULL);
+    if (cases[c].mentions) CHECK_ERROR_MENTIONS(cases[c].mentions);
+  }
   /* unknown magic */
   snprintf(path, sizeof path, "%s/bad.bin", dir);
   write_bytes(path, "hello world, not a checkpoint", 29);
