@@ -16,7 +16,7 @@ int sf_k_rope3d_bwd(float *dx, const void *dy, int dydt, int64_t B, int64_t L, i
                     int64_t sh, int64_t F, int64_t Hp, int64_t Wp, int64_t f0);
 
 struct sf_k_attn_bwd_args {
-  float *dq, *dk, *dv;            /* contiguous f32 [B, L, H, d]; dq zeroed by the launcher; may be NULL */
+  float *dq, *dk, *dv;            /* contiguous f32 [B, L, H, d]; every row written; may be NULL */
   const void *q, *k, *v, *o, *dout;
   int dt, odt, gdt;               /* dtype of q/k/v, of o, of dout */
   int64_t B, Lq, Lk, H, d;
@@ -27,6 +27,7 @@ struct sf_k_attn_bwd_args {
   const float *lse;               /* device [B, H, Lq] */
   float *delta;                   /* device scratch [B, H, Lq] */
 };
+/* kernels/attn_bwd.cu: head dim <= 128; deterministic (no atomics) */
 int sf_k_attention_bwd(const sf_k_attn_bwd_args *a);
 
 int sf_k_adamw(void *param, int pdt, float *master, const void *grad, int gdt, float *m, float *v, int64_t n, float decay,

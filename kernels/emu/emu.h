@@ -341,4 +341,6 @@ static inline void sf_emu_launch_kernel(const char *name, K kernel, dim3 grid, d
   sf_emu_launch(name, (const void *)kernel, grid, block, smem, s, [](void *p) { Call *cc = (Call *)p; std::apply(cc->k, cc->a); }, &c);
 }
 
+#include "emu_wmma.h" /* nvcuda::wmma (tensor-core tiles) */
+
 #endif

@@ -125,6 +125,7 @@ struct Worker {
   void *ctx;
   uint64_t rng;
   std::vector<int> order;
+  char trap[160]; /* set by sf_emu_trap: the running block fails with this message */
 };
 
 __thread Worker *tw;
@@ -253,6 +254,7 @@ int run_block(Worker *w, int n, const dim3 &bd, char *msg, size_t msgn) {
   w->n = n;
   w->live = n;
   w->bcount = w->count_acc = w->count_result = 0;
+  w->trap[0] = 0;
   for (int i = 0; i < n; i++) {
     Fiber &f = w->fibers[i];
     f.st.tid.x = i % bd.x;
@@ -305,6 +307,10 @@ int run_block(Worker *w, int n, const dim3 &bd, char *msg, size_t msgn) {
                "(a barrier in divergent code?)", at_block, at_warp, w->live, n);
       return -1;
     }
+  }
+  if (w->trap[0]) {
+    snprintf(msg, msgn, "%s", w->trap);
+    return -1;
   }
   return 0;
 }
@@ -421,6 +427,9 @@ void sf_emu_set_shuffle(int on, uint64_t seed) {
 }
 
 void sf_emu_syncthreads(void) { block_barrier(); }
+void sf_emu_trap(const char *why) {
+  if (tw && !tw->trap[0]) snprintf(tw->trap, sizeof tw->trap, "thread %d: %s", cur_fiber() ? (int)(cur_fiber() - tw->fibers.data()) : -1, why);
+}
 void sf_emu_syncwarp(void) { warp_barrier(); }
 
 uint64_t sf_emu_warp_shfl(uint64_t v, int src) {

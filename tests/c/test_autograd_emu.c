@@ -2,6 +2,7 @@
  * kernels run on the CPU) against the same backward on `cpu`: same inputs, same upstream gradient. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "autograd/autograd.h"
 #include "autograd/optim.h"
@@ -130,6 +131,110 @@ static void test_backward_emu_vs_cpu(void) {
   }
 }
 
+/* ---- the flash-attention backward (kernels/attn_bwd.cu) on shapes and masks the Wan models use ---- */
+
+typedef struct acase {
+  const char *name;
+  int64_t B, Lq, Lk, H, d;
+  sf_dtype dt;
+  int64_t q_group;          /* 0: one group */
+  int64_t lo[4], hi[4];     /* per group visible key range; hi[0] == 0: everything visible */
+  int strided;              /* q/k/v are views with row strides (narrowed from [.., 2d]) */
+  int no_q, no_kv;          /* q (resp. k and v) need no gradient: the kernel skips that pass */
+  double tol;               /* relative to the largest |gradient| */
+} acase;
+
+static const acase acases[] = {
+  {"full_f32_d128", 1, 70, 70, 2, 128, SF_F32, 0, {0}, {0}, 0, 0, 0, 2e-6},
+  {"cross_f32", 2, 37, 77, 2, 24, SF_F32, 0, {0}, {0}, 0, 0, 0, 2e-6},
+  {"blkcausal_f32", 1, 96, 96, 2, 40, SF_F32, 32, {0, 0, 0}, {32, 64, 96}, 1, 0, 0, 2e-6},
+  {"window_f32", 1, 99, 99, 1, 16, SF_F32, 33, {0, 0, 33}, {33, 66, 99}, 0, 0, 0, 2e-6},
+  {"kvcache_f32", 1, 40, 90, 2, 32, SF_F32, 20, {0, 0}, {70, 90}, 0, 0, 1, 2e-6},
+  {"full_bf16_d128", 1, 130, 130, 2, 128, SF_BF16, 0, {0}, {0}, 0, 0, 0, 2e-2},
+  {"blkcausal_bf16", 2, 130, 130, 2, 128, SF_BF16, 65, {0, 0}, {65, 130}, 1, 0, 0, 2e-2},
+  {"cross_bf16", 1, 70, 150, 3, 64, SF_BF16, 0, {0}, {0}, 0, 0, 0, 2e-2},
+  {"window_f16_d40", 1, 96, 96, 2, 40, SF_F16, 32, {0, 0, 32}, {32, 64, 96}, 0, 0, 0, 1e-2},
+  {"dq_only_bf16", 1, 64, 128, 2, 64, SF_BF16, 32, {0, 0}, {96, 128}, 0, 0, 1, 2e-2},
+  {"dkv_only_bf16", 1, 64, 64, 1, 32, SF_BF16, 0, {0}, {0}, 0, 1, 0, 2e-2},
+};
+
+static void test_attention_backward_emu_vs_cpu(void) {
+  sf_device emu;
+  if (sf_device_parse("emu:0", &emu)) return;
+  for (size_t k = 0; k < sizeof acases / sizeof acases[0]; k++) {
+    const acase *c = &acases[k];
+    const int64_t w = c->strided ? 2 * c->d : c->d;
+    int64_t shq[4] = {c->B, c->Lq, c->H, w}, shk[4] = {c->B, c->Lk, c->H, w};
+    sf_manual_seed(300 + k);
+    sf_tensor *leaf[2][3], *f32[3];
+    for (int i = 0; i < 3; i++) {
+      f32[i] = sf_randn(4, i ? shk : shq, SF_F32, sf_cpu());
+      leaf[0][i] = sf_cast(f32[i], c->dt);
+      leaf[1][i] = sf_to_device(leaf[0][i], emu);
+      const int need = i ? !c->no_kv : !c->no_q;
+      for (int s = 0; s < 2; s++) sf_requires_grad_(leaf[s][i], need);
+    }
+    int64_t sho[4] = {c->B, c->Lq, c->H, c->d};
+    sf_tensor *R = sf_randn(4, sho, SF_F32, sf_cpu());
+    sf_attn_desc desc = {0};
+    desc.q_group = c->q_group;
+    if (c->hi[0]) desc.kv_lo = c->lo, desc.kv_hi = c->hi;
+    sf_tensor *grads[2][3] = {{0}}, *outs[2] = {0};
+    for (int s = 0; s < 2; s++) {
+      sf_tensor *in[3];
+      for (int i = 0; i < 3; i++) in[i] = c->strided ? sf_narrow(leaf[s][i], 3, 0, c->d) : sf_retain(leaf[s][i]);
+      sf_tensor *Rs = s ? sf_to_device(R, emu) : sf_retain(R), *Rd = sf_cast(Rs, c->dt);
+      outs[s] = sf_attention(in[0], in[1], in[2], &desc, NULL);
+      if (!outs[s] || sf_backward(outs[s], Rd, false)) fprintf(stderr, "  %s: %s\n", c->name, sf_last_error()), sf_test_case_failed = 1;
+      for (int i = 0; i < 3; i++) {
+        grads[s][i] = leaf[s][i]->grad ? sf_retain(leaf[s][i]->grad) : NULL;
+        sf_release(in[i]);
+      }
+      sf_release(Rs), sf_release(Rd);
+    }
+    double worst = 0;
+    const char *names[3] = {"dq", "dk", "dv"};
+    char buf[160] = "";
+    for (int i = 0; i < 3; i++) {
+      const int need = i ? !c->no_kv : !c->no_q;
+      if (!need) { CHECK(!grads[0][i] && !grads[1][i]); continue; }
+      if (!grads[0][i] || !grads[1][i]) { sf_test_case_failed = 1; fprintf(stderr, "  %s: no %s\n", c->name, names[i]); continue; }
+      const double e = rel_diff(grads[0][i], grads[1][i]);
+      snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " %s %.2g", names[i], e);
+      if (!(e <= worst)) worst = e;
+    }
+    /* deterministic: a second backward on emu gives the same bits */
+    for (int i = 0; i < 3; i++) sf_release(leaf[1][i]->grad), leaf[1][i]->grad = NULL;
+    {
+      sf_tensor *in[3];
+      for (int i = 0; i < 3; i++) in[i] = c->strided ? sf_narrow(leaf[1][i], 3, 0, c->d) : sf_retain(leaf[1][i]);
+      sf_tensor *Re = sf_to_device(R, emu), *Rd = sf_cast(Re, c->dt);
+      sf_tensor *o2 = sf_attention(in[0], in[1], in[2], &desc, NULL);
+      CHECK(o2 && sf_backward(o2, Rd, false) == 0);
+      for (int i = 0; i < 3; i++)
+        if (grads[1][i] && leaf[1][i]->grad) {
+          sf_tensor *a = sf_to_device(grads[1][i], sf_cpu()), *b = sf_to_device(leaf[1][i]->grad, sf_cpu());
+          CHECK(sf_max_abs_diff(a, b) == 0.0);
+          sf_release(a), sf_release(b);
+        }
+      sf_release(o2), sf_release(Re), sf_release(Rd);
+      for (int i = 0; i < 3; i++) sf_release(in[i]);
+    }
+    if (!(worst <= c->tol)) {
+      fprintf(stderr, "  %-16s emu vs cpu FAILED:%s (tol %g) [%s]\n", c->name, buf, c->tol, sf_last_error());
+      sf_test_case_failed = 1;
+    } else {
+      printf("  %-16s emu vs cpu:%s\n", c->name, buf);
+    }
+    for (int s = 0; s < 2; s++) {
+      sf_release(outs[s]);
+      for (int i = 0; i < 3; i++) sf_release(grads[s][i]), sf_release(leaf[s][i]);
+    }
+    for (int i = 0; i < 3; i++) sf_release(f32[i]);
+    sf_release(R);
+  }
+}
+
 static void test_optimizer_emu_vs_cpu(void) {
   sf_device emu;
   if (sf_device_parse("emu:0", &emu)) return;
@@ -154,6 +259,7 @@ static void test_optimizer_emu_vs_cpu(void) {
 int main(void) {
   sf_backends_init();
   RUN(test_backward_emu_vs_cpu);
+  RUN(test_attention_backward_emu_vs_cpu);
   RUN(test_optimizer_emu_vs_cpu);
   TEST_DONE();
 }

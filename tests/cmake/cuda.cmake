@@ -18,6 +18,11 @@ if(TARGET test_emu_ops)
   add_test(NAME emu/ops_shuffled COMMAND test_emu_ops WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
   set_tests_properties(emu/ops_shuffled PROPERTIES ENVIRONMENT "SFWB_EMU_SHUFFLE=1;SFWB_EMU_SEED=7")
 endif()
+# the backward kernels (flash-attention backward on the tensor-core tiles included) likewise, blocks on 2 threads
+if(TARGET test_autograd_emu)
+  add_test(NAME emu/autograd_shuffled COMMAND test_autograd_emu WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+  set_tests_properties(emu/autograd_shuffled PROPERTIES ENVIRONMENT "SFWB_EMU_SHUFFLE=1;SFWB_EMU_SEED=11;SFWB_EMU_THREADS=2")
+endif()
 # planted out-of-bounds accesses: under ASan (make test-asan) the run must die with the sanitizer's report
 foreach(kind global shared static)
   add_test(NAME emu/oob_${kind} COMMAND test_emu_oob ${kind} WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})

@@ -1,5 +1,6 @@
 // test_emu_selftest.cu — tests of the emulated device itself: barriers, shuffles, votes, atomics,
-// shared memory, launch limits, deadlock detection, and the shuffled mode finding a missing barrier.
+// shared memory, launch limits, deadlock detection, the shuffled mode finding a missing barrier, and the
+// tensor-core tiles (nvcuda::wmma) with their alignment rule.
 // Compiled as C++ with kernels/emu/emu.h (never by nvcc).
 #include <stdio.h>
 #include <stdlib.h>
@@ -304,6 +305,57 @@ static void test_half_types(void) {
   CHECK((float)x * (float)y == 1.5f, "conversions");
 }
 
+// wmma: C = A B + C over a 32x48 * 48x32 product by 4 warps (each a 16x16 output tile), A row-major, B
+// column-major, in bf16 with f32 accumulation; `shift` offsets A by that many elements (misalignment test)
+__global__ void wmma_kernel(const __nv_bfloat16 *A, const __nv_bfloat16 *B, float *C, int shift) {
+  namespace wm = nvcuda::wmma;
+  const int w = threadIdx.x / 32, i = w / 2, j = w % 2;
+  wm::fragment<wm::accumulator, 16, 16, 16, float> acc;
+  wm::load_matrix_sync(acc, C + i * 16 * 32 + j * 16, 32, wm::mem_row_major);
+  for (int k = 0; k < 48; k += 16) {
+    wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> a;
+    wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::col_major> b;
+    wm::load_matrix_sync(a, A + shift + i * 16 * 48 + k, 48);
+    wm::load_matrix_sync(b, B + j * 16 * 48 + k, 48);
+    for (int e = 0; e < a.num_elements; e++) a.x[e] = __float2bfloat16_rn(2.0f * __bfloat162float(a.x[e])); // elementwise: layout-free
+    wm::mma_sync(acc, a, b, acc);
+  }
+  wm::store_matrix_sync(C + i * 16 * 32 + j * 16, acc, 32, wm::mem_row_major);
+}
+
+static void test_wmma(void) {
+  std::vector<__nv_bfloat16> a(32 * 48 + 16), b(32 * 48);
+  std::vector<float> c(32 * 32), ref(32 * 32);
+  for (size_t i = 0; i < a.size(); i++) a[i] = __float2bfloat16_rn((float)((i * 7) % 13) - 6.0f);
+  for (size_t i = 0; i < b.size(); i++) b[i] = __float2bfloat16_rn(((float)((i * 5) % 11) - 5.0f) * 0.25f);
+  for (int i = 0; i < 32 * 32; i++) c[i] = (float)(i % 3);
+  for (int r = 0; r < 32; r++)
+    for (int col = 0; col < 32; col++) {
+      float s = c[r * 32 + col];
+      for (int k = 0; k < 48; k++) s += 2.0f * __bfloat162float(a[r * 48 + k]) * __bfloat162float(b[col * 48 + k]);
+      ref[r * 32 + col] = s;
+    }
+  __nv_bfloat16 *da = dalloc<__nv_bfloat16>(a.size()), *db = dalloc<__nv_bfloat16>(b.size());
+  float *dc = dalloc<float>(c.size());
+  cudaMemcpy(da, a.data(), a.size() * 2, cudaMemcpyHostToDevice);
+  cudaMemcpy(db, b.data(), b.size() * 2, cudaMemcpyHostToDevice);
+  cudaMemcpy(dc, c.data(), c.size() * 4, cudaMemcpyHostToDevice);
+  SF_LAUNCH(wmma_kernel, 1, 128, 0, 0, da, db, dc, 0);
+  CHECK(cudaGetLastError() == cudaSuccess, "wmma launch: %s", sf_emu_last_message());
+  std::vector<float> o(c.size());
+  cudaMemcpy(o.data(), dc, o.size() * 4, cudaMemcpyDeviceToHost);
+  int bad = 0;
+  for (size_t i = 0; i < o.size(); i++) bad += o[i] != ref[i]; /* small integers and quarters: exact */
+  CHECK(bad == 0, "%d of %d wmma results wrong", bad, (int)o.size());
+  SF_LAUNCH(wmma_kernel, 1, 128, 0, 0, da, db, dc, 8); /* 16 bytes off: not 256-bit aligned */
+  cudaError_t e = cudaGetLastError();
+  CHECK(e == cudaErrorLaunchFailure && strstr(sf_emu_last_message(), "aligned"), "misaligned wmma pointer: %s",
+        sf_emu_last_message());
+  cudaFree(da);
+  cudaFree(db);
+  cudaFree(dc);
+}
+
 int main(void) {
   test_block_reduce();
   test_butterfly(32);
@@ -315,6 +367,7 @@ int main(void) {
   test_limits();
   test_streams_events();
   test_half_types();
+  test_wmma();
   printf("%d passed, %d failed\n", g_pass, g_fail);
   return g_fail ? 1 : 0;
 }
