@@ -8,19 +8,9 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "io/png_err.h"
 #include "core/ops.h"
 #include "io/iobuf.h"
-
-typedef struct {
-  char msg[256];
-} png_err_ctx;
-
-static void on_png_error(png_structp png, png_const_charp msg) {
-  png_err_ctx *e = png_get_error_ptr(png);
-  snprintf(e->msg, sizeof e->msg, "%s", msg);
-  png_longjmp(png, 1);
-}
-static void on_png_warning(png_structp png, png_const_charp msg) { (void)png; (void)msg; }
 
 int sf_png_write(const char *path, sf_tensor *img) {
   if (img->ndim != 3 || img->dtype != SF_U8 || (img->shape[2] != 1 && img->shape[2] != 3 && img->shape[2] != 4)) {

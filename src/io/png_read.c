@@ -9,22 +9,12 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "io/png_err.h"
 
 typedef struct {
   const unsigned char *p;
   size_t n, pos;
 } mem_src;
-
-typedef struct {
-  char msg[256];
-} png_err_ctx;
-
-static void on_png_error(png_structp png, png_const_charp msg) {
-  png_err_ctx *e = png_get_error_ptr(png);
-  snprintf(e->msg, sizeof e->msg, "%s", msg);
-  png_longjmp(png, 1);
-}
-static void on_png_warning(png_structp png, png_const_charp msg) { (void)png; (void)msg; }
 
 static void mem_read(png_structp png, png_bytep out, png_size_t len) {
   mem_src *m = png_get_io_ptr(png);
