@@ -41,44 +41,32 @@ local ws_multi = {"\194\133", "\194\160", "\225\154\128", "\226\128\168", "\226\
   "\226\129\159", "\227\128\128"}
 for c = 0x80, 0x8a do ws_multi[#ws_multi + 1] = "\226\128" .. string.char(c) end
 
-local function rstrip(s)
-  while true do
-    local b = s:byte(-1)
-    if b == nil then return s end
-    if b == 32 or (b >= 9 and b <= 13) or (b >= 28 and b <= 31) then
-      s = s:sub(1, -2)
-    else
-      local cut = false
-      for _, w in ipairs(ws_multi) do
-        if #s >= #w and s:sub(-#w) == w then
-          s = s:sub(1, -#w - 1)
-          cut = true
-          break
-        end
-      end
-      if not cut then return s end
-    end
+-- the whitespace sequence s ends with (from_end) or starts with, or nil
+local function ws_at(s, from_end)
+  local b = s:byte(from_end and -1 or 1)
+  if b == nil then return nil end
+  if b == 32 or (b >= 9 and b <= 13) or (b >= 28 and b <= 31) then return 1 end
+  for _, w in ipairs(ws_multi) do
+    if #s >= #w and (from_end and s:sub(-#w) or s:sub(1, #w)) == w then return #w end
   end
 end
 
-local function lstrip(s)
-  while true do
-    local b = s:byte(1)
-    if b == nil then return s end
-    if b == 32 or (b >= 9 and b <= 13) or (b >= 28 and b <= 31) then
-      s = s:sub(2)
-    else
-      local cut = false
-      for _, w in ipairs(ws_multi) do
-        if s:sub(1, #w) == w then
-          s = s:sub(#w + 1)
-          cut = true
-          break
-        end
-      end
-      if not cut then return s end
-    end
+local function rstrip(s)
+  local n = ws_at(s, true)
+  while n do
+    s = s:sub(1, -n - 1)
+    n = ws_at(s, true)
   end
+  return s
+end
+
+local function lstrip(s)
+  local n = ws_at(s, false)
+  while n do
+    s = s:sub(n + 1)
+    n = ws_at(s, false)
+  end
+  return s
 end
 M._rstrip, M._strip = rstrip, function(s) return lstrip(rstrip(s)) end
 
