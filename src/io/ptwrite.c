@@ -21,6 +21,8 @@ struct sf_pt_writer {
   char kind[128]; /* open containers: 'd' or 'l' */
   int depth;
   int nvalues_top;
+  int has_ikey;    /* sf_pt_int_key was called: the next dict value's key is ikey */
+  int64_t ikey;
   pt_storage_rec *st;
   int nst, capst;
   int err;
@@ -79,9 +81,16 @@ static int put_key(sf_pt_writer *w, const char *key) {
     return 0;
   }
   if (w->kind[w->depth - 1] == 'd') {
+    if (key && w->has_ikey) return w->err = sf_error(".pt writer: dict value with both an integer key and the key '%s'", key);
+    if (w->has_ikey) {
+      put_int(&w->pkl, w->ikey);
+      w->has_ikey = 0;
+      return 0;
+    }
     if (!key) return w->err = sf_error(".pt writer: a dict value needs a key");
     put_unicode(&w->pkl, key, strlen(key));
-  } else if (key) {
+  } else if (key || w->has_ikey) {
+    if (!key) return w->err = sf_error(".pt writer: a list item takes no key (integer key %lld)", (long long)w->ikey);
     return w->err = sf_error(".pt writer: a list item takes no key ('%s')", key);
   }
   return 0;
@@ -97,11 +106,21 @@ static int begin(sf_pt_writer *w, const char *key, char kind) {
 }
 
 int sf_pt_begin_dict(sf_pt_writer *w, const char *key) { return begin(w, key, 'd'); }
+
+int sf_pt_int_key(sf_pt_writer *w, int64_t key) {
+  if (w->err) return -1;
+  if (w->depth == 0 || w->kind[w->depth - 1] != 'd') return w->err = sf_error(".pt writer: integer key %lld outside a dict", (long long)key);
+  if (w->has_ikey) return w->err = sf_error(".pt writer: integer key %lld given twice before a value", (long long)w->ikey);
+  w->has_ikey = 1;
+  w->ikey = key;
+  return 0;
+}
 int sf_pt_begin_list(sf_pt_writer *w, const char *key) { return begin(w, key, 'l'); }
 
 int sf_pt_end(sf_pt_writer *w) {
   if (w->err) return -1;
   if (!w->depth) return w->err = sf_error(".pt writer: end without an open dict or list");
+  if (w->has_ikey) return w->err = sf_error(".pt writer: integer key %lld without a value", (long long)w->ikey);
   sf_buf_byte(&w->pkl, w->kind[--w->depth] == 'd' ? 'u' : 'e');
   return 0;
 }

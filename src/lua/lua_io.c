@@ -160,6 +160,15 @@ static int is_sequence(lua_State *L, int idx) {
 
 static void pt_value(lua_State *L, sf_pt_writer *w, const char *key, int idx, int depth, const char *path);
 
+/* table.sort order of dict keys: integers (ascending) before strings (byte order) */
+static int key_less(lua_State *L) {
+  const int ia = lua_type(L, 1) != LUA_TSTRING, ib = lua_type(L, 2) != LUA_TSTRING;
+  if (ia != ib) lua_pushboolean(L, ia);
+  else if (ia) lua_pushboolean(L, lua_tointeger(L, 1) < lua_tointeger(L, 2));
+  else lua_pushboolean(L, strcmp(lua_tostring(L, 1), lua_tostring(L, 2)) < 0);
+  return 1;
+}
+
 static void pt_table(lua_State *L, sf_pt_writer *w, const char *key, int idx, int depth, const char *path) {
   idx = lua_absindex(L, idx);
   if (depth > 64) luaL_error(L, "%s: tables nest deeper than 64 levels (a cycle?)", path);
@@ -173,43 +182,33 @@ static void pt_table(lua_State *L, sf_pt_writer *w, const char *key, int idx, in
     }
   } else {
     if (sf_pt_begin_dict(w, key)) sf_lua_raise(L);
-    /* sorted keys: the same table always gives the same file */
-    int n = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-      n++;
-      lua_pop(L, 1);
-    }
-    lua_createtable(L, n, 0);
+    /* sorted keys (integers first, in order, then strings): the same table always gives the same file.
+     * Integer keys stay integers (torch's optimizer state is {param index: state}). */
+    lua_newtable(L);
     int keys = lua_gettop(L), k = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
       lua_pop(L, 1);
-      if (lua_type(L, -1) == LUA_TSTRING) {
-        lua_pushvalue(L, -1);
-      } else if (lua_isinteger(L, -1)) {
-        lua_pushfstring(L, "%I", lua_tointeger(L, -1));
-      } else {
-        luaL_error(L, "%s: keys must be strings or integers", path);
-      }
+      if (lua_type(L, -1) != LUA_TSTRING && !lua_isinteger(L, -1)) luaL_error(L, "%s: keys must be strings or integers", path);
+      lua_pushvalue(L, -1);
       lua_rawseti(L, keys, ++k);
     }
     lua_getglobal(L, "table");
     lua_getfield(L, -1, "sort");
     lua_pushvalue(L, keys);
-    lua_call(L, 1, 0);
+    lua_pushcfunction(L, key_less);
+    lua_call(L, 2, 0);
     lua_pop(L, 1);
     for (int i = 1; i <= k; i++) {
       lua_rawgeti(L, keys, i);
-      const char *ks = lua_tostring(L, -1);
       lua_pushvalue(L, -1);
       lua_rawget(L, idx);
-      if (lua_isnil(L, -1)) { /* an integer key stringified above */
-        lua_pop(L, 1);
-        lua_Integer ik = (lua_Integer)strtoll(ks, NULL, 10);
-        lua_rawgeti(L, idx, ik);
+      if (lua_type(L, -2) == LUA_TSTRING) {
+        pt_value(L, w, lua_tostring(L, -2), -1, depth + 1, path);
+      } else {
+        if (sf_pt_int_key(w, (int64_t)lua_tointeger(L, -2))) sf_lua_raise(L);
+        pt_value(L, w, NULL, -1, depth + 1, path);
       }
-      pt_value(L, w, ks, -1, depth + 1, path);
       lua_pop(L, 2);
     }
     lua_pop(L, 1);

@@ -87,7 +87,7 @@ T.case("optimizer state .pt loads in torch with torch's layout", function()
   opt:step()
   sfwb.save(dir .. "/o.pt", opt:state_dict())
   T.eq(os.execute(T.python .. [[ -c "import torch,sys; d=torch.load(sys.argv[1]); g=d['param_groups'][0]; ]]
-    .. [[s=d['state']['0']; assert g['betas']==[0.0,0.999] and g['lr']==0.1 and float(s['step'])==1.0; ]]
+    .. [[s=d['state'][0]; assert g['betas']==[0.0,0.999] and g['lr']==0.1 and float(s['step'])==1.0; ]]
     .. [[assert torch.allclose(s['exp_avg'], torch.ones(3))" ]] .. dir .. "/o.pt"), true)
 end)
 
