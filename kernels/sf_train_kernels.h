@@ -30,6 +30,10 @@ struct sf_k_attn_bwd_args {
 /* kernels/attn_bwd.cu: head dim <= 128; deterministic (no atomics) */
 int sf_k_attention_bwd(const sf_k_attn_bwd_args *a);
 
+/* dx = dy * f'(x) for op SF_UN_GELU_TANH / SILU / TANH / SIGMOID, contiguous, n elements; f32 math (f64 when
+ * x or dy is f64), as the CPU's fused backward */
+int sf_k_unary_bwd(int op, void *dx, int dxdt, const void *dy, int dydt, const void *x, int xdt, int64_t n);
+
 int sf_k_adamw(void *param, int pdt, float *master, const void *grad, int gdt, float *m, float *v, int64_t n, float decay,
                float b1, float b2, float a1, float a2, float step_size, float bc2s, float eps);
 /* *out (device double) = sum of squares of x */

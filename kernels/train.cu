@@ -1,5 +1,5 @@
 // train.cu — training kernels: LayerNorm/RMSNorm backward (one block per row, weight gradients by atomics),
-// RoPE backward, AdamW, sum of squares, EMA (the flash-attention backward is kernels/attn_bwd.cu). Float
+// RoPE backward, the fused activation backward (GELU-tanh, SiLU, tanh, sigmoid), AdamW, sum of squares, EMA (the flash-attention backward is kernels/attn_bwd.cu). Float
 // formulas follow the CPU versions (src/backend/cpu/cpu_train.c) op for op.
 #include "sf_device.cuh"
 #include "sf_train_kernels.h"
@@ -79,6 +79,40 @@ int sf_k_rope3d_bwd(float *dx, const void *dy, int dydt, int64_t B, int64_t L, i
   if (!n) return 0;
   SF_LAUNCH(sf_rope3d_bwd_kernel, sf_grid_for(n, 256), 256, 0, sf_cuda_stream(), dx, dy, dydt, B, L, H, d, sb, sl, sh, F, Hp, Wp, f0);
   return sf_cuda_check_launch("rope3d backward");
+}
+
+/* ---- fused activation backward: dx = dy * f'(x), the CPU's formulas (cpu_train.c) op for op ---- */
+
+template <class F> __device__ __forceinline__ F sf_act_grad(int op, F a) {
+  if (op == SF_UN_GELU_TANH) {
+    const F k = (F)0.7978845608028654, c = (F)0.044715, t = tanh(k * (a + c * a * a * a));
+    return (F)0.5 * (1 + t) + (F)0.5 * a * (1 - t * t) * k * (1 + 3 * c * a * a);
+  }
+  if (op == SF_UN_SILU) {
+    const F s = 1 / (1 + exp(-a));
+    return s * (1 + a * (1 - s));
+  }
+  if (op == SF_UN_TANH) {
+    const F t = tanh(a);
+    return 1 - t * t;
+  }
+  const F s = 1 / (1 + exp(-a));
+  return s * (1 - s);
+}
+
+__global__ void sf_unary_bwd_kernel(int op, void *dx, int dxdt, const void *dy, int dydt, const void *x, int xdt, int64_t n,
+                                    int f64) {
+  SF_GRID_STRIDE_LOOP(i, n) {
+    if (f64) sf_st_f64(dx, dxdt, i, sf_ld_f64(dy, dydt, i) * sf_act_grad<double>(op, sf_ld_f64(x, xdt, i)));
+    else sf_st_f32(dx, dxdt, i, sf_ld_f32(dy, dydt, i) * sf_act_grad<float>(op, sf_ld_f32(x, xdt, i)));
+  }
+}
+
+int sf_k_unary_bwd(int op, void *dx, int dxdt, const void *dy, int dydt, const void *x, int xdt, int64_t n) {
+  if (!n) return 0;
+  const int f64 = xdt == SF_F64 || dydt == SF_F64;
+  SF_LAUNCH(sf_unary_bwd_kernel, sf_grid_for(n, 256), 256, 0, sf_cuda_stream(), op, dx, dxdt, dy, dydt, x, xdt, n, f64);
+  return sf_cuda_check_launch("activation backward");
 }
 
 /* ---- optimizer pieces ---- */

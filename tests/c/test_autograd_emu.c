@@ -1,5 +1,9 @@
 /* test_autograd_emu.c — every backward on the emulated CUDA device (`emu`: the CUDA backend's host code and
- * kernels run on the CPU) against the same backward on `cpu`: same inputs, same upstream gradient. */
+ * kernels run on the CPU) against the same backward on `cpu`: same inputs, same upstream gradient. One row per
+ * differentiable op (every recorder of src/autograd: unary incl. the fused activations, binary, scalar, where,
+ * reductions, softmax, matmul shapes, linear, cast, clone, cat/stack, views, norms, modulation, RoPE,
+ * attention), bf16 leaves for the model ops; then the flash-attention backward on masks/dtypes/shapes.
+ * SF_TEST_VERBOSE=1 prints the forward and per-input differences. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +24,7 @@ typedef struct ecase {
   sf_tensor *(*fn)(sf_tensor **in, const struct ecase *c);
   int ip[4];
   double tol;
+  int lowp; /* inputs are bf16 leaves (f32 gradients), upstream gradient in the output's dtype */
 } ecase;
 
 #define I0 in[0]
@@ -43,6 +48,42 @@ static sf_tensor *f_rms(sf_tensor **in, const ecase *c) { return sf_rms_norm(I0,
 static sf_tensor *f_mod(sf_tensor **in, const ecase *c) { return sf_modulate(I0, I1, I2); }
 static sf_tensor *f_gate(sf_tensor **in, const ecase *c) { return sf_gated_add(I0, I1, I2); }
 static sf_tensor *f_rope(sf_tensor **in, const ecase *c) { return sf_rope3d(I0, 3, 2, 2, 1); }
+static sf_tensor *f_clamp(sf_tensor **in, const ecase *c) { return sf_unary(SF_UN_CLAMP, I0, -0.5, 0.5); }
+/* ip: op, scalar * 4, scalar_first */
+static sf_tensor *f_bscalar(sf_tensor **in, const ecase *c) { return sf_binary_scalar((sf_binary_op)c->ip[0], I0, c->ip[1] / 4.0, c->ip[2]); }
+static sf_tensor *f_where(sf_tensor **in, const ecase *c) {
+  sf_tensor *cond = sf_binary_scalar(SF_BIN_GT, I0, 0.0, false), *r = cond ? sf_where(cond, I1, I2) : NULL;
+  sf_tensor *s = r ? sf_mul(r, I0) : NULL; /* I0 gets its gradient through the product, not through the mask */
+  sf_release(cond), sf_release(r);
+  return s;
+}
+static sf_tensor *f_stack(sf_tensor **in, const ecase *c) { return sf_stack(in, c->n_in, 1); }
+static sf_tensor *f_cast(sf_tensor **in, const ecase *c) { /* f32 -> bf16 -> f32 round trip times another input */
+  sf_tensor *h = sf_cast(I0, SF_BF16), *f = h ? sf_cast(h, SF_F32) : NULL, *r = f ? sf_mul(f, I1) : NULL;
+  sf_release(h), sf_release(f);
+  return r;
+}
+static sf_tensor *f_clone(sf_tensor **in, const ecase *c) {
+  sf_tensor *k = sf_clone(I0), *r = k ? sf_mul(k, I0) : NULL;
+  sf_release(k);
+  return r;
+}
+static sf_tensor *f_expand(sf_tensor **in, const ecase *c) {
+  int64_t sh[2] = {-1, 7};
+  sf_tensor *e = sf_expand(I0, 2, sh), *r = e ? sf_mul(e, I1) : NULL;
+  sf_release(e);
+  return r;
+}
+static sf_tensor *f_tsel(sf_tensor **in, const ecase *c) {
+  sf_tensor *t = sf_transpose(I0, 0, 2), *s = t ? sf_select(t, 1, 2) : NULL, *u = s ? sf_unsqueeze(s, 0) : NULL;
+  int64_t sh[2] = {-1, 3};
+  sf_tensor *v = u ? sf_reshape(u, 2, sh) : NULL, *r = v ? sf_mul(v, v) : NULL;
+  sf_release(t), sf_release(s), sf_release(u), sf_release(v);
+  return r;
+}
+static sf_tensor *f_linear_nb(sf_tensor **in, const ecase *c) { return sf_linear(I0, I1, NULL); }
+static sf_tensor *f_ln_plain(sf_tensor **in, const ecase *c) { return sf_layer_norm(I0, NULL, NULL, 1e-6); }
+static sf_tensor *f_rms_plain(sf_tensor **in, const ecase *c) { return sf_rms_norm(I0, NULL, 1e-6); }
 static int64_t lo4[4] = {0, 0, 4, 8}, hi4[4] = {4, 8, 12, 16};
 static sf_tensor *f_attn(sf_tensor **in, const ecase *c) {
   if (!c->ip[0]) return sf_attention(I0, I1, I2, NULL, NULL);
@@ -78,6 +119,53 @@ static const ecase cases[] = {
   {"modulate", 3, {3, 3, 3}, {{2, 6, 8}, {2, 3, 8}, {2, 3, 8}}, 0, f_mod},
   {"gated_add", 3, {3, 3, 3}, {{2, 6, 8}, {2, 6, 8}, {2, 2, 8}}, 0, f_gate},
   {"rope3d", 1, {4}, {{1, 12, 2, 12}}, 0, f_rope},
+  UN(floor, SF_UN_FLOOR, 0), UN(ceil, SF_UN_CEIL, 0), UN(round, SF_UN_ROUND, 0), UN(sign, SF_UN_SIGN, 0),
+  {"clamp", 1, {2}, {{5, 7}}, 0, f_clamp},
+  {"pow_tensor", 2, {2, 2}, {{5, 7}, {5, 1}}, 1, f_binary, {SF_BIN_POW}},
+  {"minimum", 2, {2, 1}, {{5, 7}, {7}}, 0, f_binary, {SF_BIN_MIN}},
+  {"add_scalar", 1, {2}, {{5, 7}}, 0, f_bscalar, {SF_BIN_ADD, 3, 0}},
+  {"rsub_scalar", 1, {2}, {{5, 7}}, 0, f_bscalar, {SF_BIN_SUB, 3, 1}},
+  {"mul_scalar", 1, {2}, {{5, 7}}, 0, f_bscalar, {SF_BIN_MUL, -6, 0}},
+  {"div_scalar", 1, {2}, {{5, 7}}, 0, f_bscalar, {SF_BIN_DIV, 5, 0}},
+  {"rdiv_scalar", 1, {2}, {{5, 7}}, 1, f_bscalar, {SF_BIN_DIV, 5, 1}},
+  {"pow_scalar", 1, {2}, {{5, 7}}, 1, f_bscalar, {SF_BIN_POW, 6, 0}},
+  {"rpow_scalar", 1, {2}, {{5, 7}}, 0, f_bscalar, {SF_BIN_POW, 7, 1}},
+  {"max_scalar", 1, {2}, {{5, 7}}, 0, f_bscalar, {SF_BIN_MAX, 1, 0}},
+  {"min_scalar", 1, {2}, {{5, 7}}, 0, f_bscalar, {SF_BIN_MIN, -1, 0}},
+  {"where", 3, {2, 2, 1}, {{5, 7}, {5, 7}, {7}}, 0, f_where},
+  {"min_dim", 1, {2}, {{5, 7}}, 0, f_reduce, {SF_RED_MIN, 0, 1}},
+  {"prod_dim", 1, {2}, {{5, 7}}, 1, f_reduce, {SF_RED_PROD, 1, 0}},
+  {"mean_dim", 1, {3}, {{2, 5, 7}}, 0, f_reduce, {SF_RED_MEAN, 2, 1}},
+  {"sum_all", 1, {3}, {{2, 5, 7}}, 0, f_reduce, {SF_RED_SUM, 9, 0}},
+  {"bmm", 2, {3, 3}, {{2, 5, 7}, {2, 7, 3}}, 0, f_matmul},
+  {"matmul_bcast", 2, {2, 3}, {{5, 7}, {2, 7, 3}}, 0, f_matmul},
+  {"matmul_vec_mat", 2, {1, 2}, {{7}, {7, 3}}, 0, f_matmul},
+  {"matmul_mat_vec", 2, {3, 1}, {{2, 5, 7}, {7}}, 0, f_matmul},
+  {"matmul_dot", 2, {1, 1}, {{7}, {7}}, 0, f_matmul},
+  {"std_all", 1, {2}, {{5, 7}}, 0, f_reduce, {SF_RED_STD, 9, 0}},
+  {"norm_dim", 1, {3}, {{2, 5, 7}}, 0, f_reduce, {SF_RED_NORM, 2, 1}},
+  {"min_all", 1, {2}, {{5, 7}}, 0, f_reduce, {SF_RED_MIN, 9, 0}},
+  {"linear_nobias", 2, {3, 2}, {{2, 5, 7}, {4, 7}}, 0, f_linear_nb},
+  {"stack", 2, {2, 2}, {{3, 4}, {3, 4}}, 0, f_stack},
+  {"cast", 2, {2, 2}, {{5, 7}, {5, 7}}, 0, f_cast},
+  {"clone", 1, {2}, {{5, 7}}, 0, f_clone},
+  {"expand", 2, {2, 2}, {{5, 1}, {5, 7}}, 0, f_expand},
+  {"transp_select", 1, {3}, {{3, 4, 5}}, 0, f_tsel},
+  {"layer_norm_plain", 1, {3}, {{2, 5, 64}}, 0, f_ln_plain, {0}, 1e-5},
+  {"rms_norm_plain", 1, {3}, {{2, 5, 64}}, 0, f_rms_plain, {0}, 1e-5},
+  /* bf16 leaves (the trainer's bf16 parameters and activations): both devices round the same f32 results */
+  {"silu_bf16", 1, {2}, {{5, 7}}, 0, f_unary, {SF_UN_SILU}, 1e-6, 1},
+  {"gelu_tanh_bf16", 1, {2}, {{5, 7}}, 0, f_unary, {SF_UN_GELU_TANH}, 1e-6, 1},
+  {"mul_bf16", 2, {2, 2}, {{5, 7}, {5, 1}}, 0, f_binary, {SF_BIN_MUL}, 1e-6, 1},
+  {"softmax_bf16", 1, {3}, {{2, 5, 7}}, 0, f_softmax, {0}, 1e-6, 1},
+  {"matmul_bf16", 2, {3, 2}, {{2, 5, 7}, {7, 3}}, 0, f_matmul, {0}, 1e-6, 1},
+  {"linear_bf16", 3, {3, 2, 1}, {{2, 5, 16}, {8, 16}, {8}}, 0, f_linear, {0}, 1e-6, 1},
+  {"layer_norm_bf16", 3, {3, 1, 1}, {{2, 5, 64}, {64}, {64}}, 0, f_ln, {0}, 1e-6, 1},
+  {"rms_norm_bf16", 2, {3, 1}, {{2, 5, 64}, {64}}, 0, f_rms, {0}, 1e-6, 1},
+  {"modulate_bf16", 3, {3, 3, 3}, {{2, 6, 8}, {2, 3, 8}, {2, 3, 8}}, 0, f_mod, {0}, 1e-6, 1},
+  {"gated_add_bf16", 3, {3, 3, 3}, {{2, 6, 8}, {2, 6, 8}, {2, 2, 8}}, 0, f_gate, {0}, 1e-6, 1},
+  {"rope3d_bf16", 1, {4}, {{1, 12, 2, 12}}, 0, f_rope, {0}, 1e-6, 1},
+  {"attn_causal_bf16", 3, {4, 4, 4}, {{1, 16, 3, 8}, {1, 16, 3, 8}, {1, 16, 3, 8}}, 0, f_attn, {1}, 2e-2, 1},
   {"attention", 3, {4, 4, 4}, {{2, 19, 2, 16}, {2, 21, 2, 16}, {2, 21, 2, 16}}, 0, f_attn, {0}, 1e-5},
   {"attn_causal", 3, {4, 4, 4}, {{1, 16, 3, 8}, {1, 16, 3, 8}, {1, 16, 3, 8}}, 0, f_attn, {1}, 1e-5},
 };
@@ -101,6 +189,11 @@ static void test_backward_emu_vs_cpu(void) {
     for (int i = 0; i < c->n_in; i++) {
       in_c[i] = c->positive ? sf_rand(c->ndim[i], c->shape[i], SF_F32, sf_cpu()) : sf_randn(c->ndim[i], c->shape[i], SF_F32, sf_cpu());
       if (c->positive) sf_binary_scalar_(SF_BIN_ADD, in_c[i], 0.5);
+      if (c->lowp) {
+        sf_tensor *h = sf_cast(in_c[i], SF_BF16);
+        sf_release(in_c[i]);
+        in_c[i] = h;
+      }
       in_e[i] = sf_to_device(in_c[i], emu);
       sf_requires_grad_(in_c[i], true);
       sf_requires_grad_(in_e[i], true);
@@ -109,22 +202,30 @@ static void test_backward_emu_vs_cpu(void) {
     double worst = -1;
     const char *what = "forward";
     if (oc && oe) {
-      sf_tensor *R = sf_randn(oc->ndim, oc->shape, SF_F32, sf_cpu()), *Re = sf_to_device(R, emu);
+      sf_tensor *R0 = sf_randn(oc->ndim, oc->shape, SF_F32, sf_cpu()), *R = sf_cast(R0, oc->dtype), *Re = sf_to_device(R, emu);
       if (!sf_backward(oc, R, false) && !sf_backward(oe, Re, false)) {
         worst = rel_diff(oc, oe);
+        if (getenv("SF_TEST_VERBOSE")) printf("    forward %.3g\n", worst);
         for (int i = 0; i < c->n_in; i++) {
-          double e = rel_diff(in_c[i]->grad, in_e[i]->grad);
+          sf_tensor *gc = in_c[i]->grad, *ge = in_e[i]->grad;
+          if (!gc || !ge) { /* no gradient on either device is fine; on one only is not */
+            if (gc || ge) worst = INFINITY, what = "gradient presence";
+            continue;
+          }
+          if (gc->dtype != ge->dtype) worst = INFINITY, what = "gradient dtype";
+          double e = rel_diff(gc, ge);
+          if (getenv("SF_TEST_VERBOSE")) printf("    input %d: gradient %.3g\n", i, e);
           if (e > worst) worst = e, what = "gradient";
         }
       }
-      sf_release(R), sf_release(Re);
+      sf_release(R0), sf_release(R), sf_release(Re);
     }
     double tol = c->tol > 0 ? c->tol : 2e-6;
     if (!(worst >= 0 && worst <= tol)) {
-      fprintf(stderr, "  %-12s emu vs cpu FAILED: %s differs by %.3g [%s]\n", c->name, what, worst, sf_last_error());
+      fprintf(stderr, "  %-16s emu vs cpu FAILED: %s differs by %.3g [%s]\n", c->name, what, worst, sf_last_error());
       sf_test_case_failed = 1;
     } else {
-      printf("  %-12s emu vs cpu %.2g\n", c->name, worst);
+      printf("  %-16s emu vs cpu %.2g\n", c->name, worst);
     }
     sf_release(oc), sf_release(oe);
     for (int i = 0; i < c->n_in; i++) sf_release(in_c[i]), sf_release(in_e[i]);

@@ -108,7 +108,14 @@ static int tr_ema(sf_tensor *shadow, const sf_tensor *param, double decay) {
   return sf_k_ema(fptr(shadow), sf_data_ptr(param), param->dtype, sf_numel(shadow), (float)decay, (float)(1.0 - decay));
 }
 
-static const sf_train_ops g_train = {tr_layer_norm_bwd, tr_rms_norm_bwd, tr_rope3d_bwd, tr_attention_bwd, tr_adamw, tr_sum_sq, tr_ema};
+static int tr_unary_bwd(int op, sf_tensor *dx, const sf_tensor *dy, const sf_tensor *x) {
+  if (op != SF_UN_GELU_TANH && op != SF_UN_SILU && op != SF_UN_TANH && op != SF_UN_SIGMOID) return 1; /* not fused */
+  if (enter(x)) return -1;
+  return sf_k_unary_bwd(op, sf_data_ptr(dx), dx->dtype, sf_data_ptr(dy), dy->dtype, sf_data_ptr(x), x->dtype, sf_numel(x));
+}
+
+static const sf_train_ops g_train = {tr_layer_norm_bwd, tr_rms_norm_bwd, tr_rope3d_bwd, tr_attention_bwd, tr_adamw, tr_sum_sq, tr_ema,
+                                     tr_unary_bwd};
 
 static struct attach_train {
   attach_train() {
