@@ -64,11 +64,33 @@ template <class T> struct ab_geom {
   }
 };
 
+/* 16 bytes moved as one vector load/store */
+#if defined(SF_EMU)
+struct alignas(16) ab_v16 { uint32_t x, y, z, w; };
+#else
+typedef uint4 ab_v16;
+#endif
+template <class T> struct ab_dt { enum { value = SF_F32 }; };
+template <> struct ab_dt<__nv_bfloat16> { enum { value = SF_BF16 }; };
+template <> struct ab_dt<__half> { enum { value = SF_F16 }; };
+
 /* rows [0, rows) x cols [0, cols) of a tile: token row r < n, column c < d from src[base + r rs + c] (any dtype),
- * zero elsewhere (padding rows and columns contribute nothing to the products) */
+ * zero elsewhere (padding rows and columns contribute nothing to the products). Tensor-core tiles whose source
+ * already has the tile's type and 16-byte aligned rows move 8 elements per load (the usual case: bf16
+ * activations, head dim a multiple of 8); anything else converts element by element. */
 template <class T>
 __device__ __forceinline__ void ab_load(T *dst, int ld, int rows, int n, int cols, const void *src, int dt, int64_t base,
                                         int64_t rs, int d) {
+  constexpr int V = 16 / sizeof(T);
+  if (ab_tile<T>::MMA && dt == ab_dt<T>::value && d % V == 0 && base % V == 0 && rs % V == 0 && (uintptr_t)src % 16 == 0) {
+    const int cv = cols / V; /* cols (the padded head dim) is a multiple of 16 elements */
+    const ab_v16 zero = {0, 0, 0, 0};
+    for (int i = threadIdx.x; i < rows * cv; i += AB_THREADS) {
+      const int r = i / cv, c = (i % cv) * V;
+      *(ab_v16 *)(dst + r * ld + c) = r < n && c < d ? *(const ab_v16 *)((const T *)src + base + r * rs + c) : zero;
+    }
+    return;
+  }
   for (int i = threadIdx.x; i < rows * cols; i += AB_THREADS) {
     const int r = i / cols, c = i % cols;
     ab_put(dst + r * ld + c, r < n && c < d ? sf_ld_f32(src, dt, base + r * rs + c) : 0.0f);

@@ -257,6 +257,7 @@ static const acase acases[] = {
   {"window_f16_d40", 1, 96, 96, 2, 40, SF_F16, 32, {0, 0, 32}, {32, 64, 96}, 0, 0, 0, 1e-2},
   {"dq_only_bf16", 1, 64, 128, 2, 64, SF_BF16, 32, {0, 0}, {96, 128}, 0, 0, 1, 2e-2},
   {"dkv_only_bf16", 1, 64, 64, 1, 32, SF_BF16, 0, {0}, {0}, 0, 1, 0, 2e-2},
+  {"d20_bf16", 1, 70, 70, 2, 20, SF_BF16, 0, {0}, {0}, 1, 0, 0, 2e-2}, /* head dim not a multiple of 8: element loads */
 };
 
 static void test_attention_backward_emu_vs_cpu(void) {
