@@ -4,6 +4,9 @@
 #ifndef SF_CONV_OPS_H
 #define SF_CONV_OPS_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "core/tensor.h"
 
 #ifdef __cplusplus
@@ -21,9 +24,20 @@ static inline int sf_conv_out_w(const sf_conv_geom *g, int W) { return (W + g->p
 static inline int sf_conv_out_t(const sf_conv_geom *g, int nin) { return nin < g->kt ? 0 : (nin - g->kt) / g->st + 1; }
 
 /* frames[nin]: pointers to f32 [cin, H, W] frames (NULL = zeros); w [cout, cin, kt, kh, kw]; b [cout] or NULL.
- * Writes sf_conv_out_t frames of [cout, Ho, Wo] contiguously to out. im2col tiles + OpenBLAS SGEMM. */
+ * Writes sf_conv_out_t frames of [cout, Ho, Wo] contiguously to the start of out, which must hold
+ * sf_conv_frames_out_floats(g, nin, H, W, 0) floats (a little more than the result: stride-1 convs
+ * compute on rows padded to the input's padded width, then compact them in place).
+ * Stride 1: shifted GEMMs over zero-padded frames (OpenBLAS SGEMM); other strides: im2col tiles + SGEMM. */
 int sf_conv3d_frames_f32(const sf_conv_geom *g, const float *const *frames, int nin, int H, int W, const float *w,
                          const float *b, float *out);
+/* the same with the input frames nearest-upsampled 2x (H, W are the frames' own size; stride 1 only) and
+ * optional weights prepared by sf_conv_prep_weights (wp NULL: prepared per call from w) */
+int sf_conv3d_frames_f32x(const sf_conv_geom *g, const float *const *frames, int nin, int H, int W, int up2,
+                          const float *w, const float *wp, const float *b, float *out);
+int64_t sf_conv_frames_out_floats(const sf_conv_geom *g, int nin, int H, int W, int up2);
+/* the stride-1 kernel's weight layout [kh*kw][kt, tap-reversed][cout][cin]: sf_conv_prep_floats floats */
+size_t sf_conv_prep_floats(const sf_conv_geom *g);
+void sf_conv_prep_weights(const sf_conv_geom *g, const float *w, float *wp);
 
 /* Tensor-level convolution as torch.nn.functional.conv3d/conv2d with zero padding.
  * conv3d: x [N, Cin, T, H, W], w [Cout, Cin, kt, kh, kw]; conv2d: x [N, Cin, H, W], w [Cout, Cin, kh, kw].

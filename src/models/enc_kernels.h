@@ -37,6 +37,27 @@ void sf_enc_conv1x1(const float *w, const float *bias, int64_t N, int64_t K, con
 void sf_enc_rmsnorm(const float *x, int64_t rows, int64_t D, const float *w, float eps, float *y);
 /* LayerNorm over rows of length D with affine w, b */
 void sf_enc_layernorm(const float *x, int64_t rows, int64_t D, const float *w, const float *b, float eps, float *y);
+/* exp(x) for f32 within ~1 ulp (Cephes' polynomial after a ln2 range reduction), written so that loops
+ * calling it vectorize (glibc's expf does not without -ffast-math); NaN stays NaN, +-inf saturate */
+static inline float sf_enc_expf(float x) {
+  if (x != x) return x;
+  x = x < -87.33654f ? -87.33654f : x > 88.72283f ? 88.72283f : x;
+  float n = __builtin_roundevenf(x * 1.44269504088896341f);
+  float r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float p = 1.9875691500E-4f;
+  p = p * r + 1.3981999507E-3f;
+  p = p * r + 8.3334519073E-3f;
+  p = p * r + 4.1665795894E-2f;
+  p = p * r + 1.6666665459E-1f;
+  p = p * r + 5.0000001201E-1f;
+  float y = p * r * r + r + 1.0f;
+  int e = (int)n + 127; /* n in [-126, 128]: 128 is rescaled below */
+  union { uint32_t u; float f; } s;
+  s.u = (uint32_t)(e > 254 ? 254 : e) << 23;
+  return y * s.f * (e > 254 ? 2.0f : 1.0f);
+}
+
 /* in-place activations */
 void sf_enc_gelu_tanh(float *x, int64_t n);
 void sf_enc_gelu_erf(float *x, int64_t n);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_pool.h"
 #include "core/error.h"
 #include "models/enc_kernels.h"
 #include "models/vae_internal.h"
@@ -36,26 +37,40 @@ int vstate_init(vstate *st, int nslots) {
   return 0;
 }
 
-static int run_conv(const vconv *c, const float **list, int nin, int H, int W, vseq *y) {
-  int To = sf_conv_out_t(&c->g, nin), Ho = sf_conv_out_h(&c->g, H), Wo = sf_conv_out_w(&c->g, W);
+/* up2: the frames are nearest-upsampled 2x on the way into the conv (the decoder's Resample) */
+static int run_conv(const vconv *c, const float **list, int nin, int H, int W, int up2, vseq *y) {
+  int To = sf_conv_out_t(&c->g, nin), Ho = sf_conv_out_h(&c->g, up2 ? 2 * H : H), Wo = sf_conv_out_w(&c->g, up2 ? 2 * W : W);
   if (To <= 0 || Ho <= 0 || Wo <= 0) return sf_error("VAE: %d frames of %dx%d are too few for a conv", nin, H, W);
-  if (vseq_alloc(y, To, c->g.cout, Ho, Wo)) return -1;
-  if (sf_conv3d_frames_f32(&c->g, list, nin, H, W, c->w, c->b, y->d)) {
+  int64_t n = sf_conv_frames_out_floats(&c->g, nin, H, W, up2);
+  y->T = To, y->C = c->g.cout, y->H = Ho, y->W = Wo;
+  y->d = malloc(sizeof(float) * (n ? n : 1));
+  if (!y->d) return sf_error("VAE: out of memory for %d frames of [%d, %d, %d]", To, c->g.cout, Ho, Wo);
+  if (!c->wp && c->g.st == 1 && c->g.sh == 1 && c->g.sw == 1) {
+    /* the stride-1 kernel's weight layout, made on first use and kept (only modules that run pay) */
+    float *wp = malloc(sizeof(float) * sf_conv_prep_floats(&c->g));
+    if (wp) {
+      sf_conv_prep_weights(&c->g, c->w, wp);
+      ((vconv *)c)->wp = wp;
+    }
+  }
+  if (sf_conv3d_frames_f32x(&c->g, list, nin, H, W, up2, c->w, c->wp, c->b, y->d)) {
     vseq_free(y);
     return -1;
   }
   return 0;
 }
 
-int vconv_apply(const vconv *c, const vseq *x, vseq *y) {
+static int vconv_apply_up(const vconv *c, const vseq *x, int up2, vseq *y) {
   int nin = c->causal_t + x->T;
   const float **list = malloc(sizeof(float *) * nin);
   if (!list) return sf_error("VAE: out of memory");
   for (int i = 0; i < nin; i++) list[i] = i < c->causal_t ? NULL : vseq_frame(x, i - c->causal_t);
-  int rc = run_conv(c, list, nin, x->H, x->W, y);
+  int rc = run_conv(c, list, nin, x->H, x->W, up2, y);
   free(list);
   return rc;
 }
+
+int vconv_apply(const vconv *c, const vseq *x, vseq *y) { return vconv_apply_up(c, x, 0, y); }
 
 /* the frames a cache slot keeps after seeing x: the last two frames of x, or (one-frame x) the last
  * frame of the old slot (or a zero frame for the decoder's "Rep" marker) followed by x */
@@ -92,7 +107,7 @@ static int conv_with_slot(const vconv *c, const vslot *s, const vseq *x, vseq *y
   for (int i = 0; i < zeros; i++) list[k++] = NULL;
   for (int i = 0; i < n; i++) list[k++] = s->d + i * fs;
   for (int i = 0; i < x->T; i++) list[k++] = vseq_frame(x, i);
-  int rc = run_conv(c, list, nin, x->H, x->W, y);
+  int rc = run_conv(c, list, nin, x->H, x->W, 0, y);
   free(list);
   return rc;
 }
@@ -106,39 +121,64 @@ int vconv_cached(const vconv *c, vslot *slot, const vseq *x, vseq *y) {
   return 0;
 }
 
-/* RMS_norm over channels (F.normalize * sqrt(C) * gamma), optionally followed by SiLU; y may be x */
-static void rms_norm(const vseq *x, const float *gamma, int silu, vseq *y) {
+/* RMS_norm over channels (F.normalize * sqrt(C) * gamma), optionally followed by SiLU; y may be x.
+ * Blocks of 256 positions of every frame are shared among the pool's threads. */
+typedef struct { const vseq *x; const float *gamma; int silu; vseq *y; int64_t nblk; } norm_job;
+
+static void norm_worker(void *ctx, int t, int nt) {
+  const norm_job *j = ctx;
+  const vseq *x = j->x;
   int C = x->C;
-  int64_t HW = (int64_t)x->H * x->W;
+  int64_t HW = (int64_t)x->H * x->W, per = (HW + 255) / 256;
   float scale = sqrtf((float)C);
-  for (int t = 0; t < x->T; t++) {
-    const float *f = vseq_frame(x, t);
-    float *o = vseq_frame(y, t);
-#pragma omp parallel for schedule(static) if((int64_t)(HW * C) > SF_PAR_MIN)
-    for (int64_t p0 = 0; p0 < HW; p0 += 256) {
-      int64_t np = HW - p0 < 256 ? HW - p0 : 256;
-      float inv[256];
-      double ss[256];
-      for (int64_t p = 0; p < np; p++) ss[p] = 0;
-      for (int c = 0; c < C; c++) {
-        const float *r = f + c * HW + p0;
-        for (int64_t p = 0; p < np; p++) ss[p] += (double)r[p] * r[p];
-      }
-      for (int64_t p = 0; p < np; p++) {
-        float n = (float)sqrt(ss[p]);
-        inv[p] = n > 1e-12f ? n : 1e-12f;
-      }
-      for (int c = 0; c < C; c++) {
-        const float *r = f + c * HW + p0;
-        float *q = o + c * HW + p0;
+  float inv[256];
+  double ss[256];
+  for (int64_t blk = j->nblk * t / nt; blk < j->nblk * (t + 1) / nt; blk++) {
+    const float *f = vseq_frame(x, (int)(blk / per));
+    float *o = vseq_frame(j->y, (int)(blk / per));
+    int64_t p0 = (blk % per) * 256, np = HW - p0 < 256 ? HW - p0 : 256;
+    for (int64_t p = 0; p < np; p++) ss[p] = 0;
+    for (int c = 0; c < C; c++) {
+      const float *r = f + c * HW + p0;
+      for (int64_t p = 0; p < np; p++) ss[p] += (double)r[p] * r[p];
+    }
+    for (int64_t p = 0; p < np; p++) {
+      float n = (float)sqrt(ss[p]);
+      inv[p] = n > 1e-12f ? n : 1e-12f;
+    }
+    for (int c = 0; c < C; c++) {
+      const float *r = f + c * HW + p0;
+      float *q = o + c * HW + p0;
+      float sg = j->gamma[c];
+      if (j->silu) {
         for (int64_t p = 0; p < np; p++) {
-          float v = r[p] / inv[p] * scale * gamma[c];
-          if (silu) v = v / (1.0f + expf(-v));
-          q[p] = v;
+          float v = r[p] / inv[p] * scale * sg;
+          q[p] = v / (1.0f + sf_enc_expf(-v));
         }
+      } else {
+        for (int64_t p = 0; p < np; p++) q[p] = r[p] / inv[p] * scale * sg;
       }
     }
   }
+}
+
+static void rms_norm(const vseq *x, const float *gamma, int silu, vseq *y) {
+  int64_t HW = (int64_t)x->H * x->W;
+  norm_job j = {x, gamma, silu, y, (int64_t)x->T * ((HW + 255) / 256)};
+  sf_cpu_parallel(sf_cpu_threads((int64_t)x->T * x->C * HW, (int64_t)1 << 16), norm_worker, &j);
+}
+
+typedef struct { float *d; const float *s; int64_t n; } add_job;
+
+static void add_worker(void *ctx, int t, int nt) {
+  const add_job *j = ctx;
+  for (int64_t i = j->n * t / nt; i < j->n * (t + 1) / nt; i++) j->d[i] += j->s[i];
+}
+
+/* d += s over n floats */
+static void add_into(float *d, const float *s, int64_t n) {
+  add_job j = {d, s, n};
+  sf_cpu_parallel(sf_cpu_threads(n, (int64_t)1 << 17), add_worker, &j);
 }
 
 static int res_forward(const vmod *m, vstate *st, vseq *x) {
@@ -151,9 +191,7 @@ static int res_forward(const vmod *m, vstate *st, vseq *x) {
   rms_norm(&b, m->g1, 1, &b);
   if (vconv_cached(&m->c1, &st->s[m->slot1], &b, &c)) goto done;
   const float *id = m->sc.w ? h.d : x->d;
-  int64_t n = (int64_t)c.T * c.C * c.H * c.W;
-#pragma omp parallel for schedule(static) if((int64_t)(n) > SF_PAR_MIN)
-  for (int64_t i = 0; i < n; i++) c.d[i] += id[i];
+  add_into(c.d, id, (int64_t)c.T * c.C * c.H * c.W);
   vseq_free(x);
   *x = c;
   c.d = NULL;
@@ -213,7 +251,7 @@ static int down_forward(const vmod *m, vstate *st, vseq *x) {
   list[0] = s->d + (int64_t)(s->n - 1) * fs;
   for (int i = 0; i < x->T; i++) list[1 + i] = vseq_frame(x, i);
   vseq z = {0};
-  int rc = run_conv(&m->tc, list, nin, x->H, x->W, &z);
+  int rc = run_conv(&m->tc, list, nin, x->H, x->W, 0, &z);
   free(list);
   if (rc) return -1;
   /* the slot keeps only x's last frame */
@@ -248,20 +286,10 @@ static int up_forward(const vmod *m, vstate *st, vseq *x) {
       *x = y;
     }
   }
-  /* nearest 2x, then the 3x3 conv halving the channels */
-  vseq u = {0}, y = {0};
-  if (vseq_alloc(&u, x->T, x->C, 2 * x->H, 2 * x->W)) return -1;
-  int W2 = 2 * x->W;
-  for (int t = 0; t < x->T; t++)
-    for (int c = 0; c < x->C; c++) {
-      const float *src = vseq_frame(x, t) + (int64_t)c * x->H * x->W;
-      float *dst = vseq_frame(&u, t) + (int64_t)c * 4 * x->H * x->W;
-      for (int yy = 0; yy < 2 * x->H; yy++)
-        for (int xx = 0; xx < W2; xx++) dst[(int64_t)yy * W2 + xx] = src[(int64_t)(yy / 2) * x->W + xx / 2];
-    }
-  int rc = vconv_apply(&m->rs, &u, &y);
-  vseq_free(&u);
-  if (rc) return -1;
+  /* nearest 2x (done inside the conv's frame padding, never materialised), then the 3x3 conv halving
+   * the channels */
+  vseq y = {0};
+  if (vconv_apply_up(&m->rs, x, 1, &y)) return -1;
   vseq_free(x);
   *x = y;
   return 0;

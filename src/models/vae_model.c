@@ -67,7 +67,8 @@ static float *load_gamma(loader *l, const char *name, int *C) {
 static void conv_free(vconv *c) {
   if (c->wt) sf_release(c->wt); else free(c->w);
   if (c->bt) sf_release(c->bt); else free(c->b);
-  c->w = c->b = NULL, c->wt = c->bt = NULL;
+  free(c->wp);
+  c->w = c->b = c->wp = NULL, c->wt = c->bt = NULL;
 }
 
 static void mod_free(vmod *m) {

@@ -1,11 +1,13 @@
 /* conv_cpu.c — CPU convolutions: an im2col + SGEMM kernel over frame lists (used directly by the VAE)
  * and the tensor-level conv2d/conv3d of the `conv` op table. */
 #include <cblas.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/backend.h"
 #include "backend/conv_ops.h"
+#include "backend/cpu/cpu_pool.h"
 #include "core/error.h"
 #include "core/ops.h"
 #include "models/enc_kernels.h" /* SF_PAR_MIN */
@@ -83,11 +85,191 @@ static int conv_frames_reuse(const sf_conv_geom *g, const float *const *frames, 
   return 0;
 }
 
-int sf_conv3d_frames_f32(const sf_conv_geom *g, const float *const *frames, int nin, int H, int W, const float *w,
-                         const float *b, float *out) {
-  int Ho = sf_conv_out_h(g, H), Wo = sf_conv_out_w(g, W), To = sf_conv_out_t(g, nin);
+/* ---- stride-1 convolutions as shifted GEMMs ----
+ * Each input frame is copied once into a zero-padded frame [cin][Hp][Wp] (nearest-2x upsampled on the
+ * way when asked). For a spatial tap (dy, dx) the inputs of every output position are then that padded
+ * frame shifted by dy * Wp + dx, so the tap is one GEMM with K = cin over all positions at once,
+ * computed on a "wide" output grid of Ho rows of Wp columns whose last Wp - Wo columns are junk and are
+ * dropped at the end. No im2col matrix (9x the frame) is written and re-read (a variant folding the 3
+ * dx taps into K, 3x the frame, measured slower: more packing traffic). The temporal taps that read the
+ * same input frame are stacked along M (weights stored tap-reversed), and because consecutive output
+ * frames are consecutive in memory, one GEMM accumulates into all the output frames the input frame
+ * feeds: M = taps * cout, which also amortises the packing of the big operand.
+ * Positions are cut into chunks of about 1 MB of input rows so that the kh * kw shifted GEMMs of a chunk
+ * re-read it from L2; the pool's threads take chunks in turn, each a single-threaded SGEMM (OpenBLAS's
+ * own threads are set to 1 meanwhile): one hand-off per input frame instead of OpenBLAS's per-call
+ * synchronisation, and a busy core only delays the chunks it holds. */
+
+size_t sf_conv_prep_floats(const sf_conv_geom *g) { return (size_t)g->kh * g->kw * g->kt * g->cout * g->cin; }
+
+typedef struct { const sf_conv_geom *g; const float *w; float *wp; } prep_job;
+
+/* layout [dy][dx][kt, reversed][cout][cin]; output channels [t*cout/nt, (t+1)*cout/nt): each reads its
+ * contiguous [cin][kt][kh][kw] block (cache resident) and writes runs of cin floats */
+static void prep_worker(void *ctx, int t, int nt) {
+  const prep_job *j = ctx;
+  const sf_conv_geom *g = j->g;
+  int khw = g->kh * g->kw, kt = g->kt, taps = kt * khw;
+  for (int co = (int)((int64_t)g->cout * t / nt); co < (int)((int64_t)g->cout * (t + 1) / nt); co++) {
+    const float *blk = j->w + (int64_t)co * g->cin * taps;
+    for (int dt = 0; dt < kt; dt++)
+      for (int s = 0; s < khw; s++) {
+        float *dst = j->wp + (((int64_t)s * kt + (kt - 1 - dt)) * g->cout + co) * g->cin;
+        const float *src = blk + dt * khw + s;
+        for (int ci = 0; ci < g->cin; ci++) dst[ci] = src[(int64_t)ci * taps];
+      }
+  }
+}
+
+void sf_conv_prep_weights(const sf_conv_geom *g, const float *w, float *wp) {
+  prep_job j = {g, w, wp};
+  sf_cpu_parallel(sf_cpu_threads((int64_t)sf_conv_prep_floats(g), (int64_t)1 << 16), prep_worker, &j);
+}
+
+static int shifted_ok(const sf_conv_geom *g) { return g->st == 1 && g->sh == 1 && g->sw == 1; }
+
+int64_t sf_conv_frames_out_floats(const sf_conv_geom *g, int nin, int H, int W, int up2) {
+  if (up2) H *= 2, W *= 2;
+  int64_t To = sf_conv_out_t(g, nin), Ho = sf_conv_out_h(g, H), Wo = sf_conv_out_w(g, W);
+  int64_t Wp = shifted_ok(g) ? W + g->pad_left + g->pad_right : Wo;
+  return To * g->cout * Ho * (Wp > Wo ? Wp : Wo);
+}
+
+typedef struct {
+  const float *f;
+  float *xp;
+  int cin, H, W, Hp, Wp, pt, pl, up2;
+  float *rowbuf; /* one padded row per thread */
+} pad_job;
+
+/* channels [c0, c1) of the padded frame; rowbuf holds one padded row */
+static void pad_channels(const pad_job *j, int c0, int c1, float *rowbuf) {
+  int Hi = j->up2 ? 2 * j->H : j->H, Wi = j->up2 ? 2 * j->W : j->W, Wp = j->Wp;
+  int64_t HpWp = (int64_t)j->Hp * Wp;
+  for (int c = c0; c < c1; c++) {
+    const float *src = j->f + (int64_t)c * j->H * j->W;
+    float *dst = j->xp + c * HpWp;
+    for (int py = 0; py < j->Hp; py++) {
+      int y = py - j->pt;
+      float *d = dst + (int64_t)py * Wp;
+      if (y < 0 || y >= Hi) {
+        memset(d, 0, sizeof(float) * Wp);
+        continue;
+      }
+      const float *s = src + (int64_t)(j->up2 ? y >> 1 : y) * j->W;
+      if (!j->up2) {
+        for (int x = 0; x < j->pl; x++) d[x] = 0.0f;
+        memcpy(d + j->pl, s, sizeof(float) * j->W);
+        for (int x = j->pl + Wi; x < Wp; x++) d[x] = 0.0f;
+        continue;
+      }
+      if (y & 1) { /* the row above was the same source row */
+        memcpy(d, d - Wp, sizeof(float) * Wp);
+        continue;
+      }
+      float *e = rowbuf + j->pl;
+      for (int x = 0; x < j->pl; x++) rowbuf[x] = 0.0f;
+      for (int x = 0; x < j->W; x++) e[2 * x] = e[2 * x + 1] = s[x];
+      for (int x = j->pl + Wi; x < Wp; x++) rowbuf[x] = 0.0f;
+      memcpy(d, rowbuf, sizeof(float) * Wp);
+    }
+  }
+}
+
+static void pad_worker(void *ctx, int t, int nt) {
+  const pad_job *j = ctx;
+  pad_channels(j, (int)((int64_t)j->cin * t / nt), (int)((int64_t)j->cin * (t + 1) / nt), j->rowbuf + (int64_t)t * j->Wp);
+}
+
+typedef struct {
+  const float *A, *X;
+  float *C;
+  int M, K, kh, kw, Wp;
+  int64_t lda_tap, HpWp, HoWp, N, chunk;
+  atomic_int next;
+} gemm_job;
+
+static void gemm_worker(void *ctx, int t, int nt) {
+  gemm_job *j = ctx;
+  for (;;) {
+    int64_t n0 = (int64_t)atomic_fetch_add(&j->next, 1) * j->chunk;
+    if (n0 >= j->N) break;
+    int n = (int)(j->N - n0 < j->chunk ? j->N - n0 : j->chunk);
+    for (int dy = 0; dy < j->kh; dy++)
+      for (int dx = 0; dx < j->kw; dx++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->M, n, j->K, 1.0f, j->A + (dy * j->kw + dx) * j->lda_tap,
+                    j->K, j->X + (int64_t)dy * j->Wp + dx + n0, (int)j->HpWp, 1.0f, j->C + n0, (int)j->HoWp);
+  }
+}
+
+static int conv_shifted(const sf_conv_geom *g, const float *const *frames, int nin, int H, int W, int up2,
+                        const float *wp, const float *b, float *out) {
+  int Hi = up2 ? 2 * H : H, Wi = up2 ? 2 * W : W, kt = g->kt, K = g->cin;
+  int Hp = Hi + g->pad_top + g->pad_bottom, Wp = Wi + g->pad_left + g->pad_right;
+  int To = sf_conv_out_t(g, nin), Ho = Hp - g->kh + 1, Wo = Wp - g->kw + 1;
+  int64_t HoWp = (int64_t)Ho * Wp, HpWp = (int64_t)Hp * Wp, N = (int64_t)(Ho - 1) * Wp + Wo;
+  int direct = !up2 && Hp == H && Wp == W; /* no padding: the frames are the padded frames */
+  int pad_nt = sf_cpu_threads((int64_t)K * HpWp, (int64_t)1 << 16);
+  float *xp = direct ? NULL : malloc(sizeof(float) * ((int64_t)K * HpWp + (int64_t)pad_nt * Wp));
+  if (!direct && !xp) return sf_error("conv: out of memory for a padded frame [%d, %d, %d]", K, Hp, Wp);
+  memset(out, 0, sizeof(float) * To * g->cout * HoWp);
+  /* chunks of ~1 MB of input rows (>= 256 positions); with threads, at least ~3 chunks per thread */
+  int64_t chunk = ((int64_t)1 << 18) / K;
+  if (chunk < 256) chunk = 256;
+  int nt = sf_cpu_threads(N * (int64_t)g->cout * K / 64, (int64_t)1 << 16);
+  if (nt > 1 && chunk * 3 * nt > N) chunk = N / (3 * nt);
+  chunk = (chunk + 63) / 64 * 64;
+  if (chunk < 128) chunk = 128;
+  if (chunk >= N) chunk = N, nt = 1;
+  int blas_nt = nt > 1 ? openblas_get_num_threads() : 0;
+  if (nt > 1) openblas_set_num_threads(1);
+  for (int i = 0; i < nin; i++) {
+    if (!frames[i]) continue;
+    int lo = i - kt + 1 > 0 ? i - kt + 1 : 0, hi = i < To - 1 ? i : To - 1;
+    if (lo > hi) continue;
+    const float *x = frames[i];
+    if (!direct) {
+      pad_job pj = {frames[i], xp, K, H, W, Hp, Wp, g->pad_top, g->pad_left, up2, xp + (int64_t)K * HpWp};
+      sf_cpu_parallel(pad_nt, pad_worker, &pj);
+      x = xp;
+    }
+    gemm_job gj = {.A = wp + (int64_t)(kt - 1 - i + lo) * g->cout * K, .X = x, .C = out + (int64_t)lo * g->cout * HoWp,
+                   .M = (hi - lo + 1) * g->cout, .K = K, .kh = g->kh, .kw = g->kw, .Wp = Wp,
+                   .lda_tap = (int64_t)kt * g->cout * K, .HpWp = HpWp, .HoWp = HoWp, .N = N, .chunk = chunk};
+    atomic_init(&gj.next, 0);
+    if (nt > 1) sf_cpu_parallel(nt, gemm_worker, &gj);
+    else gemm_worker(&gj, 0, 1);
+  }
+  if (nt > 1) openblas_set_num_threads(blas_nt);
+  free(xp);
+  /* wide rows -> compact rows (forward: a row's destination never passes its source), plus bias */
+  int64_t rows = (int64_t)To * g->cout * Ho;
+  if (Wp != Wo || b) {
+    for (int64_t r = 0; r < rows; r++) {
+      const float *s = out + r * Wp;
+      float *d = out + r * Wo;
+      float bb = b ? b[(r / Ho) % g->cout] : 0.0f;
+      for (int x = 0; x < Wo; x++) d[x] = s[x] + bb;
+    }
+  }
+  return 0;
+}
+
+int sf_conv3d_frames_f32x(const sf_conv_geom *g, const float *const *frames, int nin, int H, int W, int up2,
+                          const float *w, const float *wp, const float *b, float *out) {
+  int Ho = sf_conv_out_h(g, up2 ? 2 * H : H), Wo = sf_conv_out_w(g, up2 ? 2 * W : W), To = sf_conv_out_t(g, nin);
   if (Ho <= 0 || Wo <= 0 || To <= 0)
     return sf_error("conv: input %d frames of %dx%d is too small for kernel %dx%dx%d", nin, H, W, g->kt, g->kh, g->kw);
+  if (shifted_ok(g)) {
+    if (wp) return conv_shifted(g, frames, nin, H, W, up2, wp, b, out);
+    float *tmp = malloc(sizeof(float) * (sf_conv_prep_floats(g) ? sf_conv_prep_floats(g) : 1));
+    if (!tmp) return sf_error("conv: out of memory for %zu weights", sf_conv_prep_floats(g));
+    sf_conv_prep_weights(g, w, tmp);
+    int rc = conv_shifted(g, frames, nin, H, W, up2, tmp, b, out);
+    free(tmp);
+    return rc;
+  }
+  if (up2) return sf_error("conv: upsampled input needs stride 1");
   if (g->kt > 1 && g->st == 1) return conv_frames_reuse(g, frames, nin, H, W, w, b, out, To, Ho, Wo);
   int64_t P = (int64_t)Ho * Wo, HW = (int64_t)H * W;
   int64_t K = (int64_t)g->cin * g->kt * g->kh * g->kw;
@@ -164,6 +346,11 @@ int sf_conv3d_frames_f32(const sf_conv_geom *g, const float *const *frames, int 
   return 0;
 }
 
+int sf_conv3d_frames_f32(const sf_conv_geom *g, const float *const *frames, int nin, int H, int W, const float *w,
+                         const float *b, float *out) {
+  return sf_conv3d_frames_f32x(g, frames, nin, H, W, 0, w, NULL, b, out);
+}
+
 /* ---- tensor level ---- */
 static sf_tensor *f32_contig(sf_tensor *t) {
   sf_tensor *a = sf_cast(t, SF_F32);
@@ -196,7 +383,7 @@ static sf_tensor *conv_nd(int nd, sf_tensor *x, sf_tensor *w, sf_tensor *b, cons
   int64_t HW = H * W, cin = g.cin;
   int64_t nfr = T * cin * HW;
   float *fr = malloc(sizeof(float) * (size_t)(nfr > 0 ? nfr : 1));
-  float *ob = malloc(sizeof(float) * (size_t)To * g.cout * Ho * Wo);
+  float *ob = malloc(sizeof(float) * (size_t)sf_conv_frames_out_floats(&g, nin, (int)H, (int)W, 0));
   const float **list = malloc(sizeof(float *) * nin);
   int64_t oshape[5] = {N, g.cout, To, Ho, Wo};
   if (nd == 2) oshape[2] = Ho, oshape[3] = Wo;
