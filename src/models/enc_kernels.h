@@ -40,10 +40,9 @@ void sf_enc_layernorm(const float *x, int64_t rows, int64_t D, const float *w, c
 /* exp(x) for f32 within ~1 ulp (Cephes' polynomial after a ln2 range reduction), written so that loops
  * calling it vectorize (glibc's expf does not without -ffast-math); NaN stays NaN, +-inf saturate */
 static inline float sf_enc_expf(float x) {
-  if (x != x) return x;
-  x = x < -87.33654f ? -87.33654f : x > 88.72283f ? 88.72283f : x;
-  float n = __builtin_roundevenf(x * 1.44269504088896341f);
-  float r = x - n * 0.693359375f;
+  float xc = x < -87.33654f ? -87.33654f : x > 88.72283f ? 88.72283f : x;
+  float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest even */
+  float r = xc - n * 0.693359375f;
   r = r + n * 2.12194440e-4f;
   float p = 1.9875691500E-4f;
   p = p * r + 1.3981999507E-3f;
@@ -52,10 +51,12 @@ static inline float sf_enc_expf(float x) {
   p = p * r + 1.6666665459E-1f;
   p = p * r + 5.0000001201E-1f;
   float y = p * r * r + r + 1.0f;
-  int e = (int)n + 127; /* n in [-126, 128]: 128 is rescaled below */
-  union { uint32_t u; float f; } s;
-  s.u = (uint32_t)(e > 254 ? 254 : e) << 23;
-  return y * s.f * (e > 254 ? 2.0f : 1.0f);
+  int32_t e = (int32_t)n + 126; /* 2^n = 2^(n-1) * 2 keeps n = 128 in range */
+  float s;
+  uint32_t u = (uint32_t)e << 23;
+  __builtin_memcpy(&s, &u, sizeof s);
+  y = y * s * 2.0f;
+  return x != x ? x : y;
 }
 
 /* in-place activations */

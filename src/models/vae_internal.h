@@ -15,7 +15,6 @@ typedef struct {
   sf_conv_geom g;
   int causal_t;  /* zero frames a causal conv puts in front (2 * temporal padding) */
   float *w, *b;  /* f32: into wt/bt when the file holds contiguous f32 (no copy), else owned copies */
-  float *wp;     /* NULL, or the weights in the stride-1 kernel's layout (sf_conv_prep_weights), owned */
   sf_tensor *wt, *bt;
 } vconv;
 

@@ -67,8 +67,7 @@ static float *load_gamma(loader *l, const char *name, int *C) {
 static void conv_free(vconv *c) {
   if (c->wt) sf_release(c->wt); else free(c->w);
   if (c->bt) sf_release(c->bt); else free(c->b);
-  free(c->wp);
-  c->w = c->b = c->wp = NULL, c->wt = c->bt = NULL;
+  c->w = c->b = NULL, c->wt = c->bt = NULL;
 }
 
 static void mod_free(vmod *m) {

@@ -202,6 +202,22 @@ static void gemm_worker(void *ctx, int t, int nt) {
   }
 }
 
+typedef struct { float *out; const float *b; int64_t planes; int Ho, Wo, Wp, cout; } compact_job;
+
+/* planes (frame, channel) [t*n/nt, (t+1)*n/nt): rows of Wp -> rows of Wo, + bias. Forward order: a row's
+ * destination never passes its own unread source. */
+static void compact_worker(void *ctx, int t, int nt) {
+  const compact_job *j = ctx;
+  for (int64_t pl = j->planes * t / nt; pl < j->planes * (t + 1) / nt; pl++) {
+    float bb = j->b ? j->b[pl % j->cout] : 0.0f;
+    for (int64_t r = pl * j->Ho; r < (pl + 1) * j->Ho; r++) {
+      const float *s = j->out + r * j->Wp;
+      float *d = j->out + r * j->Wo;
+      for (int x = 0; x < j->Wo; x++) d[x] = s[x] + bb;
+    }
+  }
+}
+
 static int conv_shifted(const sf_conv_geom *g, const float *const *frames, int nin, int H, int W, int up2,
                         const float *wp, const float *b, float *out) {
   int Hi = up2 ? 2 * H : H, Wi = up2 ? 2 * W : W, kt = g->kt, K = g->cin;
@@ -242,15 +258,11 @@ static int conv_shifted(const sf_conv_geom *g, const float *const *frames, int n
   }
   if (nt > 1) openblas_set_num_threads(blas_nt);
   free(xp);
-  /* wide rows -> compact rows (forward: a row's destination never passes its source), plus bias */
-  int64_t rows = (int64_t)To * g->cout * Ho;
+  /* wide rows -> compact rows, plus bias */
   if (Wp != Wo || b) {
-    for (int64_t r = 0; r < rows; r++) {
-      const float *s = out + r * Wp;
-      float *d = out + r * Wo;
-      float bb = b ? b[(r / Ho) % g->cout] : 0.0f;
-      for (int x = 0; x < Wo; x++) d[x] = s[x] + bb;
-    }
+    compact_job cj = {out, b, (int64_t)To * g->cout, Ho, Wo, Wp, g->cout};
+    if (Wp == Wo) sf_cpu_parallel(sf_cpu_threads(cj.planes * Ho * Wo, (int64_t)1 << 17), compact_worker, &cj);
+    else compact_worker(&cj, 0, 1); /* in place: serial (a row's destination may overlap an earlier row's source) */
   }
   return 0;
 }
