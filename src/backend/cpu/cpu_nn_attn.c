@@ -10,7 +10,10 @@
 #include <string.h>
 
 #include "backend/nn_ops.h"
+#include <stdatomic.h>
+
 #include "backend/cpu/cpu_nn_util.h"
+#include "backend/cpu/cpu_pool.h"
 #include "core/error.h"
 
 enum { TQ = 128, KB = 2048 };
@@ -205,6 +208,28 @@ static void attn_bh(const attn_job *J, attn_bufs *w, int64_t b, int64_t h) {
   }
 }
 
+/* heads handed out one at a time (dynamic: capture and masks make their costs uneven) */
+typedef struct {
+  const attn_job *J;
+  atomic_long next;
+  atomic_int failed;
+} heads_job;
+
+static void heads_part(void *vj, int t, int nt) {
+  (void)t, (void)nt;
+  heads_job *hj = vj;
+  const attn_job *J = hj->J;
+  attn_bufs w;
+  if (bufs_alloc(&w, J) != 0) {
+    atomic_store(&hj->failed, 1);
+    bufs_free(&w);
+    return;
+  }
+  for (int64_t h; (h = atomic_fetch_add(&hj->next, 1)) < J->H;)
+    for (int64_t b = 0; b < J->B; b++) attn_bh(J, &w, b, h);
+  bufs_free(&w);
+}
+
 int sf_cpu_attention(sf_tensor *out, const sf_tensor *q, const sf_tensor *k, const sf_tensor *v, const sf_attn_desc *ds,
                      sf_tensor *lse) {
   attn_job J = {q, k, v, out, lse, ds, q->shape[0], q->shape[1], k->shape[1], q->shape[2], q->shape[3], 0, 0, 0, 0, 0, 0,
@@ -234,27 +259,17 @@ int sf_cpu_attention(sf_tensor *out, const sf_tensor *q, const sf_tensor *k, con
         }
       }
   }
-  /* One threading layer only: heads across OpenMP threads, each calling single-threaded SGEMMs (mixing
-   * OpenMP regions with OpenBLAS's own threads per tile made both spin against each other). Heads own
-   * their capture cells, so threads never write the same cell; batches run inside a head. */
-  int failed = 0;
+  /* One threading layer only: heads across the CPU pool's threads, each calling single-threaded SGEMMs
+   * (mixing parallel regions with OpenBLAS's own threads per tile made both spin against each other).
+   * Heads own their capture cells, so threads never write the same cell; batches run inside a head. */
   const int nb = openblas_get_num_threads();
   const int par = H > 1 && J.Lq * J.Lk * J.d >= 65536;
-  if (par) openblas_set_num_threads(1);
-#pragma omp parallel if (par)
-  {
-    attn_bufs w;
-    const int ok = bufs_alloc(&w, &J) == 0;
-    if (!ok) {
-#pragma omp atomic write
-      failed = 1;
-    }
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t h = 0; h < H; h++)
-      for (int64_t b = 0; b < J.B && ok; b++) attn_bh(&J, &w, b, h);
-    bufs_free(&w);
-  }
-  if (par) openblas_set_num_threads(nb);
+  heads_job hj = {&J, 0, 0};
+  const int nt = par ? sf_cpu_threads(H, 2) : 1;
+  if (nt > 1) openblas_set_num_threads(1);
+  sf_cpu_parallel(nt, heads_part, &hj);
+  if (nt > 1) openblas_set_num_threads(nb);
+  const int failed = atomic_load(&hj.failed);
   if (failed) return sf_error("attention: out of memory for its tiles (Lq %lld, Lk %lld)", (long long)J.Lq, (long long)J.Lk);
   return 0;
 }

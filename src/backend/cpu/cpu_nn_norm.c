@@ -4,19 +4,33 @@
 
 #include "backend/nn_ops.h"
 #include "backend/cpu/cpu_nn_util.h"
+#include "backend/cpu/cpu_pool.h"
 #include "core/error.h"
+
+/* rows split across the CPU pool (not OpenMP: its idle threads spin against OpenBLAS's) */
+#define PAR_MIN 32768
+static int nthreads(int64_t work) { return sf_cpu_threads(work, PAR_MIN); }
 
 static int64_t rows_of(const sf_tensor *x, int64_t D) { return D ? sf_numel(x) / D : 0; }
 
-int sf_cpu_layer_norm(sf_tensor *out, const sf_tensor *x, const sf_tensor *w, const sf_tensor *b, double eps,
-                      sf_tensor *mean_out, sf_tensor *rstd_out) {
-  const int64_t D = x->shape[x->ndim - 1], R = rows_of(x, D);
+typedef struct {
+  sf_tensor *out;
+  const sf_tensor *x, *w, *b;
+  double eps;
+  float *mp, *rp;
+} ln_job;
+
+static void ln_rows(void *vj, int64_t r0, int64_t r1) {
+  const ln_job *J = vj;
+  const sf_tensor *x = J->x, *w = J->w, *b = J->b;
+  sf_tensor *out = J->out;
+  const int64_t D = x->shape[x->ndim - 1];
+  const double eps = J->eps;
   const void *xp = sf_data_ptr(x);
   void *op = sf_data_ptr(out);
   const void *wp = w ? sf_data_ptr(w) : NULL, *bp = b ? sf_data_ptr(b) : NULL;
-  float *mp = mean_out ? (float *)sf_data_ptr(mean_out) : NULL, *rp = rstd_out ? (float *)sf_data_ptr(rstd_out) : NULL;
-#pragma omp parallel for schedule(static) if (R * D > 32768)
-  for (int64_t r = 0; r < R; r++) {
+  float *mp = J->mp, *rp = J->rp;
+  for (int64_t r = r0; r < r1; r++) {
     double s = 0, ss = 0;
     for (int64_t c = 0; c < D; c++) s += sf_nn_ld(xp, x->dtype, r * D + c);
     const double mu = s / D;
@@ -33,17 +47,27 @@ int sf_cpu_layer_norm(sf_tensor *out, const sf_tensor *x, const sf_tensor *w, co
       sf_nn_st(op, out->dtype, r * D + c, y);
     }
   }
+}
+
+int sf_cpu_layer_norm(sf_tensor *out, const sf_tensor *x, const sf_tensor *w, const sf_tensor *b, double eps,
+                      sf_tensor *mean_out, sf_tensor *rstd_out) {
+  const int64_t D = x->shape[x->ndim - 1], R = rows_of(x, D);
+  ln_job J = {out, x, w, b, eps, mean_out ? (float *)sf_data_ptr(mean_out) : NULL,
+              rstd_out ? (float *)sf_data_ptr(rstd_out) : NULL};
+  sf_cpu_for(R, nthreads(R * D), ln_rows, &J);
   return 0;
 }
 
-int sf_cpu_rms_norm(sf_tensor *out, const sf_tensor *x, const sf_tensor *w, double eps, sf_tensor *rstd_out) {
-  const int64_t D = x->shape[x->ndim - 1], R = rows_of(x, D);
+static void rms_rows(void *vj, int64_t r0, int64_t r1) {
+  const ln_job *J = vj;
+  const sf_tensor *x = J->x, *w = J->w;
+  const int64_t D = x->shape[x->ndim - 1];
+  const double eps = J->eps;
   const void *xp = sf_data_ptr(x), *wp = w ? sf_data_ptr(w) : NULL;
-  void *op = sf_data_ptr(out);
-  float *rp = rstd_out ? (float *)sf_data_ptr(rstd_out) : NULL;
-  const sf_dtype dt = out->dtype;
-#pragma omp parallel for schedule(static) if (R * D > 32768)
-  for (int64_t r = 0; r < R; r++) {
+  void *op = sf_data_ptr(J->out);
+  float *rp = J->rp;
+  const sf_dtype dt = J->out->dtype;
+  for (int64_t r = r0; r < r1; r++) {
     double ss = 0;
     for (int64_t c = 0; c < D; c++) {
       double v = sf_nn_ld(xp, x->dtype, r * D + c);
@@ -57,6 +81,12 @@ int sf_cpu_rms_norm(sf_tensor *out, const sf_tensor *x, const sf_tensor *w, doub
       sf_nn_st(op, dt, r * D + c, y);
     }
   }
+}
+
+int sf_cpu_rms_norm(sf_tensor *out, const sf_tensor *x, const sf_tensor *w, double eps, sf_tensor *rstd_out) {
+  const int64_t D = x->shape[x->ndim - 1], R = rows_of(x, D);
+  ln_job J = {out, x, w, NULL, eps, NULL, rstd_out ? (float *)sf_data_ptr(rstd_out) : NULL};
+  sf_cpu_for(R, nthreads(R * D), rms_rows, &J);
   return 0;
 }
 
@@ -65,13 +95,19 @@ static inline const void *row_ptr(const sf_tensor *t, int64_t g) {
   return (const char *)sf_data_ptr(t) + g * t->stride[0] * (int64_t)sf_dtype_size(t->dtype);
 }
 
-int sf_cpu_modulate(sf_tensor *out, const sf_tensor *x, const sf_tensor *shift, const sf_tensor *scale) {
-  const int64_t G = x->shape[0], R = x->shape[1], D = x->shape[2];
+typedef struct {
+  sf_tensor *out;
+  const sf_tensor *x, *a, *b; /* modulate: shift, scale; gated add: y, gate */
+} frame_job;
+
+static void modulate_rows(void *vj, int64_t lo, int64_t hi) {
+  const frame_job *J = vj;
+  const sf_tensor *x = J->x, *shift = J->a, *scale = J->b;
+  const int64_t R = x->shape[1], D = x->shape[2];
   const void *xp = sf_data_ptr(x);
-  void *op = sf_data_ptr(out);
-  const sf_dtype dt = out->dtype;
-#pragma omp parallel for schedule(static) if (G * R * D > 32768)
-  for (int64_t gr = 0; gr < G * R; gr++) {
+  void *op = sf_data_ptr(J->out);
+  const sf_dtype dt = J->out->dtype;
+  for (int64_t gr = lo; gr < hi; gr++) {
     const int64_t g = gr / R;
     const void *sh = row_ptr(shift, g), *sc = row_ptr(scale, g);
     for (int64_t c = 0; c < D; c++) {
@@ -80,22 +116,35 @@ int sf_cpu_modulate(sf_tensor *out, const sf_tensor *x, const sf_tensor *shift, 
       sf_nn_st(op, dt, gr * D + c, y + sf_nn_ld(sh, shift->dtype, c));
     }
   }
+}
+
+int sf_cpu_modulate(sf_tensor *out, const sf_tensor *x, const sf_tensor *shift, const sf_tensor *scale) {
+  const int64_t G = x->shape[0], R = x->shape[1], D = x->shape[2];
+  frame_job J = {out, x, shift, scale};
+  sf_cpu_for(G * R, nthreads(G * R * D), modulate_rows, &J);
   return 0;
 }
 
-int sf_cpu_gated_add(sf_tensor *out, const sf_tensor *x, const sf_tensor *y, const sf_tensor *gate) {
-  const int64_t G = x->shape[0], R = x->shape[1], D = x->shape[2];
+static void gated_rows(void *vj, int64_t lo, int64_t hi) {
+  const frame_job *J = vj;
+  const sf_tensor *x = J->x, *y = J->a, *gate = J->b;
+  const int64_t R = x->shape[1], D = x->shape[2];
   const void *xp = sf_data_ptr(x), *yp = sf_data_ptr(y);
-  void *op = sf_data_ptr(out);
-  const sf_dtype dt = out->dtype;
-#pragma omp parallel for schedule(static) if (G * R * D > 32768)
-  for (int64_t gr = 0; gr < G * R; gr++) {
+  void *op = sf_data_ptr(J->out);
+  const sf_dtype dt = J->out->dtype;
+  for (int64_t gr = lo; gr < hi; gr++) {
     const void *gp = row_ptr(gate, gr / R);
     for (int64_t c = 0; c < D; c++) {
       float p = sf_nn_round(sf_nn_ld(yp, y->dtype, gr * D + c) * sf_nn_ld(gp, gate->dtype, c), dt);
       sf_nn_st(op, dt, gr * D + c, sf_nn_ld(xp, x->dtype, gr * D + c) + p);
     }
   }
+}
+
+int sf_cpu_gated_add(sf_tensor *out, const sf_tensor *x, const sf_tensor *y, const sf_tensor *gate) {
+  const int64_t G = x->shape[0], R = x->shape[1], D = x->shape[2];
+  frame_job J = {out, x, y, gate};
+  sf_cpu_for(G * R, nthreads(G * R * D), gated_rows, &J);
   return 0;
 }
 
@@ -113,20 +162,25 @@ static double *axis_table(int64_t p0, int64_t n, int64_t dim_axis) {
   return t;
 }
 
-int sf_cpu_rope3d(sf_tensor *out, const sf_tensor *x, int64_t F, int64_t Hp, int64_t Wp, int64_t f0) {
-  const int64_t B = x->shape[0], L = x->shape[1], H = x->shape[2], d = x->shape[3];
+typedef struct {
+  sf_tensor *out;
+  const sf_tensor *x;
+  int64_t Hp, Wp;
+  const double *tt, *th, *tw;
+} rope_job;
+
+static void rope_rows(void *vj, int64_t lo, int64_t hi) {
+  const rope_job *J = vj;
+  const sf_tensor *x = J->x;
+  sf_tensor *out = J->out;
+  const int64_t L = x->shape[1], H = x->shape[2], d = x->shape[3], Hp = J->Hp, Wp = J->Wp;
   const int64_t q6 = d / 6, dt = d - 4 * q6, dh = 2 * q6;
   const int64_t ht = dt / 2, hh = dh / 2;
-  double *tt = axis_table(f0, F, dt), *th = axis_table(0, Hp, dh), *tw = axis_table(0, Wp, dh);
-  if (!tt || !th || !tw) {
-    free(tt), free(th), free(tw);
-    return sf_error("rope3d: out of memory");
-  }
+  const double *tt = J->tt, *th = J->th, *tw = J->tw;
   const char *xp = (const char *)sf_data_ptr(x);
   void *op = sf_data_ptr(out);
   const size_t es = sf_dtype_size(x->dtype);
-#pragma omp parallel for schedule(static) if (B * L * H * d > 32768)
-  for (int64_t bl = 0; bl < B * L; bl++) {
+  for (int64_t bl = lo; bl < hi; bl++) {
     const int64_t b = bl / L, n = bl % L;
     const int64_t f = n / (Hp * Wp), hy = (n / Wp) % Hp, wx = n % Wp;
     for (int64_t h = 0; h < H; h++) {
@@ -142,6 +196,19 @@ int sf_cpu_rope3d(sf_tensor *out, const sf_tensor *x, int64_t F, int64_t Hp, int
       }
     }
   }
+}
+
+int sf_cpu_rope3d(sf_tensor *out, const sf_tensor *x, int64_t F, int64_t Hp, int64_t Wp, int64_t f0) {
+  const int64_t B = x->shape[0], L = x->shape[1], H = x->shape[2], d = x->shape[3];
+  const int64_t q6 = d / 6, dt = d - 4 * q6, dh = 2 * q6;
+  double *tt = axis_table(f0, F, dt), *th = axis_table(0, Hp, dh), *tw = axis_table(0, Wp, dh);
+  if (!tt || !th || !tw) {
+    free(tt), free(th), free(tw);
+    return sf_error("rope3d: out of memory");
+  }
+  rope_job J = {out, x, Hp, Wp, tt, th, tw};
+  sf_cpu_for(B * L, nthreads(B * L * H * d), rope_rows, &J);
   free(tt), free(th), free(tw);
   return 0;
 }
+

@@ -131,3 +131,19 @@ void sf_cpu_parallel(int nt, sf_par_fn fn, void *ctx) {
   }
   pthread_mutex_unlock(&g_job_lock);
 }
+
+typedef struct { int64_t n; sf_range_fn fn; void *ctx; } range_job;
+
+static void range_part(void *vj, int t, int nt) {
+  const range_job *j = vj;
+  const int64_t lo = j->n * t / nt, hi = j->n * (t + 1) / nt;
+  if (hi > lo) j->fn(j->ctx, lo, hi);
+}
+
+void sf_cpu_for(int64_t n, int nt, sf_range_fn fn, void *ctx) {
+  if (n <= 0) return;
+  if (nt > n) nt = (int)n;
+  if (nt <= 1) { fn(ctx, 0, n); return; }
+  range_job j = {n, fn, ctx};
+  sf_cpu_parallel(nt, range_part, &j);
+}

@@ -12,6 +12,10 @@
 typedef void (*sf_par_fn)(void *ctx, int t, int nt);
 void sf_cpu_parallel(int nt, sf_par_fn fn, void *ctx);
 
+/* fn(ctx, lo, hi) over [0, n) split into nt contiguous ranges (static schedule, one per thread) */
+typedef void (*sf_range_fn)(void *ctx, int64_t lo, int64_t hi);
+void sf_cpu_for(int64_t n, int nt, sf_range_fn fn, void *ctx);
+
 /* threads the pool may use: SFWB_THREADS, else OMP_NUM_THREADS, else the online CPUs (max 64) */
 int sf_cpu_pool_size(void);
 

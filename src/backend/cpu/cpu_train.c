@@ -7,12 +7,15 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_math.h"
 #include "backend/cpu/cpu_nn_util.h"
+#include "backend/cpu/cpu_pool.h"
 #include "backend/train_ops.h"
 #include "core/error.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+
+/* Threads: the CPU pool (cpu_pool.h), not OpenMP, whose idle threads spin for milliseconds after each
+ * region and so fight OpenBLAS's threads for the cores between the GEMMs of a backward pass. */
+static int nthreads(int64_t work, int64_t par_min) { return sf_cpu_threads(work, par_min); }
 
 /* f64 inputs (gradient checks) keep full precision here; everything else computes in f32/f64 */
 static inline double ldd(const void *p, sf_dtype dt, int64_t i) {
@@ -24,56 +27,65 @@ static inline void std_(void *p, sf_dtype dt, int64_t i, double v) {
 }
 
 /* per-thread [D] partial sums for dw/db, reduced at the end */
-static int norm_bwd(sf_tensor *dx, sf_tensor *dw, sf_tensor *db, const sf_tensor *dy, const sf_tensor *x,
-                    const sf_tensor *w, double eps, int rms) {
+typedef struct {
+  sf_tensor *dx;
+  const sf_tensor *dy, *x, *w;
+  double eps;
+  int rms, nt;
+  double *acc, *rowbuf;
+} norm_job;
+
+static void norm_part(void *vj, int tid, int nt_run) {
+  const norm_job *J = vj;
+  const sf_tensor *x = J->x, *dy = J->dy, *w = J->w;
+  sf_tensor *dx = J->dx;
+  const int rms = J->rms;
+  const double eps = J->eps;
   const int64_t D = x->shape[x->ndim - 1], R = D ? sf_numel(x) / D : 0;
   const void *xp = sf_data_ptr(x), *gp = sf_data_ptr(dy), *wp = w ? sf_data_ptr(w) : NULL;
   void *dxp = dx ? sf_data_ptr(dx) : NULL;
-  int nt = 1;
-#ifdef _OPENMP
-  nt = omp_get_max_threads();
-#endif
+  double *aw = J->acc + (size_t)tid * 2 * D, *ab = aw + D;
+  double *xh = J->rowbuf + (size_t)tid * 2 * D, *dh = xh + D;
+  const int64_t r0 = R * tid / nt_run, r1 = R * (tid + 1) / nt_run;
+  for (int64_t r = r0; r < r1; r++) {
+    double mu = 0, ss = 0;
+    if (!rms) {
+      for (int64_t c = 0; c < D; c++) mu += ldd(xp, x->dtype, r * D + c);
+      mu /= D;
+    }
+    for (int64_t c = 0; c < D; c++) {
+      double v = ldd(xp, x->dtype, r * D + c) - mu;
+      ss += v * v;
+    }
+    /* the forward rounds rstd to f32; so do we (f64 inputs keep it exact) */
+    double rstd = 1.0 / sqrt(ss / D + eps);
+    if (x->dtype != SF_F64) rstd = (float)rstd;
+    double s1 = 0, s2 = 0;
+    for (int64_t c = 0; c < D; c++) {
+      double g = ldd(gp, dy->dtype, r * D + c);
+      xh[c] = (ldd(xp, x->dtype, r * D + c) - (rms ? 0.0 : (x->dtype == SF_F64 ? mu : (float)mu))) * rstd;
+      aw[c] += g * xh[c];
+      ab[c] += g;
+      dh[c] = wp ? g * ldd(wp, w->dtype, c) : g;
+      s1 += dh[c];
+      s2 += dh[c] * xh[c];
+    }
+    if (!dxp) continue;
+    s1 /= D;
+    s2 /= D;
+    for (int64_t c = 0; c < D; c++) std_(dxp, dx->dtype, r * D + c, rstd * (dh[c] - (rms ? 0.0 : s1) - xh[c] * s2));
+  }
+}
+
+static int norm_bwd(sf_tensor *dx, sf_tensor *dw, sf_tensor *db, const sf_tensor *dy, const sf_tensor *x,
+                    const sf_tensor *w, double eps, int rms) {
+  const int64_t D = x->shape[x->ndim - 1], R = D ? sf_numel(x) / D : 0;
+  const int nt = nthreads(R * D, 32768);
   double *acc = calloc((size_t)nt * 2 * (size_t)D + 1, sizeof(double));
   double *rowbuf = malloc(sizeof(double) * (size_t)nt * 2 * (size_t)D + 1);
   if (!acc || !rowbuf) { free(acc); free(rowbuf); return sf_error("norm backward: out of memory"); }
-#pragma omp parallel num_threads(nt) if (R * D > 32768)
-  {
-    int tid = 0;
-#ifdef _OPENMP
-    tid = omp_get_thread_num();
-#endif
-    double *aw = acc + (size_t)tid * 2 * D, *ab = aw + D;
-    double *xh = rowbuf + (size_t)tid * 2 * D, *dh = xh + D;
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < R; r++) {
-      double mu = 0, ss = 0;
-      if (!rms) {
-        for (int64_t c = 0; c < D; c++) mu += ldd(xp, x->dtype, r * D + c);
-        mu /= D;
-      }
-      for (int64_t c = 0; c < D; c++) {
-        double v = ldd(xp, x->dtype, r * D + c) - mu;
-        ss += v * v;
-      }
-      /* the forward rounds rstd to f32; so do we (f64 inputs keep it exact) */
-      double rstd = 1.0 / sqrt(ss / D + eps);
-      if (x->dtype != SF_F64) rstd = (float)rstd;
-      double s1 = 0, s2 = 0;
-      for (int64_t c = 0; c < D; c++) {
-        double g = ldd(gp, dy->dtype, r * D + c);
-        xh[c] = (ldd(xp, x->dtype, r * D + c) - (rms ? 0.0 : (x->dtype == SF_F64 ? mu : (float)mu))) * rstd;
-        aw[c] += g * xh[c];
-        ab[c] += g;
-        dh[c] = wp ? g * ldd(wp, w->dtype, c) : g;
-        s1 += dh[c];
-        s2 += dh[c] * xh[c];
-      }
-      if (!dxp) continue;
-      s1 /= D;
-      s2 /= D;
-      for (int64_t c = 0; c < D; c++) std_(dxp, dx->dtype, r * D + c, rstd * (dh[c] - (rms ? 0.0 : s1) - xh[c] * s2));
-    }
-  }
+  norm_job J = {dx, dy, x, w, eps, rms, nt, acc, rowbuf};
+  sf_cpu_parallel(nt, norm_part, &J);
   for (int t = 1; t < nt; t++)
     for (int64_t c = 0; c < 2 * D; c++) acc[c] += acc[(size_t)t * 2 * D + c];
   if (dw) for (int64_t c = 0; c < D; c++) std_(sf_data_ptr(dw), dw->dtype, c, acc[c]);
@@ -108,16 +120,24 @@ static double *rope_table(int64_t p0, int64_t n, int64_t dim_axis) {
   return t;
 }
 
-static int cpu_rope3d_bwd(sf_tensor *dx, const sf_tensor *dy, int64_t F, int64_t Hp, int64_t Wp, int64_t f0) {
-  const int64_t B = dy->shape[0], L = dy->shape[1], H = dy->shape[2], d = dy->shape[3];
+typedef struct {
+  sf_tensor *dx;
+  const sf_tensor *dy;
+  int64_t Hp, Wp;
+  const double *tt, *th, *tw;
+} rope_job;
+
+static void rope_bwd_rows(void *vj, int64_t lo, int64_t hi) {
+  const rope_job *J = vj;
+  const sf_tensor *dy = J->dy;
+  sf_tensor *dx = J->dx;
+  const int64_t L = dy->shape[1], H = dy->shape[2], d = dy->shape[3], Hp = J->Hp, Wp = J->Wp;
   const int64_t q6 = d / 6, dt = d - 4 * q6, dh = 2 * q6, ht = dt / 2, hh = dh / 2;
-  double *tt = rope_table(f0, F, dt), *th = rope_table(0, Hp, dh), *tw = rope_table(0, Wp, dh);
-  if (!tt || !th || !tw) { free(tt); free(th); free(tw); return sf_error("rope3d backward: out of memory"); }
+  const double *tt = J->tt, *th = J->th, *tw = J->tw;
   const char *gp = sf_data_ptr(dy);
   const size_t es = sf_dtype_size(dy->dtype);
   void *op = sf_data_ptr(dx);
-#pragma omp parallel for schedule(static) if (B * L * H * d > 32768)
-  for (int64_t bl = 0; bl < B * L; bl++) {
+  for (int64_t bl = lo; bl < hi; bl++) {
     const int64_t b = bl / L, n = bl % L;
     const int64_t f = n / (Hp * Wp), hy = (n / Wp) % Hp, wx = n % Wp;
     for (int64_t h = 0; h < H; h++) {
@@ -131,6 +151,15 @@ static int cpu_rope3d_bwd(sf_tensor *dx, const sf_tensor *dy, int64_t F, int64_t
       }
     }
   }
+}
+
+static int cpu_rope3d_bwd(sf_tensor *dx, const sf_tensor *dy, int64_t F, int64_t Hp, int64_t Wp, int64_t f0) {
+  const int64_t B = dy->shape[0], L = dy->shape[1], H = dy->shape[2], d = dy->shape[3];
+  const int64_t q6 = d / 6, dt = d - 4 * q6, dh = 2 * q6;
+  double *tt = rope_table(f0, F, dt), *th = rope_table(0, Hp, dh), *tw = rope_table(0, Wp, dh);
+  if (!tt || !th || !tw) { free(tt); free(th); free(tw); return sf_error("rope3d backward: out of memory"); }
+  rope_job J = {dx, dy, Hp, Wp, tt, th, tw};
+  sf_cpu_for(B * L, nthreads(B * L * H * d, 32768), rope_bwd_rows, &J);
   free(tt); free(th); free(tw);
   return 0;
 }
@@ -155,140 +184,189 @@ static void load_rows(float *dst, const sf_tensor *t, int64_t b, int64_t h, int6
   }
 }
 
+typedef struct {
+  sf_tensor *dq, *dk, *dv;
+  const sf_tensor *dout, *q, *k, *v, *out;
+  const float *lsep;
+  const sf_attn_desc *ds;
+  float scale;
+  int64_t qg;
+  atomic_long next; /* heads handed out one at a time */
+  atomic_int failed;
+} attn_bwd_job;
+
+static void attn_bwd_part(void *vj, int tid, int nt) {
+  (void)tid, (void)nt;
+  attn_bwd_job *J = vj;
+  const sf_tensor *q = J->q, *k = J->k, *v = J->v, *out = J->out, *dout = J->dout;
+  sf_tensor *dq = J->dq, *dk = J->dk, *dv = J->dv;
+  const sf_attn_desc *ds = J->ds;
+  const int64_t B = q->shape[0], Lq = q->shape[1], H = q->shape[2], d = q->shape[3], Lk = k->shape[1];
+  const float scale = J->scale, *lsep = J->lsep;
+  const int64_t qg = J->qg;
+  float *K = malloc(sizeof(float) * (size_t)(Lk * d)), *V = malloc(sizeof(float) * (size_t)(Lk * d));
+  float *dK = calloc((size_t)(Lk * d), sizeof(float)), *dV = calloc((size_t)(Lk * d), sizeof(float));
+  float *Q = malloc(sizeof(float) * BTQ * d), *dO = malloc(sizeof(float) * BTQ * d), *O = malloc(sizeof(float) * BTQ * d);
+  float *dQ = malloc(sizeof(float) * BTQ * d), *P = malloc(sizeof(float) * BTQ * BTK), *dP = malloc(sizeof(float) * BTQ * BTK);
+  float Di[BTQ], Li[BTQ];
+  if (!(K && V && dK && dV && Q && dO && O && dQ && P && dP)) {
+    atomic_store(&J->failed, 1);
+    goto out;
+  }
+  for (int64_t bh; (bh = atomic_fetch_add(&J->next, 1)) < B * H;) {
+    const int64_t b = bh / H, h = bh % H;
+    load_rows(K, k, b, h, 0, Lk, d);
+    load_rows(V, v, b, h, 0, Lk, d);
+    memset(dK, 0, sizeof(float) * (size_t)(Lk * d));
+    memset(dV, 0, sizeof(float) * (size_t)(Lk * d));
+    for (int64_t g = 0; g * qg < Lq; g++) {
+      const int64_t lo = ds && ds->kv_lo ? ds->kv_lo[g] : 0, hi = ds && ds->kv_hi ? ds->kv_hi[g] : Lk;
+      const int64_t gend = (g + 1) * qg < Lq ? (g + 1) * qg : Lq;
+      for (int64_t r0 = g * qg; r0 < gend; r0 += BTQ) {
+        const int64_t nq = r0 + BTQ <= gend ? BTQ : gend - r0;
+        load_rows(Q, q, b, h, r0, nq, d);
+        load_rows(dO, dout, b, h, r0, nq, d);
+        load_rows(O, out, b, h, r0, nq, d);
+        memset(dQ, 0, sizeof(float) * (size_t)(nq * d));
+        for (int64_t i = 0; i < nq; i++) {
+          float s = 0;
+          for (int64_t c = 0; c < d; c++) s += dO[i * d + c] * O[i * d + c];
+          Di[i] = s;
+          Li[i] = lsep[(b * H + h) * Lq + r0 + i];
+        }
+        for (int64_t k0 = lo; k0 < hi; k0 += BTK) {
+          const int64_t nk = k0 + BTK <= hi ? BTK : hi - k0;
+          /* P = exp(scale Q K^T - lse) */
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)d, scale, Q, (int)d, K + k0 * d,
+                      (int)d, 0.0f, P, (int)nk);
+          for (int64_t i = 0; i < nq; i++)
+            for (int64_t j = 0; j < nk; j++)
+              P[i * nk + j] = isinf(Li[i]) ? 0.0f : expf(P[i * nk + j] - Li[i]);
+          /* dV += P^T dO */
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nk, (int)d, (int)nq, 1.0f, P, (int)nk, dO, (int)d, 1.0f,
+                      dV + k0 * d, (int)d);
+          /* dP = dO V^T; dS = P (dP - D) */
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)d, 1.0f, dO, (int)d, V + k0 * d,
+                      (int)d, 0.0f, dP, (int)nk);
+          for (int64_t i = 0; i < nq; i++)
+            for (int64_t j = 0; j < nk; j++) dP[i * nk + j] = P[i * nk + j] * (dP[i * nk + j] - Di[i]);
+          /* dQ += scale dS K; dK += scale dS^T Q */
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)d, (int)nk, scale, dP, (int)nk, K + k0 * d,
+                      (int)d, 1.0f, dQ, (int)d);
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nk, (int)d, (int)nq, scale, dP, (int)nk, Q, (int)d, 1.0f,
+                      dK + k0 * d, (int)d);
+        }
+        if (dq)
+          for (int64_t i = 0; i < nq; i++)
+            for (int64_t c = 0; c < d; c++) std_(sf_data_ptr(dq), dq->dtype, ((b * Lq + r0 + i) * H + h) * d + c, dQ[i * d + c]);
+      }
+    }
+    for (int64_t j = 0; j < Lk; j++)
+      for (int64_t c = 0; c < d; c++) {
+        const int64_t o = ((b * Lk + j) * H + h) * d + c;
+        if (dk) std_(sf_data_ptr(dk), dk->dtype, o, dK[j * d + c]);
+        if (dv) std_(sf_data_ptr(dv), dv->dtype, o, dV[j * d + c]);
+      }
+  }
+out:
+  free(K); free(V); free(dK); free(dV); free(Q); free(dO); free(O); free(dQ); free(P); free(dP);
+}
+
 static int cpu_attention_bwd(sf_tensor *dq, sf_tensor *dk, sf_tensor *dv, const sf_tensor *dout, const sf_tensor *q,
                              const sf_tensor *k, const sf_tensor *v, const sf_tensor *out, const sf_tensor *lse,
                              const sf_attn_desc *ds) {
-  const int64_t B = q->shape[0], Lq = q->shape[1], H = q->shape[2], d = q->shape[3], Lk = k->shape[1];
-  const float scale = (float)(ds && ds->scale > 0 ? ds->scale : 1.0 / sqrt((double)d));
-  const int64_t qg = ds && ds->q_group > 0 ? ds->q_group : Lq;
-  const float *lsep = sf_data_ptr(lse);
-  int rc = 0;
+  const int64_t B = q->shape[0], Lq = q->shape[1], H = q->shape[2], d = q->shape[3];
+  attn_bwd_job J = {dq, dk, dv, dout, q, k, v, out, sf_data_ptr(lse), ds,
+                    (float)(ds && ds->scale > 0 ? ds->scale : 1.0 / sqrt((double)d)), ds && ds->q_group > 0 ? ds->q_group : Lq,
+                    0, 0};
   /* the heads run in parallel: OpenBLAS's own threads inside would fight them (measured 35x slower) */
   const int blas_threads = openblas_get_num_threads();
-  if (B * H > 1) openblas_set_num_threads(1);
-#pragma omp parallel if (B * H > 1)
-  {
-    float *K = malloc(sizeof(float) * (size_t)(Lk * d)), *V = malloc(sizeof(float) * (size_t)(Lk * d));
-    float *dK = calloc((size_t)(Lk * d), sizeof(float)), *dV = calloc((size_t)(Lk * d), sizeof(float));
-    float *Q = malloc(sizeof(float) * BTQ * d), *dO = malloc(sizeof(float) * BTQ * d), *O = malloc(sizeof(float) * BTQ * d);
-    float *dQ = malloc(sizeof(float) * BTQ * d), *P = malloc(sizeof(float) * BTQ * BTK), *dP = malloc(sizeof(float) * BTQ * BTK);
-    float Di[BTQ], Li[BTQ];
-    bool ok = K && V && dK && dV && Q && dO && O && dQ && P && dP;
-    if (!ok) {
-#pragma omp atomic write
-      rc = -1;
-    }
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t bh = 0; bh < B * H; bh++) {
-      if (!ok) continue;
-      const int64_t b = bh / H, h = bh % H;
-      load_rows(K, k, b, h, 0, Lk, d);
-      load_rows(V, v, b, h, 0, Lk, d);
-      memset(dK, 0, sizeof(float) * (size_t)(Lk * d));
-      memset(dV, 0, sizeof(float) * (size_t)(Lk * d));
-      for (int64_t g = 0; g * qg < Lq; g++) {
-        const int64_t lo = ds && ds->kv_lo ? ds->kv_lo[g] : 0, hi = ds && ds->kv_hi ? ds->kv_hi[g] : Lk;
-        const int64_t gend = (g + 1) * qg < Lq ? (g + 1) * qg : Lq;
-        for (int64_t r0 = g * qg; r0 < gend; r0 += BTQ) {
-          const int64_t nq = r0 + BTQ <= gend ? BTQ : gend - r0;
-          load_rows(Q, q, b, h, r0, nq, d);
-          load_rows(dO, dout, b, h, r0, nq, d);
-          load_rows(O, out, b, h, r0, nq, d);
-          memset(dQ, 0, sizeof(float) * (size_t)(nq * d));
-          for (int64_t i = 0; i < nq; i++) {
-            float s = 0;
-            for (int64_t c = 0; c < d; c++) s += dO[i * d + c] * O[i * d + c];
-            Di[i] = s;
-            Li[i] = lsep[(b * H + h) * Lq + r0 + i];
-          }
-          for (int64_t k0 = lo; k0 < hi; k0 += BTK) {
-            const int64_t nk = k0 + BTK <= hi ? BTK : hi - k0;
-            /* P = exp(scale Q K^T - lse) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)d, scale, Q, (int)d, K + k0 * d,
-                        (int)d, 0.0f, P, (int)nk);
-            for (int64_t i = 0; i < nq; i++)
-              for (int64_t j = 0; j < nk; j++)
-                P[i * nk + j] = isinf(Li[i]) ? 0.0f : expf(P[i * nk + j] - Li[i]);
-            /* dV += P^T dO */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nk, (int)d, (int)nq, 1.0f, P, (int)nk, dO, (int)d, 1.0f,
-                        dV + k0 * d, (int)d);
-            /* dP = dO V^T; dS = P (dP - D) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)d, 1.0f, dO, (int)d, V + k0 * d,
-                        (int)d, 0.0f, dP, (int)nk);
-            for (int64_t i = 0; i < nq; i++)
-              for (int64_t j = 0; j < nk; j++) dP[i * nk + j] = P[i * nk + j] * (dP[i * nk + j] - Di[i]);
-            /* dQ += scale dS K; dK += scale dS^T Q */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)d, (int)nk, scale, dP, (int)nk, K + k0 * d,
-                        (int)d, 1.0f, dQ, (int)d);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nk, (int)d, (int)nq, scale, dP, (int)nk, Q, (int)d, 1.0f,
-                        dK + k0 * d, (int)d);
-          }
-          if (dq)
-            for (int64_t i = 0; i < nq; i++)
-              for (int64_t c = 0; c < d; c++) std_(sf_data_ptr(dq), dq->dtype, ((b * Lq + r0 + i) * H + h) * d + c, dQ[i * d + c]);
-        }
-      }
-      for (int64_t j = 0; j < Lk; j++)
-        for (int64_t c = 0; c < d; c++) {
-          const int64_t o = ((b * Lk + j) * H + h) * d + c;
-          if (dk) std_(sf_data_ptr(dk), dk->dtype, o, dK[j * d + c]);
-          if (dv) std_(sf_data_ptr(dv), dv->dtype, o, dV[j * d + c]);
-        }
-    }
-    free(K); free(V); free(dK); free(dV); free(Q); free(dO); free(O); free(dQ); free(P); free(dP);
-  }
-  openblas_set_num_threads(blas_threads);
-  return rc ? sf_error("attention backward: out of memory") : 0;
+  const int nt = B * H > 1 ? nthreads(B * H, 2) : 1;
+  if (nt > 1) openblas_set_num_threads(1);
+  sf_cpu_parallel(nt, attn_bwd_part, &J);
+  if (nt > 1) openblas_set_num_threads(blas_threads);
+  return atomic_load(&J.failed) ? sf_error("attention backward: out of memory") : 0;
 }
 
 /* ---- elementwise backward of the activations (one pass instead of a chain of core ops) ---- */
 
-static int cpu_unary_bwd(int op, sf_tensor *dx, const sf_tensor *dy, const sf_tensor *x) {
-  const int64_t n = sf_numel(x);
+/* f32 math (the forward computed in f32 too) with the vectorizable transcendentals of cpu_math.h */
+static inline float unary_bwd_f(int op, float a) {
+  if (op == SF_UN_GELU_TANH) {
+    const float k = 0.7978845608f, c = 0.044715f, a2 = a * a, t = sf_cpu_tanhf(k * (a + c * a2 * a));
+    return 0.5f * (1 + t) + 0.5f * a * (1 - t * t) * k * (1 + 3 * c * a2);
+  }
+  if (op == SF_UN_SILU) {
+    const float s = sf_cpu_sigmoidf(a);
+    return s * (1 + a * (1 - s));
+  }
+  if (op == SF_UN_TANH) {
+    const float t = sf_cpu_tanhf(a);
+    return 1 - t * t;
+  }
+  const float s = sf_cpu_sigmoidf(a);
+  return s * (1 - s);
+}
+
+static inline double unary_bwd_d(int op, double a) {
+  if (op == SF_UN_GELU_TANH) {
+    const double k = 0.7978845608028654, c = 0.044715, t = tanh(k * (a + c * a * a * a));
+    return 0.5 * (1 + t) + 0.5 * a * (1 - t * t) * k * (1 + 3 * c * a * a);
+  }
+  if (op == SF_UN_SILU) {
+    const double s = 1 / (1 + exp(-a));
+    return s * (1 + a * (1 - s));
+  }
+  if (op == SF_UN_TANH) {
+    const double t = tanh(a);
+    return 1 - t * t;
+  }
+  const double s = 1 / (1 + exp(-a));
+  return s * (1 - s);
+}
+
+typedef struct {
+  int op;
+  sf_tensor *dx;
+  const sf_tensor *dy, *x;
+} unary_job;
+
+/* one loop per op so each vectorizes */
+#define UNARY_F32_LOOP(OP)                                                              \
+  for (int64_t i = lo; i < hi; i++) dxp[i] = gp[i] * unary_bwd_f(OP, xp[i]);
+
+static void unary_bwd_range(void *vj, int64_t lo, int64_t hi) {
+  const unary_job *J = vj;
+  const int op = J->op;
+  const sf_tensor *x = J->x, *dy = J->dy;
+  sf_tensor *dx = J->dx;
+  if (x->dtype == SF_F32 && dy->dtype == SF_F32 && dx->dtype == SF_F32) {
+    const float *xp = sf_data_ptr(x), *gp = sf_data_ptr(dy);
+    float *dxp = sf_data_ptr(dx);
+    switch (op) {
+    case SF_UN_GELU_TANH: UNARY_F32_LOOP(SF_UN_GELU_TANH) break;
+    case SF_UN_SILU: UNARY_F32_LOOP(SF_UN_SILU) break;
+    case SF_UN_TANH: UNARY_F32_LOOP(SF_UN_TANH) break;
+    default: UNARY_F32_LOOP(SF_UN_SIGMOID) break;
+    }
+    return;
+  }
   const void *gp = sf_data_ptr(dy), *xp = sf_data_ptr(x);
-  void *op_ = sf_data_ptr(dx);
+  void *dxp = sf_data_ptr(dx);
+  if (x->dtype != SF_F64 && dy->dtype != SF_F64) {
+    for (int64_t i = lo; i < hi; i++)
+      sf_nn_st(dxp, dx->dtype, i, sf_nn_ld(gp, dy->dtype, i) * unary_bwd_f(op, sf_nn_ld(xp, x->dtype, i)));
+    return;
+  }
+  for (int64_t i = lo; i < hi; i++) std_(dxp, dx->dtype, i, ldd(gp, dy->dtype, i) * unary_bwd_d(op, ldd(xp, x->dtype, i)));
+}
+#undef UNARY_F32_LOOP
+
+static int cpu_unary_bwd(int op, sf_tensor *dx, const sf_tensor *dy, const sf_tensor *x) {
   if (op != SF_UN_GELU_TANH && op != SF_UN_SILU && op != SF_UN_TANH && op != SF_UN_SIGMOID) return 1; /* not fused */
-  if (x->dtype != SF_F64 && dy->dtype != SF_F64) { /* f32 math: the forward computed in f32 too */
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) {
-      const float a = sf_nn_ld(xp, x->dtype, i), g = sf_nn_ld(gp, dy->dtype, i);
-      float d;
-      if (op == SF_UN_GELU_TANH) {
-        const float k = 0.7978845608f, c = 0.044715f, t = tanhf(k * (a + c * a * a * a));
-        d = 0.5f * (1 + t) + 0.5f * a * (1 - t * t) * k * (1 + 3 * c * a * a);
-      } else if (op == SF_UN_SILU) {
-        const float s = 1 / (1 + expf(-a));
-        d = s * (1 + a * (1 - s));
-      } else if (op == SF_UN_TANH) {
-        const float t = tanhf(a);
-        d = 1 - t * t;
-      } else {
-        const float s = 1 / (1 + expf(-a));
-        d = s * (1 - s);
-      }
-      sf_nn_st(op_, dx->dtype, i, g * d);
-    }
-    return 0;
-  }
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; i++) {
-    const double a = ldd(xp, x->dtype, i), g = ldd(gp, dy->dtype, i);
-    double d;
-    if (op == SF_UN_GELU_TANH) {
-      const double k = 0.7978845608028654, c = 0.044715, t = tanh(k * (a + c * a * a * a));
-      d = 0.5 * (1 + t) + 0.5 * a * (1 - t * t) * k * (1 + 3 * c * a * a);
-    } else if (op == SF_UN_SILU) {
-      const double s = 1 / (1 + exp(-a));
-      d = s * (1 + a * (1 - s));
-    } else if (op == SF_UN_TANH) {
-      const double t = tanh(a);
-      d = 1 - t * t;
-    } else {
-      const double s = 1 / (1 + exp(-a));
-      d = s * (1 - s);
-    }
-    std_(op_, dx->dtype, i, g * d);
-  }
+  const int64_t n = sf_numel(x);
+  unary_job J = {op, dx, dy, x};
+  sf_cpu_for(n, nthreads(n, 65536), unary_bwd_range, &J);
   return 0;
 }
 
@@ -297,6 +375,14 @@ static int cpu_unary_bwd(int op, sf_tensor *dx, const sf_tensor *dy, const sf_te
 /* torch.optim.AdamW (single-tensor path), op by op in f32 so results match to the last bit where possible:
  *   p *= 1 - lr wd; m = m b1 + (1 - b1) g; v = v b2 + (1 - b2) g g;
  *   p += -(lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps) */
+typedef struct {
+  sf_tensor *param, *master;
+  const sf_tensor *grad, *w;
+  float *m, *v;
+  float decay, b1, b2, a1, a2, step_size, bc2s, fe;
+} adamw_job;
+static void adamw_range(void *vj, int64_t lo, int64_t hi);
+
 static int cpu_adamw(sf_tensor *param, sf_tensor *master, const sf_tensor *grad, sf_tensor *exp_avg, sf_tensor *exp_avg_sq,
                      double lr, double beta1, double beta2, double eps, double weight_decay, double bc1, double bc2) {
   const int64_t n = sf_numel(param);
@@ -305,10 +391,20 @@ static int cpu_adamw(sf_tensor *param, sf_tensor *master, const sf_tensor *grad,
   const float a1 = (float)(1.0 - beta1), a2 = (float)(1.0 - beta2);
   const float step_size = (float)(lr / bc1), bc2s = (float)sqrt(bc2), fe = (float)eps;
   float *m = sf_data_ptr(exp_avg), *v = sf_data_ptr(exp_avg_sq);
+  adamw_job J = {param, master, grad, w, m, v, decay, b1, b2, a1, a2, step_size, bc2s, fe};
+  sf_cpu_for(n, nthreads(n, 65536), adamw_range, &J);
+  return 0;
+}
+
+static void adamw_range(void *vj, int64_t lo, int64_t hi) {
+  const adamw_job *J = vj;
+  const sf_tensor *param = J->param, *master = J->master, *grad = J->grad, *w = J->w;
+  float *m = J->m, *v = J->v;
+  const float decay = J->decay, b1 = J->b1, b2 = J->b2, a1 = J->a1, a2 = J->a2, step_size = J->step_size, bc2s = J->bc2s,
+              fe = J->fe;
   const void *gp = sf_data_ptr(grad);
   void *wp = sf_data_ptr(w), *pp = sf_data_ptr(param);
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; i++) {
+  for (int64_t i = lo; i < hi; i++) {
     float g = sf_nn_ld(gp, grad->dtype, i);
     float p = sf_nn_ld(wp, w->dtype, i) * decay;
     float mi = m[i] * b1 + a1 * g;
@@ -320,7 +416,26 @@ static int cpu_adamw(sf_tensor *param, sf_tensor *master, const sf_tensor *grad,
     sf_nn_st(wp, w->dtype, i, p);
     if (master) sf_nn_st(pp, param->dtype, i, p);
   }
-  return 0;
+}
+
+typedef struct {
+  const sf_tensor *t;
+  int64_t n, per;
+  double *part;
+} sumsq_job;
+
+static void sumsq_chunks(void *vj, int64_t c0, int64_t c1) {
+  const sumsq_job *J = vj;
+  const void *p = sf_data_ptr(J->t);
+  for (int64_t c = c0; c < c1; c++) {
+    double s = 0;
+    const int64_t hi = (c + 1) * J->per < J->n ? (c + 1) * J->per : J->n;
+    for (int64_t i = c * J->per; i < hi; i++) {
+      double v = ldd(p, J->t->dtype, i);
+      s += v * v;
+    }
+    J->part[c] = s;
+  }
 }
 
 /* deterministic: fixed chunks summed in order, whatever the thread count or scheduling (an OpenMP
@@ -328,31 +443,33 @@ static int cpu_adamw(sf_tensor *param, sf_tensor *master, const sf_tensor *grad,
 static int cpu_sum_sq(const sf_tensor *t, double *out) {
   enum { CHUNKS = 64 };
   const int64_t n = sf_numel(t), per = (n + CHUNKS - 1) / CHUNKS;
-  const void *p = sf_data_ptr(t);
   double part[CHUNKS] = {0};
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int c = 0; c < CHUNKS; c++) {
-    double s = 0;
-    const int64_t hi = (c + 1) * per < n ? (c + 1) * per : n;
-    for (int64_t i = c * per; i < hi; i++) {
-      double v = ldd(p, t->dtype, i);
-      s += v * v;
-    }
-    part[c] = s;
-  }
+  sumsq_job J = {t, n, per, part};
+  sf_cpu_for(CHUNKS, nthreads(n, 65536), sumsq_chunks, &J);
   double s = 0;
   for (int c = 0; c < CHUNKS; c++) s += part[c];
   *out = s;
   return 0;
 }
 
+typedef struct {
+  float *s;
+  const void *p;
+  sf_dtype dt;
+  float d, a;
+} ema_job;
+
+static void ema_range(void *vj, int64_t lo, int64_t hi) {
+  const ema_job *J = vj;
+  for (int64_t i = lo; i < hi; i++) J->s[i] = J->s[i] * J->d + J->a * sf_nn_ld(J->p, J->dt, i); /* mul_(d).add_(p, alpha=1-d) */
+}
+
 static int cpu_ema(sf_tensor *shadow, const sf_tensor *param, double decay) {
   const int64_t n = sf_numel(shadow);
   float *s = sf_data_ptr(shadow);
   const void *p = sf_data_ptr(param);
-  const float d = (float)decay, a = (float)(1.0 - decay);
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; i++) s[i] = s[i] * d + a * sf_nn_ld(p, param->dtype, i); /* mul_(d).add_(p, alpha=1-d) */
+  ema_job J = {s, p, param->dtype, (float)decay, (float)(1.0 - decay)};
+  sf_cpu_for(n, nthreads(n, 65536), ema_range, &J);
   return 0;
 }
 
