@@ -1,6 +1,7 @@
 /* cpu_train.c — the CPU backend's training ops: norm/RoPE/flash-attention backward, AdamW, sum of
  * squares, EMA (train_ops.h). Attached to sf_cpu_backend at start-up like the nn table. */
 #include <cblas.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <math.h>
 #include <stdlib.h>
@@ -171,17 +172,32 @@ static int cpu_rope3d_bwd(sf_tensor *dx, const sf_tensor *dy, int64_t F, int64_t
 #define BTQ 128
 #define BTK 512
 
-typedef struct {
-  const sf_tensor *t;
-  int64_t b, h;
-} headref;
-
 static void load_rows(float *dst, const sf_tensor *t, int64_t b, int64_t h, int64_t r0, int64_t n, int64_t d) {
   const size_t es = sf_dtype_size(t->dtype);
   for (int64_t i = 0; i < n; i++) {
     const void *p = (const char *)sf_data_ptr(t) + (b * t->stride[0] + (r0 + i) * t->stride[1] + h * t->stride[2]) * (int64_t)es;
     for (int64_t c = 0; c < d; c++) dst[i * d + c] = (float)ldd(p, t->dtype, c);
   }
+}
+
+/* rows r0.. of head h of batch b as an f32 matrix for BLAS: f32 tensors with unit inner stride are read in
+ * place (row stride = the tensor's), anything else is converted into buf (row stride d) */
+static const float *rows_f32(const sf_tensor *t, int64_t b, int64_t h, int64_t r0, int64_t n, int64_t d, float *buf,
+                             int64_t *ld) {
+  if (t->dtype == SF_F32 && t->stride[3] == 1 && t->stride[1] <= INT_MAX) {
+    *ld = t->stride[1];
+    return (const float *)sf_data_ptr(t) + b * t->stride[0] + r0 * t->stride[1] + h * t->stride[2];
+  }
+  load_rows(buf, t, b, h, r0, n, d);
+  *ld = d;
+  return buf;
+}
+
+/* a gradient written in place: contiguous f32 [B, L, H, d] (what the autograd engine allocates) */
+static bool direct_grad(const sf_tensor *g) { return g && g->dtype == SF_F32 && sf_is_contiguous(g); }
+
+static void zero_rows(float *p, int64_t n, int64_t d, int64_t ld) {
+  for (int64_t i = 0; i < n; i++) memset(p + i * ld, 0, sizeof(float) * (size_t)d);
 }
 
 typedef struct {
@@ -204,59 +220,75 @@ static void attn_bwd_part(void *vj, int tid, int nt) {
   const int64_t B = q->shape[0], Lq = q->shape[1], H = q->shape[2], d = q->shape[3], Lk = k->shape[1];
   const float scale = J->scale, *lsep = J->lsep;
   const int64_t qg = J->qg;
-  float *K = malloc(sizeof(float) * (size_t)(Lk * d)), *V = malloc(sizeof(float) * (size_t)(Lk * d));
-  float *dK = calloc((size_t)(Lk * d), sizeof(float)), *dV = calloc((size_t)(Lk * d), sizeof(float));
-  float *Q = malloc(sizeof(float) * BTQ * d), *dO = malloc(sizeof(float) * BTQ * d), *O = malloc(sizeof(float) * BTQ * d);
-  float *dQ = malloc(sizeof(float) * BTQ * d), *P = malloc(sizeof(float) * BTQ * BTK), *dP = malloc(sizeof(float) * BTQ * BTK);
+  const bool dq_in = direct_grad(dq), dk_in = direct_grad(dk), dv_in = direct_grad(dv);
+  /* scratch only for what cannot be used in place */
+  float *Kb = malloc(sizeof(float) * (size_t)(Lk * d)), *Vb = malloc(sizeof(float) * (size_t)(Lk * d));
+  float *dKb = calloc((size_t)(Lk * d), sizeof(float)), *dVb = calloc((size_t)(Lk * d), sizeof(float));
+  float *Qb = malloc(sizeof(float) * BTQ * d), *dOb = malloc(sizeof(float) * BTQ * d), *Ob = malloc(sizeof(float) * BTQ * d);
+  float *dQb = malloc(sizeof(float) * BTQ * d), *P = malloc(sizeof(float) * BTQ * BTK), *dP = malloc(sizeof(float) * BTQ * BTK);
   float Di[BTQ], Li[BTQ];
-  if (!(K && V && dK && dV && Q && dO && O && dQ && P && dP)) {
+  if (!(Kb && Vb && dKb && dVb && Qb && dOb && Ob && dQb && P && dP)) {
     atomic_store(&J->failed, 1);
     goto out;
   }
   for (int64_t bh; (bh = atomic_fetch_add(&J->next, 1)) < B * H;) {
     const int64_t b = bh / H, h = bh % H;
-    load_rows(K, k, b, h, 0, Lk, d);
-    load_rows(V, v, b, h, 0, Lk, d);
-    memset(dK, 0, sizeof(float) * (size_t)(Lk * d));
-    memset(dV, 0, sizeof(float) * (size_t)(Lk * d));
+    int64_t ldk, ldv, lddk = d, lddv = d, lddq = d;
+    const float *K = rows_f32(k, b, h, 0, Lk, d, Kb, &ldk), *V = rows_f32(v, b, h, 0, Lk, d, Vb, &ldv);
+    float *dK = dKb, *dV = dVb;
+    if (dk_in) dK = (float *)sf_data_ptr(dk) + (b * Lk * H + h) * d, lddk = H * d;
+    if (dv_in) dV = (float *)sf_data_ptr(dv) + (b * Lk * H + h) * d, lddv = H * d;
+    zero_rows(dK, Lk, d, lddk);
+    zero_rows(dV, Lk, d, lddv);
     for (int64_t g = 0; g * qg < Lq; g++) {
       const int64_t lo = ds && ds->kv_lo ? ds->kv_lo[g] : 0, hi = ds && ds->kv_hi ? ds->kv_hi[g] : Lk;
       const int64_t gend = (g + 1) * qg < Lq ? (g + 1) * qg : Lq;
+      /* key tiles of (nearly) equal size: no thin last tile */
+      const int64_t nkt = hi > lo ? (hi - lo + BTK - 1) / BTK : 0, tk = nkt ? (hi - lo + nkt - 1) / nkt : 0;
       for (int64_t r0 = g * qg; r0 < gend; r0 += BTQ) {
         const int64_t nq = r0 + BTQ <= gend ? BTQ : gend - r0;
-        load_rows(Q, q, b, h, r0, nq, d);
-        load_rows(dO, dout, b, h, r0, nq, d);
-        load_rows(O, out, b, h, r0, nq, d);
-        memset(dQ, 0, sizeof(float) * (size_t)(nq * d));
+        int64_t ldq, lddo, ldo;
+        const float *Q = rows_f32(q, b, h, r0, nq, d, Qb, &ldq), *dO = rows_f32(dout, b, h, r0, nq, d, dOb, &lddo);
+        const float *O = rows_f32(out, b, h, r0, nq, d, Ob, &ldo);
+        float *dQ = dQb;
+        if (dq_in) dQ = (float *)sf_data_ptr(dq) + ((b * Lq + r0) * H + h) * d, lddq = H * d;
+        zero_rows(dQ, nq, d, lddq);
         for (int64_t i = 0; i < nq; i++) {
           float s = 0;
-          for (int64_t c = 0; c < d; c++) s += dO[i * d + c] * O[i * d + c];
+          for (int64_t c = 0; c < d; c++) s += dO[i * lddo + c] * O[i * ldo + c];
           Di[i] = s;
           Li[i] = lsep[(b * H + h) * Lq + r0 + i];
         }
-        for (int64_t k0 = lo; k0 < hi; k0 += BTK) {
-          const int64_t nk = k0 + BTK <= hi ? BTK : hi - k0;
+        for (int64_t k0 = lo; k0 < hi; k0 += tk) {
+          const int64_t nk = k0 + tk <= hi ? tk : hi - k0;
           /* P = exp(scale Q K^T - lse) */
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)d, scale, Q, (int)d, K + k0 * d,
-                      (int)d, 0.0f, P, (int)nk);
-          for (int64_t i = 0; i < nq; i++)
-            for (int64_t j = 0; j < nk; j++)
-              P[i * nk + j] = isinf(Li[i]) ? 0.0f : expf(P[i * nk + j] - Li[i]);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)d, scale, Q, (int)ldq, K + k0 * ldk,
+                      (int)ldk, 0.0f, P, (int)nk);
+          for (int64_t i = 0; i < nq; i++) {
+            float *pr = P + i * nk;
+            const float li = Li[i];
+            if (isinf(li)) memset(pr, 0, sizeof(float) * (size_t)nk);
+            else
+              for (int64_t j = 0; j < nk; j++) pr[j] = sf_cpu_expf(pr[j] - li);
+          }
           /* dV += P^T dO */
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nk, (int)d, (int)nq, 1.0f, P, (int)nk, dO, (int)d, 1.0f,
-                      dV + k0 * d, (int)d);
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nk, (int)d, (int)nq, 1.0f, P, (int)nk, dO, (int)lddo,
+                      1.0f, dV + k0 * lddv, (int)lddv);
           /* dP = dO V^T; dS = P (dP - D) */
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)d, 1.0f, dO, (int)d, V + k0 * d,
-                      (int)d, 0.0f, dP, (int)nk);
-          for (int64_t i = 0; i < nq; i++)
-            for (int64_t j = 0; j < nk; j++) dP[i * nk + j] = P[i * nk + j] * (dP[i * nk + j] - Di[i]);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)d, 1.0f, dO, (int)lddo, V + k0 * ldv,
+                      (int)ldv, 0.0f, dP, (int)nk);
+          for (int64_t i = 0; i < nq; i++) {
+            float *dr = dP + i * nk;
+            const float *pr = P + i * nk, di = Di[i];
+            for (int64_t j = 0; j < nk; j++) dr[j] = pr[j] * (dr[j] - di);
+          }
           /* dQ += scale dS K; dK += scale dS^T Q */
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)d, (int)nk, scale, dP, (int)nk, K + k0 * d,
-                      (int)d, 1.0f, dQ, (int)d);
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nk, (int)d, (int)nq, scale, dP, (int)nk, Q, (int)d, 1.0f,
-                      dK + k0 * d, (int)d);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)d, (int)nk, scale, dP, (int)nk, K + k0 * ldk,
+                      (int)ldk, 1.0f, dQ, (int)lddq);
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nk, (int)d, (int)nq, scale, dP, (int)nk, Q, (int)ldq, 1.0f,
+                      dK + k0 * lddk, (int)lddk);
         }
-        if (dq)
+        if (dq && !dq_in)
           for (int64_t i = 0; i < nq; i++)
             for (int64_t c = 0; c < d; c++) std_(sf_data_ptr(dq), dq->dtype, ((b * Lq + r0 + i) * H + h) * d + c, dQ[i * d + c]);
       }
@@ -264,12 +296,12 @@ static void attn_bwd_part(void *vj, int tid, int nt) {
     for (int64_t j = 0; j < Lk; j++)
       for (int64_t c = 0; c < d; c++) {
         const int64_t o = ((b * Lk + j) * H + h) * d + c;
-        if (dk) std_(sf_data_ptr(dk), dk->dtype, o, dK[j * d + c]);
-        if (dv) std_(sf_data_ptr(dv), dv->dtype, o, dV[j * d + c]);
+        if (dk && !dk_in) std_(sf_data_ptr(dk), dk->dtype, o, dK[j * d + c]);
+        if (dv && !dv_in) std_(sf_data_ptr(dv), dv->dtype, o, dV[j * d + c]);
       }
   }
 out:
-  free(K); free(V); free(dK); free(dV); free(Q); free(dO); free(O); free(dQ); free(P); free(dP);
+  free(Kb); free(Vb); free(dKb); free(dVb); free(Qb); free(dOb); free(Ob); free(dQb); free(P); free(dP);
 }
 
 static int cpu_attention_bwd(sf_tensor *dq, sf_tensor *dk, sf_tensor *dv, const sf_tensor *dout, const sf_tensor *q,
