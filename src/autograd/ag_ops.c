@@ -469,24 +469,50 @@ sf_tensor *sf_ag_matmul(sf_tensor *out, sf_tensor *a, sf_tensor *b) {
   return sf_node_finish1(n, out);
 }
 
+/* acc += a b through the device's matmul_acc when it has one: 0 done, else the caller computes a fresh product */
+static int matmul_into(sf_tensor *acc, sf_tensor *a, sf_tensor *b) {
+  sf_backend *be = sf_backend_of(acc);
+  if (!a || !b || !be || !be->train || !be->train->matmul_acc) return 1;
+  int64_t s2[2] = {-1, acc->shape[acc->ndim - 1]};
+  sf_tensor *acc2 = sf_reshape(acc, 2, s2); /* a view: acc is contiguous */
+  int rc = acc2 && acc2->storage == acc->storage ? be->train->matmul_acc(acc2, a, b) : 1;
+  sf_release(acc2);
+  return rc;
+}
+
 static int bw_linear(sf_node *n, sf_tensor **go, sf_tensor **gi) {
   sf_tensor *g = go[0], *x = n->saved[0], *w = n->saved[1];
   int64_t out_f = w->shape[0], in_f = w->shape[1];
-  if (sf_node_needs(n, 0)) gi[0] = sf_matmul(g, w);
-  if (sf_node_needs(n, 1) || sf_node_needs(n, 2)) {
-    int64_t s2[2] = {-1, out_f}, x2s[2] = {-1, in_f};
-    sf_tensor *g2 = sf_reshape(g, 2, s2);
-    if (g2 && sf_node_needs(n, 1)) {
-      sf_tensor *x2 = sf_reshape(x, 2, x2s);
-      sf_tensor *gt = sf_transpose(g2, 0, 1);
-      gi[1] = (x2 && gt) ? sf_matmul(gt, x2) : NULL;
-      sf_release(x2);
-      sf_release(gt);
-    }
-    if (g2 && sf_node_needs(n, 2)) gi[2] = sf_reduce(SF_RED_SUM, g2, 0, false);
-    sf_release(g2);
+  int64_t s2[2] = {-1, out_f}, x2s[2] = {-1, in_f};
+  sf_tensor *g2 = sf_reshape(g, 2, s2);
+  if (!g2) return -1;
+  /* dX = dY W and dW = dY^T X go straight into the gradients accumulated so far when possible (later
+   * steps of gradient accumulation, inputs with several consumers): one GEMM pass, no temporary, no add */
+  bool done[2] = {false, false};
+  int rc = 0;
+  if (sf_node_needs(n, 0)) {
+    sf_tensor *acc = sf_node_grad_acc(n, 0);
+    if (acc && (rc = matmul_into(acc, g2, w)) == 0) done[0] = true;
+    else if (rc >= 0) gi[0] = sf_matmul(g, w);
   }
-  return bw_done(n, gi);
+  if (rc >= 0 && sf_node_needs(n, 1)) {
+    sf_tensor *x2 = sf_reshape(x, 2, x2s);
+    sf_tensor *gt = sf_transpose(g2, 0, 1);
+    sf_tensor *acc = sf_node_grad_acc(n, 1);
+    if (acc && x2 && gt && (rc = matmul_into(acc, gt, x2)) == 0) done[1] = true;
+    else if (rc >= 0) gi[1] = (x2 && gt) ? sf_matmul(gt, x2) : NULL;
+    sf_release(x2);
+    sf_release(gt);
+  }
+  if (rc >= 0 && sf_node_needs(n, 2)) gi[2] = sf_reduce(SF_RED_SUM, g2, 0, false);
+  sf_release(g2);
+  if (rc < 0) return -1;
+  for (int i = 0; i < n->n_in; i++)
+    if (sf_node_needs(n, i) && !gi[i] && !(i < 2 && done[i])) {
+      if (!sf_last_error()[0]) sf_error("no gradient computed for input %d", i + 1);
+      return -1;
+    }
+  return 0;
 }
 
 sf_tensor *sf_ag_linear(sf_tensor *out, sf_tensor *x, sf_tensor *w, sf_tensor *b) {

@@ -167,6 +167,11 @@ bool sf_checkpoint_recomputing(void);
 void sf_meta_of(const sf_tensor *t, sf_tensor_meta *m);
 /* sum g over broadcast dims so it has m's shape (new reference; NULL passes through) */
 sf_tensor *sf_ag_sum_to(sf_tensor *g, const sf_tensor_meta *m);
+/* For a backward function that can add input i's gradient in place (a GEMM with beta = 1): the gradient
+ * accumulated for that input so far — the leaf's .grad, or the buffer of the node the input came from — when
+ * it is an f32/f64 contiguous tensor of the input's shape and dtype that nothing else shares; else NULL.
+ * After adding into it, leave grad_in[i] NULL (the engine then adds nothing). Borrowed. */
+sf_tensor *sf_node_grad_acc(sf_node *n, int i);
 /* zeros with m's shape/dtype/device */
 sf_tensor *sf_ag_zeros_like_meta(const sf_tensor_meta *m);
 

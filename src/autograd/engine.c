@@ -122,6 +122,31 @@ static void free_saved(sf_node *n) {
   }
 }
 
+static bool sole_dense(const sf_tensor *t, const sf_tensor_meta *m, sf_dtype dt) {
+  if (!t || t->grad_fn || t->dtype != dt || (dt != SF_F32 && dt != SF_F64) || t->ndim != m->ndim) return false;
+  for (int d = 0; d < m->ndim; d++)
+    if (t->shape[d] != m->shape[d]) return false;
+  return t->refcount == 1 && t->storage->refcount == 1 && sf_is_contiguous(t) &&
+         sf_numel(t) * (int64_t)sf_dtype_size(dt) <= (int64_t)t->storage->nbytes;
+}
+
+sf_tensor *sf_node_grad_acc(sf_node *n, int i) {
+  if (i < 0 || i >= n->n_in) return NULL;
+  const sf_edge *e = &n->next[i];
+  const sf_tensor_meta *m = &n->in[i];
+  if (e->leaf) {
+    /* .grad may be shared with Lua (t.grad): accumulation into it is in place anyway, as torch does */
+    sf_tensor *g = e->leaf->grad;
+    if (!g || g->grad_fn || e->leaf->dtype != m->dtype || g->dtype != leaf_grad_dtype(m->dtype) || !sf_is_contiguous(g) ||
+        !sf_same_shape(g, e->leaf) || (g->dtype != SF_F32 && g->dtype != SF_F64))
+      return NULL;
+    return g;
+  }
+  if (!e->node || !e->node->buf || e->nr < 0 || e->nr >= e->node->n_out) return NULL;
+  sf_tensor *g = e->node->buf[e->nr];
+  return sole_dense(g, m, m->dtype) && g->dtype == e->node->out[e->nr].dtype ? g : NULL;
+}
+
 /* make a backward's gradient fit its input: dtype (floats) and shape must match what was recorded */
 static sf_tensor *conform(sf_node *n, int i, sf_tensor *g) {
   const sf_tensor_meta *m = &n->in[i];

@@ -40,6 +40,10 @@ typedef struct sf_train_ops {
   /* optional fused backward of an activation (sf_unary_op): dx = dy * f'(x), all contiguous, same shape, dx
    * of dy's dtype. Returns 1 (nothing written) for ops it does not fuse; NULL = none fused. */
   int (*unary_bwd)(int op, sf_tensor *dx, const sf_tensor *dy, const sf_tensor *x);
+  /* optional: out += a b for 2-D a [M, K], b [K, N] of out's float dtype (each with unit stride in one of its
+   * two dims), out contiguous [M, N]: backward adds a gradient GEMM straight into the gradient accumulated so
+   * far (no temporary, no separate add). Returns 1 (nothing written) when it cannot; NULL = none. */
+  int (*matmul_acc)(sf_tensor *out, const sf_tensor *a, const sf_tensor *b);
 } sf_train_ops;
 
 #ifdef __cplusplus

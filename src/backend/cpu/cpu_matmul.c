@@ -140,3 +140,26 @@ done:
   free(Bo.owned);
   return 0;
 }
+
+/* out += a b (train_ops.h matmul_acc): BLAS with beta = 1 straight into out */
+int sf_cpu_matmul_acc(sf_tensor *out, const sf_tensor *a, const sf_tensor *b) {
+  if (a->ndim != 2 || b->ndim != 2 || out->ndim != 2) return 1;
+  const int64_t M = out->shape[0], N = out->shape[1], K = a->shape[1];
+  if (a->shape[0] != M || b->shape[0] != K || b->shape[1] != N) return 1;
+  if (out->dtype != a->dtype || out->dtype != b->dtype || (out->dtype != SF_F32 && out->dtype != SF_F64)) return 1;
+  if (!sf_is_contiguous(out) || M > INT_MAX || N > INT_MAX || K > INT_MAX) return 1;
+  if (M * N == 0 || K == 0) return 0;
+  blay LA, LB;
+  if (!blas_layout(M, K, a->stride[0], a->stride[1], &LA) || !blas_layout(K, N, b->stride[0], b->stride[1], &LB)) return 1;
+  const size_t es = sf_dtype_size(out->dtype);
+  const char *pa = (const char *)a->storage->data + a->offset * (int64_t)es;
+  const char *pb = (const char *)b->storage->data + b->offset * (int64_t)es;
+  char *pc = (char *)out->storage->data + out->offset * (int64_t)es;
+  if (out->dtype == SF_F64)
+    cblas_dgemm(CblasRowMajor, LA.trans ? CblasTrans : CblasNoTrans, LB.trans ? CblasTrans : CblasNoTrans, (int)M, (int)N,
+                (int)K, 1.0, (const double *)pa, (int)LA.ld, (const double *)pb, (int)LB.ld, 1.0, (double *)pc, (int)N);
+  else
+    cblas_sgemm(CblasRowMajor, LA.trans ? CblasTrans : CblasNoTrans, LB.trans ? CblasTrans : CblasNoTrans, (int)M, (int)N,
+                (int)K, 1.0f, (const float *)pa, (int)LA.ld, (const float *)pb, (int)LB.ld, 1.0f, (float *)pc, (int)N);
+  return 0;
+}

@@ -14,6 +14,8 @@
 #include "backend/train_ops.h"
 #include "core/error.h"
 
+int sf_cpu_matmul_acc(sf_tensor *out, const sf_tensor *a, const sf_tensor *b); /* cpu_matmul.c */
+
 /* Threads: the CPU pool (cpu_pool.h), not OpenMP, whose idle threads spin for milliseconds after each
  * region and so fight OpenBLAS's threads for the cores between the GEMMs of a backward pass. */
 static int nthreads(int64_t work, int64_t par_min) { return sf_cpu_threads(work, par_min); }
@@ -514,6 +516,7 @@ const sf_train_ops sf_cpu_train_ops = {
   .sum_sq = cpu_sum_sq,
   .ema = cpu_ema,
   .unary_bwd = cpu_unary_bwd,
+  .matmul_acc = sf_cpu_matmul_acc,
 };
 
 /* ---- CPU memory statistics: the backend's alloc/free wrapped with byte counters (live bytes and peak),
