@@ -38,6 +38,42 @@ static inline float exp_approx(float x) {
   return p * scale;
 }
 
+/* Row reductions over LANES independent partial results, so the compiler vectorizes them (one running
+ * value would be a serial dependency chain: a float sum is not reassociated without -ffast-math). */
+enum { LANES = 16 };
+
+static float row_max(const float *s, int64_t n, float init) {
+  float l[LANES];
+  for (int k = 0; k < LANES; k++) l[k] = init;
+  int64_t j = 0;
+  for (; j + LANES <= n; j += LANES)
+    for (int k = 0; k < LANES; k++) l[k] = s[j + k] > l[k] ? s[j + k] : l[k];
+  for (; j < n; j++) l[0] = s[j] > l[0] ? s[j] : l[0];
+  float mx = l[0];
+  for (int k = 1; k < LANES; k++) mx = l[k] > mx ? l[k] : mx;
+  return mx;
+}
+
+/* s[j] = exp(s[j] - mx) in place; returns their sum */
+static float row_exp_sum(float *s, int64_t n, float mx) {
+  float l[LANES] = {0};
+  int64_t j = 0;
+  for (; j + LANES <= n; j += LANES)
+    for (int k = 0; k < LANES; k++) {
+      const float p = exp_approx(s[j + k] - mx);
+      s[j + k] = p;
+      l[k] += p;
+    }
+  for (; j < n; j++) {
+    const float p = exp_approx(s[j] - mx);
+    s[j] = p;
+    l[0] += p;
+  }
+  float sum = 0.0f;
+  for (int k = 0; k < LANES; k++) sum += l[k];
+  return sum;
+}
+
 typedef struct {
   const float *q, *k, *v; /* f32 head views (row stride ld*) */
   int64_t ldq, ldk, ldv;
@@ -144,15 +180,9 @@ static void attn_bh(const attn_job *J, attn_bufs *w, int64_t b, int64_t h) {
               if (k0 + jj >= ds->tk0 && k0 + jj < ds->tk1)
                 tokl[(h * (ds->tq1 - ds->tq0) + (r0 + i - ds->tq0)) * nkk + (k0 + jj - ds->tk0)] += s[jj] * invB;
           }
-          float mx = m[i];
-          for (int64_t j = 0; j < nk; j++) mx = s[j] > mx ? s[j] : mx;
+          const float mx = row_max(s, nk, m[i]);
           const float c = m[i] == -INFINITY ? 0.0f : exp_approx(m[i] - mx);
-          float sum = 0.0f;
-          for (int64_t j = 0; j < nk; j++) {
-            const float p = exp_approx(s[j] - mx);
-            s[j] = p;
-            sum += p;
-          }
+          const float sum = row_exp_sum(s, nk, mx);
           l[i] = l[i] * c + sum;
           m[i] = mx;
           corr[i] = c;
