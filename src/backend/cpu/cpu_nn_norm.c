@@ -1,5 +1,6 @@
 /* cpu_nn_norm.c — CPU LayerNorm, RMSNorm, adaLN modulation, gated residual and Wan 3-D RoPE. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "backend/nn_ops.h"
@@ -30,23 +31,53 @@ static void ln_rows(void *vj, int64_t r0, int64_t r1) {
   void *op = sf_data_ptr(out);
   const void *wp = w ? sf_data_ptr(w) : NULL, *bp = b ? sf_data_ptr(b) : NULL;
   float *mp = J->mp, *rp = J->rp;
-  for (int64_t r = r0; r < r1; r++) {
-    double s = 0, ss = 0;
-    for (int64_t c = 0; c < D; c++) s += sf_nn_ld(xp, x->dtype, r * D + c);
-    const double mu = s / D;
-    for (int64_t c = 0; c < D; c++) {
-      double d = sf_nn_ld(xp, x->dtype, r * D + c) - mu;
-      ss += d * d;
+  const bool fast = out->dtype == SF_F32 && (!w || w->dtype == SF_F32) && (!b || b->dtype == SF_F32);
+  float *buf = x->dtype == SF_F32 ? NULL : malloc(sizeof(float) * (size_t)(D + 1));
+  if (x->dtype != SF_F32 && !buf) { /* out of memory for one row buffer: the slow path needs none */
+    for (int64_t r = r0; r < r1; r++) {
+      double s = 0, ss = 0;
+      for (int64_t c = 0; c < D; c++) s += sf_nn_ld(xp, x->dtype, r * D + c);
+      const double mu = s / D;
+      for (int64_t c = 0; c < D; c++) {
+        double d = sf_nn_ld(xp, x->dtype, r * D + c) - mu;
+        ss += d * d;
+      }
+      const float rstd = (float)(1.0 / sqrt(ss / D + eps)), muf = (float)mu;
+      if (mp) mp[r] = muf;
+      if (rp) rp[r] = rstd;
+      for (int64_t c = 0; c < D; c++) {
+        float y = (sf_nn_ld(xp, x->dtype, r * D + c) - muf) * rstd;
+        if (wp) y = y * sf_nn_ld(wp, w->dtype, c) + (bp ? sf_nn_ld(bp, b->dtype, c) : 0.0f);
+        sf_nn_st(op, out->dtype, r * D + c, y);
+      }
     }
+    return;
+  }
+  for (int64_t r = r0; r < r1; r++) {
+    const float *xr = sf_nn_row_f32(xp, x->dtype, r, D, buf);
+    const double mu = sf_nn_sum_d(xr, D) / D;
+    const double ss = sf_nn_sumsq_d(xr, D, mu);
     const float rstd = (float)(1.0 / sqrt(ss / D + eps)), muf = (float)mu;
     if (mp) mp[r] = muf;
     if (rp) rp[r] = rstd;
+    if (fast) {
+      float *o = (float *)op + r * D;
+      const float *wf = wp, *bf = bp;
+      if (wf && bf)
+        for (int64_t c = 0; c < D; c++) o[c] = (xr[c] - muf) * rstd * wf[c] + bf[c];
+      else if (wf)
+        for (int64_t c = 0; c < D; c++) o[c] = (xr[c] - muf) * rstd * wf[c] + 0.0f;
+      else
+        for (int64_t c = 0; c < D; c++) o[c] = (xr[c] - muf) * rstd;
+      continue;
+    }
     for (int64_t c = 0; c < D; c++) {
-      float y = (sf_nn_ld(xp, x->dtype, r * D + c) - muf) * rstd;
+      float y = (xr[c] - muf) * rstd;
       if (wp) y = y * sf_nn_ld(wp, w->dtype, c) + (bp ? sf_nn_ld(bp, b->dtype, c) : 0.0f);
       sf_nn_st(op, out->dtype, r * D + c, y);
     }
   }
+  free(buf);
 }
 
 int sf_cpu_layer_norm(sf_tensor *out, const sf_tensor *x, const sf_tensor *w, const sf_tensor *b, double eps,
@@ -67,7 +98,19 @@ static void rms_rows(void *vj, int64_t r0, int64_t r1) {
   void *op = sf_data_ptr(J->out);
   float *rp = J->rp;
   const sf_dtype dt = J->out->dtype;
+  const bool fast = x->dtype == SF_F32 && dt == SF_F32 && (!w || w->dtype == SF_F32);
   for (int64_t r = r0; r < r1; r++) {
+    if (fast) {
+      const float *xr = (const float *)xp + r * D, *wf = wp;
+      float *o = (float *)op + r * D;
+      const float rstd = (float)(1.0 / sqrt(sf_nn_sumsq_d(xr, D, 0.0) / D + eps));
+      if (rp) rp[r] = rstd;
+      if (wf)
+        for (int64_t c = 0; c < D; c++) o[c] = xr[c] * rstd * wf[c];
+      else
+        for (int64_t c = 0; c < D; c++) o[c] = xr[c] * rstd;
+      continue;
+    }
     double ss = 0;
     for (int64_t c = 0; c < D; c++) {
       double v = sf_nn_ld(xp, x->dtype, r * D + c);

@@ -32,6 +32,41 @@ static inline float sf_nn_round(float v, sf_dtype dt) {
   return v;
 }
 
+/* Row sums in f64 over 8 independent lanes, so they vectorize (one running sum is a serial chain of adds:
+ * compilers do not reassociate float sums); the result differs from a serial f64 sum only far below f32
+ * resolution. */
+static inline double sf_nn_sum_d(const float *x, int64_t n) {
+  double l[8] = {0};
+  int64_t c = 0;
+  for (; c + 8 <= n; c += 8)
+    for (int k = 0; k < 8; k++) l[k] += x[c + k];
+  for (; c < n; c++) l[0] += x[c];
+  return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+}
+
+/* sum of (x - mu)^2 in f64 (mu = 0: sum of squares) */
+static inline double sf_nn_sumsq_d(const float *x, int64_t n, double mu) {
+  double l[8] = {0};
+  int64_t c = 0;
+  for (; c + 8 <= n; c += 8)
+    for (int k = 0; k < 8; k++) {
+      const double d = x[c + k] - mu;
+      l[k] += d * d;
+    }
+  for (; c < n; c++) {
+    const double d = x[c] - mu;
+    l[0] += d * d;
+  }
+  return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+}
+
+/* row i of a [R, D] dtype array as f32: in place for f32, else converted into buf */
+static inline const float *sf_nn_row_f32(const void *p, sf_dtype dt, int64_t i, int64_t D, float *buf) {
+  if (dt == SF_F32) return (const float *)p + i * D;
+  for (int64_t c = 0; c < D; c++) buf[c] = sf_nn_ld(p, dt, i * D + c);
+  return buf;
+}
+
 extern const struct sf_nn_ops sf_cpu_nn_ops;
 
 #endif

@@ -50,6 +50,40 @@ static void norm_part(void *vj, int tid, int nt_run) {
   double *aw = J->acc + (size_t)tid * 2 * D, *ab = aw + D;
   double *xh = J->rowbuf + (size_t)tid * 2 * D, *dh = xh + D;
   const int64_t r0 = R * tid / nt_run, r1 = R * (tid + 1) / nt_run;
+  if (x->dtype == SF_F32 && dy->dtype == SF_F32 && (!w || w->dtype == SF_F32) && (!dx || dx->dtype == SF_F32)) {
+    /* f32: the same f64 math with direct loads and lane-split row sums, so it vectorizes */
+    const float *wf = wp;
+    for (int64_t r = r0; r < r1; r++) {
+      const float *xr = (const float *)xp + r * D, *gr = (const float *)gp + r * D;
+      const double mu = rms ? 0.0 : sf_nn_sum_d(xr, D) / D;
+      const double rstd = (float)(1.0 / sqrt(sf_nn_sumsq_d(xr, D, mu) / D + eps));
+      const double muf = rms ? 0.0 : (float)mu;
+      for (int64_t c = 0; c < D; c++) {
+        const double g = gr[c], xhc = (xr[c] - muf) * rstd;
+        xh[c] = xhc;
+        aw[c] += g * xhc;
+        ab[c] += g;
+        dh[c] = wf ? g * wf[c] : g;
+      }
+      double l1[8] = {0}, l2[8] = {0};
+      int64_t c = 0;
+      for (; c + 8 <= D; c += 8)
+        for (int k = 0; k < 8; k++) {
+          l1[k] += dh[c + k];
+          l2[k] += dh[c + k] * xh[c + k];
+        }
+      for (; c < D; c++) {
+        l1[0] += dh[c];
+        l2[0] += dh[c] * xh[c];
+      }
+      if (!dxp) continue;
+      const double s1 = (((l1[0] + l1[1]) + (l1[2] + l1[3])) + ((l1[4] + l1[5]) + (l1[6] + l1[7]))) / D;
+      const double s2 = (((l2[0] + l2[1]) + (l2[2] + l2[3])) + ((l2[4] + l2[5]) + (l2[6] + l2[7]))) / D;
+      float *o = (float *)dxp + r * D;
+      for (int64_t c = 0; c < D; c++) o[c] = (float)(rstd * (dh[c] - (rms ? 0.0 : s1) - xh[c] * s2));
+    }
+    return;
+  }
   for (int64_t r = r0; r < r1; r++) {
     double mu = 0, ss = 0;
     if (!rms) {
