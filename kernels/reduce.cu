@@ -78,23 +78,24 @@ __device__ __forceinline__ void sf_racc_merge(int op, int ints, sf_racc &a, cons
   }
 }
 
-__device__ __forceinline__ sf_racc sf_racc_shfl(const sf_racc &a, int m) {
-  sf_racc o;
-  o.v = __shfl_xor_sync(SF_FULL_MASK, a.v, m);
-  o.iv = __shfl_xor_sync(SF_FULL_MASK, a.iv, m);
-  o.idx = __shfl_xor_sync(SF_FULL_MASK, a.idx, m);
+// only the fields the op uses travel (a shuffle each: a third of the traffic for sums)
+__device__ __forceinline__ sf_racc sf_racc_shfl(int op, int ints, const sf_racc &a, int m) {
+  sf_racc o = a;
+  if (ints) o.iv = __shfl_xor_sync(SF_FULL_MASK, a.iv, m);
+  else o.v = __shfl_xor_sync(SF_FULL_MASK, a.v, m);
+  if (sf_red_is_arg(op) || op == SF_RED_MAX || op == SF_RED_MIN) o.idx = __shfl_xor_sync(SF_FULL_MASK, a.idx, m);
   return o;
 }
 
 // all threads of the block get the merged accumulator (blockDim.x a multiple of 32)
 __device__ sf_racc sf_racc_block(int op, int ints, sf_racc a, sf_racc *sm) {
   int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  for (int m = 16; m > 0; m >>= 1) { sf_racc o = sf_racc_shfl(a, m); sf_racc_merge(op, ints, a, o); }
+  for (int m = 16; m > 0; m >>= 1) { sf_racc o = sf_racc_shfl(op, ints, a, m); sf_racc_merge(op, ints, a, o); }
   __syncthreads();
   if (lane == 0) sm[w] = a;
   __syncthreads();
   a = lane < nw ? sm[lane] : sf_racc_init(op);
-  for (int m = 16; m > 0; m >>= 1) { sf_racc o = sf_racc_shfl(a, m); sf_racc_merge(op, ints, a, o); }
+  for (int m = 16; m > 0; m >>= 1) { sf_racc o = sf_racc_shfl(op, ints, a, m); sf_racc_merge(op, ints, a, o); }
   return a;
 }
 
@@ -153,7 +154,9 @@ int sf_k_reduce(sf_reduce_op op, void *out, sf_dtype dt_out, const void *a, sf_d
   if (it->n == 0) return 0;
   int ints = !(dt_a == SF_F32 || dt_a == SF_BF16 || dt_a == SF_F16 || dt_a == SF_F64);
   if (R >= 256 || it->n < 256) {
-    int threads = R >= 256 ? 256 : (R > 64 ? 128 : 32);
+    /* threads in proportion to the row (each folds >= 4 elements before the shuffles): a wide block on a
+     * short row only adds barrier work (on emu each barrier switches every thread's fiber) */
+    int threads = R >= 4096 ? 256 : (R >= 1024 ? 128 : (R >= 256 ? 64 : 32));
     SF_LAUNCH(sf_reduce_block_kernel, sf_grid_for(it->n, 1), threads, 0, sf_cuda_stream(), (int)op, ints, out,
               (int)dt_out, a, (int)dt_a, R, rs, *it);
   } else {
