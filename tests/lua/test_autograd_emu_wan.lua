@@ -1,6 +1,7 @@
 -- test_autograd_emu_wan.lua — training through the whole Wan DiT on the emulated CUDA device: parameter and
 -- input gradients of sum(out * R) on emu:0 against cpu, bidirectional, block-causal (the flash-attention
--- backward with per-frame key ranges, head dim 64) and bf16 parameters; then one AdamW step on both devices.
+-- backward with per-frame key ranges, head dim 64) and bf16 parameters; then one AdamW step on both devices;
+-- the KV-cache chunk; block checkpointing lowers the device allocator's peak.
 local sfwb = require "sfwb"
 local T = require "sfwb.testing"
 
@@ -91,6 +92,38 @@ T.case("KV-cache path on emu: the chunk's input gradient = cpu's (keys from a de
   local e = rel(g[2], g[1])
   print(("  KV chunk input gradient: emu vs cpu %.2g"):format(e))
   T.check(e < 1e-4, "KV path gradient differs by " .. e)
+end)
+
+T.case("checkpointing on emu: identical gradients, lower peak of the device allocator", function()
+  if not emu then print("  (skipped: no emu device)") return end
+  sfwb.manual_seed(3)
+  local c = {dim = 64, ffn_dim = 256, num_heads = 4, num_layers = 4, in_dim = 4, out_dim = 4, text_dim = 16,
+             text_len = 8, freq_dim = 32}
+  local m = sfwb.wan.new(c):to(emu)
+  m:requires_grad_(true)
+  local x, ctx, R = sfwb.randn({1, 4, 4, 12, 12}):to(emu), sfwb.randn({1, 5, 16}):to(emu), sfwb.randn({1, 4, 4, 12, 12}):to(emu)
+  local t = sfwb.tensor({500.0}):to(emu)
+  local peak, grads = {}, {}
+  for _, ck in ipairs({false, true}) do
+    for _, p in pairs(m:parameters()) do p.grad = nil end
+    collectgarbage()
+    collectgarbage()
+    sfwb.cuda.synchronize(emu)
+    sfwb.cuda.reset_peak_memory_stats(emu)
+    local base = sfwb.cuda.memory(emu).allocated
+    local out = m:forward(x, t, ctx, {checkpoint = ck})
+    ;(out * R):sum():backward()
+    out = nil
+    peak[ck] = sfwb.cuda.memory(emu).peak - base
+    grads[ck] = {}
+    for name, p in pairs(m:parameters()) do grads[ck][name] = p.grad end
+  end
+  for name, g in pairs(grads[false]) do
+    T.eq((grads[true][name] - g):abs():max():item(), 0.0, "checkpointed gradient of " .. name)
+  end
+  print(("  emu: peak %.2f MB without, %.2f MB with checkpointing (%.2fx)"):format(peak[false] / 2^20, peak[true] / 2^20,
+    peak[true] / peak[false]))
+  T.check(peak[true] < 0.7 * peak[false], "checkpointing did not lower the device peak enough")
 end)
 
 T.done()
