@@ -104,6 +104,7 @@ struct Warp {
   unsigned live_mask;
   uint64_t slots[2][32];
   unsigned posted[2]; /* live lanes when buffer p was filled: lanes may exit before a slow lane reads */
+  float mma[512];     /* the two 16x16 operands of the warp's running wmma mma_sync (emu_wmma.h) */
 };
 
 #ifdef SF_EMU_ASAN
@@ -427,6 +428,7 @@ void sf_emu_set_shuffle(int on, uint64_t seed) {
 }
 
 void sf_emu_syncthreads(void) { block_barrier(); }
+float *sf_emu_warp_scratch(void) { return tw->warps[cur_fiber()->st.warp].mma; }
 void sf_emu_trap(const char *why) {
   if (tw && !tw->trap[0]) snprintf(tw->trap, sizeof tw->trap, "thread %d: %s", cur_fiber() ? (int)(cur_fiber() - tw->fibers.data()) : -1, why);
 }

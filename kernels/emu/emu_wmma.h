@@ -5,13 +5,14 @@
  * of the tile a lane holds is unspecified: here the mapping is a scramble (element i of lane l is tile
  * entry (37 * (8 l + i)) mod 256), so a kernel that assumes a layout gives wrong results instead of
  * passing by luck. Every call is warp-collective (a warp barrier: calling it from divergent code
- * deadlocks, which the emulator reports). mma_sync exchanges the operands through a per-warp buffer and
- * accumulates in f32 in k order. The hardware's requirements are checked and fail the launch:
+ * deadlocks, which the emulator reports). mma_sync exchanges the operands through the warp's buffer in the
+ * runtime and accumulates in f32 in k order. The hardware's requirements are checked and fail the launch:
  * 256-bit aligned pointers and ldm a multiple of 16 bytes. */
 #ifndef SF_EMU_WMMA_H
 #define SF_EMU_WMMA_H
 
 extern "C" void sf_emu_trap(const char *why); /* fails the running launch with `why` (the thread continues) */
+extern "C" float *sf_emu_warp_scratch(void);  /* 512 floats shared by the running warp's lanes */
 
 namespace nvcuda {
 namespace wmma {
@@ -81,15 +82,12 @@ template <class U, class T, class L, class V> static inline void fill_fragment(f
   for (int i = 0; i < 8; i++) f.x[i] = sf_wmma_cast<T>((float)v);
 }
 
-/* the operands of one mma of each warp of the running block (a block runs on one OS thread) */
-inline thread_local float sf_wmma_xa[32][256], sf_wmma_xb[32][256];
-
 /* d = a b + c (d may be c) */
 template <class T, class LA, class LB>
 static inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment<matrix_a, 16, 16, 16, T, LA> &a,
                             const fragment<matrix_b, 16, 16, 16, T, LB> &b, const fragment<accumulator, 16, 16, 16, float> &c) {
-  const int lane = sf_emu_cur->lane, w = sf_emu_cur->warp;
-  float *xa = sf_wmma_xa[w], *xb = sf_wmma_xb[w];
+  const int lane = sf_emu_cur->lane;
+  float *xa = sf_emu_warp_scratch(), *xb = xa + 256;
   for (int i = 0; i < 8; i++) {
     xa[sf_wmma_slot(lane, i)] = sf_wmma_f(a.x[i]);
     xb[sf_wmma_slot(lane, i)] = sf_wmma_f(b.x[i]);
