@@ -7,16 +7,21 @@ local M = {}
 local VAE = {}
 VAE.__index = VAE
 
--- sfwb.vae.load(pth_or_state_dict, {mean={..}, std={..}, device="cpu"}) — mean/std default to Wan's 16
--- constants (zeros/ones for other z_dim). f32 compute: the fused CPU path on "cpu" (results come back on
--- the input's device); on any other device (cuda:N, emu:N) the tensor-op forward of sfwb.vae_device with
--- the backend's convolution kernel.
+-- sfwb.vae.load(pth_or_state_dict, {mean={..}, std={..}, device="cpu", dtype="f32"}) — mean/std default to
+-- Wan's 16 constants (zeros/ones for other z_dim). The fused CPU path on "cpu" (results come back on the
+-- input's device); on any other device (cuda:N, emu:N) the tensor-op forward of sfwb.vae_device with the
+-- backend's convolution kernel. dtype: "f32" (upstream Wan) or "bf16" (Self-Forcing's inference: weights
+-- and activations rounded to bf16 at every op output, sums in f32; CPU path only); vae.dtype holds it.
 function M.load(src, opts)
   opts = opts or {}
   local sd = type(src) == "table" and src or sfwb.load(src)
   sd = sfwb.t5._strip_prefixes(sd)
-  local core = sfwb._vae.new(sd, {mean = opts.mean, std = opts.std})
-  local self = setmetatable({core = core, config = core:config(), device = opts.device or "cpu"}, VAE)
+  local dtype = opts.dtype or "f32"
+  local core = sfwb._vae.new(sd, {mean = opts.mean, std = opts.std, dtype = dtype})
+  local self = setmetatable({core = core, config = core:config(), device = opts.device or "cpu", dtype = core:dtype()}, VAE)
+  if self.device ~= "cpu" and self.dtype ~= "f32" then
+    error("sfwb.vae.load: dtype '" .. self.dtype .. "' runs on the cpu path only (device " .. self.device .. ")", 2)
+  end
   if self.device ~= "cpu" then
     self.dev = require("sfwb.vae_device").new(sd, self.config, self.device)
     self._streams = {}
@@ -46,6 +51,15 @@ end
 function VAE:decode_chunk(latents)
   if self.dev then return self.dev:decode(latents, self._streams) end
   return back(self.core:decode_chunk(latents), latents)
+end
+
+-- switch the compute dtype ("f32" | "bf16", cpu path); streaming caches are cleared
+function VAE:set_dtype(dtype)
+  if self.dev and dtype ~= "f32" then error("vae:set_dtype: '" .. dtype .. "' runs on the cpu path only", 2) end
+  self.core:set_dtype(dtype)
+  self.core:reset()
+  self.dtype = self.core:dtype()
+  return self
 end
 
 function VAE:reset()

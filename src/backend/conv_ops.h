@@ -30,14 +30,18 @@ static inline int sf_conv_out_t(const sf_conv_geom *g, int nin) { return nin < g
  * Stride 1: shifted GEMMs over zero-padded frames (OpenBLAS SGEMM); other strides: im2col tiles + SGEMM. */
 int sf_conv3d_frames_f32(const sf_conv_geom *g, const float *const *frames, int nin, int H, int W, const float *w,
                          const float *b, float *out);
-/* the same with the input frames nearest-upsampled 2x (H, W are the frames' own size; stride 1 only) and
- * optional weights prepared by sf_conv_prep_weights (wp NULL: prepared per call from w) */
-int sf_conv3d_frames_f32x(const sf_conv_geom *g, const float *const *frames, int nin, int H, int W, int up2,
+/* the same with flags: SF_CONV_UP2 — the input frames are nearest-upsampled 2x on the way in (H, W are
+ * the frames' own size; stride 1 only); SF_CONV_BF16 — bf16 compute as torch/cuDNN run a bf16 conv:
+ * weights and bias rounded to bf16, products of bf16 values summed in f32, the output (bias added)
+ * rounded to bf16 once (the input frames are expected to hold bf16 values already).
+ * wp: weights prepared by sf_conv_prep_weights with the same flags, or NULL (prepared per call). */
+enum { SF_CONV_UP2 = 1, SF_CONV_BF16 = 2 };
+int sf_conv3d_frames_f32x(const sf_conv_geom *g, const float *const *frames, int nin, int H, int W, int flags,
                           const float *w, const float *wp, const float *b, float *out);
 int64_t sf_conv_frames_out_floats(const sf_conv_geom *g, int nin, int H, int W, int up2);
 /* the stride-1 kernel's weight layout [kh*kw][kt, tap-reversed][cout][cin]: sf_conv_prep_floats floats */
 size_t sf_conv_prep_floats(const sf_conv_geom *g);
-void sf_conv_prep_weights(const sf_conv_geom *g, const float *w, float *wp);
+void sf_conv_prep_weights(const sf_conv_geom *g, const float *w, int flags, float *wp);
 
 /* Tensor-level convolution as torch.nn.functional.conv3d/conv2d with zero padding.
  * conv3d: x [N, Cin, T, H, W], w [Cout, Cin, kt, kh, kw]; conv2d: x [N, Cin, H, W], w [Cout, Cin, kh, kw].
@@ -48,6 +52,8 @@ typedef struct sf_conv_ops {
 } sf_conv_ops;
 
 extern const sf_conv_ops sf_cpu_conv_ops;
+/* the CPU conv2d (nd 2) / conv3d (nd 3) with SF_CONV_BF16 (bf16 compute, as the VAE's bf16 mode) */
+sf_tensor *sf_conv_cpu_flags(int nd, sf_tensor *x, sf_tensor *w, sf_tensor *b, const int *stride, const int *pad, int flags);
 /* the conv table serving x's device: the backend's own, else the CPU one for cpu tensors */
 const sf_conv_ops *sf_conv_ops_for(const sf_tensor *x);
 sf_tensor *sf_conv3d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[3], const int pad[3]);

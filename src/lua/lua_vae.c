@@ -45,7 +45,7 @@ static int read_floats(lua_State *L, int idx, const char *field, float *out, int
   return n;
 }
 
-/* sfwb._vae.new(state_dict, {mean={..}, std={..}}) */
+/* sfwb._vae.new(state_dict, {mean={..}, std={..}, dtype="f32"|"bf16"}) */
 static int vae_new(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   float mean[64], std[64];
@@ -69,7 +69,23 @@ static int vae_new(lua_State *L) {
       if (ns) c->std[i] = std[i];
     }
   }
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "dtype");
+    if (!lua_isnil(L, -1) && sf_vae_set_dtype(u->m, luaL_checkstring(L, -1))) return sf_lua_raise(L);
+    lua_pop(L, 1);
+  }
   return 1;
+}
+
+/* vae:dtype() -> "f32"|"bf16";  vae:set_dtype(name) */
+static int vae_dtype(lua_State *L) {
+  lua_pushstring(L, sf_vae_dtype(check_vae(L, 1)));
+  return 1;
+}
+
+static int vae_set_dtype(lua_State *L) {
+  if (sf_vae_set_dtype(check_vae(L, 1), luaL_checkstring(L, 2))) return sf_lua_raise(L);
+  return 0;
 }
 
 /* vae:encode(video [B, 3, T, H, W]) -> [B, F, z, H/8, W/8] f32 */
@@ -200,7 +216,11 @@ static int conv_nd_lua(lua_State *L, int nd) {
   int stride[3], pad[3];
   read_ints(L, 4, stride, nd, 1);
   read_ints(L, 5, pad, nd, 0);
-  sf_tensor *y = nd == 3 ? sf_conv3d(x, w, b, stride, pad) : sf_conv2d(x, w, b, stride, pad);
+  const char *dtype = luaL_optstring(L, 6, "f32");
+  if (strcmp(dtype, "f32") && strcmp(dtype, "bf16")) return luaL_error(L, "conv: dtype '%s' (f32 or bf16)", dtype);
+  sf_tensor *y = !strcmp(dtype, "bf16") ? sf_conv_cpu_flags(nd, x, w, b, stride, pad, SF_CONV_BF16)
+                 : nd == 3              ? sf_conv3d(x, w, b, stride, pad)
+                                        : sf_conv2d(x, w, b, stride, pad);
   if (!y) return sf_lua_raise(L);
   sf_lua_push_tensor(L, y);
   return 1;
@@ -210,7 +230,8 @@ static int l_conv2d(lua_State *L) { return conv_nd_lua(L, 2); }
 
 void sf_lua_register_vae(lua_State *L) {
   static const luaL_Reg methods[] = {{"encode", vae_encode},   {"decode", vae_decode}, {"decode_chunk", vae_decode_chunk},
-                                     {"reset", vae_reset},     {"config", vae_config}, {NULL, NULL}};
+                                     {"reset", vae_reset},     {"config", vae_config}, {"dtype", vae_dtype},
+                                     {"set_dtype", vae_set_dtype}, {NULL, NULL}};
   if (luaL_newmetatable(L, VAE_MT)) {
     lua_pushcfunction(L, vae_gc), lua_setfield(L, -2, "__gc");
     luaL_newlib(L, methods);

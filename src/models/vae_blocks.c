@@ -39,6 +39,7 @@ int vstate_init(vstate *st, int nslots) {
 
 /* up2: the frames are nearest-upsampled 2x on the way into the conv (the decoder's Resample) */
 static int run_conv(const vconv *c, const float **list, int nin, int H, int W, int up2, vseq *y) {
+  int flags = (up2 ? SF_CONV_UP2 : 0) | (c->bf16 ? SF_CONV_BF16 : 0);
   int To = sf_conv_out_t(&c->g, nin), Ho = sf_conv_out_h(&c->g, up2 ? 2 * H : H), Wo = sf_conv_out_w(&c->g, up2 ? 2 * W : W);
   if (To <= 0 || Ho <= 0 || Wo <= 0) return sf_error("VAE: %d frames of %dx%d are too few for a conv", nin, H, W);
   int64_t n = sf_conv_frames_out_floats(&c->g, nin, H, W, up2);
@@ -47,7 +48,7 @@ static int run_conv(const vconv *c, const float **list, int nin, int H, int W, i
   if (!y->d) return sf_error("VAE: out of memory for %d frames of [%d, %d, %d]", To, c->g.cout, Ho, Wo);
   /* the weights are rearranged per call (parallel, cache-blocked: not measurable in the decode time),
    * not kept: a kept copy cost +290 MB of peak memory on the real-width decoder */
-  if (sf_conv3d_frames_f32x(&c->g, list, nin, H, W, up2, c->w, NULL, c->b, y->d)) {
+  if (sf_conv3d_frames_f32x(&c->g, list, nin, H, W, flags, c->w, NULL, c->b, y->d)) {
     vseq_free(y);
     return -1;
   }
@@ -115,9 +116,29 @@ int vconv_cached(const vconv *c, vslot *slot, const vseq *x, vseq *y) {
   return 0;
 }
 
+/* bf16: every op of F.normalize(x) * scale * gamma (then SiLU) rounds its output to bf16, computed in f32
+ * from bf16 operands as the CUDA kernels do (the norm summed in f32, the python scalar kept f32) */
+static void norm_bf16(const float *f, float *o, int64_t HW, int C, int64_t np, const double *ss, const float *gamma,
+                      float scale, int silu) {
+  float nrm[256];
+  for (int64_t p = 0; p < np; p++) {
+    float n = vbf((float)sqrt(ss[p]));
+    nrm[p] = n > vbf(1e-12f) ? n : vbf(1e-12f);
+  }
+  for (int c = 0; c < C; c++) {
+    const float *r = f + c * HW;
+    float *q = o + c * HW;
+    float sg = vbf(gamma[c]);
+    for (int64_t p = 0; p < np; p++) {
+      float v = vbf(vbf(vbf(r[p] / nrm[p]) * scale) * sg);
+      q[p] = silu ? vbf(v / (1.0f + sf_enc_expf(-v))) : v;
+    }
+  }
+}
+
 /* RMS_norm over channels (F.normalize * sqrt(C) * gamma), optionally followed by SiLU; y may be x.
  * Blocks of 256 positions of every frame are shared among the pool's threads. */
-typedef struct { const vseq *x; const float *gamma; int silu; vseq *y; int64_t nblk; } norm_job;
+typedef struct { const vseq *x; const float *gamma; int silu, bf16; vseq *y; int64_t nblk; } norm_job;
 
 static void norm_worker(void *ctx, int t, int nt) {
   const norm_job *j = ctx;
@@ -135,6 +156,10 @@ static void norm_worker(void *ctx, int t, int nt) {
     for (int c = 0; c < C; c++) {
       const float *r = f + c * HW + p0;
       for (int64_t p = 0; p < np; p++) ss[p] += (double)r[p] * r[p];
+    }
+    if (j->bf16) {
+      norm_bf16(f + p0, o + p0, HW, C, np, ss, j->gamma, scale, j->silu);
+      continue;
     }
     for (int64_t p = 0; p < np; p++) {
       float n = (float)sqrt(ss[p]);
@@ -156,22 +181,26 @@ static void norm_worker(void *ctx, int t, int nt) {
   }
 }
 
-static void rms_norm(const vseq *x, const float *gamma, int silu, vseq *y) {
+static void rms_norm(const vseq *x, const float *gamma, int silu, int bf16, vseq *y) {
   int64_t HW = (int64_t)x->H * x->W;
-  norm_job j = {x, gamma, silu, y, (int64_t)x->T * ((HW + 255) / 256)};
+  norm_job j = {x, gamma, silu, bf16, y, (int64_t)x->T * ((HW + 255) / 256)};
   sf_cpu_parallel(sf_cpu_threads((int64_t)x->T * x->C * HW, (int64_t)1 << 16), norm_worker, &j);
 }
 
-typedef struct { float *d; const float *s; int64_t n; } add_job;
+typedef struct { float *d; const float *s; int64_t n; int bf16; } add_job;
 
 static void add_worker(void *ctx, int t, int nt) {
   const add_job *j = ctx;
-  for (int64_t i = j->n * t / nt; i < j->n * (t + 1) / nt; i++) j->d[i] += j->s[i];
+  int64_t i0 = j->n * t / nt, i1 = j->n * (t + 1) / nt;
+  if (j->bf16)
+    for (int64_t i = i0; i < i1; i++) j->d[i] = vbf(j->d[i] + j->s[i]);
+  else
+    for (int64_t i = i0; i < i1; i++) j->d[i] += j->s[i];
 }
 
-/* d += s over n floats */
-static void add_into(float *d, const float *s, int64_t n) {
-  add_job j = {d, s, n};
+/* d += s over n floats (rounded to bf16 when bf16) */
+static void add_into(float *d, const float *s, int64_t n, int bf16) {
+  add_job j = {d, s, n, bf16};
   sf_cpu_parallel(sf_cpu_threads(n, (int64_t)1 << 17), add_worker, &j);
 }
 
@@ -180,12 +209,12 @@ static int res_forward(const vmod *m, vstate *st, vseq *x) {
   int rc = -1;
   if (m->sc.w && vconv_apply(&m->sc, x, &h)) goto done;
   if (vseq_alloc(&a, x->T, x->C, x->H, x->W)) goto done;
-  rms_norm(x, m->g0, 1, &a);
+  rms_norm(x, m->g0, 1, m->bf16, &a);
   if (vconv_cached(&m->c0, &st->s[m->slot0], &a, &b)) goto done;
-  rms_norm(&b, m->g1, 1, &b);
+  rms_norm(&b, m->g1, 1, m->bf16, &b);
   if (vconv_cached(&m->c1, &st->s[m->slot1], &b, &c)) goto done;
   const float *id = m->sc.w ? h.d : x->d;
-  add_into(c.d, id, (int64_t)c.T * c.C * c.H * c.W);
+  add_into(c.d, id, (int64_t)c.T * c.C * c.H * c.W, m->bf16);
   vseq_free(x);
   *x = c;
   c.d = NULL;
@@ -195,7 +224,14 @@ done:
   return rc;
 }
 
-/* single-head attention over the h*w positions of each frame, width C, scale 1/sqrt(C) */
+/* 1x1 conv of one frame [cin][HW] -> out [cout][HW] (bf16 as the conv's flag) */
+static int conv1x1_frame(const vconv *c, const float *in, int H, int W, float *out) {
+  const float *list[1] = {in};
+  return sf_conv3d_frames_f32x(&c->g, list, 1, H, W, c->bf16 ? SF_CONV_BF16 : 0, c->w, NULL, c->b, out);
+}
+
+/* single-head attention over the h*w positions of each frame, width C, scale 1/sqrt(C). bf16: q, k, v
+ * are bf16 and the attention runs in f32 with one rounding of its output, as a fused SDPA kernel. */
 static int attn_forward(const vmod *m, vseq *x) {
   int C = x->C;
   int64_t HW = (int64_t)x->H * x->W;
@@ -206,11 +242,11 @@ static int attn_forward(const vmod *m, vseq *x) {
     rc = sf_error("VAE: out of memory for attention over %lld positions", (long long)HW);
     goto done;
   }
-  for (int t = 0; t < x->T; t++) {
+  for (int t = 0; t < x->T && rc == 0; t++) {
     float *f = vseq_frame(x, t);
     vseq one = {1, C, x->H, x->W, f}, nn = {1, C, x->H, x->W, xn};
-    rms_norm(&one, m->g0, 0, &nn);
-    sf_enc_conv1x1(m->qkv.w, m->qkv.b, 3 * C, C, xn, HW, qkv);
+    rms_norm(&one, m->g0, 0, m->bf16, &nn);
+    if ((rc = conv1x1_frame(&m->qkv, xn, x->H, x->W, qkv))) break;
     const float *q = qkv, *k = qkv + C * HW, *v = qkv + 2 * C * HW;
     /* S[i][j] = q[:, i] . k[:, j] / sqrt(C) */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)HW, (int)HW, C, 1.0f / sqrtf((float)C), q, (int)HW, k,
@@ -219,8 +255,10 @@ static int attn_forward(const vmod *m, vseq *x) {
     /* o[c][i] = sum_j v[c][j] S[i][j] */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, (int)HW, (int)HW, 1.0f, v, (int)HW, S, (int)HW, 0.0f, o,
                 (int)HW);
-    sf_enc_conv1x1(m->proj.w, m->proj.b, C, C, o, HW, pr);
-    for (int64_t i = 0; i < C * HW; i++) f[i] += pr[i];
+    if (m->bf16)
+      for (int64_t i = 0; i < C * HW; i++) o[i] = vbf(o[i]);
+    if ((rc = conv1x1_frame(&m->proj, o, x->H, x->W, pr))) break;
+    add_into(f, pr, C * HW, m->bf16);
   }
 done:
   free(xn), free(qkv), free(o), free(S), free(pr);
@@ -314,7 +352,7 @@ int vcoder_forward(const vcoder *c, vstate *st, vseq *x) {
   }
   for (int i = 0; !c->middle_first && i < 3; i++)
     if (vmod_forward(&c->mid[i], st, x)) return -1;
-  rms_norm(x, c->head_g, 1, x);
+  rms_norm(x, c->head_g, 1, c->bf16, x);
   vseq z = {0};
   if (vconv_cached(&c->head, &st->s[c->nslots - 1], x, &z)) return -1;
   vseq_free(x);

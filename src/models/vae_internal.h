@@ -16,6 +16,7 @@ typedef struct {
   int causal_t;  /* zero frames a causal conv puts in front (2 * temporal padding) */
   float *w, *b;  /* f32: into wt/bt when the file holds contiguous f32 (no copy), else owned copies */
   sf_tensor *wt, *bt;
+  int bf16;      /* bf16 compute (SF_CONV_BF16) */
 } vconv;
 
 typedef enum { VM_RES, VM_ATTN, VM_DOWN2D, VM_DOWN3D, VM_UP2D, VM_UP3D } vkind;
@@ -28,6 +29,7 @@ typedef struct {
   vconv qkv, proj;     /* attention */
   vconv rs, tc;        /* resample: spatial conv, time conv */
   int slot0, slot1;    /* feature-cache slots */
+  int bf16;            /* round activations to bf16 at every op output (Self-Forcing's bf16 VAE) */
 } vmod;
 
 typedef struct {
@@ -39,6 +41,7 @@ typedef struct {
   vconv head;
   int nslots;
   int middle_first; /* the decoder runs conv1, middle, upsamples; the encoder conv1, downsamples, middle */
+  int bf16;
 } vcoder;
 
 /* one cache slot: up to 2 frames, or the decoder's "Rep" marker */
@@ -51,7 +54,17 @@ struct sf_vae {
   sf_vae_config cfg;
   vstate *stream; /* decode_chunk state per batch element */
   int nstream;
+  int bf16;       /* compute dtype: 0 f32, 1 bf16 */
 };
+
+/* round to the nearest bf16 value (ties to even), kept as f32; NaN stays NaN. Branch-free for vectorizing. */
+static inline float vbf(float x) {
+  union { float f; uint32_t u; } v = {x};
+  uint32_t r = (v.u + 0x7fffu + ((v.u >> 16) & 1u)) & 0xffff0000u;
+  uint32_t nan = (v.u & 0x7fffffffu) > 0x7f800000u;
+  v.u = nan ? (v.u | 0x00400000u) : r;
+  return v.f;
+}
 
 int vseq_alloc(vseq *x, int T, int C, int H, int W);
 void vseq_free(vseq *x);

@@ -188,6 +188,30 @@ void sf_vae_free(sf_vae *v) {
 
 const sf_vae_config *sf_vae_config_of(const sf_vae *v) { return &v->cfg; }
 
+static void mod_set_bf16(vmod *m, int on) {
+  m->bf16 = on;
+  m->c0.bf16 = m->c1.bf16 = m->sc.bf16 = m->qkv.bf16 = m->proj.bf16 = m->rs.bf16 = m->tc.bf16 = on;
+}
+
+static void coder_set_bf16(vcoder *c, int on) {
+  c->bf16 = c->conv1.bf16 = c->head.bf16 = on;
+  for (int i = 0; i < c->nmods; i++) mod_set_bf16(&c->mods[i], on);
+  for (int i = 0; i < 3; i++) mod_set_bf16(&c->mid[i], on);
+}
+
+int sf_vae_set_dtype(sf_vae *v, const char *dtype) {
+  int on;
+  if (!strcmp(dtype, "f32") || !strcmp(dtype, "float32")) on = 0;
+  else if (!strcmp(dtype, "bf16") || !strcmp(dtype, "bfloat16")) on = 1;
+  else return sf_error("VAE: compute dtype '%s' is not supported (f32 or bf16)", dtype);
+  v->bf16 = on;
+  coder_set_bf16(&v->enc, on), coder_set_bf16(&v->dec, on);
+  v->conv1.bf16 = v->conv2.bf16 = on;
+  return 0;
+}
+
+const char *sf_vae_dtype(const sf_vae *v) { return v->bf16 ? "bf16" : "f32"; }
+
 sf_vae *sf_vae_new(sf_weight_getter get, void *ctx, const float *mean, const float *std) {
   sf_vae *v = calloc(1, sizeof *v);
   if (!v) { sf_error("VAE: out of memory"); return NULL; }
@@ -246,6 +270,8 @@ int sf_vae_encode1(sf_vae *v, const float *video, int T, int H, int W, float **l
     if ((rc = vseq_alloc(&x, nt, 3, H, W))) break;
     for (int t = 0; t < nt; t++)
       for (int c = 0; c < 3; c++) memcpy(vseq_frame(&x, t) + c * HW, video + ((int64_t)c * T + t0 + t) * HW, sizeof(float) * HW);
+    if (v->bf16) /* the pixels as a bf16 tensor */
+      for (int64_t k = 0; k < (int64_t)nt * 3 * HW; k++) x.d[k] = vbf(x.d[k]);
     rc = vcoder_forward(&v->enc, &st, &x);
     if (rc == 0 && (x.T != 1 || x.C != 2 * z || x.H != h || x.W != w))
       rc = sf_error("VAE encode: chunk %d gave [%d, %d, %d, %d], expected one latent frame of [%d, %d, %d]", i, x.T, x.C,
@@ -269,7 +295,12 @@ int sf_vae_encode1(sf_vae *v, const float *video, int T, int H, int W, float **l
       float m = v->cfg.mean[c], inv = 1.0f / v->cfg.std[c];
       const float *src = vseq_frame(&y, t) + c * hw;
       float *dst = out + ((int64_t)t * z + c) * hw;
-      for (int64_t p = 0; p < hw; p++) dst[p] = (src[p] - m) * inv;
+      if (v->bf16) { /* scale = [mean.to(bf16), 1.0 / std.to(bf16)], each op rounded */
+        m = vbf(m), inv = vbf(1.0f / vbf(v->cfg.std[c]));
+        for (int64_t p = 0; p < hw; p++) dst[p] = vbf(vbf(src[p] - m) * inv);
+      } else {
+        for (int64_t p = 0; p < hw; p++) dst[p] = (src[p] - m) * inv;
+      }
     }
   vseq_free(&y);
   *latent = out;
@@ -305,7 +336,12 @@ int sf_vae_decode1(sf_vae *v, const float *latent, int F, int h, int w, int stre
         float m = v->cfg.mean[c], inv = 1.0f / v->cfg.std[c];
         const float *src = latent + ((int64_t)t * z + c) * hw;
         float *dst = vseq_frame(&zs, t) + c * hw;
-        for (int64_t p = 0; p < hw; p++) dst[p] = src[p] / inv + m;
+        if (v->bf16) { /* bf16 latents, scale = [mean.to(bf16), 1.0 / std.to(bf16)], each op rounded */
+          m = vbf(m), inv = vbf(1.0f / vbf(v->cfg.std[c]));
+          for (int64_t p = 0; p < hw; p++) dst[p] = vbf(vbf(vbf(src[p]) / inv) + m);
+        } else {
+          for (int64_t p = 0; p < hw; p++) dst[p] = src[p] / inv + m;
+        }
       }
     rc = vconv_apply(&v->conv2, &zs, &x);
   }

@@ -33,6 +33,10 @@ int sf_vae_encode1(sf_vae *v, const float *video, int T, int H, int W, float **l
  * stream < 0: fresh caches (decode); stream >= 0: the persistent caches of that stream (cached_decode) */
 int sf_vae_decode1(sf_vae *v, const float *latent, int F, int h, int w, int stream, float **video, int *T_out);
 void sf_vae_clear_stream(sf_vae *v);
+/* compute dtype "f32" (default, upstream Wan) or "bf16" (Self-Forcing's bf16 VAE: weights and every
+ * activation rounded to bf16 at the reference's op outputs, sums in f32); -1 + sf_error otherwise */
+int sf_vae_set_dtype(sf_vae *v, const char *dtype);
+const char *sf_vae_dtype(const sf_vae *v);
 
 #ifdef __cplusplus
 }

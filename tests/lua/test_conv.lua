@@ -25,6 +25,32 @@ for i, sp in ipairs(c2) do
     T.close(conv2d(F[k .. "x"], F[k .. "w"], F[k .. "b"], sp[1], sp[2]), F[k .. "y"], 1e-5)
   end)
 end
+T.case("bf16 compute (the VAE's bf16 mode) on every case", function()
+  -- our f32 sums vs exact sums: the outputs may differ by one bf16 step where the exact value is near a
+  -- rounding tie; count those
+  local flips, total = 0, 0
+  local function check(y, ref)
+    T.close(y:bf16():float(), y, 0) -- bf16 values
+    local d = (y - ref):abs()
+    -- one bf16 ulp is <= |v| * 2^-7; near-cancelling sums (tiny |v|) get the f32 summation error too
+    local step = ref:abs():mul(2 ^ -7):add(ref:abs():max():item() * 1e-5)
+    local worst = (d - step):max():item()
+    T.check(worst <= 0, string.format("more than one bf16 step off (by %.3g, max |y| %.3g)", worst, ref:abs():max():item()))
+    flips = flips + d:gt(0):float():sum():item()
+    total = total + ref:numel()
+  end
+  for i, sp in ipairs(c3) do
+    local k = "c3_" .. (i - 1) .. "_"
+    check(conv3d(F[k .. "x"], F[k .. "w"], F[k .. "b"], sp[1], sp[2], "bf16"), F[k .. "ybf"])
+  end
+  for i, sp in ipairs(c2) do
+    local k = "c2_" .. (i - 1) .. "_"
+    check(conv2d(F[k .. "x"], F[k .. "w"], F[k .. "b"], sp[1], sp[2], "bf16"), F[k .. "ybf"])
+  end
+  print(string.format("  bf16 conv: %d of %d outputs one bf16 step off the exactly summed reference", flips, total))
+  T.check(flips <= total * 0.01, "too many rounding flips")
+  T.raises(function() conv3d(F.c3_0_x, F.c3_0_w, nil, 1, 1, "f16") end, "f32 or bf16")
+end)
 local has_emu = false
 for _, d in ipairs(sfwb.devices()) do if d == "emu:0" then has_emu = true end end
 T.case("emu: implicit-GEMM kernel (kernels/conv.cu) on every case", function()

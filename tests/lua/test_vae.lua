@@ -54,6 +54,29 @@ T.case("i2v_condition(img, 9) -> y [1, 20, 3, 4, 4]", function()
   T.raises(function() vae:i2v_condition(F.img, 8) end, "1 + 4k")
 end)
 
+T.case("bf16 compute (Self-Forcing's bf16 VAE) against the bf16 transcription", function()
+  T.eq(vae.dtype, "f32")
+  local lat32, dec32 = vae:encode(F.video), vae:decode(F.z)
+  vae:set_dtype("bf16")
+  T.eq(vae.dtype, "bf16")
+  local lat, dec = vae:encode(F.video), vae:decode(F.z)
+  vae:set_dtype("f32")
+  local function rel(a, b) return (a - b):abs():max():item() / b:abs():max():item() end
+  -- the random-weight VAE amplifies single bf16 rounding flips (see vae_ref.py): the bound is the gap
+  -- between two valid bf16 references (f32 vs f64 sums), not a fixed tolerance
+  local el, ed = rel(lat, F.bf16_latents), rel(dec, F.bf16_decoded)
+  local fl, fd = rel(F.bf16_latents_f64, F.bf16_latents), rel(F.bf16_decoded_f64, F.bf16_decoded)
+  local gl, gd = rel(lat32, F.bf16_latents), rel(dec32, F.bf16_decoded)
+  print(string.format("  bf16: encode %.3g, decode %.3g; two bf16 references differ by %.3g, %.3g; f32 compute vs bf16: %.3g, %.3g",
+    el, ed, fl, fd, gl, gd))
+  -- values are bf16 numbers
+  T.close(lat:bf16():float(), lat, 0)
+  T.close(dec:bf16():float(), dec, 0)
+  T.check(el <= 2 * fl + 1e-3 and ed <= 2 * fd + 1e-3, "bf16 mode further from the bf16 reference than the noise floor")
+  T.raises(function() vae:set_dtype("f16") end, "not supported")
+  T.eq(vae.dtype, "f32")
+end)
+
 -- a tiny VAE (dim 8, z 4: the spec's config E) for the device path, which is slow on the emulated GPU
 local tiny = T.tmpdir("vae-tiny")
 assert(os.execute(string.format("cd tests/ref && %s vae_ref.py '%s' 8 4", T.python, tiny)), "tiny reference failed")

@@ -17,6 +17,10 @@ CASES2 = [  # (N, Cin, H, W, Cout, kh, kw, stride, pad, bias)
 ]
 
 
+def R(t):
+    return t.bfloat16().float()
+
+
 def main(out):
     g = torch.Generator().manual_seed(5)
     fx = {}
@@ -28,6 +32,9 @@ def main(out):
         if bias:
             fx["c3_%d_b" % i] = b
         fx["c3_%d_y" % i] = F.conv3d(x, wt, b, stride=st, padding=pd)
+        # bf16 compute: bf16 operands, exact sums (f64), one rounding of the output
+        fx["c3_%d_ybf" % i] = F.conv3d(R(x).double(), R(wt).double(), R(b).double() if bias else None, stride=st,
+                                       padding=pd).bfloat16().float()
     for i, (n, ci, h, w, co, kh, kw, st, pd, bias) in enumerate(CASES2):
         x = torch.randn(n, ci, h, w, generator=g)
         wt = torch.randn(co, ci, kh, kw, generator=g)
@@ -36,6 +43,8 @@ def main(out):
         if bias:
             fx["c2_%d_b" % i] = b
         fx["c2_%d_y" % i] = F.conv2d(x, wt, b, stride=st, padding=pd)
+        fx["c2_%d_ybf" % i] = F.conv2d(R(x).double(), R(wt).double(), R(b).double() if bias else None, stride=st,
+                                       padding=pd).bfloat16().float()
     torch.save(fx, out + "/conv.pt")
 
 

@@ -95,6 +95,19 @@ def make_state_dict(dim, z, g):
 
 
 # ---------------- forward ----------------
+# bf16 mode (Self-Forcing's VAE after `.to(bfloat16)`, as it runs on CUDA): every op computes in f32 from
+# bf16 operands and rounds its output to bf16 once (convs: bf16 products summed in f32, bias added, one
+# rounding; the python scalar of RMS_norm kept in f32; the vector norm summed in f32; attention as a fused
+# SDPA: f32 inside, one rounding). Written with explicit casts around f32 ops because torch 1.13's CPU bf16
+# kernels differ from the CUDA ones the reference runs on (its bf16 norm sums in low precision and its
+# bf16 * scalar rounds the scalar to bf16).
+BF16 = False
+
+
+def R(t):
+    return t.bfloat16().float() if BF16 else t
+
+
 def causal_conv(x, w, b, pt, ph, pw, cache=None):
     # zero padding: W, H both sides; T 2*pt in front, reduced by the cached frames prepended
     front = 2 * pt
@@ -102,11 +115,22 @@ def causal_conv(x, w, b, pt, ph, pw, cache=None):
         x = torch.cat([cache, x], 2)
         front -= cache.shape[2]
     x = F.pad(x, (pw, pw, ph, ph, front, 0))
-    return F.conv3d(x, w, b)
+    return R(F.conv3d(x, R(w), R(b)))
+
+
+def conv2d(x, w, b, **kw):
+    return R(F.conv2d(x, R(w), R(b), **kw))
 
 
 def rms(x, gamma):
+    if BF16:
+        n = R(x.norm(dim=1, keepdim=True)).clamp_min(R(torch.tensor(1e-12)))
+        return R(R(R(x / n) * (x.shape[1] ** 0.5)) * R(gamma))
     return F.normalize(x, dim=1) * (x.shape[1] ** 0.5) * gamma
+
+
+def silu(x):
+    return R(F.silu(x))
 
 
 class Runner:
@@ -127,23 +151,23 @@ class Runner:
     def res(self, p, x, slots):
         sc = p + ".shortcut.weight"
         h = causal_conv(x, self.sd[sc], self.sd[p + ".shortcut.bias"], 0, 0, 0) if sc in self.sd else x
-        t = F.silu(rms(x, self.sd[p + ".residual.0.gamma"]))
+        t = silu(rms(x, self.sd[p + ".residual.0.gamma"]))
         t = self.cconv(p + ".residual.2", t, slots)
-        t = F.silu(rms(t, self.sd[p + ".residual.3.gamma"]))
+        t = silu(rms(t, self.sd[p + ".residual.3.gamma"]))
         t = self.cconv(p + ".residual.6", t, slots)
-        return t + h
+        return R(t + h)
 
     def attn(self, p, x):
         b, c, t, h, w = x.shape
         y = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
         y = rms(y, self.sd[p + ".norm.gamma"])
-        qkv = F.conv2d(y, self.sd[p + ".to_qkv.weight"], self.sd[p + ".to_qkv.bias"])
+        qkv = conv2d(y, self.sd[p + ".to_qkv.weight"], self.sd[p + ".to_qkv.bias"])
         qkv = qkv.reshape(b * t, 3 * c, h * w).permute(0, 2, 1)  # [bt, hw, 3c]
         q, k, v = qkv[..., :c], qkv[..., c:2 * c], qkv[..., 2 * c:]
-        a = torch.softmax(q @ k.transpose(1, 2) / (c ** 0.5), dim=-1) @ v  # [bt, hw, c]
+        a = R(torch.softmax(q @ k.transpose(1, 2) / (c ** 0.5), dim=-1) @ v)  # [bt, hw, c]
         a = a.permute(0, 2, 1).reshape(b * t, c, h, w)
-        a = F.conv2d(a, self.sd[p + ".proj.weight"], self.sd[p + ".proj.bias"])
-        return x + a.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4)
+        a = conv2d(a, self.sd[p + ".proj.weight"], self.sd[p + ".proj.bias"])
+        return R(x + a.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4))
 
     def per_frame(self, x, fn):
         b, c, t, h, w = x.shape
@@ -151,8 +175,8 @@ class Runner:
         return y.reshape(b, t, *y.shape[1:]).permute(0, 2, 1, 3, 4)
 
     def down(self, p, kind, x, slots):
-        x = self.per_frame(x, lambda f: F.conv2d(F.pad(f, (0, 1, 0, 1)), self.sd[p + ".resample.1.weight"],
-                                                 self.sd[p + ".resample.1.bias"], stride=2))
+        x = self.per_frame(x, lambda f: conv2d(F.pad(f, (0, 1, 0, 1)), self.sd[p + ".resample.1.weight"],
+                                               self.sd[p + ".resample.1.bias"], stride=2))
         if kind == "down3d":
             i = self.idx
             self.idx += 1
@@ -160,8 +184,8 @@ class Runner:
                 slots[i] = x.clone()
             else:
                 last = x[:, :, -1:].clone()
-                x = F.conv3d(torch.cat([slots[i][:, :, -1:], x], 2), self.sd[p + ".time_conv.weight"],
-                             self.sd[p + ".time_conv.bias"], stride=(2, 1, 1))
+                x = R(F.conv3d(torch.cat([slots[i][:, :, -1:], x], 2), R(self.sd[p + ".time_conv.weight"]),
+                               R(self.sd[p + ".time_conv.bias"]), stride=(2, 1, 1)))
                 slots[i] = last
         return x
 
@@ -182,9 +206,9 @@ class Runner:
                 slots[i] = new
                 y = y.reshape(b, 2, c, t, h, w)
                 x = torch.stack((y[:, 0], y[:, 1]), 3).reshape(b, c, 2 * t, h, w)
-        return self.per_frame(x, lambda f: F.conv2d(F.interpolate(f, scale_factor=2.0, mode="nearest"),
-                                                    self.sd[p + ".resample.1.weight"], self.sd[p + ".resample.1.bias"],
-                                                    padding=1))
+        return self.per_frame(x, lambda f: conv2d(F.interpolate(f, scale_factor=2.0, mode="nearest"),
+                                                  self.sd[p + ".resample.1.weight"], self.sd[p + ".resample.1.bias"],
+                                                  padding=1))
 
     def middle(self, name, x, slots):
         x = self.res(name + ".middle.0", x, slots)
@@ -205,7 +229,7 @@ class Runner:
                 x = self.up(p, kind, x, slots)
         if name == "encoder":
             x = self.middle(name, x, slots)
-        x = F.silu(rms(x, self.sd[name + ".head.0.gamma"]))
+        x = silu(rms(x, self.sd[name + ".head.0.gamma"]))
         return self.cconv(name + ".head.2", x, slots)
 
 
@@ -214,21 +238,22 @@ def encode(sd, enc, video, z, mean, std):
     slots = [None] * 64
     t = video.shape[2]
     outs = []
+    video = R(video)
     for i in range(1 + (t - 1) // 4):
         chunk = video[:, :, :1] if i == 0 else video[:, :, 1 + 4 * (i - 1):1 + 4 * i]
         outs.append(r.coder("encoder", enc, chunk, slots))
     out = torch.cat(outs, 2)
     mu = causal_conv(out, sd["conv1.weight"], sd["conv1.bias"], 0, 0, 0)[:, :z]
-    inv = 1.0 / std
-    return (mu - mean.view(1, z, 1, 1, 1)) * inv.view(1, z, 1, 1, 1)
+    inv = R(1.0 / R(std))  # the wrapper's scale = [mean.to(dtype), 1.0 / std.to(dtype)]
+    return R(R(mu - R(mean).view(1, z, 1, 1, 1)) * inv.view(1, z, 1, 1, 1))
 
 
 def decode(sd, dec, lat, z, mean, std, slots=None):
     r = Runner(sd)
     if slots is None:
         slots = [None] * 64
-    inv = 1.0 / std
-    x = lat / inv.view(1, z, 1, 1, 1) + mean.view(1, z, 1, 1, 1)
+    inv = R(1.0 / R(std))
+    x = R(R(R(lat) / inv.view(1, z, 1, 1, 1)) + R(mean).view(1, z, 1, 1, 1))
     x = causal_conv(x, sd["conv2.weight"], sd["conv2.bias"], 0, 0, 0)
     return torch.cat([r.coder("decoder", dec, x[:, :, i:i + 1], slots) for i in range(x.shape[2])], 2)
 
@@ -266,6 +291,24 @@ def main(out, dim=96, z=16):
         msk = msk.view(1, msk.shape[1] // 4, 4, 4, 4).transpose(1, 2)[0]
         fx["img"] = img
         fx["y"] = torch.cat([msk, lat_i])[None]
+        # bf16 mode (real widths only: the test compares it with the f32 outputs above)
+        # With random weights the network amplifies single bf16 rounding flips: two valid bf16 runs that
+        # differ only in how the convolutions sum (f32 vs f64 here) already differ by ~2.5e-2 at the output,
+        # about as much as f32 differs from bf16. "_f64" is that second run: the test's noise floor.
+        if dim >= 32:
+            global BF16
+            BF16 = True
+            fx["bf16_latents"] = encode(sd, enc, video, z, mean, std).permute(0, 2, 1, 3, 4).contiguous()
+            fx["bf16_decoded"] = decode(sd, dec, zl, z, mean, std).clamp(-1, 1).permute(0, 2, 1, 3, 4).contiguous()
+            c3, c2 = F.conv3d, F.conv2d
+            F.conv3d = lambda x, w, b=None, **kw: c3(x.double(), w.double(), b.double(), **kw).float()
+            F.conv2d = lambda x, w, b=None, **kw: c2(x.double(), w.double(), b.double(), **kw).float()
+            try:
+                fx["bf16_latents_f64"] = encode(sd, enc, video, z, mean, std).permute(0, 2, 1, 3, 4).contiguous()
+                fx["bf16_decoded_f64"] = decode(sd, dec, zl, z, mean, std).clamp(-1, 1).permute(0, 2, 1, 3, 4).contiguous()
+            finally:
+                F.conv3d, F.conv2d = c3, c2
+                BF16 = False
     torch.save(fx, out + "/fixture.pt")
 
 

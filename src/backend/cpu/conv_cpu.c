@@ -9,6 +9,7 @@
 #include "backend/conv_ops.h"
 #include "backend/cpu/cpu_pool.h"
 #include "core/error.h"
+#include "core/half.h"
 #include "core/ops.h"
 #include "models/enc_kernels.h" /* SF_PAR_MIN */
 
@@ -102,7 +103,10 @@ static int conv_frames_reuse(const sf_conv_geom *g, const float *const *frames, 
 
 size_t sf_conv_prep_floats(const sf_conv_geom *g) { return (size_t)g->kh * g->kw * g->kt * g->cout * g->cin; }
 
-typedef struct { const sf_conv_geom *g; const float *w; float *wp; } prep_job;
+typedef struct { const sf_conv_geom *g; const float *w; float *wp; int bf16; } prep_job;
+
+/* round to the nearest bf16 value (even on ties), kept as f32; NaN stays NaN */
+static inline float bf16_round(float x) { return sf_bf16_to_f32(sf_f32_to_bf16(x)); }
 
 /* layout [dy][dx][kt, reversed][cout][cin]; output channels [t*cout/nt, (t+1)*cout/nt): each reads its
  * contiguous [cin][kt][kh][kw] block (cache resident) and writes runs of cin floats */
@@ -117,12 +121,14 @@ static void prep_worker(void *ctx, int t, int nt) {
         float *dst = j->wp + (((int64_t)s * kt + (kt - 1 - dt)) * g->cout + co) * g->cin;
         const float *src = blk + dt * khw + s;
         for (int ci = 0; ci < g->cin; ci++) dst[ci] = src[(int64_t)ci * taps];
+        if (j->bf16)
+          for (int ci = 0; ci < g->cin; ci++) dst[ci] = bf16_round(dst[ci]);
       }
   }
 }
 
-void sf_conv_prep_weights(const sf_conv_geom *g, const float *w, float *wp) {
-  prep_job j = {g, w, wp};
+void sf_conv_prep_weights(const sf_conv_geom *g, const float *w, int flags, float *wp) {
+  prep_job j = {g, w, wp, (flags & SF_CONV_BF16) != 0};
   sf_cpu_parallel(sf_cpu_threads((int64_t)sf_conv_prep_floats(g), (int64_t)1 << 16), prep_worker, &j);
 }
 
@@ -202,7 +208,7 @@ static void gemm_worker(void *ctx, int t, int nt) {
   }
 }
 
-typedef struct { float *out; const float *b; int64_t planes; int Ho, Wo, Wp, cout; } compact_job;
+typedef struct { float *out; const float *b; int64_t planes; int Ho, Wo, Wp, cout, bf16; } compact_job;
 
 /* planes (frame, channel) [t*n/nt, (t+1)*n/nt): rows of Wp -> rows of Wo, + bias. Forward order: a row's
  * destination never passes its own unread source. */
@@ -210,16 +216,20 @@ static void compact_worker(void *ctx, int t, int nt) {
   const compact_job *j = ctx;
   for (int64_t pl = j->planes * t / nt; pl < j->planes * (t + 1) / nt; pl++) {
     float bb = j->b ? j->b[pl % j->cout] : 0.0f;
+    if (j->bf16) bb = bf16_round(bb);
     for (int64_t r = pl * j->Ho; r < (pl + 1) * j->Ho; r++) {
       const float *s = j->out + r * j->Wp;
       float *d = j->out + r * j->Wo;
       for (int x = 0; x < j->Wo; x++) d[x] = s[x] + bb;
+      if (j->bf16)
+        for (int x = 0; x < j->Wo; x++) d[x] = bf16_round(d[x]);
     }
   }
 }
 
-static int conv_shifted(const sf_conv_geom *g, const float *const *frames, int nin, int H, int W, int up2,
+static int conv_shifted(const sf_conv_geom *g, const float *const *frames, int nin, int H, int W, int flags,
                         const float *wp, const float *b, float *out) {
+  int up2 = (flags & SF_CONV_UP2) != 0, bf16 = (flags & SF_CONV_BF16) != 0;
   int Hi = up2 ? 2 * H : H, Wi = up2 ? 2 * W : W, kt = g->kt, K = g->cin;
   int Hp = Hi + g->pad_top + g->pad_bottom, Wp = Wi + g->pad_left + g->pad_right;
   int To = sf_conv_out_t(g, nin), Ho = Hp - g->kh + 1, Wo = Wp - g->kw + 1;
@@ -259,29 +269,51 @@ static int conv_shifted(const sf_conv_geom *g, const float *const *frames, int n
   if (nt > 1) openblas_set_num_threads(blas_nt);
   free(xp);
   /* wide rows -> compact rows, plus bias */
-  if (Wp != Wo || b) {
-    compact_job cj = {out, b, (int64_t)To * g->cout, Ho, Wo, Wp, g->cout};
+  if (Wp != Wo || b || bf16) {
+    compact_job cj = {out, b, (int64_t)To * g->cout, Ho, Wo, Wp, g->cout, bf16};
     if (Wp == Wo) sf_cpu_parallel(sf_cpu_threads(cj.planes * Ho * Wo, (int64_t)1 << 17), compact_worker, &cj);
     else compact_worker(&cj, 0, 1); /* in place: serial (a row's destination may overlap an earlier row's source) */
   }
   return 0;
 }
 
-int sf_conv3d_frames_f32x(const sf_conv_geom *g, const float *const *frames, int nin, int H, int W, int up2,
+static int conv_strided(const sf_conv_geom *g, const float *const *frames, int nin, int H, int W, const float *w,
+                        const float *b, float *out, int To, int Ho, int Wo);
+
+int sf_conv3d_frames_f32x(const sf_conv_geom *g, const float *const *frames, int nin, int H, int W, int flags,
                           const float *w, const float *wp, const float *b, float *out) {
+  int up2 = (flags & SF_CONV_UP2) != 0;
   int Ho = sf_conv_out_h(g, up2 ? 2 * H : H), Wo = sf_conv_out_w(g, up2 ? 2 * W : W), To = sf_conv_out_t(g, nin);
   if (Ho <= 0 || Wo <= 0 || To <= 0)
     return sf_error("conv: input %d frames of %dx%d is too small for kernel %dx%dx%d", nin, H, W, g->kt, g->kh, g->kw);
   if (shifted_ok(g)) {
-    if (wp) return conv_shifted(g, frames, nin, H, W, up2, wp, b, out);
+    if (wp) return conv_shifted(g, frames, nin, H, W, flags, wp, b, out);
     float *tmp = malloc(sizeof(float) * (sf_conv_prep_floats(g) ? sf_conv_prep_floats(g) : 1));
     if (!tmp) return sf_error("conv: out of memory for %zu weights", sf_conv_prep_floats(g));
-    sf_conv_prep_weights(g, w, tmp);
-    int rc = conv_shifted(g, frames, nin, H, W, up2, tmp, b, out);
+    sf_conv_prep_weights(g, w, flags, tmp);
+    int rc = conv_shifted(g, frames, nin, H, W, flags, tmp, b, out);
     free(tmp);
     return rc;
   }
   if (up2) return sf_error("conv: upsampled input needs stride 1");
+  if (!(flags & SF_CONV_BF16)) return conv_strided(g, frames, nin, H, W, w, b, out, To, Ho, Wo);
+  /* bf16 on the strided path: rounded copies of the weights and bias, output rounded */
+  size_t nw = (size_t)g->cout * g->cin * g->kt * g->kh * g->kw;
+  float *wr = malloc(sizeof(float) * (nw + g->cout));
+  if (!wr) return sf_error("conv: out of memory for %zu weights", nw);
+  for (size_t i = 0; i < nw; i++) wr[i] = bf16_round(w[i]);
+  for (int i = 0; b && i < g->cout; i++) wr[nw + i] = bf16_round(b[i]);
+  int rc = conv_strided(g, frames, nin, H, W, wr, b ? wr + nw : NULL, out, To, Ho, Wo);
+  free(wr);
+  if (rc) return rc;
+  int64_t n = (int64_t)To * g->cout * Ho * Wo;
+  for (int64_t i = 0; i < n; i++) out[i] = bf16_round(out[i]);
+  return 0;
+}
+
+/* strides > 1: im2col tiles + SGEMM */
+static int conv_strided(const sf_conv_geom *g, const float *const *frames, int nin, int H, int W, const float *w,
+                        const float *b, float *out, int To, int Ho, int Wo) {
   if (g->kt > 1 && g->st == 1) return conv_frames_reuse(g, frames, nin, H, W, w, b, out, To, Ho, Wo);
   int64_t P = (int64_t)Ho * Wo, HW = (int64_t)H * W;
   int64_t K = (int64_t)g->cin * g->kt * g->kh * g->kw;
@@ -371,7 +403,7 @@ static sf_tensor *f32_contig(sf_tensor *t) {
   return c;
 }
 
-static sf_tensor *conv_nd(int nd, sf_tensor *x, sf_tensor *w, sf_tensor *b, const int *stride, const int *pad) {
+static sf_tensor *conv_nd(int nd, sf_tensor *x, sf_tensor *w, sf_tensor *b, const int *stride, const int *pad, int flags) {
   char bx[64], bw[64];
   if (x->ndim != nd + 2 || w->ndim != nd + 2 || x->shape[1] != w->shape[1])
     { sf_error("conv%dd: input %s and weight %s do not match", nd, sf_shape_str(x, bx, sizeof bx), sf_shape_str(w, bw, sizeof bw)); return NULL; }
@@ -405,8 +437,10 @@ static sf_tensor *conv_nd(int nd, sf_tensor *x, sf_tensor *w, sf_tensor *b, cons
     const float *xs = (const float *)sf_data_ptr(xc) + n * cin * T * HW;
     for (int64_t c = 0; c < cin; c++)
       for (int64_t t = 0; t < T; t++) memcpy(fr + (t * cin + c) * HW, xs + (c * T + t) * HW, sizeof(float) * HW);
+    if (flags & SF_CONV_BF16) /* the kernel takes bf16 inputs as given: round them here */
+      for (int64_t i = 0; i < nfr; i++) fr[i] = bf16_round(fr[i]);
     for (int i = 0; i < nin; i++) list[i] = (i < pt || i >= pt + T) ? NULL : fr + (i - pt) * cin * HW;
-    if (sf_conv3d_frames_f32(&g, list, nin, (int)H, (int)W, sf_data_ptr(wc), bc ? sf_data_ptr(bc) : NULL, ob)) {
+    if (sf_conv3d_frames_f32x(&g, list, nin, (int)H, (int)W, flags, sf_data_ptr(wc), NULL, bc ? sf_data_ptr(bc) : NULL, ob)) {
       sf_release(out);
       out = NULL;
       goto done;
@@ -423,10 +457,19 @@ done:
 }
 
 static sf_tensor *cpu_conv3d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[3], const int pad[3]) {
-  return conv_nd(3, x, w, b, stride, pad);
+  return conv_nd(3, x, w, b, stride, pad, 0);
 }
 static sf_tensor *cpu_conv2d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[2], const int pad[2]) {
-  return conv_nd(2, x, w, b, stride, pad);
+  return conv_nd(2, x, w, b, stride, pad, 0);
+}
+
+sf_tensor *sf_conv_cpu_flags(int nd, sf_tensor *x, sf_tensor *w, sf_tensor *b, const int *stride, const int *pad, int flags) {
+  if (nd != 2 && nd != 3) { sf_error("conv: %d-d convolution (2 or 3)", nd); return NULL; }
+  if (sf_device_of(x).type != SF_DEV_CPU || sf_device_of(w).type != SF_DEV_CPU || (b && sf_device_of(b).type != SF_DEV_CPU)) {
+    sf_error("conv: the flagged (bf16) kernel runs on the cpu");
+    return NULL;
+  }
+  return conv_nd(nd, x, w, b, stride, pad, flags & SF_CONV_BF16);
 }
 
 const sf_conv_ops sf_cpu_conv_ops = {cpu_conv3d, cpu_conv2d};
