@@ -30,16 +30,24 @@ M._strip_prefixes = strip_prefixes
 -- Weights stay in their file dtype on the cpu (mmap views) and are converted to f32 per matrix; compute is
 -- f32. device="cpu" (default) runs the fused CPU path, so the encoder can sit on the cpu beside a DiT on a
 -- GPU; any other device (cuda:N, emu:N) runs the same forward with the tensor ops on that device, moving
--- one block of weights at a time.
+-- one block of weights at a time. dtype="f32" (default, Self-Forcing's WanTextEncoder as built), "bf16"
+-- (the reference after its pipeline's .to(bfloat16), upstream Wan's t5_dtype) or "f16" (with T5's
+-- fp16_clamp): activations rounded at every op output as the reference's CUDA kernels do, sums in f32;
+-- CPU path only. t5.dtype holds it; t5:set_dtype(d) switches (and clears the embedding cache).
 function M.load(src, opts)
   opts = opts or {}
   local sd = type(src) == "table" and src or sfwb.load(src)
   sd = strip_prefixes(sd)
   local core = sfwb._t5.new(sd)
+  if opts.dtype then core:set_dtype(opts.dtype) end
+  if core:dtype() ~= "f32" and (opts.device or "cpu") ~= "cpu" then
+    error("sfwb.t5.load: dtype '" .. core:dtype() .. "' runs on the cpu path only", 2)
+  end
   local self = setmetatable({
     core = core,
     config = core:config(),
     device = opts.device or "cpu",
+    dtype = core:dtype(),
     text_len = opts.text_len or 512,
     cache_size = opts.cache_size or 64,
     _cache = {},
@@ -69,6 +77,14 @@ end
 -- the layer stack alone (benchmarks, probing): x [B, L, dim] -> [B, L, dim]
 function T5:run_blocks(x, mask, first, count)
   return self.core:run_blocks(x, mask, first, count)
+end
+
+function T5:set_dtype(dtype)
+  if self.device ~= "cpu" and dtype ~= "f32" then error("t5:set_dtype: '" .. dtype .. "' runs on the cpu path only", 2) end
+  self.core:set_dtype(dtype)
+  self.dtype = self.core:dtype()
+  self:clear_cache()
+  return self
 end
 
 function T5:clear_cache()

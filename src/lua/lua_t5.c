@@ -102,6 +102,17 @@ static int t5_run_blocks(lua_State *L) {
   return 1;
 }
 
+/* m:dtype() -> "f32"|"bf16"|"f16";  m:set_dtype(name) */
+static int t5_dtype(lua_State *L) {
+  lua_pushstring(L, sf_t5_dtype(check_t5(L, 1)));
+  return 1;
+}
+
+static int t5_set_dtype(lua_State *L) {
+  if (sf_t5_set_dtype(check_t5(L, 1), luaL_checkstring(L, 2))) return sf_lua_raise(L);
+  return 0;
+}
+
 static int t5_config(lua_State *L) {
   const sf_t5_config *c = sf_t5_config_of(check_t5(L, 1));
   lua_newtable(L);
@@ -115,7 +126,8 @@ static int t5_config(lua_State *L) {
 
 void sf_lua_register_t5(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"encode_ids", t5_encode_ids}, {"encode_ids_on", t5_encode_ids_on}, {"run_blocks", t5_run_blocks}, {"config", t5_config}, {NULL, NULL}};
+      {"encode_ids", t5_encode_ids}, {"encode_ids_on", t5_encode_ids_on}, {"run_blocks", t5_run_blocks}, {"config", t5_config},
+      {"dtype", t5_dtype}, {"set_dtype", t5_set_dtype}, {NULL, NULL}};
   if (luaL_newmetatable(L, T5_MT)) {
     lua_pushcfunction(L, t5_gc), lua_setfield(L, -2, "__gc");
     luaL_newlib(L, methods);

@@ -13,6 +13,7 @@ struct sf_t5 {
   sf_t5_config cfg;
   sf_tensor *emb, *norm, *rel_shared;
   sf_t5_block *blocks;
+  int lp; /* compute dtype: 0 f32, 1 bf16, 2 f16 (activations rounded at the reference's op outputs) */
 };
 
 /* T5 bidirectional bucket of rel = key - query (float32 log as the reference) */

@@ -28,6 +28,49 @@ T.case("encode_ids bf16 weights as Self-Forcing (f32 compute)", function()
   T.close(t5:encode_ids(F.ids, F.mask), F.out_bf16, 1e-4)
 end)
 
+-- compute dtypes: the reference after .to(bf16 / f16), op outputs rounded (t5_ref.encoder_lp)
+local function lp_stats(out, ref)
+  local d = (out - ref):abs()
+  local rel = d:max():item() / ref:abs():max():item()
+  local frac = d:gt(0):float():mean():item()
+  return rel, frac
+end
+
+T.case("compute dtype bf16 / f16 against the rounded transcription", function()
+  local t5 = sfwb.t5.load(dir .. "/t5_bf16.pth", {dtype = "bf16"})
+  T.eq(t5.dtype, "bf16")
+  local f32 = sfwb.t5.load(dir .. "/t5_bf16.pth")
+  local out32 = f32:encode_ids(F.ids, F.mask)
+  for _, dt in ipairs({"bf16", "f16"}) do
+    t5:set_dtype(dt)
+    T.eq(t5.dtype, dt)
+    local out = t5:encode_ids(F.ids, F.mask)
+    local ref = F["out_c_" .. dt]
+    T.close(out:to(dt):float(), out, 0) -- the values are dtype numbers
+    local rel, frac = lp_stats(out, ref)
+    local gap = lp_stats(out32, ref)
+    print(string.format("  %s: worst relative error %.3g, %.3g of the values differ (f32 compute vs this reference: %.3g)",
+      dt, rel, frac, gap))
+    -- equal but for rounding flips where our f32 sums fall on the other side of a dtype tie
+    T.check(rel < 2e-2 and frac < 0.05, dt .. " compute too far from the reference")
+    T.check(rel < gap / 4, dt .. " compute is not closer to the reference than f32 compute")
+  end
+  T.raises(function() t5:set_dtype("f64") end, "not supported")
+end)
+
+T.case("f16: fp16_clamp after an overflowing residual add", function()
+  local t5 = sfwb.t5.load(dir .. "/t5_big.pth", {dtype = "f16"})
+  local out = t5:encode_ids(F.ids, F.mask)
+  local mx = out:abs():max():item()
+  T.check(mx == mx and mx < math.huge, "f16 output has inf/nan: clamp missing")
+  local rel, frac = lp_stats(out, F.out_c_f16_big)
+  print(string.format("  f16 overflow case: worst relative error %.3g (%.3g of the values differ)", rel, frac))
+  T.check(rel < 2e-2, "f16 clamp case too far from the reference")
+  t5:set_dtype("bf16") -- bf16 does not overflow there and never clamps
+  local rb = lp_stats(t5:encode_ids(F.ids, F.mask), F.out_c_bf16_big)
+  T.check(rb < 2e-2, "bf16 big case too far from the reference")
+end)
+
 T.case("encode(prompts): tokenizer, zeroed padding, cache", function()
   local t5 = sfwb.t5.load(dir .. "/t5.pth", {tokenizer = dir})
   local prompts = {"A cat walks on the grass, realistic, 4k.", "  一只猫在草地上行走，写实风格。 ",

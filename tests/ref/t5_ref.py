@@ -74,6 +74,56 @@ def encoder(sd, ids, mask):
     return rms(x, sd["norm.weight"])
 
 
+def encoder_lp(sd, ids, mask, dt):
+    """The encoder after .to(dt) as it runs on CUDA: every op computes in f32 from dt operands and rounds its
+    output to dt once; fp16_clamp after each residual add. Written with explicit casts around f32 ops
+    (torch 1.13's CPU half/bf16 kernels differ from CUDA's, and CPU f16 matmul is missing)."""
+    c = CFG
+    B, L = ids.shape
+    n, d = c["heads"], c["dim_attn"] // c["heads"]
+
+    def R(t):
+        return t.to(dt).float()
+
+    W = {k: R(v.float()) for k, v in sd.items()}
+
+    def norm(x, w):
+        return R(w * R(x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + 1e-6)))
+
+    def lin(h, w):
+        return R(h @ w.t())
+
+    def clamp16(x):
+        if dt == torch.float16 and torch.isinf(x).any():
+            m = 65504.0 - 1000
+            x = x.clamp(-m, m)
+        return x
+
+    def gelu(x):
+        p = R(torch.pow(x, 3.0))
+        t = R(torch.tanh(R(math.sqrt(2.0 / math.pi) * R(x + R(0.044715 * p)))))
+        return R(R(0.5 * x) * R(1.0 + t))
+
+    x = W["token_embedding.weight"][ids]
+    bk = buckets(L, c["buckets"], c["max_dist"])
+    for i in range(c["layers"]):
+        p = "blocks.%d." % i
+        h = norm(x, W[p + "norm1.weight"])
+        q = lin(h, W[p + "attn.q.weight"]).view(B, L, n, d)
+        k = lin(h, W[p + "attn.k.weight"]).view(B, L, n, d)
+        v = lin(h, W[p + "attn.v.weight"]).view(B, L, n, d)
+        ab = torch.zeros(B, n, L, L) + W[p + "pos_embedding.embedding.weight"][bk].permute(2, 0, 1).unsqueeze(0)
+        ab.masked_fill_(mask.view(B, 1, 1, L) == 0, torch.finfo(dt).min)
+        att = R(R(torch.einsum("binc,bjnc->bnij", q, k)) + ab)
+        att = R(torch.softmax(att, dim=-1))
+        o = R(torch.einsum("bnij,bjnc->binc", att, v)).reshape(B, L, n * d)
+        x = clamp16(R(x + lin(o, W[p + "attn.o.weight"])))
+        h = norm(x, W[p + "norm2.weight"])
+        f = R(lin(h, W[p + "ffn.fc1.weight"]) * gelu(lin(h, W[p + "ffn.gate.0.weight"])))
+        x = clamp16(R(x + lin(f, W[p + "ffn.fc2.weight"])))
+    return norm(x, W["norm.weight"])
+
+
 PROMPTS = ["A cat walks on the grass, realistic, 4k.", "  一只猫在草地上行走，写实风格。 ",
            "Tom &amp; Jerry “chase” each other"]
 
@@ -94,6 +144,15 @@ def main(out, spm_model=None):
     with torch.no_grad():
         fx["out"] = encoder(sd, ids, mask)
         fx["out_bf16"] = encoder({k: v.float() for k, v in sd16.items()}, ids, mask)
+        # compute dtypes on the bf16 file (the official T5 file is bf16)
+        fx["out_c_bf16"] = encoder_lp(sd16, ids, mask, torch.bfloat16)
+        fx["out_c_f16"] = encoder_lp(sd16, ids, mask, torch.float16)
+        # fp16 overflow: a layer-0 FFN whose outputs (not weights) pass f16's range makes fp16_clamp act
+        big = dict(sd16)
+        big["blocks.0.ffn.fc2.weight"] = (sd["blocks.0.ffn.fc2.weight"] * 5e4).to(torch.bfloat16)
+        torch.save(big, out + "/t5_big.pth")
+        fx["out_c_f16_big"] = encoder_lp(big, ids, mask, torch.float16)
+        fx["out_c_bf16_big"] = encoder_lp(big, ids, mask, torch.bfloat16)
         if spm_model:
             import sentencepiece as spm
             sys.path.insert(0, __file__.rsplit("/", 1)[0])
