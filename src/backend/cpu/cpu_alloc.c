@@ -1,8 +1,10 @@
-/* cpu_alloc.c — host memory for CPU tensors. Small blocks: 64-byte aligned malloc. Large blocks
- * (>= 8 MiB): 2 MiB aligned, marked for transparent huge pages, and recycled through a small cache
- * of freed blocks of the same rounded size — a fresh 64 MiB result otherwise costs more in kernel
- * page zeroing and faults than the op itself (numpy pays this on every `x + y`). The cache holds at
- * most SFWB_CPU_CACHE_MB (default 2048) MiB and is bypassed under AddressSanitizer. */
+/* cpu_alloc.c — host memory for CPU tensors. Small blocks (< 1 MiB): 64-byte aligned malloc. Larger
+ * blocks are recycled through a small cache of freed blocks of the same rounded size — a fresh 64 MiB
+ * result otherwise costs more in kernel page zeroing and faults than the op itself (numpy pays this on
+ * every `x + y`); blocks >= 8 MiB are also 2 MiB aligned and marked for transparent huge pages. Mid-size
+ * blocks (1-8 MiB, e.g. the [512, 1536] text-side activations of the Wan DiT) are cached too: glibc
+ * serves them with a fresh mmap each time, which cost ~11k page faults per DiT forward.
+ * The cache holds at most SFWB_CPU_CACHE_MB (default 2048) MiB and is bypassed under AddressSanitizer. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,9 +12,11 @@
 
 #include "backend/cpu/cpu_internal.h"
 
+#define MID_MIN ((size_t)1 << 20)
+#define MID_ROUND ((size_t)64 << 10)
 #define BIG_MIN ((size_t)8 << 20)
 #define BIG_ALIGN ((size_t)2 << 20)
-#define CACHE_SLOTS 64
+#define CACHE_SLOTS 128
 
 typedef struct { void *p; size_t n; } blk;
 
@@ -59,12 +63,13 @@ static void *big_alloc(size_t n) {
     }
   pthread_mutex_unlock(&g_mu);
   if (!p) {
-    if (posix_memalign(&p, BIG_ALIGN, n) != 0) {
+    const size_t align = n >= BIG_MIN ? BIG_ALIGN : 64;
+    if (posix_memalign(&p, align, n) != 0) {
       sf_cpu_cache_flush();
-      if (posix_memalign(&p, BIG_ALIGN, n) != 0) return NULL;
+      if (posix_memalign(&p, align, n) != 0) return NULL;
     }
 #ifdef MADV_HUGEPAGE
-    madvise(p, n, MADV_HUGEPAGE); /* advisory: failure just means 4 KiB pages */
+    if (n >= BIG_MIN) madvise(p, n, MADV_HUGEPAGE); /* advisory: failure just means 4 KiB pages */
 #endif
   }
   pthread_mutex_lock(&g_mu);
@@ -90,7 +95,9 @@ void *sf_cpu_alloc(sf_device dev, size_t nbytes) {
     return NULL;
   }
   if (n == 0) n = 64;
-  void *p = n >= BIG_MIN ? big_alloc((n + BIG_ALIGN - 1) & ~(BIG_ALIGN - 1)) : aligned_alloc(64, n);
+  void *p = n >= BIG_MIN   ? big_alloc((n + BIG_ALIGN - 1) & ~(BIG_ALIGN - 1))
+            : n >= MID_MIN ? big_alloc((n + MID_ROUND - 1) & ~(MID_ROUND - 1))
+                           : aligned_alloc(64, n);
   if (!p) sf_error("cpu: out of memory allocating %zu bytes (%.2f GiB)", nbytes, nbytes / 1073741824.0);
   return p;
 }
