@@ -7,6 +7,7 @@
 
 #include "autograd/autograd.h"
 #include "backend/backend.h"
+#include "backend/train_ops.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "core/ops.h"
@@ -628,6 +629,22 @@ static sf_tensor *linear_impl(sf_tensor *x, sf_tensor *w, sf_tensor *bias) {
     if (b32 && !sf_binary_(SF_BIN_ADD, y32, b32)) y = sf_cast(y32, dt);
     sf_release(y32), sf_release(b32);
     return y;
+  }
+  sf_backend *be = sf_backend_of(x);
+  if (bias && x->dtype == dt && w->dtype == dt && bias->dtype == dt && (dt == SF_F32 || dt == SF_F64) && be && be->train &&
+      be->train->matmul_acc && sf_device_eq(sf_device_of(x), sf_device_of(w)) &&
+      sf_device_eq(sf_device_of(x), sf_device_of(bias))) {
+    /* y = bias rows, then y += x W^T in the GEMM (beta = 1), as torch's addmm: no separate bias pass */
+    int64_t ysh[SF_MAX_DIMS], x2s[2] = {-1, w->shape[1]}, y2s[2] = {-1, w->shape[0]};
+    memcpy(ysh, x->shape, sizeof(int64_t) * (size_t)x->ndim);
+    ysh[x->ndim - 1] = w->shape[0];
+    sf_tensor *y = sf_empty(x->ndim, ysh, dt, sf_device_of(x));
+    sf_tensor *x2 = y && !sf_copy_(y, bias) ? sf_reshape(x, 2, x2s) : NULL, *y2 = x2 ? sf_reshape(y, 2, y2s) : NULL;
+    int rc = y2 ? be->train->matmul_acc(y2, x2, wt) : -1;
+    sf_release(x2), sf_release(y2);
+    if (rc == 0) { sf_release(wt); return y; }
+    sf_release(y);
+    if (rc < 0) { sf_release(wt); return NULL; }
   }
   sf_tensor *y = matmul_into(x, wt, SF_NDTYPES);
   sf_release(wt);
