@@ -55,14 +55,76 @@ static int prep(const sf_tensor *t, int64_t B, sf_dtype ct, bop *o) {
   return 0;
 }
 
-static void gemm(sf_dtype ct, int ta, int tb, int64_t M, int64_t N, int64_t K, const void *A, int64_t lda,
-                 const void *Bm, int64_t ldb, void *C, int64_t ldc) {
+static void gemm1(sf_dtype ct, int ta, int tb, int64_t M, int64_t N, int64_t K, const void *A, int64_t lda,
+                  const void *Bm, int64_t ldb, double beta, void *C, int64_t ldc) {
   if (ct == SF_F64)
     cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K,
-                1.0, A, (int)lda, Bm, (int)ldb, 0.0, C, (int)ldc);
+                1.0, A, (int)lda, Bm, (int)ldb, beta, C, (int)ldc);
   else
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K,
-                1.0f, A, (int)lda, Bm, (int)ldb, 0.0f, C, (int)ldc);
+                1.0f, A, (int)lda, Bm, (int)ldb, (float)beta, C, (int)ldc);
+}
+
+/* Large GEMMs are split into independent row or column blocks run by the CPU pool, each a single-threaded
+ * BLAS call: OpenBLAS's own threads synchronise inside every GEMM and then spin (sched_yield) for a while
+ * after it, against the pool's threads running the elementwise ops in between; with one threading layer
+ * nothing spins and a descheduled thread delays only its own block. SFWB_GEMM_SPLIT=0 turns it off. */
+#define SPLIT_MIN_FLOP ((int64_t)1 << 25)
+
+typedef struct {
+  sf_dtype ct;
+  int ta, tb, by_rows;
+  int64_t M, N, K, lda, ldb, ldc;
+  const char *A, *B;
+  char *C;
+  double beta;
+} gemm_job;
+
+static void gemm_part(void *vj, int t, int nt) {
+  const gemm_job *j = vj;
+  const size_t ec = sf_dtype_size(j->ct);
+  const int64_t n = j->by_rows ? j->M : j->N;
+  /* block edges on multiples of 16 rows/columns (the BLAS kernels' register tiles) */
+  int64_t lo = (n * t / nt) & ~(int64_t)15, hi = t == nt - 1 ? n : (n * (t + 1) / nt) & ~(int64_t)15;
+  if (hi <= lo) return;
+  if (j->by_rows) { /* rows lo..hi of A and C */
+    const char *A = j->A + (j->ta ? lo : lo * j->lda) * (int64_t)ec;
+    gemm1(j->ct, j->ta, j->tb, hi - lo, j->N, j->K, A, j->lda, j->B, j->ldb, j->beta, j->C + lo * j->ldc * (int64_t)ec, j->ldc);
+  } else { /* columns lo..hi of B and C */
+    const char *B = j->B + (j->tb ? lo * j->ldb : lo) * (int64_t)ec;
+    gemm1(j->ct, j->ta, j->tb, j->M, hi - lo, j->K, j->A, j->lda, B, j->ldb, j->beta, j->C + lo * (int64_t)ec, j->ldc);
+  }
+}
+
+static int split_on(void) {
+  static int on = -1;
+  if (on < 0) {
+    const char *e = getenv("SFWB_GEMM_SPLIT");
+    on = !(e && *e == '0');
+  }
+  return on;
+}
+
+static void gemm_beta(sf_dtype ct, int ta, int tb, int64_t M, int64_t N, int64_t K, const void *A, int64_t lda,
+                      const void *Bm, int64_t ldb, double beta, void *C, int64_t ldc) {
+  const int64_t flop = M * N * K;
+  const int64_t span = M > N ? M : N;
+  const int nt = split_on() && flop >= SPLIT_MIN_FLOP && span >= 64 ? sf_cpu_threads(span / 32, 2) : 1;
+  if (nt <= 1) {
+    gemm1(ct, ta, tb, M, N, K, A, lda, Bm, ldb, beta, C, ldc);
+    return;
+  }
+  /* split the dimension whose other operand is smaller: every block packs that operand again */
+  gemm_job j = {ct, ta, tb, M >= N, M, N, K, lda, ldb, ldc, A, Bm, C, beta};
+  const int blas_threads = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+  sf_cpu_parallel(nt, gemm_part, &j);
+  openblas_set_num_threads(blas_threads);
+}
+
+static void gemm(sf_dtype ct, int ta, int tb, int64_t M, int64_t N, int64_t K, const void *A, int64_t lda,
+                 const void *Bm, int64_t ldb, void *C, int64_t ldc) {
+  gemm_beta(ct, ta, tb, M, N, K, A, lda, Bm, ldb, 0.0, C, ldc);
 }
 
 static int matmul_int(sf_tensor *out, const sf_tensor *a, const sf_tensor *b) {
@@ -155,11 +217,6 @@ int sf_cpu_matmul_acc(sf_tensor *out, const sf_tensor *a, const sf_tensor *b) {
   const char *pa = (const char *)a->storage->data + a->offset * (int64_t)es;
   const char *pb = (const char *)b->storage->data + b->offset * (int64_t)es;
   char *pc = (char *)out->storage->data + out->offset * (int64_t)es;
-  if (out->dtype == SF_F64)
-    cblas_dgemm(CblasRowMajor, LA.trans ? CblasTrans : CblasNoTrans, LB.trans ? CblasTrans : CblasNoTrans, (int)M, (int)N,
-                (int)K, 1.0, (const double *)pa, (int)LA.ld, (const double *)pb, (int)LB.ld, 1.0, (double *)pc, (int)N);
-  else
-    cblas_sgemm(CblasRowMajor, LA.trans ? CblasTrans : CblasNoTrans, LB.trans ? CblasTrans : CblasNoTrans, (int)M, (int)N,
-                (int)K, 1.0f, (const float *)pa, (int)LA.ld, (const float *)pb, (int)LB.ld, 1.0f, (float *)pc, (int)N);
+  gemm_beta(out->dtype, LA.trans, LB.trans, M, N, K, pa, LA.ld, pb, LB.ld, 1.0, pc, N);
   return 0;
 }
