@@ -7,14 +7,28 @@ local CLIP = {}
 CLIP.__index = CLIP
 
 -- sfwb.clip.load(pth_or_state_dict, {num_heads=16, num_layers=, device="cpu"}) — "visual.*" keys; the text
--- tower and log_scale in the official file are ignored. f32 compute (the reference runs fp16 autocast):
--- the fused CPU path on "cpu", the tensor ops on any other device (cuda:N, emu:N).
+-- tower and log_scale in the official file are ignored. The fused CPU path on "cpu", the tensor ops on any
+-- other device (cuda:N, emu:N). dtype="f32" (default) or "f16" (Wan's clip_dtype: fp16 weights under fp16
+-- autocast, LayerNorms in f32; also "bf16"): op outputs rounded as the reference's CUDA kernels, CPU path
+-- only; clip.dtype holds it, clip:set_dtype(d) switches.
 function M.load(src, opts)
   opts = opts or {}
   local sd = type(src) == "table" and src or sfwb.load(src)
   sd = sfwb.t5._strip_prefixes(sd)
   local core = sfwb._clip.new(sd, {num_heads = opts.num_heads or 16, num_layers = opts.num_layers})
-  return setmetatable({core = core, config = core:config(), device = opts.device or "cpu"}, CLIP)
+  if opts.dtype then core:set_dtype(opts.dtype) end
+  local self = setmetatable({core = core, config = core:config(), device = opts.device or "cpu", dtype = core:dtype()}, CLIP)
+  if self.device ~= "cpu" and self.dtype ~= "f32" then
+    error("sfwb.clip.load: dtype '" .. self.dtype .. "' runs on the cpu path only", 2)
+  end
+  return self
+end
+
+function CLIP:set_dtype(dtype)
+  if self.device ~= "cpu" and dtype ~= "f32" then error("clip:set_dtype: '" .. dtype .. "' runs on the cpu path only", 2) end
+  self.core:set_dtype(dtype)
+  self.dtype = self.core:dtype()
+  return self
 end
 
 -- img [B, 3, H, W] (or [3, H, W]) in [-1, 1] at any resolution -> f32 [B, 1 + grid^2, dim]

@@ -123,8 +123,21 @@ static int clip_config(lua_State *L) {
   return 1;
 }
 
+/* m:dtype() -> "f32"|"bf16"|"f16";  m:set_dtype(name) */
+static int clip_dtype(lua_State *L) {
+  lua_pushstring(L, sf_clip_dtype(check_clip(L, 1)));
+  return 1;
+}
+
+static int clip_set_dtype(lua_State *L) {
+  if (sf_clip_set_dtype(check_clip(L, 1), luaL_checkstring(L, 2))) return sf_lua_raise(L);
+  return 0;
+}
+
 void sf_lua_register_clip(lua_State *L) {
-  static const luaL_Reg methods[] = {{"encode_image", clip_encode_image}, {"encode_image_on", clip_encode_image_on}, {"config", clip_config}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"encode_image", clip_encode_image}, {"encode_image_on", clip_encode_image_on},
+                                     {"config", clip_config}, {"dtype", clip_dtype}, {"set_dtype", clip_set_dtype},
+                                     {NULL, NULL}};
   if (luaL_newmetatable(L, CLIP_MT)) {
     lua_pushcfunction(L, clip_gc), lua_setfield(L, -2, "__gc");
     luaL_newlib(L, methods);

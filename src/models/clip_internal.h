@@ -15,6 +15,7 @@ struct sf_clip {
   sf_tensor *patch_w, *patch_b, *cls, *pos, *pre_w, *pre_b;
   sf_clip_block *blocks;
   char prefix[16];
+  int lp; /* compute dtype: 0 f32, 1 bf16, 2 f16 (Wan: fp16 weights under fp16 autocast) */
 };
 
 /* img [3, H, W] in [-1, 1] -> normalised pixels [3, S, S] */

@@ -24,6 +24,10 @@ typedef struct sf_clip sf_clip;
 sf_clip *sf_clip_new(sf_weight_getter get, void *ctx, int num_heads, int run_layers);
 void sf_clip_free(sf_clip *m);
 const sf_clip_config *sf_clip_config_of(const sf_clip *m);
+/* compute dtype of the CPU forward: "f32" (default), "f16" (Wan's clip_dtype: fp16 weights under fp16
+ * autocast) or "bf16"; -1 + sf_error otherwise */
+int sf_clip_set_dtype(sf_clip *m, const char *dtype);
+const char *sf_clip_dtype(const sf_clip *m);
 
 /* torch's bicubic resize (align_corners=False, A = -0.75, no antialias) of C planes [C, H, W] -> [C, oh, ow] */
 void sf_bicubic_resize(const float *src, int C, int H, int W, float *dst, int oh, int ow);

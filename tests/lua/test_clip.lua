@@ -28,6 +28,25 @@ T.case("encode_image [2, 3, 40, 56] -> [2, 5, 32]", function()
   T.close(clip:encode_image(F.img:select(1, 2)):select(1, 1), F.out:select(1, 2), 1e-4)
 end)
 
+T.case("compute dtype f16 (Wan's clip_dtype) and bf16 against the rounded transcription", function()
+  local c = sfwb.clip.load(dir .. "/clip.pth", {num_heads = 4, dtype = "f16"})
+  T.eq(c.dtype, "f16")
+  local out32 = clip:encode_image(F.img28)
+  T.close(out32, F.out28, 1e-4)
+  for _, dt in ipairs({"f16", "bf16"}) do
+    c:set_dtype(dt)
+    local out, ref = c:encode_image(F.img28), F["out28_" .. dt]
+    T.close(out:to(dt):float(), out, 0) -- dtype values
+    local function mae(a) return (a - ref):abs():mean():item() end
+    local e, gap, frac = mae(out), mae(out32), (out - ref):abs():gt(0):float():mean():item()
+    print(string.format("  %s: mean abs error %.3g (f32 compute: %.3g), %.3g of the values differ, worst %.3g", dt, e,
+      gap, frac, (out - ref):abs():max():item()))
+    -- equal but for rounding flips where our f32 sums fall on the other side of a tie
+    T.check(e < gap / 4 and frac < 0.1, dt .. " compute is not close to the rounded reference")
+  end
+  T.raises(function() c:set_dtype("f64") end, "not supported")
+end)
+
 T.case("emu: tensor-op forward on the CUDA backend's emulated device", function()
   local has_emu = false
   for _, d in ipairs(sfwb.devices()) do if d == "emu:0" then has_emu = true end end

@@ -64,6 +64,35 @@ def tower(sd, x):
     return x
 
 
+def tower_lp(sd, x, dt):
+    """Wan's tower with dt weights under dt autocast, as on CUDA: linears / the patch conv on dt operands
+    summed in f32 and rounded once, LayerNorm in f32 cast back, fused attention (f32 inside, one rounding),
+    GELU and residual adds rounded. Explicit casts around f32 ops (torch 1.13's CPU lacks f16 kernels)."""
+    def R(t):
+        return t.to(dt).float()
+
+    W = {k: R(v) for k, v in sd.items()}
+    b = x.shape[0]
+    x = R(F.conv2d(R(x), W["visual.patch_embedding.weight"], stride=PATCH)).flatten(2).permute(0, 2, 1)
+    x = R(torch.cat([W["visual.cls_embedding"].expand(b, -1, -1), x], 1) + W["visual.pos_embedding"])
+    x = R(ln(x, W, "visual.pre_norm"))
+    d = DIM // HEADS
+    for i in range(LAYERS - 1):
+        p = "visual.transformer.%d." % i
+        h = R(ln(x, W, p + "norm1"))
+        s = x.shape[1]
+        qkv = R(F.linear(h, W[p + "attn.to_qkv.weight"], W[p + "attn.to_qkv.bias"]))
+        q, k, v = qkv.view(b, s, 3, HEADS, d).unbind(2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        a = R(torch.softmax(q @ k.transpose(-1, -2) / d ** 0.5, -1) @ v)
+        a = a.transpose(1, 2).reshape(b, s, DIM)
+        x = R(x + R(F.linear(a, W[p + "attn.proj.weight"], W[p + "attn.proj.bias"])))
+        h = R(ln(x, W, p + "norm2"))
+        h = R(F.gelu(R(F.linear(h, W[p + "mlp.0.weight"], W[p + "mlp.0.bias"]))))
+        x = R(x + R(F.linear(h, W[p + "mlp.2.weight"], W[p + "mlp.2.bias"])))
+    return x
+
+
 def preprocess(img):
     x = F.interpolate(img, size=(SIZE, SIZE), mode="bicubic", align_corners=False)
     x = x * 0.5 + 0.5
@@ -79,6 +108,13 @@ def main(out):
         resized = F.interpolate(img, size=(SIZE, SIZE), mode="bicubic", align_corners=False)
         up = F.interpolate(img, size=(61, 83), mode="bicubic", align_corners=False)
         fx = {"img": img, "resized": resized, "up": up, "out": tower(sd, preprocess(img))}
+        # compute dtypes on a 28x28 image (the resize is then exact on both sides: our bicubic differs from
+        # torch's by ~1e-6, and f16 rounding flips spread that through the tower as much as the mode's effect)
+        img28 = torch.rand(2, 3, SIZE, SIZE, generator=g) * 2 - 1
+        fx["img28"] = img28
+        fx["out28"] = tower(sd, preprocess(img28))
+        for name, dt in (("f16", torch.float16), ("bf16", torch.bfloat16)):
+            fx["out28_" + name] = tower_lp(sd, preprocess(img28), dt)
     torch.save(fx, out + "/fixture.pt")
 
 
