@@ -151,8 +151,22 @@ __global__ void sf_flash_attn_kernel(sf_k_attn_args a) {
   }
 }
 
+/* the tensor-core kernel (attn_fwd_mma.cu; P rounded to bf16/f16 as FlashAttention) serves bf16/f16 without
+ * capture: by default on the GPU, on emu only with SFWB_ATTN_MMA=1 (emu's default, this f32-P kernel, agrees
+ * with the CPU bit for bit in most outputs, which the cross-device tests rely on); SFWB_ATTN_MMA=0 turns it off */
+static bool fa_use_mma(const sf_k_attn_args *a) {
+  if ((a->dt != SF_BF16 && a->dt != SF_F16) || a->cap_logits || a->cap_probs || a->tok_logits || a->tok_probs) return false;
+  const char *e = getenv("SFWB_ATTN_MMA");
+#ifdef SF_EMU
+  return e && e[0] == '1';
+#else
+  return !(e && e[0] == '0');
+#endif
+}
+
 int sf_k_attention(const sf_k_attn_args *a) {
   if (a->d > FA_MAXD) return sf_error("attention: head dim %lld exceeds the kernel's %d", (long long)a->d, FA_MAXD);
+  if (fa_use_mma(a)) return sf_k_attention_mma(a);
   if (!a->B || !a->Lq || !a->H) return 0;
   const int64_t tpg = (a->q_group + FA_BQ - 1) / FA_BQ;
   const size_t smem = sizeof(float) * (size_t)((FA_BQ + FA_BK) * a->d + FA_BQ * FA_BK + 3 * FA_BQ);

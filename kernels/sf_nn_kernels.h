@@ -31,6 +31,9 @@ struct sf_k_attn_args {
   float *tok_logits, *tok_probs; /* device [H, tq1-tq0, tk1-tk0] or NULL (+= value / B; NaN where invisible) */
 };
 int sf_k_attention(const sf_k_attn_args *a);
+/* the tensor-core forward (kernels/attn_fwd_mma.cu): bf16/f16, no capture, head dim <= 128. sf_k_attention
+ * takes it by default on the GPU and on emu with SFWB_ATTN_MMA=1 (SFWB_ATTN_MMA=0: never). */
+int sf_k_attention_mma(const sf_k_attn_args *a);
 
 } // namespace SF_CUDA_NS
 

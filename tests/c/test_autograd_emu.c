@@ -339,6 +339,53 @@ static void test_attention_backward_emu_vs_cpu(void) {
   }
 }
 
+/* the tensor-core forward (kernels/attn_fwd_mma.cu, the GPU's default for bf16/f16; on emu with
+ * SFWB_ATTN_MMA=1): output within bf16/f16 rounding of the CPU's, log-sum-exp to f32 round-off, and the
+ * whole backward table again on top of it */
+static void test_attention_mma_forward_emu_vs_cpu(void) {
+  sf_device emu;
+  if (sf_device_parse("emu:0", &emu)) return;
+  setenv("SFWB_ATTN_MMA", "1", 1);
+  for (size_t k = 0; k < sizeof acases / sizeof acases[0]; k++) {
+    const acase *c = &acases[k];
+    if (c->dt == SF_F32) continue;
+    const int64_t w = c->strided ? 2 * c->d : c->d;
+    int64_t shq[4] = {c->B, c->Lq, c->H, w}, shk[4] = {c->B, c->Lk, c->H, w};
+    sf_manual_seed(500 + k);
+    sf_tensor *in[2][3];
+    for (int i = 0; i < 3; i++) {
+      sf_tensor *f = sf_randn(4, i ? shk : shq, SF_F32, sf_cpu()), *hh = sf_cast(f, c->dt);
+      in[0][i] = c->strided ? sf_narrow(hh, 3, 0, c->d) : sf_retain(hh);
+      in[1][i] = sf_to_device(in[0][i], emu);
+      sf_release(f), sf_release(hh);
+    }
+    sf_attn_desc desc = {0};
+    desc.q_group = c->q_group;
+    if (c->hi[0]) desc.kv_lo = c->lo, desc.kv_hi = c->hi;
+    sf_tensor *lse[2] = {0}, *out[2];
+    for (int s = 0; s < 2; s++) out[s] = sf_attention(in[s][0], in[s][1], in[s][2], &desc, &lse[s]);
+    CHECK(out[0] && out[1] && lse[0] && lse[1]);
+    if (out[0] && out[1] && lse[0] && lse[1]) {
+      const double eo = rel_diff(out[0], out[1]);
+      sf_tensor *le = sf_to_device(lse[1], sf_cpu());
+      const float *l0 = sf_data_ptr(lse[0]), *l1 = sf_data_ptr(le);
+      double el = 0; /* -inf rows (a group that sees nothing) must match exactly */
+      for (int64_t i = 0; i < sf_numel(le); i++) el = fmax(el, isinf(l0[i]) || isinf(l1[i]) ? (l0[i] == l1[i] ? 0 : INFINITY) : fabs(l0[i] - l1[i]));
+      const bool ok = eo <= (c->dt == SF_F16 ? 4e-3 : 2e-2) && el <= 1e-5;
+      if (!ok) sf_test_case_failed = 1;
+      printf("  %-16s mma forward vs cpu: out %.2g lse %.2g%s\n", c->name, eo, el, ok ? "" : "  FAILED");
+      sf_release(le);
+    }
+    for (int s = 0; s < 2; s++) {
+      sf_release(out[s]), sf_release(lse[s]);
+      for (int i = 0; i < 3; i++) sf_release(in[s][i]);
+    }
+  }
+  printf("  backward on the tensor-core forward:\n");
+  test_attention_backward_emu_vs_cpu();
+  unsetenv("SFWB_ATTN_MMA");
+}
+
 static void test_optimizer_emu_vs_cpu(void) {
   sf_device emu;
   if (sf_device_parse("emu:0", &emu)) return;
@@ -364,6 +411,7 @@ int main(void) {
   sf_backends_init();
   RUN(test_backward_emu_vs_cpu);
   RUN(test_attention_backward_emu_vs_cpu);
+  RUN(test_attention_mma_forward_emu_vs_cpu);
   RUN(test_optimizer_emu_vs_cpu);
   TEST_DONE();
 }
