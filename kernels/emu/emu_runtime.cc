@@ -521,7 +521,7 @@ cudaError_t sf_emu_launch(const char *name, const void *key, dim3 g, dim3 b, siz
     w->ctx = ctx;
     char msg[300];
     void *dyn = NULL;
-    if (smem) dyn = malloc(smem);
+    if (smem && posix_memalign(&dyn, 128, smem)) dyn = NULL; /* 128-byte aligned, as the hardware window in practice */
     sf_emu_blk.block_dim = uint3{b.x, b.y, b.z};
     sf_emu_blk.grid_dim = uint3{g.x, g.y, g.z};
     sf_emu_blk.dyn_smem = dyn;
