@@ -2,7 +2,7 @@
 """bench_encoders.py — the PyTorch side of bench_encoders.sh: generates random weights at real width
 (Wan VAE dim 96 / z 16; umT5-XXL blocks 4096/10240/64 heads) and times our PyTorch transcriptions
 (tests/ref/vae_ref.py, tests/ref/t5_ref.py) on them, one process per measurement.
-Usage: bench_encoders.py gen DIR [quick] | vae DIR | t5 DIR
+Usage: bench_encoders.py gen DIR [quick] | vae DIR | vae1 DIR (one thread) | t5 DIR
 Prints "key seconds peak_MB" lines; outputs are saved for the sfwb side to check parity."""
 import math
 import os
@@ -78,12 +78,12 @@ def t5_blocks(sd, x, mask):
 
 def main():
     what, d = sys.argv[1], sys.argv[2]
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(1 if what == "vae1" else (os.cpu_count() or 1))
     if what == "gen":
         gen(d, len(sys.argv) > 3 and sys.argv[3] == "quick")
         return
     with torch.no_grad():
-        if what == "vae":
+        if what in ("vae", "vae1"):
             sd = torch.load(d + "/vae.pth")
             z = torch.load(d + "/vae_in.pt")["z"].permute(0, 2, 1, 3, 4)
             _, _, _, dec = vae_ref.layout(96, 16)
@@ -92,7 +92,7 @@ def main():
             out = vae_ref.decode(sd, dec, z, 16, mean, std).clamp(-1, 1)
             dt = time.perf_counter() - t0
             torch.save({"out": out.permute(0, 2, 1, 3, 4).contiguous()}, d + "/vae_out.pt")
-            print("vae_decode %.3f %.0f" % (dt, peak_mb()))
+            print("%s %.3f %.0f" % ("vae_decode" if what == "vae" else "vae_decode_1t", dt, peak_mb()))
         else:
             sd = torch.load(d + "/t5.pth")
             inp = torch.load(d + "/t5_in.pt")
