@@ -4,10 +4,11 @@
  * As on the GPU a fragment is spread over the 32 lanes of a warp, 8 elements per lane, and which element
  * of the tile a lane holds is unspecified: here the mapping is a scramble (element i of lane l is tile
  * entry (37 * (8 l + i)) mod 256), so a kernel that assumes a layout gives wrong results instead of
- * passing by luck. Every call is warp-collective (a warp barrier: calling it from divergent code
- * deadlocks, which the emulator reports). mma_sync exchanges the operands through the warp's buffer in the
- * runtime and accumulates in f32 in k order. The hardware's requirements are checked and fail the launch:
- * 256-bit aligned pointers and ldm a multiple of 16 bytes. */
+ * passing by luck. mma_sync is a warp barrier (called from divergent code it deadlocks, which the emulator
+ * reports) and exchanges the operands through the warp's buffer in the runtime, accumulating in f32 in k
+ * order; loads and stores touch only the lane's own entries (no barrier: they are the bulk of the calls,
+ * and a store is no more a memory fence here than on the GPU). The hardware's requirements are checked and
+ * fail the launch: 256-bit aligned pointers and ldm a multiple of 16 bytes. */
 #ifndef SF_EMU_WMMA_H
 #define SF_EMU_WMMA_H
 
@@ -54,7 +55,6 @@ template <class E, class T> static inline void sf_wmma_load(E *x, const T *p, un
     const int s = sf_wmma_slot(lane, i), r = s >> 4, c = s & 15;
     x[i] = sf_wmma_cast<E>(sf_wmma_f(row ? p[r * ldm + c] : p[c * ldm + r]));
   }
-  sf_emu_syncwarp();
 }
 
 template <class T, class L> static inline void load_matrix_sync(fragment<matrix_a, 16, 16, 16, T, L> &a, const T *p, unsigned ldm) {
@@ -73,7 +73,6 @@ static inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 1
     const int s = sf_wmma_slot(lane, i), r = s >> 4, cc = s & 15;
     (l == mem_row_major ? p[r * ldm + cc] : p[cc * ldm + r]) = c.x[i];
   }
-  sf_emu_syncwarp();
 }
 template <class U, class T, class L> static inline void fill_fragment(fragment<U, 16, 16, 16, T, L> &f, T v) {
   for (int i = 0; i < 8; i++) f.x[i] = v;
