@@ -113,8 +113,8 @@ typedef struct {
 } attn_bufs;
 
 static void bufs_free(attn_bufs *w) {
-  free(w->qb), free(w->kb), free(w->vb), free(w->S), free(w->O), free(w->m), free(w->l), free(w->corr), free(w->accp),
-      free(w->tokp_row);
+  /* S and O live in the thread's scratch (sf_cpu_scratch slot 1) */
+  free(w->qb), free(w->kb), free(w->vb), free(w->m), free(w->l), free(w->corr), free(w->accp), free(w->tokp_row);
 }
 
 static int bufs_alloc(attn_bufs *w, const attn_job *J) {
@@ -125,8 +125,12 @@ static int bufs_alloc(attn_bufs *w, const attn_job *J) {
   if (J->q->dtype != SF_F32) ok &= (w->qb = malloc(sizeof(float) * (size_t)(J->Lq * d))) != NULL;
   if (J->k->dtype != SF_F32) ok &= (w->kb = malloc(sizeof(float) * (size_t)(J->Lk * d))) != NULL;
   if (J->v->dtype != SF_F32) ok &= (w->vb = malloc(sizeof(float) * (size_t)(J->Lk * d))) != NULL;
-  ok &= (w->S = malloc(sizeof(float) * (ntq * nkb + 1))) != NULL;
-  ok &= (w->O = malloc(sizeof(float) * (ntq * (size_t)d + 1))) != NULL;
+  /* the score tile (~0.8 MB at 1560 keys) is reused across calls: a fresh one faults in every page */
+  const size_t nS = (ntq * nkb + 16) & ~(size_t)15;
+  float *sc = sf_cpu_scratch(1, sizeof(float) * (nS + ntq * (size_t)d + 16));
+  ok &= sc != NULL;
+  w->S = sc;
+  w->O = sc ? sc + nS : NULL;
   ok &= (w->m = malloc(sizeof(float) * (ntq + 1))) != NULL;
   ok &= (w->l = malloc(sizeof(float) * (ntq + 1))) != NULL;
   ok &= (w->corr = malloc(sizeof(float) * (ntq + 1))) != NULL;

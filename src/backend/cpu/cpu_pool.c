@@ -147,3 +147,32 @@ void sf_cpu_for(int64_t n, int nt, sf_range_fn fn, void *ctx) {
   range_job j = {n, fn, ctx};
   sf_cpu_parallel(nt, range_part, &j);
 }
+
+#define SCRATCH_SLOTS 4
+typedef struct { void *p[SCRATCH_SLOTS]; size_t n[SCRATCH_SLOTS]; } scratch_set;
+static _Thread_local scratch_set *t_scratch;
+static pthread_key_t g_scratch_key;
+static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *v) { /* at thread exit */
+  scratch_set *s = v;
+  for (int i = 0; i < SCRATCH_SLOTS; i++) free(s->p[i]);
+  free(s);
+}
+static void scratch_key_init(void) { pthread_key_create(&g_scratch_key, scratch_free); }
+
+void *sf_cpu_scratch(int slot, size_t n) {
+  if (slot < 0 || slot >= SCRATCH_SLOTS) return NULL;
+  if (!t_scratch) {
+    pthread_once(&g_scratch_once, scratch_key_init);
+    if (!(t_scratch = calloc(1, sizeof *t_scratch))) return NULL;
+    pthread_setspecific(g_scratch_key, t_scratch);
+  }
+  scratch_set *s = t_scratch;
+  if (s->n[slot] >= n && s->p[slot]) return s->p[slot];
+  free(s->p[slot]);
+  n = (n + 4095) & ~(size_t)4095;
+  s->p[slot] = aligned_alloc(64, n);
+  s->n[slot] = s->p[slot] ? n : 0;
+  return s->p[slot];
+}

@@ -16,6 +16,12 @@ void sf_cpu_parallel(int nt, sf_par_fn fn, void *ctx);
 typedef void (*sf_range_fn)(void *ctx, int64_t lo, int64_t hi);
 void sf_cpu_for(int64_t n, int nt, sf_range_fn fn, void *ctx);
 
+/* A grow-only scratch buffer of at least n bytes (64-byte aligned) owned by the calling thread and slot
+ * (0..3), kept for the thread's next call: kernels that need a few MB of tiles per call would otherwise
+ * get fresh pages from glibc's mmap on every call and pay the kernel's page zeroing. NULL when out of
+ * memory. Contents are undefined; one user per slot at a time. */
+void *sf_cpu_scratch(int slot, size_t n);
+
 /* threads the pool may use: SFWB_THREADS, else OMP_NUM_THREADS, else the online CPUs (max 64) */
 int sf_cpu_pool_size(void);
 

@@ -218,9 +218,11 @@ static void load_rows(float *dst, const sf_tensor *t, int64_t b, int64_t h, int6
 
 /* rows r0.. of head h of batch b as an f32 matrix for BLAS: f32 tensors with unit inner stride are read in
  * place (row stride = the tensor's), anything else is converted into buf (row stride d) */
+static bool f32_rows(const sf_tensor *t) { return t->dtype == SF_F32 && t->stride[3] == 1 && t->stride[1] <= INT_MAX; }
+
 static const float *rows_f32(const sf_tensor *t, int64_t b, int64_t h, int64_t r0, int64_t n, int64_t d, float *buf,
                              int64_t *ld) {
-  if (t->dtype == SF_F32 && t->stride[3] == 1 && t->stride[1] <= INT_MAX) {
+  if (f32_rows(t)) {
     *ld = t->stride[1];
     return (const float *)sf_data_ptr(t) + b * t->stride[0] + r0 * t->stride[1] + h * t->stride[2];
   }
@@ -258,15 +260,20 @@ static void attn_bwd_part(void *vj, int tid, int nt) {
   const int64_t qg = J->qg;
   const bool dq_in = direct_grad(dq), dk_in = direct_grad(dk), dv_in = direct_grad(dv);
   /* scratch only for what cannot be used in place */
-  float *Kb = malloc(sizeof(float) * (size_t)(Lk * d)), *Vb = malloc(sizeof(float) * (size_t)(Lk * d));
-  float *dKb = calloc((size_t)(Lk * d), sizeof(float)), *dVb = calloc((size_t)(Lk * d), sizeof(float));
-  float *Qb = malloc(sizeof(float) * BTQ * d), *dOb = malloc(sizeof(float) * BTQ * d), *Ob = malloc(sizeof(float) * BTQ * d);
-  float *dQb = malloc(sizeof(float) * BTQ * d), *P = malloc(sizeof(float) * BTQ * BTK), *dP = malloc(sizeof(float) * BTQ * BTK);
+  /* per-thread scratch kept between calls (sf_cpu_scratch): fresh buffers cost page faults every call */
+  const size_t nkd = (size_t)(Lk * d), nqd = (size_t)BTQ * (size_t)d, nqk = (size_t)BTQ * BTK;
+  const bool kin = f32_rows(k), vin = f32_rows(v);
+  const size_t need = (kin ? 0 : nkd) + (vin ? 0 : nkd) + (dk_in ? 0 : nkd) + (dv_in ? 0 : nkd) + 4 * nqd + 2 * nqk + 16 * 10;
+  float *sp = sf_cpu_scratch(0, sizeof(float) * need);
   float Di[BTQ], Li[BTQ];
-  if (!(Kb && Vb && dKb && dVb && Qb && dOb && Ob && dQb && P && dP)) {
+  if (!sp) {
     atomic_store(&J->failed, 1);
-    goto out;
+    return;
   }
+#define TAKE(n) (sp += ((n) + 15) & ~(size_t)15, sp - (((n) + 15) & ~(size_t)15))
+  float *Kb = kin ? NULL : TAKE(nkd), *Vb = vin ? NULL : TAKE(nkd), *dKb = dk_in ? NULL : TAKE(nkd), *dVb = dv_in ? NULL : TAKE(nkd);
+  float *Qb = TAKE(nqd), *dOb = TAKE(nqd), *Ob = TAKE(nqd), *dQb = TAKE(nqd), *P = TAKE(nqk), *dP = TAKE(nqk);
+#undef TAKE
   for (int64_t bh; (bh = atomic_fetch_add(&J->next, 1)) < B * H;) {
     const int64_t b = bh / H, h = bh % H;
     int64_t ldk, ldv, lddk = d, lddv = d, lddq = d;
@@ -336,8 +343,6 @@ static void attn_bwd_part(void *vj, int tid, int nt) {
         if (dv && !dv_in) std_(sf_data_ptr(dv), dv->dtype, o, dV[j * d + c]);
       }
   }
-out:
-  free(Kb); free(Vb); free(dKb); free(dVb); free(Qb); free(dOb); free(Ob); free(dQb); free(P); free(dP);
 }
 
 static int cpu_attention_bwd(sf_tensor *dq, sf_tensor *dk, sf_tensor *dv, const sf_tensor *dout, const sf_tensor *q,
