@@ -4,8 +4,10 @@
  * matrix (batch stride 0, as in x @ W) becomes a single tall GEMM. Integer dtypes use a plain loop. */
 #include <cblas.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend/cpu/cpu_internal.h"
 
@@ -105,8 +107,50 @@ static int split_on(void) {
   return on;
 }
 
+/* SFWB_GEMM_PROFILE=1: every GEMM's shape, time and rate on stderr */
+static double nows(void) { struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); return ts.tv_sec + 1e-9 * ts.tv_nsec; }
+static void gemm_beta0(sf_dtype ct, int ta, int tb, int64_t M, int64_t N, int64_t K, const void *A, int64_t lda,
+                      const void *Bm, int64_t ldb, double beta, void *C, int64_t ldc);
 static void gemm_beta(sf_dtype ct, int ta, int tb, int64_t M, int64_t N, int64_t K, const void *A, int64_t lda,
                       const void *Bm, int64_t ldb, double beta, void *C, int64_t ldc) {
+  static int prof = -1;
+  if (prof < 0) prof = getenv("SFWB_GEMM_PROFILE") != NULL;
+  double t0 = prof ? nows() : 0;
+  gemm_beta0(ct, ta, tb, M, N, K, A, lda, Bm, ldb, beta, C, ldc);
+  if (prof) { double t = nows() - t0; fprintf(stderr, "gemm M %5lld N %5lld K %5lld ta %d tb %d beta %g: %7.2f ms %6.1f GF/s\n", (long long)M, (long long)N, (long long)K, ta, tb, beta, t * 1e3, 2.0 * M * N * K / t / 1e9); }
+}
+/* one-row / one-column products as BLAS level 2 (sgemm packs a whole operand for them: the Wan time
+ * embedding's [1, 9216] x [9216, 1536] took 24 ms instead of ~3) and K = 1 (outer products) as rank-1 updates */
+static int level2(sf_dtype ct, int ta, int tb, int64_t M, int64_t N, int64_t K, const void *A, int64_t lda,
+                  const void *Bm, int64_t ldb, double beta, void *C, int64_t ldc) {
+  const int d = ct == SF_F64;
+  if (M == 1) { /* c[N] = op(B)^T a */
+    const int64_t inca = ta ? lda : 1;
+    if (d) cblas_dgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, (int)(tb ? N : K), (int)(tb ? K : N), 1.0, Bm, (int)ldb, A, (int)inca, beta, C, 1);
+    else cblas_sgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, (int)(tb ? N : K), (int)(tb ? K : N), 1.0f, Bm, (int)ldb, A, (int)inca, (float)beta, C, 1);
+    return 1;
+  }
+  if (N == 1) { /* c[M] (stride ldc) = op(A) b */
+    const int64_t incb = tb ? 1 : ldb;
+    if (d) cblas_dgemv(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, (int)(ta ? K : M), (int)(ta ? M : K), 1.0, A, (int)lda, Bm, (int)incb, beta, C, (int)ldc);
+    else cblas_sgemv(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, (int)(ta ? K : M), (int)(ta ? M : K), 1.0f, A, (int)lda, Bm, (int)incb, (float)beta, C, (int)ldc);
+    return 1;
+  }
+  if (K == 1 && (beta == 0.0 || beta == 1.0)) { /* C = beta C + a b^T */
+    const size_t es = d ? 8 : 4;
+    if (beta == 0.0)
+      for (int64_t i = 0; i < M; i++) memset((char *)C + i * ldc * (int64_t)es, 0, (size_t)N * es);
+    const int64_t inca = ta ? 1 : lda, incb = tb ? ldb : 1;
+    if (d) cblas_dger(CblasRowMajor, (int)M, (int)N, 1.0, A, (int)inca, Bm, (int)incb, C, (int)ldc);
+    else cblas_sger(CblasRowMajor, (int)M, (int)N, 1.0f, A, (int)inca, Bm, (int)incb, C, (int)ldc);
+    return 1;
+  }
+  return 0;
+}
+
+static void gemm_beta0(sf_dtype ct, int ta, int tb, int64_t M, int64_t N, int64_t K, const void *A, int64_t lda,
+                      const void *Bm, int64_t ldb, double beta, void *C, int64_t ldc) {
+  if (level2(ct, ta, tb, M, N, K, A, lda, Bm, ldb, beta, C, ldc)) return;
   const int64_t flop = M * N * K;
   const int64_t span = M > N ? M : N;
   const int nt = split_on() && flop >= SPLIT_MIN_FLOP && span >= 64 ? sf_cpu_threads(span / 32, 2) : 1;
