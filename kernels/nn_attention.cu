@@ -32,13 +32,18 @@ __global__ void sf_flash_attn_kernel(sf_k_attn_args a) {
     const int r = i / d, c = i % d;
     Qs[i] = r < nq ? sf_ld_f32(a.q, a.dt, b * a.qs[0] + (r0 + r) * a.qs[1] + h * a.qs[2] + c) : 0.0f;
   }
-  if (tid < FA_BQ) Ms[tid] = -INFINITY, Ls[tid] = 0.0f;
+  if (tid < FA_BQ) {
+    if (a.capture_only) /* the tensor-core kernel wrote out and lse: p = exp(s - lse) in the capture sweep */
+      Ms[tid] = tid < nq ? a.lse[(b * a.H + h) * a.Lq + r0 + tid] : -INFINITY, Ls[tid] = 1.0f;
+    else
+      Ms[tid] = -INFINITY, Ls[tid] = 0.0f;
+  }
   float O[FA_COLS];
 #pragma unroll
   for (int j = 0; j < FA_COLS; j++) O[j] = 0.0f;
   __syncthreads();
 
-  for (int64_t k0 = lo; k0 < hi; k0 += FA_BK) {
+  for (int64_t k0 = a.capture_only ? hi : lo; k0 < hi; k0 += FA_BK) {
     const int nk = (int)(k0 + FA_BK <= hi ? FA_BK : hi - k0);
     for (int i = tid; i < FA_BK * d; i += FA_THREADS) {
       const int j = i / d, c = i % d;
@@ -85,7 +90,7 @@ __global__ void sf_flash_attn_kernel(sf_k_attn_args a) {
     }
     __syncthreads();
   }
-  if (row < nq) {
+  if (row < nq && !a.capture_only) {
     const float inv = Ls[row] > 0.0f ? 1.0f / Ls[row] : 0.0f;
 #pragma unroll
     for (int jj = 0; jj < FA_COLS; jj++) {
@@ -93,7 +98,7 @@ __global__ void sf_flash_attn_kernel(sf_k_attn_args a) {
       if (c < d) sf_st_f32(a.out, a.dt, ((b * a.Lq + r0 + row) * a.H + h) * d + c, O[jj] * inv);
     }
   }
-  if (a.lse && tid < nq) a.lse[(b * a.H + h) * a.Lq + r0 + tid] = Ls[tid] > 0.0f ? Ms[tid] + logf(Ls[tid]) : -INFINITY;
+  if (a.lse && tid < nq && !a.capture_only) a.lse[(b * a.H + h) * a.Lq + r0 + tid] = Ls[tid] > 0.0f ? Ms[tid] + logf(Ls[tid]) : -INFINITY;
   if (!a.cap_logits && !a.cap_probs && !a.tok_logits && !a.tok_probs) return;
   const bool tok = a.tok_logits || a.tok_probs;
   const int64_t ntk = a.tk1 - a.tk0, ntq = a.tq1 - a.tq0;
@@ -151,11 +156,11 @@ __global__ void sf_flash_attn_kernel(sf_k_attn_args a) {
   }
 }
 
-/* the tensor-core kernel (attn_fwd_mma.cu; P rounded to bf16/f16 as FlashAttention) serves bf16/f16 without
- * capture: by default on the GPU, on emu only with SFWB_ATTN_MMA=1 (emu's default, this f32-P kernel, agrees
+/* the tensor-core kernel (attn_fwd_mma.cu; P rounded to bf16/f16 as FlashAttention) serves bf16/f16 (the
+ * capture sweep then runs here on its lse, so capturing never changes the output): by default on the GPU, on emu only with SFWB_ATTN_MMA=1 (emu's default, this f32-P kernel, agrees
  * with the CPU bit for bit in most outputs, which the cross-device tests rely on); SFWB_ATTN_MMA=0 turns it off */
 static bool fa_use_mma(const sf_k_attn_args *a) {
-  if ((a->dt != SF_BF16 && a->dt != SF_F16) || a->cap_logits || a->cap_probs || a->tok_logits || a->tok_probs) return false;
+  if (a->dt != SF_BF16 && a->dt != SF_F16) return false;
   const char *e = getenv("SFWB_ATTN_MMA");
 #ifdef SF_EMU
   return e && e[0] == '1';
@@ -166,7 +171,18 @@ static bool fa_use_mma(const sf_k_attn_args *a) {
 
 int sf_k_attention(const sf_k_attn_args *a) {
   if (a->d > FA_MAXD) return sf_error("attention: head dim %lld exceeds the kernel's %d", (long long)a->d, FA_MAXD);
-  if (fa_use_mma(a)) return sf_k_attention_mma(a);
+  if (fa_use_mma(a)) {
+    if (sf_k_attention_mma(a)) return -1;
+    if (!a->cap_logits && !a->cap_probs && !a->tok_logits && !a->tok_probs) return 0;
+    if (!a->lse) return sf_error("attention: a capture on the tensor-core path needs the log-sum-exp buffer");
+    sf_k_attn_args c = *a;
+    c.capture_only = 1;
+    const int64_t tpg = (c.q_group + FA_BQ - 1) / FA_BQ;
+    const size_t smem = sizeof(float) * (size_t)((FA_BQ + FA_BK) * c.d + FA_BQ * FA_BK + 3 * FA_BQ);
+    dim3 grid((unsigned)(c.n_qg * tpg), (unsigned)c.H, (unsigned)c.B);
+    SF_LAUNCH(sf_flash_attn_kernel, grid, FA_THREADS, smem, sf_cuda_stream(), c);
+    return sf_cuda_check_launch("attention capture");
+  }
   if (!a->B || !a->Lq || !a->H) return 0;
   const int64_t tpg = (a->q_group + FA_BQ - 1) / FA_BQ;
   const size_t smem = sizeof(float) * (size_t)((FA_BQ + FA_BK) * a->d + FA_BQ * FA_BK + 3 * FA_BQ);

@@ -29,10 +29,13 @@ struct sf_k_attn_args {
   float *lse;                    /* device [B, H, Lq] or NULL */
   int64_t tq0, tq1, tk0, tk1;    /* token-level capture range */
   float *tok_logits, *tok_probs; /* device [H, tq1-tq0, tk1-tk0] or NULL (+= value / B; NaN where invisible) */
+  int capture_only;              /* out and lse already written (tensor-core kernel): only the capture sweep runs,
+                                    with p = exp(s - lse); lse must be given */
 };
 int sf_k_attention(const sf_k_attn_args *a);
-/* the tensor-core forward (kernels/attn_fwd_mma.cu): bf16/f16, no capture, head dim <= 128. sf_k_attention
- * takes it by default on the GPU and on emu with SFWB_ATTN_MMA=1 (SFWB_ATTN_MMA=0: never). */
+/* the tensor-core forward (kernels/attn_fwd_mma.cu): bf16/f16, head dim <= 128, no capture. sf_k_attention
+ * takes it by default on the GPU and on emu with SFWB_ATTN_MMA=1 (SFWB_ATTN_MMA=0: never), then runs the
+ * capture sweep of the f32-P kernel on its lse when a capture is asked for (needs a->lse). */
 int sf_k_attention_mma(const sf_k_attn_args *a);
 
 } // namespace SF_CUDA_NS

@@ -386,6 +386,53 @@ static void test_attention_mma_forward_emu_vs_cpu(void) {
   unsetenv("SFWB_ATTN_MMA");
 }
 
+/* capture on the tensor-core path: the f32-P kernel's capture sweep runs on the tensor-core kernel's lse, so
+ * the output is the same bits with or without a capture, and the captured sums match the f32-P kernel's */
+static void test_attention_mma_capture(void) {
+  sf_device emu;
+  if (sf_device_parse("emu:0", &emu)) return;
+  sf_manual_seed(77);
+  int64_t s4[4] = {1, 96, 2, 32}, c3[3] = {2, 3, 3}, t3[3] = {2, 40, 50};
+  sf_tensor *f = sf_randn(4, s4, SF_F32, sf_cpu()), *hq = sf_cast(f, SF_BF16), *q = sf_to_device(hq, emu);
+  int64_t lo[3] = {0, 0, 32}, hi[3] = {32, 64, 96};
+  sf_tensor *res[2][5] = {{0}}; /* [mma, f32-P] x {out without capture, out with, frame logits, frame probs, token probs} */
+  for (int mode = 0; mode < 2; mode++) {
+    if (mode == 0) setenv("SFWB_ATTN_MMA", "1", 1);
+    else unsetenv("SFWB_ATTN_MMA");
+    sf_attn_desc d = {0};
+    d.q_group = 32, d.kv_lo = lo, d.kv_hi = hi;
+    res[mode][0] = sf_attention(q, q, q, &d, NULL);
+    sf_tensor *cl = sf_zeros(3, c3, SF_F32, emu), *cp = sf_zeros(3, c3, SF_F32, emu), *tp = sf_zeros(3, t3, SF_F32, emu);
+    d.k_group = 32, d.cap_logits = cl, d.cap_probs = cp;
+    d.tq0 = 30, d.tq1 = 70, d.tk0 = 20, d.tk1 = 70, d.tok_probs = tp;
+    res[mode][1] = sf_attention(q, q, q, &d, NULL);
+    res[mode][2] = cl, res[mode][3] = cp, res[mode][4] = tp;
+  }
+  unsetenv("SFWB_ATTN_MMA");
+  CHECK(res[0][0] && res[0][1] && res[1][0] && res[1][1]);
+  if (res[0][0] && res[0][1] && res[1][0]) {
+    sf_tensor *a = sf_to_device(res[0][0], sf_cpu()), *b = sf_to_device(res[0][1], sf_cpu());
+    CHECK(sf_max_abs_diff(a, b) == 0.0); /* capturing does not change the tensor-core output */
+    const double e = rel_diff(a, res[1][0]);
+    printf("  tensor-core vs f32-P output %.2g (bf16 rounding)\n", e);
+    CHECK(e > 0 && e < 2e-2); /* and it is the tensor-core kernel that ran */
+    sf_release(a), sf_release(b);
+  }
+  for (int i = 2; i < 5; i++) {
+    sf_tensor *a = sf_to_device(res[0][i], sf_cpu()), *b = sf_to_device(res[1][i], sf_cpu());
+    sf_tensor *nan_a = sf_unary(SF_UN_ISNAN, a, 0, 0), *nan_b = sf_unary(SF_UN_ISNAN, b, 0, 0);
+    CHECK(sf_max_abs_diff(nan_a, nan_b) == 0.0); /* NaN (unseen) in the same places */
+    sf_tensor *z = sf_zeros(0, NULL, SF_F32, sf_cpu()), *a0 = sf_where(nan_a, z, a), *b0 = sf_where(nan_b, z, b);
+    const double e = rel_diff(b0, a0);
+    printf("  capture %d: tensor-core path vs f32-P kernel %.2g\n", i - 2, e);
+    CHECK(e < 1e-5);
+    sf_release(a), sf_release(b), sf_release(nan_a), sf_release(nan_b), sf_release(z), sf_release(a0), sf_release(b0);
+  }
+  for (int m = 0; m < 2; m++)
+    for (int i = 0; i < 5; i++) sf_release(res[m][i]);
+  sf_release(f), sf_release(hq), sf_release(q);
+}
+
 static void test_optimizer_emu_vs_cpu(void) {
   sf_device emu;
   if (sf_device_parse("emu:0", &emu)) return;
@@ -412,6 +459,7 @@ int main(void) {
   RUN(test_backward_emu_vs_cpu);
   RUN(test_attention_backward_emu_vs_cpu);
   RUN(test_attention_mma_forward_emu_vs_cpu);
+  RUN(test_attention_mma_capture);
   RUN(test_optimizer_emu_vs_cpu);
   TEST_DONE();
 }

@@ -79,11 +79,22 @@ static int nn_attention(sf_tensor *out, const sf_tensor *q, const sf_tensor *k, 
     if (rc) return sf_alloc_put(dev, dr), -1;
     a.kv_lo = dr, a.kv_hi = dr + a.n_qg;
   }
+  /* a capture after the tensor-core kernel reads its log-sum-exp: give it one when the caller did not */
+  float *tmp_lse = nullptr;
+  if (!a.lse && (a.cap_logits || a.cap_probs || a.tok_logits || a.tok_probs)) {
+    tmp_lse = (float *)sf_alloc_get(dev, sizeof(float) * (size_t)(a.B * a.H * a.Lq) + 16);
+    if (!tmp_lse) {
+      if (dr) sf_alloc_put(dev, dr);
+      return -1;
+    }
+    a.lse = tmp_lse;
+  }
   int rc = sf_k_attention(&a);
-  if (dr) {
+  if (dr || tmp_lse) {
     /* the caching allocator hands blocks back in stream order only after the kernel is done */
     if (!rc) rc = sf_cuda_check(cudaStreamSynchronize(sf_cuda_stream()), "attention");
-    sf_alloc_put(dev, dr);
+    if (dr) sf_alloc_put(dev, dr);
+    if (tmp_lse) sf_alloc_put(dev, tmp_lse);
   }
   return rc;
 }
