@@ -242,7 +242,7 @@ int sf_clip_forward1(sf_clip *m, const float *pix, float *out) {
     LOAD(bk->proj_w, bk->proj_b, D * D, D, "attn.proj");
     sf_enc_linear(a, L, D, w, D, b, h);
     round_n(h, L * D, lp);
-    for (int64_t i = 0; i < L * D; i++) out[i] += h[i];
+    sf_enc_add(out, h, L * D);
     round_n(out, L * D, lp);
     LOAD(bk->n2w, bk->n2b, D, D, "norm2");
     sf_enc_layernorm(out, L, D, w, b, c->eps, h);
@@ -255,7 +255,7 @@ int sf_clip_forward1(sf_clip *m, const float *pix, float *out) {
     LOAD(bk->fc2_w, bk->fc2_b, D * Mf, D, "mlp.2");
     sf_enc_linear(f, L, Mf, w, D, b, h);
     round_n(h, L * D, lp);
-    for (int64_t i = 0; i < L * D; i++) out[i] += h[i];
+    sf_enc_add(out, h, L * D);
     round_n(out, L * D, lp);
 #undef LOAD
   }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "backend/cpu/cpu_pool.h"
 #include "core/half.h"
 
 float *sf_scratch_get(sf_scratch *s, size_t n) {
@@ -97,23 +98,54 @@ void sf_enc_conv1x1(const float *w, const float *bias, int64_t N, int64_t K, con
   }
 }
 
-void sf_enc_rmsnorm(const float *x, int64_t rows, int64_t D, const float *w, float eps, float *y) {
-#pragma omp parallel for schedule(static) if((int64_t)(rows * D) > SF_PAR_MIN)
-  for (int64_t r = 0; r < rows; r++) {
-    const float *xr = x + r * D;
-    float *yr = y + r * D;
+/* rows [0, rows) cut among the CPU pool's threads (workers sleep after ~50 us, unlike OpenMP teams, so they
+ * do not fight OpenBLAS's threads); `work` elements decide how many threads are worth it */
+typedef void (*rows_fn)(void *ctx, int64_t r0, int64_t r1);
+typedef struct { rows_fn fn; void *ctx; int64_t rows; } rows_job;
+
+static void rows_worker(void *c, int t, int nt) {
+  const rows_job *j = c;
+  int64_t r0 = j->rows * t / nt, r1 = j->rows * (t + 1) / nt;
+  if (r0 < r1) j->fn(j->ctx, r0, r1);
+}
+
+static void run_rows(int64_t rows, int64_t work, rows_fn fn, void *ctx) {
+  int nt = sf_cpu_threads(work, (int64_t)1 << 16);
+  if (nt > rows) nt = (int)rows;
+  if (nt <= 1) {
+    fn(ctx, 0, rows);
+    return;
+  }
+  rows_job j = {fn, ctx, rows};
+  sf_cpu_parallel(nt, rows_worker, &j);
+}
+
+typedef struct { const float *x, *w, *b; float *y; int64_t D; float eps; } norm_ctx;
+
+static void rmsnorm_rows(void *c, int64_t r0, int64_t r1) {
+  const norm_ctx *n = c;
+  int64_t D = n->D;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *xr = n->x + r * D;
+    float *yr = n->y + r * D;
     double ss = 0;
     for (int64_t i = 0; i < D; i++) ss += (double)xr[i] * xr[i];
-    float inv = 1.0f / sqrtf((float)(ss / D) + eps);
-    for (int64_t i = 0; i < D; i++) yr[i] = w[i] * (xr[i] * inv);
+    float inv = 1.0f / sqrtf((float)(ss / D) + n->eps);
+    for (int64_t i = 0; i < D; i++) yr[i] = n->w[i] * (xr[i] * inv);
   }
 }
 
-void sf_enc_layernorm(const float *x, int64_t rows, int64_t D, const float *w, const float *b, float eps, float *y) {
-#pragma omp parallel for schedule(static) if((int64_t)(rows * D) > SF_PAR_MIN)
-  for (int64_t r = 0; r < rows; r++) {
-    const float *xr = x + r * D;
-    float *yr = y + r * D;
+void sf_enc_rmsnorm(const float *x, int64_t rows, int64_t D, const float *w, float eps, float *y) {
+  norm_ctx n = {x, w, NULL, y, D, eps};
+  run_rows(rows, rows * D, rmsnorm_rows, &n);
+}
+
+static void layernorm_rows(void *c, int64_t r0, int64_t r1) {
+  const norm_ctx *n = c;
+  int64_t D = n->D;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *xr = n->x + r * D;
+    float *yr = n->y + r * D;
     double s = 0, ss = 0;
     for (int64_t i = 0; i < D; i++) s += xr[i];
     double mean = s / D;
@@ -121,52 +153,116 @@ void sf_enc_layernorm(const float *x, int64_t rows, int64_t D, const float *w, c
       double dd = xr[i] - mean;
       ss += dd * dd;
     }
-    float inv = (float)(1.0 / sqrt(ss / D + eps));
+    float inv = (float)(1.0 / sqrt(ss / D + n->eps));
     float m = (float)mean;
-    for (int64_t i = 0; i < D; i++) yr[i] = (xr[i] - m) * inv * w[i] + (b ? b[i] : 0.0f);
+    for (int64_t i = 0; i < D; i++) yr[i] = (xr[i] - m) * inv * n->w[i] + (n->b ? n->b[i] : 0.0f);
+  }
+}
+
+void sf_enc_layernorm(const float *x, int64_t rows, int64_t D, const float *w, const float *b, float eps, float *y) {
+  norm_ctx n = {x, w, b, y, D, eps};
+  run_rows(rows, rows * D, layernorm_rows, &n);
+}
+
+/* elementwise maps over blocks of 4096 */
+typedef struct { float *x; int64_t n; } map_ctx;
+#define MAP_BLOCK 4096
+
+/* 0.5 v (1 + tanh(u)) written as v / (1 + exp(-2u)): the same function without tanh's cancellation near
+ * u << 0, and it vectorizes (sf_enc_expf) */
+static void gelu_tanh_rows(void *c, int64_t b0, int64_t b1) {
+  const map_ctx *m = c;
+  const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+  int64_t e = b1 * MAP_BLOCK < m->n ? b1 * MAP_BLOCK : m->n;
+  float *x = m->x;
+  for (int64_t i = b0 * MAP_BLOCK; i < e; i++) {
+    float v = x[i];
+    float u = k * (v + 0.044715f * v * v * v);
+    x[i] = v / (1.0f + sf_enc_expf(-2.0f * u));
   }
 }
 
 void sf_enc_gelu_tanh(float *x, int64_t n) {
-  const float c = 0.7978845608028654f; /* sqrt(2/pi) */
-#pragma omp parallel for schedule(static) if((int64_t)(n) > SF_PAR_MIN)
-  for (int64_t i = 0; i < n; i++) {
-    float v = x[i];
-    x[i] = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v)));
+  map_ctx m = {x, n};
+  run_rows((n + MAP_BLOCK - 1) / MAP_BLOCK, n, gelu_tanh_rows, &m);
+}
+
+static void gelu_erf_rows(void *c, int64_t b0, int64_t b1) {
+  const map_ctx *m = c;
+  int64_t e = b1 * MAP_BLOCK < m->n ? b1 * MAP_BLOCK : m->n;
+  for (int64_t i = b0 * MAP_BLOCK; i < e; i++) {
+    float v = m->x[i];
+    m->x[i] = 0.5f * v * (1.0f + erff(v * 0.7071067811865476f));
   }
 }
 
 void sf_enc_gelu_erf(float *x, int64_t n) {
-#pragma omp parallel for schedule(static) if((int64_t)(n) > SF_PAR_MIN)
-  for (int64_t i = 0; i < n; i++) {
-    float v = x[i];
-    x[i] = 0.5f * v * (1.0f + erff(v * 0.7071067811865476f));
+  map_ctx m = {x, n};
+  run_rows((n + MAP_BLOCK - 1) / MAP_BLOCK, n, gelu_erf_rows, &m);
+}
+
+static void silu_rows(void *c, int64_t b0, int64_t b1) {
+  const map_ctx *m = c;
+  int64_t e = b1 * MAP_BLOCK < m->n ? b1 * MAP_BLOCK : m->n;
+  for (int64_t i = b0 * MAP_BLOCK; i < e; i++) {
+    float v = m->x[i];
+    m->x[i] = v / (1.0f + sf_enc_expf(-v));
   }
 }
 
 void sf_enc_silu(float *x, int64_t n) {
-#pragma omp parallel for schedule(static) if((int64_t)(n) > SF_PAR_MIN)
-  for (int64_t i = 0; i < n; i++) {
-    float v = x[i];
-    x[i] = v / (1.0f + expf(-v));
-  }
+  map_ctx m = {x, n};
+  run_rows((n + MAP_BLOCK - 1) / MAP_BLOCK, n, silu_rows, &m);
 }
 
-static void softmax_row(float *r, int64_t n) {
-  float m = -INFINITY;
-  for (int64_t j = 0; j < n; j++) m = r[j] > m ? r[j] : m;
-  double s = 0;
-  for (int64_t j = 0; j < n; j++) {
-    r[j] = expf(r[j] - m);
-    s += r[j];
+typedef struct { float *x; int64_t n; } softmax_ctx;
+
+static void softmax_rows_fn(void *c, int64_t r0, int64_t r1) {
+  const softmax_ctx *m = c;
+  int64_t n = m->n;
+  for (int64_t r = r0; r < r1; r++) {
+    float *row = m->x + r * n;
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n; j++) mx = row[j] > mx ? row[j] : mx;
+    double s = 0;
+    for (int64_t j = 0; j < n; j++) {
+      row[j] = sf_enc_expf(row[j] - mx);
+      s += row[j];
+    }
+    float inv = (float)(1.0 / s);
+    for (int64_t j = 0; j < n; j++) row[j] *= inv;
   }
-  float inv = (float)(1.0 / s);
-  for (int64_t j = 0; j < n; j++) r[j] *= inv;
 }
 
 void sf_enc_softmax_rows(float *x, int64_t rows, int64_t n) {
-#pragma omp parallel for schedule(static) if((int64_t)(rows * n) > SF_PAR_MIN)
-  for (int64_t r = 0; r < rows; r++) softmax_row(x + r * n, n);
+  softmax_ctx m = {x, n};
+  run_rows(rows, rows * n, softmax_rows_fn, &m);
+}
+
+/* x += y over n floats */
+typedef struct { float *x; const float *y; int64_t n; } add_ctx;
+
+static void add_rows(void *c, int64_t b0, int64_t b1) {
+  const add_ctx *m = c;
+  int64_t e = b1 * MAP_BLOCK < m->n ? b1 * MAP_BLOCK : m->n;
+  for (int64_t i = b0 * MAP_BLOCK; i < e; i++) m->x[i] += m->y[i];
+}
+
+void sf_enc_add(float *x, const float *y, int64_t n) {
+  add_ctx m = {x, y, n};
+  run_rows((n + MAP_BLOCK - 1) / MAP_BLOCK, n, add_rows, &m);
+}
+
+/* x *= y over n floats */
+static void mul_rows(void *c, int64_t b0, int64_t b1) {
+  const add_ctx *m = c;
+  int64_t e = b1 * MAP_BLOCK < m->n ? b1 * MAP_BLOCK : m->n;
+  for (int64_t i = b0 * MAP_BLOCK; i < e; i++) m->x[i] *= m->y[i];
+}
+
+void sf_enc_mul(float *x, const float *y, int64_t n) {
+  add_ctx m = {x, y, n};
+  run_rows((n + MAP_BLOCK - 1) / MAP_BLOCK, n, mul_rows, &m);
 }
 
 int sf_enc_attention(const float *q, int64_t ld_q, const float *k, const float *v, int64_t ld_kv, int64_t Lq,

@@ -1,5 +1,6 @@
 /* enc_kernels.h — f32 CPU building blocks shared by the text encoder, VAE and CLIP tower: weight
- * fetching (bf16/f16/f32 -> f32), linear layers on OpenBLAS, norms, activations, attention. */
+ * fetching (bf16/f16/f32 -> f32), linear layers on OpenBLAS, norms, activations, attention; the
+ * elementwise kernels run on the CPU backend's pool (cpu_pool.h), not OpenMP. */
 #ifndef SF_ENC_KERNELS_H
 #define SF_ENC_KERNELS_H
 
@@ -63,6 +64,9 @@ static inline float sf_enc_expf(float x) {
 void sf_enc_gelu_tanh(float *x, int64_t n);
 void sf_enc_gelu_erf(float *x, int64_t n);
 void sf_enc_silu(float *x, int64_t n);
+/* x += y, x *= y over n floats (pool-parallel) */
+void sf_enc_add(float *x, const float *y, int64_t n);
+void sf_enc_mul(float *x, const float *y, int64_t n);
 /* softmax over each row of length n (in place) */
 void sf_enc_softmax_rows(float *x, int64_t rows, int64_t n);
 

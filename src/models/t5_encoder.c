@@ -178,8 +178,7 @@ static int run_block(sf_t5 *m, int64_t li, float *x, const int64_t *mask, int64_
       return -1;
   }
   if (linear(b->o, "attn.o.weight", w->a, R, DA, D, w->h, &w->w)) return -1;
-#pragma omp parallel for schedule(static) if((int64_t)(R * D) > SF_PAR_MIN)
-  for (int64_t i = 0; i < R * D; i++) x[i] += w->h[i];
+  sf_enc_add(x, w->h, R * D);
   const float *n2 = sf_enc_f32(b->norm2, D, "norm2.weight", &w->w);
   if (!n2) return -1;
   sf_enc_rmsnorm(x, R, D, n2, c->eps, w->h);
@@ -187,11 +186,9 @@ static int run_block(sf_t5 *m, int64_t li, float *x, const int64_t *mask, int64_
       linear(b->gate, "ffn.gate.0.weight", w->h, R, D, F, w->f2, &w->w))
     return -1;
   sf_enc_gelu_tanh(w->f2, R * F);
-#pragma omp parallel for schedule(static) if((int64_t)(R * F) > SF_PAR_MIN)
-  for (int64_t i = 0; i < R * F; i++) w->f1[i] *= w->f2[i];
+  sf_enc_mul(w->f1, w->f2, R * F);
   if (linear(b->fc2, "ffn.fc2.weight", w->f1, R, F, D, w->h, &w->w)) return -1;
-#pragma omp parallel for schedule(static) if((int64_t)(R * D) > SF_PAR_MIN)
-  for (int64_t i = 0; i < R * D; i++) x[i] += w->h[i];
+  sf_enc_add(x, w->h, R * D);
   return 0;
 }
 
