@@ -94,7 +94,7 @@ sf_tensor *sf_tensor_from_storage(sf_storage *s, sf_dtype dt, int ndim, const in
 }
 
 sf_tensor *sf_tensor_new(sf_dtype dt, sf_device dev, int ndim, const int64_t *shape) {
-  int64_t numel;
+  int64_t numel = 0;
   if ((unsigned)dt >= SF_NDTYPES) { sf_error("invalid dtype code %d", (int)dt); return NULL; }
   if (check_shape(ndim, shape, &numel)) return NULL;
   sf_storage *s = sf_storage_new(dev, (size_t)numel * sf_dtype_size(dt));

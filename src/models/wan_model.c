@@ -101,7 +101,7 @@ int sf_wan_param_specs(const sf_wan_config *c, sf_wan_param_spec **out, int *cou
   sf_wan_param_spec *v = NULL;
   int n = 0, cap = 0, rc = 0;
   const int64_t D = c->dim, F = c->ffn_dim;
-  char nm[128];
+  char nm[sizeof ((sf_wan_param_spec *)0)->name]; /* the table's name size: no truncation */
 #define P2(name, o, i) rc |= add_param(&v, &n, &cap, name, 2, o, i, 0, 0, 0, SF_PK_WEIGHT, i)
 #define PB(name, o) rc |= add_param(&v, &n, &cap, name, 1, o, 0, 0, 0, 0, SF_PK_BIAS, 0)
 #define PN(name, o) rc |= add_param(&v, &n, &cap, name, 1, o, 0, 0, 0, 0, SF_PK_NORM, 0)
