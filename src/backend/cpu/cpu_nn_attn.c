@@ -16,7 +16,7 @@
 #include "backend/cpu/cpu_pool.h"
 #include "core/error.h"
 
-enum { TQ = 128, KB = 2048 };
+enum { TQ = 256, KB = 2048 };
 
 /* exp for the softmax: Cody-Waite range reduction + degree-7 Taylor (error < 2 ulp), written so the
  * compiler vectorizes the row loops (libm's expf does not vectorize here) */
@@ -155,8 +155,10 @@ static void attn_bh(const attn_job *J, attn_bufs *w, int64_t b, int64_t h) {
   head_f32(J->v, b, h, w->vb, &V, &ldv);
   for (int64_t g = 0; g < n_qg; g++) {
     const int64_t lo = ds->kv_lo ? ds->kv_lo[g] : 0, hi = ds->kv_hi ? ds->kv_hi[g] : Lk;
-    for (int64_t r0 = g * qg; r0 < (g + 1) * qg; r0 += TQ) {
-      const int64_t nq = r0 + TQ <= (g + 1) * qg ? TQ : (g + 1) * qg - r0;
+    /* query tiles of (nearly) equal height, at most TQ: no thin last tile */
+    const int64_t ntq = (qg + TQ - 1) / TQ, tq = (qg + ntq - 1) / ntq;
+    for (int64_t r0 = g * qg; r0 < (g + 1) * qg; r0 += tq) {
+      const int64_t nq = r0 + tq <= (g + 1) * qg ? tq : (g + 1) * qg - r0;
       for (int64_t i = 0; i < nq; i++) m[i] = -INFINITY, l[i] = 0.0f;
       memset(O, 0, sizeof(float) * (size_t)(nq * d));
       if (accp) memset(accp, 0, sizeof(double) * (size_t)(nq * n_kg));

@@ -205,7 +205,7 @@ static int cpu_rope3d_bwd(sf_tensor *dx, const sf_tensor *dy, int64_t F, int64_t
  * Per (batch, head), per tile of TQ queries of one visibility group and tile of TK visible keys:
  *   S = scale Q K^T, P = exp(S - lse), dV += P^T dO, dP = dO V^T, dS = P (dP - rowsum(dO o O)),
  *   dQ += scale dS K, dK += scale dS^T Q. Memory: O(TQ x TK) scratch per thread, never Lq x Lk. */
-#define BTQ 128
+#define BTQ 256
 #define BTK 512
 
 static void load_rows(float *dst, const sf_tensor *t, int64_t b, int64_t h, int64_t r0, int64_t n, int64_t d) {
@@ -288,8 +288,9 @@ static void attn_bwd_part(void *vj, int tid, int nt) {
       const int64_t gend = (g + 1) * qg < Lq ? (g + 1) * qg : Lq;
       /* key tiles of (nearly) equal size: no thin last tile */
       const int64_t nkt = hi > lo ? (hi - lo + BTK - 1) / BTK : 0, tk = nkt ? (hi - lo + nkt - 1) / nkt : 0;
-      for (int64_t r0 = g * qg; r0 < gend; r0 += BTQ) {
-        const int64_t nq = r0 + BTQ <= gend ? BTQ : gend - r0;
+      const int64_t nqt = (gend - g * qg + BTQ - 1) / BTQ, tqr = nqt ? (gend - g * qg + nqt - 1) / nqt : 1;
+      for (int64_t r0 = g * qg; r0 < gend; r0 += tqr) {
+        const int64_t nq = r0 + tqr <= gend ? tqr : gend - r0;
         int64_t ldq, lddo, ldo;
         const float *Q = rows_f32(q, b, h, r0, nq, d, Qb, &ldq), *dO = rows_f32(dout, b, h, r0, nq, d, dOb, &lddo);
         const float *O = rows_f32(out, b, h, r0, nq, d, Ob, &ldo);
