@@ -210,6 +210,7 @@ typedef struct {
   const sf_tensor *x;
   int64_t Hp, Wp;
   const double *tt, *th, *tw;
+  double sgn; /* +1 rotates by theta; -1 by -theta (the backward: R(theta)^T = R(-theta)) */
 } rope_job;
 
 static void rope_rows(void *vj, int64_t lo, int64_t hi) {
@@ -233,15 +234,15 @@ static void rope_rows(void *vj, int64_t lo, int64_t hi) {
         const double *cs = j < ht ? &tt[(f * ht + j) * 2]
                            : j < ht + hh ? &th[(hy * hh + (j - ht)) * 2]
                                          : &tw[(wx * hh + (j - ht - hh)) * 2];
-        double a = sf_nn_ld(src, x->dtype, 2 * j), bb = sf_nn_ld(src, x->dtype, 2 * j + 1);
-        sf_nn_st(op, out->dtype, obase + 2 * j, (float)(a * cs[0] - bb * cs[1]));
-        sf_nn_st(op, out->dtype, obase + 2 * j + 1, (float)(a * cs[1] + bb * cs[0]));
+        const double a = sf_nn_ld(src, x->dtype, 2 * j), bb = sf_nn_ld(src, x->dtype, 2 * j + 1), sn = J->sgn * cs[1];
+        sf_nn_st(op, out->dtype, obase + 2 * j, (float)(a * cs[0] - bb * sn));
+        sf_nn_st(op, out->dtype, obase + 2 * j + 1, (float)(a * sn + bb * cs[0]));
       }
     }
   }
 }
 
-int sf_cpu_rope3d(sf_tensor *out, const sf_tensor *x, int64_t F, int64_t Hp, int64_t Wp, int64_t f0) {
+int sf_cpu_rope3d_dir(sf_tensor *out, const sf_tensor *x, int64_t F, int64_t Hp, int64_t Wp, int64_t f0, bool inverse) {
   const int64_t B = x->shape[0], L = x->shape[1], H = x->shape[2], d = x->shape[3];
   const int64_t q6 = d / 6, dt = d - 4 * q6, dh = 2 * q6;
   double *tt = axis_table(f0, F, dt), *th = axis_table(0, Hp, dh), *tw = axis_table(0, Wp, dh);
@@ -249,9 +250,13 @@ int sf_cpu_rope3d(sf_tensor *out, const sf_tensor *x, int64_t F, int64_t Hp, int
     free(tt), free(th), free(tw);
     return sf_error("rope3d: out of memory");
   }
-  rope_job J = {out, x, Hp, Wp, tt, th, tw};
+  rope_job J = {out, x, Hp, Wp, tt, th, tw, inverse ? -1.0 : 1.0};
   sf_cpu_for(B * L, nthreads(B * L * H * d), rope_rows, &J);
   free(tt), free(th), free(tw);
   return 0;
+}
+
+int sf_cpu_rope3d(sf_tensor *out, const sf_tensor *x, int64_t F, int64_t Hp, int64_t Wp, int64_t f0) {
+  return sf_cpu_rope3d_dir(out, x, F, Hp, Wp, f0, false);
 }
 

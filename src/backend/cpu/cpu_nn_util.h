@@ -69,4 +69,7 @@ static inline const float *sf_nn_row_f32(const void *p, sf_dtype dt, int64_t i, 
 
 extern const struct sf_nn_ops sf_cpu_nn_ops;
 
+/* RoPE (cpu_nn_norm.c) by theta, or by -theta when inverse (its backward) */
+int sf_cpu_rope3d_dir(sf_tensor *out, const sf_tensor *x, int64_t F, int64_t Hp, int64_t Wp, int64_t f0, bool inverse);
+
 #endif

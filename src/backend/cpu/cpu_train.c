@@ -142,63 +142,10 @@ static int cpu_rms_norm_bwd(sf_tensor *dx, sf_tensor *dw, const sf_tensor *dy, c
   return norm_bwd(dx, dw, NULL, dy, x, w, eps, 1);
 }
 
-/* ---- RoPE: dx = R(-theta) dy per interleaved pair; angles exactly as the forward (f64) ---- */
-
-static double *rope_table(int64_t p0, int64_t n, int64_t dim_axis) {
-  const int64_t half = dim_axis / 2;
-  double *t = malloc(sizeof(double) * 2 * (size_t)(n * half + 1));
-  if (!t) return NULL;
-  for (int64_t p = 0; p < n; p++)
-    for (int64_t j = 0; j < half; j++) {
-      double ang = (double)(p0 + p) * pow(10000.0, -2.0 * (double)j / (double)dim_axis);
-      t[(p * half + j) * 2] = cos(ang);
-      t[(p * half + j) * 2 + 1] = sin(ang);
-    }
-  return t;
-}
-
-typedef struct {
-  sf_tensor *dx;
-  const sf_tensor *dy;
-  int64_t Hp, Wp;
-  const double *tt, *th, *tw;
-} rope_job;
-
-static void rope_bwd_rows(void *vj, int64_t lo, int64_t hi) {
-  const rope_job *J = vj;
-  const sf_tensor *dy = J->dy;
-  sf_tensor *dx = J->dx;
-  const int64_t L = dy->shape[1], H = dy->shape[2], d = dy->shape[3], Hp = J->Hp, Wp = J->Wp;
-  const int64_t q6 = d / 6, dt = d - 4 * q6, dh = 2 * q6, ht = dt / 2, hh = dh / 2;
-  const double *tt = J->tt, *th = J->th, *tw = J->tw;
-  const char *gp = sf_data_ptr(dy);
-  const size_t es = sf_dtype_size(dy->dtype);
-  void *op = sf_data_ptr(dx);
-  for (int64_t bl = lo; bl < hi; bl++) {
-    const int64_t b = bl / L, n = bl % L;
-    const int64_t f = n / (Hp * Wp), hy = (n / Wp) % Hp, wx = n % Wp;
-    for (int64_t h = 0; h < H; h++) {
-      const void *src = gp + (b * dy->stride[0] + n * dy->stride[1] + h * dy->stride[2]) * (int64_t)es;
-      const int64_t ob = ((b * L + n) * H + h) * d;
-      for (int64_t j = 0; j < d / 2; j++) {
-        const double *cs = j < ht ? &tt[(f * ht + j) * 2] : j < ht + hh ? &th[(hy * hh + (j - ht)) * 2] : &tw[(wx * hh + (j - ht - hh)) * 2];
-        double a = ldd(src, dy->dtype, 2 * j), c = ldd(src, dy->dtype, 2 * j + 1);
-        std_(op, dx->dtype, ob + 2 * j, a * cs[0] + c * cs[1]);
-        std_(op, dx->dtype, ob + 2 * j + 1, -a * cs[1] + c * cs[0]);
-      }
-    }
-  }
-}
+/* ---- RoPE: dx = R(-theta) dy per interleaved pair: the forward's kernel and f64 angles, inverted ---- */
 
 static int cpu_rope3d_bwd(sf_tensor *dx, const sf_tensor *dy, int64_t F, int64_t Hp, int64_t Wp, int64_t f0) {
-  const int64_t B = dy->shape[0], L = dy->shape[1], H = dy->shape[2], d = dy->shape[3];
-  const int64_t q6 = d / 6, dt = d - 4 * q6, dh = 2 * q6;
-  double *tt = rope_table(f0, F, dt), *th = rope_table(0, Hp, dh), *tw = rope_table(0, Wp, dh);
-  if (!tt || !th || !tw) { free(tt); free(th); free(tw); return sf_error("rope3d backward: out of memory"); }
-  rope_job J = {dx, dy, Hp, Wp, tt, th, tw};
-  sf_cpu_for(B * L, nthreads(B * L * H * d, 32768), rope_bwd_rows, &J);
-  free(tt); free(th); free(tw);
-  return 0;
+  return sf_cpu_rope3d_dir(dx, dy, F, Hp, Wp, f0, true);
 }
 
 /* ---- flash-attention backward ----
