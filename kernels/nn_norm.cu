@@ -73,8 +73,9 @@ __global__ void sf_modulate_kernel(void *out, const void *x, int dt, const void 
   }
 }
 
+/* rotation by theta, or by -theta for sgn = -1 (the backward: R(theta)^T = R(-theta)) */
 __global__ void sf_rope3d_kernel(void *out, int odt, const void *x, int xdt, int64_t B, int64_t L, int64_t H, int64_t d,
-                                 int64_t sb, int64_t sl, int64_t sh, int64_t F, int64_t Hp, int64_t Wp, int64_t f0) {
+                                 int64_t sb, int64_t sl, int64_t sh, int64_t F, int64_t Hp, int64_t Wp, int64_t f0, double sgn) {
   const int64_t half = d / 2, q6 = d / 6, ht = (d - 4 * q6) / 2, hh = q6;
   const int64_t n = B * L * H * half;
   SF_GRID_STRIDE_LOOP(i, n) {
@@ -85,7 +86,7 @@ __global__ void sf_rope3d_kernel(void *out, int odt, const void *x, int xdt, int
     else if (j < ht + hh) pos = hy, jj = j - ht, dim_axis = 2 * hh;
     else pos = wx, jj = j - ht - hh, dim_axis = 2 * hh;
     const double ang = (double)pos * pow(10000.0, -2.0 * (double)jj / (double)dim_axis);
-    const double cs = cos(ang), sn = sin(ang);
+    const double cs = cos(ang), sn = sgn * sin(ang);
     const int64_t src = b * sb + tok * sl + h * sh + 2 * j;
     const double a = sf_ld_f32(x, xdt, src), bb = sf_ld_f32(x, xdt, src + 1);
     const int64_t dst = ((b * L + tok) * H + h) * d + 2 * j;
@@ -120,12 +121,12 @@ int sf_k_modulate(void *out, const void *x, int dt, const void *v1, int v1dt, in
 }
 
 int sf_k_rope3d(void *out, int odt, const void *x, int xdt, int64_t B, int64_t L, int64_t H, int64_t d, int64_t sb, int64_t sl,
-                int64_t sh, int64_t F, int64_t Hp, int64_t Wp, int64_t f0) {
+                int64_t sh, int64_t F, int64_t Hp, int64_t Wp, int64_t f0, bool inverse) {
   const int64_t n = B * L * H * (d / 2);
   if (!n) return 0;
   SF_LAUNCH(sf_rope3d_kernel, sf_grid_for(n, 256), 256, 0, sf_cuda_stream(), out, odt, x, xdt, B, L, H, d, sb, sl, sh, F, Hp,
-            Wp, f0);
-  return sf_cuda_check_launch("rope3d");
+            Wp, f0, inverse ? -1.0 : 1.0);
+  return sf_cuda_check_launch(inverse ? "rope3d backward" : "rope3d");
 }
 
 } // namespace SF_CUDA_NS

@@ -13,8 +13,9 @@ int sf_k_rms_norm(void *out, const void *x, int dt, const void *w, int wdt, int6
 /* gated = 0: out = x * (1 + scale) + shift; gated = 1: out = x + y * gate (v1 = gate, y = v2 pointer) */
 int sf_k_modulate(void *out, const void *x, int dt, const void *v1, int v1dt, int64_t v1rs, const void *v2, int v2dt,
                   int64_t v2rs, int64_t G, int64_t R, int64_t D, int gated);
+/* inverse: rotate by -theta (the backward) */
 int sf_k_rope3d(void *out, int odt, const void *x, int xdt, int64_t B, int64_t L, int64_t H, int64_t d, int64_t sb, int64_t sl,
-                int64_t sh, int64_t F, int64_t Hp, int64_t Wp, int64_t f0);
+                int64_t sh, int64_t F, int64_t Hp, int64_t Wp, int64_t f0, bool inverse);
 
 struct sf_k_attn_args {
   void *out;

@@ -11,9 +11,6 @@ namespace SF_CUDA_NS {
  * dw/db f32 [D] accumulated with atomics (zeroed by the launcher; either may be NULL) */
 int sf_k_norm_bwd(float *dx, float *dw, float *db, const void *dy, int dydt, const void *x, int xdt, const void *w, int wdt,
                   int64_t R, int64_t D, double eps, int rms);
-/* transpose of rope3d: dx f32 contiguous [B, L, H, d] from dy (strides sb, sl, sh; unit on d) */
-int sf_k_rope3d_bwd(float *dx, const void *dy, int dydt, int64_t B, int64_t L, int64_t H, int64_t d, int64_t sb, int64_t sl,
-                    int64_t sh, int64_t F, int64_t Hp, int64_t Wp, int64_t f0);
 
 struct sf_k_attn_bwd_args {
   float *dq, *dk, *dv;            /* contiguous f32 [B, L, H, d]; every row written; may be NULL */

@@ -52,35 +52,6 @@ int sf_k_norm_bwd(float *dx, float *dw, float *db, const void *dy, int dydt, con
   return sf_cuda_check_launch(rms ? "rms_norm backward" : "layer_norm backward");
 }
 
-__global__ void sf_rope3d_bwd_kernel(float *dx, const void *dy, int dt, int64_t B, int64_t L, int64_t H, int64_t d, int64_t sb,
-                                     int64_t sl, int64_t sh, int64_t F, int64_t Hp, int64_t Wp, int64_t f0) {
-  const int64_t half = d / 2, q6 = d / 6, ht = (d - 4 * q6) / 2, hh = q6;
-  const int64_t n = B * L * H * half;
-  SF_GRID_STRIDE_LOOP(i, n) {
-    const int64_t j = i % half, h = (i / half) % H, tok = (i / (half * H)) % L, b = i / (half * H * L);
-    const int64_t f = tok / (Hp * Wp), hy = (tok / Wp) % Hp, wx = tok % Wp;
-    int64_t pos, jj, dim_axis;
-    if (j < ht) pos = f0 + f, jj = j, dim_axis = 2 * ht;
-    else if (j < ht + hh) pos = hy, jj = j - ht, dim_axis = 2 * hh;
-    else pos = wx, jj = j - ht - hh, dim_axis = 2 * hh;
-    const double ang = (double)pos * pow(10000.0, -2.0 * (double)jj / (double)dim_axis);
-    const double cs = cos(ang), sn = sin(ang);
-    const int64_t src = b * sb + tok * sl + h * sh + 2 * j;
-    const double a = sf_ld_f32(dy, dt, src), c = sf_ld_f32(dy, dt, src + 1);
-    const int64_t dst = ((b * L + tok) * H + h) * d + 2 * j;
-    dx[dst] = (float)(a * cs + c * sn);
-    dx[dst + 1] = (float)(-a * sn + c * cs);
-  }
-}
-
-int sf_k_rope3d_bwd(float *dx, const void *dy, int dydt, int64_t B, int64_t L, int64_t H, int64_t d, int64_t sb, int64_t sl,
-                    int64_t sh, int64_t F, int64_t Hp, int64_t Wp, int64_t f0) {
-  const int64_t n = B * L * H * (d / 2);
-  if (!n) return 0;
-  SF_LAUNCH(sf_rope3d_bwd_kernel, sf_grid_for(n, 256), 256, 0, sf_cuda_stream(), dx, dy, dydt, B, L, H, d, sb, sl, sh, F, Hp, Wp, f0);
-  return sf_cuda_check_launch("rope3d backward");
-}
-
 /* ---- fused activation backward: dx = dy * f'(x), the CPU's formulas (cpu_train.c) op for op ---- */
 
 template <class F> __device__ __forceinline__ F sf_act_grad(int op, F a) {

@@ -47,7 +47,7 @@ static int nn_gated_add(sf_tensor *out, const sf_tensor *x, const sf_tensor *y, 
 static int nn_rope3d(sf_tensor *out, const sf_tensor *x, int64_t F, int64_t Hp, int64_t Wp, int64_t f0) {
   if (enter(x)) return -1;
   return sf_k_rope3d(sf_data_ptr(out), out->dtype, ptr(x), x->dtype, x->shape[0], x->shape[1], x->shape[2], x->shape[3],
-                     x->stride[0], x->stride[1], x->stride[2], F, Hp, Wp, f0);
+                     x->stride[0], x->stride[1], x->stride[2], F, Hp, Wp, f0, false);
 }
 
 static int nn_attention(sf_tensor *out, const sf_tensor *q, const sf_tensor *k, const sf_tensor *v, const sf_attn_desc *desc,

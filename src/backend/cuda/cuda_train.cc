@@ -4,6 +4,7 @@
 
 #include "backend/cuda/cuda_host.h"
 #include "backend/train_ops.h"
+#include "sf_nn_kernels.h"
 #include "sf_train_kernels.h"
 
 #ifdef SF_EMU
@@ -40,8 +41,9 @@ static int tr_rms_norm_bwd(sf_tensor *dx, sf_tensor *dw, const sf_tensor *dy, co
 
 static int tr_rope3d_bwd(sf_tensor *dx, const sf_tensor *dy, int64_t F, int64_t Hp, int64_t Wp, int64_t f0) {
   if (enter(dy) || need_f32(dx, "rope3d backward")) return -1;
-  return sf_k_rope3d_bwd(fptr(dx), sf_data_ptr(dy), dy->dtype, dy->shape[0], dy->shape[1], dy->shape[2], dy->shape[3],
-                         dy->stride[0], dy->stride[1], dy->stride[2], F, Hp, Wp, f0);
+  /* the transpose of a rotation is the rotation by -theta: the forward's kernel, inverted */
+  return sf_k_rope3d(fptr(dx), SF_F32, sf_data_ptr(dy), dy->dtype, dy->shape[0], dy->shape[1], dy->shape[2], dy->shape[3],
+                     dy->stride[0], dy->stride[1], dy->stride[2], F, Hp, Wp, f0, true);
 }
 
 static int tr_attention_bwd(sf_tensor *dq, sf_tensor *dk, sf_tensor *dv, const sf_tensor *dout, const sf_tensor *q,
