@@ -4,7 +4,6 @@
 (tests/ref/vae_ref.py, tests/ref/t5_ref.py) on them, one process per measurement.
 Usage: bench_encoders.py gen DIR [quick] | vae DIR | vae1 DIR (one thread) | t5 DIR
 Prints "key seconds peak_MB" lines; outputs are saved for the sfwb side to check parity."""
-import math
 import os
 import resource
 import sys
@@ -14,6 +13,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "ref"))
+import t5_ref  # noqa: E402
 import vae_ref  # noqa: E402
 
 
@@ -33,28 +33,13 @@ def gen(d, quick):
     hw = 8 if quick else 16
     torch.save({"z": torch.randn(1, f, 16, hw, hw, generator=g)}, d + "/vae_in.pt")
     c = t5_cfg(quick)
-    sd = {}
-    for i in range(c["layers"]):
-        p = "blocks.%d." % i
-        sd[p + "norm1.weight"] = 1 + 0.1 * torch.randn(c["dim"], generator=g)
-        sd[p + "norm2.weight"] = 1 + 0.1 * torch.randn(c["dim"], generator=g)
-        for n in "qkv":
-            sd[p + "attn.%s.weight" % n] = torch.randn(c["dim_attn"], c["dim"], generator=g) / math.sqrt(c["dim"])
-        sd[p + "attn.o.weight"] = torch.randn(c["dim"], c["dim_attn"], generator=g) / math.sqrt(c["dim_attn"])
-        sd[p + "ffn.gate.0.weight"] = torch.randn(c["ffn"], c["dim"], generator=g) / math.sqrt(c["dim"])
-        sd[p + "ffn.fc1.weight"] = torch.randn(c["ffn"], c["dim"], generator=g) / math.sqrt(c["dim"])
-        sd[p + "ffn.fc2.weight"] = torch.randn(c["dim"], c["ffn"], generator=g) / math.sqrt(c["ffn"])
-        sd[p + "pos_embedding.embedding.weight"] = torch.randn(c["buckets"], c["heads"], generator=g)
-    sd["token_embedding.weight"] = torch.randn(8, c["dim"], generator=g)
-    sd["norm.weight"] = torch.ones(c["dim"])
-    torch.save(sd, d + "/t5.pth")
+    torch.save(t5_ref.make_state_dict(g, dict(c, vocab=8)), d + "/t5.pth")
     mask = torch.ones(1, c["L"], dtype=torch.long)
     mask[0, c["L"] * 3 // 4:] = 0
     torch.save({"x": torch.randn(1, c["L"], c["dim"], generator=g), "mask": mask}, d + "/t5_in.pt")
 
 
 def t5_blocks(sd, x, mask):
-    import t5_ref
     heads = sd["blocks.0.pos_embedding.embedding.weight"].shape[1]
     n_layers = len([k for k in sd if k.endswith(".norm1.weight")])
     B, L, D = x.shape
