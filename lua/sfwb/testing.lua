@@ -43,8 +43,7 @@ end
 
 -- max |a-b| / max(|b|) over two tensors must stay under tol
 function M.close(a, b, tol, msg)
-  local sfwb = require "sfwb"
-  local af, bf = a:float():cpu(), b:float():cpu()
+  local af, bf = a:cpu():double(), b:cpu():double() -- f64: exact for every float input
   local diff = (af - bf):abs():max():item()
   local scale = math.max(bf:abs():max():item(), 1e-30)
   if not (diff / scale <= tol) then
@@ -64,6 +63,8 @@ end
 
 -- the Python interpreter with Debian's torch/numpy (not a pyenv shim)
 M.python = os.getenv("SFWB_PYTHON") or "/usr/bin/python3"
+-- python3-torch importable (tests that need it skip with a message otherwise)
+M.have_torch = os.execute(M.python .. " -c 'import torch' 2>/dev/null") == true
 
 function M.done()
   print(string.format("%d passed, %d failed", passed, failed))

@@ -4,13 +4,9 @@ local sfwb = require "sfwb"
 local T = require "sfwb.testing"
 
 local dir = T.tmpdir("train")
-local have_torch = os.execute(T.python .. " -c 'import torch' 2>/dev/null") == true
+local have_torch = T.have_torch
 
-local function close(a, b, tol, what)
-  local d = (a:double() - b:double()):abs():max():item()
-  local s = math.max(b:double():abs():max():item(), 1e-30)
-  if d / s > tol then error(("%s: relative error %.3g > %.3g"):format(what, d / s, tol), 2) end
-end
+local close = T.close
 
 T.case("adamw + clip_grad_norm match torch over 10 steps", function()
   if not have_torch then print("  (skipped: no python3-torch)") return end
