@@ -6,14 +6,6 @@
 #include "core/ops.h"
 #include "sf_conv_kernels.h"
 
-#ifdef SF_EMU
-extern "C" sf_backend *sf_emu_backend(void);
-#define SF_THIS_BACKEND sf_emu_backend
-#else
-extern "C" sf_backend *sf_cuda_backend(void);
-#define SF_THIS_BACKEND sf_cuda_backend
-#endif
-
 namespace SF_CUDA_NS {
 
 static sf_tensor *f32c(sf_tensor *t) {

@@ -43,6 +43,20 @@ int sf_gemm(sf_tensor *out, const sf_tensor *a, const sf_tensor *b);
 /* device collectives (cuda_nccl.cc) */
 extern const sf_gpu_ext sf_gpu_services;
 
+/* for the op tables (cuda_nn/train/conv.cc): make t's device current; raw pointers of optional tensors */
+static inline int sf_enter_of(const sf_tensor *t) { return sf_dev_enter(sf_device_of(t).index); }
+static inline const void *sf_ptr_or_null(const sf_tensor *t) { return t ? sf_data_ptr(t) : nullptr; }
+static inline float *sf_fptr_or_null(sf_tensor *t) { return t ? (float *)sf_data_ptr(t) : nullptr; }
+
 } // namespace SF_CUDA_NS
+
+/* the backend object this build's op tables attach to (each host file is compiled for cuda and for emu) */
+#ifdef SF_EMU
+extern "C" sf_backend *sf_emu_backend(void);
+#define SF_THIS_BACKEND sf_emu_backend
+#else
+extern "C" sf_backend *sf_cuda_backend(void);
+#define SF_THIS_BACKEND sf_cuda_backend
+#endif
 
 #endif
