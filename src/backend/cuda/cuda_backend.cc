@@ -5,7 +5,6 @@
 
 namespace SF_CUDA_NS {
 
-static int enter_t(const sf_tensor *t) { return sf_dev_enter(sf_device_of(t).index); }
 
 static int be_count(void) { return sf_dev_count(); }
 
@@ -33,7 +32,7 @@ static int be_sync(sf_device dev) {
 }
 
 static int be_copy(sf_tensor *dst, const sf_tensor *src) {
-  if (enter_t(dst)) return -1;
+  if (sf_enter_of(dst)) return -1;
   sf_kiter it;
   const sf_tensor *ts[2] = {dst, src};
   sf_kiter_make(&it, ts, 2);
@@ -41,7 +40,7 @@ static int be_copy(sf_tensor *dst, const sf_tensor *src) {
 }
 
 static int be_fill(sf_tensor *t, double v) {
-  if (enter_t(t)) return -1;
+  if (sf_enter_of(t)) return -1;
   sf_kiter it;
   const sf_tensor *ts[1] = {t};
   sf_kiter_make(&it, ts, 1);
@@ -49,7 +48,7 @@ static int be_fill(sf_tensor *t, double v) {
 }
 
 static int be_unary(sf_unary_op op, sf_tensor *out, const sf_tensor *a, double p0, double p1) {
-  if (enter_t(out)) return -1;
+  if (sf_enter_of(out)) return -1;
   sf_kiter it;
   const sf_tensor *ts[2] = {out, a};
   sf_kiter_make(&it, ts, 2);
@@ -57,7 +56,7 @@ static int be_unary(sf_unary_op op, sf_tensor *out, const sf_tensor *a, double p
 }
 
 static int be_binary(sf_binary_op op, sf_tensor *out, const sf_tensor *a, const sf_tensor *b) {
-  if (enter_t(out)) return -1;
+  if (sf_enter_of(out)) return -1;
   sf_kiter it;
   const sf_tensor *ts[3] = {out, a, b};
   sf_kiter_make(&it, ts, 3);
@@ -65,7 +64,7 @@ static int be_binary(sf_binary_op op, sf_tensor *out, const sf_tensor *a, const 
 }
 
 static int be_binary_scalar(sf_binary_op op, sf_tensor *out, const sf_tensor *a, double s, bool scalar_first) {
-  if (enter_t(out)) return -1;
+  if (sf_enter_of(out)) return -1;
   sf_kiter it;
   const sf_tensor *ts[3] = {out, a, a};
   sf_kiter_make(&it, ts, 3);
@@ -73,7 +72,7 @@ static int be_binary_scalar(sf_binary_op op, sf_tensor *out, const sf_tensor *a,
 }
 
 static int be_where(sf_tensor *out, const sf_tensor *cond, const sf_tensor *a, const sf_tensor *b) {
-  if (enter_t(out)) return -1;
+  if (sf_enter_of(out)) return -1;
   sf_kiter it;
   const sf_tensor *ts[4] = {out, cond, a, b};
   sf_kiter_make(&it, ts, 4);
@@ -97,26 +96,26 @@ static void rows_iter(sf_kiter *it, const sf_tensor *x, const sf_tensor *y, int 
 }
 
 static int be_reduce(sf_reduce_op op, sf_tensor *out, const sf_tensor *a, int dim) {
-  if (enter_t(out)) return -1;
+  if (sf_enter_of(out)) return -1;
   sf_kiter it;
   rows_iter(&it, a, out, dim);
   return sf_k_reduce(op, sf_data_ptr(out), out->dtype, sf_data_ptr(a), a->dtype, a->shape[dim], a->stride[dim], &it);
 }
 
 static int be_softmax(sf_tensor *out, const sf_tensor *a, int dim, bool log) {
-  if (enter_t(out)) return -1;
+  if (sf_enter_of(out)) return -1;
   sf_kiter it;
   rows_iter(&it, a, out, dim);
   return sf_k_softmax(sf_data_ptr(out), sf_data_ptr(a), a->dtype, a->shape[dim], a->stride[dim], out->stride[dim], log, &it);
 }
 
 static int be_matmul(sf_tensor *out, const sf_tensor *a, const sf_tensor *b) {
-  if (enter_t(out)) return -1;
+  if (sf_enter_of(out)) return -1;
   return sf_gemm(out, a, b);
 }
 
 static int be_random(sf_tensor *out, uint64_t seed, uint64_t offset, int kind) {
-  if (enter_t(out)) return -1;
+  if (sf_enter_of(out)) return -1;
   return sf_k_random(sf_data_ptr(out), out->dtype, sf_numel(out), seed, offset, kind);
 }
 
