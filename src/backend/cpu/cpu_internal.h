@@ -45,6 +45,9 @@ void sf_cpu_iter_init(sf_cpu_iter *it, int nops, const sf_tensor *const *ts);
 /* operands given as raw arrays (reductions build iterators over the kept dims) */
 void sf_cpu_iter_init_raw(sf_cpu_iter *it, int nops, int ndim, const int64_t *shape,
                           const int64_t (*strides)[SF_MAX_DIMS], char *const *base, const int *esz);
+/* operands {out, a} over a's dims with `dim` collapsed to size 1: one step per row along dim (reductions,
+ * softmax); out has a's rank */
+void sf_cpu_iter_init_rows(sf_cpu_iter *it, const sf_tensor *out, const sf_tensor *a, int dim);
 /* calls fn over every element, split across threads when numel >= par_min */
 void sf_cpu_iter_run(const sf_cpu_iter *it, sf_cpu_seg_fn fn, void *ctx, int64_t par_min);
 

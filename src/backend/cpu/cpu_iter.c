@@ -72,6 +72,18 @@ void sf_cpu_iter_init(sf_cpu_iter *it, int nops, const sf_tensor *const *ts) {
   sf_cpu_iter_init_raw(it, nops, ts[0]->ndim, ts[0]->shape, (const int64_t(*)[SF_MAX_DIMS])strides, base, esz);
 }
 
+void sf_cpu_iter_init_rows(sf_cpu_iter *it, const sf_tensor *out, const sf_tensor *a, int dim) {
+  int64_t shape[SF_MAX_DIMS], strides[2][SF_MAX_DIMS];
+  for (int d = 0; d < a->ndim; d++) {
+    shape[d] = d == dim ? 1 : a->shape[d];
+    strides[0][d] = out->stride[d];
+    strides[1][d] = a->stride[d];
+  }
+  const int esz[2] = {esz_of(out->dtype), esz_of(a->dtype)};
+  char *base[2] = {(char *)out->storage->data + out->offset * esz[0], (char *)a->storage->data + a->offset * esz[1]};
+  sf_cpu_iter_init_raw(it, 2, a->ndim, shape, (const int64_t(*)[SF_MAX_DIMS])strides, base, esz);
+}
+
 static void run_range(const sf_cpu_iter *it, int64_t start, int64_t end, sf_cpu_seg_fn fn, void *ctx) {
   int nd = it->ndim, last = nd - 1, nops = it->nops;
   int64_t idx[SF_MAX_DIMS];

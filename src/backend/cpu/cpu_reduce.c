@@ -286,18 +286,9 @@ int sf_cpu_reduce(sf_reduce_op op, sf_tensor *out, const sf_tensor *a, int dim) 
       return sf_error("cpu reduce: out dim %d has size %lld, expected %lld", d, (long long)out->shape[d],
                       (long long)(d == dim ? 1 : a->shape[d]));
   red_ctx c = {op, a->dtype, out->dtype, a->shape[dim], a->stride[dim]};
-  size_t ea = sf_dtype_size(a->dtype), eo = sf_dtype_size(out->dtype);
-  /* iterate the kept dims: the reduced one gets size 1 */
-  int64_t shape[SF_MAX_DIMS], strides[2][SF_MAX_DIMS];
-  for (int d = 0; d < a->ndim; d++) {
-    shape[d] = d == dim ? 1 : a->shape[d];
-    strides[0][d] = out->stride[d];
-    strides[1][d] = a->stride[d];
-  }
-  char *base[2] = {(char *)out->storage->data + out->offset * (int64_t)eo, (char *)a->storage->data + a->offset * (int64_t)ea};
-  int esz[2] = {(int)eo, (int)ea};
-  sf_cpu_iter it;
-  sf_cpu_iter_init_raw(&it, 2, a->ndim, shape, (const int64_t(*)[SF_MAX_DIMS])strides, base, esz);
+  const size_t ea = sf_dtype_size(a->dtype), eo = sf_dtype_size(out->dtype);
+  sf_cpu_iter it; /* over the kept dims: the reduced one gets size 1 */
+  sf_cpu_iter_init_rows(&it, out, a, dim);
   int64_t nout = it.numel, R = c.R;
   if (nout == 0) return 0;
   int nt = sf_cpu_threads(R, SF_CPU_PAR_MIN);

@@ -83,17 +83,8 @@ int sf_cpu_softmax(sf_tensor *out, const sf_tensor *a, int dim, bool log) {
     return sf_error("cpu softmax: needs a float tensor, got %s", sf_dtype_name(a->dtype));
   sm_ctx c = {a->dtype, out->dtype, a->shape[dim], a->stride[dim], out->stride[dim], log};
   if (c.R == 0) return 0;
-  size_t ea = sf_dtype_size(a->dtype), eo = sf_dtype_size(out->dtype);
-  int64_t shape[SF_MAX_DIMS], strides[2][SF_MAX_DIMS];
-  for (int d = 0; d < a->ndim; d++) {
-    shape[d] = d == dim ? 1 : a->shape[d];
-    strides[0][d] = out->stride[d];
-    strides[1][d] = a->stride[d];
-  }
-  char *base[2] = {(char *)out->storage->data + out->offset * (int64_t)eo, (char *)a->storage->data + a->offset * (int64_t)ea};
-  int esz[2] = {(int)eo, (int)ea};
   sf_cpu_iter it;
-  sf_cpu_iter_init_raw(&it, 2, a->ndim, shape, (const int64_t(*)[SF_MAX_DIMS])strides, base, esz);
+  sf_cpu_iter_init_rows(&it, out, a, dim);
   if (c.R > SF_CPU_CHUNK) { /* fail cleanly before the threads need their row buffers */
     void *probe = malloc((size_t)c.R * sizeof(float) * 2);
     if (!probe) return sf_error("cpu softmax: out of memory for a row of %lld", (long long)c.R);
