@@ -6,39 +6,22 @@
 #include "core/error.h"
 #include "core/nn.h"
 #include "core/ops.h"
+#include "models/enc_device.h"
 #include "models/clip_internal.h"
-
-static sf_tensor *dev_f32(sf_tensor *w, sf_device dev) {
-  if (!w) return NULL;
-  sf_tensor *a = sf_cast(w, SF_F32);
-  sf_tensor *b = a ? sf_to_device(a, dev) : NULL;
-  sf_release(a);
-  return b;
-}
 
 /* y = x W^T + b with the weights moved to dev; b may be NULL */
 static sf_tensor *lin(sf_tensor *x, sf_tensor *w, sf_tensor *b, sf_device dev) {
-  sf_tensor *wd = dev_f32(w, dev), *bd = b ? dev_f32(b, dev) : NULL;
+  sf_tensor *wd = sf_enc_dev_f32(w, dev), *bd = b ? sf_enc_dev_f32(b, dev) : NULL;
   sf_tensor *y = (wd && (!b || bd)) ? sf_linear(x, wd, bd) : NULL;
   sf_release(wd), sf_release(bd);
   return y;
 }
 
 static sf_tensor *ln(sf_tensor *x, sf_tensor *w, sf_tensor *b, double eps, sf_device dev) {
-  sf_tensor *wd = dev_f32(w, dev), *bd = dev_f32(b, dev);
+  sf_tensor *wd = sf_enc_dev_f32(w, dev), *bd = sf_enc_dev_f32(b, dev);
   sf_tensor *y = (wd && bd) ? sf_layer_norm(x, wd, bd, eps) : NULL;
   sf_release(wd), sf_release(bd);
   return y;
-}
-
-static int add_into(sf_tensor **x, sf_tensor *y) {
-  if (!y) return -1;
-  sf_tensor *z = sf_add(*x, y);
-  sf_release(y);
-  if (!z) return -1;
-  sf_release(*x);
-  *x = z;
-  return 0;
 }
 
 static int block_device(const sf_clip_config *c, sf_clip_block *bk, sf_tensor **x, sf_device dev) {
@@ -52,12 +35,12 @@ static int block_device(const sf_clip_config *c, sf_clip_block *bk, sf_tensor **
       !(v = sf_select(q5, 2, 2)))
     goto done;
   if (!(a = sf_attention(q, k, v, NULL, NULL)) || !(av = sf_view(a, 3, s3))) goto done; /* scale 1/sqrt(d) */
-  if (add_into(x, lin(av, bk->proj_w, bk->proj_b, dev))) goto done;
+  if (sf_enc_add_into(x, lin(av, bk->proj_w, bk->proj_b, dev))) goto done;
   sf_release(h);
   if (!(h = ln(*x, bk->n2w, bk->n2b, c->eps, dev)) || !(f = lin(h, bk->fc1_w, bk->fc1_b, dev)) ||
       !(g = sf_unary(SF_UN_GELU, f, 0, 0)))
     goto done;
-  if (add_into(x, lin(g, bk->fc2_w, bk->fc2_b, dev))) goto done;
+  if (sf_enc_add_into(x, lin(g, bk->fc2_w, bk->fc2_b, dev))) goto done;
   rc = 0;
 done:
   sf_release(h), sf_release(qkv), sf_release(q5), sf_release(q), sf_release(k), sf_release(v), sf_release(a);
@@ -84,14 +67,14 @@ sf_tensor *sf_clip_encode_device(sf_clip *m, const float *imgs, int64_t B, int H
   sf_tensor *pw = sf_reshape(m->patch_w, 2, wshape); /* the conv weight [D, 3, P, P] as a linear [D, K] */
   if (!pd || !pw || !(tok = lin(pd, pw, m->patch_b, dev))) { sf_release(pw); goto fail; }
   sf_release(pw);
-  sf_tensor *cd = dev_f32(m->cls, dev);
+  sf_tensor *cd = sf_enc_dev_f32(m->cls, dev);
   sf_tensor *cv = cd ? sf_view(cd, 3, cshape) : NULL;
   sf_release(cd);
   if (!cv || !(clsb = sf_expand(cv, 3, eshape))) { sf_release(cv); goto fail; }
   sf_release(cv);
   sf_tensor *parts[2] = {clsb, tok};
   sf_tensor *cat = sf_cat(parts, 2, 1);
-  sf_tensor *pdv = dev_f32(m->pos, dev);
+  sf_tensor *pdv = sf_enc_dev_f32(m->pos, dev);
   pos = pdv ? sf_view(pdv, 3, posshape) : NULL;
   sf_release(pdv);
   if (!cat || !pos || !(x = sf_add(cat, pos))) { sf_release(cat); goto fail; }

@@ -7,39 +7,21 @@
 #include "core/error.h"
 #include "core/nn.h"
 #include "core/ops.h"
+#include "models/enc_device.h"
 #include "models/t5_internal.h"
 
-/* a weight as an f32 tensor on dev */
-static sf_tensor *dev_f32(sf_tensor *w, sf_device dev) {
-  sf_tensor *a = sf_cast(w, SF_F32);
-  sf_tensor *b = a ? sf_to_device(a, dev) : NULL;
-  sf_release(a);
-  return b;
-}
-
 static sf_tensor *lin(sf_tensor *x, sf_tensor *w, sf_device dev) {
-  sf_tensor *wd = dev_f32(w, dev);
+  sf_tensor *wd = sf_enc_dev_f32(w, dev);
   sf_tensor *y = wd ? sf_linear(x, wd, NULL) : NULL;
   sf_release(wd);
   return y;
 }
 
 static sf_tensor *rms(sf_tensor *x, sf_tensor *w, float eps, sf_device dev) {
-  sf_tensor *wd = dev_f32(w, dev);
+  sf_tensor *wd = sf_enc_dev_f32(w, dev);
   sf_tensor *y = wd ? sf_rms_norm(x, wd, eps) : NULL;
   sf_release(wd);
   return y;
-}
-
-/* x += y (steals y) */
-static int add_into(sf_tensor **x, sf_tensor *y) {
-  if (!y) return -1;
-  sf_tensor *z = sf_add(*x, y);
-  sf_release(y);
-  if (!z) return -1;
-  sf_release(*x);
-  *x = z;
-  return 0;
 }
 
 /* [B, H, L, L] f32 on dev: the layer's relative bias, replaced by -FLT_MAX on padded keys (T5's masked_fill) */
@@ -90,13 +72,13 @@ static int block_device(sf_t5 *m, int64_t li, sf_tensor **x, sf_tensor *bias, in
   int perm[4] = {0, 2, 1, 3};
   int64_t shp[3] = {B, L, DA};
   if (!(op = sf_permute(o, perm)) || !(oc = sf_contiguous(op)) || !(ov = sf_view(oc, 3, shp))) goto done;
-  if (add_into(x, lin(ov, bk->o, dev))) goto done;
+  if (sf_enc_add_into(x, lin(ov, bk->o, dev))) goto done;
   sf_release(h);
   if (!(h = rms(*x, bk->norm2, c->eps, dev))) goto done;
   if (!(f1 = lin(h, bk->fc1, dev)) || !(g = lin(h, bk->gate, dev)) || !(gg = sf_unary(SF_UN_GELU_TANH, g, 0, 0)))
     goto done;
   if (!(fg = sf_mul(f1, gg))) goto done;
-  if (add_into(x, lin(fg, bk->fc2, dev))) goto done;
+  if (sf_enc_add_into(x, lin(fg, bk->fc2, dev))) goto done;
   rc = 0;
 done:
   sf_release(h), sf_release(q), sf_release(k), sf_release(v), sf_release(qh), sf_release(kh), sf_release(vh);
