@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages sfwb needs, and nothing when they are all present.
 set -e
-PKGS="build-essential cmake pkg-config liblua5.4-dev lua5.4 libreadline-dev liblmdb-dev libpng-dev
+PKGS="build-essential cmake pkg-config libdnnl-dev liblua5.4-dev lua5.4 libreadline-dev liblmdb-dev libpng-dev
 libopenblas-dev libyaml-dev libcjson-dev libzip-dev libsentencepiece-dev sentencepiece libcairo2-dev
 libopenmpi-dev openmpi-bin python3-torch python3-numpy python3-lmdb python3-yaml python3-omegaconf python3-sentencepiece ffmpeg"
 missing=""

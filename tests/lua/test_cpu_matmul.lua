@@ -1,7 +1,7 @@
 -- test_cpu_matmul.lua — the CPU GEMM paths against an f64 broadcast-multiply-sum reference: BLAS-3 split
 -- across the pool (row and column blocks), one-row/one-column products (GEMV), K = 1 (rank-1), transposed
 -- views; linear with the bias as the GEMM's initial C; linear backward adding into gradients accumulated
--- so far (leaf .grad on a second backward, an input shared by several linears).
+-- so far (leaf .grad on a second backward, an input shared by several linears); bf16 GEMMs (oneDNN).
 local sfwb = require "sfwb"
 local T = require "sfwb.testing"
 sfwb.manual_seed(5)
@@ -44,6 +44,34 @@ T.case("large GEMMs split across threads (rows and columns) match the reference"
       end
     end
   end
+end)
+
+T.case("bf16 GEMMs (oneDNN when built with it): layouts, batches and broadcast batches match the reference", function()
+  -- operands rounded to bf16 first, so the reference multiplies the same values; the bf16 result rounds
+  -- once (tolerance: half a bf16 ulp of the largest output, plus f32 summation)
+  local function bf(t) return t:bf16() end
+  for _, s in ipairs({{1, 5, 7}, {33, 64, 17}, {130, 96, 260}}) do
+    local M, K, N = s[1], s[2], s[3]
+    for ta = 0, 1 do
+      for tb = 0, 1 do
+        local a, b = bf(operand(M, K, ta == 1)), bf(operand(K, N, tb == 1))
+        local out = sfwb.matmul(a, b)
+        T.eq(out:dtype(), "bf16")
+        T.close(out, ref_mm(a, b), 8e-3, string.format("bf16 M%d N%d K%d ta%d tb%d", M, N, K, ta, tb))
+      end
+    end
+  end
+  local a3, b3, w = bf(sfwb.randn({3, 20, 48})), bf(sfwb.randn({3, 48, 24})), bf(sfwb.randn({48, 24}))
+  local batched, shared, left = sfwb.matmul(a3, b3), sfwb.matmul(a3, w), sfwb.matmul(w:transpose(1, 2), b3)
+  for i = 1, 3 do
+    T.close(batched[i], ref_mm(a3[i], b3[i]), 8e-3, "batched " .. i)
+    T.close(shared[i], ref_mm(a3[i], w), 8e-3, "shared right operand " .. i)
+    T.close(left[i], ref_mm(w:transpose(1, 2), b3[i]), 8e-3, "shared left operand " .. i)
+  end
+  -- a bf16 linear accumulates and adds its bias in f32, then rounds once: as exact as rounding allows
+  local x, wl, bl = bf(sfwb.randn({2, 50, 64})), bf(sfwb.randn({40, 64})), bf(sfwb.randn({40}))
+  local ref = ref_mm(x:reshape({-1, 64}), wl:transpose(1, 2)) + bl:to("f64")
+  T.close(sfwb.linear(x, wl, bl):reshape({-1, 40}), ref, 4e-3, "bf16 linear")
 end)
 
 T.case("linear with bias (bias as the GEMM's initial C) matches the reference", function()

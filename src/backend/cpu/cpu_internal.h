@@ -86,6 +86,8 @@ int sf_cpu_where(sf_tensor *out, const sf_tensor *cond, const sf_tensor *a, cons
 int sf_cpu_reduce(sf_reduce_op op, sf_tensor *out, const sf_tensor *a, int dim);
 int sf_cpu_softmax(sf_tensor *out, const sf_tensor *a, int dim, bool log);
 int sf_cpu_matmul(sf_tensor *out, const sf_tensor *a, const sf_tensor *b);
+/* bf16 x bf16 -> f32/bf16 through oneDNN (cpu_dnnl.c): 0 done, -1 error, 1 not taken (no oneDNN, other dtypes/layouts) */
+int sf_cpu_matmul_dnnl(sf_tensor *out, const sf_tensor *a, const sf_tensor *b);
 int sf_cpu_random(sf_tensor *out, uint64_t seed, uint64_t offset, int kind);
 
 #endif

@@ -208,6 +208,8 @@ int sf_cpu_matmul(sf_tensor *out, const sf_tensor *a, const sf_tensor *b) {
   if (K == 0) return sf_cpu_fill(out, 0.0);
   sf_cpu_dom dom = sf_cpu_domain(a->dtype);
   if (dom == SF_DOM_I) return matmul_int(out, a, b);
+  const int dn = sf_cpu_matmul_dnnl(out, a, b); /* bf16 on oneDNN; 1 = not taken */
+  if (dn <= 0) return dn;
   sf_dtype ct = dom == SF_DOM_D ? SF_F64 : SF_F32;
   size_t ec = sf_dtype_size(ct), eo = sf_dtype_size(out->dtype);
 
