@@ -116,4 +116,26 @@ static inline double ref_unary(sf_unary_op op, double x, double p0, double p1) {
   }
 }
 
+/* the double-precision value of a binary op (NaN propagates through max/min, as torch) */
+static inline double ref_binary(sf_binary_op op, double x, double y) {
+  switch (op) {
+  case SF_BIN_ADD: return x + y;
+  case SF_BIN_SUB: return x - y;
+  case SF_BIN_MUL: return x * y;
+  case SF_BIN_DIV: return x / y;
+  case SF_BIN_POW: return pow(x, y);
+  case SF_BIN_MAX: return (x != x || y != y) ? NAN : x > y ? x : y;
+  case SF_BIN_MIN: return (x != x || y != y) ? NAN : x < y ? x : y;
+  case SF_BIN_EQ: return x == y;
+  case SF_BIN_NE: return x != y;
+  case SF_BIN_LT: return x < y;
+  case SF_BIN_LE: return x <= y;
+  case SF_BIN_GT: return x > y;
+  case SF_BIN_GE: return x >= y;
+  case SF_BIN_AND: return x != 0 && y != 0;
+  case SF_BIN_OR: return x != 0 || y != 0;
+  default: return NAN;
+  }
+}
+
 #endif

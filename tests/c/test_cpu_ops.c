@@ -227,27 +227,6 @@ static void test_unary_strided(void) {
 
 /* ---------------- binary ---------------- */
 
-static double ref_binary(sf_binary_op op, double x, double y) {
-  switch (op) {
-  case SF_BIN_ADD: return x + y;
-  case SF_BIN_SUB: return x - y;
-  case SF_BIN_MUL: return x * y;
-  case SF_BIN_DIV: return x / y;
-  case SF_BIN_POW: return pow(x, y);
-  case SF_BIN_MAX: return (x != x || y != y) ? NAN : fmax(x, y);
-  case SF_BIN_MIN: return (x != x || y != y) ? NAN : fmin(x, y);
-  case SF_BIN_EQ: return x == y;
-  case SF_BIN_NE: return x != y;
-  case SF_BIN_LT: return x < y;
-  case SF_BIN_LE: return x <= y;
-  case SF_BIN_GT: return x > y;
-  case SF_BIN_GE: return x >= y;
-  case SF_BIN_AND: return x != 0 && y != 0;
-  case SF_BIN_OR: return x != 0 || y != 0;
-  default: return NAN;
-  }
-}
-
 static void test_binary_broadcast_all_ops(void) {
   /* [5, 1] op [1, 7] -> [5, 7] for every op, f32 */
   double va[5] = {-2, -0.5, 0, 1.5, 3}, vb[7] = {-1, 0, 0.5, 1.5, 2, NAN, 3};
