@@ -15,6 +15,25 @@ namespace SF_CUDA_NS {
 #define FA_MAXD 128
 #define FA_COLS (FA_MAXD / 4)
 
+/* rows k0 .. k0+nk-1 of head h of a [B, L, H, d] tensor (strides st) into T[FA_BK][d], zeros past nk */
+__device__ __forceinline__ void fa_load_rows(float *T, const void *src, int dt, const int64_t *st, int64_t b, int64_t h,
+                                             int64_t k0, int nk, int d, int tid) {
+  for (int i = tid; i < FA_BK * d; i += FA_THREADS) {
+    const int j = i / d, c = i % d;
+    T[i] = j < nk ? sf_ld_f32(src, dt, b * st[0] + (k0 + j) * st[1] + h * st[2] + c) : 0.0f;
+  }
+}
+
+/* S[r][j] = scale * Q[r] . K[j] for the tile; -inf past the nk valid keys */
+__device__ __forceinline__ void fa_scores(float *Ss, const float *Qs, const float *KV, float scale, int nk, int d, int tid) {
+  for (int i = tid; i < FA_BQ * FA_BK; i += FA_THREADS) {
+    const int r = i / FA_BK, j = i % FA_BK;
+    float s = 0.0f;
+    for (int c = 0; c < d; c++) s += Qs[r * d + c] * KV[j * d + c];
+    Ss[i] = j < nk ? s * scale : -INFINITY;
+  }
+}
+
 __global__ void sf_flash_attn_kernel(sf_k_attn_args a) {
   SF_DYNAMIC_SHARED(float, smem);
   const int d = (int)a.d;
@@ -45,17 +64,9 @@ __global__ void sf_flash_attn_kernel(sf_k_attn_args a) {
 
   for (int64_t k0 = a.capture_only ? hi : lo; k0 < hi; k0 += FA_BK) {
     const int nk = (int)(k0 + FA_BK <= hi ? FA_BK : hi - k0);
-    for (int i = tid; i < FA_BK * d; i += FA_THREADS) {
-      const int j = i / d, c = i % d;
-      KV[i] = j < nk ? sf_ld_f32(a.k, a.dt, b * a.ks[0] + (k0 + j) * a.ks[1] + h * a.ks[2] + c) : 0.0f;
-    }
+    fa_load_rows(KV, a.k, a.dt, a.ks, b, h, k0, nk, d, tid);
     __syncthreads();
-    for (int i = tid; i < FA_BQ * FA_BK; i += FA_THREADS) {
-      const int r = i / FA_BK, j = i % FA_BK;
-      float s = 0.0f;
-      for (int c = 0; c < d; c++) s += Qs[r * d + c] * KV[j * d + c];
-      Ss[i] = j < nk ? s * a.scale : -INFINITY;
-    }
+    fa_scores(Ss, Qs, KV, a.scale, nk, d, tid);
     __syncthreads();
     if (tid < FA_BQ) {
       float *s = Ss + tid * FA_BK;
@@ -73,10 +84,7 @@ __global__ void sf_flash_attn_kernel(sf_k_attn_args a) {
       Cs[tid] = corr;
     }
     __syncthreads();
-    for (int i = tid; i < FA_BK * d; i += FA_THREADS) {
-      const int j = i / d, c = i % d;
-      KV[i] = j < nk ? sf_ld_f32(a.v, a.dt, b * a.vs[0] + (k0 + j) * a.vs[1] + h * a.vs[2] + c) : 0.0f;
-    }
+    fa_load_rows(KV, a.v, a.dt, a.vs, b, h, k0, nk, d, tid);
     __syncthreads();
     const float corr = Cs[row];
 #pragma unroll
@@ -116,17 +124,9 @@ __global__ void sf_flash_attn_kernel(sf_k_attn_args a) {
   for (int64_t k0 = lo; k0 < hi; k0 += FA_BK) {
     const int nk = (int)(k0 + FA_BK <= hi ? FA_BK : hi - k0);
     __syncthreads();
-    for (int i = tid; i < FA_BK * d; i += FA_THREADS) {
-      const int j = i / d, c = i % d;
-      KV[i] = j < nk ? sf_ld_f32(a.k, a.dt, b * a.ks[0] + (k0 + j) * a.ks[1] + h * a.ks[2] + c) : 0.0f;
-    }
+    fa_load_rows(KV, a.k, a.dt, a.ks, b, h, k0, nk, d, tid);
     __syncthreads();
-    for (int i = tid; i < FA_BQ * FA_BK; i += FA_THREADS) {
-      const int r = i / FA_BK, j = i % FA_BK;
-      float s = 0.0f;
-      for (int c = 0; c < d; c++) s += Qs[r * d + c] * KV[j * d + c];
-      Ss[i] = s * a.scale;
-    }
+    fa_scores(Ss, Qs, KV, a.scale, nk, d, tid); /* the sweep reads only the nk valid columns */
     __syncthreads();
     if (tid < nq) {
       const float m = Ms[tid], inv = 1.0f / Ls[tid];
