@@ -16,26 +16,43 @@
 /* columns are built in tiles of whole output rows so the buffer stays under this many floats */
 #define SF_CONV_TILE_FLOATS ((size_t)16 << 20)
 
-/* columns of one 2-D frame for output rows [r0, r0 + nr): row k = (ci, dy, dx), nr * Wo columns */
-static void im2col2d(const sf_conv_geom *g, const float *f, int H, int W, int r0, int nr, int Wo, float *col) {
-  int64_t HW = (int64_t)H * W, TP = (int64_t)nr * Wo, K2 = (int64_t)g->cin * g->kh * g->kw;
-  for (int64_t k = 0; k < K2; k++) {
-    int dx = (int)(k % g->kw), dy = (int)((k / g->kw) % g->kh), ci = (int)(k / g->kw / g->kh);
-    const float *src = f + ci * HW;
-    float *dst = col + k * TP;
-    for (int oy = 0; oy < nr; oy++) {
-      int iy = (r0 + oy) * g->sh + dy - g->pad_top;
-      float *d = dst + (int64_t)oy * Wo;
-      if (iy < 0 || iy >= H) {
-        memset(d, 0, sizeof(float) * Wo);
-        continue;
+/* one im2col row: the [H, W] plane src (NULL: a zero frame) seen through kernel tap (dy, dx), for output
+ * rows [r0, r0 + nr), nr * Wo values into dst */
+static void im2col_tap(const sf_conv_geom *g, const float *src, int H, int W, int dy, int dx, int r0, int nr, int Wo,
+                       float *dst) {
+  if (!src) {
+    memset(dst, 0, sizeof(float) * (size_t)nr * Wo);
+    return;
+  }
+  for (int oy = 0; oy < nr; oy++) {
+    int iy = (r0 + oy) * g->sh + dy - g->pad_top;
+    float *d = dst + (int64_t)oy * Wo;
+    if (iy < 0 || iy >= H) {
+      memset(d, 0, sizeof(float) * Wo);
+      continue;
+    }
+    const float *srow = src + (int64_t)iy * W;
+    if (g->sw == 1) {
+      int off = dx - g->pad_left;
+      for (int ox = 0; ox < Wo; ox++) {
+        int ix = ox + off;
+        d[ox] = (ix >= 0 && ix < W) ? srow[ix] : 0.0f;
       }
-      const float *srow = src + (int64_t)iy * W;
+    } else {
       for (int ox = 0; ox < Wo; ox++) {
         int ix = ox * g->sw + dx - g->pad_left;
         d[ox] = (ix >= 0 && ix < W) ? srow[ix] : 0.0f;
       }
     }
+  }
+}
+
+/* columns of one 2-D frame for output rows [r0, r0 + nr): row k = (ci, dy, dx), nr * Wo columns */
+static void im2col2d(const sf_conv_geom *g, const float *f, int H, int W, int r0, int nr, int Wo, float *col) {
+  int64_t HW = (int64_t)H * W, TP = (int64_t)nr * Wo, K2 = (int64_t)g->cin * g->kh * g->kw;
+  for (int64_t k = 0; k < K2; k++) {
+    int dx = (int)(k % g->kw), dy = (int)((k / g->kw) % g->kh), ci = (int)(k / g->kw / g->kh);
+    im2col_tap(g, f + ci * HW, H, W, dy, dx, r0, nr, Wo, col + k * TP);
   }
 }
 
@@ -349,33 +366,7 @@ static int conv_strided(const sf_conv_geom *g, const float *const *frames, int n
           int dx = (int)(k % g->kw), dy = (int)((k / g->kw) % g->kh), dt = (int)((k / g->kw / g->kh) % g->kt);
           int ci = (int)(k / g->kw / g->kh / g->kt);
           const float *f = frames[to * g->st + dt];
-          float *dst = col + k * TP;
-          if (!f) {
-            memset(dst, 0, sizeof(float) * TP);
-            continue;
-          }
-          const float *src = f + ci * HW;
-          for (int oy = 0; oy < nr; oy++) {
-            int iy = (r0 + oy) * g->sh + dy - g->pad_top;
-            float *d = dst + (int64_t)oy * Wo;
-            if (iy < 0 || iy >= H) {
-              memset(d, 0, sizeof(float) * Wo);
-              continue;
-            }
-            const float *srow = src + (int64_t)iy * W;
-            if (g->sw == 1) {
-              int off = dx - g->pad_left;
-              for (int ox = 0; ox < Wo; ox++) {
-                int ix = ox + off;
-                d[ox] = (ix >= 0 && ix < W) ? srow[ix] : 0.0f;
-              }
-            } else {
-              for (int ox = 0; ox < Wo; ox++) {
-                int ix = ox * g->sw + dx - g->pad_left;
-                d[ox] = (ix >= 0 && ix < W) ? srow[ix] : 0.0f;
-              }
-            }
-          }
+          im2col_tap(g, f ? f + ci * HW : NULL, H, W, dy, dx, r0, nr, Wo, col + k * TP);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cout, (int)TP, (int)K, 1.0f, w, (int)K, col,
                     (int)TP, 0.0f, o + (int64_t)r0 * Wo, (int)P);
