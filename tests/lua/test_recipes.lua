@@ -67,6 +67,32 @@ T.case("generate: videos, latents, timings", function()
   T.eq(#g.provenance.checkpoint_sha256, 64)
 end)
 
+T.case("generate: a config without denoising_step_list runs the multi-step sampler (inference.py)", function()
+  local cfgp = root .. "/multistep.yaml"
+  local f = assert(io.open(cfgp, "w"))
+  f:write("num_frame_per_block: 3\nindependent_first_frame: false\ntimestep_shift: 5.0\n")
+  f:close()
+  local out = root .. "/gen_ms"
+  local base = {"--wan_dir", P.wan_dir, "--config_path", cfgp, "--no_checkpoint", "--prompt", "a red bird",
+                "--num_output_frames", "3", "--output_folder", out, "--quiet", "--num_inference_steps", "3",
+                "--height", "32", "--width", "48"}
+  T.raises(function() require("sfwb.recipes.generate").main(base) end, "guidance_scale")
+  local a = {table.unpack(base)}
+  a[#a + 1] = "--guidance_scale"; a[#a + 1] = "2.0"
+  local ext = root .. "/ext.txt"
+  f = assert(io.open(ext, "w")); f:write("a red bird flying over a long calm sea\n"); f:close()
+  a[#a + 1] = "--extended_prompt_path"; a[#a + 1] = ext
+  local code, s = require("sfwb.recipes.generate").main(a)
+  T.eq(code, 0)
+  T.check(s.sampler:find("CausalDiffusionPipeline", 1, true), "sampler: " .. tostring(s.sampler))
+  T.check(s.sampler:find("steps=3", 1, true), "steps recorded")
+  T.eq(s.runs[1].model_prompt, "a red bird flying over a long calm sea")
+  T.check(C.exists(s.outputs[1]) or os.execute("test -d '" .. s.outputs[1] .. "'"), "video written")
+  local bad = {table.unpack(a)}
+  f = assert(io.open(ext, "w")); f:write("one\ntwo\n"); f:close()
+  T.raises(function() require("sfwb.recipes.generate").main(bad) end, "2 lines for 1 prompts")
+end)
+
 T.case("generate --png writes a PNG folder; prompts from a file", function()
   local out = root .. "/genpng"
   local code, s = require("sfwb.recipes.generate").main(args({"--no_checkpoint", "--data_path", P.prompts,
