@@ -69,7 +69,7 @@ local function run_case(name, device)
   print(string.format("  %s on %s: max relative error %.3g", name, device, e))
 end
 
-for _, name in ipairs({"causal_unipc", "causal_dpm", "bidir_unipc", "bidir_dpm"}) do
+for _, name in ipairs({"causal_unipc", "causal_dpm", "bidir_unipc", "bidir_dpm", "bidir_euler", "causal_euler"}) do
   T.case("pipeline " .. name .. " (cpu)", function() run_case(name, "cpu") end)
 end
 local has_emu = false
@@ -82,7 +82,7 @@ end
 T.case("pipeline options are checked", function()
   local m = sfwb.wan.new({model_type = "t2v", dim = 64, ffn_dim = 128, num_heads = 2, num_layers = 1, in_dim = 16,
                           out_dim = 16, text_dim = 32, text_len = 16, freq_dim = 256, eps = 1e-6})
-  T.raises(function() sfwb.pipeline.bidirectional_diffusion{generator = m, solver = "euler"} end, "solver")
+  T.raises(function() sfwb.pipeline.bidirectional_diffusion{generator = m, solver = "heun"} end, "solver")
   local p = sfwb.pipeline.bidirectional_diffusion{generator = m, num_inference_steps = 2}
   T.eq(p.timestep_shift, 8.0)
   T.raises(function() p:generate{prompt_embeds = sfwb.zeros({1, 4, 32}), latent_size = {2, 2}, num_frames = 1} end,

@@ -16,6 +16,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from wan_ref import TINY, Cfg, KVCache, Wan, make_params, save_safetensors, to_lua  # noqa: E402
+from scheduler_ref import grid, nearest  # noqa: E402
 from pipeline_ref import model_call  # noqa: E402
 
 torch.set_grad_enabled(False)
@@ -153,8 +154,51 @@ class DPMpp:
         return prev.to(x0.dtype)
 
 
+class Euler:
+    """scripts/generate_ode_pairs.py: FlowMatchScheduler(shift, sigma_min=0, extra_one_step) with n steps"""
+
+    def __init__(self, n, shift):
+        self.sigmas, self.timesteps, _ = grid(shift, n=n, training=False)
+
+    def idx(self, t):
+        return nearest(self.timesteps, t.reshape(-1).float())
+
+    def step(self, flow, t, x):  # flat [N, ...], t [N]
+        i = self.idx(t)
+        sig = self.sigmas[i].reshape(-1, 1, 1, 1)
+        nxt = torch.where(i + 1 >= len(self.timesteps), torch.zeros(()), self.sigmas[torch.clamp(i + 1, max=len(self.timesteps) - 1)])
+        return x + flow * (nxt.reshape(-1, 1, 1, 1) - sig)
+
+    def x0_to_flow(self, x0, xt, t):
+        sig = self.sigmas.double()[self.idx(t)].reshape(-1, 1, 1, 1)
+        return ((xt.double() - x0.double()) / sig).to(x0.dtype)
+
+
 def make(kind, n, shift):
+    if kind == "euler":
+        return Euler(n, shift)
     return UniPC(n, shift) if kind == "unipc" else DPMpp(n, shift)
+
+
+W8 = None
+
+
+def euler_advance(s, model_flows, x, t, g):
+    """generate_ode_pairs.py's update: x0 guidance on the wrapper's shift-8 grid, flow on the sampling grid"""
+    global W8
+    if W8 is None:
+        W8 = grid(8.0)
+    sig8, ts8 = W8[0], W8[1]
+    fc, fu = model_flows
+    B, F = x.shape[:2]
+    tt = torch.full((B * F,), float(t))
+    i8 = nearest(ts8, tt)
+    s8 = sig8.double()[i8].reshape(-1, 1, 1, 1)
+    x0c = (x.flatten(0, 1).double() - s8 * fc.flatten(0, 1).double()).float()
+    x0u = (x.flatten(0, 1).double() - s8 * fu.flatten(0, 1).double()).float()
+    x0 = x0u + g * (x0c - x0u)
+    flow = s.x0_to_flow(x0, x.flatten(0, 1), tt)
+    return s.step(flow, tt, x.flatten(0, 1)).unflatten(0, (B, F))
 
 
 def sched_fixtures(gen):
@@ -196,8 +240,10 @@ def causal(model, kind, n, shift, g, ctx, neg, noise, nfpb, indep, traj):
             tv = float(t)
             fc = model_call(model, kvp, x, tv, pos, ctx, S)
             fu = model_call(model, kvn, x, tv, pos, neg, S)
-            flow = fu + g * (fc - fu)
-            x = s.step(flow, t, x)
+            if kind == "euler":
+                x = euler_advance(s, (fc, fu), x, t, g)
+            else:
+                x = s.step(fu + g * (fc - fu), t, x)
             states.append(x)
         out.append(x)
         trajs.append(torch.stack([states[i] for i in traj], dim=1))
@@ -216,7 +262,10 @@ def bidirectional(model, kind, n, shift, g, ctx, neg, noise, traj):
         tv = float(t)
         fc = model_call(model, None, x, tv, 0, ctx, S)
         fu = model_call(model, None, x, tv, 0, neg, S)
-        x = s.step(fu + g * (fc - fu), t, x)
+        if kind == "euler":
+            x = euler_advance(s, (fc, fu), x, t, g)
+        else:
+            x = s.step(fu + g * (fc - fu), t, x)
         states.append(x)
     return x, torch.stack([states[i] for i in traj], dim=1)
 
@@ -226,6 +275,8 @@ CASES = {
     "causal_dpm": dict(causal=True, kind="dpm++", n=5, shift=5.0, g=2.0, B=2, F=3, nfpb=2, indep=True),
     "bidir_unipc": dict(causal=False, kind="unipc", n=6, shift=8.0, g=3.0, B=1, F=3),
     "bidir_dpm": dict(causal=False, kind="dpm++", n=4, shift=8.0, g=5.0, B=1, F=3),
+    "bidir_euler": dict(causal=False, kind="euler", n=6, shift=8.0, g=6.0, B=1, F=3),
+    "causal_euler": dict(causal=True, kind="euler", n=5, shift=5.0, g=2.0, B=1, F=2, nfpb=1, indep=False),
 }
 
 

@@ -33,9 +33,13 @@ local function new(o, causal, defaults)
   self.num_train_timesteps = opt(o, "num_train_timesteps", 1000)
   self.solver = opt(o, "solver", "unipc")
   if self.solver == "dpmpp" then self.solver = "dpm++" end
-  if self.solver ~= "unipc" and self.solver ~= "dpm++" then
-    error(who .. ": solver must be \"unipc\" or \"dpm++\", got " .. tostring(self.solver), 3)
+  if self.solver ~= "unipc" and self.solver ~= "dpm++" and self.solver ~= "euler" then
+    error(who .. ": solver must be \"unipc\", \"dpm++\" or \"euler\", got " .. tostring(self.solver), 3)
   end
+  -- solver "euler" is scripts/generate_ode_pairs.py's sampler: FlowMatchScheduler(shift, sigma_min 0, extra
+  -- step) with n steps, guidance on x0 (the wrapper's own shift-8 grid turns flow into x0), the guided x0
+  -- turned back into flow on the sampling grid, one Euler step
+  self.x0_grid_shift = opt(o, "x0_grid_shift", 8.0)
   self.negative_prompt = opt(o, "negative_prompt", M.default_negative_prompt)
   self.num_frame_per_block = opt(o, "num_frame_per_block", 1)
   self.independent_first_frame = opt(o, "independent_first_frame", false)
@@ -56,6 +60,13 @@ function M.bidirectional(o) return new(o, false, {timestep_shift = 8.0}) end
 
 -- a fresh sampler, as _initialize_sample_scheduler (the original builds one per block)
 function Pipe:scheduler()
+  if self.solver == "euler" then
+    local s = sfwb.scheduler.flow_match{shift = self.timestep_shift, sigma_min = 0.0, extra_one_step = true,
+                                        num_train_timesteps = self.num_train_timesteps,
+                                        num_inference_steps = self.num_inference_steps, training = false}
+    self._x0_grid = self._x0_grid or U.scheduler(self.x0_grid_shift)
+    return s
+  end
   local mk = self.solver == "unipc" and MS.unipc or MS.dpmpp
   local s = mk{shift = self.timestep_shift, num_train_timesteps = self.num_train_timesteps}
   s:set_timesteps(self.num_inference_steps)
@@ -121,8 +132,21 @@ local function guided(flow_u, flow_c, g)
   return flow_u + (flow_c - flow_u) * g
 end
 
--- one guided model call in the pipeline layout
-function Pipe:_guided(x, tval, ctx, neg, fo_c, fo_u)
+-- one sampling step: guided model calls, then the solver's update
+function Pipe:_advance(s, x, tval, ctx, neg, fo_c, fo_u)
+  if self.solver ~= "euler" then return s:step(self:_guided(x, tval, ctx, neg, fo_c, fo_u), tval, x) end
+  local fc, fu = self:_flows(x, tval, ctx, neg, fo_c, fo_u)
+  local g = self._x0_grid
+  local x0c, x0u = U.pred_x0(g, fc, x, tval), U.pred_x0(g, fu, x, tval)
+  local x0 = x0u + (x0c - x0u) * self.guidance_scale
+  local sh = x:shape()
+  local n = sh[1] * sh[2]
+  local tt = sfwb.full({n}, tval, {dtype = "f32"})
+  local flow = s:x0_to_flow(U.flat(x0), U.flat(x), tt)
+  return s:step(flow, tt, U.flat(x)):reshape(sh)
+end
+
+function Pipe:_flows(x, tval, ctx, neg, fo_c, fo_u)
   local B, n = x:size(1), x:size(2)
   local m = self.generator
   local t = self.causal and sfwb.full({B, n}, tval, {dtype = "f32", device = self.device})
@@ -131,6 +155,12 @@ function Pipe:_guided(x, tval, ctx, neg, fo_c, fo_u)
   local fc = U.from_model(m:forward(xm, t, ctx, fo_c))
   local fu = U.from_model(m:forward(xm, t, neg, fo_u))
   if x:dtype() ~= "f32" then fc, fu = fc:to(x:dtype()), fu:to(x:dtype()) end
+  return fc, fu
+end
+
+-- one guided model call in the pipeline layout: flow_u + g * (flow_c - flow_u)
+function Pipe:_guided(x, tval, ctx, neg, fo_c, fo_u)
+  local fc, fu = self:_flows(x, tval, ctx, neg, fo_c, fo_u)
   return guided(fu, fc, self.guidance_scale)
 end
 
@@ -177,13 +207,12 @@ function Pipe:_bidirectional(o, x, dt, ctx, neg, traj_idx)
     local fo_c, fo_u = copy(base), copy(base)
     fo_c.tag = {chunk = 1, step = k, pass = "denoise", timestep = tv}
     fo_u.tag = {chunk = 1, step = k, pass = "uncond", timestep = tv}
-    local flow = self:_guided(x, tv, ctx, neg, fo_c, fo_u)
-    x = s:step(flow, tv, x)
+    x = self:_advance(s, x, tv, ctx, neg, fo_c, fo_u)
     if states then states[#states + 1] = x end
     sfwb.sync()
     timings.steps[k] = sfwb.time() - ts
     if o.on_step then o.on_step(k, x) end
-    if o.progress then self:_report(o.progress, k, s.num_inference_steps, timings.steps) end
+    if o.progress then self:_report(o.progress, k, self.num_inference_steps, timings.steps) end
   end
   local r = {latents = x, timings = timings}
   if states then
@@ -281,8 +310,7 @@ function Pipe:_causal(o, noise, dt, ctx, neg, traj_idx)
     for k, tv in ipairs(s.timesteps:totable()) do
       local tag = {chunk = chunk, step = k, pass = "denoise", timestep = tv}
       local tagu = {chunk = chunk, step = k, pass = "uncond", timestep = tv}
-      local flow = self:_guided(x, tv, ctx, neg, opts(kv_pos, ca_pos, n, tag), opts(kv_neg, ca_neg, n, tagu))
-      x = s:step(flow, tv, x)
+      x = self:_advance(s, x, tv, ctx, neg, opts(kv_pos, ca_pos, n, tag), opts(kv_neg, ca_neg, n, tagu))
       if states then states[#states + 1] = x end
     end
     outputs[#outputs + 1] = x
