@@ -115,12 +115,72 @@ def ode_loss(G, d, ode, ctx, steps, nfpb, indep, i2v):
     return loss, t
 
 
+def causvid_losses(G, R, Fk, PF, d, clean, ctx, neg, steps, nfpb, indep, score_shift, g):
+    """model/causvid.py: generator loss (backward simulation, one forward, DMD loss) and critic loss"""
+    B, F = clean.shape[:2]
+    s8, T8, _ = grid(8.0)
+
+    def run_generator():
+        sim = []
+        for tv in steps:
+            n = d.randn(*clean.shape)
+            if tv != 0:
+                tt = torch.full((B * F,), float(tv))
+                sim.append(G.add_noise(clean.flatten(0, 1), n.flatten(0, 1), tt).unflatten(0, (B, F)))
+            else:
+                sim.append(clean)
+        sim = torch.stack(sim, dim=1)
+        index = get_timestep(d, 0, len(steps), B, F, nfpb, indep, False)
+        noisy = torch.gather(sim, dim=1, index=index.reshape(B, 1, F, 1, 1, 1).expand(-1, -1, -1, *clean.shape[2:])).squeeze(1)
+        t = steps[index]
+        _, x0 = G(noisy, t, ctx)
+        return x0
+
+    def score_t():
+        t = get_timestep(d, 0, 1000, B, F, nfpb, indep, True).float()
+        t = score_shift * (t / 1000) / (1 + (score_shift - 1) * (t / 1000)) * 1000
+        return t.clamp(20, 980)
+
+    def score_x0(model, xt, tt, cond):
+        flow = model.forward(xt.permute(0, 2, 1, 3, 4), tt[:, 0], cond).permute(0, 2, 1, 3, 4)
+        sd = s8.double()[nearest(T8.double(), tt.reshape(-1).double())].reshape(B, F, 1, 1, 1)
+        return (xt.double() - sd * flow.double()).float()
+
+    x = run_generator()
+    with torch.no_grad():
+        t = score_t()
+        n = d.randn(*x.shape)
+        xt = G.add_noise(x.flatten(0, 1), n.flatten(0, 1), t.flatten(0, 1)).unflatten(0, (B, F))
+        fake = score_x0(Fk, xt, t, ctx)
+        rc, ru = score_x0(R, xt, t, ctx), score_x0(R, xt, t, neg)
+        real = rc + (rc - ru) * g
+        grad = (fake - real) / torch.abs(x - real).mean(dim=[1, 2, 3, 4], keepdim=True)
+        grad = torch.nan_to_num(grad)
+    gloss = 0.5 * torch.nn.functional.mse_loss(x.double(), (x.double() - grad.double()).detach(), reduction="mean")
+    gloss.backward()
+    for p in PF.values():
+        p.grad = None
+    with torch.no_grad():
+        xg = run_generator()
+    tc = score_t()
+    nc = d.randn(*xg.shape)
+    xtc = G.add_noise(xg.flatten(0, 1), nc.flatten(0, 1), tc.flatten(0, 1)).unflatten(0, (B, F))
+    x0p = score_x0(Fk, xtc, tc, ctx)
+    sig = G.sigmas.double()[nearest(G.timesteps, tc.flatten().float())].reshape(-1, 1, 1, 1)
+    flow = ((xtc.flatten(0, 1).double() - x0p.flatten(0, 1).double()) / sig).float()
+    closs = torch.mean((flow - (nc.flatten(0, 1) - xg.flatten(0, 1))) ** 2)
+    closs.backward()
+    return gloss, closs, t, tc
+
+
 CASES = {
     "diff_causal": dict(kind="diffusion", causal=True, B=1, F=4, nfpb=2, indep=False, nam=0, shift=5.0),
     "diff_aug_indep": dict(kind="diffusion", causal=True, B=2, F=3, nfpb=2, indep=True, nam=200, shift=5.0),
     "diff_bidir": dict(kind="diffusion", causal=False, B=2, F=2, nfpb=1, indep=False, nam=0, shift=8.0),
     "ode_causal": dict(kind="ode", causal=True, B=2, F=4, nfpb=2, indep=False, shift=5.0, i2v=False,
                        steps=[1000, 750, 500, 0], warp=True),
+    "causvid": dict(kind="causvid", causal=True, B=1, F=4, nfpb=2, indep=False, shift=5.0, score_shift=5.0, g=3.0,
+                    steps=[1000, 750, 500, 250, 0], warp=True),
     "ode_i2v": dict(kind="ode", causal=True, B=1, F=3, nfpb=2, indep=True, shift=5.0, i2v=True,
                     steps=[1000, 500, 250, 0], warp=False),
 }
@@ -136,7 +196,35 @@ def run(name, cs, gen, out):
     ctx = torch.randn(B, 5, c.text_dim, generator=gen)
     d = Draws(gen)
     data = dict(context=ctx)
-    if cs["kind"] == "diffusion":
+    if cs["kind"] == "causvid":
+        PR, PF = W.make_params(c, gen), W.make_params(c, gen)
+        for p in PF.values():
+            p.requires_grad_(True)
+        R, Fk = W.Wan(c, PR), W.Wan(c, PF)
+        clean = torch.randn(B, F, 16, 4, 4, generator=gen)
+        neg = torch.randn(B, 5, c.text_dim, generator=gen)
+        data.update(clean_latent=clean, negative=neg)
+        steps = torch.tensor(cs["steps"], dtype=torch.long)
+        if cs["warp"]:
+            ext = torch.cat((G.timesteps, torch.tensor([0], dtype=torch.float32)))
+            steps = ext[1000 - steps]
+        gloss, closs, t, tc = causvid_losses(G, R, Fk, PF, d, clean, ctx, neg, steps, cs["nfpb"], cs["indep"],
+                                             cs["score_shift"], cs["g"])
+        data["loss"] = gloss.detach().reshape(1).float()
+        data["critic_loss"] = closs.detach().reshape(1)
+        data["timestep"] = t.float()
+        data["critic_timestep"] = tc.float()
+        for k, p in PF.items():
+            data["cg." + k] = p.grad
+        d_ = os.path.join(out, name)
+        for sub, PP in (("real", PR), ("fake", PF)):
+            os.makedirs(os.path.join(d_, sub), exist_ok=True)
+            with open(os.path.join(d_, sub, "config.json"), "w") as f:
+                json.dump(dict(TINY, _class_name="WanModel"), f)
+            W.save_safetensors(os.path.join(d_, sub, "diffusion_pytorch_model.safetensors"),
+                               {k: v.detach() for k, v in PP.items()})
+        loss = None
+    elif cs["kind"] == "diffusion":
         clean = torch.randn(B, F, 16, 4, 4, generator=gen)
         data["clean_latent"] = clean
         loss, t = diffusion_loss(G, d, clean, ctx, cs["nfpb"], cs["indep"], cs["nam"], not cs["causal"])
@@ -149,9 +237,10 @@ def run(name, cs, gen, out):
             ext = torch.cat((G.timesteps, torch.tensor([0], dtype=torch.float32)))
             steps = ext[1000 - steps]
         loss, t = ode_loss(G, d, ode, ctx, steps, cs["nfpb"], cs["indep"], cs["i2v"])
-    loss.backward()
-    data["loss"] = loss.detach().reshape(1)
-    data["timestep"] = t.float()
+    if loss is not None:
+        loss.backward()
+        data["loss"] = loss.detach().reshape(1)
+        data["timestep"] = t.float()
     draws = []
     for i, (kind, shape, rng, v) in enumerate(d.log):
         data["draw_%d" % (i + 1)] = v.float() if kind == "randn" else v.double()

@@ -2,18 +2,22 @@
 -- sfwb.train.new(cfg [, parts]), train.py's dispatch on cfg.trainer (and cfg.distribution_loss).
 local M = {}
 
--- Self-Forcing-Plus paths the DMD trainer does not have yet are refused by name (never trained as T2V causal)
-function M.dmd(cfg, parts)
-  if type(cfg) == "table" then
-    if cfg.generator_type == "bidirectional" then
-      error("train.dmd: generator_type: bidirectional (Self-Forcing-Plus's DMD with a bidirectional generator and "
-            .. "its training pipeline) is not implemented in sfwb yet", 2)
-    end
-    if cfg.i2v == true then
-      error("train.dmd: i2v: true (Self-Forcing-Plus's I2V training: LMDB img rows through CLIP and the VAE) is "
-            .. "not implemented in sfwb yet; it is refused rather than trained as T2V", 2)
-    end
+-- Self-Forcing-Plus paths the score-distillation trainers do not have yet are refused by name (never trained
+-- as T2V causal)
+local function refuse_sfp(cfg, who)
+  if type(cfg) ~= "table" then return end
+  if cfg.generator_type == "bidirectional" then
+    error(who .. ": generator_type: bidirectional (Self-Forcing-Plus's DMD with a bidirectional generator and "
+          .. "its training pipeline) is not implemented in sfwb yet", 3)
   end
+  if cfg.i2v == true then
+    error(who .. ": i2v: true (Self-Forcing-Plus's I2V training: LMDB img rows through CLIP and the VAE) is "
+          .. "not implemented in sfwb yet; it is refused rather than trained as T2V", 3)
+  end
+end
+
+function M.dmd(cfg, parts)
+  refuse_sfp(cfg, "train.dmd")
   return require("sfwb.train.dmd").new(cfg, parts)
 end
 function M.diffusion(cfg, parts) return require("sfwb.train.diffusion").new(cfg, parts) end
@@ -21,8 +25,6 @@ function M.ode(cfg, parts) return require("sfwb.train.ode").new(cfg, parts) end
 
 -- objectives of the originals that sfwb does not have yet: refused by name, never replaced by another
 local MISSING = {
-  sid = "SiD (model/sid.py)",
-  causvid = "CausVid (model/causvid.py)",
   gan = "GAN (trainer/gan.py, model/gan.py)",
   dmd_switch = "LongLive's prompt-switch DMD (dmd_switch)",
 }
@@ -32,7 +34,15 @@ local function missing(what)
                         MISSING[what]), 2)
   end
 end
-M.sid, M.causvid, M.gan = missing("sid"), missing("causvid"), missing("gan")
+M.gan = missing("gan")
+function M.causvid(cfg, parts)
+  refuse_sfp(cfg, "train.causvid")
+  return require("sfwb.train.causvid").new(cfg, parts)
+end
+function M.sid(cfg, parts)
+  refuse_sfp(cfg, "train.sid")
+  return require("sfwb.train.sid").new(cfg, parts)
+end
 
 local TRAINERS = {"score_distillation", "diffusion", "ode", "gan"}
 local LOSSES = {"dmd", "sid", "causvid", "dmd_switch"}
