@@ -14,8 +14,8 @@ local EXPECT = {
   ["self_forcing/self_forcing_sid.yaml"] = {builds = "dmd"},
   ["self_forcing_plus/self_forcing_dmd.yaml"] = {builds = "dmd"},
   ["self_forcing_plus/self_forcing_sid.yaml"] = {builds = "dmd"},
-  ["self_forcing_plus/self_forcing_14b_dmd.yaml"] = {refused = "generator_type: bidirectional"},
-  ["self_forcing_plus/self_forcing_14b_i2v_dmd.yaml"] = {refused = "generator_type: bidirectional"},
+  ["self_forcing_plus/self_forcing_14b_dmd.yaml"] = {builds = "dmd"},          -- bidirectional generator
+  ["self_forcing_plus/self_forcing_14b_i2v_dmd.yaml"] = {refused = "i2v: true"},
   ["longlive_v1.0/longlive_train_init.yaml"] = {builds = "dmd"},
   ["longlive_v1.0/longlive_train_long.yaml"] = {refused = "dmd_switch"},
   ["longlive_v1.0/longlive_inference.yaml"] = {refused = "no 'trainer' key"},

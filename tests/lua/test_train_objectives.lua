@@ -111,6 +111,41 @@ local function run_causvid(device)
   print(string.format("  causvid on %s: generator loss %.6g, critic loss %.6g, worst gradient error %.3g", device,
                       loss:item(), closs:item(), worst))
 end
+-- Self-Forcing-Plus: DMD with a bidirectional generator (BidirectionalTrainingPipeline's rollout)
+-- case "dmd_bidir": the exit at the first step; "dmd_bidir_exit2": two steps without gradient, then the exit
+local function run_dmd_bidir(device, case, tol)
+  local dir = root .. "/" .. case
+  local man = dofile(dir .. "/manifest.lua")
+  local D = sfwb.load(dir .. "/data.safetensors")
+  local m = sfwb.wan.load(dir, {causal = false})
+  local p = {generator = m, real_score = sfwb.wan.load(dir .. "/real"), fake_score = sfwb.wan.load(dir .. "/fake"),
+             text_encoder = function() error("not used") end, dataset = {"x"}}
+  if device ~= "cpu" then for _, k in ipairs({"generator", "real_score", "fake_score"}) do p[k]:to(device) end end
+  local cfg = {trainer = "score_distillation", distribution_loss = "dmd", generator_type = "bidirectional",
+               model_kwargs = {timestep_shift = man.shift}, timestep_shift = man.score_shift, guidance_scale = man.g,
+               denoising_step_list = man.steps, warp_denoising_step = man.warp, num_frame_per_block = man.nfpb,
+               image_or_video_shape = {1, man.F, 16, 4, 4}, num_training_frames = man.F, ts_schedule = false, seed = 2,
+               device = device}
+  local tr = sfwb.train.new(cfg, p)
+  T.eq(tr.generator_type, "bidirectional")
+  local count
+  tr.rng, count = replay(D, man.draws, device)
+  local loss, log = tr:generator_loss{shape = {1, man.F, 16, 4, 4}, cond = {prompt_embeds = D.context:to(device)},
+                                      uncond = {prompt_embeds = D.negative:to(device)}}
+  T.eq(count(), #man.draws, "number of draws")
+  T.close(loss:cpu():float():reshape({1}), D.loss, 1e-5, "bidirectional DMD loss")
+  T.close(log.timestep:cpu(), D.timestep, 1e-6, "score timesteps")
+  loss:backward()
+  local worst = 0
+  for k, prm in pairs(m:parameters()) do worst = math.max(worst, T.close(prm.grad:cpu(), D["g." .. k], tol, "generator grad " .. k)) end
+  print(string.format("  " .. case .. " on %s (exit step %d): loss %.6g, worst gradient error %.3g", device, man.exit,
+                      loss:item(), worst))
+end
+T.case("DMD with a bidirectional generator: loss and gradients equal the transcription (cpu)", function()
+  run_dmd_bidir("cpu", "dmd_bidir", 1e-4)
+  run_dmd_bidir("cpu", "dmd_bidir_exit2", 1e-4)
+end)
+
 T.case("causvid: generator and critic losses and gradients equal the transcription (cpu)", function() run_causvid("cpu") end)
 
 local has_emu = false
@@ -119,6 +154,7 @@ if has_emu then
   T.case("diff_aug_indep on emu:0", function() run("diff_aug_indep", "emu:0") end)
   T.case("ode_causal on emu:0", function() run("ode_causal", "emu:0") end)
   T.case("causvid on emu:0", function() run_causvid("emu:0") end)
+  T.case("dmd_bidir on emu:0", function() run_dmd_bidir("emu:0", "dmd_bidir", 1e-4) end)
 end
 
 T.case("train.new: dispatch on trainer / distribution_loss, refusals name key and value", function()

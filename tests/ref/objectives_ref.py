@@ -173,6 +173,47 @@ def causvid_losses(G, R, Fk, PF, d, clean, ctx, neg, steps, nfpb, indep, score_s
     return gloss, closs, t, tc
 
 
+def dmd_bidir_loss(G, R, Fk, d, ctx, neg, steps, shape, nfpb, score_shift, g, force_exit=None):
+    """Self-Forcing-Plus: _run_generator with BidirectionalTrainingPipeline, then model/dmd.py's loss"""
+    B, F = shape[:2]
+    s8, T8, _ = grid(8.0)
+    nb = d.randint(F // nfpb, F // nfpb + 1, [1]).item()      # min = max = num_training_frames here
+    noise = d.randn(B, nb * nfpb, *shape[2:])
+    K = len(steps)
+    ex_t = d.randint(0, K, [1])
+    if force_exit is not None:   # the recorded draw is replaced in place, so the replay sees this value
+        ex_t.fill_(force_exit)
+    ex = ex_t.item()
+    x = noise
+    for k in range(ex + 1):
+        t = torch.ones(B, F, dtype=torch.int64) * steps[k]
+        if k < ex:
+            with torch.no_grad():
+                _, x0 = G(x, t, ctx)
+                nt = steps[k + 1] * torch.ones(B, F, dtype=torch.long)
+                x = G.add_noise(x0.flatten(0, 1), d.randn(B * F, *shape[2:]), nt.flatten(0, 1)).unflatten(0, (B, F))
+        else:
+            _, x0 = G(x, t, ctx)
+    with torch.no_grad():
+        t = get_timestep(d, 0, 1000, B, F, nfpb, False, True).float()   # ts_schedule false: [min_score_timestep, 1000)
+        t = score_shift * (t / 1000) / (1 + (score_shift - 1) * (t / 1000)) * 1000
+        t = t.clamp(20, 980)
+        n = d.randn(*x0.shape)
+        xt = G.add_noise(x0.flatten(0, 1), n.flatten(0, 1), t.flatten(0, 1)).unflatten(0, (B, F))
+
+        def score_x0(model, cond):
+            flow = model.forward(xt.permute(0, 2, 1, 3, 4), t[:, 0], cond).permute(0, 2, 1, 3, 4)
+            sd = s8.double()[nearest(T8.double(), t.reshape(-1).double())].reshape(B, F, 1, 1, 1)
+            return (xt.double() - sd * flow.double()).float()
+
+        fake = score_x0(Fk, ctx)
+        rc, ru = score_x0(R, ctx), score_x0(R, neg)
+        real = rc + (rc - ru) * g
+        grad = torch.nan_to_num((fake - real) / torch.abs(x0 - real).mean(dim=[1, 2, 3, 4], keepdim=True))
+    loss = 0.5 * torch.nn.functional.mse_loss(x0.double(), (x0.double() - grad.double()).detach(), reduction="mean")
+    return loss, t, ex
+
+
 CASES = {
     "diff_causal": dict(kind="diffusion", causal=True, B=1, F=4, nfpb=2, indep=False, nam=0, shift=5.0),
     "diff_aug_indep": dict(kind="diffusion", causal=True, B=2, F=3, nfpb=2, indep=True, nam=200, shift=5.0),
@@ -181,6 +222,10 @@ CASES = {
                        steps=[1000, 750, 500, 0], warp=True),
     "causvid": dict(kind="causvid", causal=True, B=1, F=4, nfpb=2, indep=False, shift=5.0, score_shift=5.0, g=3.0,
                     steps=[1000, 750, 500, 250, 0], warp=True),
+    "dmd_bidir": dict(kind="dmd_bidir", causal=False, B=1, F=3, nfpb=3, indep=False, shift=5.0, score_shift=5.0,
+                      g=3.0, steps=[1000, 750, 500, 250], warp=True, force_exit=0),
+    "dmd_bidir_exit2": dict(kind="dmd_bidir", causal=False, B=1, F=3, nfpb=3, indep=False, shift=5.0, score_shift=5.0,
+                            g=3.0, steps=[1000, 750, 500, 250], warp=True, force_exit=2),
     "ode_i2v": dict(kind="ode", causal=True, B=1, F=3, nfpb=2, indep=True, shift=5.0, i2v=True,
                     steps=[1000, 500, 250, 0], warp=False),
 }
@@ -196,7 +241,7 @@ def run(name, cs, gen, out):
     ctx = torch.randn(B, 5, c.text_dim, generator=gen)
     d = Draws(gen)
     data = dict(context=ctx)
-    if cs["kind"] == "causvid":
+    if cs["kind"] in ("causvid", "dmd_bidir"):
         PR, PF = W.make_params(c, gen), W.make_params(c, gen)
         for p in PF.values():
             p.requires_grad_(True)
@@ -208,14 +253,21 @@ def run(name, cs, gen, out):
         if cs["warp"]:
             ext = torch.cat((G.timesteps, torch.tensor([0], dtype=torch.float32)))
             steps = ext[1000 - steps]
-        gloss, closs, t, tc = causvid_losses(G, R, Fk, PF, d, clean, ctx, neg, steps, cs["nfpb"], cs["indep"],
-                                             cs["score_shift"], cs["g"])
+        if cs["kind"] == "causvid":
+            gloss, closs, t, tc = causvid_losses(G, R, Fk, PF, d, clean, ctx, neg, steps, cs["nfpb"], cs["indep"],
+                                                 cs["score_shift"], cs["g"])
+            data["critic_loss"] = closs.detach().reshape(1)
+            data["critic_timestep"] = tc.float()
+        else:
+            gloss, t, ex = dmd_bidir_loss(G, R, Fk, d, ctx, neg, steps, (B, F, 16, 4, 4), cs["nfpb"],
+                                          cs["score_shift"], cs["g"], cs.get("force_exit"))
+            gloss.backward()
+            cs = dict(cs, exit=ex)
         data["loss"] = gloss.detach().reshape(1).float()
-        data["critic_loss"] = closs.detach().reshape(1)
         data["timestep"] = t.float()
-        data["critic_timestep"] = tc.float()
         for k, p in PF.items():
-            data["cg." + k] = p.grad
+            if p.grad is not None:
+                data["cg." + k] = p.grad
         d_ = os.path.join(out, name)
         for sub, PP in (("real", PR), ("fake", PF)):
             os.makedirs(os.path.join(d_, sub), exist_ok=True)

@@ -6,19 +6,24 @@ local M = {}
 -- as T2V causal)
 local function refuse_sfp(cfg, who)
   if type(cfg) ~= "table" then return end
-  if cfg.generator_type == "bidirectional" then
-    error(who .. ": generator_type: bidirectional (Self-Forcing-Plus's DMD with a bidirectional generator and "
-          .. "its training pipeline) is not implemented in sfwb yet", 3)
-  end
   if cfg.i2v == true then
     error(who .. ": i2v: true (Self-Forcing-Plus's I2V training: LMDB img rows through CLIP and the VAE) is "
           .. "not implemented in sfwb yet; it is refused rather than trained as T2V", 3)
   end
 end
 
+-- generator_type: bidirectional (Self-Forcing-Plus): the same trainer with BidirectionalTrainingPipeline's rollout
+local function bidirectional(tr, cfg)
+  if type(cfg) == "table" and cfg.generator_type == "bidirectional" then
+    tr.rollout_opts.trajectory = require("sfwb.train.rollout_bidirectional").inference_with_trajectory
+    tr.generator_type = "bidirectional"
+  end
+  return tr
+end
+
 function M.dmd(cfg, parts)
   refuse_sfp(cfg, "train.dmd")
-  return require("sfwb.train.dmd").new(cfg, parts)
+  return bidirectional(require("sfwb.train.dmd").new(cfg, parts), cfg)
 end
 function M.diffusion(cfg, parts) return require("sfwb.train.diffusion").new(cfg, parts) end
 function M.ode(cfg, parts) return require("sfwb.train.ode").new(cfg, parts) end
@@ -37,11 +42,14 @@ end
 M.gan = missing("gan")
 function M.causvid(cfg, parts)
   refuse_sfp(cfg, "train.causvid")
+  if type(cfg) == "table" and cfg.generator_type == "bidirectional" then
+    error("train.causvid: generator_type: bidirectional is not a path of the originals (CausVid is causal)", 2)
+  end
   return require("sfwb.train.causvid").new(cfg, parts)
 end
 function M.sid(cfg, parts)
   refuse_sfp(cfg, "train.sid")
-  return require("sfwb.train.sid").new(cfg, parts)
+  return bidirectional(require("sfwb.train.sid").new(cfg, parts), cfg)
 end
 
 local TRAINERS = {"score_distillation", "diffusion", "ode", "gan"}
