@@ -35,6 +35,11 @@ function M.main(argv)
   if o.logdir ~= "" then cfg.logdir = o.logdir end
   if o.no_save then cfg.no_save = true end
   if o.wan_models_dir then cfg.wan_models_dir = o.wan_models_dir end
+  -- a config naming another objective is refused, never trained as DMD
+  if cfg.trainer ~= nil and sfwb.train.objective(cfg) ~= "dmd" then
+    error(string.format("%s names trainer: %s%s, not DMD: run recipes/train.lua", o.config_path, tostring(cfg.trainer),
+                        cfg.distribution_loss and (" / distribution_loss: " .. tostring(cfg.distribution_loss)) or ""), 0)
+  end
   local tr = sfwb.train.dmd(cfg)
   if o.resume then tr:resume(o.resume) end
   local t0 = sfwb.time()
