@@ -7,7 +7,7 @@
 #include <time.h>
 
 #include "core/error.h"
-#include "core/ops.h"
+#include "ops/ops.h"
 
 static double now(void) {
   struct timespec ts;

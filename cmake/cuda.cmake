@@ -19,10 +19,10 @@ endforeach()
 set_source_files_properties(${SF_EMU_WRAPPERS} PROPERTIES
   COMPILE_OPTIONS "-include;${SF_CU_DIR}/kernels/emu/emu.h;-Wno-unknown-pragmas"
   COMPILE_DEFINITIONS "SF_EMU=1")
-target_sources(sfwb_lib PRIVATE ${SF_EMU_WRAPPERS}
+target_sources(sfwb_backends PRIVATE ${SF_EMU_WRAPPERS}
   ${SF_CU_DIR}/kernels/emu/emu_runtime.cc ${SF_CU_DIR}/kernels/emu/emu_cublas.cc ${SF_CU_DIR}/kernels/emu/emu_nccl.cc
   ${SF_CU_DIR}/src/backend/cuda/gpu_api.c)
-target_include_directories(sfwb_lib PUBLIC ${SF_CU_DIR}/kernels)
+target_include_directories(sfwb_flags INTERFACE ${SF_CU_DIR}/kernels)
 
 # ---- the real device ----
 set(SF_HAVE_CUDA OFF)
@@ -50,13 +50,13 @@ if(SF_HAVE_CUDA)
     message(FATAL_ERROR "the CUDA backend needs NCCL (libnccl.so) for sfwb.dist")
   endif()
   set(SF_CUDA_GENCODE -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_80,code=sm_80)
-  target_sources(sfwb_lib PRIVATE ${SF_KERNEL_SOURCES} ${SF_CUDA_HOST_SOURCES})
-  set_property(TARGET sfwb_lib PROPERTY CUDA_ARCHITECTURES OFF)
-  target_compile_options(sfwb_lib PRIVATE
+  target_sources(sfwb_backends PRIVATE ${SF_KERNEL_SOURCES} ${SF_CUDA_HOST_SOURCES})
+  set_property(TARGET sfwb_backends PROPERTY CUDA_ARCHITECTURES OFF)
+  target_compile_options(sfwb_backends PRIVATE
     "$<$<COMPILE_LANGUAGE:CUDA>:${SF_CUDA_GENCODE};-lineinfo;--expt-relaxed-constexpr;-Xcompiler=-fPIC>")
-  target_include_directories(sfwb_lib PRIVATE ${CUDAToolkit_INCLUDE_DIRS})
-  target_link_libraries(sfwb_lib PUBLIC CUDA::cudart CUDA::cublas ${SF_NCCL_LIBRARY})
-  target_compile_definitions(sfwb_lib PUBLIC SFWB_HAVE_CUDA=1)
+  target_include_directories(sfwb_flags INTERFACE ${CUDAToolkit_INCLUDE_DIRS})
+  target_link_libraries(sfwb_flags INTERFACE CUDA::cudart CUDA::cublas ${SF_NCCL_LIBRARY})
+  target_compile_definitions(sfwb_flags INTERFACE SFWB_HAVE_CUDA=1)
   message(STATUS "sfwb: CUDA backend ON (${CMAKE_CUDA_COMPILER}, sm_90a + sm_80); emu always on")
 
   # ptxas -v figures of every kernel, both targets: docs/ptxas.txt (`make ptxas`)

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
-#include "core/ops.h"
+#include "core/dispatch.h"
 #include "core/tensor.h"
 #include "sf_launch.h"
 

@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "autograd/ag_internal.h"
-#include "backend/backend.h"
-#include "backend/train_ops.h"
+#include "core/backend.h"
+#include "core/train_ops.h"
 #include "core/error.h"
 
 static const sf_train_ops *train_of(const sf_tensor *t, const char *op) {
@@ -33,7 +33,7 @@ static sf_tensor *vec_grad(const sf_tensor_meta *m, sf_dtype dt) { /* [D] buffer
 
 static sf_tensor *as_meta_shape(sf_tensor *t, const sf_tensor_meta *m) { /* consumes t */
   if (!t) return NULL;
-  sf_tensor *r = sf_reshape(t, m->ndim, m->shape);
+  sf_tensor *r = sf_raw_reshape(t, m->ndim, m->shape);
   sf_release(t);
   return r;
 }
@@ -45,11 +45,11 @@ static int bw_norm(sf_node *n, sf_tensor **go, sf_tensor **gi) {
   sf_tensor *x = n->saved[0], *w = n->saved[1];
   const sf_train_ops *tr = train_of(x, n->name);
   if (!tr) return -1;
-  sf_tensor *dy = sf_contiguous(go[0]);
+  sf_tensor *dy = sf_raw_contiguous(go[0]);
   sf_tensor *dx = sf_node_needs(n, 0) ? empty_as(&n->in[0], grad_dt(x->dtype)) : NULL;
   sf_tensor *dw = w && sf_node_needs(n, 1) ? vec_grad(&n->in[1], SF_F32) : NULL;
   sf_tensor *db = !rms && w && sf_node_needs(n, 2) ? vec_grad(&n->in[2], SF_F32) : NULL;
-  sf_tensor *xc = sf_contiguous(x), *wc = w ? sf_contiguous(w) : NULL;
+  sf_tensor *xc = sf_raw_contiguous(x), *wc = w ? sf_raw_contiguous(w) : NULL;
   int rc = (!dy || !xc || (w && !wc)) ? -1
            : rms ? tr->rms_norm_bwd(dx, dw, dy, xc, wc, n->p[0])
                  : tr->layer_norm_bwd(dx, dw, db, dy, xc, wc, n->p[0]);
@@ -91,7 +91,7 @@ sf_tensor *sf_ag_rms_norm(sf_tensor *out, sf_tensor *x, sf_tensor *w, double eps
 
 static sf_tensor *grouped(sf_tensor *t, int64_t G, int64_t R, int64_t D) { /* [G, R, D] (R = 1 for vectors) */
   int64_t s[3] = {G, R, D};
-  return sf_reshape(t, 3, s);
+  return sf_raw_reshape(t, 3, s);
 }
 
 static int bw_frame(sf_node *n, sf_tensor **go, sf_tensor **gi) {
@@ -105,16 +105,16 @@ static int bw_frame(sf_node *n, sf_tensor **go, sf_tensor **gi) {
     sf_tensor *x = n->saved[0], *scale = n->saved[1];
     sf_tensor *sc = grouped(scale, G, 1, D);
     if (sf_node_needs(n, 0)) {
-      sf_tensor *a = sc ? sf_binary_scalar(SF_BIN_ADD, sc, 1.0, false) : NULL;
-      sf_tensor *dx = a ? sf_mul(dy, a) : NULL;
+      sf_tensor *a = sc ? sf_raw_binary_scalar(SF_BIN_ADD, sc, 1.0, false) : NULL;
+      sf_tensor *dx = a ? sf_raw_mul(dy, a) : NULL;
       gi[0] = as_meta_shape(dx, &n->in[0]);
       sf_release(a);
     }
-    if (sf_node_needs(n, 1)) gi[1] = as_meta_shape(sf_reduce(SF_RED_SUM, dy, 1, false), &n->in[1]);
+    if (sf_node_needs(n, 1)) gi[1] = as_meta_shape(sf_raw_reduce(SF_RED_SUM, dy, 1, false), &n->in[1]);
     if (sf_node_needs(n, 2)) {
       sf_tensor *xg = grouped(x, G, R, D);
-      sf_tensor *p = xg ? sf_mul(dy, xg) : NULL;
-      gi[2] = as_meta_shape(p ? sf_reduce(SF_RED_SUM, p, 1, false) : NULL, &n->in[2]);
+      sf_tensor *p = xg ? sf_raw_mul(dy, xg) : NULL;
+      gi[2] = as_meta_shape(p ? sf_raw_reduce(SF_RED_SUM, p, 1, false) : NULL, &n->in[2]);
       sf_release(xg); sf_release(p);
     }
     sf_release(sc);
@@ -123,13 +123,13 @@ static int bw_frame(sf_node *n, sf_tensor **go, sf_tensor **gi) {
     if (sf_node_needs(n, 0)) gi[0] = sf_retain(go[0]);
     if (sf_node_needs(n, 1)) {
       sf_tensor *gg = grouped(gate, G, 1, D);
-      gi[1] = as_meta_shape(gg ? sf_mul(dy, gg) : NULL, &n->in[1]);
+      gi[1] = as_meta_shape(gg ? sf_raw_mul(dy, gg) : NULL, &n->in[1]);
       sf_release(gg);
     }
     if (sf_node_needs(n, 2)) {
       sf_tensor *yg = grouped(y, G, R, D);
-      sf_tensor *p = yg ? sf_mul(dy, yg) : NULL;
-      gi[2] = as_meta_shape(p ? sf_reduce(SF_RED_SUM, p, 1, false) : NULL, &n->in[2]);
+      sf_tensor *p = yg ? sf_raw_mul(dy, yg) : NULL;
+      gi[2] = as_meta_shape(p ? sf_raw_reduce(SF_RED_SUM, p, 1, false) : NULL, &n->in[2]);
       sf_release(yg); sf_release(p);
     }
   }
@@ -163,7 +163,7 @@ sf_tensor *sf_ag_gated_add(sf_tensor *out, sf_tensor *x, sf_tensor *y, sf_tensor
 static int bw_rope(sf_node *n, sf_tensor **go, sf_tensor **gi) {
   const sf_train_ops *tr = train_of(go[0], "rope3d");
   if (!tr) return -1;
-  sf_tensor *dy = go[0]->stride[3] == 1 ? sf_retain(go[0]) : sf_contiguous(go[0]);
+  sf_tensor *dy = go[0]->stride[3] == 1 ? sf_retain(go[0]) : sf_raw_contiguous(go[0]);
   sf_tensor *dx = dy ? empty_as(&n->in[0], grad_dt(n->in[0].dtype)) : NULL;
   int rc = dx ? tr->rope3d_bwd(dx, dy, n->ip[0], n->ip[1], n->ip[2], n->ip[3]) : -1;
   sf_release(dy);
@@ -200,7 +200,7 @@ static int bw_attention(sf_node *n, sf_tensor **go, sf_tensor **gi) {
   attn_ctx *c = n->ctx;
   const sf_train_ops *tr = train_of(q, "attention");
   if (!tr) return -1;
-  sf_tensor *dout = go[0]->stride[3] == 1 ? sf_retain(go[0]) : sf_contiguous(go[0]);
+  sf_tensor *dout = go[0]->stride[3] == 1 ? sf_retain(go[0]) : sf_raw_contiguous(go[0]);
   sf_tensor *dq = sf_node_needs(n, 0) ? empty_as(&n->in[0], grad_dt(q->dtype)) : NULL;
   sf_tensor *dk = sf_node_needs(n, 1) ? empty_as(&n->in[1], grad_dt(k->dtype)) : NULL;
   sf_tensor *dv = sf_node_needs(n, 2) ? empty_as(&n->in[2], grad_dt(v->dtype)) : NULL;

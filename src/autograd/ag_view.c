@@ -29,7 +29,7 @@ static int bw_view(sf_node *n, sf_tensor **go, sf_tensor **gi) {
     }
   }
   if (bnum == vnum && bcontig && vcontig && bm->offset == vm->offset) {
-    gi[0] = sf_reshape(g, bm->ndim, bm->shape);
+    gi[0] = sf_raw_reshape(g, bm->ndim, bm->shape);
     sf_release(g);
     return gi[0] ? 0 : -1;
   }
@@ -38,7 +38,7 @@ static int bw_view(sf_node *n, sf_tensor **go, sf_tensor **gi) {
   for (int d = 0; d < vm->ndim; d++) {
     vshape[d] = vm->shape[d];
     if (vm->stride[d] == 0 && vm->shape[d] > 1) {
-      sf_tensor *s = sf_reduce(SF_RED_SUM, g, d, true);
+      sf_tensor *s = sf_raw_reduce(SF_RED_SUM, g, d, true);
       sf_release(g);
       if (!(g = s)) return -1;
       vshape[d] = 1;
@@ -64,13 +64,13 @@ static int bw_view(sf_node *n, sf_tensor **go, sf_tensor **gi) {
   if (!buf) { sf_release(g); return -1; }
   int rc = 0;
   sf_tensor *gv = sf_tensor_from_storage(buf->storage, g->dtype, vm->ndim, vshape, vm->stride, buf->offset + vm->offset - bm->offset);
-  if (!gv || sf_copy_(gv, g)) rc = -1;
+  if (!gv || sf_raw_copy_(gv, g)) rc = -1;
   sf_release(gv);
   sf_release(g);
   sf_tensor *gb = rc ? NULL : sf_tensor_from_storage(buf->storage, buf->dtype, bm->ndim, bshape, bm->stride, buf->offset);
   sf_release(buf);
   if (!gb) return -1;
-  sf_tensor *c = sf_contiguous(gb);
+  sf_tensor *c = sf_raw_contiguous(gb);
   sf_release(gb);
   if (!c) return -1;
   if (!collapsed) { gi[0] = c; return 0; }
@@ -82,7 +82,7 @@ static int bw_view(sf_node *n, sf_tensor **go, sf_tensor **gi) {
       sf_release(dst);
       dst = x;
     }
-  if (!dst || sf_copy_(dst, c)) rc = -1;
+  if (!dst || sf_raw_copy_(dst, c)) rc = -1;
   sf_release(dst);
   sf_release(c);
   if (rc) { sf_release(full); return -1; }

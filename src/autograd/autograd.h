@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #include "autograd/autograd_hooks.h"
-#include "core/ops.h"
+#include "core/dispatch.h"
 #include "core/tensor.h"
 
 #ifdef __cplusplus

@@ -1,5 +1,6 @@
-/* autograd_hooks.h — the few calls the tensor core makes into autograd (src/autograd implements them;
- * weak no-op defaults in src/core/autograd_defaults.c keep the core usable on its own). */
+/* autograd_hooks.h — the tensor hooks autograd installs in the core (core/tensor.h sf_tensor_hooks). The core
+ * never names autograd: sf_autograd_init installs them, and every entry point that can give a tensor autograd
+ * state (requires_grad_, set_grad, a recorded node) calls it first. */
 #ifndef SF_AUTOGRAD_HOOKS_H
 #define SF_AUTOGRAD_HOOKS_H
 
@@ -16,6 +17,8 @@ void sf_autograd_tensor_freed(sf_tensor *t);
  * The backward is the as_strided scatter of v's gradient into base's geometry (expand = stride 0:
  * gradients of repeated elements add). */
 void sf_autograd_record_view(sf_tensor *v, sf_tensor *base);
+/* install the hooks (idempotent, cheap) */
+void sf_autograd_init(void);
 
 #ifdef __cplusplus
 }

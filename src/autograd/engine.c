@@ -73,12 +73,12 @@ static int accumulate_leaf(sf_tensor *leaf, sf_tensor *g) {
     if (g->refcount == 1 && g->storage->refcount == 1 && g->dtype == gd && sf_is_contiguous(g) && !g->grad_fn &&
         sf_numel(g) * (int64_t)sf_dtype_size(gd) == (int64_t)g->storage->nbytes)
       c = sf_retain(g); /* sole owner of the whole buffer: keep it instead of copying */
-    else if (g->dtype != gd) c = sf_cast(g, gd);
-    else c = sf_clone(g);
+    else if (g->dtype != gd) c = sf_raw_cast(g, gd);
+    else c = sf_raw_clone(g);
     sf_release(g);
     if (!c) return -1;
     if (!sf_is_contiguous(c)) {
-      sf_tensor *cc = sf_contiguous(c);
+      sf_tensor *cc = sf_raw_contiguous(c);
       sf_release(c);
       if (!cc) return -1;
       c = cc;
@@ -87,7 +87,7 @@ static int accumulate_leaf(sf_tensor *leaf, sf_tensor *g) {
     leaf->grad = c;
     return 0;
   }
-  int rc = sf_binary_(SF_BIN_ADD, leaf->grad, g);
+  int rc = sf_raw_binary_(SF_BIN_ADD, leaf->grad, g);
   sf_release(g);
   return rc;
 }
@@ -100,7 +100,7 @@ static int accumulate_buf(sf_node *n, int k, sf_tensor *g) {
   }
   if (k < 0 || k >= n->n_out) { sf_release(g); return sf_error("autograd: output %d of '%s' out of range", k, n->name); }
   if (!n->buf[k]) { n->buf[k] = g; return 0; }
-  sf_tensor *s = sf_add(n->buf[k], g);
+  sf_tensor *s = sf_raw_add(n->buf[k], g);
   sf_release(g);
   if (!s) return -1;
   sf_release(n->buf[k]);
@@ -163,7 +163,7 @@ static sf_tensor *conform(sf_node *n, int i, sf_tensor *g) {
     return NULL;
   }
   if (g->dtype != m->dtype && sf_dtype_is_float(m->dtype) && !(n->next[i].leaf)) {
-    sf_tensor *c = sf_cast(g, m->dtype);
+    sf_tensor *c = sf_raw_cast(g, m->dtype);
     sf_release(g);
     return c;
   }
@@ -189,7 +189,7 @@ int sf_backward(sf_tensor *root, sf_tensor *grad, bool retain_graph) {
     if (!sf_device_eq(sf_device_of(root), sf_device_of(grad)))
       return sf_error("backward: gradient is on %s but the tensor is on %s",
                       sf_device_str(sf_device_of(grad), sa, sizeof sa), sf_device_str(sf_device_of(root), sb, sizeof sb));
-    g = grad->dtype == root->dtype ? sf_retain(grad) : sf_cast(grad, root->dtype);
+    g = grad->dtype == root->dtype ? sf_retain(grad) : sf_raw_cast(grad, root->dtype);
   }
   if (!g) return -1;
   bool prev_mode = sf_set_grad_enabled(false);
@@ -263,7 +263,7 @@ int sf_backward(sf_tensor *root, sf_tensor *grad, bool retain_graph) {
     if (any) {
       for (int k = 0; k < n->n_out; k++) /* gradients arrive in their tensor's dtype */
         if (n->buf[k] && n->buf[k]->dtype != n->out[k].dtype && sf_dtype_is_float(n->out[k].dtype)) {
-          sf_tensor *c = sf_cast(n->buf[k], n->out[k].dtype);
+          sf_tensor *c = sf_raw_cast(n->buf[k], n->out[k].dtype);
           if (!c) { rc = -1; break; }
           sf_release(n->buf[k]);
           n->buf[k] = c;

@@ -34,7 +34,14 @@ sf_tensor *sf__detached_alias(sf_tensor *t) {
 
 sf_tensor *sf_detach(sf_tensor *t) { return sf__detached_alias(t); }
 
+void sf_autograd_init(void) {
+  static const sf_tensor_hooks hooks = {sf_autograd_tensor_freed, sf_autograd_record_view};
+  static _Atomic int done;
+  if (!atomic_exchange(&done, 1)) sf_tensor_set_hooks(&hooks);
+}
+
 int sf_requires_grad_(sf_tensor *t, bool on) {
+  sf_autograd_init();
   if (on && !sf_dtype_is_float(t->dtype) && t->dtype != SF_F64)
     return sf_error("only floating-point tensors can require gradients (this one is %s)", sf_dtype_name(t->dtype));
   if (!on && t->grad_fn)
@@ -46,6 +53,7 @@ int sf_requires_grad_(sf_tensor *t, bool on) {
 sf_tensor *sf_grad_of(sf_tensor *t) { return t->grad ? sf_retain(t->grad) : NULL; }
 
 int sf_set_grad(sf_tensor *t, sf_tensor *g) {
+  sf_autograd_init();
   if (g) {
     char a[96], b[96];
     if (!sf_same_shape(t, g))
@@ -141,6 +149,7 @@ static sf_node *node_alloc(const char *name, sf_backward_fn bw, int n_in) {
 static bool is_region_node(const sf_node *n) { return n->region && n->region == sf__ckpt_refill; }
 
 sf_node *sf_node_begin(const char *name, sf_backward_fn bw, sf_tensor *const *inputs, int n_in) {
+  sf_autograd_init();
   if (!sf_ag_should_record(inputs, n_in)) return NULL;
   sf_ckpt_region *rr = sf__ckpt_refill;
   if (rr) {

@@ -3,8 +3,8 @@
 
 #include "autograd/autograd.h"
 #include "autograd/optim.h"
-#include "backend/backend.h"
-#include "backend/train_ops.h"
+#include "core/backend.h"
+#include "core/train_ops.h"
 #include "core/error.h"
 
 static const sf_train_ops *train_for(sf_tensor *t, const char *op) {
@@ -54,7 +54,7 @@ int sf_sum_sq(sf_tensor *t, double *out) {
   const sf_train_ops *tr = train_for(t, "sum_sq");
   if (!tr) return -1;
   if (!sf_dtype_is_float(t->dtype)) return sf_error("sum_sq: needs a float tensor, got %s", sf_dtype_name(t->dtype));
-  sf_tensor *c = sf_contiguous(t);
+  sf_tensor *c = sf_raw_contiguous(t);
   if (!c) return -1;
   int rc = tr->sum_sq(c, out);
   sf_release(c);
@@ -76,7 +76,7 @@ double sf_clip_grad_norm(sf_tensor *const *params, int n, double max_norm) {
     bool prev = sf_set_grad_enabled(false);
     for (int i = 0; i < n; i++) {
       sf_tensor *g = params[i] ? params[i]->grad : NULL;
-      if (g && sf_binary_scalar_(SF_BIN_MUL, g, (double)(float)coef)) { sf_set_grad_enabled(prev); return -1; }
+      if (g && sf_raw_binary_scalar_(SF_BIN_MUL, g, (double)(float)coef)) { sf_set_grad_enabled(prev); return -1; }
     }
     sf_set_grad_enabled(prev);
   }
@@ -85,7 +85,7 @@ double sf_clip_grad_norm(sf_tensor *const *params, int n, double max_norm) {
 
 int sf_ema_update(sf_tensor *shadow, sf_tensor *param, double decay) {
   if (check_like(shadow, shadow, "ema", "shadow", true)) return -1;
-  sf_tensor *p = sf_contiguous(param);
+  sf_tensor *p = sf_raw_contiguous(param);
   if (!p) return -1;
   int rc = check_like(shadow, p, "ema", "parameter", false);
   const sf_train_ops *tr = rc ? NULL : train_for(shadow, "ema");

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "autograd/autograd_hooks.h"
-#include "backend/backend.h"
+#include "core/backend.h"
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "core/tensor.h"
 
@@ -109,10 +109,14 @@ sf_tensor *sf_retain(sf_tensor *t) {
   return t;
 }
 
+/* the hooks of a higher layer (autograd installs them; the core never names it) */
+static const sf_tensor_hooks *g_hooks;
+void sf_tensor_set_hooks(const sf_tensor_hooks *h) { g_hooks = h; }
+
 void sf_release(sf_tensor *t) {
   if (!t) return;
   if (atomic_fetch_sub_explicit((_Atomic int *)&t->refcount, 1, memory_order_acq_rel) != 1) return;
-  sf_autograd_tensor_freed(t);
+  if (g_hooks) g_hooks->tensor_freed(t);
   sf_storage_release(t->storage);
   free(t);
 }
@@ -162,7 +166,7 @@ int sf_wrap_dim(int dim, int ndim) {
 
 static sf_tensor *make_view(sf_tensor *t, int ndim, const int64_t *shape, const int64_t *stride, int64_t offset) {
   sf_tensor *v = sf_tensor_from_storage(t->storage, t->dtype, ndim, shape, stride, offset);
-  if (v) sf_autograd_record_view(v, t);
+  if (v && g_hooks) g_hooks->record_view(v, t);
   return v;
 }
 
@@ -241,15 +245,22 @@ sf_tensor *sf_view(sf_tensor *t, int ndim, const int64_t *shape) {
   return make_view(t, ndim, sh, st, t->offset);
 }
 
-sf_tensor *sf_reshape(sf_tensor *t, int ndim, const int64_t *shape) {
+/* reshape = a view when the strides allow one, else a view of a contiguous copy. The copy here is the core's
+ * (not recorded); ops/ops.c's sf_reshape is the same with a recorded copy. */
+static sf_tensor *reshape_with(sf_tensor *t, int ndim, const int64_t *shape, sf_tensor *(*contiguous)(sf_tensor *)) {
   int64_t sh[SF_MAX_DIMS], st[SF_MAX_DIMS];
   if (infer_shape(t, ndim, shape, sh)) return NULL;
   if (view_strides(t, ndim, sh, st)) return make_view(t, ndim, sh, st, t->offset);
-  sf_tensor *c = sf_contiguous(t);
+  sf_tensor *c = contiguous(t);
   if (!c) return NULL;
   sf_tensor *v = sf_view(c, ndim, sh);
   sf_release(c);
   return v;
+}
+
+sf_tensor *sf_raw_reshape(sf_tensor *t, int ndim, const int64_t *shape) { return reshape_with(t, ndim, shape, sf_raw_contiguous); }
+sf_tensor *sf_reshape_via(sf_tensor *t, int ndim, const int64_t *shape, sf_tensor *(*contiguous)(sf_tensor *)) {
+  return reshape_with(t, ndim, shape, contiguous);
 }
 
 sf_tensor *sf_permute(sf_tensor *t, const int *dims) {

@@ -71,6 +71,14 @@ void sf_storage_release(sf_storage *s);
 sf_tensor *sf_tensor_new(sf_dtype dt, sf_device dev, int ndim, const int64_t *shape); /* contiguous, uninitialized */
 sf_tensor *sf_tensor_from_storage(sf_storage *s, sf_dtype dt, int ndim, const int64_t *shape,
                                   const int64_t *stride /* NULL = contiguous */, int64_t offset);
+/* Per-tensor hooks of a higher layer: autograd installs them (sf_autograd_init) so that a freed tensor drops
+ * its grad/grad_fn and a view of a tensor that requires grad is recorded. NULL = none (the core alone). */
+typedef struct sf_tensor_hooks {
+  void (*tensor_freed)(sf_tensor *t);
+  void (*record_view)(sf_tensor *v, sf_tensor *base);
+} sf_tensor_hooks;
+void sf_tensor_set_hooks(const sf_tensor_hooks *h);
+
 sf_tensor *sf_retain(sf_tensor *t);  /* returns t */
 void sf_release(sf_tensor *t);       /* NULL-safe */
 
@@ -87,7 +95,10 @@ bool sf_same_shape(const sf_tensor *a, const sf_tensor *b);
 
 /* ---- views (share storage; dims are 0-based; negative dims count from the end) ---- */
 sf_tensor *sf_view(sf_tensor *t, int ndim, const int64_t *shape);    /* one dim may be -1; needs compatible strides */
-sf_tensor *sf_reshape(sf_tensor *t, int ndim, const int64_t *shape); /* view when possible, else contiguous copy */
+/* reshape: a view when possible, else a view of a contiguous copy. The differentiable form (the copy
+ * recorded) is ops/ops.h's sf_reshape; this one copies with `contiguous` (the core's: sf_raw_reshape). */
+sf_tensor *sf_raw_reshape(sf_tensor *t, int ndim, const int64_t *shape);
+sf_tensor *sf_reshape_via(sf_tensor *t, int ndim, const int64_t *shape, sf_tensor *(*contiguous)(sf_tensor *));
 sf_tensor *sf_permute(sf_tensor *t, const int *dims);
 sf_tensor *sf_transpose(sf_tensor *t, int a, int b);
 sf_tensor *sf_narrow(sf_tensor *t, int dim, int64_t start, int64_t len);
@@ -95,7 +106,6 @@ sf_tensor *sf_select(sf_tensor *t, int dim, int64_t index);
 sf_tensor *sf_unsqueeze(sf_tensor *t, int dim);
 sf_tensor *sf_squeeze(sf_tensor *t, int dim); /* dim = SF_ALL_DIMS squeezes every size-1 dim */
 sf_tensor *sf_expand(sf_tensor *t, int ndim, const int64_t *shape); /* -1 keeps a size */
-sf_tensor *sf_contiguous(sf_tensor *t); /* retains and returns t when already contiguous */
 sf_tensor *sf_alias(sf_tensor *t);      /* a new view object identical to t (shares storage) */
 
 #define SF_ALL_DIMS (-1000)

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/backend.h"
+#include "core/backend.h"
 #include "core/error.h"
-#include "core/ops.h"
+#include "ops/ops.h"
 #include "dist/dist_guard.h"
 
 #ifdef SFWB_HAVE_MPI

@@ -9,7 +9,7 @@
 
 #include "core/error.h"
 #include "io/png_err.h"
-#include "core/ops.h"
+#include "core/dispatch.h"
 #include "io/iobuf.h"
 
 int sf_png_write(const char *path, sf_tensor *img) {
@@ -91,7 +91,7 @@ sf_tensor *sf_image_float_to_u8(sf_tensor *chw) {
   }
   sf_tensor *c0 = sf_io_cpu_contiguous(chw);
   if (!c0) return NULL;
-  sf_tensor *c = sf_cast(c0, SF_F32);
+  sf_tensor *c = sf_raw_cast(c0, SF_F32);
   sf_release(c0);
   if (!c) return NULL;
   int64_t C = c->shape[0], H = c->shape[1], W = c->shape[2];

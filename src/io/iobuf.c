@@ -8,7 +8,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
-#include "core/ops.h"
+#include "core/dispatch.h"
 
 void sf_buf_put(sf_buf *b, const void *data, size_t n) {
   if (b->oom) return;
@@ -97,9 +97,9 @@ void sf_atomic_abort(sf_atomic_file *a) {
 }
 
 sf_tensor *sf_io_cpu_contiguous(sf_tensor *t) {
-  sf_tensor *c = sf_to_device(t, sf_cpu());
+  sf_tensor *c = sf_raw_to_device(t, sf_cpu());
   if (!c) return NULL;
-  sf_tensor *r = sf_contiguous(c);
+  sf_tensor *r = sf_raw_contiguous(c);
   sf_release(c);
   return r;
 }

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "core/ops.h"
+#include "ops/ops.h"
 #include "lua/lua_enc_util.h"
 #include "lua/lua_tensor.h"
 #include "models/clip_vision.h"

@@ -5,7 +5,7 @@
 #include <lua.h>
 #include <string.h>
 
-#include "backend/backend.h"
+#include "core/backend.h"
 #include "backend/cuda/gpu_api.h"
 #include "core/error.h"
 #include "lua/lua_tensor.h"

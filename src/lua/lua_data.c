@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
-#include "core/ops.h"
+#include "ops/ops.h"
 #include "io/image.h"
 #include "io/iobuf.h"
 #include "lua/lua_tensor.h"

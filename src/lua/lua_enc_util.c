@@ -4,7 +4,7 @@
 #include <lauxlib.h>
 
 #include "core/error.h"
-#include "core/ops.h"
+#include "ops/ops.h"
 #include "lua/lua_tensor.h"
 
 sf_tensor *sf_lua_weights_get(void *ctx, const char *name) {

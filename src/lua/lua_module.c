@@ -3,19 +3,21 @@
 #include <lua.h>
 #include <lualib.h>
 
-#include "backend/backend.h"
+#include "autograd/autograd_hooks.h"
+#include "core/backend.h"
 
-/* One hook per binding file (src/lua/lua_<part>.c). The table `sfwb` is at the top of the stack on
- * entry and must be there on exit. Weak defaults keep the program linkable while a part is absent. */
+/* One hook per binding file (src/lua/lua_<part>.c), called in this order. The table `sfwb` is at the top of
+ * the stack on entry and must be there on exit. Every part listed must exist (no weak defaults: a missing
+ * part is a link error, not a silently absent module). */
 #define SF_LUA_PARTS(X) \
-  X(tensor) X(autograd) X(io) X(image) X(video) X(config) X(data) X(wan) X(capture) X(tokenizer) \
+  X(tensor) X(autograd) X(io) X(image) X(video) X(config) X(data) X(wan) X(tokenizer) \
   X(t5) X(vae) X(clip) X(cuda) X(dist) X(plot) X(nn) X(train) X(toy)
-#define SF_DECLARE_PART(name) \
-  __attribute__((weak)) void sf_lua_register_##name(lua_State *L) { (void)L; }
+#define SF_DECLARE_PART(name) void sf_lua_register_##name(lua_State *L);
 SF_LUA_PARTS(SF_DECLARE_PART)
 
 int luaopen_sfwb_core(lua_State *L) {
   sf_backends_init();
+  sf_autograd_init();
   lua_newtable(L);
 #define SF_CALL_PART(name) sf_lua_register_##name(L);
   SF_LUA_PARTS(SF_CALL_PART)

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "core/nn.h"
+#include "ops/nn.h"
 #include "lua/lua_tensor.h"
 
 static sf_tensor *opt_t(lua_State *L, int i) { return lua_isnoneornil(L, i) ? NULL : sf_lua_check_tensor(L, i); }

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
-#include "core/ops.h"
+#include "ops/ops.h"
 #include "io/plot.h"
 #include "lua/lua_tensor.h"
 

@@ -5,10 +5,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "backend/backend.h"
+#include "core/backend.h"
 #include "core/error.h"
 #include "core/half.h"
-#include "core/ops.h"
+#include "ops/ops.h"
 #include "lua/lua_tensor_impl.h"
 
 #define DTYPE_LIST "f32, bf16, f16, i64, i32, u8, bool"

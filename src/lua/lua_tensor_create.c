@@ -5,7 +5,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
-#include "core/ops.h"
+#include "ops/ops.h"
 #include "lua/lua_tensor_impl.h"
 
 static void store_elem(void *base, sf_dtype dt, int64_t i, double d, int64_t iv, int is_int) {

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "core/ops.h"
+#include "ops/ops.h"
 #include "lua/lua_tensor_impl.h"
 
 /* ---------------------------------------------------------------- argument checks */
@@ -45,14 +45,10 @@ static void check_same_device(lua_State *L, const sf_tensor *a, const sf_tensor 
 
 /* ---------------------------------------------------------------- binary ops */
 
-static const char *const bin_names[SF_BIN_COUNT] = {
-    [SF_BIN_ADD] = "add", [SF_BIN_SUB] = "sub", [SF_BIN_MUL] = "mul", [SF_BIN_DIV] = "div",
-    [SF_BIN_POW] = "pow", [SF_BIN_MAX] = "maximum", [SF_BIN_MIN] = "minimum", [SF_BIN_EQ] = "eq",
-    [SF_BIN_NE] = "ne",   [SF_BIN_LT] = "lt",   [SF_BIN_LE] = "le",   [SF_BIN_GT] = "gt",
-    [SF_BIN_GE] = "ge",   [SF_BIN_AND] = "logical_and", [SF_BIN_OR] = "logical_or"};
+#define bin_names(op) sf_binary_op_name(op) /* names from the one op list, core/dispatch.h */
 
 static int binop(lua_State *L, sf_binary_op op) {
-  const char *name = bin_names[op];
+  const char *name = bin_names(op);
   sf_tensor *a = tensor_or_null(L, 1), *b = tensor_or_null(L, 2);
   sf_tensor *r;
   if (a && b) {
@@ -76,7 +72,7 @@ static int l_binop(lua_State *L) { return binop(L, (sf_binary_op)lua_tointeger(L
 static int l_binop_(lua_State *L) {
   sf_binary_op op = (sf_binary_op)lua_tointeger(L, lua_upvalueindex(1));
   char name[24];
-  snprintf(name, sizeof name, "%s_", bin_names[op]);
+  snprintf(name, sizeof name, "%s_", bin_names(op));
   sf_tensor *a = sf_lua_check_tensor(L, 1), *b = tensor_or_null(L, 2);
   int has_alpha = (op == SF_BIN_ADD || op == SF_BIN_SUB) && !lua_isnoneornil(L, 3);
   double alpha = has_alpha ? luaL_checknumber(L, 3) : 1.0;
@@ -156,20 +152,16 @@ static int l_clamp(lua_State *L) {
   return 1;
 }
 
+/* the argument-less unary methods, from the one op list (core/dispatch.h SF_UNARY_OPS, method = 1) */
 static const struct { const char *name; sf_unary_op op; } unary_ops[] = {
-    {"neg", SF_UN_NEG},         {"abs", SF_UN_ABS},         {"exp", SF_UN_EXP},       {"log", SF_UN_LOG},
-    {"sqrt", SF_UN_SQRT},       {"rsqrt", SF_UN_RSQRT},     {"sin", SF_UN_SIN},       {"cos", SF_UN_COS},
-    {"tanh", SF_UN_TANH},       {"sigmoid", SF_UN_SIGMOID}, {"silu", SF_UN_SILU},     {"relu", SF_UN_RELU},
-    {"reciprocal", SF_UN_RECIP}, {"square", SF_UN_SQUARE},  {"floor", SF_UN_FLOOR},   {"ceil", SF_UN_CEIL},
-    {"round", SF_UN_ROUND},     {"sign", SF_UN_SIGN},       {"isnan", SF_UN_ISNAN},   {"logical_not", SF_UN_LOGICAL_NOT},
+#define SF_UN_METHOD(id, nm, fl, m) {m ? nm : NULL, SF_UN_##id},
+    SF_UNARY_OPS(SF_UN_METHOD)
+#undef SF_UN_METHOD
 };
 
 /* ---------------------------------------------------------------- reductions */
 
-static const char *const red_names[SF_RED_COUNT] = {
-    [SF_RED_SUM] = "sum",     [SF_RED_MEAN] = "mean",     [SF_RED_MAX] = "max",
-    [SF_RED_MIN] = "min",     [SF_RED_STD] = "std",       [SF_RED_NORM] = "norm",
-    [SF_RED_ARGMAX] = "argmax", [SF_RED_ARGMIN] = "argmin", [SF_RED_PROD] = "prod"};
+#define red_names(op) sf_reduce_op_name(op)
 
 /* 0-based indices from the core become 1-based Lua indices (in place keeps i64) */
 static void push_index_result(lua_State *L, sf_tensor *idx) {
@@ -186,7 +178,7 @@ static int reduce(lua_State *L, sf_reduce_op op) {
   if (lua_isnoneornil(L, 2)) {
     if (sf_numel(t) == 0 && op != SF_RED_SUM && op != SF_RED_PROD && op != SF_RED_NORM) {
       char s[96];
-      return sf_lua_errorf(L, "%s: the Tensor of shape %s is empty", red_names[op], sf_lua_shape_str(t, s, sizeof s));
+      return sf_lua_errorf(L, "%s: the Tensor of shape %s is empty", red_names(op), sf_lua_shape_str(t, s, sizeof s));
     }
     sf_tensor *r = sf_reduce(op, t, SF_ALL_DIMS, false);
     if (arg) push_index_result(L, r);
@@ -196,7 +188,7 @@ static int reduce(lua_State *L, sf_reduce_op op) {
   int d = sf_lua_check_dim(L, 2, t->ndim);
   bool keep = lua_toboolean(L, 3);
   if (t->ndim && t->shape[d] == 0 && op != SF_RED_SUM && op != SF_RED_PROD && op != SF_RED_NORM)
-    return sf_lua_errorf(L, "%s: dim %d has size 0", red_names[op], d + 1);
+    return sf_lua_errorf(L, "%s: dim %d has size 0", red_names(op), d + 1);
   sf_tensor *r = sf_reduce(op, t, d, keep);
   if (arg) {
     push_index_result(L, r);
@@ -365,17 +357,18 @@ void sf_lua_tensor_register_math_methods(lua_State *L) {
   for (size_t i = 0; i < sizeof bins / sizeof bins[0]; i++) {
     lua_pushinteger(L, bins[i]);
     lua_pushcclosure(L, l_binop, 1);
-    lua_setfield(L, -2, bin_names[bins[i]]);
+    lua_setfield(L, -2, bin_names(bins[i]));
   }
   static const sf_binary_op inplace[] = {SF_BIN_ADD, SF_BIN_SUB, SF_BIN_MUL, SF_BIN_DIV};
   for (size_t i = 0; i < sizeof inplace / sizeof inplace[0]; i++) {
     char name[24];
-    snprintf(name, sizeof name, "%s_", bin_names[inplace[i]]);
+    snprintf(name, sizeof name, "%s_", bin_names(inplace[i]));
     lua_pushinteger(L, inplace[i]);
     lua_pushcclosure(L, l_binop_, 1);
     lua_setfield(L, -2, name);
   }
   for (size_t i = 0; i < sizeof unary_ops / sizeof unary_ops[0]; i++) {
+    if (!unary_ops[i].name) continue; /* bound by hand (pow, clamp, gelu) */
     lua_pushinteger(L, unary_ops[i].op);
     lua_pushcclosure(L, l_unary, 1);
     lua_setfield(L, -2, unary_ops[i].name);
@@ -385,7 +378,7 @@ void sf_lua_tensor_register_math_methods(lua_State *L) {
   for (size_t i = 0; i < sizeof reds / sizeof reds[0]; i++) {
     lua_pushinteger(L, reds[i]);
     lua_pushcclosure(L, l_reduce, 1);
-    lua_setfield(L, -2, red_names[reds[i]]);
+    lua_setfield(L, -2, red_names(reds[i]));
   }
 }
 

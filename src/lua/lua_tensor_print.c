@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/ops.h"
+#include "ops/ops.h"
 #include "lua/lua_tensor_impl.h"
 
 #define EDGE 3          /* elements shown at each end of a summarized dim (torch's edgeitems) */

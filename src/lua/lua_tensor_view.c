@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "core/ops.h"
+#include "ops/ops.h"
 #include "lua/lua_tensor_impl.h"
 
 static sf_tensor *check(lua_State *L) { return sf_lua_check_tensor(L, 1); }

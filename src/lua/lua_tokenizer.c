@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
-#include "core/ops.h"
+#include "ops/ops.h"
 #include "io/spm_tokenizer.h"
 #include "io/text_clean.h"
 #include "lua/lua_tensor.h"

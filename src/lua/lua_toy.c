@@ -3,7 +3,7 @@
 #include <lua.h>
 
 #include "core/error.h"
-#include "core/ops.h"
+#include "ops/ops.h"
 #include "lua/lua_tensor.h"
 #include "models/toy_world.h"
 

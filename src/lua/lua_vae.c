@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "core/ops.h"
+#include "ops/ops.h"
 #include "lua/lua_enc_util.h"
 #include "lua/lua_tensor.h"
 #include "backend/conv_ops.h"

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
-#include "core/ops.h"
+#include "ops/ops.h"
 #include "io/image.h"
 #include "io/iobuf.h"
 #include "lua/lua_tensor.h"

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 
 #include "core/error.h"
-#include "core/nn.h"
-#include "core/ops.h"
+#include "ops/nn.h"
+#include "ops/ops.h"
 #include "models/enc_device.h"
 #include "models/clip_internal.h"
 

@@ -3,7 +3,7 @@
 #ifndef SF_ENC_DEVICE_H
 #define SF_ENC_DEVICE_H
 
-#include "core/ops.h"
+#include "ops/ops.h"
 
 /* a weight as an f32 tensor on dev (new reference; NULL for NULL) */
 static inline sf_tensor *sf_enc_dev_f32(sf_tensor *w, sf_device dev) {

@@ -7,16 +7,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend/cpu/cpu_pool.h" /* SF_PAR_MIN */
 #include "core/tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* OpenMP teams only above this many elements. Measured on the 2-core box: libgomp's spinning workers
- * fight OpenBLAS's own GEMM threads (VAE decode 2.4 s -> 10 s under load), so the encoders leave the
- * parallelism to OpenBLAS and run their memory-bound loops on one thread. Lower it to experiment. */
-#define SF_PAR_MIN ((int64_t)1 << 62)
 
 /* A growable f32 scratch buffer (freed by sf_scratch_free). */
 typedef struct { float *p; size_t cap; } sf_scratch;

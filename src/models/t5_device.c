@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "core/nn.h"
-#include "core/ops.h"
+#include "ops/nn.h"
+#include "ops/ops.h"
 #include "models/enc_device.h"
 #include "models/t5_internal.h"
 

@@ -14,8 +14,8 @@
 
 #include "autograd/autograd.h"
 #include "core/error.h"
-#include "core/nn.h"
-#include "core/ops.h"
+#include "ops/nn.h"
+#include "ops/ops.h"
 #include "models/wan.h"
 #include "models/wan_internal.h"
 

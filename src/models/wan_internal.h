@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/nn_ops.h"
+#include "core/nn_ops.h"
 #include "models/wan.h"
 
 enum { SF_PK_WEIGHT = 0, SF_PK_BIAS, SF_PK_NORM, SF_PK_MOD };

@@ -8,7 +8,7 @@
 #include "autograd/autograd.h"
 #include "autograd/autograd.h"
 #include "core/error.h"
-#include "core/ops.h"
+#include "ops/ops.h"
 #include "io/statedict.h"
 #include "models/wan.h"
 #include "models/wan_internal.h"

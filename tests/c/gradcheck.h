@@ -10,7 +10,7 @@
 
 #include "autograd/autograd.h"
 #include "core/error.h"
-#include "core/ops.h"
+#include "ops/ops.h"
 
 #define GC_MAX_IN 4
 

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "core/half.h"
-#include "core/ops.h"
+#include "ops/ops.h"
 
 static inline double ref_get(sf_dtype dt, const void *p) {
   switch (dt) {

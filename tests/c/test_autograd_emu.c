@@ -10,9 +10,9 @@
 
 #include "autograd/autograd.h"
 #include "autograd/optim.h"
-#include "backend/backend.h"
-#include "core/nn.h"
-#include "core/ops.h"
+#include "core/backend.h"
+#include "ops/nn.h"
+#include "ops/ops.h"
 #include "sf_test.h"
 
 typedef struct ecase {

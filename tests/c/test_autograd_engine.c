@@ -3,8 +3,8 @@
 #include <stdlib.h>
 
 #include "autograd/autograd.h"
-#include "backend/backend.h"
-#include "core/ops.h"
+#include "core/backend.h"
+#include "ops/ops.h"
 #include "sf_test.h"
 
 static sf_tensor *leaf(int ndim, const int64_t *shape, sf_dtype dt) {

@@ -1,5 +1,5 @@
 /* test_autograd_gradcheck.c — table-driven finite-difference checks (f64, CPU) of every core op's backward. */
-#include "backend/backend.h"
+#include "core/backend.h"
 #include "gradcheck.h"
 #include "sf_test.h"
 

@@ -4,8 +4,8 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "backend/backend.h"
-#include "core/nn.h"
+#include "core/backend.h"
+#include "ops/nn.h"
 #include "gradcheck.h"
 #include "sf_test.h"
 

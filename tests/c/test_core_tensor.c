@@ -2,8 +2,8 @@
  * broadcasting errors, cat/stack, matmul shape rules, device moves, refcounting. */
 #include <stdlib.h>
 
-#include "backend/backend.h"
-#include "core/ops.h"
+#include "core/backend.h"
+#include "ops/ops.h"
 #include "core/tensor.h"
 #include "sf_test.h"
 

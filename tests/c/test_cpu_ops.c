@@ -8,7 +8,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "backend/backend.h"
+#include "core/backend.h"
 #include "backend/cpu/cpu_pool.h"
 #include "core/philox.h"
 #include "sf_test.h"
@@ -688,6 +688,7 @@ static void test_pool(void) {
 }
 
 int main(void) {
+  sf_backends_init();
   RUN(test_pool);
   RUN(test_alloc);
   RUN(test_cast_all_pairs);

@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "backend/backend.h"
-#include "core/ops.h"
+#include "core/backend.h"
+#include "ops/ops.h"
 #include "dist/dist.h"
 #include "sf_test.h"
 

@@ -6,9 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "backend/backend.h"
+#include "core/backend.h"
 #include "backend/cuda/gpu_api.h"
-#include "core/ops.h"
+#include "ops/ops.h"
 #include "sf_test.h"
 
 static sf_device EMU = {SF_DEV_EMU, 0};

@@ -5,7 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/ops.h"
+#include "core/backend.h"
+#include "ops/ops.h"
 #include "io/pt.h"
 #include "io/statedict.h"
 #include "sf_test.h"
@@ -394,6 +395,7 @@ static void test_bad_input(void) {
 }
 
 int main(void) {
+  sf_backends_init();
   snprintf(dir, sizeof dir, "/tmp/sfwb-io-test-%d", (int)getpid());
   char cmd[600];
   snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/ref/io_make_pt.py %s", dir);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "core/backend.h"
 #include "sf_test.h"
 #include "tensor_ref.h"
 
@@ -664,6 +665,7 @@ static void case_copy(void) {
 }
 
 int main(void) {
+  sf_backends_init();
   const char *seed_env = getenv("SFWB_TEST_SEED"), *cases_env = getenv("SFWB_TEST_CASES");
   uint64_t seed = seed_env ? strtoull(seed_env, NULL, 10) : 20240611;
   int cases = cases_env ? atoi(cases_env) : 3000;

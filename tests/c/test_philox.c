@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "core/backend.h"
 #include "core/philox.h"
 #include "sf_test.h"
 #include "tensor_ref.h"
@@ -113,6 +114,7 @@ static void test_rand_statistics(void) {
 }
 
 int main(void) {
+  sf_backends_init();
   RUN(test_known_answer);
   RUN(test_against_python);
   RUN(test_randn_statistics);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/backend.h"
 #include "core/error.h"
 #include "io/plot.h"
 
@@ -242,6 +243,7 @@ static void test_lines_svg_errors(void) {
 }
 
 int main(void) {
+  sf_backends_init();
   const char *base = getenv("SFWB_TEST_TMP");
   snprintf(tmpdir, sizeof tmpdir, "%s/test_plot-%d", base ? base : "/tmp/sfwb-test", (int)getpid());
   char cmd[400];

@@ -9,9 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "backend/backend.h"
-#include "core/nn.h"
-#include "core/ops.h"
+#include "core/backend.h"
+#include "ops/nn.h"
+#include "ops/ops.h"
 #include "models/wan.h"
 #include "sf_test.h"
 

@@ -7,3 +7,5 @@ else()
   # scripts/deps.sh installs lua-check; a machine without it must say so, not pass silently
   add_test(NAME lint/luacheck COMMAND sh -c "echo 'luacheck not found: run scripts/deps.sh (Debian lua-check)'; exit 1")
 endif()
+# no upward include between the layers (docs/architecture.md); the script also proves it can fail
+add_test(NAME lint/layers COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/tests/lint/layers.py ${CMAKE_CURRENT_SOURCE_DIR})

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 
 #include "autograd/autograd_hooks.h"
-#include "backend/backend.h"
+#include "core/backend.h"
 
 void sf_autograd_tensor_freed(sf_tensor *t) { (void)t; }
 void sf_autograd_record_view(sf_tensor *v, sf_tensor *base) { (void)v; (void)base; }

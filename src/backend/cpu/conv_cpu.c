@@ -5,13 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/backend.h"
+#include "core/backend.h"
 #include "backend/conv_ops.h"
 #include "backend/cpu/cpu_pool.h"
 #include "core/error.h"
 #include "core/half.h"
-#include "core/ops.h"
-#include "models/enc_kernels.h" /* SF_PAR_MIN */
+#include "core/dispatch.h"
 
 /* columns are built in tiles of whole output rows so the buffer stays under this many floats */
 #define SF_CONV_TILE_FLOATS ((size_t)16 << 20)
@@ -389,8 +388,8 @@ int sf_conv3d_frames_f32(const sf_conv_geom *g, const float *const *frames, int 
 
 /* ---- tensor level ---- */
 static sf_tensor *f32_contig(sf_tensor *t) {
-  sf_tensor *a = sf_cast(t, SF_F32);
-  sf_tensor *c = a ? sf_contiguous(a) : NULL;
+  sf_tensor *a = sf_raw_cast(t, SF_F32);
+  sf_tensor *c = a ? sf_raw_contiguous(a) : NULL;
   sf_release(a);
   return c;
 }

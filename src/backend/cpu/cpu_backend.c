@@ -4,8 +4,8 @@
 
 #include "backend/conv_ops.h"
 #include "backend/cpu/cpu_internal.h"
-#include "backend/nn_ops.h"
-#include "backend/train_ops.h"
+#include "core/nn_ops.h"
+#include "core/train_ops.h"
 
 static int cpu_device_count(void) { return 1; }
 

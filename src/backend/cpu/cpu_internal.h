@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "backend/backend.h"
+#include "core/backend.h"
 #include "backend/cpu/cpu_pool.h"
 #include "core/error.h"
 

@@ -1,6 +1,6 @@
 /* cpu_nn.c — the CPU backend's fused model-op table (a member of sf_cpu_backend, cpu_backend.c). */
-#include "backend/backend.h"
-#include "backend/nn_ops.h"
+#include "core/backend.h"
+#include "core/nn_ops.h"
 #include "backend/cpu/cpu_nn_util.h"
 
 int sf_cpu_layer_norm(sf_tensor *, const sf_tensor *, const sf_tensor *, const sf_tensor *, double, sf_tensor *, sf_tensor *);

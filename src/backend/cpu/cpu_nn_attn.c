@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/nn_ops.h"
+#include "core/nn_ops.h"
 #include <stdatomic.h>
 
 #include "backend/cpu/cpu_nn_util.h"

@@ -3,7 +3,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#include "backend/nn_ops.h"
+#include "core/nn_ops.h"
 #include "backend/cpu/cpu_nn_util.h"
 #include "backend/cpu/cpu_pool.h"
 #include "core/error.h"

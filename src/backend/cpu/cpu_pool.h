@@ -28,4 +28,9 @@ int sf_cpu_pool_size(void);
 /* how many threads `work` elements deserve: 1 below par_min, at least par_min/2 elements each */
 int sf_cpu_threads(int64_t work, int64_t par_min);
 
+/* Parallel teams for the encoders' and convolutions' loops only above this many elements. Measured on the
+ * 2-core box: libgomp's spinning workers fight OpenBLAS's own GEMM threads (VAE decode 2.4 s -> 10 s under
+ * load), so they leave the parallelism to OpenBLAS and run memory-bound loops on one thread. */
+#define SF_PAR_MIN ((int64_t)1 << 62)
+
 #endif

@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/backend.h"
+#include "core/backend.h"
 #include "backend/cpu/cpu_math.h"
 #include "backend/cpu/cpu_nn_util.h"
 #include "backend/cpu/cpu_pool.h"
-#include "backend/train_ops.h"
+#include "core/train_ops.h"
 #include "core/error.h"
 
 int sf_cpu_matmul_acc(sf_tensor *out, const sf_tensor *a, const sf_tensor *b); /* cpu_matmul.c */

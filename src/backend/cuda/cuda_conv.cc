@@ -3,14 +3,14 @@
 #include "backend/conv_ops.h"
 #include "backend/cuda/cuda_host.h"
 #include "core/error.h"
-#include "core/ops.h"
+#include "core/dispatch.h"
 #include "sf_conv_kernels.h"
 
 namespace SF_CUDA_NS {
 
 static sf_tensor *f32c(sf_tensor *t) {
-  sf_tensor *a = sf_cast(t, SF_F32);
-  sf_tensor *c = a ? sf_contiguous(a) : nullptr;
+  sf_tensor *a = sf_raw_cast(t, SF_F32);
+  sf_tensor *c = a ? sf_raw_contiguous(a) : nullptr;
   sf_release(a);
   return c;
 }

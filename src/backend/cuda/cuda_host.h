@@ -4,10 +4,10 @@
 #ifndef SF_CUDA_HOST_H
 #define SF_CUDA_HOST_H
 
-#include "backend/backend.h"
+#include "core/backend.h"
 #include "backend/conv_ops.h"
-#include "backend/nn_ops.h"
-#include "backend/train_ops.h"
+#include "core/nn_ops.h"
+#include "core/train_ops.h"
 #include "backend/cuda/gpu_api.h"
 #include "sf_kernels.h"
 

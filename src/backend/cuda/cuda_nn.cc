@@ -1,7 +1,7 @@
 // cuda_nn.cc — the CUDA backend's fused model-op table (backend/nn_ops.h) over kernels/nn_*.cu, attached to
 // the `cuda` / `emu` backend at start-up (built once per device kind like the other host files).
 #include "backend/cuda/cuda_host.h"
-#include "backend/nn_ops.h"
+#include "core/nn_ops.h"
 #include "sf_nn_kernels.h"
 
 namespace SF_CUDA_NS {

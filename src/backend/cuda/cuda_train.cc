@@ -3,7 +3,7 @@
 #include <math.h>
 
 #include "backend/cuda/cuda_host.h"
-#include "backend/train_ops.h"
+#include "core/train_ops.h"
 #include "sf_nn_kernels.h"
 #include "sf_train_kernels.h"
 

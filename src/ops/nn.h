@@ -5,7 +5,7 @@
 #ifndef SF_NN_H
 #define SF_NN_H
 
-#include "backend/nn_ops.h"
+#include "core/nn_ops.h"
 #include "core/tensor.h"
 
 #ifdef __cplusplus

@@ -4,11 +4,11 @@
 #include <string.h>
 
 #include "autograd/autograd.h"
-#include "backend/backend.h"
+#include "core/backend.h"
 #include "backend/conv_ops.h"
 #include "core/error.h"
-#include "core/nn.h"
-#include "core/ops.h"
+#include "ops/nn.h"
+#include "ops/ops.h"
 
 static const sf_nn_ops *nn_of(const sf_tensor *t, const char *op) {
   const sf_backend *b = sf_backend_of(t);

@@ -5,7 +5,7 @@
 #ifndef SF_BACKEND_H
 #define SF_BACKEND_H
 
-#include "core/ops.h"
+#include "core/dispatch.h"
 #include "core/tensor.h"
 
 #ifdef __cplusplus
@@ -13,9 +13,9 @@ extern "C" {
 #endif
 
 /* Extension tables owned by later layers (each declares its struct in its own header):
- *   sf_nn_ops    (src/backend/nn_ops.h)    fused model ops: norms, RoPE, attention + capture, ...
+ *   sf_nn_ops    (core/nn_ops.h)    fused model ops: norms, RoPE, attention + capture, ...
  *   sf_conv_ops  (src/backend/conv_ops.h)  convolutions for the VAE / patch embedding
- *   sf_train_ops (src/backend/train_ops.h) fused backward / optimizer ops (AdamW, clipping, EMA) */
+ *   sf_train_ops (core/train_ops.h) fused backward / optimizer ops (AdamW, clipping, EMA) */
 struct sf_nn_ops;
 struct sf_conv_ops;
 struct sf_train_ops;
@@ -73,7 +73,7 @@ typedef struct sf_backend {
 bool sf_backend_supports(const sf_backend *b, sf_capability cap, int op, const sf_tensor *out, const sf_tensor *a,
                          const sf_tensor *b2);
 
-/* registry: every backend is registered explicitly, once, by sf_backends_init (cpu always, emu always,
+/* registry (core/registry.c): every backend is registered explicitly, once, by sf_backends_init (src/backend) (cpu always, emu always,
  * cuda when built with it); each registers one complete table (core, nn, conv, train, supports). */
 void sf_register_backend(sf_devtype type, const sf_backend *b);
 const sf_backend *sf_backend_for(sf_device dev); /* NULL + error for an absent device */

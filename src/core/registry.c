@@ -1,30 +1,13 @@
-/* registry.c — which backend serves which device type. Every backend is registered here, explicitly and
- * once: cpu always, emu (the CUDA backend on the CPU) always, cuda when the build has it. */
+/* registry.c — which backend serves which device type: the table the core dispatches through. The core
+ * names no backend; src/backend/backends_init.c registers each one, explicitly and once. */
 #include <stdio.h>
 
-#include "backend/backend.h"
+#include "core/backend.h"
 #include "core/error.h"
 
-static const sf_backend *g_backends[SF_NDEVTYPES] = {&sf_cpu_backend, NULL, NULL};
-
-int sf_emu_backend_register(void);  /* src/backend/cuda/cuda_backend.cc built for emu */
-#ifdef SFWB_HAVE_CUDA
-int sf_cuda_backend_register(void); /* the same file built by nvcc */
-#endif
+static const sf_backend *g_backends[SF_NDEVTYPES];
 
 void sf_register_backend(sf_devtype type, const sf_backend *b) { g_backends[type] = b; }
-
-int sf_backends_init(void) {
-  static int done;
-  if (done) return 0;
-  done = 1;
-  sf_register_backend(SF_DEV_CPU, &sf_cpu_backend);
-  sf_emu_backend_register();
-#ifdef SFWB_HAVE_CUDA
-  sf_cuda_backend_register();
-#endif
-  return 0;
-}
 
 bool sf_backend_supports(const sf_backend *b, sf_capability cap, int op, const sf_tensor *out, const sf_tensor *a,
                          const sf_tensor *b2) {
@@ -34,7 +17,8 @@ bool sf_backend_supports(const sf_backend *b, sf_capability cap, int op, const s
 const sf_backend *sf_backend_for(sf_device dev) {
   char buf[32];
   if (dev.type < 0 || dev.type >= SF_NDEVTYPES || !g_backends[dev.type]) {
-    sf_error("device %s is not available in this build (see sfwb.devices())", sf_device_str(dev, buf, sizeof buf));
+    sf_error("device %s is not available in this build (see sfwb.devices()%s)", sf_device_str(dev, buf, sizeof buf),
+             g_backends[SF_DEV_CPU] ? "" : "; no backend is registered: call sf_backends_init() first");
     return NULL;
   }
   const sf_backend *b = g_backends[dev.type];

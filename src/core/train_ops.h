@@ -5,7 +5,7 @@
 #ifndef SF_TRAIN_OPS_H
 #define SF_TRAIN_OPS_H
 
-#include "backend/nn_ops.h"
+#include "core/nn_ops.h"
 #include "core/tensor.h"
 
 #ifdef __cplusplus

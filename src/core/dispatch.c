@@ -1,16 +1,16 @@
-/* ops.c — public tensor operations: argument checks, broadcasting, type promotion, result allocation,
- * then dispatch to the device's backend. Backends never see a shape they have to validate. */
+/* dispatch.c — the core's tensor operations without autograd (dispatch.h): argument checks, broadcasting,
+ * type promotion, result allocation, then the device's backend. Backends never see a shape they have to
+ * validate. src/ops/ops.c wraps each with autograd recording. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "autograd/autograd.h"
-#include "backend/backend.h"
-#include "backend/train_ops.h"
+#include "core/backend.h"
 #include "core/error.h"
+#include "core/train_ops.h"
 #include "core/half.h"
-#include "core/ops.h"
+#include "core/dispatch.h"
 
 #define SHAPE(t, buf) sf_shape_str((t), (buf), sizeof(buf))
 
@@ -36,7 +36,7 @@ sf_tensor *sf_empty(int ndim, const int64_t *shape, sf_dtype dt, sf_device dev) 
 
 sf_tensor *sf_full(int ndim, const int64_t *shape, double v, sf_dtype dt, sf_device dev) {
   sf_tensor *t = sf_tensor_new(dt, dev, ndim, shape);
-  if (t && sf_fill_(t, v)) { sf_release(t); return NULL; }
+  if (t && sf_raw_fill_(t, v)) { sf_release(t); return NULL; }
   return t;
 }
 
@@ -65,10 +65,10 @@ sf_tensor *sf_arange(double start, double end, double step, sf_dtype dt, sf_devi
   sf_tensor *d = from_host(buf, SF_F64, 1, &n, sf_cpu());
   free(buf);
   if (!d) return NULL;
-  sf_tensor *c = sf_cast(d, dt);
+  sf_tensor *c = sf_raw_cast(d, dt);
   sf_release(d);
   if (!c) return NULL;
-  sf_tensor *r = sf_to_device(c, dev);
+  sf_tensor *r = sf_raw_to_device(c, dev);
   sf_release(c);
   return r;
 }
@@ -94,12 +94,12 @@ sf_tensor *sf_rand(int ndim, const int64_t *shape, sf_dtype dt, sf_device dev) {
 
 /* ---------------- data movement ---------------- */
 
-static sf_tensor *to_device_impl(sf_tensor *t, sf_device dev) {
+sf_tensor *sf_raw_to_device(sf_tensor *t, sf_device dev) {
   sf_device src = sf_device_of(t);
   if (sf_device_eq(src, dev)) return sf_retain(t);
   const sf_backend *bs = sf_backend_for(src), *bd = sf_backend_for(dev);
   if (!bs || !bd) return NULL;
-  sf_tensor *c = sf_contiguous(t);
+  sf_tensor *c = sf_raw_contiguous(t);
   if (!c) return NULL;
   size_t n = (size_t)sf_numel(c) * sf_dtype_size(c->dtype);
   sf_tensor *out = sf_tensor_new(c->dtype, dev, c->ndim, c->shape);
@@ -121,22 +121,22 @@ static sf_tensor *to_device_impl(sf_tensor *t, sf_device dev) {
   return out;
 }
 
-static sf_tensor *cast_impl(sf_tensor *t, sf_dtype dt) {
+sf_tensor *sf_raw_cast(sf_tensor *t, sf_dtype dt) {
   if (t->dtype == dt) return sf_retain(t);
   sf_tensor *out = new_like_shape(t, dt, t->ndim, t->shape);
   if (out && sf_backend_of(t)->copy(out, t)) { sf_release(out); return NULL; }
   return out;
 }
 
-static sf_tensor *clone_impl(sf_tensor *t) {
+sf_tensor *sf_raw_clone(sf_tensor *t) {
   sf_tensor *out = new_like_shape(t, t->dtype, t->ndim, t->shape);
   if (out && sf_backend_of(t)->copy(out, t)) { sf_release(out); return NULL; }
   return out;
 }
 
-sf_tensor *sf_contiguous(sf_tensor *t) {
+sf_tensor *sf_raw_contiguous(sf_tensor *t) {
   if (sf_is_contiguous(t)) return sf_retain(t);
-  return sf_clone(t);
+  return sf_raw_clone(t);
 }
 
 /* broadcast shape of a and b (numpy rules); error shows both shapes */
@@ -156,15 +156,14 @@ static int broadcast_shape(const char *op, const sf_tensor *a, const sf_tensor *
   return 0;
 }
 
-int sf_copy_(sf_tensor *dst, sf_tensor *src) {
-  if (sf_ag_check_inplace(dst, "copy_")) return -1;
+int sf_raw_copy_(sf_tensor *dst, sf_tensor *src) {
   char bd[128], bs[128];
   int nd;
   int64_t sh[SF_MAX_DIMS];
   if (broadcast_shape("copy_", dst, src, &nd, sh)) return -1;
   if (nd != dst->ndim || memcmp(sh, dst->shape, sizeof(int64_t) * nd))
     return sf_error("copy_: source of shape %s does not broadcast to destination shape %s", SHAPE(src, bs), SHAPE(dst, bd));
-  sf_tensor *s = sf_to_device(src, sf_device_of(dst));
+  sf_tensor *s = sf_raw_to_device(src, sf_device_of(dst));
   if (!s) return -1;
   sf_tensor *e = sf_expand(s, dst->ndim, dst->shape);
   sf_release(s);
@@ -174,20 +173,19 @@ int sf_copy_(sf_tensor *dst, sf_tensor *src) {
   return rc;
 }
 
-int sf_fill_(sf_tensor *t, double v) {
-  if (sf_ag_check_inplace(t, "fill_")) return -1;
+int sf_raw_fill_(sf_tensor *t, double v) {
   const sf_backend *b = sf_backend_of(t);
   return b ? b->fill(t, v) : -1;
 }
 
-static sf_tensor *cat_impl(sf_tensor **ts, int n, int dim) {
+sf_tensor *sf_raw_cat(sf_tensor **ts, int n, int dim) {
   char b0[128], bi[128];
   if (n <= 0) { sf_error("cat: needs at least one tensor"); return NULL; }
   /* torch skips 1-D empty tensors in cat */
   sf_tensor *ref = NULL;
   for (int i = 0; i < n; i++)
     if (!(ts[i]->ndim == 1 && ts[i]->shape[0] == 0)) { ref = ts[i]; break; }
-  if (!ref) return sf_clone(ts[0]);
+  if (!ref) return sf_raw_clone(ts[0]);
   int d = sf_wrap_dim(dim, ref->ndim);
   if (d < 0) return NULL;
   if (ref->ndim == 0) { sf_error("cat: zero-dim tensors cannot be concatenated"); return NULL; }
@@ -223,27 +221,6 @@ static sf_tensor *cat_impl(sf_tensor **ts, int n, int dim) {
   return out;
 }
 
-sf_tensor *sf_stack(sf_tensor **ts, int n, int dim) {
-  char b0[128], bi[128];
-  if (n <= 0) { sf_error("stack: needs at least one tensor"); return NULL; }
-  for (int i = 1; i < n; i++)
-    if (!sf_same_shape(ts[0], ts[i])) {
-      sf_error("stack: tensor %d has shape %s but tensor 1 has %s", i + 1, SHAPE(ts[i], bi), SHAPE(ts[0], b0));
-      return NULL;
-    }
-  int d = sf_wrap_dim(dim, ts[0]->ndim + 1);
-  if (d < 0) return NULL;
-  sf_tensor **us = calloc(n, sizeof *us);
-  if (!us) { sf_error("stack: out of memory"); return NULL; }
-  sf_tensor *out = NULL;
-  int i;
-  for (i = 0; i < n; i++)
-    if (!(us[i] = sf_unsqueeze(ts[i], d))) break;
-  if (i == n) out = sf_cat(us, n, d);
-  for (int j = 0; j < n; j++) sf_release(us[j]);
-  free(us);
-  return out;
-}
 
 static double load_host(const void *p, sf_dtype dt) {
   switch (dt) {
@@ -265,7 +242,7 @@ double sf_item(sf_tensor *t) {
     sf_error("item: tensor of shape %s has %lld elements, item() needs exactly one", SHAPE(t, b), (long long)sf_numel(t));
     return NAN;
   }
-  sf_tensor *h = sf_to_device(t, sf_cpu());
+  sf_tensor *h = sf_raw_to_device(t, sf_cpu());
   if (!h) return NAN;
   double v = load_host(sf_data_ptr(h), h->dtype);
   sf_release(h);
@@ -274,16 +251,17 @@ double sf_item(sf_tensor *t) {
 
 /* ---------------- elementwise ---------------- */
 
-static bool unary_is_float_op(sf_unary_op op) {
-  switch (op) {
-  case SF_UN_NEG: case SF_UN_ABS: case SF_UN_SQUARE: case SF_UN_SIGN: case SF_UN_CLAMP: case SF_UN_ISNAN:
-  case SF_UN_LOGICAL_NOT: case SF_UN_RELU: case SF_UN_FLOOR: case SF_UN_CEIL: case SF_UN_ROUND:
-    return false;
-  default: return true;
-  }
-}
+static const struct { const char *name; bool float_result; } unary_info[] = {
+#define SF_UN_INFO(id, name, fl, m) {name, fl},
+    SF_UNARY_OPS(SF_UN_INFO)
+#undef SF_UN_INFO
+};
+_Static_assert(sizeof unary_info / sizeof unary_info[0] == SF_UN_COUNT, "one entry per unary op");
 
-static sf_tensor *unary_impl(sf_unary_op op, sf_tensor *a, double p0, double p1) {
+const char *sf_unary_op_name(sf_unary_op op) { return (unsigned)op < SF_UN_COUNT ? unary_info[op].name : "unary"; }
+bool sf_unary_op_float_result(sf_unary_op op) { return (unsigned)op < SF_UN_COUNT && unary_info[op].float_result; }
+
+sf_tensor *sf_raw_unary(sf_unary_op op, sf_tensor *a, double p0, double p1) {
   if ((unsigned)op >= SF_UN_COUNT) { sf_error("unary: invalid op %d", (int)op); return NULL; }
   const sf_backend *b = sf_backend_of(a);
   if (!b) return NULL;
@@ -294,9 +272,9 @@ static sf_tensor *unary_impl(sf_unary_op op, sf_tensor *a, double p0, double p1)
     out_dt = SF_BOOL;
   } else {
     sf_dtype dt = a->dtype;
-    if (unary_is_float_op(op) && !sf_dtype_is_float(dt)) dt = SF_F32; /* torch: exp(int) is float */
+    if (sf_unary_op_float_result(op) && !sf_dtype_is_float(dt)) dt = SF_F32; /* torch: exp(int) is float */
     if (op == SF_UN_NEG && dt == SF_BOOL) { sf_error("neg: not defined for bool tensors (use logical_not)"); return NULL; }
-    in = sf_cast(a, dt);
+    in = sf_raw_cast(a, dt);
     out_dt = dt;
   }
   if (!in) return NULL;
@@ -308,9 +286,13 @@ static sf_tensor *unary_impl(sf_unary_op op, sf_tensor *a, double p0, double p1)
 
 static bool is_compare(sf_binary_op op) { return op >= SF_BIN_EQ && op <= SF_BIN_GE; }
 
-static const char *binary_name(sf_binary_op op) {
-  static const char *n[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
-                            "logical_and", "logical_or"};
+const char *sf_binary_op_name(sf_binary_op op) {
+  static const char *const n[] = {
+#define SF_BIN_NAME(id, name) name,
+      SF_BINARY_OPS(SF_BIN_NAME)
+#undef SF_BIN_NAME
+  };
+  _Static_assert(sizeof n / sizeof n[0] == SF_BIN_COUNT, "one name per binary op");
   return (unsigned)op < SF_BIN_COUNT ? n[op] : "binary";
 }
 
@@ -325,7 +307,7 @@ static void binary_dtypes(sf_binary_op op, sf_dtype ta, sf_dtype tb, sf_dtype *c
 
 static sf_tensor *binary_into(sf_binary_op op, sf_tensor *out, sf_tensor *a, sf_tensor *b, sf_dtype compute) {
   const sf_backend *be = sf_backend_of(out);
-  sf_tensor *ca = sf_cast(a, compute), *cb = ca ? sf_cast(b, compute) : NULL;
+  sf_tensor *ca = sf_raw_cast(a, compute), *cb = ca ? sf_raw_cast(b, compute) : NULL;
   sf_tensor *ea = cb ? sf_expand(ca, out->ndim, out->shape) : NULL;
   sf_tensor *eb = ea ? sf_expand(cb, out->ndim, out->shape) : NULL;
   int rc = eb ? be->binary(op, out, ea, eb) : -1;
@@ -333,12 +315,12 @@ static sf_tensor *binary_into(sf_binary_op op, sf_tensor *out, sf_tensor *a, sf_
   return rc ? NULL : out;
 }
 
-static sf_tensor *binary_impl(sf_binary_op op, sf_tensor *a, sf_tensor *b) {
+sf_tensor *sf_raw_binary(sf_binary_op op, sf_tensor *a, sf_tensor *b) {
   if ((unsigned)op >= SF_BIN_COUNT) { sf_error("binary: invalid op %d", (int)op); return NULL; }
-  if (!same_device(binary_name(op), a, b)) return NULL;
+  if (!same_device(sf_binary_op_name(op), a, b)) return NULL;
   int nd;
   int64_t sh[SF_MAX_DIMS];
-  if (broadcast_shape(binary_name(op), a, b, &nd, sh)) return NULL;
+  if (broadcast_shape(sf_binary_op_name(op), a, b, &nd, sh)) return NULL;
   sf_dtype compute, result;
   binary_dtypes(op, a->dtype, b->dtype, &compute, &result);
   sf_tensor *out = new_like_shape(a, result, nd, sh);
@@ -347,24 +329,23 @@ static sf_tensor *binary_impl(sf_binary_op op, sf_tensor *a, sf_tensor *b) {
   return out;
 }
 
-int sf_binary_(sf_binary_op op, sf_tensor *a, sf_tensor *b) {
-  if (sf_ag_check_inplace(a, binary_name(op))) return -1;
+int sf_raw_binary_(sf_binary_op op, sf_tensor *a, sf_tensor *b) {
   char ba[128], bb[128];
-  if (!same_device(binary_name(op), a, b)) return -1;
+  if (!same_device(sf_binary_op_name(op), a, b)) return -1;
   int nd;
   int64_t sh[SF_MAX_DIMS];
-  if (broadcast_shape(binary_name(op), a, b, &nd, sh)) return -1;
+  if (broadcast_shape(sf_binary_op_name(op), a, b, &nd, sh)) return -1;
   if (nd != a->ndim || memcmp(sh, a->shape, sizeof(int64_t) * nd))
     return sf_error("%s_: in-place result of shape %s would not fit the destination %s (other operand %s)",
-                    binary_name(op), "(broadcast)", SHAPE(a, ba), SHAPE(b, bb));
+                    sf_binary_op_name(op), "(broadcast)", SHAPE(a, ba), SHAPE(b, bb));
   sf_dtype compute, result;
   binary_dtypes(op, a->dtype, b->dtype, &compute, &result);
   if (result != a->dtype && !(sf_dtype_is_float(a->dtype) && sf_dtype_is_float(result)))
-    return sf_error("%s_: result dtype %s cannot be stored in a %s tensor in place", binary_name(op),
+    return sf_error("%s_: result dtype %s cannot be stored in a %s tensor in place", sf_binary_op_name(op),
                     sf_dtype_name(result), sf_dtype_name(a->dtype));
   if (compute == a->dtype) return binary_into(op, a, a, b, compute) ? 0 : -1;
   /* e.g. bf16 += f32: compute in the promoted dtype, round back into a */
-  sf_tensor *tmp = sf_binary(op, a, b);
+  sf_tensor *tmp = sf_raw_binary(op, a, b);
   if (!tmp) return -1;
   int rc = sf_backend_of(a)->copy(a, tmp);
   sf_release(tmp);
@@ -380,12 +361,12 @@ static sf_dtype scalar_compute_dtype(sf_binary_op op, sf_dtype ta, double s) {
   return c;
 }
 
-static sf_tensor *binary_scalar_impl(sf_binary_op op, sf_tensor *a, double s, bool scalar_first) {
+sf_tensor *sf_raw_binary_scalar(sf_binary_op op, sf_tensor *a, double s, bool scalar_first) {
   if ((unsigned)op >= SF_BIN_COUNT) { sf_error("binary: invalid op %d", (int)op); return NULL; }
   const sf_backend *be = sf_backend_of(a);
   if (!be) return NULL;
   sf_dtype c = scalar_compute_dtype(op, a->dtype, s);
-  sf_tensor *ca = sf_cast(a, c);
+  sf_tensor *ca = sf_raw_cast(a, c);
   if (!ca) return NULL;
   sf_tensor *out = new_like_shape(a, is_compare(op) ? SF_BOOL : c, a->ndim, a->shape);
   if (out && be->binary_scalar(op, out, ca, s, scalar_first)) { sf_release(out); out = NULL; }
@@ -393,16 +374,15 @@ static sf_tensor *binary_scalar_impl(sf_binary_op op, sf_tensor *a, double s, bo
   return out;
 }
 
-int sf_binary_scalar_(sf_binary_op op, sf_tensor *a, double s) {
-  if (sf_ag_check_inplace(a, binary_name(op))) return -1;
-  if (is_compare(op)) return sf_error("%s_: comparisons cannot run in place", binary_name(op));
+int sf_raw_binary_scalar_(sf_binary_op op, sf_tensor *a, double s) {
+  if (is_compare(op)) return sf_error("%s_: comparisons cannot run in place", sf_binary_op_name(op));
   sf_dtype c = scalar_compute_dtype(op, a->dtype, s);
   if (c != a->dtype && !sf_dtype_is_float(a->dtype))
-    return sf_error("%s_: a %s tensor cannot hold the result with %g in place", binary_name(op), sf_dtype_name(a->dtype), s);
+    return sf_error("%s_: a %s tensor cannot hold the result with %g in place", sf_binary_op_name(op), sf_dtype_name(a->dtype), s);
   return sf_backend_of(a)->binary_scalar(op, a, a, s, false);
 }
 
-static sf_tensor *where_impl(sf_tensor *cond, sf_tensor *a, sf_tensor *b) {
+sf_tensor *sf_raw_where(sf_tensor *cond, sf_tensor *a, sf_tensor *b) {
   if (!same_device("where", cond, a) || !same_device("where", a, b)) return NULL;
   int n1, n2;
   int64_t s1[SF_MAX_DIMS], s2[SF_MAX_DIMS];
@@ -415,7 +395,7 @@ static sf_tensor *where_impl(sf_tensor *cond, sf_tensor *a, sf_tensor *b) {
   sf_dtype dt = sf_promote(a->dtype, b->dtype);
   sf_tensor *out = new_like_shape(a, dt, n2, s2);
   if (!out) return NULL;
-  sf_tensor *cc = sf_cast(cond, SF_BOOL), *ca = sf_cast(a, dt), *cb = sf_cast(b, dt);
+  sf_tensor *cc = sf_raw_cast(cond, SF_BOOL), *ca = sf_raw_cast(a, dt), *cb = sf_raw_cast(b, dt);
   sf_tensor *ec = cc ? sf_expand(cc, n2, s2) : NULL, *ea = ca ? sf_expand(ca, n2, s2) : NULL,
             *eb = cb ? sf_expand(cb, n2, s2) : NULL;
   rc = (ec && ea && eb) ? sf_backend_of(out)->where(out, ec, ea, eb) : -1;
@@ -426,12 +406,17 @@ static sf_tensor *where_impl(sf_tensor *cond, sf_tensor *a, sf_tensor *b) {
 
 /* ---------------- reductions ---------------- */
 
-static const char *reduce_name(sf_reduce_op op) {
-  static const char *n[] = {"sum", "mean", "max", "min", "std", "norm", "argmax", "argmin", "prod"};
+const char *sf_reduce_op_name(sf_reduce_op op) {
+  static const char *const n[] = {
+#define SF_RED_NAME(id, name) name,
+      SF_REDUCE_OPS(SF_RED_NAME)
+#undef SF_RED_NAME
+  };
+  _Static_assert(sizeof n / sizeof n[0] == SF_RED_COUNT, "one name per reduction");
   return (unsigned)op < SF_RED_COUNT ? n[op] : "reduce";
 }
 
-static sf_tensor *reduce_impl(sf_reduce_op op, sf_tensor *a, int dim, bool keepdim) {
+sf_tensor *sf_raw_reduce(sf_reduce_op op, sf_tensor *a, int dim, bool keepdim) {
   char b[128];
   if ((unsigned)op >= SF_RED_COUNT) { sf_error("reduce: invalid op %d", (int)op); return NULL; }
   const sf_backend *be = sf_backend_of(a);
@@ -440,7 +425,7 @@ static sf_tensor *reduce_impl(sf_reduce_op op, sf_tensor *a, int dim, bool keepd
   int d;
   if (dim == SF_ALL_DIMS || a->ndim == 0) {
     int64_t n = sf_numel(a);
-    src = sf_reshape(a, 1, &n);
+    src = sf_raw_reshape(a, 1, &n);
     d = 0;
   } else {
     d = sf_wrap_dim(dim, a->ndim);
@@ -449,7 +434,7 @@ static sf_tensor *reduce_impl(sf_reduce_op op, sf_tensor *a, int dim, bool keepd
   }
   if (!src) return NULL;
   if (src->shape[d] == 0 && (op == SF_RED_MAX || op == SF_RED_MIN || op == SF_RED_ARGMAX || op == SF_RED_ARGMIN)) {
-    sf_error("%s: cannot reduce over an empty dim %d of shape %s", reduce_name(op), d + 1, SHAPE(a, b));
+    sf_error("%s: cannot reduce over an empty dim %d of shape %s", sf_reduce_op_name(op), d + 1, SHAPE(a, b));
     sf_release(src);
     return NULL;
   }
@@ -458,7 +443,7 @@ static sf_tensor *reduce_impl(sf_reduce_op op, sf_tensor *a, int dim, bool keepd
   if (needs_float && !sf_dtype_is_float(in_dt)) in_dt = out_dt = SF_F32;
   if ((op == SF_RED_SUM || op == SF_RED_PROD) && !sf_dtype_is_float(in_dt)) out_dt = SF_I64;
   if (op == SF_RED_ARGMAX || op == SF_RED_ARGMIN) out_dt = SF_I64;
-  sf_tensor *cin = sf_cast(src, in_dt);
+  sf_tensor *cin = sf_raw_cast(src, in_dt);
   sf_release(src);
   if (!cin) return NULL;
   int64_t sh[SF_MAX_DIMS];
@@ -484,12 +469,12 @@ static sf_tensor *reduce_impl(sf_reduce_op op, sf_tensor *a, int dim, bool keepd
   return r;
 }
 
-static sf_tensor *softmax_impl(sf_tensor *a, int dim, bool log) {
+sf_tensor *sf_raw_softmax(sf_tensor *a, int dim, bool log) {
   const sf_backend *be = sf_backend_of(a);
   if (!be) return NULL;
   int d = sf_wrap_dim(dim, a->ndim);
   if (d < 0) return NULL;
-  sf_tensor *in = sf_cast(a, sf_dtype_is_float(a->dtype) ? a->dtype : SF_F32);
+  sf_tensor *in = sf_raw_cast(a, sf_dtype_is_float(a->dtype) ? a->dtype : SF_F32);
   if (!in) return NULL;
   if (in->ndim == 0) { /* softmax of a scalar is 1 (log: 0) */
     sf_tensor *o = sf_full(0, NULL, log ? 0.0 : 1.0, in->dtype, sf_device_of(in));
@@ -565,8 +550,8 @@ static sf_tensor *matmul_into(sf_tensor *a, sf_tensor *b, sf_dtype out_dt) {
   if (nbat + 2 > SF_MAX_DIMS) { sf_error("matmul: too many dims"); goto done; }
   int64_t esh[SF_MAX_DIMS];
   if (nbat > 0) memcpy(esh, bsh, sizeof(int64_t) * nbat);
-  Ac = sf_cast(A, dt);
-  Bc = Ac ? sf_cast(B, dt) : NULL;
+  Ac = sf_raw_cast(A, dt);
+  Bc = Ac ? sf_raw_cast(B, dt) : NULL;
   if (!Bc) goto done;
   esh[nbat] = M; esh[nbat + 1] = K;
   sf_tensor *Ae = sf_expand(Ac, nbat + 2, esh);
@@ -580,7 +565,7 @@ static sf_tensor *matmul_into(sf_tensor *a, sf_tensor *b, sf_dtype out_dt) {
     sf_tensor **T = pass ? &Bc : &Ac;
     int64_t *s = pass ? &sB : &sA;
     if (!batch_stride(*T, nbat, s) || !inner_ok(*T)) {
-      sf_tensor *c = sf_contiguous(*T);
+      sf_tensor *c = sf_raw_contiguous(*T);
       sf_release(*T);
       *T = c;
       if (!c) goto done;
@@ -607,7 +592,7 @@ done:
   return out;
 }
 
-static sf_tensor *linear_impl(sf_tensor *x, sf_tensor *w, sf_tensor *bias) {
+sf_tensor *sf_raw_linear(sf_tensor *x, sf_tensor *w, sf_tensor *bias) {
   char bx[128], bw[128];
   if (w->ndim != 2) { sf_error("linear: weight must be 2-D [out, in], got %s", SHAPE(w, bw)); return NULL; }
   if (x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1]) {
@@ -624,9 +609,9 @@ static sf_tensor *linear_impl(sf_tensor *x, sf_tensor *w, sf_tensor *bias) {
   if (bias && (dt == SF_BF16 || dt == SF_F16) && bias->dtype == dt) {
     /* low precision: accumulate and add the bias in f32 and round once, as cuBLASLt's bias epilogue and
      * oneDNN do (a separate low-precision bias add would round twice) */
-    sf_tensor *y32 = matmul_into(x, wt, SF_F32), *b32 = y32 ? sf_cast(bias, SF_F32) : NULL, *y = NULL;
+    sf_tensor *y32 = matmul_into(x, wt, SF_F32), *b32 = y32 ? sf_raw_cast(bias, SF_F32) : NULL, *y = NULL;
     sf_release(wt);
-    if (b32 && !sf_binary_(SF_BIN_ADD, y32, b32)) y = sf_cast(y32, dt);
+    if (b32 && !sf_raw_binary_(SF_BIN_ADD, y32, b32)) y = sf_raw_cast(y32, dt);
     sf_release(y32), sf_release(b32);
     return y;
   }
@@ -639,7 +624,7 @@ static sf_tensor *linear_impl(sf_tensor *x, sf_tensor *w, sf_tensor *bias) {
     memcpy(ysh, x->shape, sizeof(int64_t) * (size_t)x->ndim);
     ysh[x->ndim - 1] = w->shape[0];
     sf_tensor *y = sf_empty(x->ndim, ysh, dt, sf_device_of(x));
-    sf_tensor *x2 = y && !sf_copy_(y, bias) ? sf_reshape(x, 2, x2s) : NULL, *y2 = x2 ? sf_reshape(y, 2, y2s) : NULL;
+    sf_tensor *x2 = y && !sf_raw_copy_(y, bias) ? sf_raw_reshape(x, 2, x2s) : NULL, *y2 = x2 ? sf_raw_reshape(y, 2, y2s) : NULL;
     int rc = !y2 ? -1 : sf_backend_supports(be, SF_CAP_MATMUL_ACC, 0, y2, x2, wt) ? be->train->matmul_acc(y2, x2, wt) : 1;
     sf_release(x2), sf_release(y2);
     if (rc == 0) { sf_release(wt); return y; }
@@ -649,69 +634,8 @@ static sf_tensor *linear_impl(sf_tensor *x, sf_tensor *w, sf_tensor *bias) {
   sf_tensor *y = matmul_into(x, wt, SF_NDTYPES);
   sf_release(wt);
   if (!y || !bias) return y;
-  if (sf_binary_(SF_BIN_ADD, y, bias)) { sf_release(y); return NULL; }
+  if (sf_raw_binary_(SF_BIN_ADD, y, bias)) { sf_release(y); return NULL; }
   return y;
 }
 
-/* ---------------- autograd: the public differentiable ops ----------------
- * Each runs its implementation with grad mode off (internal casts/views/copies of the inputs must not
- * record) and then records one node (src/autograd/ag_ops.c) when an input requires grad. */
-
-#define SF_AG_RUN(impl_call) sf_ag_resume(sf__g, (impl_call))
-#define SF_AG_OFF bool sf__g = sf_set_grad_enabled(false)
-
-sf_tensor *sf_to_device(sf_tensor *t, sf_device dev) { SF_AG_OFF; return sf_ag_cast(SF_AG_RUN(to_device_impl(t, dev)), t); }
-sf_tensor *sf_cast(sf_tensor *t, sf_dtype dt) { SF_AG_OFF; return sf_ag_cast(SF_AG_RUN(cast_impl(t, dt)), t); }
-sf_tensor *sf_clone(sf_tensor *t) { SF_AG_OFF; return sf_ag_identity(SF_AG_RUN(clone_impl(t)), t); }
-sf_tensor *sf_cat(sf_tensor **ts, int n, int dim) { SF_AG_OFF; return sf_ag_cat(SF_AG_RUN(cat_impl(ts, n, dim)), ts, n, dim); }
-sf_tensor *sf_unary(sf_unary_op op, sf_tensor *a, double p0, double p1) {
-  SF_AG_OFF; return sf_ag_unary(SF_AG_RUN(unary_impl(op, a, p0, p1)), op, a, p0, p1);
-}
-sf_tensor *sf_binary(sf_binary_op op, sf_tensor *a, sf_tensor *b) {
-  SF_AG_OFF; return sf_ag_binary(SF_AG_RUN(binary_impl(op, a, b)), op, a, b);
-}
-sf_tensor *sf_binary_scalar(sf_binary_op op, sf_tensor *a, double s, bool scalar_first) {
-  SF_AG_OFF; return sf_ag_binary_scalar(SF_AG_RUN(binary_scalar_impl(op, a, s, scalar_first)), op, a, s, scalar_first);
-}
-sf_tensor *sf_where(sf_tensor *cond, sf_tensor *a, sf_tensor *b) {
-  SF_AG_OFF; return sf_ag_where(SF_AG_RUN(where_impl(cond, a, b)), cond, a, b);
-}
-sf_tensor *sf_reduce(sf_reduce_op op, sf_tensor *a, int dim, bool keepdim) {
-  SF_AG_OFF; return sf_ag_reduce(SF_AG_RUN(reduce_impl(op, a, dim, keepdim)), op, a, dim, keepdim);
-}
-sf_tensor *sf_softmax(sf_tensor *a, int dim) { SF_AG_OFF; return sf_ag_softmax(SF_AG_RUN(softmax_impl(a, dim, false)), a, dim, false); }
-sf_tensor *sf_log_softmax(sf_tensor *a, int dim) { SF_AG_OFF; return sf_ag_softmax(SF_AG_RUN(softmax_impl(a, dim, true)), a, dim, true); }
-sf_tensor *sf_matmul(sf_tensor *a, sf_tensor *b) { SF_AG_OFF; return sf_ag_matmul(SF_AG_RUN(matmul_into(a, b, SF_NDTYPES)), a, b); }
-sf_tensor *sf_linear(sf_tensor *x, sf_tensor *w, sf_tensor *b) { SF_AG_OFF; return sf_ag_linear(SF_AG_RUN(linear_impl(x, w, b)), x, w, b); }
-
-/* ---------------- comparison helpers ---------------- */
-
-double sf_max_abs_diff(sf_tensor *a, sf_tensor *b) {
-  sf_tensor *fa = sf_cast(a, SF_F64), *fb = fa ? sf_cast(b, SF_F64) : NULL;
-  sf_tensor *d = fb ? sf_binary(SF_BIN_SUB, fa, fb) : NULL;
-  sf_tensor *ad = d ? sf_unary(SF_UN_ABS, d, 0, 0) : NULL;
-  sf_tensor *m = ad ? sf_reduce(SF_RED_MAX, ad, SF_ALL_DIMS, false) : NULL;
-  double r = m ? sf_item(m) : -1;
-  if (ad && sf_numel(ad) == 0) r = 0;
-  sf_release(fa); sf_release(fb); sf_release(d); sf_release(ad); sf_release(m);
-  return r;
-}
-
-int sf_allclose(sf_tensor *a, sf_tensor *b, double rtol, double atol, bool *out) {
-  /* |a - b| <= atol + rtol * |b|, elementwise, as torch.allclose (NaN never close) */
-  sf_tensor *fa = sf_cast(a, SF_F64), *fb = fa ? sf_cast(b, SF_F64) : NULL;
-  sf_tensor *d = fb ? sf_binary(SF_BIN_SUB, fa, fb) : NULL;
-  sf_tensor *ad = d ? sf_unary(SF_UN_ABS, d, 0, 0) : NULL;
-  sf_tensor *ab = ad ? sf_unary(SF_UN_ABS, fb, 0, 0) : NULL;
-  sf_tensor *tol = ab ? sf_binary_scalar(SF_BIN_MUL, ab, rtol, false) : NULL;
-  int rc = -1;
-  if (tol && !sf_binary_scalar_(SF_BIN_ADD, tol, atol)) {
-    sf_tensor *ok = sf_binary(SF_BIN_LE, ad, tol);
-    sf_tensor *bad = ok ? sf_unary(SF_UN_LOGICAL_NOT, ok, 0, 0) : NULL;
-    sf_tensor *cnt = bad ? sf_reduce(SF_RED_SUM, bad, SF_ALL_DIMS, false) : NULL;
-    if (cnt) { *out = sf_item(cnt) == 0; rc = 0; }
-    sf_release(ok); sf_release(bad); sf_release(cnt);
-  }
-  sf_release(fa); sf_release(fb); sf_release(d); sf_release(ad); sf_release(ab); sf_release(tol);
-  return rc;
-}
+sf_tensor *sf_raw_matmul(sf_tensor *a, sf_tensor *b) { return matmul_into(a, b, SF_NDTYPES); }
