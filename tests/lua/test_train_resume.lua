@@ -165,7 +165,8 @@ T.case("a piped run prints one line per step and one per checkpoint", function()
   f:write(string.format([[
     local TINY = {dim = 32, ffn_dim = 48, num_heads = 2, num_layers = 1, in_dim = 16, out_dim = 16, text_dim = 8, text_len = 4, freq_dim = 16}
     return {config = {seed = 1, logdir = %q, log_iters = 2, dfake_gen_update_ratio = 2, num_training_frames = 3,
-                      image_or_video_shape = {1, 3, 16, 2, 4}, denoising_step_list = {1000, 500}},
+                      image_or_video_shape = {1, 3, 16, 2, 4}, denoising_step_list = {1000, 500}, guidance_scale = 3.0,
+                      num_frame_per_block = 3},
             parts = function()
               sfwb.manual_seed(1)
               return {generator = sfwb.wan.new(TINY, {causal = true, num_frame_per_block = 3}),
