@@ -43,6 +43,11 @@ function M.main(argv)
   if o.logdir ~= "" then cfg.logdir = o.logdir end
   if o.no_save then cfg.no_save = true end
   if o.wan_models_dir then cfg.wan_models_dir = o.wan_models_dir end
+  -- a config naming another objective is refused, never trained as DMD
+  if cfg.trainer ~= nil and sfwb.train.objective(cfg) ~= "dmd" then
+    error(string.format("%s names trainer: %s%s, not DMD: run recipes/train.lua", o.config_path, tostring(cfg.trainer),
+                        cfg.distribution_loss and (" / distribution_loss: " .. tostring(cfg.distribution_loss)) or ""), 0)
+  end
   -- the output folder before any model is loaded: a bad --logdir fails at once
   if cfg.logdir and cfg.logdir ~= "" then C.output_dir(cfg.logdir, "--logdir") end
   local tr = sfwb.train.dmd(cfg)

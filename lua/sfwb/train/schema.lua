@@ -48,9 +48,11 @@ function M.of(extra)
   return s
 end
 
--- the DMD trainer's own keys
+-- the DMD trainer's own keys (SiD and CausVid build on it: sfwb.train.new dispatches on these two keys)
 M.dmd = M.of({
-  distribution_loss = {type = "string", values = {"dmd"}, why = "sfwb.train.dmd trains DMD; sfwb.train.new dispatches on the trainer"},
+  distribution_loss = {type = "string", values = {"dmd", "sid", "causvid"},
+                       why = "the score-distillation objectives sfwb has; sfwb.train.new dispatches on it"},
+  sid_alpha = "number", noise_augmentation_max_timestep = "integer", teacher_forcing = "boolean",
   trainer = {type = "string", values = {"score_distillation"}, why = "sfwb.train.dmd is the score_distillation trainer"},
   dfake_gen_update_ratio = "integer", guidance_scale = "number", real_guidance_scale = "number",
   fake_guidance_scale = "number", ts_schedule = "boolean", ts_schedule_max = "boolean", min_score_timestep = "integer",
