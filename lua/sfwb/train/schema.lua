@@ -35,7 +35,7 @@ M.common = {
   context_noise = "number", num_training_frames = "integer", min_num_training_frames = "integer",
   slice_last_frames = "integer",
   model_kwargs = {type = "map", keys = {timestep_shift = "number", local_attn_size = "integer", sink_size = "integer"}},
-  i2v = {type = "boolean", refuse = {[true] = "image-to-video training needs image-conditioned data, which the trainers do not load"}},
+  i2v = "boolean", -- DMD and SiD train I2V (sfwb.train.i2v); the trainers without it refuse it themselves
   load_raw_video = {type = "boolean", refuse = {[true] = "training on raw videos (VAE-encoded on the fly) is not implemented; use an LMDB of latents"}},
   discriminator_lr_multiplier = "number",
 }
