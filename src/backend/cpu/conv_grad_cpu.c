@@ -123,6 +123,8 @@ sf_tensor *sf_conv_f64_cpu(int nd, sf_tensor *x, sf_tensor *w, sf_tensor *b, con
     goto done;
   }
   weights_by_tap(&d, sf_data_ptr(wc), wr, 1);
+  const int blas_threads = openblas_get_num_threads();
+  openblas_set_num_threads(1);
   const double *xs = sf_data_ptr(xc), *bs = bc ? sf_data_ptr(bc) : NULL;
   double *os = sf_data_ptr(out);
   for (int64_t n = 0; n < d.N; n++)
@@ -140,6 +142,7 @@ sf_tensor *sf_conv_f64_cpu(int nd, sf_tensor *x, sf_tensor *w, sf_tensor *b, con
         for (int64_t co = 0; co < d.cout; co++)
           for (int64_t p = 0; p < P; p++) o[co * d.To * P + p] += bs[co];
     }
+  openblas_set_num_threads(blas_threads);
 done:
   free(wr), free(col);
   sf_release(xc), sf_release(wc), sf_release(bc);
@@ -176,26 +179,37 @@ int sf_conv_backward_cpu(int nd, sf_tensor *x, sf_tensor *w, sf_tensor *gout, co
     goto done;
   }
   weights_by_tap(&d, sf_data_ptr(wc), wr, 1);
+  /* small GEMMs (M = cout or K = cout): OpenBLAS's own threads cost far more than they bring, and on a
+   * shared machine their spin-waits made a tiny VAE's backward 40x slower; one thread here */
+  const int blas_threads = openblas_get_num_threads();
+  openblas_set_num_threads(1);
   const double *xs = sf_data_ptr(xc), *gs = sf_data_ptr(gc);
   double *gxs = gx64 ? sf_data_ptr(gx64) : NULL;
+  /* per input frame: unrolled once for every tap that reads it, and its column gradient summed over
+   * those taps before one fold back */
   for (int64_t n = 0; n < d.N; n++)
-    for (int64_t to = 0; to < d.To; to++) {
-      const double *g = gs + n * d.cout * d.To * P + to * P; /* [cout] rows, To * P apart */
+    for (int64_t ti = 0; ti < d.T; ti++) {
+      int have_col = 0, have_gcol = 0;
       for (int64_t dt = 0; dt < d.kt; dt++) {
-        int64_t ti = to * d.st + dt - d.pt;
-        if (ti < 0 || ti >= d.T) continue;
+        int64_t num = ti + d.pt - dt;
+        if (num < 0 || num % d.st) continue;
+        int64_t to = num / d.st;
+        if (to >= d.To) continue;
+        const double *g = gs + n * d.cout * d.To * P + to * P; /* [cout] rows, To * P apart */
         if (gwr) { /* dW_dt += G [cout, P] @ col^T [P, K2] */
-          im2col(&d, xs + n * d.cin * d.T * d.H * d.W, ti, col);
+          if (!have_col) im2col(&d, xs + n * d.cin * d.T * d.H * d.W, ti, col), have_col = 1;
           cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d.cout, (int)K2, (int)P, 1.0, g, (int)(d.To * P), col,
                       (int)P, 1.0, gwr + dt * d.cout * K2, (int)K2);
         }
-        if (gxs) { /* dcol = W_dt^T [K2, cout] @ G [cout, P], folded back into frame ti */
+        if (gxs) { /* dcol += W_dt^T [K2, cout] @ G [cout, P] */
           cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K2, (int)P, (int)d.cout, 1.0, wr + dt * d.cout * K2,
-                      (int)K2, g, (int)(d.To * P), 0.0, gcol, (int)P);
-          col2im_add(&d, gcol, ti, gxs + n * d.cin * d.T * d.H * d.W);
+                      (int)K2, g, (int)(d.To * P), have_gcol ? 1.0 : 0.0, gcol, (int)P);
+          have_gcol = 1;
         }
       }
+      if (have_gcol) col2im_add(&d, gcol, ti, gxs + n * d.cin * d.T * d.H * d.W);
     }
+  openblas_set_num_threads(blas_threads);
   if (gx) {
     *gx = sf_cast(gx64, gdt);
     if (!*gx) goto done;
