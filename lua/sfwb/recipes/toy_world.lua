@@ -226,7 +226,7 @@ function S.latents(ctx)
   local vae = sfwb.vae.load(ctx.out .. "/checkpoints/vae/Wan2.1_VAE.pth")
   local scenes = json.read(ctx.out .. "/data/scenes.json").scenes
   local path = ctx.out .. "/data/latents_lmdb"
-  os.execute("rm -rf '" .. path:gsub("'", "'\\''") .. "'")
+  if C.exists(path) then sfwb.fs.rmtree(path) end
   local w = sfwb.data.lmdb_writer(path, {shards = 1})
   for i, scene in ipairs(scenes) do
     local v = W.render(scene, {frames = p.train_frames}):permute({2, 1, 3, 4}):unsqueeze(1)
