@@ -273,7 +273,7 @@ static void run_case(const char *cs) {
   run_case_on(cs, dir, sf_cpu());
   if (g_emu) {
     sf_device e;
-    sf_device_parse("emu:0", &e);
+    sf_device_parse(sf_test_device_name(), &e);
     run_case_on(cs, dir, e);
   }
 }
@@ -408,7 +408,7 @@ static void capture_tokens_match_frames(void) {
   tokens_match_frames_on(sf_cpu());
   if (g_emu) {
     sf_device e;
-    sf_device_parse("emu:0", &e);
+    sf_device_parse(sf_test_device_name(), &e);
     tokens_match_frames_on(e);
   }
 }
@@ -416,9 +416,8 @@ static void capture_tokens_match_frames(void) {
 int main(int argc, char **argv) {
   sf_backends_init();
   sf_device e;
-  g_emu = sf_device_parse("emu:0", &e) == 0 && sf_backend_for(e) != NULL;
-  sf_clear_error();
-  printf("devices: cpu%s\n", g_emu ? " emu:0" : "");
+  g_emu = sf_test_device(&e) == 0; /* emu:0, or $SFWB_TEST_DEVICE */
+  printf("devices: cpu%s%s\n", g_emu ? " " : "", g_emu ? sf_test_device_name() : "");
   if (argc > 1 && !strcmp(argv[1], "tokens")) {
     RUN(capture_tokens_match_frames);
     TEST_DONE();
