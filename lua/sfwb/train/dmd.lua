@@ -45,7 +45,7 @@ local function load_parts(cfg, parts)
   end
   local p = {}
   p.generator = parts.generator or load(gen_name, {
-    causal = causal, num_frame_per_block = get(cfg, "num_frame_per_block", 3),
+    causal = causal, num_frame_per_block = get(cfg, "num_frame_per_block", 1),
     independent_first_frame = get(cfg, "independent_first_frame", false),
     local_attn_size = get(mk, "local_attn_size", -1), sink_size = get(mk, "sink_size", 0)})
   if not parts.generator and get(cfg, "generator_ckpt", nil) then
@@ -106,7 +106,8 @@ function M.new(cfg, parts)
 
   local p = load_parts(cfg, parts)
   local mk = get(cfg, "model_kwargs", {})
-  local gen_shift = get(mk, "timestep_shift", get(cfg, "timestep_shift", 5.0))
+  -- the generator wrapper's grid: model_kwargs.timestep_shift, else WanDiffusionWrapper's default 8.0
+  local gen_shift = get(mk, "timestep_shift", 8.0)
   -- the score wrappers are built without timestep_shift in the original, so they use the default 8.0
   local score_shift = get(cfg, "score_timestep_shift", 8.0)
   local ckpt = get(cfg, "gradient_checkpointing", false) -- on G and F, as the original DMD
@@ -159,7 +160,7 @@ function M.new(cfg, parts)
   local shape = get(cfg, "image_or_video_shape", {1, 21, 16, 60, 104})
   self.latent_shape = {shape[1], shape[2], shape[3], shape[4], shape[5]}
   self.rollout_opts = {
-    generator = self.G, steps = steps, nfpb = get(cfg, "num_frame_per_block", 3),
+    generator = self.G, steps = steps, nfpb = get(cfg, "num_frame_per_block", 1), -- DMD's default 1
     independent_first_frame = get(cfg, "independent_first_frame", false),
     same_step_across_blocks = get(cfg, "same_step_across_blocks", true),
     last_step_only = get(cfg, "last_step_only", false), context_noise = get(cfg, "context_noise", 0),
@@ -168,6 +169,28 @@ function M.new(cfg, parts)
     grad_window = get(cfg, "slice_last_frames", 21),
     dtype = get(cfg, "dtype", "f32"), device = get(cfg, "device", "cpu"), dist = self.dist,
   }
+  -- model/dmd.py's hyperparameters, with its defaults where the config has no key
+  self.num_train_timestep = get(cfg, "num_train_timestep", 1000)
+  self.timestep_shift = get(cfg, "timestep_shift", 1.0)     -- the score timesteps' shift (dmd.py default 1.0)
+  self.ts_schedule = get(cfg, "ts_schedule", true)
+  self.ts_schedule_max = get(cfg, "ts_schedule_max", false)
+  self.min_score_timestep = get(cfg, "min_score_timestep", 0)
+  if get(cfg, "real_guidance_scale", nil) ~= nil then
+    -- as the original: both keys are read together
+    self.real_guidance_scale = cfg.real_guidance_scale
+    self.fake_guidance_scale = get(cfg, "fake_guidance_scale", nil)
+    if self.fake_guidance_scale == nil then
+      error("train.dmd: the config sets real_guidance_scale but not fake_guidance_scale (model/dmd.py reads both)", 2)
+    end
+  else
+    self.real_guidance_scale = get(cfg, "guidance_scale", nil)
+    if self.real_guidance_scale == nil then
+      error("train.dmd: the config sets neither guidance_scale nor real_guidance_scale (model/dmd.py needs one)", 2)
+    end
+    self.fake_guidance_scale = 0.0 -- the original ignores fake_guidance_scale without real_guidance_scale
+  end
+  -- every random draw of the trainer goes through tr.rng (replaceable: replay, parity runs)
+  self.rng = {randn = Rollout.default_rng.randn, randint = Rollout.default_rng.randint}
   self.log = {}
   return self
 end
@@ -188,18 +211,20 @@ function Trainer:negative(B)
   return self._neg
 end
 
--- score timesteps as model/dmd.py: integer uniform in [lo, hi), shifted, clamped to [2%, 98%] of the range
+-- score timesteps as model/dmd.py (_get_timestep with uniform_timestep): one integer per sample drawn
+-- through tr.rng as randint(lo, hi, {B, 1}), shifted when timestep_shift > 1 (default 1.0: no shift),
+-- clamped to [2%, 98%] of num_train_timestep, repeated over F frames. `draws` (a list of B integers)
+-- replaces the draw (tests).
 function Trainer:score_timesteps(B, F, t_from, t_to, draws)
-  local cfg = self.cfg
-  local ntt = get(cfg, "num_train_timestep", 1000)
-  local ts_sched = get(cfg, "ts_schedule", true)   -- the original defaults this to true when the key is absent
-  local lo = (ts_sched and t_to) or get(cfg, "min_score_timestep", 0)
-  local hi = (get(cfg, "ts_schedule_max", false) and t_from) or ntt
-  local shift = get(cfg, "timestep_shift", 5.0)
+  local ntt = self.num_train_timestep
+  local lo = (self.ts_schedule and t_to ~= nil) and t_to or self.min_score_timestep
+  local hi = (self.ts_schedule_max and t_from ~= nil) and t_from or ntt
+  draws = draws or Rollout.ints(self.rng, lo, hi, {B, 1})
+  local shift = self.timestep_shift
   local min_step, max_step = math.floor(0.02 * ntt), math.floor(0.98 * ntt)
   local vals = {}
   for b = 1, B do
-    local t = draws and draws[b] or Rollout.randint(lo, hi)
+    local t = draws[b]
     if shift > 1 then t = shift * (t / 1000) / (1 + (shift - 1) * t / 1000) * 1000 end
     t = math.max(min_step, math.min(max_step, t))
     vals[b] = t
@@ -213,18 +238,25 @@ local function add_noise(sched, x, n, t)
   return sched:add_noise(x:reshape(flat), n:reshape(flat), t:reshape({s[1] * s[2]})):view(s)
 end
 
-local function cond_of(ctx, batch)
-  return {ctx = ctx, clip_fea = batch.clip_fea, y = batch.y, initial_latent = batch.initial_latent}
-end
-
 -- nan_to_num(g): NaN -> 0 (the normaliser can be 0 for a degenerate sample)
 local function nan_to_zero(g)
   local z = sfwb.zeros(g:shape(), {dtype = g:dtype(), device = g:device()})
   return sfwb.where(g:isnan(), z, g)
 end
 
+-- the conditioning of one call: {prompt_embeds=, clip_fea=, y=} (a bare tensor is prompt_embeds)
+local function embeds(c, what)
+  if c == nil then error("train.dmd: " .. what .. " is missing (a table {prompt_embeds = [B, L, D]})", 3) end
+  if type(c) == "userdata" then return c, {} end
+  if type(c) ~= "table" or c.prompt_embeds == nil then
+    error("train.dmd: " .. what .. ".prompt_embeds is missing", 3)
+  end
+  return c.prompt_embeds, {clip_fea = c.clip_fea, y = c.y}
+end
+
 -- the DMD loss for a generated x (with its graph) at score timesteps t [B, F] with noise n: the
--- gradient reaches x only, as d loss/dx = g / N (model/dmd.py compute_distribution_matching_loss)
+-- gradient reaches x only, as d loss/dx = g / N (model/dmd.py compute_distribution_matching_loss).
+-- batch: {negative = uncond prompt_embeds, mask = leading frames excluded, clip_fea=, y=}
 function Trainer:dmd_loss_from(x, t, n, ctx, batch)
   batch = batch or {}
   local B = x:size(1)
@@ -233,15 +265,16 @@ function Trainer:dmd_loss_from(x, t, n, ctx, batch)
     local xd = x:detach()
     local xt = add_noise(self.G.scheduler, xd, n, t)
     local extra = {clip_fea = batch.clip_fea, y = batch.y}
+    local neg = batch.negative or self:negative(B)
     local _, x0_fake = self.F:forward(xt, t, ctx, extra)
-    local fgs = get(self.cfg, "fake_guidance_scale", 0)
+    local fgs = self.fake_guidance_scale
     if fgs ~= 0 then
-      local _, x0_fu = self.F:forward(xt, t, self:negative(B), extra)
+      local _, x0_fu = self.F:forward(xt, t, neg, extra)
       x0_fake = x0_fake + (x0_fake - x0_fu) * fgs
     end
-    local s = get(self.cfg, "real_guidance_scale", get(self.cfg, "guidance_scale", 3.0))
+    local s = self.real_guidance_scale
     local _, x0_c = self.R:forward(xt, t, ctx, extra)
-    local _, x0_u = self.R:forward(xt, t, batch.negative or self:negative(B), extra)
+    local _, x0_u = self.R:forward(xt, t, neg, extra)
     local x0_real = x0_c + (x0_c - x0_u) * s
     local g = x0_fake - x0_real
     local norm = (xd - x0_real):abs():reshape({B, -1}):mean(2, true):view({B, 1, 1, 1, 1})
@@ -259,15 +292,37 @@ function Trainer:dmd_loss_from(x, t, n, ctx, batch)
   return (d * d):mean() * 0.5, gnorm
 end
 
--- the DMD generator loss (model/dmd.py generator_loss); returns loss, info
-function Trainer:generator_loss(batch)
-  local ctx = self:encode(batch.prompts)
-  local x, mask, t_from, t_to = Rollout.run_generator(self.rollout_opts, self.latent_shape, cond_of(ctx, batch))
+-- the training rollout (model/base.py _run_generator): x [B, F, C, H, W] with the exit steps' graph,
+-- t_from, t_to (the exit step's interval, nil unless same_step_across_blocks), mask (leading frames
+-- left out of the loss, nil when none). o: {shape = {B, F, C, H, W}, cond = {prompt_embeds=, ...},
+-- initial_latent = nil}
+function Trainer:run_generator(o)
+  if type(o) ~= "table" then error("train.dmd: run_generator expects a table {shape=, cond=, initial_latent=}", 2) end
+  local ctx, extra = embeds(o.cond, "run_generator: cond")
+  local shape = o.shape or self.latent_shape
+  if #shape ~= 5 then error("train.dmd: run_generator: shape must be {B, F, C, H, W}", 2) end
+  local ro = {}
+  for k, v in pairs(self.rollout_opts) do ro[k] = v end
+  ro.rng = self.rng
+  local x, mask, t_from, t_to = Rollout.run_generator(ro, shape,
+    {ctx = ctx, clip_fea = extra.clip_fea, y = extra.y, initial_latent = o.initial_latent})
+  return x, t_from, t_to, mask
+end
+
+-- the DMD generator loss (model/dmd.py generator_loss): rollout, score timesteps, noise, loss.
+-- o: {shape = {B, F, C, H, W}, cond = {prompt_embeds=}, uncond = {prompt_embeds=}, clean_latent = nil,
+-- initial_latent = nil}; returns loss, {dmdtrain_gradient_norm = number, timestep = [B, F] tensor}
+function Trainer:generator_loss(o)
+  if type(o) ~= "table" then error("train.dmd: generator_loss expects a table {shape=, cond=, uncond=}", 2) end
+  local ctx, extra = embeds(o.cond, "generator_loss: cond")
+  local neg = embeds(o.uncond, "generator_loss: uncond")
+  local x, t_from, t_to, mask = self:run_generator{shape = o.shape, cond = o.cond, initial_latent = o.initial_latent}
   local B, F = x:size(1), x:size(2)
   local t = self:score_timesteps(B, F, t_from, t_to)
-  local n = sfwb.randn(x:shape(), {dtype = x:dtype(), device = x:device()})
-  local loss, gnorm = self:dmd_loss_from(x, t, n, ctx, {clip_fea = batch.clip_fea, y = batch.y, mask = mask})
-  return loss, {dmd_gradient_norm = gnorm, frames = F}
+  local n = Rollout.normal(self.rng, x:shape(), {dtype = x:dtype(), device = x:device()})
+  local loss, gnorm = self:dmd_loss_from(x, t, n, ctx, {clip_fea = extra.clip_fea, y = extra.y, mask = mask,
+                                                        negative = neg})
+  return loss, {dmdtrain_gradient_norm = gnorm, timestep = t, frames = F}
 end
 
 -- the critic flow-matching loss on a generated (detached) x at timesteps t with noise n
@@ -281,17 +336,29 @@ function Trainer:critic_loss_from(x, t, n, ctx, batch)
   return (r * r):mean()
 end
 
--- the critic (fake score) loss on a fresh, gradient-free rollout
-function Trainer:critic_loss(batch)
-  local ctx = self:encode(batch.prompts)
+-- the critic (fake score) loss (model/dmd.py critic_loss) on a fresh, gradient-free rollout; same
+-- fields as generator_loss; returns loss, {critic_timestep = [B, F] tensor}
+function Trainer:critic_loss(o)
+  if type(o) ~= "table" then error("train.dmd: critic_loss expects a table {shape=, cond=, uncond=}", 2) end
+  local ctx, extra = embeds(o.cond, "critic_loss: cond")
   local x, t_from, t_to
   sfwb.no_grad(function()
-    x, _, t_from, t_to = Rollout.run_generator(self.rollout_opts, self.latent_shape, cond_of(ctx, batch))
+    x, t_from, t_to = self:run_generator{shape = o.shape, cond = o.cond, initial_latent = o.initial_latent}
   end)
   x = x:detach()
   local t = self:score_timesteps(x:size(1), x:size(2), t_from, t_to)
-  local n = sfwb.randn(x:shape(), {dtype = x:dtype(), device = x:device()})
-  return self:critic_loss_from(x, t, n, ctx, batch), {}
+  local n = Rollout.normal(self.rng, x:shape(), {dtype = x:dtype(), device = x:device()})
+  return self:critic_loss_from(x, t, n, ctx, extra), {critic_timestep = t}
+end
+
+-- the fields of generator_loss / critic_loss for a data batch (trainer/distillation.py fwdbwd_one_step)
+function Trainer:batch_args(batch)
+  local prompts = batch.prompts
+  if type(prompts) == "string" then prompts = {prompts} end
+  local B = #prompts
+  local shape = {B, self.latent_shape[2], self.latent_shape[3], self.latent_shape[4], self.latent_shape[5]}
+  return {shape = shape, cond = {prompt_embeds = self:encode(prompts), clip_fea = batch.clip_fea, y = batch.y},
+          uncond = {prompt_embeds = self:negative(B)}, initial_latent = batch.initial_latent}
 end
 
 -- data-parallel gradient average over ranks (the reduce FSDP does), then global-norm clip and step
@@ -318,16 +385,16 @@ function Trainer:step()
   local t0 = sfwb.time()
   if self.step_count % ratio == 0 then
     self.opt_g:zero_grad()
-    local loss, gi = self:generator_loss(self.next_batch())
+    local loss, gi = self:generator_loss(self:batch_args(self.next_batch()))
     loss:backward()
     info.generator_loss = loss:item()
-    info.dmd_gradient_norm = gi.dmd_gradient_norm
+    info.dmd_gradient_norm = gi.dmdtrain_gradient_norm
     info.generator_grad_norm = clip_and_step(self.generator:parameters(), self.opt_g, get(cfg, "max_grad_norm_generator", 10.0),
                                              self.dist, self.world)
     if self.ema then self.ema:update() end
   end
   self.opt_c:zero_grad()
-  local closs = self:critic_loss(self.next_batch())
+  local closs = self:critic_loss(self:batch_args(self.next_batch()))
   closs:backward()
   info.critic_loss = closs:item()
   info.critic_grad_norm = clip_and_step(self.critic:parameters(), self.opt_c, get(cfg, "max_grad_norm_critic", 10.0),

@@ -4,21 +4,59 @@
 -- step) carries gradient, and only for blocks at or after grad_start; a clean context re-run per block
 -- rewrites the block's cache entries.
 --
--- Design decision (spec training_spec.md 3.2, property 4): the KV cache holds detached keys/values,
--- so gradient never flows from a later block into an earlier block's exit-step K/V. This is the
--- "gradient only at the exit step" reading; PyTorch's in-place cache writes would route some gradient
--- through the cache. Documented, deliberate.
+-- Every random draw goes through o.rng ({randn=, randint=}, the trainer's tr.rng) in the original's
+-- order and shapes: block count {1}, rollout noise, exit steps {#blocks}, per block one {B*nf, C, h, w}
+-- normal per scheduler step before the exit and one for the context pass.
 local sfwb = require "sfwb"
 
 local M = {}
 
-local function randint(lo, hi) -- integer in [lo, hi), from sfwb's seeded generator
-  local u = sfwb.rand({1}):item()
-  local v = lo + math.floor(u * (hi - lo))
-  if v >= hi then v = hi - 1 end
+-- the default draw source: sfwb's seeded generator. A trainer's `tr.rng` replaces it (replay, parity
+-- with another implementation); every draw of the rollout goes through o.rng in the original's order.
+local function default_randint(lo, hi, shape)
+  if hi <= lo then error(string.format("randint: empty range [%s, %s)", tostring(lo), tostring(hi)), 2) end
+  local n = 1
+  for _, s in ipairs(shape) do n = n * s end
+  local u = sfwb.rand({n}):totable()
+  local vals = {}
+  for i = 1, n do
+    local v = lo + math.floor(u[i] * (hi - lo))
+    if v >= hi then v = hi - 1 end
+    vals[i] = v
+  end
+  return sfwb.tensor(vals, {dtype = "i64"}):view(shape)
+end
+M.default_rng = {randn = function(shape, opts) return sfwb.randn(shape, opts) end, randint = default_randint}
+
+-- rng.randint(lo, hi, shape) as a flat Lua list of integers, checked
+local function ints(rng, lo, hi, shape)
+  local t = rng.randint(lo, hi, shape)
+  local v = t:reshape({-1}):totable()
+  for i, x in ipairs(v) do
+    if x < lo or x >= hi then
+      error(string.format("rng.randint(%d, %d) returned %s (outside the range)", lo, hi, tostring(x)), 2)
+    end
+    v[i] = math.tointeger(x) or math.floor(x)
+  end
   return v
 end
-M.randint = randint
+M.ints = ints
+
+-- rng.randn(shape, opts) checked for its shape
+local function normal(rng, shape, opts)
+  local t = rng.randn(shape, opts)
+  local s = t:shape()
+  local ok = #s == #shape
+  for i = 1, #shape do ok = ok and s[i] == shape[i] end
+  if not ok then
+    error(string.format("rng.randn returned shape {%s} for a draw of shape {%s}", table.concat(s, ", "),
+      table.concat(shape, ", ")), 2)
+  end
+  if opts and opts.dtype and t:dtype() ~= opts.dtype then t = t:to(opts.dtype) end
+  if opts and opts.device and t:device() ~= opts.device then t = t:to(opts.device) end
+  return t
+end
+M.normal = normal
 
 -- the frame blocks of one rollout
 local function blocks_of(F, nfpb, independent_first_frame, n_in)
@@ -68,11 +106,16 @@ function M.inference_with_trajectory(o, noise, cond)
     pos = n_in
   end
 
+  local rng = o.rng or M.default_rng
   local blocks = blocks_of(F, o.nfpb, o.independent_first_frame, n_in)
-  -- exit steps: drawn once (same_step_across_blocks) or per block, 0-based as the original
+  -- exit steps (generate_and_sync_list): one draw of shape {#blocks} on rank 0, 0-based, replaced by K - 1
+  -- with last_step_only (drawn all the same), broadcast
   local exits = {}
-  for i = 1, #blocks do
-    exits[i] = o.last_step_only and (K - 1) or randint(0, K)
+  if not o.dist or o.dist.rank() == 0 then
+    exits = ints(rng, 0, K, {#blocks})
+    if o.last_step_only then for i = 1, #blocks do exits[i] = K - 1 end end
+  else
+    for i = 1, #blocks do exits[i] = 0 end
   end
   if o.dist then
     local e = sfwb.tensor(exits, {dtype = "i64"})
@@ -81,32 +124,34 @@ function M.inference_with_trajectory(o, noise, cond)
   end
   local grad_start = F_out - (o.grad_window or 21)
 
+  -- noise of the scheduler steps: randn_like(x0.flatten(0, 1)), drawn also for the context pass at
+  -- context_noise 0 (the original draws it and then adds it with weight 0)
+  local function renoise(x0, tval)
+    local s = x0:shape()
+    local flat = {s[1] * s[2], s[3], s[4], s[5]}
+    local n = normal(rng, flat, {dtype = x0:dtype(), device = x0:device()})
+    local T = sfwb.full({s[1] * s[2]}, tval, {dtype = "f32", device = x0:device()})
+    return G.scheduler:add_noise(x0:reshape(flat), n, T):view(s)
+  end
+
   for b, nf in ipairs(blocks) do
     local x = noise:narrow(2, pos - n_in + 1, nf)
     local stop_at = o.same_step_across_blocks == false and exits[b] or exits[1]
     local x0
     for k = 0, K - 1 do
       if k ~= stop_at then
-        x0 = call(x, steps[k + 1], false)
-        local nxt = steps[k + 2]
-        local n = sfwb.randn(x0:shape(), {dtype = x0:dtype(), device = x0:device()})
-        local T = sfwb.full({B * nf}, nxt, {dtype = "f32", device = x0:device()})
-        x = G.scheduler:add_noise(x0:reshape({B * nf, x0:size(3), x0:size(4), x0:size(5)}), n:reshape({B * nf, n:size(3), n:size(4), n:size(5)}), T):view(x0:shape())
+        sfwb.no_grad(function()
+          x0 = call(x, steps[k + 1], false)
+          x = renoise(x0, steps[k + 2])
+        end)
       else
         x0 = call(x, steps[k + 1], pos >= grad_start)
         break
       end
     end
     outs[#outs + 1] = x0
-    -- context re-run at context_noise: overwrites this block's K/V with clean ones, never with grad
-    sfwb.no_grad(function()
-      local xd = x0:detach()
-      local n = sfwb.randn(xd:shape(), {dtype = xd:dtype(), device = xd:device()})
-      local T = sfwb.full({B * nf}, o.context_noise or 0, {dtype = "f32", device = xd:device()})
-      local xc = G.scheduler:add_noise(xd:reshape({B * nf, xd:size(3), xd:size(4), xd:size(5)}),
-                                       n:reshape({B * nf, n:size(3), n:size(4), n:size(5)}), T):view(xd:shape())
-      call(xc, o.context_noise or 0, false)
-    end)
+    -- context re-run at context_noise: overwrites this block's cache values (not its gradient path)
+    sfwb.no_grad(function() call(renoise(x0:detach(), o.context_noise or 0), o.context_noise or 0, false) end)
     pos = pos + nf
   end
   local out = sfwb.cat(outs, 2)
@@ -141,7 +186,8 @@ function M.run_generator(o, shape, cond)
     error(string.format("train.dmd: num_training_frames %d (min %d) must fit blocks of num_frame_per_block %d%s",
       o.num_training_frames, min_F, nfpb, iff and " after the independent first frame" or ""), 2)
   end
-  local nb = randint(min_F // nfpb, max_F // nfpb + 1)
+  local rng = o.rng or M.default_rng
+  local nb = ints(rng, min_F // nfpb, max_F // nfpb + 1, {1})[1] -- every rank draws; rank 0's is broadcast
   if o.dist then
     local t = sfwb.tensor({nb}, {dtype = "i64"})
     o.dist.broadcast(t, 0)
@@ -149,7 +195,7 @@ function M.run_generator(o, shape, cond)
   end
   local F_gen = nb * nfpb
   if iff and not cond.initial_latent then F_gen = F_gen + 1; min_F = min_F + 1 end
-  local noise = sfwb.randn({shape[1], F_gen, shape[3], shape[4], shape[5]}, {dtype = o.dtype or "f32", device = o.device})
+  local noise = normal(rng, {shape[1], F_gen, shape[3], shape[4], shape[5]}, {dtype = o.dtype or "f32", device = o.device})
   local out, t_from, t_to = M.inference_with_trajectory(o, noise, cond)
   if out:size(2) > (o.grad_window or 21) then
     error("train.dmd: rollouts longer than the teacher window need the VAE re-encode of the first frame, " ..

@@ -33,7 +33,7 @@ T.case("two ranks keep identical weights while drawing different noise", functio
              dataset = {"a", "b", "c", "d"}}
   local tr = sfwb.train.dmd({seed = 7, lr = 1e-3, lr_critic = 1e-3, dfake_gen_update_ratio = 1, ema_weight = 0,
     num_frame_per_block = 3, num_training_frames = 3, image_or_video_shape = {1, 3, 16, 2, 4},
-    denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = true, ts_schedule = false}, p)
+    denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = true, ts_schedule = false, guidance_scale = 3.0}, p)
   T.eq(rank_spread(tr.generator), 0, "initial generator weights broadcast from rank 0")
   local before = tr.generator:parameters()["head.head.weight"]:clone()
   local info = tr:step()
