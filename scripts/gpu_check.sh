@@ -8,12 +8,14 @@
 #   4. runs bench/gpu_check.lua: attention, GEMM, DiT forward, chunk-wise generation, a DMD step, at
 #      real sizes on cuda (tiny on emu), a table on stdout and the JSON (default <build>/gpu_check.json).
 # Options: --build DIR  --device DEV  --skip-tests  --tiny | --real  --out FILE  --budget SECONDS
+#          --only attention,gemm,dit_forward,generation,dmd_step (a subset of the stages)
 # Everything is built in memory from random weights in the real layouts: no step downloads anything.
 set -u
 BUILD=build
 DEVICE=${DEVICE:-cuda:0}
 SKIP_TESTS=0
 SIZE=""
+ONLY=""
 OUT=""
 BUDGET=${SFWB_GPU_CHECK_BUDGET:-420}
 while [ $# -gt 0 ]; do
@@ -25,7 +27,8 @@ while [ $# -gt 0 ]; do
   --real) SIZE=--real; shift ;;
   --out) OUT=$2; shift 2 ;;
   --budget) BUDGET=$2; shift 2 ;;
-  *) echo "gpu_check: FAILED: unknown option '$1' (--build DIR --device DEV --skip-tests --tiny --real --out FILE --budget S)"; exit 2 ;;
+  --only) ONLY="--only $2"; shift 2 ;;
+  *) echo "gpu_check: FAILED: unknown option '$1' (--build DIR --device DEV --skip-tests --tiny --real --out FILE --budget S --only STAGES)"; exit 2 ;;
   esac
 done
 [ -n "$OUT" ] || OUT=$BUILD/gpu_check.json
@@ -111,6 +114,6 @@ else
 fi
 
 # ---- measurements, table, JSON
-# shellcheck disable=SC2086 # SIZE is one optional word
-"$SFWB" bench/gpu_check.lua --device "$DEVICE" --tests "$TESTS_JSON" --out "$OUT" --budget "$BUDGET" $SIZE || {
-  echo "gpu_check: FAILED: bench/gpu_check.lua stopped (see above)"; exit 1; }
+# shellcheck disable=SC2086 # SIZE and ONLY are optional words
+"$SFWB" bench/gpu_check.lua --device "$DEVICE" --tests "$TESTS_JSON" --out "$OUT" --budget "$BUDGET" $SIZE $ONLY || {
+  echo "gpu_check: FAILED (see above)"; exit 1; }
