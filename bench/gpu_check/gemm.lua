@@ -1,7 +1,7 @@
 -- gemm.lua — the DiT's bf16 GEMMs as its linear layers run them (sfwb.linear: x [M, K] times W^T [K, N]
--- plus a bias, bf16 in and out, f32 accumulation): one transformer block's mix per row count (M = a
--- 3-frame chunk, and the 21-frame training sequence), the text-side projections, and the same products
--- without the bias, whose difference is what a fused bias epilogue (cuBLASLt) saves.
+-- plus a bias, bf16 in and out, f32 accumulation; on the GPU one cuBLASLt matmul with the bias epilogue):
+-- one transformer block's mix per row count (M = a 3-frame chunk, and the 21-frame training sequence), the
+-- text-side projection, and the same products without the bias (plain cuBLAS), which should not be faster.
 local timing = dofile(GPU_CHECK_DIR .. "timing.lua")
 
 return function(s, dev)

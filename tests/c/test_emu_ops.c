@@ -368,6 +368,31 @@ static void test_matmul(void) {
   sf_release(a); sf_release(b); sf_release(ea); sf_release(eb); sf_release(ax); sf_release(eax); sf_release(r); sf_release(g);
 }
 
+/* the bf16/f16 linear layer with its bias: one GEMM with cuBLASLt's bias epilogue on the device (train_ops
+ * linear_bias), against the f32 linear of the same values rounded once, on the CPU; a [B, L, K] input, the
+ * [N, K] weight transposed in the GEMM, a strided input, and an empty batch */
+static void test_linear_bias(void) {
+  const sf_dtype dts[] = {SF_BF16, SF_F16};
+  for (int k = 0; k < 2; k++)
+    for (int rep = 0; rep < 5; rep++) {
+      int64_t M = SIZES[rnd(10)], K = SIZES[rnd(10)] + 1, N = SIZES[rnd(10)] + 1;
+      if (rep == 4) M = 0;
+      int64_t sx[3] = {2, M, K}, sw[2] = {N, K};
+      sf_tensor *x = rand_cpu(3, sx, dts[k]), *w = rand_cpu(2, sw, dts[k]), *b = rand_cpu(1, &N, dts[k]);
+      sf_tensor *xs = rep == 3 ? strided_like(x) : sf_retain(x);
+      sf_tensor *ex = emu(x), *exs = rep == 3 ? strided_like(ex) : sf_retain(ex), *ew = emu(w), *eb = emu(b);
+      sf_tensor *x32 = sf_cast(xs, SF_F32), *w32 = sf_cast(w, SF_F32), *b32 = sf_cast(b, SF_F32);
+      sf_tensor *r32 = sf_linear(x32, w32, b32), *r = r32 ? sf_cast(r32, dts[k]) : NULL;
+      sf_tensor *g = sf_linear(exs, ew, eb);
+      char name[96];
+      snprintf(name, sizeof name, "linear+bias [2,%lld,%lld]x[%lld,%lld]^T%s", (long long)M, (long long)K, (long long)N,
+               (long long)K, rep == 3 ? " strided" : "");
+      compare(name, r, g, tol_for(dts[k]));
+      sf_release(x); sf_release(w); sf_release(b); sf_release(xs); sf_release(ex); sf_release(exs); sf_release(ew);
+      sf_release(eb); sf_release(x32); sf_release(w32); sf_release(b32); sf_release(r32); sf_release(r); sf_release(g);
+    }
+}
+
 static void test_random(void) {
   int64_t sh[2] = {37, 129};
   for (int k = 0; k < 3; k++)
@@ -468,6 +493,7 @@ int main(void) {
   RUN(test_large_reductions);
   RUN(test_softmax);
   RUN(test_matmul);
+  RUN(test_linear_bias);
   RUN(test_random);
   RUN(test_cat);
   RUN(test_allocator);
