@@ -7,7 +7,8 @@
 #      SFWB_TEST_DEVICE=DEVICE, one line per test, logs in <build>/gpu_check_logs/;
 #   4. runs bench/gpu_check.lua: attention, GEMM, DiT forward, chunk-wise generation, a DMD step, at
 #      real sizes on cuda (tiny on emu), a table on stdout and the JSON (default <build>/gpu_check.json).
-# Options: --build DIR  --device DEV  --skip-tests  --tiny | --real  --out FILE  --budget SECONDS
+# Options: --build DIR  --device DEV  --skip-tests  --tiny | --real  --out FILE  --budget SECONDS (the whole
+#          run's wall clock, tests included; default 450 = 7.5 min, or $SFWB_GPU_CHECK_BUDGET)
 #          --only attention,gemm,dit_forward,generation,dmd_step (a subset of the stages)
 # Everything is built in memory from random weights in the real layouts: no step downloads anything.
 set -u
@@ -17,7 +18,8 @@ SKIP_TESTS=0
 SIZE=""
 ONLY=""
 OUT=""
-BUDGET=${SFWB_GPU_CHECK_BUDGET:-420}
+BUDGET=${SFWB_GPU_CHECK_BUDGET:-450}
+T_START=$(date +%s)
 while [ $# -gt 0 ]; do
   case "$1" in
   --build) BUILD=$2; shift 2 ;;
@@ -94,6 +96,13 @@ else
   LOGS=$BUILD/gpu_check_logs
   mkdir -p "$LOGS" "$BUILD/test-tmp"
   passed=0; failed=0; names=""
+  case "$DEVICE" in cuda*) TEST_TIMEOUT=120 ;; *) TEST_TIMEOUT=600 ;; esac # a GPU runs each in seconds
+  # the tests' PyTorch references need a python3 with torch (on a GPU machine often a venv's, not /usr/bin's)
+  if [ -z "${SFWB_PYTHON:-}" ]; then
+    for py in /usr/bin/python3 "$(command -v python3 2>/dev/null)"; do
+      if [ -n "$py" ] && "$py" -c "import torch" 2>/dev/null; then SFWB_PYTHON=$py; export SFWB_PYTHON; break; fi
+    done
+  fi
   t0=$(date +%s)
   echo "device tests on $DEVICE (logs in $LOGS):"
   while read -r name exe args; do
@@ -101,7 +110,7 @@ else
     log=$LOGS/$(echo "$name" | tr '/' '_').log
     s0=$(date +%s)
     # shellcheck disable=SC2086 # args are words from the generated list
-    if SFWB_TEST_DEVICE=$DEVICE SFWB_TEST_TMP=$BUILD/test-tmp timeout 300 "$BUILD/$exe" $args >"$log" 2>&1; then
+    if SFWB_TEST_DEVICE=$DEVICE SFWB_TEST_TMP=$BUILD/test-tmp timeout "$TEST_TIMEOUT" "$BUILD/$exe" $args >"$log" 2>&1; then
       passed=$((passed + 1)); st=ok
     else
       failed=$((failed + 1)); st=FAIL; names="$names${names:+, }\"$name\""
@@ -113,7 +122,9 @@ else
     "$passed" "$failed" "$names" $(($(date +%s) - t0)) >"$TESTS_JSON"
 fi
 
-# ---- measurements, table, JSON
+# ---- measurements, table, JSON, in what is left of the budget (at least a minute)
+LEFT=$((BUDGET - ($(date +%s) - T_START)))
+[ "$LEFT" -ge 60 ] || LEFT=60
 # shellcheck disable=SC2086 # SIZE and ONLY are optional words
-"$SFWB" bench/gpu_check.lua --device "$DEVICE" --tests "$TESTS_JSON" --out "$OUT" --budget "$BUDGET" $SIZE $ONLY || {
+"$SFWB" bench/gpu_check.lua --device "$DEVICE" --tests "$TESTS_JSON" --out "$OUT" --budget "$LEFT" $SIZE $ONLY || {
   echo "gpu_check: FAILED (see above)"; exit 1; }

@@ -259,7 +259,9 @@ static int make_refs(const char *cases) {
   char cmd[1400];
   const char *tmp = getenv("SFWB_TEST_TMP") ? getenv("SFWB_TEST_TMP") : "/tmp";
   snprintf(g_base, sizeof g_base, "%s/wanref-%d", tmp, (int)getpid());
-  snprintf(cmd, sizeof cmd, "mkdir -p '%s' && /usr/bin/python3 tests/ref/wan_ref.py %s,%s '%s'", tmp, cases, "t2v_bidir", g_base);
+  /* the interpreter with torch: $SFWB_PYTHON as sfwb.testing's (a GPU machine's torch lives in a venv) */
+  const char *py = getenv("SFWB_PYTHON") && *getenv("SFWB_PYTHON") ? getenv("SFWB_PYTHON") : "/usr/bin/python3";
+  snprintf(cmd, sizeof cmd, "mkdir -p '%s' && '%s' tests/ref/wan_ref.py %s,%s '%s'", tmp, py, cases, "t2v_bidir", g_base);
   if (system(cmd) != 0) {
     fprintf(stderr, "reference script failed: %s\n", cmd);
     return -1;
