@@ -115,8 +115,8 @@ int sf_gemm_bias(sf_tensor *out, const sf_tensor *a, const sf_tensor *b, const s
   if (!sf_gemm_bias_ok(out, a, b) || bias->dtype != dt || bias->ndim != 1 || (b->shape[1] > 1 && bias->stride[0] != 1))
     return sf_error("linear_bias: operands the bias epilogue cannot take");
   int64_t M = a->shape[0], K = a->shape[1], N = b->shape[1];
-  cublasOperation_t opa, opb;
-  int64_t lda, ldb;
+  cublasOperation_t opa = CUBLAS_OP_N, opb = CUBLAS_OP_N;
+  int64_t lda = 0, ldb = 0;
   gemm_layout(K, N, b->stride[0], b->stride[1], &opb, &ldb);
   gemm_layout(M, K, a->stride[0], a->stride[1], &opa, &lda);
   const int index = sf_device_of(out).index;
