@@ -192,6 +192,8 @@ function M.new(cfg, parts)
   -- every random draw of the trainer goes through tr.rng (replaceable: replay, parity runs)
   self.rng = {randn = Rollout.default_rng.randn, randint = Rollout.default_rng.randint}
   self.log = {}
+  -- sharding_strategy / gradient_accumulation_steps (sfwb/train/scale.lua)
+  require("sfwb.train.scale").install(self)
   return self
 end
 
@@ -363,6 +365,7 @@ end
 
 -- data-parallel gradient average over ranks (the reduce FSDP does), then global-norm clip and step
 local function clip_and_step(params, opt, max_norm, dist, world)
+  if opt.sharded then return opt:clip_and_step(max_norm) end -- FSDP: reduce-scatter, sharded clip + step
   if dist then
     local names = {}
     for k in pairs(params) do names[#names + 1] = k end
@@ -399,6 +402,12 @@ function Trainer:step()
   info.critic_loss = closs:item()
   info.critic_grad_norm = clip_and_step(self.critic:parameters(), self.opt_c, get(cfg, "max_grad_norm_critic", 10.0),
                                           self.dist, self.world)
+  return self:end_step(info, t0)
+end
+
+-- after the updates of an iteration: count it, start the EMA when due, checkpoint, log
+function Trainer:end_step(info, t0)
+  local cfg = self.cfg
   self.step_count = self.step_count + 1
   if self.ema_weight > 0 and not self.ema and self.step_count == self.ema_start_step then
     self.ema = sfwb.ema(self.generator, self.ema_weight)
@@ -501,4 +510,5 @@ function Trainer:resume(dir, o)
 end
 
 M.Trainer = Trainer
+M.clip_and_step = clip_and_step
 return M
