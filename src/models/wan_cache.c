@@ -32,7 +32,10 @@ sf_wan_kv *sf_wan_kv_new(const sf_wan_model *m, int64_t batch, int64_t frames, i
   kv->global_end = calloc(L, sizeof(int64_t));
   kv->local_end = calloc(L, sizeof(int64_t));
   kv->slot_frame = calloc(L, sizeof(int64_t *));
-  if (!kv->k || !kv->v || !kv->global_end || !kv->local_end || !kv->slot_frame) goto oom;
+  kv->policy = SF_KV_SELF_FORCING;
+  kv->max_attn_frames = cap;
+  kv->ids = malloc(sizeof(int64_t) * (size_t)cap);
+  if (!kv->k || !kv->v || !kv->global_end || !kv->local_end || !kv->slot_frame || !kv->ids) goto oom;
   for (size_t i = 0; i < L; i++) {
     kv->slot_frame[i] = malloc(sizeof(int64_t) * (size_t)cap);
     if (!kv->slot_frame[i]) goto oom;
@@ -67,6 +70,13 @@ void sf_wan_kv_reset(sf_wan_kv *kv) {
   }
 }
 
+void sf_wan_kv_zero(sf_wan_kv *kv) {
+  for (int i = 0; i < kv->num_layers; i++) {
+    if (kv->k[i]) sf_fill_(kv->k[i], 0.0);
+    if (kv->v[i]) sf_fill_(kv->v[i], 0.0);
+  }
+}
+
 void sf_wan_kv_free(sf_wan_kv *kv) {
   if (!kv || --kv->refcount > 0) return;
   for (int i = 0; i < kv->num_layers; i++) {
@@ -74,7 +84,7 @@ void sf_wan_kv_free(sf_wan_kv *kv) {
     if (kv->v) sf_release(kv->v[i]);
     if (kv->slot_frame) free(kv->slot_frame[i]);
   }
-  free(kv->k), free(kv->v), free(kv->global_end), free(kv->local_end), free(kv->slot_frame);
+  free(kv->k), free(kv->v), free(kv->global_end), free(kv->local_end), free(kv->slot_frame), free(kv->ids);
   free(kv);
 }
 
