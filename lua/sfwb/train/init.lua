@@ -3,4 +3,7 @@ local M = {}
 
 function M.dmd(cfg, parts) return require("sfwb.train.dmd").new(cfg, parts) end
 
+-- sfwb.train.plan(cfg, {gpus=, gpu_memory_gb=}): per-rank memory of a config (sfwb/train/plan.lua)
+function M.plan(cfg, o) return require("sfwb.train.plan").plan(cfg, o) end
+
 return M
