@@ -100,7 +100,7 @@ function M.shard(model, dist)
   for _, k in ipairs(names) do
     local o, n = offsets[k], params[k]:numel()
     local a, b = math.max(rank * S, o), math.min((rank + 1) * S, o + n)
-    if a < b then self.segments[#self.segments + 1] = {name = k, start = a - rank * S + 1, len = b - a} end
+    if a < b then self.segments[#self.segments + 1] = {name = k, start = a - rank * S + 1, len = b - a, poff = a - o} end
   end
   self.gathered = true -- the parameters still hold the full weights they came with
   self:release()
@@ -247,6 +247,78 @@ function ShardedAdamW:clip_and_step(max_norm)
 end
 
 function ShardedAdamW:step() return self:clip_and_step(nil) end
+
+-- the full optimizer state (torch's AdamW state_dict layout, as sfwb.optim.adamw writes it: parameters
+-- numbered by sorted name, each with its step, moments and master weights) gathered from the shards:
+-- collective, every rank calls it; kept until used, so rank 0 alone can then write it
+function ShardedAdamW:prepare_state_dict()
+  local sh, dist = self.sh, self.sh.dist
+  local names = sh.names
+  local steps = sfwb.zeros({#names}, {dtype = "f64"})
+  local index = {}
+  for i, k in ipairs(names) do index[k] = i end
+  local fields = {"exp_avg", "exp_avg_sq"}
+  if sh.dtype ~= "f32" then fields[3] = "master" end
+  local flats = {}
+  sfwb.no_grad(function()
+    for _, f in ipairs(fields) do flats[f] = sfwb.zeros({sh.S}, {dtype = "f32", device = sh.device}) end
+    for _, seg in ipairs(sh.segments) do
+      local st = self.state[seg.name]
+      if st then
+        steps[index[seg.name]] = st.step
+        for _, f in ipairs(fields) do flats[f]:narrow(1, seg.start, seg.len):copy_(st[f]) end
+      end
+    end
+  end)
+  dist.all_reduce(steps, "max") -- a parameter's step is the same on every rank that holds a piece
+  local full = {}
+  for _, f in ipairs(fields) do full[f] = dist.all_gather(flats[f]:view({1, sh.S})):view({sh.padded}) end
+  local st, stepv = {}, steps:totable()
+  for i, k in ipairs(names) do
+    if stepv[i] > 0 then
+      local p = sh.params[k]
+      local e = {step = sfwb.tensor(stepv[i], {dtype = "f32"})}
+      for _, f in ipairs(fields) do e[f] = full[f]:narrow(1, sh.offsets[k] + 1, p:numel()):view(p:shape()):clone() end
+      st[i - 1] = e
+    end
+  end
+  local g = self.param_groups[1]
+  local ids = {}
+  for i = 1, #names do ids[i] = i - 1 end
+  self.prepared = {state = st, param_groups = {{lr = g.lr, betas = {g.betas[1], g.betas[2]}, eps = g.eps,
+                   weight_decay = g.weight_decay, amsgrad = false, maximize = false, params = ids}}}
+  return self.prepared
+end
+
+function ShardedAdamW:state_dict()
+  return self.prepared or self:prepare_state_dict()
+end
+
+-- a full optimizer state (any world size, or a replicated run, wrote it): each rank keeps its pieces
+function ShardedAdamW:load_state_dict(sd)
+  local sh = self.sh
+  local list = {}
+  for i, k in ipairs(sh.names) do list[i] = sh.params[k] end
+  -- read the file's layout (flattened keys, 0-based lists, shape checks) with sfwb.optim's own loader,
+  -- onto stand-ins of the parameters' shapes (the real ones may be released)
+  local stand = {}
+  for i, p in ipairs(list) do stand[i] = sfwb.zeros(p:shape(), {dtype = p:dtype(), device = p:device()}) end
+  local full = sfwb.optim.adamw(stand)
+  full:load_state_dict(sd)
+  self.state = {}
+  for _, seg in ipairs(sh.segments) do
+    local i
+    for j, k in ipairs(sh.names) do if k == seg.name then i = j break end end
+    local fs = full.state[i]
+    if fs then
+      local function piece(t) return t:reshape({-1}):narrow(1, seg.poff + 1, seg.len):float():contiguous():clone() end
+      self.state[seg.name] = {step = fs.step, exp_avg = piece(fs.exp_avg), exp_avg_sq = piece(fs.exp_avg_sq),
+                              master = sh.dtype ~= "f32" and piece(fs.master) or nil}
+    end
+  end
+  local g, mine = full.param_groups[1], self.param_groups[1]
+  mine.lr, mine.eps, mine.weight_decay, mine.betas = g.lr, g.eps, g.weight_decay, {g.betas[1], g.betas[2]}
+end
 
 function ShardedAdamW:bytes()
   local b = 0

@@ -3,7 +3,8 @@
 --   cfg.sharding_strategy = "full" | "hybrid"  FSDP FULL_SHARD (sfwb/dist/fsdp.lua) of the generator, the
 --       critic and the frozen teacher: parameters, gradients and optimizer state sharded across ranks,
 --       the parameters gathered for a step and released after it; checkpoints are full state dicts
---       written by rank 0 (the original's files), so a run resumes at any world size.
+--       written by rank 0 (the original's files, and the training state with full optimizer moments),
+--       so a run resumes at any world size.
 --   cfg.gradient_accumulation_steps = k (> 1)  LongLive's whole-cycle accumulation (trainer/distillation.py
 --       train()): zero both optimizers; k times: one batch, the generator loss / k backward (on
 --       generator-update steps) then the critic loss / k backward on the same batch; then clip and step
@@ -40,6 +41,13 @@ local function with_full(tr, fn, ...)
   return table.unpack(res, 2, res.n)
 end
 
+-- does the base loop (sfwb/train/base.lua) checkpoint after the iteration that makes step `n`?
+local function saves_at(tr, n)
+  local cfg = tr.cfg
+  local dir, every = get(cfg, "logdir", nil), get(cfg, "log_iters", 0)
+  return dir ~= nil and dir ~= "" and every > 0 and n % every == 0 and not get(cfg, "no_save", false)
+end
+
 local function install_sharding(tr, strategy)
   local Class = getmetatable(tr).__index
   tr.sharding_strategy = strategy
@@ -57,17 +65,54 @@ local function install_sharding(tr, strategy)
   end
   if tr.opt_g and by.generator then tr.opt_g = reopt(tr.opt_g, by.generator) end
   if tr.opt_c and by.critic then tr.opt_c = reopt(tr.opt_c, by.critic) end
+  if tr.optimizers then
+    tr.optimizers.generator = tr.opt_g or tr.optimizers.generator
+    tr.optimizers.critic = tr.opt_c or tr.optimizers.critic
+  end
+  local function sharded_opts(self)
+    local r = {}
+    for _, name in ipairs({"generator", "critic"}) do
+      local o = self.optimizers and self.optimizers[name]
+      if o and o.sharded then r[#r + 1] = o end
+    end
+    return r
+  end
+  -- the full optimizer state is gathered by every rank before rank 0 writes a checkpoint
+  local function prepare(self) for _, o in ipairs(sharded_opts(self)) do o:prepare_state_dict() end end
+  local function unprepare(self) for _, o in ipairs(sharded_opts(self)) do o.prepared = nil end end
+  local iteration = tr.iteration
+  tr.iteration = function(self, ...)
+    local info = iteration(self, ...)
+    if saves_at(self, self.step_count + 1) then prepare(self) end
+    return info
+  end
   -- a step runs on full parameters and leaves only shards behind
   local step = tr.step
   tr.step = function(self, ...)
     gather_all(self)
+    self._in_step = true
     local res = table.pack(pcall(step, self, ...))
+    self._in_step = false
+    unprepare(self)
     release_all(self)
     if not res[1] then error(res[2], 0) end
     return table.unpack(res, 2, res.n)
   end
-  -- save/resume outside a step are collective (every rank gathers), as FSDP's full state dicts
-  tr.save = function(self, dir) return with_full(self, Class.save, self, dir) end
+  -- save/resume outside a step are collective (every rank calls them; rank 0 writes), as FSDP's full
+  -- state dicts; inside a step the loop calls save on rank 0 with everything already gathered
+  tr.save = function(self, dir)
+    if self._in_step then return Class.save(self, dir) end
+    return with_full(self, function()
+      prepare(self)
+      local ok, res = pcall(function() return self.rank == 0 and Class.save(self, dir) or nil end)
+      unprepare(self)
+      local failed = sfwb.tensor({ok and 0 or 1}, {dtype = "f64"})
+      self.dist.all_reduce(failed, "max") -- every rank learns whether rank 0's write failed
+      if not ok then error(res, 0) end
+      if failed:item() > 0 then error("save: rank 0 failed to write " .. tostring(dir), 0) end
+      return res or dir
+    end)
+  end
   tr.resume = function(self, dir, o)
     return with_full(self, function()
       local r = Class.resume(self, dir, o)
@@ -108,9 +153,9 @@ local function install_accumulation(tr, k)
   local dmd = require "sfwb.train.dmd"
   local cfg = tr.cfg
   tr.gradient_accumulation_steps = k
-  tr.step = function(self)
-    local info = {step = self.step_count}
-    local t0 = sfwb.time()
+  -- one update of the base loop (sfwb/train/base.lua counts, logs and checkpoints it)
+  tr.iteration = function(self)
+    local info = {}
     local train_g = self.step_count % get(cfg, "dfake_gen_update_ratio", 5) == 0
     if train_g then self.opt_g:zero_grad() end
     self.opt_c:zero_grad()
@@ -138,7 +183,7 @@ local function install_accumulation(tr, k)
     info.critic_loss = cl
     info.critic_grad_norm = dmd.clip_and_step(self.critic:parameters(), self.opt_c,
       get(cfg, "max_grad_norm_critic", 10.0), self.dist, self.world)
-    return self:end_step(info, t0)
+    return info
   end
 end
 

@@ -97,6 +97,8 @@ end)
 
 T.case("full-state-dict checkpoint by rank 0, resumable", function()
   local path = ("%s/sfwb_fsdp_%d_%s"):format(dir, world, dev:gsub(":", ""))
+  if rank == 0 then pcall(sfwb.fs.rmtree, path) end
+  dist.barrier()
   local written = shd:save(path) -- collective: every rank gathers, rank 0 writes
   dist.barrier()
   local ck = sfwb.load(path .. "/model.pt")
@@ -110,17 +112,28 @@ T.case("full-state-dict checkpoint by rank 0, resumable", function()
     end
   end
   T.check(d <= 1e-5, ("checkpoint vs replicated run: %g"):format(d))
-  -- resume: a sharded trainer takes the full files (any world size wrote them) and reshards them
+  -- resume: a sharded trainer takes the full files (any world size wrote them: weights, optimizer
+  -- moments, step, RNG, data position) and reshards them; one more step then equals one more step of
+  -- the run that never stopped
   local again = trainer({sharding_strategy = "full"})
   again:resume(path)
+  T.eq(again.step_count, STEPS)
   local got = full_state(again)
   local worst = 0
   for k, v in pairs(got) do
     if not k:match("^teacher") then worst = math.max(worst, (v - want[k]):abs():max():item()) end
   end
   T.check(worst <= 1e-5, ("resumed weights: %g"):format(worst))
+  local rng_seed, rng_off = sfwb.rng_state()
+  shd:step()
+  local cont = full_state(shd)
+  sfwb.set_rng_state(rng_seed, rng_off)
+  again:resume(path) -- the RNG and data position of the checkpoint again
+  again:step()
+  local d2 = max_diff(cont, full_state(again))
+  T.check(d2 <= 1e-5, ("resumed + 1 step vs 3 steps: %g"):format(d2))
   dist.barrier()
-  if rank == 0 then os.remove(path .. "/model.pt"); os.remove(path) end
+  if rank == 0 then sfwb.fs.rmtree(path) end
   T.check(written ~= nil)
 end)
 
