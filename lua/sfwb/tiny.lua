@@ -182,14 +182,18 @@ end
 
 ---------------------------------------------------------------------------------------------------
 -- SentencePiece model with T5's special ids (<pad>=0, </s>=1, <unk>=2, no <s>), trained by spm_train
-function M.train_tokenizer(dir, vocab)
+-- on the demo's corpus, or on `lines` (a list of strings) when given
+function M.train_tokenizer(dir, vocab, lines)
   sfwb.fs.mkdir(dir)
   local corpus = dir .. "/corpus.txt"
   local f = assert(io.open(corpus, "w"))
+  if lines then
+    for _, l in ipairs(lines) do f:write(l, "\n") end
+  end
   local words = {"a", "the", "of", "on", "through", "at", "in", "with", "and", "sky", "light", "water", "forest",
                  "city", "night", "morning", "river", "mountain", "ocean", "bird", "train", "fog", "snow", "rain",
                  "sun", "moon", "slow", "motion", "camera", "pan", "close", "up", "wide", "shot", "golden", "hour"}
-  for i = 1, 60 do
+  for i = 1, lines and 0 or 60 do
     for _, p in ipairs(M.prompts) do f:write(p, "\n") end
     local line = {}
     for j = 1, 12 do line[j] = words[((i * 7 + j * 13) % #words) + 1] end
