@@ -24,6 +24,7 @@ struct sf_train_ops;
 typedef enum {
   SF_CAP_UNARY_BWD,  /* train->unary_bwd fuses the backward of activation `op` (sf_unary_op) */
   SF_CAP_MATMUL_ACC, /* train->matmul_acc can add a b into out for these operands */
+  SF_CAP_LINEAR_BIAS, /* train->linear_bias can compute out = a b + bias for out, a, b (bias [N], out's dtype, unit stride) */
 } sf_capability;
 
 typedef struct sf_backend {

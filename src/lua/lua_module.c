@@ -11,7 +11,7 @@
  * part is a link error, not a silently absent module). */
 #define SF_LUA_PARTS(X) \
   X(tensor) X(autograd) X(io) X(image) X(video) X(config) X(data) X(wan) X(tokenizer) \
-  X(t5) X(vae) X(clip) X(cuda) X(dist) X(plot) X(nn) X(train) X(toy)
+  X(t5) X(vae) X(clip) X(cuda) X(dist) X(plot) X(nn) X(train) X(toy) X(fs) X(fft)
 #define SF_DECLARE_PART(name) void sf_lua_register_##name(lua_State *L);
 SF_LUA_PARTS(SF_DECLARE_PART)
 

@@ -281,7 +281,9 @@ sf_tensor *sf_conv3d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[
     return NULL;
   }
   const sf_conv_ops *ops = sf_conv_ops_for(x);
-  return ops ? ops->conv3d(x, w, b, stride, pad) : NULL;
+  if (!ops) return NULL;
+  bool g = sf_set_grad_enabled(false);
+  return sf_ag_conv(sf_ag_resume(g, ops->conv3d(x, w, b, stride, pad)), 3, x, w, b, stride, pad);
 }
 
 sf_tensor *sf_conv2d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[2], const int pad[2]) {
@@ -290,5 +292,7 @@ sf_tensor *sf_conv2d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[
     return NULL;
   }
   const sf_conv_ops *ops = sf_conv_ops_for(x);
-  return ops ? ops->conv2d(x, w, b, stride, pad) : NULL;
+  if (!ops) return NULL;
+  bool g = sf_set_grad_enabled(false);
+  return sf_ag_conv(sf_ag_resume(g, ops->conv2d(x, w, b, stride, pad)), 2, x, w, b, stride, pad);
 }

@@ -15,7 +15,7 @@ local EXPECT = {
   ["self_forcing_plus/self_forcing_dmd.yaml"] = {builds = "dmd"},
   ["self_forcing_plus/self_forcing_sid.yaml"] = {builds = "dmd"},
   ["self_forcing_plus/self_forcing_14b_dmd.yaml"] = {builds = "dmd"},          -- bidirectional generator
-  ["self_forcing_plus/self_forcing_14b_i2v_dmd.yaml"] = {refused = "i2v: true"},
+  ["self_forcing_plus/self_forcing_14b_i2v_dmd.yaml"] = {builds = "dmd"},      -- bidirectional, I2V
   ["longlive_v1.0/longlive_train_init.yaml"] = {builds = "dmd"},
   ["longlive_v1.0/longlive_train_long.yaml"] = {refused = "dmd_switch"},
   ["longlive_v1.0/longlive_inference.yaml"] = {refused = "no 'trainer' key"},
@@ -36,6 +36,9 @@ local function parts(cfg)
     real_score = sfwb.wan.new(TINY), fake_score = sfwb.wan.new(TINY),
     text_encoder = function(p) return sfwb.zeros({#p, 4, 8}) end,
     dataset = {"a prompt"},
+    -- i2v: true reads images through these (stand-ins: building the trainer runs no model)
+    image_encoder = {encode_image = function() error("not run") end},
+    vae = {i2v_condition = function() error("not run") end},
   }
 end
 

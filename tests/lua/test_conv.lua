@@ -25,6 +25,26 @@ for i, sp in ipairs(c2) do
     T.close(conv2d(F[k .. "x"], F[k .. "w"], F[k .. "b"], sp[1], sp[2]), F[k .. "y"], 1e-5)
   end)
 end
+T.case("backward (input, weight, bias gradients) equals torch autograd on every case", function()
+  local function check(k, fn)
+    local x, w = F[k .. "x"]:clone():requires_grad_(true), F[k .. "w"]:clone():requires_grad_(true)
+    local b = F[k .. "b"] and F[k .. "b"]:clone():requires_grad_(true)
+    local y = fn(x, w, b)
+    y:backward(F[k .. "gy"])
+    T.close(x.grad, F[k .. "gx"], 1e-5, k .. " grad x")
+    T.close(w.grad, F[k .. "gw"], 1e-5, k .. " grad w")
+    if b then T.close(b.grad, F[k .. "gb"], 1e-5, k .. " grad b") end
+  end
+  for i, sp in ipairs(c3) do
+    check("c3_" .. (i - 1) .. "_", function(x, w, b) return conv3d(x, w, b, sp[1], sp[2]) end)
+  end
+  for i, sp in ipairs(c2) do
+    check("c2_" .. (i - 1) .. "_", function(x, w, b) return conv2d(x, w, b, sp[1], sp[2]) end)
+  end
+  -- f64 inputs run the f64 forward: the same values
+  local k = "c3_0_"
+  T.close(conv3d(F[k .. "x"]:double(), F[k .. "w"]:double(), F[k .. "b"]:double(), 1, 1), F[k .. "y"], 1e-6)
+end)
 T.case("bf16 compute (the VAE's bf16 mode) on every case", function()
   -- our f32 sums vs exact sums: the outputs may differ by one bf16 step where the exact value is near a
   -- rounding tie; count those
@@ -51,16 +71,16 @@ T.case("bf16 compute (the VAE's bf16 mode) on every case", function()
   T.check(flips <= total * 0.01, "too many rounding flips")
   T.raises(function() conv3d(F.c3_0_x, F.c3_0_w, nil, 1, 1, "f16") end, "f32 or bf16")
 end)
-local has_emu = false
-for _, d in ipairs(sfwb.devices()) do if d == "emu:0" then has_emu = true end end
+local dev = T.test_device() -- emu:0, or $SFWB_TEST_DEVICE
+local has_emu = dev ~= nil
 T.case("emu: implicit-GEMM kernel (kernels/conv.cu) on every case", function()
   if not has_emu then print("  skipped: no emu device in this build") return end
-  local function e(t) return t and t:to("emu:0") end
+  local function e(t) return t and t:to(dev) end
   local worst = 0
   for i, sp in ipairs(c3) do
     local k = "c3_" .. (i - 1) .. "_"
     local y = conv3d(e(F[k .. "x"]), e(F[k .. "w"]), e(F[k .. "b"]), sp[1], sp[2])
-    T.eq(y:device(), "emu:0")
+    T.eq(y:device(), dev)
     worst = math.max(worst, T.close(y, F[k .. "y"], 1e-5))
   end
   for i, sp in ipairs(c2) do

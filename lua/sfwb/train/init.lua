@@ -2,16 +2,6 @@
 -- sfwb.train.new(cfg [, parts]), train.py's dispatch on cfg.trainer (and cfg.distribution_loss).
 local M = {}
 
--- Self-Forcing-Plus paths the score-distillation trainers do not have yet are refused by name (never trained
--- as T2V causal)
-local function refuse_sfp(cfg, who)
-  if type(cfg) ~= "table" then return end
-  if cfg.i2v == true then
-    error(who .. ": i2v: true (Self-Forcing-Plus's I2V training: LMDB img rows through CLIP and the VAE) is "
-          .. "not implemented in sfwb yet; it is refused rather than trained as T2V", 3)
-  end
-end
-
 -- generator_type: bidirectional (Self-Forcing-Plus): the same trainer with BidirectionalTrainingPipeline's rollout
 local function bidirectional(tr, cfg)
   if type(cfg) == "table" and cfg.generator_type == "bidirectional" then
@@ -21,9 +11,18 @@ local function bidirectional(tr, cfg)
   return tr
 end
 
+-- i2v: true (Self-Forcing-Plus): the LMDB's images through CLIP and the VAE into clip_fea and y (sfwb.train.i2v)
+local function i2v(build, cfg, parts, who)
+  if type(cfg) == "table" and cfg.i2v == true then
+    local I = require "sfwb.train.i2v"
+    local p = I.parts(cfg, parts)
+    return I.attach(bidirectional(build(cfg, p), cfg), cfg, p, who)
+  end
+  return bidirectional(build(cfg, parts), cfg)
+end
+
 function M.dmd(cfg, parts)
-  refuse_sfp(cfg, "train.dmd")
-  return bidirectional(require("sfwb.train.dmd").new(cfg, parts), cfg)
+  return i2v(require("sfwb.train.dmd").new, cfg, parts, "train.dmd")
 end
 function M.diffusion(cfg, parts) return require("sfwb.train.diffusion").new(cfg, parts) end
 function M.ode(cfg, parts) return require("sfwb.train.ode").new(cfg, parts) end
@@ -41,15 +40,16 @@ local function missing(what)
 end
 M.gan = missing("gan")
 function M.causvid(cfg, parts)
-  refuse_sfp(cfg, "train.causvid")
+  if type(cfg) == "table" and cfg.i2v == true then
+    error("train.causvid: i2v: true is not implemented for CausVid in sfwb (its input is simulated from data)", 2)
+  end
   if type(cfg) == "table" and cfg.generator_type == "bidirectional" then
     error("train.causvid: generator_type: bidirectional is not a path of the originals (CausVid is causal)", 2)
   end
   return require("sfwb.train.causvid").new(cfg, parts)
 end
 function M.sid(cfg, parts)
-  refuse_sfp(cfg, "train.sid")
-  return bidirectional(require("sfwb.train.sid").new(cfg, parts), cfg)
+  return i2v(require("sfwb.train.sid").new, cfg, parts, "train.sid")
 end
 
 local TRAINERS = {"score_distillation", "diffusion", "ode", "gan"}
@@ -89,5 +89,8 @@ function M.new(cfg, parts)
   if MISSING[obj] then missing(obj)() end
   return M[obj](cfg, parts)
 end
+
+-- sfwb.train.plan(cfg, {gpus=, gpu_memory_gb=}): per-rank memory of a config (sfwb/train/plan.lua)
+function M.plan(cfg, o) return require("sfwb.train.plan").plan(cfg, o) end
 
 return M

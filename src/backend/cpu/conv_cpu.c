@@ -448,9 +448,11 @@ done:
 }
 
 static sf_tensor *cpu_conv3d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[3], const int pad[3]) {
+  if (x->dtype == SF_F64) return sf_conv_f64_cpu(3, x, w, b, stride, pad);
   return conv_nd(3, x, w, b, stride, pad, 0);
 }
 static sf_tensor *cpu_conv2d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[2], const int pad[2]) {
+  if (x->dtype == SF_F64) return sf_conv_f64_cpu(2, x, w, b, stride, pad);
   return conv_nd(2, x, w, b, stride, pad, 0);
 }
 

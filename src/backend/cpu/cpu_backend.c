@@ -21,6 +21,7 @@ static bool cpu_supports(sf_capability cap, int op, const sf_tensor *out, const 
   switch (cap) {
   case SF_CAP_UNARY_BWD: return sf_cpu_fuses_unary_bwd(op);
   case SF_CAP_MATMUL_ACC: return sf_cpu_can_matmul_acc(out, a, b);
+  case SF_CAP_LINEAR_BIAS: return false; /* the CPU rounds once through oneDNN / the f32 path instead */
   }
   return false;
 }

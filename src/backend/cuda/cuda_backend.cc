@@ -121,7 +121,11 @@ static int be_random(sf_tensor *out, uint64_t seed, uint64_t offset, int kind) {
 
 /* optional ops (backend.h's supports query); no matmul_acc on the device yet */
 static bool be_supports(sf_capability cap, int op, const sf_tensor *out, const sf_tensor *a, const sf_tensor *b) {
-  return cap == SF_CAP_UNARY_BWD && sf_gpu_fuses_unary_bwd(op);
+  switch (cap) {
+  case SF_CAP_UNARY_BWD: return sf_gpu_fuses_unary_bwd(op);
+  case SF_CAP_LINEAR_BIAS: return sf_gemm_bias_ok(out, a, b);
+  default: return false;
+  }
 }
 
 /* the whole backend, one table (its nn, conv and train members live in cuda_nn/conv/train.cc) */

@@ -111,6 +111,6 @@ static int tr_unary_bwd(int op, sf_tensor *dx, const sf_tensor *dy, const sf_ten
 }
 
 const sf_train_ops sf_gpu_train_table = {tr_layer_norm_bwd, tr_rms_norm_bwd, tr_rope3d_bwd, tr_attention_bwd, tr_adamw, tr_sum_sq, tr_ema,
-                                     tr_unary_bwd};
+                                         tr_unary_bwd, nullptr, sf_gemm_bias};
 
 } // namespace SF_CUDA_NS
