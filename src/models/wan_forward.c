@@ -231,6 +231,14 @@ static sf_tensor *attend(fwd *s, int layer, bool cross, int img, sf_tensor *q, s
   return o;
 }
 
+/* a value copy into the cache: the gradient path is wan_kv_grad.c's, never the copy's */
+static int copy_values(sf_tensor *dst, sf_tensor *src) {
+  bool prev = sf_set_grad_enabled(false);
+  int rc = sf_copy_(dst, src);
+  sf_set_grad_enabled(prev);
+  return rc;
+}
+
 /* Self-Forcing's cache update for one layer (spec 3.4); returns the visible slice [lo, end) as views */
 static int kv_update(fwd *s, int i, sf_tensor *k, sf_tensor *v, sf_tensor **kk, sf_tensor **vv, int64_t **k_ids) {
   sf_wan_kv *kv = s->o->kv;
@@ -251,12 +259,13 @@ static int kv_update(fwd *s, int i, sf_tensor *k, sf_tensor *v, sf_tensor **kk, 
         TRY(src = sf_narrow(buf, 1, sink + evict, keep));
         TRY(tmp = sf_clone(src)); /* the ranges overlap */
         TRY(dst = sf_narrow(buf, 1, sink, keep));
-        if (sf_copy_(dst, tmp)) goto fail;
+        if (copy_values(dst, tmp)) goto fail;
         REL(src);
         REL(tmp);
         REL(dst);
       }
       memmove(sf + sink / S, sf + (sink + evict) / S, sizeof(int64_t) * (size_t)(keep / S));
+      sf_wan_kv_grad_move(kv, i, sink / S, (sink + evict) / S, keep / S);
     }
     new_end = Lend + (cur_end - G) - evict;
   } else {
@@ -269,19 +278,23 @@ static int kv_update(fwd *s, int i, sf_tensor *k, sf_tensor *v, sf_tensor **kk, 
                     (long long)s->f0, (long long)(s->f0 + s->F - 1), (long long)new_start, (long long)new_end,
                     (long long)kv->capacity_frames, (long long)Kc);
   TRY(dst = sf_narrow(kb, 1, new_start, n));
-  if (sf_copy_(dst, k)) goto fail;
+  if (copy_values(dst, k)) goto fail;
   REL(dst);
   TRY(dst = sf_narrow(vb, 1, new_start, n));
-  if (sf_copy_(dst, v)) goto fail;
+  if (copy_values(dst, v)) goto fail;
   REL(dst);
+  if (sf_wan_kv_grad_write(kv, i, new_start / S, n / S, k, v)) goto fail;
   for (int64_t f = 0; f < s->F; f++) sf[new_start / S + f] = s->f0 + f;
   const int64_t lo = new_end - Kc > 0 ? new_end - Kc : 0; /* max_attention_size = the buffer */
   kv->global_end[i] = cur_end;
   kv->local_end[i] = new_end;
-  if (sf_grad_enabled() && (k->requires_grad || v->requires_grad)) {
-    /* with grad: the cache holds detached copies, so attend over [detached past | this chunk's k, v] (same
-     * values) and the gradient reaches the current chunk's keys and values, as the original's in-place
-     * cache write does */
+  if (sf_grad_enabled() && !kv->detach) {
+    /* the values now in the cache, with the gradient path of PyTorch's in-place writes (wan_kv_grad.c) */
+    TRY(*kk = sf_wan_kv_grad_read(kv, i, 0, lo, new_end));
+    TRY(*vv = sf_wan_kv_grad_read(kv, i, 1, lo, new_end));
+  } else if (sf_grad_enabled() && (k->requires_grad || v->requires_grad)) {
+    /* detach_kv_cache (the clean variant): attend over [detached past | this chunk's k, v] (same values);
+     * the gradient reaches the current chunk's keys and values only */
     for (int t = 0; t < 2; t++) {
       sf_tensor *parts[2];
       TRY(src = sf_narrow(t ? vb : kb, 1, lo, new_start - lo));
@@ -557,8 +570,14 @@ static int kv_prepare(fwd *s) {
 }
 
 sf_tensor *sf_wan_forward(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor *ctx, const sf_wan_fwd_opts *opts) {
-  sf_wan_fwd_opts dflt;
+  sf_wan_fwd_opts dflt, eff;
   if (!opts) sf_wan_fwd_opts_init(&dflt), opts = &dflt;
+  if (opts->checkpoint && opts->xcache && sf_grad_enabled()) {
+    /* CausalWanModel's checkpointed grad branch does not pass crossattn_cache: the blocks recompute the
+     * cross-attention K/V from the text context, with gradient (text_embedding, cross_attn.k/v/norm_k
+     * get theirs), and leave the cache as it is */
+    eff = *opts, eff.xcache = NULL, opts = &eff;
+  }
   const sf_wan_config *c = &m->cfg;
   char b1[64], b2[64];
   fwd s;
