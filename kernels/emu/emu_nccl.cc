@@ -1,9 +1,14 @@
 // emu_nccl.cc — NCCL collectives among emu devices in one process. Each collective is three phases
 // around a group barrier: post buffers | every rank computes its own output from all inputs, in rank
 // order | wait until all have read before anyone may reuse its input (in-place calls are legal).
+// A barrier that cannot complete — a rank left the communicator (its thread failed) or the others
+// did not arrive within SFWB_DIST_TIMEOUT seconds (default 600) — fails with the missing ranks named
+// (ncclSystemError; the message by ncclGetErrorString on the failing thread), never hangs.
 #include "emu/emu_nccl.h"
 
+#include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <string>
@@ -17,23 +22,51 @@ struct Group {
   int arrived = 0;
   uint64_t generation = 0;
   std::vector<const void *> send;
+  std::vector<char> here; /* who has arrived at the current barrier */
   int refs = 0;
+  int left = -1; /* the first rank that left (destroyed its communicator) */
 };
+
+thread_local std::string t_err;
+
+double timeout_s() {
+  const char *s = getenv("SFWB_DIST_TIMEOUT");
+  double v = s ? atof(s) : 0;
+  return v > 0 ? v : 600;
+}
 
 std::mutex g_mu;
 std::map<std::string, Group *> g_groups;
 uint64_t g_next_id = 1;
 
-void group_barrier(Group *g) {
+/* 0, or -1 with t_err naming the ranks that never arrived */
+int group_barrier(Group *g, int rank, const char *op) {
   std::unique_lock<std::mutex> lk(g->mu);
   uint64_t gen = g->generation;
+  if (g->left >= 0) {
+    t_err = std::string(op) + ": rank " + std::to_string(g->left) + " has left the communicator";
+    return -1;
+  }
+  g->here[rank] = 1;
   if (++g->arrived == g->nranks) {
     g->arrived = 0;
     g->generation++;
+    std::fill(g->here.begin(), g->here.end(), 0);
     g->cv.notify_all();
-  } else {
-    g->cv.wait(lk, [&] { return g->generation != gen; });
+    return 0;
   }
+  auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s());
+  bool ok = g->cv.wait_until(lk, until, [&] { return g->generation != gen || g->left >= 0; });
+  if (g->generation != gen) return 0;
+  std::string who;
+  for (int r = 0; r < g->nranks; r++)
+    if (!g->here[r]) who += (who.empty() ? "" : ", ") + std::to_string(r);
+  t_err = std::string(op) + (ok ? ": rank " + std::to_string(g->left) + " left the communicator"
+                                : ": timed out after " + std::to_string((int)timeout_s()) + " s") +
+          "; rank(s) " + who + " never joined (emulated NCCL)";
+  g->here[rank] = 0;
+  g->arrived--;
+  return -1;
 }
 
 size_t dt_size(ncclDataType_t dt) {
@@ -129,6 +162,7 @@ ncclResult_t sf_emu_ncclCommInitRank(ncclComm_t *c, int nranks, ncclUniqueId id,
       g = new Group();
       g->nranks = nranks;
       g->send.assign(nranks, NULL);
+      g->here.assign(nranks, 0);
       g_groups[key] = g;
     } else {
       g = it->second;
@@ -136,13 +170,23 @@ ncclResult_t sf_emu_ncclCommInitRank(ncclComm_t *c, int nranks, ncclUniqueId id,
     if (g->nranks != nranks) return ncclInvalidUsage;
     g->refs++;
   }
-  group_barrier(g); /* as ncclCommInitRank: returns once every rank has joined */
+  /* as ncclCommInitRank: returns once every rank has joined */
+  if (group_barrier(g, rank, "ncclCommInitRank")) {
+    std::lock_guard<std::mutex> lk(g_mu);
+    if (--g->refs == 0) { g_groups.erase(key); delete g; }
+    return ncclSystemError;
+  }
   *c = new sf_emu_nccl_comm{g, rank, key};
   return ncclSuccess;
 }
 
 ncclResult_t sf_emu_ncclCommDestroy(ncclComm_t c) {
   if (!c) return ncclInvalidArgument;
+  {
+    std::lock_guard<std::mutex> lk(c->g->mu); /* ranks waiting for this one fail now, not at the timeout */
+    if (c->g->left < 0) c->g->left = c->rank;
+    c->g->cv.notify_all();
+  }
   std::lock_guard<std::mutex> lk(g_mu);
   if (--c->g->refs == 0) {
     g_groups.erase(c->key);
@@ -160,10 +204,10 @@ ncclResult_t sf_emu_ncclAllReduce(const void *send, void *recv, size_t count, nc
   if (!c) return ncclInvalidArgument;
   Group *g = c->g;
   g->send[c->rank] = send;
-  group_barrier(g);
+  if (group_barrier(g, c->rank, "ncclAllReduce")) return ncclSystemError;
   std::vector<char> out(count * dt_size(dt));
   reduce_into(g, 0, count, out.data(), dt, op);
-  group_barrier(g); /* everyone has read every input: now outputs may overwrite inputs */
+  if (group_barrier(g, c->rank, "ncclAllReduce")) return ncclSystemError; /* everyone has read every input: now outputs may overwrite inputs */
   memcpy(recv, out.data(), out.size());
   return ncclSuccess;
 }
@@ -173,10 +217,10 @@ ncclResult_t sf_emu_ncclReduceScatter(const void *send, void *recv, size_t recvc
   if (!c) return ncclInvalidArgument;
   Group *g = c->g;
   g->send[c->rank] = send;
-  group_barrier(g);
+  if (group_barrier(g, c->rank, "ncclReduceScatter")) return ncclSystemError;
   std::vector<char> out(recvcount * dt_size(dt));
   reduce_into(g, (size_t)c->rank * recvcount, recvcount, out.data(), dt, op);
-  group_barrier(g);
+  if (group_barrier(g, c->rank, "ncclReduceScatter")) return ncclSystemError;
   memcpy(recv, out.data(), out.size());
   return ncclSuccess;
 }
@@ -187,10 +231,10 @@ ncclResult_t sf_emu_ncclAllGather(const void *send, void *recv, size_t sendcount
   Group *g = c->g;
   size_t nb = sendcount * dt_size(dt);
   g->send[c->rank] = send;
-  group_barrier(g);
+  if (group_barrier(g, c->rank, "ncclAllGather")) return ncclSystemError;
   std::vector<char> out(nb * g->nranks);
   for (int r = 0; r < g->nranks; r++) memcpy(out.data() + r * nb, g->send[r], nb);
-  group_barrier(g);
+  if (group_barrier(g, c->rank, "ncclAllGather")) return ncclSystemError;
   memcpy(recv, out.data(), out.size());
   return ncclSuccess;
 }
@@ -201,10 +245,10 @@ ncclResult_t sf_emu_ncclBroadcast(const void *send, void *recv, size_t count, nc
   Group *g = c->g;
   size_t nb = count * dt_size(dt);
   g->send[c->rank] = send;
-  group_barrier(g);
+  if (group_barrier(g, c->rank, "ncclBroadcast")) return ncclSystemError;
   std::vector<char> out(nb);
   memcpy(out.data(), g->send[root], nb);
-  group_barrier(g);
+  if (group_barrier(g, c->rank, "ncclBroadcast")) return ncclSystemError;
   memcpy(recv, out.data(), nb);
   return ncclSuccess;
 }
@@ -217,6 +261,7 @@ const char *sf_emu_ncclGetErrorString(ncclResult_t r) {
   case ncclSuccess: return "no error";
   case ncclInvalidArgument: return "invalid argument";
   case ncclInvalidUsage: return "invalid usage (ranks disagree on the communicator size?)";
+  case ncclSystemError: return t_err.empty() ? "system error" : t_err.c_str();
   default: return "internal error";
   }
 }

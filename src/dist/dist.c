@@ -10,6 +10,7 @@
 #include "backend/backend.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "dist/dist_guard.h"
 
 #ifdef SFWB_HAVE_MPI
 #include <mpi.h>
@@ -32,10 +33,17 @@ static int launched_by_mpi(void) {
 }
 
 #ifdef SFWB_HAVE_MPI
+/* a world whose collectives failed cannot finalize (MPI_Finalize waits for the missing ranks): abort the
+ * job instead, so every rank ends now with the error already printed */
 static void finalize_mpi(void) {
   int fin = 0;
   MPI_Finalized(&fin);
-  if (!fin) MPI_Finalize();
+  if (fin) return;
+  if (sf_dist_broken()) {
+    fflush(NULL);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  MPI_Finalize();
 }
 #endif
 
@@ -90,7 +98,9 @@ static int carrier_for(const sf_tensor *t, carrier *c) {
     return c->ext ? 0 : -1;
   }
   if (g_world == 1) { c->via = VIA_NONE; return 0; }
-  if (d.type == SF_DEV_CPU) {
+  /* CPU tensors, and emu tensors across processes: the emulator's device memory is host memory, so its
+   * NCCL between processes is MPI on that memory (same guards, same reductions as the CPU) */
+  if (d.type == SF_DEV_CPU || d.type == SF_DEV_EMU) {
     c->via = VIA_MPI;
     return 0;
   }
@@ -164,11 +174,13 @@ static int mpi_reduce(const char *what, sf_tensor *send, sf_tensor *recv, sf_dis
     sf_release(r32);
     return rc;
   }
+  if (sf_numel(recv) > 0x7fffffff) return sf_error("sfwb.dist.%s: tensors over 2^31 elements are not supported on MPI", what);
   int count = (int)sf_numel(recv);
   void *sp = send == recv ? MPI_IN_PLACE : sf_data_ptr(send);
-  int rc = scatter ? MPI_Reduce_scatter_block(sf_data_ptr(send), sf_data_ptr(recv), count, mpi_type(send->dtype), mpi_op(op), MPI_COMM_WORLD)
-                   : MPI_Allreduce(sp, sf_data_ptr(recv), count, mpi_type(send->dtype), mpi_op(op), MPI_COMM_WORLD);
-  if (mpi_check(rc, what)) return -1;
+  MPI_Request rq;
+  int rc = scatter ? MPI_Ireduce_scatter_block(sf_data_ptr(send), sf_data_ptr(recv), count, mpi_type(send->dtype), mpi_op(op), MPI_COMM_WORLD, &rq)
+                   : MPI_Iallreduce(sp, sf_data_ptr(recv), count, mpi_type(send->dtype), mpi_op(op), MPI_COMM_WORLD, &rq);
+  if (mpi_check(rc, what) || sf_dist_guard_wait(&rq, what)) return -1;
   if (op == SF_DIST_AVG) return sf_binary_scalar_(SF_BIN_DIV, recv, (double)g_world);
   return 0;
 #else
@@ -182,7 +194,7 @@ int sf_dist_all_reduce(sf_tensor *t, sf_dist_op op) {
   if (c.via == VIA_NONE) return 0;
   sf_tensor *w = sf_contiguous(t);
   if (!w) return -1;
-  int rc = c.via == VIA_MPI ? mpi_reduce("all_reduce", w, w, op, 0)
+  int rc = c.via == VIA_MPI ? (sf_dist_guard_agree("all_reduce", w->dtype, (size_t)sf_numel(w), (int)op) ? -1 : mpi_reduce("all_reduce", w, w, op, 0))
                             : c.ext->all_reduce(c.comm, sf_data_ptr(w), sf_data_ptr(w), (size_t)sf_numel(w), w->dtype, op);
   if (!rc && w != t) rc = sf_copy_(t, w);
   sf_release(w);
@@ -201,8 +213,11 @@ int sf_dist_broadcast(sf_tensor *t, int root) {
   if (c.via == VIA_MPI) {
 #ifdef SFWB_HAVE_MPI
     size_t nb = (size_t)sf_numel(w) * sf_dtype_size(w->dtype);
+    MPI_Request rq;
     rc = nb > 0x7fffffff ? sf_error("sfwb.dist.broadcast: tensors over 2 GB are not supported on MPI")
-                         : mpi_check(MPI_Bcast(sf_data_ptr(w), (int)nb, MPI_BYTE, root, MPI_COMM_WORLD), "broadcast");
+         : sf_dist_guard_agree("broadcast", w->dtype, (size_t)sf_numel(w), root) ? -1
+         : mpi_check(MPI_Ibcast(sf_data_ptr(w), (int)nb, MPI_BYTE, root, MPI_COMM_WORLD, &rq), "broadcast") ? -1
+         : sf_dist_guard_wait(&rq, "broadcast");
 #else
     rc = -1;
 #endif
@@ -231,8 +246,11 @@ sf_tensor *sf_dist_all_gather(sf_tensor *t) {
   else if (!rc && c.via == VIA_MPI) {
 #ifdef SFWB_HAVE_MPI
     size_t nb = n * sf_dtype_size(t->dtype);
+    MPI_Request rq;
     rc = nb > 0x7fffffff ? sf_error("sfwb.dist.all_gather: tensors over 2 GB are not supported on MPI")
-                         : mpi_check(MPI_Allgather(sf_data_ptr(w), (int)nb, MPI_BYTE, sf_data_ptr(out), (int)nb, MPI_BYTE, MPI_COMM_WORLD), "all_gather");
+         : sf_dist_guard_agree("all_gather", t->dtype, n, 0) ? -1
+         : mpi_check(MPI_Iallgather(sf_data_ptr(w), (int)nb, MPI_BYTE, sf_data_ptr(out), (int)nb, MPI_BYTE, MPI_COMM_WORLD, &rq), "all_gather") ? -1
+         : sf_dist_guard_wait(&rq, "all_gather");
 #endif
   } else if (!rc) {
     rc = c.ext->all_gather(c.comm, sf_data_ptr(w), sf_data_ptr(out), n, t->dtype);
@@ -258,7 +276,8 @@ sf_tensor *sf_dist_reduce_scatter(sf_tensor *t, sf_dist_op op) {
   sf_tensor *out = w ? sf_tensor_new(t->dtype, sf_device_of(t), t->ndim, sh) : NULL;
   int rc = out ? 0 : -1;
   if (!rc && c.via == VIA_NONE) rc = sf_copy_(out, w);
-  else if (!rc && c.via == VIA_MPI) rc = mpi_reduce("reduce_scatter", w, out, op, 1);
+  else if (!rc && c.via == VIA_MPI)
+    rc = sf_dist_guard_agree("reduce_scatter", t->dtype, (size_t)sf_numel(w), (int)op) ? -1 : mpi_reduce("reduce_scatter", w, out, op, 1);
   else if (!rc) rc = c.ext->reduce_scatter(c.comm, sf_data_ptr(w), sf_data_ptr(out), (size_t)sf_numel(out), t->dtype, op);
   sf_release(w);
   if (rc) { sf_release(out); return NULL; }
@@ -275,7 +294,11 @@ int sf_dist_barrier(void) {
     return rc;
   }
 #ifdef SFWB_HAVE_MPI
-  if (g_mpi) return mpi_check(MPI_Barrier(MPI_COMM_WORLD), "barrier");
+  if (g_mpi && g_world > 1) {
+    MPI_Request rq;
+    if (sf_dist_guard_agree("barrier", SF_U8, 0, 0) || mpi_check(MPI_Ibarrier(MPI_COMM_WORLD, &rq), "barrier")) return -1;
+    return sf_dist_guard_wait(&rq, "barrier");
+  }
 #endif
   return 0;
 }

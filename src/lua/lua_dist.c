@@ -1,6 +1,8 @@
 /* lua_dist.c — sfwb.dist: rank/world and collectives on tensors (dist/dist.h), plus run_emu(n, fn): an
  * in-process world of n ranks, one thread and one fresh Lua state per rank, rank r bound to emu:r. */
 #include <lauxlib.h>
+#include <signal.h>
+#include <stdio.h>
 #include <lua.h>
 #include <lualib.h>
 #include <stdlib.h>
@@ -8,6 +10,7 @@
 
 #include "core/error.h"
 #include "dist/dist.h"
+#include "dist/dist_guard.h"
 #include "lua/lua_tensor.h"
 
 int luaopen_sfwb_core(lua_State *L);
@@ -55,6 +58,28 @@ static int l_reduce_scatter(lua_State *L) {
 
 static int l_barrier(lua_State *L) {
   if (sf_dist_barrier()) sf_lua_raise(L);
+  return 0;
+}
+
+/* sfwb.dist.timeout([seconds]) -> seconds: how long a collective waits for the other ranks before it
+ * fails naming them (default SFWB_DIST_TIMEOUT or 600) */
+static int l_timeout(lua_State *L) {
+  if (!lua_isnoneornil(L, 1)) {
+    double s = luaL_checknumber(L, 1);
+    if (!(s > 0)) return luaL_argerror(L, 1, "a timeout in seconds > 0");
+    sf_dist_set_timeout(s);
+  }
+  lua_pushnumber(L, sf_dist_timeout());
+  return 1;
+}
+
+/* sfwb.dist.simulate_failure("hang" | "die"): this rank stops (SIGSTOP) or is killed (SIGKILL), as a rank
+ * whose GPU hangs or whose process dies; for testing that the others fail cleanly */
+static int l_simulate_failure(lua_State *L) {
+  static const char *const kinds[] = {"hang", "die", NULL};
+  int k = luaL_checkoption(L, 1, NULL, kinds);
+  fflush(NULL);
+  raise(k == 0 ? SIGSTOP : SIGKILL);
   return 0;
 }
 
@@ -143,6 +168,8 @@ void sf_lua_register_dist(lua_State *L) {
                                  {"reduce_scatter", l_reduce_scatter},
                                  {"barrier", l_barrier},
                                  {"run_emu", l_run_emu},
+                                 {"timeout", l_timeout},
+                                 {"simulate_failure", l_simulate_failure},
                                  {NULL, NULL}};
   luaL_newlib(L, fns);
   lua_setfield(L, -2, "dist");

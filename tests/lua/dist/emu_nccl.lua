@@ -26,4 +26,15 @@ T.case("run_emu errors name the rank", function()
   T.raises(function() sfwb.dist.run_emu(3, function() end) end, "SFWB_EMU_DEVICES")
 end)
 
+T.case("run_emu: a rank that fails does not leave the others hanging", function()
+  local t0 = sfwb.time()
+  local ok, err = pcall(sfwb.dist.run_emu, 2, function(rank)
+    if rank == 1 then error("boom") end
+    sfwb.dist.all_reduce(sfwb.ones({4}, {device = "emu:0"}))
+  end)
+  T.eq(ok, false)
+  T.check(tostring(err):find("rank 1 left the communicator", 1, true) or tostring(err):find("rank 1 has left", 1, true), tostring(err))
+  T.check(sfwb.time() - t0 < 30, "failed at once, not at the timeout")
+end)
+
 T.done()

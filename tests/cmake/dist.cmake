@@ -1,0 +1,37 @@
+# tests/cmake/dist.cmake — sfwb.dist across MPI processes: emu:0 per process (one emulated GPU per rank,
+# as real runs use one process per GPU) on 2 and 4 ranks, and collectives that cannot complete (a rank
+# hangs, dies, or calls another op) failing within the timeout with the op and the ranks named.
+# 4 ranks are oversubscribed on the machine's 2 cores.
+if(MPI_C_FOUND AND MPIEXEC_EXECUTABLE)
+  set(SF_MPIRUN ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe)
+  set(SF_MPI_ENV "")
+  if(SFWB_ASAN) # Open MPI's plugins leak at start-up (unloaded modules LSan can't suppress by name)
+    set(SF_MPI_ENV "ASAN_OPTIONS=detect_leaks=0")
+  endif()
+  foreach(np 2 4)
+    add_test(NAME dist/emu_mpi_${np}
+      COMMAND ${SF_MPIRUN} -np ${np} $<TARGET_FILE:sfwb> tests/lua/dist/emu_mpi.lua
+      WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+    set_tests_properties(dist/emu_mpi_${np} PROPERTIES TIMEOUT 120 PROCESSORS 2 ENVIRONMENT "${SF_MPI_ENV}")
+  endforeach()
+  # the survivors print FAULT-OK lines; the job then aborts on purpose (exit status not checked)
+  foreach(fault mismatch hang die)
+    foreach(dev cpu emu:0)
+      string(REPLACE ":0" "" devname ${dev})
+      set(np 2)
+      if(fault STREQUAL "hang")
+        set(np 3)
+      endif()
+      add_test(NAME dist/fault_${fault}_${devname}
+        COMMAND ${SF_MPIRUN} -np ${np} $<TARGET_FILE:sfwb> tests/lua/dist/fault.lua ${fault} ${dev}
+        WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+      set(pass "FAULT-OK rank 0 .*FAULT-OK2 rank 0")
+      if(fault STREQUAL "die") # Open MPI may end the job on the death before the timeout: either is clean
+        set(pass "FAULT-OK rank 0 .*FAULT-OK2 rank 0|rank 1 .*exited on signal 9")
+      endif()
+      set_tests_properties(dist/fault_${fault}_${devname} PROPERTIES TIMEOUT 60 PROCESSORS 2
+        ENVIRONMENT "SFWB_FAULT_TIMEOUT=3;${SF_MPI_ENV}"
+        PASS_REGULAR_EXPRESSION "${pass}" FAIL_REGULAR_EXPRESSION "FAULT-BAD")
+    endforeach()
+  endforeach()
+endif()
