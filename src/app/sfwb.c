@@ -1,4 +1,5 @@
-/* sfwb.c — the program: runs a script, -e code, or the REPL (src/app/repl.c) with `sfwb` global. */
+/* sfwb.c — the program: runs a script, -e code, the REPL (src/app/repl.c) or a Jupyter kernel
+ * (src/app/kernel*.c) with the `sfwb` global. */
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
@@ -8,6 +9,9 @@
 #include <unistd.h>
 #include <libgen.h>
 #include <limits.h>
+
+#include "app/app.h"
+#include "app/kernel.h"
 
 int luaopen_sfwb_core(lua_State *L);
 /* the REPL lives in repl.c when present */
@@ -69,11 +73,23 @@ static void usage(void) {
          "  -e code    run code\n"
          "  -i         enter the REPL after running script or -e\n"
          "  --version  print the version\n"
+         "  --kernel CONNECTION_FILE      run as a Jupyter kernel (see docs/notebooks.md)\n"
+         "  --install-kernel [--user | --prefix P]   write the Jupyter kernelspec\n"
          "  (no args)  interactive REPL\n");
 }
 
 int main(int argc, char **argv) {
   int interactive = 0, script = 0, ran = 0;
+  if (argc > 1 && !strcmp(argv[1], "--install-kernel")) return sf_kernelspec_install(argc - 2, argv + 2);
+  const char *kernel_conn = NULL;
+  if (argc > 1 && !strcmp(argv[1], "--kernel")) {
+    if (argc != 3) {
+      fprintf(stderr, "sfwb: usage: sfwb --kernel CONNECTION_FILE\n");
+      return 1;
+    }
+    kernel_conn = argv[2];
+    argc = 1; /* a kernel runs no script */
+  }
   for (script = 1; script < argc; script++) {
     const char *a = argv[script];
     if (a[0] != '-') break;
@@ -104,6 +120,11 @@ int main(int argc, char **argv) {
     lua_rawseti(L, -2, i - base);
   }
   lua_setglobal(L, "arg");
+  if (kernel_conn) {
+    int rc = sf_kernel_run(L, kernel_conn);
+    lua_close(L);
+    return rc;
+  }
 
   int status = LUA_OK;
   for (int i = 1; i < script && status == LUA_OK; i++) {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/ops.h"
@@ -85,10 +86,32 @@ static int opt_bool(lua_State *L, int o, const char *k, int dflt) {
   return v;
 }
 
+/* the options table (an empty one when absent: the figure is then returned and shown in a notebook) */
 static int check_opts(lua_State *L, int idx) {
-  if (lua_isnoneornil(L, idx)) return luaL_error(L, "plot: give an options table with path=\"out.png\"");
+  if (lua_isnoneornil(L, idx)) {
+    if (lua_gettop(L) < idx) lua_settop(L, idx);
+    lua_newtable(L);
+    lua_replace(L, idx);
+  }
   luaL_checktype(L, idx, LUA_TTABLE);
   return lua_absindex(L, idx);
+}
+
+/* without path=, a figure is drawn to a temp PNG and read back: {width, height, panels, png = bytes},
+ * which lua/sfwb/display.lua shows inline in a notebook (the sfwb Jupyter kernel) */
+typedef struct {
+  char tmp[4200];
+  int is_tmp;
+} figpath;
+
+static const char *figure_path(lua_State *L, int o, figpath *fp) {
+  static unsigned counter;
+  const char *path = opt_str(L, o, "path", NULL);
+  fp->is_tmp = !path;
+  if (path) return path;
+  const char *dir = getenv("TMPDIR");
+  snprintf(fp->tmp, sizeof fp->tmp, "%s/sfwb-figure-%d-%u.png", dir && *dir ? dir : "/tmp", (int)getpid(), counter++);
+  return fp->tmp;
 }
 
 /* the grid options shared by heatmap/head_grid/mosaic/compare */
@@ -152,6 +175,29 @@ static void push_info(lua_State *L, const char *path, const sf_plot_info *info) 
   lua_setfield(L, -2, "panels");
 }
 
+static void push_figure(lua_State *L, const char *path, const sf_plot_info *info, const figpath *fp) {
+  push_info(L, fp->is_tmp ? NULL : path, info);
+  if (!fp->is_tmp) return;
+  FILE *f = fopen(fp->tmp, "rb");
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  size_t n;
+  char chunk[8192];
+  while (f && (n = fread(chunk, 1, sizeof chunk, f)) > 0) luaL_addlstring(&b, chunk, n);
+  if (f) fclose(f);
+  unlink(fp->tmp);
+  luaL_pushresult(&b);
+  lua_setfield(L, -2, "png");
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "sfwb.display");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "figure");
+  lua_pushvalue(L, -3);
+  lua_call(L, 1, 1); /* the figure (shown now when a notebook runs us) */
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+}
+
 /* a tensor as one tile: 2-D -> matrix; [H,W,3] u8 or [3,H,W] float in [-1,1] -> image.
  * Returns 0, or -1 with an sf error. */
 static int tile_from_tensor(arena *a, sf_tensor *t, sf_plot_item *it, int allow_image) {
@@ -207,12 +253,13 @@ static int l_heatmap(lua_State *L) {
   if (tile_from_tensor(A, t, &it, 0)) FAIL("%s", sf_last_error());
   sf_plot_grid_opts g;
   read_grid_opts(L, o, &g);
-  const char *path = opt_str(L, o, "path", NULL);
+  figpath fp;
+  const char *path = figure_path(L, o, &fp);
   sf_plot_info info;
   if (sf_plot_grid(path, &it, 1, &g, &info)) FAIL("plot.heatmap: %s", sf_last_error());
   arena_free(A);
   free(A);
-  push_info(L, path, &info);
+  push_figure(L, path, &info, &fp);
   return 1;
 }
 
@@ -253,12 +300,13 @@ static int l_head_grid(lua_State *L) {
   read_grid_opts(L, o, &g);
   if (!g.xlabel) g.xlabel = "key frame";
   if (!g.ylabel) g.ylabel = "query frame";
-  const char *path = opt_str(L, o, "path", NULL);
+  figpath fp;
+  const char *path = figure_path(L, o, &fp);
   sf_plot_info info;
   if (sf_plot_grid(path, items, H, &g, &info)) FAIL("plot.head_grid: %s", sf_last_error());
   arena_free(A);
   free(A);
-  push_info(L, path, &info);
+  push_figure(L, path, &info, &fp);
   return 1;
 }
 
@@ -303,12 +351,13 @@ static int l_mosaic(lua_State *L) {
   lua_pop(L, 1);
   sf_plot_grid_opts g;
   read_grid_opts(L, o, &g);
-  const char *path = opt_str(L, o, "path", NULL);
+  figpath fp;
+  const char *path = figure_path(L, o, &fp);
   sf_plot_info info;
   if (sf_plot_grid(path, items, n, &g, &info)) FAIL("plot.mosaic: %s", sf_last_error());
   arena_free(A);
   free(A);
-  push_info(L, path, &info);
+  push_figure(L, path, &info, &fp);
   return 1;
 }
 
@@ -419,12 +468,13 @@ static int l_lines(lua_State *L) {
   lo.ymin = opt_num(L, o, "ymin", NAN);
   lo.ymax = opt_num(L, o, "ymax", NAN);
   lo.x0 = opt_num(L, o, "x0", 0);
-  const char *path = opt_str(L, o, "path", NULL);
+  figpath fp;
+  const char *path = figure_path(L, o, &fp);
   sf_plot_info info;
   if (sf_plot_lines(path, s, n, &lo, &info)) FAIL("plot.lines: %s", sf_last_error());
   arena_free(A);
   free(A);
-  push_info(L, path, &info);
+  push_figure(L, path, &info, &fp);
   return 1;
 }
 
@@ -544,12 +594,13 @@ static int l_compare(lua_State *L) {
   g.ncol_titles = ncol;
   g.row_labels = (const char *const *)rowlab;
   g.nrow_labels = nfr;
-  const char *path = opt_str(L, o, "path", NULL);
+  figpath fp;
+  const char *path = figure_path(L, o, &fp);
   sf_plot_info info;
   if (sf_plot_grid(path, items, ncol * nfr, &g, &info)) FAIL("plot.compare: %s", sf_last_error());
   arena_free(A);
   free(A);
-  push_info(L, path, &info);
+  push_figure(L, path, &info, &fp);
   return 1;
 }
 

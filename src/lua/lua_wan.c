@@ -237,6 +237,39 @@ static int l_clone(lua_State *L) {
   return 1;
 }
 
+/* m:_set_param(name, t): add or replace one parameter (the LoRA adapters; sfwb/lora.lua) */
+static int l_set_param(lua_State *L) {
+  sf_wan_model *m = check_model(L, 1);
+  const char *name = luaL_checkstring(L, 2);
+  sf_tensor *t = sf_lua_check_tensor(L, 3);
+  if (sf_wan_set_param(m, name, sf_retain(t))) return sf_lua_raise(L);
+  return 0;
+}
+
+/* m:_drop_params(part) -> n: remove every parameter whose name contains part */
+static int l_drop_params(lua_State *L) {
+  sf_wan_model *m = check_model(L, 1);
+  int n = sf_wan_drop_params(m, luaL_checkstring(L, 2));
+  if (n < 0) return sf_lua_raise(L);
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+/* m:_lora_config{rank=, scale=, dropout=} sets, m:_lora_config() -> rank, scale, dropout */
+static int l_lora_config(lua_State *L) {
+  sf_wan_model *m = check_model(L, 1);
+  if (lua_istable(L, 2)) {
+    m->lora_rank = (int)opt_int(L, 2, "rank", m->lora_rank);
+    lua_getfield(L, 2, "scale");
+    if (!lua_isnil(L, -1)) m->lora_scale = luaL_checknumber(L, -1);
+    lua_getfield(L, 2, "dropout");
+    if (!lua_isnil(L, -1)) m->lora_dropout = luaL_checknumber(L, -1);
+    lua_pop(L, 2);
+  }
+  lua_pushinteger(L, m->lora_rank), lua_pushnumber(L, m->lora_scale), lua_pushnumber(L, m->lora_dropout);
+  return 3;
+}
+
 static int l_requires_grad(lua_State *L) {
   sf_wan_model *m = check_model(L, 1);
   int on = lua_isnone(L, 2) ? 1 : lua_toboolean(L, 2);
@@ -254,7 +287,7 @@ static sf_tensor *opt_tensor(lua_State *L, int t, const char *k) {
 }
 
 static const char *const FWD_OPTS[] = {"clip_fea", "y", "kv_cache", "crossattn_cache", "current_start_frame", "tag", "checkpoint",
-                                       "autocast", NULL};
+                                       "autocast", "sink_recache", NULL};
 
 static int l_forward(lua_State *L) {
   sf_wan_model *m = check_model(L, 1);
@@ -270,6 +303,7 @@ static int l_forward(lua_State *L) {
   lua_pop(L, 1);
   o.start_frame = opt_int(L, 5, "current_start_frame", 0);
   o.checkpoint = opt_bool(L, 5, "checkpoint", 0);
+  o.sink_recache = opt_bool(L, 5, "sink_recache", 0);
   o.autocast = opt_autocast(L, 5, -1);
   if (opt_field(L, 5, "tag") == LUA_TTABLE) {
     int tg = lua_gettop(L);
@@ -287,7 +321,8 @@ static int l_forward(lua_State *L) {
 
 static int l_kv_cache(lua_State *L) {
   sf_wan_model *m = check_model(L, 1);
-  static const char *const KVO[] = {"batch", "frames", "local_attn_size", "sink_size", "tokens_per_frame", "detach", NULL};
+  static const char *const KVO[] = {"batch", "frames", "local_attn_size", "sink_size", "tokens_per_frame", "policy",
+                                    "max_attention_frames", "detach", NULL};
   check_opts_keys(L, 2, "kv_cache", KVO);
   sf_wan_model tmp = *m; /* per-cache window overrides, sized from this config */
   tmp.cfg.local_attn_size = opt_int(L, 2, "local_attn_size", m->cfg.local_attn_size);
@@ -295,6 +330,24 @@ static int l_kv_cache(lua_State *L) {
   sf_wan_kv *kv = sf_wan_kv_new(&tmp, opt_int(L, 2, "batch", 1), opt_int(L, 2, "frames", 0), opt_int(L, 2, "tokens_per_frame", 0));
   if (!kv) return sf_lua_raise(L);
   kv->detach = opt_bool(L, 2, "detach", 0); /* no gradient through earlier writes (detach_kv_cache) */
+  if (lua_istable(L, 2)) lua_getfield(L, 2, "policy");
+  else lua_pushnil(L);
+  const char *pol = lua_isnil(L, -1) ? "self_forcing" : lua_tostring(L, -1);
+  if (!pol || (strcmp(pol, "self_forcing") && strcmp(pol, "longlive"))) {
+    sf_wan_kv_free(kv);
+    return luaL_error(L, "kv_cache: policy must be \"self_forcing\" or \"longlive\", got %s", pol ? pol : luaL_typename(L, -1));
+  }
+  lua_pop(L, 1);
+  if (!strcmp(pol, "longlive")) {
+    kv->policy = SF_KV_LONGLIVE;
+    /* LongLive's max_attention_size: local_attn_size frames, or 32760 tokens = 21 frames of 1560 when global */
+    kv->max_attn_frames = kv->local_attn_size != -1 ? kv->local_attn_size : 21;
+  }
+  kv->max_attn_frames = opt_int(L, 2, "max_attention_frames", kv->max_attn_frames);
+  if (kv->max_attn_frames < 1) {
+    sf_wan_kv_free(kv);
+    return luaL_error(L, "kv_cache: max_attention_frames must be >= 1");
+  }
   kv_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
   u->kv = kv;
   luaL_setmetatable(L, KV_MT);
@@ -452,7 +505,8 @@ static const luaL_Reg MODEL_METHODS[] = {
   {"parameters", l_parameters}, {"state_dict", l_parameters}, {"load_state_dict", l_load_state_dict},
   {"load_checkpoint", l_load_checkpoint}, {"to", l_to}, {"clone", l_clone}, {"requires_grad_", l_requires_grad},
   {"forward", l_forward}, {"kv_cache", l_kv_cache}, {"crossattn_cache", l_crossattn_cache},
-  {"capture_attention", l_capture}, {NULL, NULL}};
+  {"capture_attention", l_capture}, {"_set_param", l_set_param}, {"_drop_params", l_drop_params},
+  {"_lora_config", l_lora_config}, {NULL, NULL}};
 
 static int l_model_index(lua_State *L) {
   sf_wan_model *m = check_model(L, 1);
@@ -460,6 +514,11 @@ static int l_model_index(lua_State *L) {
   if (!strcmp(k, "config")) return push_config(L, m), 1;
   luaL_getmetatable(L, WAN_MT);
   lua_getfield(L, -1, "methods");
+  if (lua_getfield(L, -1, k) != LUA_TNIL || k[0] == '_') return 1;
+  /* methods written in Lua (sfwb/wan_methods.lua: load_lora, lora, merge_lora, ...) */
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "sfwb.wan_methods");
+  lua_call(L, 1, 1);
   lua_getfield(L, -1, k);
   return 1;
 }
@@ -469,6 +528,12 @@ static sf_wan_kv *check_kv(lua_State *L, int i) { return ((kv_ud *)luaL_checkuda
 
 static int l_kv_reset(lua_State *L) {
   sf_wan_kv_reset(check_kv(L, 1));
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int l_kv_zero(lua_State *L) {
+  sf_wan_kv_zero(check_kv(L, 1));
   lua_settop(L, 1);
   return 1;
 }
@@ -502,7 +567,12 @@ static int l_kv_index(lua_State *L) {
   if (!strcmp(k, "tokens_per_frame")) return lua_pushinteger(L, kv->S), 1;
   if (!strcmp(k, "num_layers")) return lua_pushinteger(L, kv->num_layers), 1;
   if (!strcmp(k, "reset")) return lua_pushcfunction(L, l_kv_reset), 1;
+  if (!strcmp(k, "zero")) return lua_pushcfunction(L, l_kv_zero), 1;
   if (!strcmp(k, "layer")) return lua_pushcfunction(L, l_kv_layer), 1;
+  if (!strcmp(k, "policy")) return lua_pushstring(L, kv->policy == SF_KV_LONGLIVE ? "longlive" : "self_forcing"), 1;
+  if (!strcmp(k, "sink_size")) return lua_pushinteger(L, kv->sink_size), 1;
+  if (!strcmp(k, "local_attn_size")) return lua_pushinteger(L, kv->local_attn_size), 1;
+  if (!strcmp(k, "max_attention_frames")) return lua_pushinteger(L, kv->max_attn_frames), 1;
   return lua_pushnil(L), 1;
 }
 
@@ -636,9 +706,10 @@ void sf_lua_register_wan(lua_State *L) {
   lua_pop(L, 1);
   /* `methods` / `getters` tables: what the REPL's tab completion lists (lookup goes through __index) */
   new_mt(L, KV_MT, l_kv_index, l_kv_gc);
-  static const luaL_Reg KV_M[] = {{"reset", l_kv_reset}, {"layer", l_kv_layer}, {NULL, NULL}};
+  static const luaL_Reg KV_M[] = {{"reset", l_kv_reset}, {"zero", l_kv_zero}, {"layer", l_kv_layer}, {NULL, NULL}};
   luaL_newlib(L, KV_M), lua_setfield(L, -2, "methods");
-  set_getters(L, (const char *[]){"global_end", "local_end", "frames", "tokens_per_frame", "num_layers", NULL});
+  set_getters(L, (const char *[]){"global_end", "local_end", "frames", "tokens_per_frame", "num_layers", "policy", "sink_size",
+                                  "local_attn_size", "max_attention_frames", NULL});
   lua_pop(L, 1);
   new_mt(L, XC_MT, l_xc_index, l_xc_gc);
   static const luaL_Reg XC_M[] = {{"reset", l_xc_reset}, {NULL, NULL}};

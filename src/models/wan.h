@@ -48,6 +48,11 @@ typedef struct sf_wan_model {
   sf_device device;
   sf_wan_capture *captures;    /* attached captures (linked) */
   char provenance[512];        /* where the weights came from (for capture metadata) */
+  /* LoRA adapters kept separate (PEFT semantics): parameters "<linear>.lora_A.weight" [r, in] and
+   * "<linear>.lora_B.weight" [out, r] beside the base weights; every linear that has them adds
+   * lora_scale * B(A(x)). lora_rank 0 = none attached. */
+  int lora_rank;
+  double lora_scale, lora_dropout;
 } sf_wan_model;
 
 /* A model with the config's full parameter set: random init (seeded from the global RNG) or empty
@@ -73,7 +78,11 @@ int sf_wan_load_tensors(sf_wan_model *m, int n, const char *const *names, sf_ten
 /* Self-Forcing .pt: entries under "generator_ema." (ema) or "generator."; error if file/key missing. */
 int sf_wan_load_checkpoint(sf_wan_model *m, const char *path, bool ema, int *n_loaded, char *key_used, size_t key_n);
 
-sf_wan_model *sf_wan_clone(const sf_wan_model *m);                 /* shares nothing */
+sf_wan_model *sf_wan_clone(const sf_wan_model *m);                 /* shares nothing (adapters included) */
+/* add a parameter, or replace one of the same name (takes the reference to t) */
+int sf_wan_set_param(sf_wan_model *m, const char *name, sf_tensor *t);
+/* remove every parameter whose name contains `part` (the LoRA adapters: ".lora_"); returns how many */
+int sf_wan_drop_params(sf_wan_model *m, const char *part);
 int sf_wan_to(sf_wan_model *m, sf_device dev, sf_dtype dt);         /* convert in place */
 
 /* ---- caches ---- */
@@ -97,7 +106,15 @@ typedef struct sf_wan_kv {
   bool detach;                 /* true: no gradient path through the cache (the clean variant) */
   sf_tensor ***gk, ***gv;
   int64_t **gframe;
+  /* write / attention policy: SF_KV_SELF_FORCING, or SF_KV_LONGLIVE (LongLive v1.0's CausalWanSelfAttention:
+   * a repeated call at a position already written ("recompute") writes no sink slot and moves no pointer;
+   * attention reads [sink slots | last max_attn_frames - sink frames]) */
+  int policy;
+  int64_t max_attn_frames;     /* LongLive's max_attention_size in frames (local_attn_size, or 21 for global) */
+  int64_t *ids;                /* scratch: key frame ids of a non-contiguous attention range */
 } sf_wan_kv;
+
+enum { SF_KV_SELF_FORCING = 0, SF_KV_LONGLIVE = 1 };
 
 typedef struct sf_wan_xcache {
   int refcount;
@@ -110,6 +127,8 @@ sf_wan_kv *sf_wan_kv_new(const sf_wan_model *m, int64_t batch, int64_t frames, i
 /* forget every slot's gradient source (sf_wan_kv_reset does too) */
 void sf_wan_kv_clear_grad(sf_wan_kv *kv);
 void sf_wan_kv_reset(sf_wan_kv *kv);
+/* zero the K/V buffers, keep the pointers and slot ids (LongLive's reset before a recache) */
+void sf_wan_kv_zero(sf_wan_kv *kv);
 void sf_wan_kv_free(sf_wan_kv *kv);
 sf_wan_xcache *sf_wan_xcache_new(const sf_wan_model *m);
 void sf_wan_xcache_reset(sf_wan_xcache *c);
@@ -131,6 +150,7 @@ typedef struct sf_wan_fwd_opts {
   sf_wan_tag tag;
   bool checkpoint;             /* with grad mode on: each block is a checkpoint region (recomputed in backward) */
   int autocast;                /* -1: the model's setting; else an sf_dtype as sf_wan_model.autocast */
+  bool sink_recache;           /* LongLive's sink_recache_after_switch: a recompute writes the sink slots too */
 } sf_wan_fwd_opts;
 
 void sf_wan_fwd_opts_init(sf_wan_fwd_opts *o);

@@ -35,7 +35,11 @@ sf_wan_kv *sf_wan_kv_new(const sf_wan_model *m, int64_t batch, int64_t frames, i
   kv->gk = calloc(L, sizeof(sf_tensor **));
   kv->gv = calloc(L, sizeof(sf_tensor **));
   kv->gframe = calloc(L, sizeof(int64_t *));
-  if (!kv->k || !kv->v || !kv->global_end || !kv->local_end || !kv->slot_frame || !kv->gk || !kv->gv || !kv->gframe) goto oom;
+  kv->policy = SF_KV_SELF_FORCING;
+  kv->max_attn_frames = cap;
+  kv->ids = malloc(sizeof(int64_t) * (size_t)cap);
+  if (!kv->k || !kv->v || !kv->global_end || !kv->local_end || !kv->slot_frame || !kv->gk || !kv->gv || !kv->gframe || !kv->ids)
+    goto oom;
   for (size_t i = 0; i < L; i++) {
     kv->slot_frame[i] = malloc(sizeof(int64_t) * (size_t)cap);
     kv->gk[i] = calloc((size_t)cap, sizeof(sf_tensor *));
@@ -82,6 +86,13 @@ void sf_wan_kv_reset(sf_wan_kv *kv) {
   }
 }
 
+void sf_wan_kv_zero(sf_wan_kv *kv) {
+  for (int i = 0; i < kv->num_layers; i++) {
+    if (kv->k[i]) sf_fill_(kv->k[i], 0.0);
+    if (kv->v[i]) sf_fill_(kv->v[i], 0.0);
+  }
+}
+
 void sf_wan_kv_free(sf_wan_kv *kv) {
   if (!kv || --kv->refcount > 0) return;
   sf_wan_kv_clear_grad(kv);
@@ -93,7 +104,7 @@ void sf_wan_kv_free(sf_wan_kv *kv) {
     if (kv->gv) free(kv->gv[i]);
     if (kv->gframe) free(kv->gframe[i]);
   }
-  free(kv->k), free(kv->v), free(kv->global_end), free(kv->local_end), free(kv->slot_frame);
+  free(kv->k), free(kv->v), free(kv->global_end), free(kv->local_end), free(kv->slot_frame), free(kv->ids);
   free(kv->gk), free(kv->gv), free(kv->gframe);
   free(kv);
 }

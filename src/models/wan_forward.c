@@ -69,6 +69,24 @@ static sf_tensor *to_model(const fwd *s, sf_tensor *t) {
   return b;
 }
 
+/* y + lora_scale * B(A(x)) when the linear `base` has adapters kept separate (PEFT's unmerged LoRA forward,
+ * dropout 0); consumes y */
+static sf_tensor *lora_add(const sf_wan_model *m, sf_tensor *y, sf_tensor *x, const char *base, long long i, sf_dtype dt) {
+  char an[160], bn[160], fa[128], fb[128];
+  snprintf(fa, sizeof fa, "%s.lora_A.weight", base);
+  snprintf(fb, sizeof fb, "%s.lora_B.weight", base);
+  snprintf(an, sizeof an, fa, i);
+  snprintf(bn, sizeof bn, fb, i);
+  sf_tensor *A = sf_wan_param(m, an), *B = A ? sf_wan_param(m, bn) : NULL;
+  if (!A || !B) return y;
+  sf_tensor *Ac = as_dt(A, dt), *Bc = Ac ? as_dt(B, dt) : NULL;
+  sf_tensor *h = Bc ? sf_linear(x, Ac, NULL) : NULL, *d = h ? sf_linear(h, Bc, NULL) : NULL;
+  sf_tensor *ds = d ? sf_binary_scalar(SF_BIN_MUL, d, m->lora_scale, false) : NULL;
+  sf_tensor *out = ds ? sf_add(y, ds) : NULL;
+  sf_release(Ac), sf_release(Bc), sf_release(h), sf_release(d), sf_release(ds), sf_release(y);
+  return out;
+}
+
 /* x W^T + b with x, W, b cast to dt first (AS_IS: as stored) */
 static sf_tensor *lin_as(const sf_wan_model *m, sf_tensor *x, const char *base, long long i, sf_dtype dt) {
   char w[128], b[128];
@@ -78,7 +96,9 @@ static sf_tensor *lin_as(const sf_wan_model *m, sf_tensor *x, const char *base, 
   if (!Bb) return NULL;
   sf_tensor *xc = as_dt(x, dt), *Wc = xc ? as_dt(W, dt) : NULL, *bc = Wc ? as_dt(Bb, dt) : NULL;
   sf_tensor *y = bc ? sf_linear(xc, Wc, bc) : NULL;
-  sf_release(xc), sf_release(Wc), sf_release(bc);
+  sf_release(Wc), sf_release(bc);
+  if (y && m->lora_rank > 0) y = lora_add(m, y, xc, base, i, dt);
+  sf_release(xc);
   return y;
 }
 
@@ -239,34 +259,60 @@ static int copy_values(sf_tensor *dst, sf_tensor *src) {
   return rc;
 }
 
-/* Self-Forcing's cache update for one layer (spec 3.4); returns the visible slice [lo, end) as views */
+/* the rolling eviction shared by both policies: slots [sink + evict, Lend) move to [sink, ...) */
+static int kv_roll(sf_wan_kv *kv, int i, int64_t S, int64_t sink, int64_t evict, int64_t keep) {
+  sf_tensor *src = NULL, *dst = NULL, *tmp = NULL;
+  for (int t = 0; t < 2 && keep > 0; t++) {
+    sf_tensor *buf = t ? kv->v[i] : kv->k[i];
+    TRY(src = sf_narrow(buf, 1, sink + evict, keep));
+    TRY(tmp = sf_clone(src)); /* the ranges overlap */
+    TRY(dst = sf_narrow(buf, 1, sink, keep));
+    if (copy_values(dst, tmp)) goto fail;
+    REL(src);
+    REL(tmp);
+    REL(dst);
+  }
+  if (keep > 0) memmove(kv->slot_frame[i] + sink / S, kv->slot_frame[i] + (sink + evict) / S, sizeof(int64_t) * (size_t)(keep / S));
+  if (keep > 0) sf_wan_kv_grad_move(kv, i, sink / S, (sink + evict) / S, keep / S); /* a grad-mode roll moves the graph */
+  return 0;
+fail:
+  sf_release(src), sf_release(dst), sf_release(tmp);
+  return -1;
+}
+
+/* writes rows [off, off + len) of k, v into slots [at, at + len) */
+static int kv_write(sf_wan_kv *kv, int i, const fwd *s, sf_tensor *k, sf_tensor *v, int64_t off, int64_t at, int64_t len) {
+  for (int t = 0; t < 2 && len > 0; t++) {
+    sf_tensor *src = off == 0 && len == k->shape[1] ? sf_retain(t ? v : k) : sf_narrow(t ? v : k, 1, off, len);
+    sf_tensor *dst = src ? sf_narrow(t ? kv->v[i] : kv->k[i], 1, at, len) : NULL;
+    const int rc = dst ? copy_values(dst, src) : -1;
+    sf_release(src), sf_release(dst);
+    if (rc) return -1;
+  }
+  if (len > 0 && sf_wan_kv_grad_write(kv, i, at / s->S, len / s->S, off / s->S, k, v)) return -1;
+  for (int64_t f = 0; f < len / s->S; f++) kv->slot_frame[i][at / s->S + f] = s->f0 + off / s->S + f;
+  return 0;
+}
+
+/* the cache update for one layer: Self-Forcing's (spec 3.4) or LongLive's (kv->policy); returns the keys and
+ * values attention reads, as views of the buffer (or a cat of two ranges), and their frame ids */
 static int kv_update(fwd *s, int i, sf_tensor *k, sf_tensor *v, sf_tensor **kk, sf_tensor **vv, int64_t **k_ids) {
   sf_wan_kv *kv = s->o->kv;
+  const bool ll = kv->policy == SF_KV_LONGLIVE;
   const int64_t S = s->S, n = s->L, cur_start = s->f0 * S, cur_end = cur_start + n;
   const int64_t Kc = kv->capacity_frames * S, sink = kv->sink_size * S;
   int64_t G = kv->global_end[i], Lend = kv->local_end[i], new_end;
   sf_tensor *kb = kv->k[i], *vb = kv->v[i];
   int64_t *sf = kv->slot_frame[i];
-  sf_tensor *src = NULL, *dst = NULL, *tmp = NULL;
+  sf_tensor *src = NULL;
+  /* LongLive: a call ending at or before the written end, past frame 0, is a recompute */
+  const bool recompute = ll && cur_end <= G && cur_start > 0;
   if (kv->local_attn_size != -1 && cur_end > G && Lend + n > Kc) {
     const int64_t evict = Lend + n - Kc, keep = Lend - evict - sink;
     if (keep < 0)
       return sf_error("wan kv cache: cannot evict %lld tokens keeping %lld sink tokens (local_attn_size too small for the chunk)",
                       (long long)evict, (long long)sink);
-    if (keep > 0) {
-      for (int t = 0; t < 2; t++) {
-        sf_tensor *buf = t ? vb : kb;
-        TRY(src = sf_narrow(buf, 1, sink + evict, keep));
-        TRY(tmp = sf_clone(src)); /* the ranges overlap */
-        TRY(dst = sf_narrow(buf, 1, sink, keep));
-        if (copy_values(dst, tmp)) goto fail;
-        REL(src);
-        REL(tmp);
-        REL(dst);
-      }
-      memmove(sf + sink / S, sf + (sink + evict) / S, sizeof(int64_t) * (size_t)(keep / S));
-      sf_wan_kv_grad_move(kv, i, sink / S, (sink + evict) / S, keep / S);
-    }
+    if (kv_roll(kv, i, S, sink, evict, keep)) return -1;
     new_end = Lend + (cur_end - G) - evict;
   } else {
     new_end = Lend + (cur_end - G);
@@ -277,27 +323,59 @@ static int kv_update(fwd *s, int i, sf_tensor *k, sf_tensor *v, sf_tensor **kk, 
                     "allocate more frames or use local_attn_size",
                     (long long)s->f0, (long long)(s->f0 + s->F - 1), (long long)new_start, (long long)new_end,
                     (long long)kv->capacity_frames, (long long)Kc);
-  TRY(dst = sf_narrow(kb, 1, new_start, n));
-  if (copy_values(dst, k)) goto fail;
-  REL(dst);
-  TRY(dst = sf_narrow(vb, 1, new_start, n));
-  if (copy_values(dst, v)) goto fail;
-  REL(dst);
-  if (sf_wan_kv_grad_write(kv, i, new_start / S, n / S, k, v)) goto fail;
-  for (int64_t f = 0; f < s->F; f++) sf[new_start / S + f] = s->f0 + f;
-  const int64_t lo = new_end - Kc > 0 ? new_end - Kc : 0; /* max_attention_size = the buffer */
-  kv->global_end[i] = cur_end;
-  kv->local_end[i] = new_end;
+  /* LongLive protects the sink slots from a recompute unless the caller re-fills them (sink_recache) */
+  const int64_t wstart = recompute && !s->o->sink_recache && sink > new_start ? sink : new_start;
+  if (wstart < new_end && kv_write(kv, i, s, k, v, wstart - new_start, wstart, new_end - wstart)) return -1;
+  if (!recompute) kv->global_end[i] = cur_end, kv->local_end[i] = new_end;
+  /* the visible keys: Self-Forcing [new_end - Kc, new_end); LongLive [0, sink) + [max(sink, new_end - budget), new_end)
+   * with budget = max_attention - sink (the sink range may hold zeroed slots early on, as LongLive's) */
+  int64_t r0 = new_end - Kc > 0 ? new_end - Kc : 0, r1 = new_end, q0 = 0, q1 = 0; /* [q0, q1) + [r0, r1) */
+  if (ll) {
+    const int64_t maxatt = kv->max_attn_frames * S;
+    if (sink > 0) {
+      const int64_t budget = maxatt - sink;
+      q0 = 0, q1 = sink;
+      if (budget > 0) r0 = new_end - budget > sink ? new_end - budget : sink, r1 = new_end > r0 ? new_end : r0;
+      else r0 = r1 = sink;
+      if (r0 == q1) q1 = 0, r0 = 0; /* contiguous: one range [0, r1) */
+    } else {
+      r0 = new_end - maxatt > 0 ? new_end - maxatt : 0;
+    }
+  }
+  const bool grad = sf_grad_enabled() && (k->requires_grad || v->requires_grad);
   if (sf_grad_enabled() && !kv->detach) {
-    /* the values now in the cache, with the gradient path of PyTorch's in-place writes (wan_kv_grad.c) */
-    TRY(*kk = sf_wan_kv_grad_read(kv, i, 0, lo, new_end));
-    TRY(*vv = sf_wan_kv_grad_read(kv, i, 1, lo, new_end));
-  } else if (sf_grad_enabled() && (k->requires_grad || v->requires_grad)) {
+    /* the values now in the cache, with the gradient path of PyTorch's in-place writes (wan_kv_grad.c):
+     * each slot's gradient goes to its last grad-mode write */
+    for (int t = 0; t < 2; t++) {
+      sf_tensor *parts[2] = {NULL, NULL}, *r = NULL;
+      int np = 0;
+      if (q1 > q0 && !(parts[np++] = sf_wan_kv_grad_read(kv, i, t, q0, q1))) goto fail_parts;
+      if (r1 > r0 && !(parts[np++] = sf_wan_kv_grad_read(kv, i, t, r0, r1))) goto fail_parts;
+      r = np == 2 ? sf_cat(parts, 2, 1) : np == 1 ? sf_retain(parts[0]) : sf_narrow(t ? vb : kb, 1, r0, 0);
+    fail_parts:
+      sf_release(parts[0]), sf_release(parts[1]);
+      TRY(r);
+      if (t) *vv = r;
+      else *kk = r;
+    }
+    if (q1 > q0) {
+      memcpy(kv->ids, sf + q0 / S, sizeof(int64_t) * (size_t)((q1 - q0) / S));
+      if (r1 > r0) memcpy(kv->ids + (q1 - q0) / S, sf + r0 / S, sizeof(int64_t) * (size_t)((r1 - r0) / S));
+      *k_ids = kv->ids;
+    } else {
+      *k_ids = sf + r0 / S;
+    }
+    return 0;
+  }
+  if (grad && (q1 > q0 || wstart != new_start || r1 != new_end))
+    return sf_error("wan kv cache: detach=true with the LongLive policy and autograd is not supported for this call "
+                    "(sink range or protected slots)");
+  if (grad) {
     /* detach_kv_cache (the clean variant): attend over [detached past | this chunk's k, v] (same values);
      * the gradient reaches the current chunk's keys and values only */
     for (int t = 0; t < 2; t++) {
       sf_tensor *parts[2];
-      TRY(src = sf_narrow(t ? vb : kb, 1, lo, new_start - lo));
+      TRY(src = sf_narrow(t ? vb : kb, 1, r0, new_start - r0));
       parts[0] = src, parts[1] = t ? v : k;
       sf_tensor *r = sf_cat(parts, 2, 1);
       REL(src);
@@ -305,14 +383,28 @@ static int kv_update(fwd *s, int i, sf_tensor *k, sf_tensor *v, sf_tensor **kk, 
       if (t) *vv = r;
       else *kk = r;
     }
+    *k_ids = sf + r0 / S;
+  } else if (q1 > q0) {
+    for (int t = 0; t < 2; t++) {
+      sf_tensor *parts[2] = {sf_narrow(t ? vb : kb, 1, q0, q1 - q0), NULL};
+      if (parts[0] && r1 > r0) parts[1] = sf_narrow(t ? vb : kb, 1, r0, r1 - r0);
+      sf_tensor *r = parts[0] && (r1 == r0 || parts[1]) ? (r1 > r0 ? sf_cat(parts, 2, 1) : sf_retain(parts[0])) : NULL;
+      sf_release(parts[0]), sf_release(parts[1]);
+      TRY(r);
+      if (t) *vv = r;
+      else *kk = r;
+    }
+    memcpy(kv->ids, sf + q0 / S, sizeof(int64_t) * (size_t)((q1 - q0) / S));
+    if (r1 > r0) memcpy(kv->ids + (q1 - q0) / S, sf + r0 / S, sizeof(int64_t) * (size_t)((r1 - r0) / S));
+    *k_ids = kv->ids;
   } else {
-    TRY(*kk = sf_narrow(kb, 1, lo, new_end - lo));
-    TRY(*vv = sf_narrow(vb, 1, lo, new_end - lo));
+    TRY(*kk = sf_narrow(kb, 1, r0, r1 - r0));
+    TRY(*vv = sf_narrow(vb, 1, r0, r1 - r0));
+    *k_ids = sf + r0 / S;
   }
-  *k_ids = sf + lo / S;
   return 0;
 fail:
-  sf_release(src), sf_release(dst), sf_release(tmp);
+  sf_release(src);
   return -1;
 }
 

@@ -39,7 +39,7 @@ static sf_tensor *graph_handle(sf_tensor *src) {
   return h;
 }
 
-int sf_wan_kv_grad_write(sf_wan_kv *kv, int layer, int64_t slot0, int64_t nframes, sf_tensor *k, sf_tensor *v) {
+int sf_wan_kv_grad_write(sf_wan_kv *kv, int layer, int64_t slot0, int64_t nframes, int64_t src0, sf_tensor *k, sf_tensor *v) {
   if (kv->detach || !sf_grad_enabled()) return 0; /* no_grad writes leave the graph as it was */
   sf_tensor *hk = graph_handle(k), *hv = graph_handle(v);
   if ((k->requires_grad && !hk) || (v->requires_grad && !hv)) {
@@ -51,7 +51,7 @@ int sf_wan_kv_grad_write(sf_wan_kv *kv, int layer, int64_t slot0, int64_t nframe
     sf_release(*a), sf_release(*b);
     *a = hk ? sf_retain(hk) : NULL;
     *b = hv ? sf_retain(hv) : NULL;
-    kv->gframe[layer][slot0 + f] = f;
+    kv->gframe[layer][slot0 + f] = src0 + f;
   }
   sf_release(hk), sf_release(hv);
   return 0;

@@ -296,10 +296,62 @@ sf_wan_model *sf_wan_clone(const sf_wan_model *m) {
     }
     c->params[i]->requires_grad = src->requires_grad;
   }
+  /* parameters beyond the config's set (LoRA adapters) */
+  for (int i = 0; i < m->nparams; i++) {
+    if (sf_wan_param_index(c, m->names[i]) >= 0) continue;
+    sf_tensor *t = sf_clone(m->params[i]);
+    if (!t || sf_wan_set_param(c, m->names[i], t)) {
+      sf_set_grad_enabled(g);
+      sf_wan_free(c);
+      return NULL;
+    }
+    t->requires_grad = m->params[i]->requires_grad;
+  }
   sf_set_grad_enabled(g);
   snprintf(c->provenance, sizeof c->provenance, "%s", m->provenance);
   c->autocast = m->autocast;
+  c->lora_rank = m->lora_rank, c->lora_scale = m->lora_scale, c->lora_dropout = m->lora_dropout;
   return c;
+}
+
+int sf_wan_set_param(sf_wan_model *m, const char *name, sf_tensor *t) {
+  if (!t) return -1;
+  const int j = sf_wan_param_index(m, name);
+  if (j >= 0) {
+    sf_release(m->params[j]);
+    m->params[j] = t;
+    return 0;
+  }
+  char *nm = wan_strdup(name);
+  char **names = nm ? realloc(m->names, sizeof(char *) * (size_t)(m->nparams + 1)) : NULL;
+  if (names) m->names = names;
+  sf_tensor **ps = names ? realloc(m->params, sizeof(sf_tensor *) * (size_t)(m->nparams + 1)) : NULL;
+  if (ps) m->params = ps;
+  if (!ps) {
+    free(nm), sf_release(t);
+    return sf_error("wan: out of memory");
+  }
+  m->names[m->nparams] = nm;
+  m->params[m->nparams] = t;
+  m->nparams++;
+  free(m->hash);
+  return build_hash(m);
+}
+
+int sf_wan_drop_params(sf_wan_model *m, const char *part) {
+  int n = 0, k = 0;
+  for (int i = 0; i < m->nparams; i++) {
+    if (strstr(m->names[i], part)) {
+      free(m->names[i]), sf_release(m->params[i]);
+      n++;
+    } else {
+      m->names[k] = m->names[i], m->params[k] = m->params[i];
+      k++;
+    }
+  }
+  m->nparams = k;
+  free(m->hash);
+  return build_hash(m) ? -1 : n;
 }
 
 int sf_wan_to(sf_wan_model *m, sf_device dev, sf_dtype dt) {

@@ -31,6 +31,13 @@ function M.new(o)
   self.local_attn_size = opt(o, "local_attn_size", -1)
   self.sink_size = opt(o, "sink_size", 0)
   self.kv_frames = o.kv_frames
+  -- the cache's write/attention rules: "self_forcing" (default) or "longlive" (LongLive v1.0's causal model:
+  -- sink slots protected from recomputation, attention over [sink | last max_attention_frames - sink])
+  self.kv_policy = o.kv_policy
+  self.max_attention_frames = o.max_attention_frames
+  if self.kv_policy ~= nil and self.kv_policy ~= "self_forcing" and self.kv_policy ~= "longlive" then
+    error("pipeline.causal: kv_policy must be \"self_forcing\" or \"longlive\", got " .. tostring(self.kv_policy), 2)
+  end
   -- latents live in the model's dtype, as Self-Forcing runs the whole pipeline in bf16 for bf16 weights
   self.dtype = o.dtype or U.model_dtype(self.generator)
   self.device = o.device or U.model_device(self.generator)
@@ -154,6 +161,11 @@ function Causal:rollout(o)
   if not frames then frames = p.local_attn_size ~= -1 and p.local_attn_size or r.F_out end
   local kvo = {batch = r.B, frames = frames}
   if p.local_attn_size ~= -1 then kvo.local_attn_size, kvo.sink_size = p.local_attn_size, p.sink_size end
+  if p.kv_policy == "longlive" then
+    -- LongLive's sink also applies to global attention (model_kwargs.sink_size)
+    kvo.policy, kvo.sink_size, kvo.max_attention_frames = "longlive", p.sink_size, p.max_attention_frames
+    kvo.local_attn_size = p.local_attn_size
+  end
   r.kv = p.generator:kv_cache(kvo)
   r.ca = p.generator:crossattn_cache{batch = r.B}
 

@@ -2,6 +2,7 @@
 local M = {}
 
 M.causal = function(opts) return require("sfwb.pipeline.causal").new(opts) end
+M.interactive = function(opts) return require("sfwb.pipeline.interactive").new(opts) end
 M.bidirectional = function(opts) return require("sfwb.pipeline.bidirectional").new(opts) end
 M.util = setmetatable({}, {__index = function(_, k) return require("sfwb.pipeline.util")[k] end})
 

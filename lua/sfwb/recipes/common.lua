@@ -261,6 +261,28 @@ function M.load_generator(w, s, o)
   return m, info
 end
 
+-- LongLive's LoRA: with an `adapter` block in the config, the generator's attention-block linears carry
+-- adapters; lora_ckpt (its generator_lora, or a raw PEFT dict) is loaded with the adapter's rank/alpha and
+-- merged (numerically PEFT's unmerged forward to f32 round-off). Returns a description, or nil.
+function M.apply_lora(m, cfg, o)
+  o = o or {}
+  local ad = cfg.adapter
+  if o.no_lora or not ad then return nil end
+  if ad.type and ad.type ~= "lora" then error("adapter.type " .. tostring(ad.type) .. " is not supported (only lora)", 0) end
+  local path = o.lora_ckpt or cfg.lora_ckpt
+  if not path or path == "" then return nil end  -- LongLive: fresh adapters (B = 0) change nothing
+  if not M.exists(path) then error("lora_ckpt not found: " .. path, 0) end
+  local _, info = m:load_lora(path, {rank = ad.rank, alpha = ad.alpha, dropout = ad.dropout, merge = true})
+  info.path = path
+  return info
+end
+
+-- LongLive's configs (adapter / global_sink keys) run under LongLive's KV rules
+function M.kv_policy(cfg)
+  if cfg.adapter or cfg.global_sink ~= nil or cfg.lora_ckpt then return "longlive" end
+  return "self_forcing"
+end
+
 function M.load_text_encoder(w, o)
   return sfwb.t5.load(w.t5, {tokenizer = w.tokenizer, dtype = o.dtype, device = o.device})
 end

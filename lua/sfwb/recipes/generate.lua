@@ -37,6 +37,8 @@ M.spec = {
     {"--bidirectional", false, "joint few-step denoising with a bidirectional Wan (Self-Forcing-Plus generator_type: bidirectional)", false},
     {"--stream_decode", false, "decode each block as it is generated (streaming VAE cache)", false},
     {"--quiet", false, "no per-block progress", false},
+    {"--kv_policy", "NAME", "self_forcing or longlive (default: longlive for LongLive configs: adapter / global_sink keys)"},
+    {"--no_lora", false, "ignore a LongLive config's adapter / lora_ckpt", false},
   },
   epilog = "Weights: --wan_dir / $SFWB_WAN_DIR and --checkpoint_path / $SFWB_CKPT (see README, `make demo`).",
 }
@@ -60,10 +62,13 @@ function M.main(argv)
 
   local tl = sfwb.time()
   local m, ckinfo = C.load_generator(w, s, dev)
+  local lora = (not bidir) and C.apply_lora(m, cfg, {no_lora = o.no_lora}) or nil
   local t5 = C.load_text_encoder(w, dev)
   local vae = C.load_vae(w, dev)
   local t_load = sfwb.time() - tl
   local prov = C.provenance(w, o.use_ema, ckinfo)
+  prov.lora = lora
+  if lora then print(string.format("lora     %s (rank %d, alpha %g, merged)", lora.path, lora.rank, lora.alpha)) end
   print(string.format("weights  %s%s", w.wan_dir, w.checkpoint and string.format("  + %s [%s]", w.checkpoint,
         prov.checkpoint_key) or "  (base, no checkpoint)"))
 
@@ -75,7 +80,7 @@ function M.main(argv)
                                  num_frame_per_block = s.num_frame_per_block,
                                  independent_first_frame = s.independent_first_frame, context_noise = s.context_noise,
                                  timestep_shift = s.timestep_shift, local_attn_size = s.local_attn_size,
-                                 sink_size = s.sink_size, dtype = o.dtype}
+                                 sink_size = s.sink_size, dtype = o.dtype, kv_policy = o.kv_policy or C.kv_policy(cfg)}
   print(string.format("pipeline %s", tostring(p)))
   local prompts = C.prompts(o)
   C.mkdir(o.output_folder)
