@@ -177,6 +177,9 @@ local function source(s, what)
 end
 
 -- config.load(path_or_table, {defaults=path|table|{...}, overrides=..., keep_null=false, resolve=true})
+-- the file a loaded config came from (messages name it); weak keys, the table itself stays plain
+M.source_of = setmetatable({}, {__mode = "k"})
+
 function M.load(path, opts)
   opts = opts or {}
   local cfg = {}
@@ -190,6 +193,7 @@ function M.load(path, opts)
   apply_overrides(cfg, opts.overrides)
   if opts.resolve ~= false then resolve(cfg) end
   if not opts.keep_null then strip_nulls(cfg) end
+  if type(path) == "string" then M.source_of[cfg] = path end
   return cfg
 end
 
@@ -253,5 +257,22 @@ function M.to_yaml(t, indent)
   end
   return table.concat(out, "\n")
 end
+
+-- config.resolve_paths(cfg, keys, folder): a relative path under one of keys that names something in
+-- folder (the config file's own folder) becomes folder/path, so a config and its files travel together;
+-- one that does not is kept as written (relative to the working directory, as the originals read it)
+function M.resolve_paths(cfg, keys, folder)
+  for _, k in ipairs(keys) do
+    local v = cfg[k]
+    if type(v) == "string" and v ~= "" and v:sub(1, 1) ~= "/" and folder and folder ~= "." then
+      local cand = folder .. "/" .. v
+      if sfwb.fs.stat(cand) then cfg[k] = cand end
+    end
+  end
+  return cfg
+end
+
+-- config.check(cfg, schema, {file=}): names every mistake (see sfwb/config_check.lua)
+function M.check(cfg, schema, opts) return require("sfwb.config_check").check(cfg, schema, opts) end
 
 return M

@@ -213,7 +213,7 @@ function M.lmdb_writer(path, opts)
   local dtype = opts.dtype or "f16"
   local w = {envs = {}, counts = {}, shapes = {}, total = 0}
   if nshards then
-    os.execute("mkdir -p '" .. path:gsub("'", "'\\''") .. "'")
+    sfwb.fs.mkdir(path)
     for k = 0, nshards - 1 do
       w.envs[k + 1] = C.lmdb_open(path .. "/shard_" .. k, {write = true, map_size = opts.map_size})
       w.counts[k + 1] = 0
@@ -322,10 +322,10 @@ local function collate(items)
 end
 M.collate = collate
 
--- for batch in loader:iter() do ... end   (one epoch)
-function Loader:iter()
+-- for batch in loader:iter() do ... end   (one epoch); start skips that many batches (0-based) unread
+function Loader:iter(start)
   local idx = self:indices()
-  local pos = 1
+  local pos = 1 + (start or 0) * self.batch
   return function()
     if pos > #idx then return nil end
     local items = {}
@@ -335,18 +335,37 @@ function Loader:iter()
   end
 end
 
--- an endless iterator over epochs, as Self-Forcing's `cycle(dataloader)`: next() -> batch
-function M.cycle(loader)
-  local it = loader:iter()
-  return function()
-    local b = it()
-    if b == nil then
-      it = loader:iter()
-      b = it()
-      if b == nil then error("cycle: the loader yields no batches (empty dataset for this rank?)", 2) end
-    end
-    return b
+-- an endless iterator over epochs, as Self-Forcing's `cycle(dataloader)`: c() -> batch. It counts the
+-- batches drawn (c.drawn) so a resumed run continues where it stopped: c:seek(n) positions it as if n
+-- batches had been drawn, without reading them (every epoch repeats one order, as the original's).
+local Cycle = {}
+Cycle.__index = Cycle
+Cycle.__call = function(self)
+  local b = self.it and self.it()
+  if b == nil then
+    self.it = self.loader:iter()
+    b = self.it()
+    if b == nil then error("cycle: the loader yields no batches (empty dataset for this rank?)", 2) end
   end
+  self.drawn = self.drawn + 1
+  return b
+end
+
+function Cycle:seek(n)
+  if math.type(n) ~= "integer" or n < 0 then error("cycle:seek: a count >= 0 expected, got " .. tostring(n), 2) end
+  self.drawn = n
+  self.it = nil
+  if n == 0 then return self end
+  local per_epoch = #self.loader
+  if per_epoch == 0 then error("cycle: the loader yields no batches (empty dataset for this rank?)", 2) end
+  local pos = n % per_epoch
+  -- a finished epoch leaves an exhausted iterator: the next draw starts a new one, as after n draws
+  if pos ~= 0 then self.it = self.loader:iter(pos) end
+  return self
+end
+
+function M.cycle(loader)
+  return setmetatable({loader = loader, drawn = 0}, Cycle)
 end
 function Loader:cycle() return M.cycle(self) end
 

@@ -50,7 +50,7 @@ function M.main(argv)
     prompts = {tiny.prompts[1], tiny.prompts[2]}
   end
   local out = cache .. "/outputs"
-  os.execute("mkdir -p '" .. out .. "'")
+  sfwb.fs.mkdir(out)
   local common = {"--wan_dir", P.wan_dir}
   if P.config then common[#common + 1] = "--config_path"; common[#common + 1] = P.config end
   local function args(extra)

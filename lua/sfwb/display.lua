@@ -76,9 +76,9 @@ end
 local Figure = {__name = "sfwb.figure"}
 Figure.__png = function(f) return f.png end
 Figure.__tostring = function(f) return string.format("<figure %dx%d>", f.width or 0, f.height or 0) end
-function M.figure(info)
+function M.figure(info, show)
   setmetatable(info, Figure)
-  if kernel() then
+  if show ~= false and kernel() then
     shown[info] = true
     kernel().publish(M.bundle(info))
   end

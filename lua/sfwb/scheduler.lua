@@ -234,4 +234,9 @@ function Scheduler:warp(list)
 end
 
 M.Scheduler = Scheduler
+
+-- the multi-step samplers (UniPC, DPM-Solver++) of the diffusion pipelines: sfwb/scheduler_multistep.lua
+function M.unipc(opts) return require("sfwb.scheduler_multistep").unipc(opts) end
+function M.dpmpp(opts) return require("sfwb.scheduler_multistep").dpmpp(opts) end
+
 return M

@@ -57,7 +57,7 @@ end
 function M.tmpdir(name)
   local base = os.getenv("SFWB_TEST_TMP") or "/tmp/sfwb-test"
   local dir = base .. "/" .. (name or "t") .. "-" .. tostring(os.time()) .. "-" .. tostring(math.random(1e9))
-  os.execute("mkdir -p '" .. dir .. "'")
+  sfwb.fs.mkdir(dir)
   return dir
 end
 

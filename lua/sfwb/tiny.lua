@@ -19,7 +19,7 @@ M.vae_config = {dim = 4, z_dim = 16, dim_mult = {1, 2, 4, 4}, num_res_blocks = 1
 M.video = {num_frames = 9, height = 64, width = 96}
 
 -- bump when the set changes: an older cache is rebuilt instead of reused
-M.version = "tiny-set-2"
+M.version = "tiny-set-3"
 
 M.prompts = {
   "A majestic eagle soaring through a cloudy sky, cinematic lighting",
@@ -181,27 +181,32 @@ function M.vae_state_dict(c)
 end
 
 ---------------------------------------------------------------------------------------------------
-local function sh(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
 -- SentencePiece model with T5's special ids (<pad>=0, </s>=1, <unk>=2, no <s>), trained by spm_train
-function M.train_tokenizer(dir, vocab)
-  os.execute("mkdir -p " .. sh(dir))
+-- on the demo's corpus, or on `lines` (a list of strings) when given
+function M.train_tokenizer(dir, vocab, lines)
+  sfwb.fs.mkdir(dir)
   local corpus = dir .. "/corpus.txt"
   local f = assert(io.open(corpus, "w"))
+  if lines then
+    for _, l in ipairs(lines) do f:write(l, "\n") end
+  end
   local words = {"a", "the", "of", "on", "through", "at", "in", "with", "and", "sky", "light", "water", "forest",
                  "city", "night", "morning", "river", "mountain", "ocean", "bird", "train", "fog", "snow", "rain",
                  "sun", "moon", "slow", "motion", "camera", "pan", "close", "up", "wide", "shot", "golden", "hour"}
-  for i = 1, 60 do
+  for i = 1, lines and 0 or 60 do
     for _, p in ipairs(M.prompts) do f:write(p, "\n") end
     local line = {}
     for j = 1, 12 do line[j] = words[((i * 7 + j * 13) % #words) + 1] end
     f:write(table.concat(line, " "), "\n")
   end
   f:close()
-  local cmd = string.format("spm_train --input=%s --model_prefix=%s --vocab_size=%d --model_type=unigram " ..
-    "--character_coverage=1.0 --pad_id=0 --eos_id=1 --unk_id=2 --bos_id=-1 --hard_vocab_limit=false " ..
-    "--minloglevel=2 >%s 2>&1", sh(corpus), sh(dir .. "/spiece"), vocab, sh(dir .. "/spm_train.log"))
-  if not os.execute(cmd) then error("spm_train failed (see " .. dir .. "/spm_train.log)", 0) end
+  local log = dir .. "/spm_train.log"
+  -- run inside dir with relative names and one thread: the model embeds its trainer arguments, so the
+  -- file is the same wherever the set is built
+  local rc = sfwb.fs.run({"spm_train", "--input=corpus.txt", "--model_prefix=spiece", "--num_threads=1",
+    "--vocab_size=" .. vocab, "--model_type=unigram", "--character_coverage=1.0", "--pad_id=0", "--eos_id=1",
+    "--unk_id=2", "--bos_id=-1", "--hard_vocab_limit=false", "--minloglevel=2"}, {stdout = log, stderr = log, cwd = dir})
+  if rc ~= 0 then error("spm_train failed (see " .. log .. ")", 0) end
   os.remove(corpus)
   json.write(dir .. "/special_tokens_map.json", {eos_token = "</s>", pad_token = "<pad>", unk_token = "<unk>"})
   json.write(dir .. "/tokenizer_config.json", {model_max_length = 512, eos_token = "</s>", pad_token = "<pad>",
@@ -231,7 +236,7 @@ function M.build(dir, o)
   end
   local t0 = sfwb.time()
   for _, d in ipairs({paths.wan_dir .. "/google/umt5-xxl", dir .. "/checkpoints", dir .. "/configs"}) do
-    os.execute("mkdir -p " .. sh(d))
+    sfwb.fs.mkdir(d)
   end
   sfwb.manual_seed(o.seed or 20251207)
   local c = M.dit_config
@@ -240,7 +245,11 @@ function M.build(dir, o)
   sfwb.save(paths.wan_dir .. "/diffusion_pytorch_model.safetensors", base)
   -- Self-Forcing checkpoint: the trained generator drifted from the base; its EMA drifted less
   local gen, ema = {}, {}
-  for k, v in pairs(base) do
+  local names = {}
+  for k in pairs(base) do names[#names + 1] = k end
+  table.sort(names) -- the draws in a fixed order: the set is the same on every build and machine
+  for _, k in ipairs(names) do
+    local v = base[k]
     local step = sfwb.randn(v:shape()) * (0.15 * (v:std():item() + 0.05))
     gen["model." .. k] = v + step
     ema["model." .. k] = v + step * 0.5
@@ -256,11 +265,16 @@ function M.build(dir, o)
   cf:close()
   cf = assert(io.open(paths.config, "w"))
   cf:write("# tiny Self-Forcing DMD config for the sfwb demo (same keys as configs/self_forcing_dmd.yaml)\n",
-           "generator_ckpt: checkpoints/self_forcing_tiny.pt\n",
+           "# paths are relative to this folder: build/sfwb recipes/train_dmd.lua --config_path <this file> trains\n",
+           "generator_ckpt: ../checkpoints/self_forcing_tiny.pt\n",
+           "wan_models_dir: ..\ngenerator_name: Wan2.1-T2V-tiny\nreal_name: Wan2.1-T2V-tiny\nfake_name: Wan2.1-T2V-tiny\n",
+           "data_path: ../prompts.txt\nnum_training_frames: 3\nmin_num_training_frames: 3\n",
+           "lr: 2.0e-06\nlr_critic: 4.0e-07\ndfake_gen_update_ratio: 5\nema_weight: 0.99\nema_start_step: 4\nlog_iters: 4\n",
+           "guidance_scale: 3.0\nseed: 1\n",
            "denoising_step_list: ", yaml_list({1000, 750, 500, 250}), "\n",
            "warp_denoising_step: true\nnum_frame_per_block: 3\nindependent_first_frame: false\n",
            "context_noise: 0\ntimestep_shift: 5.0\n",
-           "image_or_video_shape: ", yaml_list({1, v.num_frames, 16, v.height // 8, v.width // 8}), "\n",
+           "image_or_video_shape: ", yaml_list({1, (v.num_frames - 1) // 4 + 1, 16, v.height // 8, v.width // 8}), "\n",
            "model_kwargs:\n  timestep_shift: 5.0\n")
   cf:close()
   local pf = assert(io.open(paths.prompts, "w"))

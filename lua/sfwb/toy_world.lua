@@ -110,11 +110,15 @@ local function touch(scene, frames)
   return false
 end
 
-local function draw_scene(rng, o, n)
+-- spec: nil (colours and directions drawn too) or the parsed prompt {{colour=, direction=}, ...}
+local function draw_scene(rng, o, n, spec)
   local colours = {table.unpack(M.colours)}
   for i = #colours, 2, -1 do -- Fisher-Yates: distinct colours
     local j = rng:int(1, i)
     colours[i], colours[j] = colours[j], colours[i]
+  end
+  if spec then
+    for b, e in ipairs(spec) do colours[b] = e.colour end
   end
   local bg = {}
   for c = 1, 3 do bg[c] = rng:int(0, o.background_max) end
@@ -123,6 +127,7 @@ local function draw_scene(rng, o, n)
   for b = 1, n do
     local r = rng:uniform(o.radius[1], o.radius[2])
     local dir = M.directions[rng:int(1, 4)]
+    if spec then dir = spec[b].direction end
     local ax, sg = AXIS[dir][1], AXIS[dir][2]
     -- along the axis: the half opposite to the motion; across it: anywhere the ball fits
     local along = sg > 0 and rng:uniform(r, half) or rng:uniform(half, o.size - r)
@@ -141,6 +146,20 @@ function M.sample_scene(seed, opts)
   local scene
   for _ = 1, 64 do
     scene = draw_scene(rng, o, n)
+    if not touch(scene, o.frames) then break end
+  end
+  scene.prompt = M.prompt(scene)
+  return scene
+end
+
+-- a scene showing what `prompt` says (sizes, speeds, places and background drawn from seed)
+function M.scene_for_prompt(prompt, seed, opts)
+  local spec = M.parse_prompt(prompt)
+  local o = options(opts)
+  local rng = M.rng(seed)
+  local scene
+  for _ = 1, 64 do
+    scene = draw_scene(rng, o, #spec, spec)
     if not touch(scene, o.frames) then break end
   end
   scene.prompt = M.prompt(scene)

@@ -144,6 +144,8 @@ sf_tensor *sf_ag_rope3d(sf_tensor *out, sf_tensor *x, int64_t F, int64_t Hp, int
 struct sf_attn_desc;
 sf_tensor *sf_ag_attention(sf_tensor *out, sf_tensor *q, sf_tensor *k, sf_tensor *v, const struct sf_attn_desc *desc,
                            sf_tensor *lse);
+/* conv2d (nd 2) / conv3d (nd 3) as sf_conv2d/sf_conv3d compute them (backward: ag_conv.c, cpu only) */
+sf_tensor *sf_ag_conv(sf_tensor *out, int nd, sf_tensor *x, sf_tensor *w, sf_tensor *b, const int *stride, const int *pad);
 /* in-place ops call this first: -1 (error) when grad mode is on and dst (or src) takes part in a graph
  * in a way an in-place write would corrupt (a leaf that requires grad, as torch) */
 int sf_ag_check_inplace(sf_tensor *dst, const char *opname);

@@ -59,6 +59,13 @@ const sf_conv_ops *sf_conv_ops_for(const sf_tensor *x);
 sf_tensor *sf_conv3d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[3], const int pad[3]);
 sf_tensor *sf_conv2d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[2], const int pad[2]);
 
+/* conv_grad_cpu.c: the f64 forward (what sf_conv3d/sf_conv2d run for f64 cpu inputs: gradient checks
+ * difference it) and the backward of conv2d (nd 2) / conv3d (nd 3) on the CPU, computed in f64. Any of
+ * gx, gw, gb may be NULL (not wanted); the gradients are f64 for f64 x, else f32. Returns 0 or -1. */
+sf_tensor *sf_conv_f64_cpu(int nd, sf_tensor *x, sf_tensor *w, sf_tensor *b, const int *stride, const int *pad);
+int sf_conv_backward_cpu(int nd, sf_tensor *x, sf_tensor *w, sf_tensor *gout, const int *stride, const int *pad,
+                         sf_tensor **gx, sf_tensor **gw, sf_tensor **gb);
+
 #ifdef __cplusplus
 }
 #endif

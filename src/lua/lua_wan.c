@@ -289,6 +289,68 @@ static sf_tensor *opt_tensor(lua_State *L, int t, const char *k) {
 static const char *const FWD_OPTS[] = {"clip_fea", "y", "kv_cache", "crossattn_cache", "current_start_frame", "tag", "checkpoint",
                                        "autocast", "sink_recache", NULL};
 
+static int64_t plan_int(lua_State *L, int t, const char *k, int64_t dflt) {
+  int ty = lua_getfield(L, t, k);
+  int64_t v = dflt;
+  if (ty != LUA_TNIL) {
+    int ok;
+    v = lua_tointegerx(L, -1, &ok);
+    if (!ok) luaL_error(L, "kv policy plan: %s must be an integer, got %s", k, luaL_typename(L, -1));
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* the cache's policy plans this call: policy:plan(state, call) -> {roll=, write=, read=, advance=, global_end=,
+ * local_end=} in frames (sfwb/kv_policy.lua). Returns 1 with *p filled, 0 when the cache has no policy. */
+static int kv_plan(lua_State *L, int kvi, int opts, sf_tensor *x, sf_wan_kv_plan *p) {
+  sf_wan_kv *kv = ((kv_ud *)lua_touserdata(L, kvi))->kv;
+  if (lua_getiuservalue(L, kvi, 1) != LUA_TTABLE) return lua_pop(L, 1), 0;
+  const int pol = lua_gettop(L);
+  lua_getfield(L, pol, "plan");
+  lua_pushvalue(L, pol);
+  const int64_t S = kv->S > 0 ? kv->S : 1;
+  lua_createtable(L, 0, 8); /* state */
+  lua_pushinteger(L, kv->global_end[0] / S), lua_setfield(L, -2, "global_end");
+  lua_pushinteger(L, kv->local_end[0] / S), lua_setfield(L, -2, "local_end");
+  lua_pushinteger(L, kv->capacity_frames), lua_setfield(L, -2, "capacity");
+  lua_pushinteger(L, kv->sink_size), lua_setfield(L, -2, "sink_size");
+  lua_pushinteger(L, kv->local_attn_size), lua_setfield(L, -2, "local_attn_size");
+  if (kv->max_attn_frames > 0) lua_pushinteger(L, kv->max_attn_frames), lua_setfield(L, -2, "max_attention_frames");
+  lua_createtable(L, 0, 4); /* call */
+  lua_pushinteger(L, opt_int(L, opts, "current_start_frame", 0)), lua_setfield(L, -2, "start");
+  lua_pushinteger(L, x->ndim == 5 ? x->shape[2] : 0), lua_setfield(L, -2, "frames");
+  lua_pushboolean(L, opt_bool(L, opts, "sink_recache", 0)), lua_setfield(L, -2, "sink_recache");
+  if (opt_field(L, opts, "kv_args") == LUA_TNIL) lua_pop(L, 1);
+  else lua_setfield(L, -2, "args");
+  lua_call(L, 3, 1);
+  if (!lua_istable(L, -1)) luaL_error(L, "kv policy plan: expected a table, got %s", luaL_typename(L, -1));
+  const int t = lua_gettop(L);
+  memset(p, 0, sizeof *p);
+  if (lua_getfield(L, t, "roll") == LUA_TTABLE) {
+    p->roll_dst = plan_int(L, -1, "dst", 0), p->roll_src = plan_int(L, -1, "src", 0), p->roll_n = plan_int(L, -1, "n", 0);
+  }
+  lua_pop(L, 1);
+  if (lua_getfield(L, t, "write") != LUA_TTABLE) luaL_error(L, "kv policy plan: write={at=, from=, n=} is required");
+  p->write_at = plan_int(L, -1, "at", 0), p->write_from = plan_int(L, -1, "from", 0), p->write_n = plan_int(L, -1, "n", 0);
+  lua_pop(L, 1);
+  if (lua_getfield(L, t, "read") != LUA_TTABLE) luaL_error(L, "kv policy plan: read={{lo, hi}, ...} is required");
+  p->n_read = (int)luaL_len(L, -1);
+  if (p->n_read < 1 || p->n_read > 2) luaL_error(L, "kv policy plan: 1 or 2 read ranges, got %d", p->n_read);
+  for (int r = 0; r < p->n_read; r++) {
+    lua_geti(L, -1, r + 1);
+    lua_geti(L, -1, 1), lua_geti(L, -2, 2);
+    p->read_lo[r] = luaL_checkinteger(L, -2), p->read_hi[r] = luaL_checkinteger(L, -1);
+    lua_pop(L, 3);
+  }
+  lua_pop(L, 1);
+  p->advance = lua_getfield(L, t, "advance") != LUA_TNIL && lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  p->global_end = plan_int(L, t, "global_end", 0), p->local_end = plan_int(L, t, "local_end", 0);
+  lua_pop(L, 2); /* plan, policy */
+  return 1;
+}
+
 static int l_forward(lua_State *L) {
   sf_wan_model *m = check_model(L, 1);
   sf_tensor *x = sf_lua_check_tensor(L, 2), *t = sf_lua_check_tensor(L, 3), *ctx = sf_lua_check_tensor(L, 4);
@@ -297,13 +359,16 @@ static int l_forward(lua_State *L) {
   sf_wan_fwd_opts_init(&o);
   o.clip_fea = opt_tensor(L, 5, "clip_fea");
   o.y = opt_tensor(L, 5, "y");
-  if (opt_field(L, 5, "kv_cache") != LUA_TNIL) o.kv = ((kv_ud *)luaL_checkudata(L, -1, KV_MT))->kv;
+  sf_wan_kv_plan plan;
+  if (opt_field(L, 5, "kv_cache") != LUA_TNIL) {
+    o.kv = ((kv_ud *)luaL_checkudata(L, -1, KV_MT))->kv;
+    if (kv_plan(L, lua_gettop(L), 5, x, &plan)) o.kv_plan = &plan;
+  }
   lua_pop(L, 1);
   if (opt_field(L, 5, "crossattn_cache") != LUA_TNIL) o.xcache = ((xc_ud *)luaL_checkudata(L, -1, XC_MT))->xc;
   lua_pop(L, 1);
   o.start_frame = opt_int(L, 5, "current_start_frame", 0);
   o.checkpoint = opt_bool(L, 5, "checkpoint", 0);
-  o.sink_recache = opt_bool(L, 5, "sink_recache", 0);
   o.autocast = opt_autocast(L, 5, -1);
   if (opt_field(L, 5, "tag") == LUA_TTABLE) {
     int tg = lua_gettop(L);
@@ -330,27 +395,32 @@ static int l_kv_cache(lua_State *L) {
   sf_wan_kv *kv = sf_wan_kv_new(&tmp, opt_int(L, 2, "batch", 1), opt_int(L, 2, "frames", 0), opt_int(L, 2, "tokens_per_frame", 0));
   if (!kv) return sf_lua_raise(L);
   kv->detach = opt_bool(L, 2, "detach", 0); /* no gradient through earlier writes (detach_kv_cache) */
-  if (lua_istable(L, 2)) lua_getfield(L, 2, "policy");
-  else lua_pushnil(L);
-  const char *pol = lua_isnil(L, -1) ? "self_forcing" : lua_tostring(L, -1);
-  if (!pol || (strcmp(pol, "self_forcing") && strcmp(pol, "longlive"))) {
-    sf_wan_kv_free(kv);
-    return luaL_error(L, "kv_cache: policy must be \"self_forcing\" or \"longlive\", got %s", pol ? pol : luaL_typename(L, -1));
-  }
-  lua_pop(L, 1);
-  if (!strcmp(pol, "longlive")) {
-    kv->policy = SF_KV_LONGLIVE;
-    /* LongLive's max_attention_size: local_attn_size frames, or 32760 tokens = 21 frames of 1560 when global */
-    kv->max_attn_frames = kv->local_attn_size != -1 ? kv->local_attn_size : 21;
-  }
-  kv->max_attn_frames = opt_int(L, 2, "max_attention_frames", kv->max_attn_frames);
-  if (kv->max_attn_frames < 1) {
+  kv->max_attn_frames = opt_int(L, 2, "max_attention_frames", 0);
+  if (kv->max_attn_frames < 0) {
     sf_wan_kv_free(kv);
     return luaL_error(L, "kv_cache: max_attention_frames must be >= 1");
   }
-  kv_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+  /* the policy (sfwb/kv_policy.lua): a name or a policy table; it plans every forward call's writes and reads */
+  if (lua_istable(L, 2)) lua_getfield(L, 2, "policy");
+  else lua_pushnil(L);
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "sfwb.kv_policy");
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    sf_wan_kv_free(kv);
+    return lua_error(L);
+  }
+  lua_getfield(L, -1, "resolve");
+  lua_pushvalue(L, -3);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    sf_wan_kv_free(kv);
+    return lua_error(L);
+  }
+  const int pol = lua_gettop(L);
+  kv_ud *u = lua_newuserdatauv(L, sizeof *u, 1);
   u->kv = kv;
   luaL_setmetatable(L, KV_MT);
+  lua_pushvalue(L, pol);
+  lua_setiuservalue(L, -2, 1);
   return 1;
 }
 
@@ -569,7 +639,10 @@ static int l_kv_index(lua_State *L) {
   if (!strcmp(k, "reset")) return lua_pushcfunction(L, l_kv_reset), 1;
   if (!strcmp(k, "zero")) return lua_pushcfunction(L, l_kv_zero), 1;
   if (!strcmp(k, "layer")) return lua_pushcfunction(L, l_kv_layer), 1;
-  if (!strcmp(k, "policy")) return lua_pushstring(L, kv->policy == SF_KV_LONGLIVE ? "longlive" : "self_forcing"), 1;
+  if (!strcmp(k, "policy")) {
+    lua_getiuservalue(L, 1, 1);
+    return 1;
+  }
   if (!strcmp(k, "sink_size")) return lua_pushinteger(L, kv->sink_size), 1;
   if (!strcmp(k, "local_attn_size")) return lua_pushinteger(L, kv->local_attn_size), 1;
   if (!strcmp(k, "max_attention_frames")) return lua_pushinteger(L, kv->max_attn_frames), 1;

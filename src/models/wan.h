@@ -98,6 +98,8 @@ typedef struct sf_wan_kv {
   sf_tensor **k, **v;          /* [B, capacity*S, H, d] per layer, allocated at the first write */
   int64_t *global_end, *local_end; /* tokens, per layer */
   int64_t **slot_frame;        /* per layer: absolute frame id of each frame slot (-1 empty) */
+  int64_t max_attn_frames;     /* 0 = the policy's default (a state field its plan reads) */
+  int64_t *ids;                /* scratch: key frame ids of a two-range read */
   /* The gradient path, as PyTorch's in-place cache writes route it: a write made with grad mode on
    * records the source's graph for its slots (CopySlices); writes under no_grad change the values
    * only. A later grad-mode read sends each slot's gradient to the last grad-mode write of that slot,
@@ -106,15 +108,25 @@ typedef struct sf_wan_kv {
   bool detach;                 /* true: no gradient path through the cache (the clean variant) */
   sf_tensor ***gk, ***gv;
   int64_t **gframe;
-  /* write / attention policy: SF_KV_SELF_FORCING, or SF_KV_LONGLIVE (LongLive v1.0's CausalWanSelfAttention:
-   * a repeated call at a position already written ("recompute") writes no sink slot and moves no pointer;
-   * attention reads [sink slots | last max_attn_frames - sink frames]) */
-  int policy;
-  int64_t max_attn_frames;     /* LongLive's max_attention_size in frames (local_attn_size, or 21 for global) */
-  int64_t *ids;                /* scratch: key frame ids of a non-contiguous attention range */
 } sf_wan_kv;
 
-enum { SF_KV_SELF_FORCING = 0, SF_KV_LONGLIVE = 1 };
+/* What one forward call does to the cache, the same in every layer (frames; sfwb/kv_policy.lua computes it
+ * in Lua, the C default below is Self-Forcing's rule for C callers): move roll_n slots from roll_src down to
+ * roll_dst, write rows [write_from, write_from + write_n) of this call's K/V into slots from write_at,
+ * attend over the slot ranges read_lo[r]..read_hi[r] (in order), then set the end indices when advance. */
+typedef struct sf_wan_kv_plan {
+  int64_t roll_dst, roll_src, roll_n;
+  int64_t write_at, write_from, write_n;
+  int n_read;
+  int64_t read_lo[2], read_hi[2];
+  bool advance;
+  int64_t global_end, local_end;
+} sf_wan_kv_plan;
+
+/* Self-Forcing's rule (spec 3.4) from layer `layer`'s indices, for a call of n frames from frame f0 */
+int sf_wan_kv_default_plan(const sf_wan_kv *kv, int layer, int64_t f0, int64_t n, sf_wan_kv_plan *p);
+/* the plan's ranges fit the cache and the call (an error naming the range otherwise) */
+int sf_wan_kv_check_plan(const sf_wan_kv *kv, int64_t n, const sf_wan_kv_plan *p);
 
 typedef struct sf_wan_xcache {
   int refcount;
@@ -150,7 +162,7 @@ typedef struct sf_wan_fwd_opts {
   sf_wan_tag tag;
   bool checkpoint;             /* with grad mode on: each block is a checkpoint region (recomputed in backward) */
   int autocast;                /* -1: the model's setting; else an sf_dtype as sf_wan_model.autocast */
-  bool sink_recache;           /* LongLive's sink_recache_after_switch: a recompute writes the sink slots too */
+  const sf_wan_kv_plan *kv_plan; /* the cache policy's plan for this call; NULL = sf_wan_kv_default_plan */
 } sf_wan_fwd_opts;
 
 void sf_wan_fwd_opts_init(sf_wan_fwd_opts *o);

@@ -32,13 +32,11 @@ sf_wan_kv *sf_wan_kv_new(const sf_wan_model *m, int64_t batch, int64_t frames, i
   kv->global_end = calloc(L, sizeof(int64_t));
   kv->local_end = calloc(L, sizeof(int64_t));
   kv->slot_frame = calloc(L, sizeof(int64_t *));
+  kv->ids = malloc(sizeof(int64_t) * (size_t)cap);
   kv->gk = calloc(L, sizeof(sf_tensor **));
   kv->gv = calloc(L, sizeof(sf_tensor **));
   kv->gframe = calloc(L, sizeof(int64_t *));
-  kv->policy = SF_KV_SELF_FORCING;
-  kv->max_attn_frames = cap;
-  kv->ids = malloc(sizeof(int64_t) * (size_t)cap);
-  if (!kv->k || !kv->v || !kv->global_end || !kv->local_end || !kv->slot_frame || !kv->gk || !kv->gv || !kv->gframe || !kv->ids)
+  if (!kv->k || !kv->v || !kv->global_end || !kv->local_end || !kv->slot_frame || !kv->ids || !kv->gk || !kv->gv || !kv->gframe)
     goto oom;
   for (size_t i = 0; i < L; i++) {
     kv->slot_frame[i] = malloc(sizeof(int64_t) * (size_t)cap);
@@ -67,6 +65,7 @@ oom:
   return NULL;
 }
 
+/* a new prompt / video: indices to zero and buffers cleared (as the pipelines' re-allocation) */
 void sf_wan_kv_clear_grad(sf_wan_kv *kv) {
   for (int i = 0; kv->gk && kv->gv && i < kv->num_layers; i++)
     for (int64_t f = 0; f < kv->capacity_frames; f++) {
@@ -75,7 +74,6 @@ void sf_wan_kv_clear_grad(sf_wan_kv *kv) {
     }
 }
 
-/* a new prompt / video: indices to zero and buffers cleared (as the pipelines' re-allocation) */
 void sf_wan_kv_reset(sf_wan_kv *kv) {
   sf_wan_kv_clear_grad(kv);
   for (int i = 0; i < kv->num_layers; i++) {
@@ -84,6 +82,50 @@ void sf_wan_kv_reset(sf_wan_kv *kv) {
     if (kv->k[i]) sf_fill_(kv->k[i], 0.0);
     if (kv->v[i]) sf_fill_(kv->v[i], 0.0);
   }
+}
+
+int sf_wan_kv_default_plan(const sf_wan_kv *kv, int layer, int64_t f0, int64_t n, sf_wan_kv_plan *p) {
+  const int64_t S = kv->S > 0 ? kv->S : 1, G = kv->global_end[layer] / S, Lend = kv->local_end[layer] / S;
+  const int64_t cap = kv->capacity_frames, sink = kv->sink_size, cur_end = f0 + n;
+  memset(p, 0, sizeof *p);
+  int64_t new_end = Lend + (cur_end - G);
+  if (kv->local_attn_size != -1 && cur_end > G && Lend + n > cap) {
+    const int64_t evict = Lend + n - cap, keep = Lend - evict - sink;
+    if (keep < 0)
+      return sf_error("wan kv cache: cannot evict %lld frames keeping %lld sink frames (local_attn_size too small for the chunk)",
+                      (long long)evict, (long long)sink);
+    p->roll_dst = sink, p->roll_src = sink + evict, p->roll_n = keep;
+    new_end -= evict;
+  }
+  p->write_at = new_end - n, p->write_from = 0, p->write_n = n;
+  p->n_read = 1, p->read_lo[0] = new_end - cap > 0 ? new_end - cap : 0, p->read_hi[0] = new_end;
+  p->advance = true, p->global_end = cur_end, p->local_end = new_end;
+  return 0;
+}
+
+int sf_wan_kv_check_plan(const sf_wan_kv *kv, int64_t n, const sf_wan_kv_plan *p) {
+  const int64_t cap = kv->capacity_frames;
+  if (p->roll_n < 0 || (p->roll_n > 0 && (p->roll_dst < 0 || p->roll_src < p->roll_dst || p->roll_src + p->roll_n > cap)))
+    return sf_error("wan kv cache plan: roll of %lld slots from %lld to %lld does not fit the %lld-frame cache",
+                    (long long)p->roll_n, (long long)p->roll_src, (long long)p->roll_dst, (long long)cap);
+  if (p->write_n < 0 || p->write_from < 0 || p->write_from + p->write_n > n || p->write_at < 0 || p->write_at + p->write_n > cap)
+    return sf_error("wan kv cache: writing frames %lld..%lld of this call needs slots [%lld, %lld) but the cache holds %lld frames; "
+                    "allocate more frames or use local_attn_size",
+                    (long long)p->write_from, (long long)(p->write_from + p->write_n - 1), (long long)p->write_at,
+                    (long long)(p->write_at + p->write_n), (long long)cap);
+  if (p->n_read < 1 || p->n_read > 2) return sf_error("wan kv cache plan: 1 or 2 read ranges, got %d", p->n_read);
+  int64_t total = 0;
+  for (int r = 0; r < p->n_read; r++) {
+    if (p->read_lo[r] < 0 || p->read_hi[r] < p->read_lo[r] || p->read_hi[r] > cap)
+      return sf_error("wan kv cache plan: read range [%lld, %lld) outside the %lld-frame cache", (long long)p->read_lo[r],
+                      (long long)p->read_hi[r], (long long)cap);
+    total += p->read_hi[r] - p->read_lo[r];
+  }
+  if (total < 1) return sf_error("wan kv cache plan: the read ranges are empty (attention needs a key)");
+  if (p->advance && (p->local_end < 0 || p->local_end > cap || p->global_end < 0))
+    return sf_error("wan kv cache plan: end indices global %lld / local %lld do not fit the %lld-frame cache",
+                    (long long)p->global_end, (long long)p->local_end, (long long)cap);
+  return 0;
 }
 
 void sf_wan_kv_zero(sf_wan_kv *kv) {

@@ -251,6 +251,8 @@ static sf_tensor *attend(fwd *s, int layer, bool cross, int img, sf_tensor *q, s
   return o;
 }
 
+/* the copies a cache plan asks for (the policy itself is sfwb/kv_policy.lua, or sf_wan_kv_default_plan) */
+
 /* a value copy into the cache: the gradient path is wan_kv_grad.c's, never the copy's */
 static int copy_values(sf_tensor *dst, sf_tensor *src) {
   bool prev = sf_set_grad_enabled(false);
@@ -259,89 +261,59 @@ static int copy_values(sf_tensor *dst, sf_tensor *src) {
   return rc;
 }
 
-/* the rolling eviction shared by both policies: slots [sink + evict, Lend) move to [sink, ...) */
-static int kv_roll(sf_wan_kv *kv, int i, int64_t S, int64_t sink, int64_t evict, int64_t keep) {
-  sf_tensor *src = NULL, *dst = NULL, *tmp = NULL;
-  for (int t = 0; t < 2 && keep > 0; t++) {
+/* slots [src, src + n) move down to [dst, dst + n) (frames; the ranges may overlap) */
+static int kv_roll(sf_wan_kv *kv, int i, int64_t S, int64_t dst, int64_t src, int64_t n) {
+  sf_tensor *a = NULL, *b = NULL, *tmp = NULL;
+  for (int t = 0; t < 2 && n > 0; t++) {
     sf_tensor *buf = t ? kv->v[i] : kv->k[i];
-    TRY(src = sf_narrow(buf, 1, sink + evict, keep));
-    TRY(tmp = sf_clone(src)); /* the ranges overlap */
-    TRY(dst = sf_narrow(buf, 1, sink, keep));
-    if (copy_values(dst, tmp)) goto fail;
-    REL(src);
+    TRY(a = sf_narrow(buf, 1, src * S, n * S));
+    TRY(tmp = sf_clone(a)); /* the ranges overlap */
+    TRY(b = sf_narrow(buf, 1, dst * S, n * S));
+    if (copy_values(b, tmp)) goto fail;
+    REL(a);
     REL(tmp);
-    REL(dst);
+    REL(b);
   }
-  if (keep > 0) memmove(kv->slot_frame[i] + sink / S, kv->slot_frame[i] + (sink + evict) / S, sizeof(int64_t) * (size_t)(keep / S));
-  if (keep > 0) sf_wan_kv_grad_move(kv, i, sink / S, (sink + evict) / S, keep / S); /* a grad-mode roll moves the graph */
+  if (n > 0) memmove(kv->slot_frame[i] + dst, kv->slot_frame[i] + src, sizeof(int64_t) * (size_t)n);
+  if (n > 0) sf_wan_kv_grad_move(kv, i, dst, src, n); /* a grad-mode roll moves the graph with the values */
   return 0;
 fail:
-  sf_release(src), sf_release(dst), sf_release(tmp);
+  sf_release(a), sf_release(b), sf_release(tmp);
   return -1;
 }
 
-/* writes rows [off, off + len) of k, v into slots [at, at + len) */
-static int kv_write(sf_wan_kv *kv, int i, const fwd *s, sf_tensor *k, sf_tensor *v, int64_t off, int64_t at, int64_t len) {
-  for (int t = 0; t < 2 && len > 0; t++) {
-    sf_tensor *src = off == 0 && len == k->shape[1] ? sf_retain(t ? v : k) : sf_narrow(t ? v : k, 1, off, len);
-    sf_tensor *dst = src ? sf_narrow(t ? kv->v[i] : kv->k[i], 1, at, len) : NULL;
+/* frames [from, from + n) of this call's k, v into slots [at, at + n) */
+static int kv_write(sf_wan_kv *kv, int i, const fwd *s, sf_tensor *k, sf_tensor *v, int64_t from, int64_t at, int64_t n) {
+  const int64_t S = s->S;
+  for (int t = 0; t < 2 && n > 0; t++) {
+    sf_tensor *src = from == 0 && n * S == k->shape[1] ? sf_retain(t ? v : k) : sf_narrow(t ? v : k, 1, from * S, n * S);
+    sf_tensor *dst = src ? sf_narrow(t ? kv->v[i] : kv->k[i], 1, at * S, n * S) : NULL;
     const int rc = dst ? copy_values(dst, src) : -1;
     sf_release(src), sf_release(dst);
     if (rc) return -1;
   }
-  if (len > 0 && sf_wan_kv_grad_write(kv, i, at / s->S, len / s->S, off / s->S, k, v)) return -1;
-  for (int64_t f = 0; f < len / s->S; f++) kv->slot_frame[i][at / s->S + f] = s->f0 + off / s->S + f;
+  if (n > 0 && sf_wan_kv_grad_write(kv, i, at, n, from, k, v)) return -1;
+  for (int64_t f = 0; f < n; f++) kv->slot_frame[i][at + f] = s->f0 + from + f;
   return 0;
 }
 
-/* the cache update for one layer: Self-Forcing's (spec 3.4) or LongLive's (kv->policy); returns the keys and
- * values attention reads, as views of the buffer (or a cat of two ranges), and their frame ids */
+/* one layer's cache update by the call's plan; returns the keys and values attention reads (views of the
+ * buffer, or a cat of two ranges) and their frame ids */
 static int kv_update(fwd *s, int i, sf_tensor *k, sf_tensor *v, sf_tensor **kk, sf_tensor **vv, int64_t **k_ids) {
   sf_wan_kv *kv = s->o->kv;
-  const bool ll = kv->policy == SF_KV_LONGLIVE;
-  const int64_t S = s->S, n = s->L, cur_start = s->f0 * S, cur_end = cur_start + n;
-  const int64_t Kc = kv->capacity_frames * S, sink = kv->sink_size * S;
-  int64_t G = kv->global_end[i], Lend = kv->local_end[i], new_end;
-  sf_tensor *kb = kv->k[i], *vb = kv->v[i];
+  const int64_t S = s->S;
+  sf_wan_kv_plan dflt;
+  const sf_wan_kv_plan *p = s->o->kv_plan;
+  if (!p) {
+    if (sf_wan_kv_default_plan(kv, i, s->f0, s->F, &dflt) || sf_wan_kv_check_plan(kv, s->F, &dflt)) return -1;
+    p = &dflt;
+  }
+  sf_tensor *kb = kv->k[i], *vb = kv->v[i], *src = NULL;
   int64_t *sf = kv->slot_frame[i];
-  sf_tensor *src = NULL;
-  /* LongLive: a call ending at or before the written end, past frame 0, is a recompute */
-  const bool recompute = ll && cur_end <= G && cur_start > 0;
-  if (kv->local_attn_size != -1 && cur_end > G && Lend + n > Kc) {
-    const int64_t evict = Lend + n - Kc, keep = Lend - evict - sink;
-    if (keep < 0)
-      return sf_error("wan kv cache: cannot evict %lld tokens keeping %lld sink tokens (local_attn_size too small for the chunk)",
-                      (long long)evict, (long long)sink);
-    if (kv_roll(kv, i, S, sink, evict, keep)) return -1;
-    new_end = Lend + (cur_end - G) - evict;
-  } else {
-    new_end = Lend + (cur_end - G);
-  }
-  const int64_t new_start = new_end - n;
-  if (new_start < 0 || new_end > Kc)
-    return sf_error("wan kv cache: writing frames %lld..%lld needs slots [%lld, %lld) but the cache holds %lld frames (%lld tokens); "
-                    "allocate more frames or use local_attn_size",
-                    (long long)s->f0, (long long)(s->f0 + s->F - 1), (long long)new_start, (long long)new_end,
-                    (long long)kv->capacity_frames, (long long)Kc);
-  /* LongLive protects the sink slots from a recompute unless the caller re-fills them (sink_recache) */
-  const int64_t wstart = recompute && !s->o->sink_recache && sink > new_start ? sink : new_start;
-  if (wstart < new_end && kv_write(kv, i, s, k, v, wstart - new_start, wstart, new_end - wstart)) return -1;
-  if (!recompute) kv->global_end[i] = cur_end, kv->local_end[i] = new_end;
-  /* the visible keys: Self-Forcing [new_end - Kc, new_end); LongLive [0, sink) + [max(sink, new_end - budget), new_end)
-   * with budget = max_attention - sink (the sink range may hold zeroed slots early on, as LongLive's) */
-  int64_t r0 = new_end - Kc > 0 ? new_end - Kc : 0, r1 = new_end, q0 = 0, q1 = 0; /* [q0, q1) + [r0, r1) */
-  if (ll) {
-    const int64_t maxatt = kv->max_attn_frames * S;
-    if (sink > 0) {
-      const int64_t budget = maxatt - sink;
-      q0 = 0, q1 = sink;
-      if (budget > 0) r0 = new_end - budget > sink ? new_end - budget : sink, r1 = new_end > r0 ? new_end : r0;
-      else r0 = r1 = sink;
-      if (r0 == q1) q1 = 0, r0 = 0; /* contiguous: one range [0, r1) */
-    } else {
-      r0 = new_end - maxatt > 0 ? new_end - maxatt : 0;
-    }
-  }
+  if (p->roll_n > 0 && kv_roll(kv, i, S, p->roll_dst, p->roll_src, p->roll_n)) return -1;
+  if (p->write_n > 0 && kv_write(kv, i, s, k, v, p->write_from, p->write_at, p->write_n)) return -1;
+  if (p->advance) kv->global_end[i] = p->global_end * S, kv->local_end[i] = p->local_end * S;
+  const int64_t lo = p->read_lo[p->n_read - 1], hi = p->read_hi[p->n_read - 1];
   const bool grad = sf_grad_enabled() && (k->requires_grad || v->requires_grad);
   if (sf_grad_enabled() && !kv->detach) {
     /* the values now in the cache, with the gradient path of PyTorch's in-place writes (wan_kv_grad.c):
@@ -349,33 +321,32 @@ static int kv_update(fwd *s, int i, sf_tensor *k, sf_tensor *v, sf_tensor **kk, 
     for (int t = 0; t < 2; t++) {
       sf_tensor *parts[2] = {NULL, NULL}, *r = NULL;
       int np = 0;
-      if (q1 > q0 && !(parts[np++] = sf_wan_kv_grad_read(kv, i, t, q0, q1))) goto fail_parts;
-      if (r1 > r0 && !(parts[np++] = sf_wan_kv_grad_read(kv, i, t, r0, r1))) goto fail_parts;
-      r = np == 2 ? sf_cat(parts, 2, 1) : np == 1 ? sf_retain(parts[0]) : sf_narrow(t ? vb : kb, 1, r0, 0);
-    fail_parts:
+      for (int q = 0; q < p->n_read; q++)
+        if (p->read_hi[q] > p->read_lo[q] && !(parts[np++] = sf_wan_kv_grad_read(kv, i, t, p->read_lo[q] * S, p->read_hi[q] * S)))
+          break;
+      if (np && parts[np - 1]) r = np == 2 ? sf_cat(parts, 2, 1) : sf_retain(parts[0]);
       sf_release(parts[0]), sf_release(parts[1]);
       TRY(r);
       if (t) *vv = r;
       else *kk = r;
     }
-    if (q1 > q0) {
-      memcpy(kv->ids, sf + q0 / S, sizeof(int64_t) * (size_t)((q1 - q0) / S));
-      if (r1 > r0) memcpy(kv->ids + (q1 - q0) / S, sf + r0 / S, sizeof(int64_t) * (size_t)((r1 - r0) / S));
+    if (p->n_read == 2) {
+      const int64_t lo0 = p->read_lo[0], hi0 = p->read_hi[0];
+      memcpy(kv->ids, sf + lo0, sizeof(int64_t) * (size_t)(hi0 - lo0));
+      memcpy(kv->ids + (hi0 - lo0), sf + lo, sizeof(int64_t) * (size_t)(hi - lo));
       *k_ids = kv->ids;
     } else {
-      *k_ids = sf + r0 / S;
+      *k_ids = sf + lo;
     }
-    return 0;
-  }
-  if (grad && (q1 > q0 || wstart != new_start || r1 != new_end))
-    return sf_error("wan kv cache: detach=true with the LongLive policy and autograd is not supported for this call "
-                    "(sink range or protected slots)");
-  if (grad) {
-    /* detach_kv_cache (the clean variant): attend over [detached past | this chunk's k, v] (same values);
-     * the gradient reaches the current chunk's keys and values only */
+  } else if (grad) {
+    /* detach_kv_cache (the clean variant): the cache holds values only, so attend over [detached past | this
+     * chunk's k, v] (same values): the gradient reaches the current chunk's keys and values only; that needs
+     * the whole chunk written at the end of one read range */
+    if (p->n_read != 1 || p->write_from != 0 || p->write_n != s->F || p->write_at + p->write_n != hi || lo > p->write_at)
+      return sf_error("wan kv cache: detach=true with autograd needs a plan that writes the whole chunk at the end of a single read range");
     for (int t = 0; t < 2; t++) {
       sf_tensor *parts[2];
-      TRY(src = sf_narrow(t ? vb : kb, 1, r0, new_start - r0));
+      TRY(src = sf_narrow(t ? vb : kb, 1, lo * S, (p->write_at - lo) * S));
       parts[0] = src, parts[1] = t ? v : k;
       sf_tensor *r = sf_cat(parts, 2, 1);
       REL(src);
@@ -383,24 +354,27 @@ static int kv_update(fwd *s, int i, sf_tensor *k, sf_tensor *v, sf_tensor **kk, 
       if (t) *vv = r;
       else *kk = r;
     }
-    *k_ids = sf + r0 / S;
-  } else if (q1 > q0) {
+    *k_ids = sf + lo;
+  } else if (p->n_read == 2) {
+    const int64_t lo0 = p->read_lo[0], hi0 = p->read_hi[0];
     for (int t = 0; t < 2; t++) {
-      sf_tensor *parts[2] = {sf_narrow(t ? vb : kb, 1, q0, q1 - q0), NULL};
-      if (parts[0] && r1 > r0) parts[1] = sf_narrow(t ? vb : kb, 1, r0, r1 - r0);
-      sf_tensor *r = parts[0] && (r1 == r0 || parts[1]) ? (r1 > r0 ? sf_cat(parts, 2, 1) : sf_retain(parts[0])) : NULL;
+      sf_tensor *parts[2] = {NULL, NULL}, *r = NULL;
+      int np = 0;
+      if (hi0 > lo0) parts[np++] = sf_narrow(t ? vb : kb, 1, lo0 * S, (hi0 - lo0) * S);
+      if (hi > lo) parts[np++] = sf_narrow(t ? vb : kb, 1, lo * S, (hi - lo) * S);
+      if (parts[0] && (np == 1 || parts[1])) r = np == 1 ? sf_retain(parts[0]) : sf_cat(parts, 2, 1);
       sf_release(parts[0]), sf_release(parts[1]);
       TRY(r);
       if (t) *vv = r;
       else *kk = r;
     }
-    memcpy(kv->ids, sf + q0 / S, sizeof(int64_t) * (size_t)((q1 - q0) / S));
-    if (r1 > r0) memcpy(kv->ids + (q1 - q0) / S, sf + r0 / S, sizeof(int64_t) * (size_t)((r1 - r0) / S));
+    memcpy(kv->ids, sf + lo0, sizeof(int64_t) * (size_t)(hi0 - lo0));
+    memcpy(kv->ids + (hi0 - lo0), sf + lo, sizeof(int64_t) * (size_t)(hi - lo));
     *k_ids = kv->ids;
   } else {
-    TRY(*kk = sf_narrow(kb, 1, r0, r1 - r0));
-    TRY(*vv = sf_narrow(vb, 1, r0, r1 - r0));
-    *k_ids = sf + r0 / S;
+    TRY(*kk = sf_narrow(kb, 1, lo * S, (hi - lo) * S));
+    TRY(*vv = sf_narrow(vb, 1, lo * S, (hi - lo) * S));
+    *k_ids = sf + lo;
   }
   return 0;
 fail:
@@ -648,6 +622,7 @@ static int kv_prepare(fwd *s) {
   if (kv->S && kv->S != s->S)
     return sf_error("wan kv cache holds %lld tokens per frame, the input has %lld (reset the cache or make a new one)", (long long)kv->S,
                     (long long)s->S);
+  if (s->o->kv_plan && sf_wan_kv_check_plan(kv, s->F, s->o->kv_plan)) return -1;
   if (!kv->S) {
     kv->S = s->S;
     int64_t shp[4] = {kv->batch, kv->capacity_frames * s->S, kv->heads, kv->head_dim};

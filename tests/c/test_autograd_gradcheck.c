@@ -1,5 +1,6 @@
 /* test_autograd_gradcheck.c — table-driven finite-difference checks (f64, CPU) of every core op's backward. */
 #include "backend/backend.h"
+#include "backend/conv_ops.h"
 #include "gradcheck.h"
 #include "sf_test.h"
 
@@ -23,6 +24,13 @@ static sf_tensor *f_reduce(sf_tensor **in, const gc_case *c) {
 }
 static sf_tensor *f_softmax(sf_tensor **in, const gc_case *c) { return c->ip[1] ? sf_log_softmax(I0, c->ip[0]) : sf_softmax(I0, c->ip[0]); }
 static sf_tensor *f_matmul(sf_tensor **in, const gc_case *c) { return sf_matmul(I0, I1); }
+/* ip: {nd, stride (every dim), spatial padding, temporal padding} */
+static sf_tensor *f_conv(sf_tensor **in, const gc_case *c) {
+  int st[3] = {c->ip[1], c->ip[1], c->ip[1]};
+  int p3[3] = {c->ip[3], c->ip[2], c->ip[2]}, p2[2] = {c->ip[2], c->ip[2]};
+  sf_tensor *b = c->n_in > 2 ? I2 : NULL;
+  return c->ip[0] == 3 ? sf_conv3d(I0, I1, b, st, p3) : sf_conv2d(I0, I1, b, st, p2);
+}
 static sf_tensor *f_linear(sf_tensor **in, const gc_case *c) { return sf_linear(I0, I1, c->n_in > 2 ? I2 : NULL); }
 static sf_tensor *f_clone_t(sf_tensor **in, const gc_case *c) {
   sf_tensor *t = sf_transpose(I0, 0, 1);
@@ -135,6 +143,13 @@ static const gc_case cases[] = {
   {"matmul_dot", 2, {1, 1}, {{5}, {5}}, {0, 0}, {0}, f_matmul},
   {"linear_bias", 3, {3, 2, 1}, {{2, 3, 4}, {5, 4}, {5}}, {0, 0, 0}, {0}, f_linear},
   {"linear_nobias", 2, {2, 2}, {{3, 4}, {2, 4}}, {0, 0}, {0}, f_linear},
+  {"conv3d_bias_pad", 3, {5, 5, 1}, {{2, 3, 3, 5, 4}, {4, 3, 3, 3, 3}, {4}}, {0, 0, 0}, {0}, f_conv, {0}, {3, 1, 1, 1}},
+  {"conv3d_stride2", 2, {5, 5}, {{1, 2, 5, 6, 7}, {3, 2, 3, 3, 3}}, {0, 0}, {0}, f_conv, {0}, {3, 2, 1, 0}},
+  {"conv3d_time_only", 3, {5, 5, 1}, {{1, 2, 5, 3, 3}, {3, 2, 3, 1, 1}, {3}}, {0, 0, 0}, {0}, f_conv, {0}, {3, 1, 0, 0}},
+  {"conv3d_x_only", 2, {5, 5}, {{1, 2, 3, 4, 4}, {2, 2, 3, 3, 3}}, {0, 0}, {false, true}, f_conv, {0}, {3, 1, 1, 2}},
+  {"conv2d_bias_pad", 3, {4, 4, 1}, {{2, 3, 6, 5}, {4, 3, 3, 3}, {4}}, {0, 0, 0}, {0}, f_conv, {0}, {2, 1, 1, 0}},
+  {"conv2d_stride2", 2, {4, 4}, {{1, 2, 7, 6}, {3, 2, 3, 3}}, {0, 0}, {0}, f_conv, {0}, {2, 2, 0, 0}},
+  {"conv2d_1x1", 3, {4, 4, 1}, {{2, 3, 4, 4}, {5, 3, 1, 1}, {5}}, {0, 0, 0}, {0}, f_conv, {0}, {2, 1, 0, 0}},
   {"contiguous", 1, {2}, {{3, 4}}, {0}, {0}, f_clone_t},
   {"cast_f32", 1, {2}, {{3, 4}}, {0}, {0}, f_cast, {0}, {0}, 1e-4, 1e-2},
   {"cat_d0", 3, {2, 2, 2}, {{2, 3}, {1, 3}, {3, 3}}, {0, 0, 0}, {false, true, false}, f_cat, {0}, {0}},

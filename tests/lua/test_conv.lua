@@ -25,6 +25,26 @@ for i, sp in ipairs(c2) do
     T.close(conv2d(F[k .. "x"], F[k .. "w"], F[k .. "b"], sp[1], sp[2]), F[k .. "y"], 1e-5)
   end)
 end
+T.case("backward (input, weight, bias gradients) equals torch autograd on every case", function()
+  local function check(k, fn)
+    local x, w = F[k .. "x"]:clone():requires_grad_(true), F[k .. "w"]:clone():requires_grad_(true)
+    local b = F[k .. "b"] and F[k .. "b"]:clone():requires_grad_(true)
+    local y = fn(x, w, b)
+    y:backward(F[k .. "gy"])
+    T.close(x.grad, F[k .. "gx"], 1e-5, k .. " grad x")
+    T.close(w.grad, F[k .. "gw"], 1e-5, k .. " grad w")
+    if b then T.close(b.grad, F[k .. "gb"], 1e-5, k .. " grad b") end
+  end
+  for i, sp in ipairs(c3) do
+    check("c3_" .. (i - 1) .. "_", function(x, w, b) return conv3d(x, w, b, sp[1], sp[2]) end)
+  end
+  for i, sp in ipairs(c2) do
+    check("c2_" .. (i - 1) .. "_", function(x, w, b) return conv2d(x, w, b, sp[1], sp[2]) end)
+  end
+  -- f64 inputs run the f64 forward: the same values
+  local k = "c3_0_"
+  T.close(conv3d(F[k .. "x"]:double(), F[k .. "w"]:double(), F[k .. "b"]:double(), 1, 1), F[k .. "y"], 1e-6)
+end)
 T.case("bf16 compute (the VAE's bf16 mode) on every case", function()
   -- our f32 sums vs exact sums: the outputs may differ by one bf16 step where the exact value is near a
   -- rounding tie; count those

@@ -44,6 +44,16 @@ T.case("switch_frame_indices parse as interactive_inference.py", function()
   T.raises(function() R.parse_switches("4, x") end, "not an integer")
 end)
 
+T.case("LongLive's own interactive config as written: switches, window, sink, policy, adapter", function()
+  local C = require "sfwb.recipes.common"
+  local c = sfwb.config.load("tests/data/configs/longlive_v1.0/longlive_interactive_inference.yaml")
+  T.eq(table.concat(R.parse_switches(c.switch_frame_indices), ","), "40,80,120,160,200")
+  local s = C.pipeline_settings(c)
+  T.eq(s.local_attn_size, 12); T.eq(s.sink_size, 3); T.eq(s.num_frame_per_block, 3)
+  T.eq(C.kv_policy(c), "longlive")
+  T.eq(c.global_sink, true); T.eq(c.adapter.rank, 256); T.eq(c.adapter.alpha, 256)
+end)
+
 T.case("recipes/interactive.lua: LongLive config, jsonl, LoRA honoured, progress per segment", function()
   local lines = {}
   local rc, s = R.main({"--config_path", cfg, "--wan_dir", P.wan_dir, "--height", "32", "--width", "48", "--png",

@@ -30,7 +30,7 @@ local function png_ok(path)
 end
 
 T.case("every recipe answers --help", function()
-  for _, r in ipairs({"generate", "extract_attention", "compare"}) do
+  for _, r in ipairs({"generate", "extract_attention", "compare", "train", "generate_ode_pairs"}) do
     T.eq(require("sfwb.recipes." .. r).main({"--help"}), 0, r)
   end
   T.raises(function() require("sfwb.recipes.generate").main({"--frobnicate"}) end, "unknown option")
@@ -65,6 +65,61 @@ T.case("generate: videos, latents, timings", function()
   T.check(finite(g.runs[1].timings.denoise) and g.runs[1].timings.denoise > 0, "denoise time recorded")
   T.eq(g.provenance.checkpoint_key, "generator_ema")
   T.eq(#g.provenance.checkpoint_sha256, 64)
+end)
+
+T.case("generate: a config without denoising_step_list runs the multi-step sampler (inference.py)", function()
+  local cfgp = root .. "/multistep.yaml"
+  local f = assert(io.open(cfgp, "w"))
+  f:write("num_frame_per_block: 3\nindependent_first_frame: false\ntimestep_shift: 5.0\n")
+  f:close()
+  local out = root .. "/gen_ms"
+  local base = {"--wan_dir", P.wan_dir, "--config_path", cfgp, "--no_checkpoint", "--prompt", "a red bird",
+                "--num_output_frames", "3", "--output_folder", out, "--quiet", "--num_inference_steps", "3",
+                "--height", "32", "--width", "48"}
+  T.raises(function() require("sfwb.recipes.generate").main(base) end, "guidance_scale")
+  local a = {table.unpack(base)}
+  a[#a + 1] = "--guidance_scale"; a[#a + 1] = "2.0"
+  local ext = root .. "/ext.txt"
+  f = assert(io.open(ext, "w")); f:write("a red bird flying over a long calm sea\n"); f:close()
+  a[#a + 1] = "--extended_prompt_path"; a[#a + 1] = ext
+  local code, s = require("sfwb.recipes.generate").main(a)
+  T.eq(code, 0)
+  T.check(s.sampler:find("CausalDiffusionPipeline", 1, true), "sampler: " .. tostring(s.sampler))
+  T.check(s.sampler:find("steps=3", 1, true), "steps recorded")
+  T.eq(s.runs[1].model_prompt, "a red bird flying over a long calm sea")
+  T.check(C.exists(s.outputs[1]) or os.execute("test -d '" .. s.outputs[1] .. "'"), "video written")
+  local bad = {table.unpack(a)}
+  f = assert(io.open(ext, "w")); f:write("one\ntwo\n"); f:close()
+  T.raises(function() require("sfwb.recipes.generate").main(bad) end, "2 lines for 1 prompts")
+end)
+
+T.case("generate_ode_pairs writes the original's LMDB; train.lua trains the ode objective on it", function()
+  local lm = root .. "/ode_lmdb"
+  local caps = root .. "/caps.txt"
+  local f = assert(io.open(caps, "w")); f:write("a red bird\na blue car\na red bird\n"); f:close()
+  local code, r = require("sfwb.recipes.generate_ode_pairs").main({"--caption_path", caps, "--output_folder", lm,
+    "--wan_dir", P.wan_dir, "--num_steps", "4", "--keep", "0,2,-1", "--num_frames", "2", "--height", "32",
+    "--width", "48", "--quiet"})
+  T.eq(code, 0)
+  T.eq(r.rows, 2)                                             -- the duplicate prompt is skipped
+  local ds = sfwb.data.lmdb(lm)
+  T.eq(#ds, 2)
+  T.eq(table.concat(ds[1].ode_latent:shape(), "x"), "3x2x16x4x6")
+  T.eq(ds[2].prompts, "a blue car")
+  local cfgp = root .. "/ode.yaml"
+  f = assert(io.open(cfgp, "w"))
+  f:write("trainer: ode\ndistribution_loss: ode\ngenerator_type: causal\nnum_frame_per_block: 1\n",
+          "denoising_step_list: [1000, 500, 0]\nwarp_denoising_step: false\nbatch_size: 1\nlr: 1.0e-5\n",
+          "data_path: ", lm, "\nwan_models_dir: ", P.wan_dir:gsub("/[^/]*$", ""), "\nseed: 3\n",
+          "model_kwargs:\n  model_name: ", P.wan_dir:match("[^/]*$"), "\n  timestep_shift: 5.0\n")
+  f:close()
+  local code2, tr = require("sfwb.recipes.train").main({"--config_path", cfgp, "--steps", "2", "--no_save"})
+  T.eq(code2, 0)
+  T.eq(tr.step_count, 2)
+  T.check(tr.log[2].generator_loss == tr.log[2].generator_loss, "finite loss")
+  -- the DMD recipe refuses a config that names another objective
+  T.raises(function() require("sfwb.recipes.train_dmd").main({"--config_path", cfgp, "--steps", "1"}) end,
+           "names trainer: ode")
 end)
 
 T.case("generate --png writes a PNG folder; prompts from a file", function()

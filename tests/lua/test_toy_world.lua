@@ -49,6 +49,12 @@ T.case("scenes follow the world's rules and the prompt grammar", function()
   T.eq(first.balls[1].x0, W.sample_scene(1234).balls[1].x0, "same seed, same start")
   T.check(W.scenes(5, 1)[3].balls[1].x0 ~= W.scenes(5, 2)[3].balls[1].x0, "another seed, another scene")
   T.eq(W.scenes(5, 1)[3].prompt, W.scenes(9, 1)[3].prompt, "scene i depends on (seed, i) only")
+  -- a scene for a given prompt shows exactly that prompt, and measures right
+  for i, p in ipairs({"a yellow ball moving up", "a green ball moving left and a red ball moving down"}) do
+    local s = W.scene_for_prompt(p, i)
+    T.eq(s.prompt, p)
+    T.eq(W.measure(W.render(s, {frames = FRAMES}), p).frames_ok, 1.0, p)
+  end
 end)
 
 T.case("prompts parse, and malformed ones are refused with the prompt named", function()

@@ -35,9 +35,8 @@ function M.new(o)
   -- sink slots protected from recomputation, attention over [sink | last max_attention_frames - sink])
   self.kv_policy = o.kv_policy
   self.max_attention_frames = o.max_attention_frames
-  if self.kv_policy ~= nil and self.kv_policy ~= "self_forcing" and self.kv_policy ~= "longlive" then
-    error("pipeline.causal: kv_policy must be \"self_forcing\" or \"longlive\", got " .. tostring(self.kv_policy), 2)
-  end
+  -- (or any sfwb.kv_policy table: docs/kv_policy.md)
+  if self.kv_policy ~= nil then require("sfwb.kv_policy").resolve(self.kv_policy) end
   -- latents live in the model's dtype, as Self-Forcing runs the whole pipeline in bf16 for bf16 weights
   self.dtype = o.dtype or U.model_dtype(self.generator)
   self.device = o.device or U.model_device(self.generator)
@@ -161,7 +160,8 @@ function Causal:rollout(o)
   if not frames then frames = p.local_attn_size ~= -1 and p.local_attn_size or r.F_out end
   local kvo = {batch = r.B, frames = frames}
   if p.local_attn_size ~= -1 then kvo.local_attn_size, kvo.sink_size = p.local_attn_size, p.sink_size end
-  if p.kv_policy == "longlive" then
+  if p.kv_policy ~= nil then kvo.policy = p.kv_policy end
+  if p.kv_policy == "longlive" or (type(p.kv_policy) == "table" and p.kv_policy.name == "longlive") then
     -- LongLive's sink also applies to global attention (model_kwargs.sink_size)
     kvo.policy, kvo.sink_size, kvo.max_attention_frames = "longlive", p.sink_size, p.max_attention_frames
     kvo.local_attn_size = p.local_attn_size

@@ -85,21 +85,24 @@ function IRollout:_switch()
   local p, ip = self.p, self.ip
   local ts = sfwb.time()
   self.segment = self.segment + 1
-  if not ip.global_sink then self.kv:zero() end
+  -- what a switch does is the cache policy's call (LongLive's _recache_after_switch for both shipped ones)
+  local kv = self.kv
+  local plan = kv.policy:switch({local_attn_size = kv.local_attn_size, sink_size = kv.sink_size, capacity = kv.frames},
+                                {pos = self.pos, global_sink = ip.global_sink})
+  if plan.zero then kv:zero() end
   self.ca:reset()
   self.ctx = self.ctx_list[self.segment]
   local rec = {segment = self.segment, frame = self.pos, frames = 0}
-  if self.pos > 0 then
-    local n = p.local_attn_size == -1 and self.pos or math.min(p.local_attn_size, self.pos)
-    local st = self.pos - n
+  if self.pos > 0 and plan.recache_frames > 0 then
+    local n, st = plan.recache_frames, plan.recache_start
     local frames = self:latents():narrow(2, st + 1, n):contiguous()
     local t = sfwb.full({self.B, n}, p.context_noise, {dtype = "f32", device = self.device})
     self.calls = self.calls + 1
     -- the blockwise causal mask LongLive prepares here plays no part on its KV path: every recached frame
     -- attends to the whole window (bidirectionally), as in the original
     p.generator:forward(U.to_model(frames), t, self.ctx,
-                        {kv_cache = self.kv, crossattn_cache = self.ca, current_start_frame = st,
-                         sink_recache = not ip.global_sink,
+                        {kv_cache = kv, crossattn_cache = self.ca, current_start_frame = st,
+                         sink_recache = plan.sink_recache,
                          tag = {chunk = self.chunk, step = 0, pass = "recache", timestep = p.context_noise}})
     self.ca:reset()
     rec.start, rec.frames = st, n

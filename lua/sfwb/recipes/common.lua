@@ -116,7 +116,52 @@ function M.exists(path)
   return false
 end
 
-function M.mkdir(path) os.execute("mkdir -p '" .. path:gsub("'", "'\\''") .. "'") end
+-- folders are made in C (sfwb.fs): no path reaches a shell
+function M.mkdir(path) return sfwb.fs.mkdir(path) end
+
+-- an output folder checked before any compute: created when missing, then a writable folder or an error
+-- naming the option and the path
+function M.output_dir(path, option)
+  local ok, err = pcall(sfwb.fs.mkdir, path)
+  if not ok then error(string.format("%s %s: %s", option or "output folder", path, tostring(err):gsub("^cannot create folder [^:]*: ", "")), 0) end
+  local w, why = sfwb.fs.writable(path)
+  if not w then error(string.format("%s %s: not writable (%s)", option or "output folder", path, why), 0) end
+  return path
+end
+
+-- the checks every recipe makes before it loads or computes anything: an unwritable output folder, a
+-- bad fps, colormap, size, frame or step count fails at once, not after the rollout.
+--   M.preflight(o, {dir = "output_dir", size = true, frames = "num_frames", fps = true, cmap = true, steps = true})
+function M.preflight(o, c)
+  local function whole(v) return type(v) == "number" and v == math.floor(v) end
+  if c.size then
+    for _, k in ipairs({"height", "width"}) do
+      local v = o[k]
+      if v ~= nil and not (whole(v) and v > 0 and v % 16 == 0) then
+        error(string.format("--%s must be a positive multiple of 16 (the VAE's 8x and the DiT's 2x2 patches), got %s",
+          k, tostring(v)), 0)
+      end
+    end
+  end
+  if c.frames and o[c.frames] ~= nil and not (whole(o[c.frames]) and o[c.frames] >= 1) then
+    error(string.format("--%s must be a whole number >= 1, got %s", c.frames, tostring(o[c.frames])), 0)
+  end
+  if c.fps and o.fps ~= nil and not (type(o.fps) == "number" and o.fps > 0 and o.fps < 1e6) then
+    error("--fps must be a number > 0, got " .. tostring(o.fps), 0)
+  end
+  if c.cmap and o.cmap then
+    local ok, err = pcall(sfwb.plot.colormap, o.cmap, 0.5)
+    if not ok then error("--cmap: " .. tostring(err):gsub("^plot: ", ""), 0) end
+  end
+  if c.steps and o.steps ~= nil then
+    local ok, list = pcall(M.int_list, o.steps)
+    if not ok or type(list) ~= "table" or #list == 0 then error("--steps: a list of step numbers >= 1 expected, got " .. tostring(o.steps), 0) end
+    for _, s in ipairs(list) do
+      if not (whole(s) and s >= 1) then error("--steps: step numbers are >= 1, got " .. tostring(s), 0) end
+    end
+  end
+  if c.dir and o[c.dir] then M.output_dir(o[c.dir], "--" .. c.dir) end
+end
 
 function M.read_lines(path)
   local f, err = io.open(path, "r")
@@ -145,12 +190,9 @@ end
 function M.sha256(path)
   if not path then return nil end
   if sha_memo[path] then return sha_memo[path] end
-  local q = path:gsub("'", "'\\''")
-  local sp = io.popen("stat -L -c '%s %Y' '" .. q .. "' 2>/dev/null")
-  local st = sp and sp:read("l")
-  if sp then sp:close() end
-  if not st then return nil end
-  local key = path .. "|" .. st
+  local info = sfwb.fs.stat(path)
+  if not info or info.kind ~= "file" then return nil end
+  local key = path .. "|" .. info.size .. " " .. info.mtime
   local store = cache_root() .. "/sha256.json"
   local ok, known = pcall(json.read, store)
   if not ok or type(known) ~= "table" then known = {} end
@@ -158,10 +200,8 @@ function M.sha256(path)
     sha_memo[path] = known[key]
     return known[key]
   end
-  local p = io.popen("sha256sum '" .. q .. "' 2>/dev/null")
-  local out = p and p:read("a") or ""
-  if p then p:close() end
-  local h = out:match("^(%x+)")
+  local okh, h = pcall(sfwb.fs.sha256, path)
+  if not okh then h = nil end
   sha_memo[path] = h
   if h then
     known[key] = h
@@ -173,13 +213,11 @@ end
 
 -- the DiT weight files of a Wan folder (single file or shards)
 function M.wan_weight_files(dir)
-  local p = io.popen("ls '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null")
+  local ok, names = pcall(sfwb.fs.listdir, dir)
   local r = {}
-  for name in p:lines() do
+  for _, name in ipairs(ok and names or {}) do
     if name:match("^diffusion_pytorch_model.*%.safetensors$") then r[#r + 1] = dir .. "/" .. name end
   end
-  p:close()
-  table.sort(r)
   return r
 end
 
@@ -317,30 +355,9 @@ end
 -- pixels in [-1, 1] [B, F, 3, H, W] -> one sample's [F, 3, H, W]
 function M.sample_video(video, b) return video:select(1, b or 1):contiguous() end
 
--- writes one video: mp4 through sfwb.video (ffmpeg) or a PNG folder; returns the path written
+-- writes one video: mp4 through sfwb.video (ffmpeg, spawned without a shell) or a PNG folder; returns the path
 function M.write_video(path, frames, fps, png)
-  if sfwb.video and sfwb.video.write then
-    return (sfwb.video.write(path, frames, {fps = fps or 16, png = png or false})) or path
-  end
-  -- no sfwb.video in this build: raw RGB frames piped to ffmpeg (x -> uint8 as (x+1)/2*255, truncated)
-  local F, H, W = frames:size(1), frames:size(3), frames:size(4)
-  local u8 = ((frames:float():clamp(-1, 1) + 1) * 127.5):permute({1, 3, 4, 2}):contiguous()
-  local cmd = string.format("ffmpeg -loglevel error -y -f rawvideo -pix_fmt rgb24 -s %dx%d -r %d -i - " ..
-                            "-pix_fmt yuv420p -vf 'pad=ceil(iw/2)*2:ceil(ih/2)*2' '%s'", W, H, fps or 16, path)
-  local p = io.popen(cmd, "w")
-  if not p then error("cannot run ffmpeg to write " .. path, 0) end
-  for f = 1, F do
-    local vals = u8:select(1, f):reshape({H * W * 3}):totable()
-    local parts = {}
-    for i = 1, #vals, 4096 do
-      local chunk = {}
-      for j = i, math.min(#vals, i + 4095) do chunk[#chunk + 1] = math.floor(vals[j]) end
-      parts[#parts + 1] = string.char(table.unpack(chunk))
-    end
-    p:write(table.concat(parts))
-  end
-  if not p:close() then error("ffmpeg failed writing " .. path, 0) end
-  return path
+  return (sfwb.video.write(path, frames, {fps = fps or 16, png = png or false})) or path
 end
 
 -- a safetensors file of f32 tensors with a __metadata__ record (provenance). Written here rather than

@@ -220,6 +220,7 @@ function M.main(argv)
   local o = C.parse_args(argv, M.spec)
   if not o then return 0 end
   local t0 = sfwb.time()
+  C.preflight(o, {dir = "output_dir", size = true, frames = "num_frames", cmap = true, steps = true})
   o.checkpoint = o.checkpoint_path
   local w = C.weights(o)
   local cfg = C.load_config(o.config_path)

@@ -18,6 +18,10 @@ M.spec = {
     {"--use_ema", false, "load generator_ema instead of generator (an error if the key is missing)", false},
     {"--prompt", "TEXT", "a prompt (repeatable)", nil},
     {"--data_path", "TXT", "a prompt file, one prompt a line"},
+    {"--extended_prompt_path", "TXT", "extended prompts, one a line, as many as the prompts: the model sees these, files keep the short prompt's name (inference.py)"},
+    {"--num_inference_steps", "N", "multi-step sampling (a config without denoising_step_list): steps (the original: 50)", 50},
+    {"--solver", "NAME", "multi-step sampling: unipc or dpm++ (the original: unipc)", "unipc"},
+    {"--guidance_scale", "G", "multi-step sampling: classifier-free guidance scale (default: the config's guidance_scale)"},
     {"--output_folder", "DIR", "where the videos go", "outputs"},
     {"--num_output_frames", "N", "latent frames of noise (21 -> 81 video frames)", 21},
     {"--height", "PX", "video height (latent = /8)", 480},
@@ -45,13 +49,14 @@ M.spec = {
 for _, o in ipairs(M.spec.options) do
   if o[1] == "--prompt" then o.list = true end
   if ({["--num_output_frames"] = 1, ["--height"] = 1, ["--width"] = 1, ["--seed"] = 1, ["--num_samples"] = 1,
-       ["--fps"] = 1})[o[1]] then o.number = true end
+       ["--fps"] = 1, ["--num_inference_steps"] = 1})[o[1]] then o.number = true end
 end
 
 function M.main(argv)
   local o = C.parse_args(argv, M.spec)
   if not o then return 0 end
   local t_start = sfwb.time()
+  C.preflight(o, {dir = "output_folder", size = true, frames = "num_output_frames", fps = true})
   o.checkpoint = o.checkpoint_path
   local w = C.weights(o)
   local cfg = C.load_config(o.config_path)
@@ -72,7 +77,25 @@ function M.main(argv)
   print(string.format("weights  %s%s", w.wan_dir, w.checkpoint and string.format("  + %s [%s]", w.checkpoint,
         prov.checkpoint_key) or "  (base, no checkpoint)"))
 
-  local p = bidir and sfwb.pipeline.bidirectional{generator = m, text_encoder = t5, vae = vae,
+  -- inference.py: a config without denoising_step_list selects the multi-step diffusion sampler
+  local multistep = o.config_path ~= nil and cfg.denoising_step_list == nil
+  local p
+  if multistep then
+    local g = tonumber(o.guidance_scale) or cfg.guidance_scale
+    if type(g) ~= "number" then
+      error(string.format("%s has no denoising_step_list, so it selects the multi-step sampler, which needs "
+                          .. "guidance_scale: set it in the config or pass --guidance_scale", o.config_path), 0)
+    end
+    local ctor = bidir and sfwb.pipeline.bidirectional_diffusion or sfwb.pipeline.causal_diffusion
+    p = ctor{generator = m, text_encoder = t5, vae = vae, num_inference_steps = o.num_inference_steps,
+             guidance_scale = g, solver = o.solver, negative_prompt = cfg.negative_prompt,
+             -- the causal sampler reads the config's timestep_shift; the bidirectional one fixes 8.0
+             timestep_shift = (not bidir) and (cfg.timestep_shift or s.timestep_shift) or nil,
+             num_frame_per_block = s.num_frame_per_block, independent_first_frame = s.independent_first_frame,
+             local_attn_size = s.local_attn_size, sink_size = s.sink_size, dtype = o.dtype}
+    if o.stream_decode then error("--stream_decode is for the few-step causal pipeline", 0) end
+  end
+  p = p or bidir and sfwb.pipeline.bidirectional{generator = m, text_encoder = t5, vae = vae,
                                  denoising_step_list = s.denoising_step_list, warp_denoising_step = s.warp_denoising_step,
                                  timestep_shift = s.timestep_shift, dtype = o.dtype}
             or sfwb.pipeline.causal{generator = m, text_encoder = t5, vae = vae,
@@ -83,6 +106,14 @@ function M.main(argv)
                                  sink_size = s.sink_size, dtype = o.dtype, kv_policy = o.kv_policy or C.kv_policy(cfg)}
   print(string.format("pipeline %s", tostring(p)))
   local prompts = C.prompts(o)
+  local extended
+  if o.extended_prompt_path then
+    extended = C.read_lines(o.extended_prompt_path)
+    if #extended ~= #prompts then
+      error(string.format("--extended_prompt_path %s has %d lines for %d prompts (they must match line for line)",
+                          o.extended_prompt_path, #extended, #prompts), 0)
+    end
+  end
   C.mkdir(o.output_folder)
   local outputs, runs = {}, {}
   local tag = o.use_ema and "ema" or "regular"
@@ -105,7 +136,8 @@ function M.main(argv)
   sfwb.manual_seed(o.seed) -- one seed for the run; noise is drawn per prompt in order, as inference.py
   for idx, prompt in ipairs(prompts) do
     local batch = {}
-    for _ = 1, o.num_samples do batch[#batch + 1] = prompt end
+    local seen = extended and extended[idx] or prompt
+    for _ = 1, o.num_samples do batch[#batch + 1] = seen end
     print(string.format("[%d/%d] %s", idx, #prompts, prompt))
     local init
     if image_latent then
@@ -130,17 +162,18 @@ function M.main(argv)
       end
     end
     local tm = r.timings
-    if not tm.denoise then -- the bidirectional pipeline times its steps
+    if not tm.denoise then -- the bidirectional and multi-step pipelines time their steps / blocks
       tm.denoise = 0
-      for _, t in ipairs(tm.steps or {}) do tm.denoise = tm.denoise + t end
+      for _, t in ipairs(tm.steps or tm.blocks or {}) do tm.denoise = tm.denoise + t end
     end
     print(string.format("  %d latent frames -> %d video frames: text %.2fs, denoise %.2fs (%.2f latent frames/s), decode %.2fs, total %.2fs",
                         r.latents:size(2), nvf, tm.text or 0, tm.denoise, r.latents:size(2) / math.max(tm.denoise, 1e-9),
                         tm.decode or 0, tm.total))
-    runs[#runs + 1] = {prompt = prompt, timings = tm, latent_frames = r.latents:size(2), video_frames = nvf}
+    runs[#runs + 1] = {prompt = prompt, model_prompt = seen, timings = tm, latent_frames = r.latents:size(2), video_frames = nvf}
   end
   local total = sfwb.time() - t_start
-  local summary = {image = o.image, outputs = outputs, runs = runs, load_seconds = t_load, total_seconds = total, provenance = prov,
+  local summary = {sampler = multistep and tostring(p) or nil, extended_prompt_path = o.extended_prompt_path,
+                   image = o.image, outputs = outputs, runs = runs, load_seconds = t_load, total_seconds = total, provenance = prov,
                    seed = o.seed, config = o.config_path, settings = s, sfwb_version = sfwb.version}
   json.write(o.output_folder .. "/generate.json", summary)
   print(string.format("timings  load %.2fs, total %.2fs for %d prompt(s)", t_load, total, #prompts))

@@ -4,9 +4,11 @@
 --   tr = sfwb.train.dmd(cfg [, parts])   -- parts: preloaded {generator=, real_score=, fake_score=,
 --                                        --   text_encoder=, dataset=} (tests, REPL), else loaded from cfg
 --   tr:step()  tr:train{steps=N}  tr:save(dir)  tr:resume(dir)  tr.generator  tr.critic  tr.ema  tr.step_count
+-- The loop, log, checkpoints and exact resume are the shared ones of sfwb.train.base.
 local sfwb = require "sfwb"
 local Wrapper = require "sfwb.train.wrapper"
 local Rollout = require "sfwb.train.rollout"
+local Base = require "sfwb.train.base"
 
 local M = {}
 local Trainer = {}
@@ -85,6 +87,8 @@ end
 
 function M.new(cfg, parts)
   if type(cfg) ~= "table" then error("train.dmd: expects a config table (sfwb.config.load(...))", 2) end
+  -- every key checked before anything loads: unknown keys warned (nearest known key), wrong types refused
+  sfwb.config.check(cfg, require("sfwb.train.schema").dmd)
   parts = parts or {}
   local self = setmetatable({cfg = cfg}, Trainer)
   -- ranks come from an existing launcher (mpirun/srun) after sfwb.dist.init(); one process = world 1
@@ -151,7 +155,8 @@ function M.new(cfg, parts)
   if get(cfg, "warp_denoising_step", false) then steps = self.G.scheduler:warp(steps):totable() end
   self.steps = steps
 
-  self.step_count = 0
+  Base.init(self, cfg)
+  self.optimizers = {generator = self.opt_g, critic = self.opt_c}
   self.ema_weight = get(cfg, "ema_weight", 0)
   self.ema_start_step = get(cfg, "ema_start_step", 0)
   -- EMA starts from the current (checkpoint-loaded) generator, never from the base Wan weights
@@ -192,7 +197,6 @@ function M.new(cfg, parts)
   end
   -- every random draw of the trainer goes through tr.rng (replaceable: replay, parity runs)
   self.rng = {randn = Rollout.default_rng.randn, randint = Rollout.default_rng.randint}
-  self.log = {}
   return self
 end
 
@@ -379,11 +383,11 @@ local function clip_and_step(params, opt, max_norm, dist, world)
 end
 
 -- one iteration: a generator update every dfake_gen_update_ratio steps, a critic update every step
-function Trainer:step()
+-- (sfwb.train.base counts it, logs it and checkpoints every log_iters)
+function Trainer:iteration()
   local cfg = self.cfg
-  local info = {step = self.step_count}
+  local info = {}
   local ratio = get(cfg, "dfake_gen_update_ratio", 5)
-  local t0 = sfwb.time()
   if self.step_count % ratio == 0 then
     self.opt_g:zero_grad()
     local loss, gi = self:generator_loss(self:batch_args(self.next_batch()))
@@ -400,38 +404,14 @@ function Trainer:step()
   info.critic_loss = closs:item()
   info.critic_grad_norm = clip_and_step(self.critic:parameters(), self.opt_c, get(cfg, "max_grad_norm_critic", 10.0),
                                           self.dist, self.world)
-  self.step_count = self.step_count + 1
-  if self.ema_weight > 0 and not self.ema and self.step_count == self.ema_start_step then
-    self.ema = sfwb.ema(self.generator, self.ema_weight)
-  end
-  local logdir = get(cfg, "logdir", nil)
-  local every = get(cfg, "log_iters", 0)
-  if logdir and logdir ~= "" and every > 0 and self.step_count % every == 0 and not get(cfg, "no_save", false)
-     and self.rank == 0 then -- rank 0 writes, as the original
-    self:save(string.format("%s/checkpoint_model_%06d", logdir, self.step_count))
-  end
-  info.seconds = sfwb.time() - t0
-  self.log[#self.log + 1] = info
   return info
 end
 
--- runs N iterations with progress (step, rate, ETA) and returns the per-step log
-function Trainer:train(o)
-  o = o or {}
-  local n = o.steps or 1
-  local t0 = sfwb.time()
-  for i = 1, n do
-    local info = self:step()
-    if not o.quiet then
-      local el = sfwb.time() - t0
-      local rate = i / el
-      io.write(string.format("\rstep %d/%d  critic %.4g%s  %.2f it/s  ETA %.0fs   ", i, n, info.critic_loss,
-        info.generator_loss and string.format("  gen %.4g", info.generator_loss) or "", rate, (n - i) / rate))
-      io.flush()
-    end
+-- the EMA starts from the current generator when step_count reaches ema_start_step
+function Trainer:after_iteration()
+  if self.ema_weight > 0 and not self.ema and self.step_count == self.ema_start_step then
+    self.ema = sfwb.ema(self.generator, self.ema_weight)
   end
-  if not o.quiet then io.write("\n") end
-  return self.log
 end
 
 -- checkpoint as Self-Forcing writes it: {generator, critic[, generator_ema]} with "model." keys
@@ -441,18 +421,19 @@ local function prefixed(tbl)
   return out
 end
 
-function Trainer:save(dir)
-  os.execute("mkdir -p '" .. dir .. "'")
+function Trainer:checkpoint_files()
   local ck = {generator = prefixed(self.generator:state_dict()), critic = prefixed(self.critic:state_dict())}
-  if self.ema and self.ema_start_step < self.step_count then ck.generator_ema = prefixed(self.ema:state_dict()) end
-  sfwb.save(dir .. "/model.pt", ck)
-  return dir .. "/model.pt"
+  local ema_saved = false
+  if self.ema and self.ema_start_step < self.step_count then
+    ck.generator_ema = prefixed(self.ema:state_dict())
+    ema_saved = true
+  end
+  return {["model.pt"] = ck}, ema_saved
 end
 
--- resume from a checkpoint folder: model.pt ({generator, critic, generator_ema}) or the Self-Forcing-Plus
--- layout of separate generator.pt / critic.pt / generator_ema.pt; step from resume_step when given
-function Trainer:resume(dir, o)
-  o = o or {}
+-- the weights of a checkpoint folder: model.pt ({generator, critic, generator_ema}) or the Self-Forcing-Plus
+-- layout of separate generator.pt / critic.pt / generator_ema.pt (tr:resume(dir) also reads the training state)
+function Trainer:load_checkpoint(dir)
   local function strip(tbl)
     local out = {}
     for k, v in pairs(tbl) do
@@ -493,13 +474,11 @@ function Trainer:resume(dir, o)
     if file_exists(dir .. "/critic.pt") then
       self.critic:load_state_dict(strip(sfwb.load(dir .. "/critic.pt"))); any = true
     end
-    if not any then error("train.dmd: " .. dir .. " holds neither model.pt nor generator.pt/critic.pt/generator_ema.pt", 2) end
+    if not any then error("train.dmd: " .. dir .. " holds neither model.pt nor generator.pt/critic.pt/generator_ema.pt", 0) end
   end
-  local step = o.step or get(self.cfg, "resume_step", nil)
-  if not step then step = tonumber(dir:match("checkpoint_model_(%d+)")) end
-  if step then self.step_count = step end
   return self
 end
 
+Base.install(Trainer)
 M.Trainer = Trainer
 return M

@@ -197,7 +197,8 @@ function M.run_generator(o, shape, cond)
   local F_gen = nb * nfpb
   if iff and not cond.initial_latent then F_gen = F_gen + 1; min_F = min_F + 1 end
   local noise = normal(rng, {shape[1], F_gen, shape[3], shape[4], shape[5]}, {dtype = o.dtype or "f32", device = o.device})
-  local out, t_from, t_to = M.inference_with_trajectory(o, noise, cond)
+  -- a bidirectional generator plugs in its own trajectory (sfwb.train.rollout_bidirectional)
+  local out, t_from, t_to = (o.trajectory or M.inference_with_trajectory)(o, noise, cond)
   if out:size(2) > (o.grad_window or 21) then
     error("train.dmd: rollouts longer than the teacher window need the VAE re-encode of the first frame, " ..
           "which this trainer does not implement yet; set num_training_frames <= 21", 2)

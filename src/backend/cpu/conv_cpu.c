@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/autograd.h"
 #include "backend/backend.h"
 #include "backend/conv_ops.h"
 #include "backend/cpu/cpu_pool.h"
@@ -449,9 +450,11 @@ done:
 }
 
 static sf_tensor *cpu_conv3d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[3], const int pad[3]) {
+  if (x->dtype == SF_F64) return sf_conv_f64_cpu(3, x, w, b, stride, pad);
   return conv_nd(3, x, w, b, stride, pad, 0);
 }
 static sf_tensor *cpu_conv2d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[2], const int pad[2]) {
+  if (x->dtype == SF_F64) return sf_conv_f64_cpu(2, x, w, b, stride, pad);
   return conv_nd(2, x, w, b, stride, pad, 0);
 }
 
@@ -481,7 +484,9 @@ sf_tensor *sf_conv3d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[
     return NULL;
   }
   const sf_conv_ops *ops = sf_conv_ops_for(x);
-  return ops ? ops->conv3d(x, w, b, stride, pad) : NULL;
+  if (!ops) return NULL;
+  bool g = sf_set_grad_enabled(false);
+  return sf_ag_conv(sf_ag_resume(g, ops->conv3d(x, w, b, stride, pad)), 3, x, w, b, stride, pad);
 }
 
 sf_tensor *sf_conv2d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[2], const int pad[2]) {
@@ -490,5 +495,7 @@ sf_tensor *sf_conv2d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[
     return NULL;
   }
   const sf_conv_ops *ops = sf_conv_ops_for(x);
-  return ops ? ops->conv2d(x, w, b, stride, pad) : NULL;
+  if (!ops) return NULL;
+  bool g = sf_set_grad_enabled(false);
+  return sf_ag_conv(sf_ag_resume(g, ops->conv2d(x, w, b, stride, pad)), 2, x, w, b, stride, pad);
 }

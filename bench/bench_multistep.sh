@@ -1,0 +1,16 @@
+#!/bin/sh
+# bench_multistep.sh — a 50-step UniPC sample (classifier-free guidance: 100 forwards) of a real-width 2-block
+# Wan DiT: sfwb vs python3-torch in the same run. Called by bench/run.sh with the build directory.
+. "$(dirname "$0")/pair.sh"
+LAYERS=2
+STEPS=50
+[ "$SFWB_BENCH_MODE" = "quick" ] && STEPS=5
+echo "== UniPC sample: $STEPS steps with guidance, dim 1536, 12 heads, ffn 8960, $LAYERS layers, 1560 tokens, text 512 ($(nproc) cores, f32)"
+run_pair bench_multistep $LAYERS $STEPS
+awk 'NR == FNR { pt[$1] = $2; next } { sf[$1] = $2 }
+     END {
+       printf "%-34s %10s %10s %8s\n", "measure", "sfwb", "torch", "ratio";
+       printf "%-34s %10.2f %10.2f %7.2fx faster\n", "sample (s)", sf["sample_s"], pt["sample_s"], pt["sample_s"] / sf["sample_s"];
+       printf "%-34s %10.2f %10.2f %7.2fx less\n", "sample CPU time (s, all threads)", sf["sample_cpu_s"], pt["sample_cpu_s"], pt["sample_cpu_s"] / sf["sample_cpu_s"];
+       printf "%-34s %10.3f %10.3f\n", "steps/s", sf["steps_per_s"], pt["steps_per_s"];
+     }' "$OUT/torch.txt" "$OUT/sfwb.txt"

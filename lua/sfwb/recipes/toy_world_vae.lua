@@ -1,0 +1,135 @@
+-- sfwb/recipes/toy_world_vae.lua — the toy world's VAE stage: a tiny Wan VAE (real key names and shapes,
+-- both temporal stages, z_dim 16, /8 spatially) trained from random weights by AdamW through
+-- sfwb.vae_train (conv backward in sfwb), saved as a Wan2.1_VAE.pth that sfwb.vae.load reads; then the
+-- latent normalisation is folded into conv1/conv2 so the training data's latents are zero-mean,
+-- unit-variance per channel under Wan's fixed mean/std (the diffusion stages expect unit-scale latents).
+local sfwb = require "sfwb"
+local json = require "sfwb.json"
+local W = require "sfwb.toy_world"
+
+local M = {}
+
+-- loss weights: ball pixels (colour sum well above the background's) count `ball_weight` times
+M.ball_weight = 10
+
+-- a batch of clips: scene (seed, step, b), a random window of `clip` frames inside its trajectory
+function M.batch(seed, step, n, clip, span)
+  local vids = {}
+  for b = 1, n do
+    local rng = W.rng(seed * 7919 + step * 131 + b)
+    local scene = W.sample_scene(rng, {frames = span})
+    local start = rng:int(0, span - clip)
+    local v = W.render(scene, {frames = start + clip}):narrow(1, start + 1, clip) -- [clip, 3, H, W]
+    vids[b] = v:permute({2, 1, 3, 4})                                              -- [3, clip, H, W]
+  end
+  return sfwb.stack(vids, 1)
+end
+
+local function weights_of(target) -- target [B, T, 3, H, W] in [-1, 1]
+  local ball = ((target + 1):sum(3, true):gt(1.2)):float()
+  return ball * (M.ball_weight - 1) + 1
+end
+
+function M.loss(V, x)
+  local lat = V:encode(x)
+  local rec = V:decode(lat)
+  local target = x:permute({1, 3, 2, 4, 5})
+  local w = weights_of(target)
+  local l = (((rec - target) ^ 2) * w):mean() / w:mean()
+  -- keep the latents bounded (the fold below rescales them to unit variance afterwards)
+  return l + (lat * lat):mean() * 1e-4, l
+end
+
+-- per-channel mean/std of the normalised latents of `videos` ([N, 3, T, H, W] in batches)
+local function latent_stats(vae, videos)
+  local lats = {}
+  for i = 1, videos:size(1) do lats[i] = vae:encode(videos:narrow(1, i, 1)) end
+  local l = sfwb.cat(lats, 1) -- [N, F, z, h, w]
+  local z = l:size(3)
+  local per = l:permute({3, 1, 2, 4, 5}):reshape({z, -1})
+  return per:mean(2):totable(), per:std(2):totable()
+end
+
+-- folds an affine renormalisation of the latents into conv1 (encoder side) and conv2 (decoder side):
+-- new latent = (latent - m) / s, and the decoder sees exactly the old input
+function M.fold_normalisation(sd, m, s, mean, std)
+  local z = #m
+  local w1, b1 = sd["conv1.weight"]:clone(), sd["conv1.bias"]:clone() -- [2z, 2z, 1, 1, 1], [2z]
+  local w2, b2 = sd["conv2.weight"]:clone(), sd["conv2.bias"]:clone() -- [z, z, 1, 1, 1], [z]
+  local W1, B1 = w1:view({2 * z, 2 * z}):totable(), b1:totable()
+  local W2, B2 = w2:view({z, z}):totable(), b2:totable()
+  for c = 1, z do
+    -- mu' = mu / s + M - (M + m S) / s
+    for j = 1, 2 * z do W1[c][j] = W1[c][j] / s[c] end
+    B1[c] = B1[c] / s[c] + mean[c] - (mean[c] + m[c] * std[c]) / s[c]
+  end
+  -- conv2'(z') = W (s z' + k) + b, k = M - s M + m S
+  local k = {}
+  for i = 1, z do k[i] = mean[i] - s[i] * mean[i] + m[i] * std[i] end
+  for o = 1, z do
+    local add = 0
+    for i = 1, z do
+      add = add + W2[o][i] * k[i]
+      W2[o][i] = W2[o][i] * s[i]
+    end
+    B2[o] = B2[o] + add
+  end
+  sd["conv1.weight"] = sfwb.tensor(W1):view(w1:shape())
+  sd["conv1.bias"] = sfwb.tensor(B1)
+  sd["conv2.weight"] = sfwb.tensor(W2):view(w2:shape())
+  sd["conv2.bias"] = sfwb.tensor(B2)
+  return sd
+end
+
+-- runs (or resumes) the stage. cfg: {dir=, seed=, steps=, batch=, clip=, span=, lr=, dim=, save_every=,
+-- progress=fn(step, steps, loss)}; returns {steps=, seconds=, losses={...}, path=}
+function M.train(cfg)
+  local dir = cfg.dir
+  local path = dir .. "/Wan2.1_VAE.pth"
+  local state_path = dir .. "/train_state.json"
+  local st = {step = 0, losses = {}, seconds = 0}
+  local sd
+  local f = io.open(state_path, "r")
+  if f then
+    f:close()
+    st = json.read(state_path)
+    sd = sfwb.load(dir .. "/last.pth")
+  else
+    sfwb.manual_seed(cfg.seed)
+    sd = sfwb.tiny.vae_state_dict({dim = cfg.dim, z_dim = 16, dim_mult = {1, 2, 4, 4}, num_res_blocks = 1})
+  end
+  local V = sfwb.vae_train.new(sd)
+  local opt = sfwb.optim.adamw(V, {lr = cfg.lr, weight_decay = 0})
+  if st.step > 0 then opt:load_state_dict(sfwb.load(dir .. "/last_optim.pt")) end
+  local function save()
+    -- temporary names keep the suffix: it picks the file format
+    sfwb.save(dir .. "/last.tmp.pth", V:state_dict())
+    os.rename(dir .. "/last.tmp.pth", dir .. "/last.pth")
+    sfwb.save(dir .. "/last_optim.tmp.pt", opt:state_dict())
+    os.rename(dir .. "/last_optim.tmp.pt", dir .. "/last_optim.pt")
+    json.write(state_path, st)
+  end
+  local t0 = sfwb.time() - st.seconds
+  while st.step < cfg.steps do
+    local x = M.batch(cfg.seed, st.step, cfg.batch, cfg.clip, cfg.span)
+    opt:zero_grad()
+    local loss, rec = M.loss(V, x)
+    loss:backward()
+    opt:step()
+    st.step = st.step + 1
+    st.losses[st.step] = rec:item()
+    st.seconds = sfwb.time() - t0
+    if cfg.progress then cfg.progress(st.step, cfg.steps, st.losses[st.step], st.seconds) end
+    if st.step % cfg.save_every == 0 or st.step == cfg.steps then save() end
+  end
+  -- the normalisation fold, from the latents of a few fixed clips
+  local final = V:state_dict()
+  local probe = M.batch(cfg.seed + 1, 0, cfg.probe or 4, cfg.clip, cfg.span)
+  local m, s = latent_stats(sfwb.vae.load(final), probe)
+  final = M.fold_normalisation(final, m, s, V.mean, V.std)
+  sfwb.save(dir .. "/Wan2.1_VAE.tmp.pth", final)
+  os.rename(dir .. "/Wan2.1_VAE.tmp.pth", path)
+  return {steps = st.step, seconds = st.seconds, losses = st.losses, path = path, latent_mean = m, latent_std = s}
+end
+
+return M

@@ -1,0 +1,57 @@
+-- sfwb/recipes/train.lua — train.py's job: the config (merged over default_config.yaml next to it, CLI
+-- key=value overrides) names the objective (trainer / distribution_loss) and sfwb.train.new builds that
+-- trainer or refuses with a sentence; never another objective in its place.
+local sfwb = require "sfwb"
+local C = require "sfwb.recipes.common"
+
+local M = {}
+
+M.spec = {
+  usage = "recipes/train.lua --config_path configs/X.yaml [options] [key.sub=value ...]",
+  description = "Train the objective the config names (trainer: score_distillation (dmd), diffusion, ode), as train.py.",
+  options = {
+    {"--config_path", "YAML", "training config, merged over default_config.yaml in the same folder"},
+    {"--logdir", "DIR", "checkpoints go to DIR/checkpoint_model_NNNNNN/model.pt every log_iters steps", ""},
+    {"--steps", "N", "iterations to run (the original loops forever)", 10},
+    {"--resume", "DIR", "a checkpoint folder (model.pt)"},
+    {"--wan_models_dir", "DIR", "folder holding Wan2.1-T2V-1.3B/ etc.; default $SFWB_WAN_MODELS or wan_models", nil},
+    {"--no_save", false, "never write checkpoints", false},
+  },
+  epilog = "Extra positional arguments key.sub=value override config entries (as OmegaConf CLI overrides).",
+}
+for _, o in ipairs(M.spec.options) do
+  if o[1] == "--steps" then o.number = true end
+end
+
+-- the merged config with the command line's logdir / no_save / wan_models_dir
+function M.config(o)
+  if not o.config_path then error("--config_path is required (see --help)", 0) end
+  local defaults = o.config_path:gsub("[^/]*$", "") .. "default_config.yaml"
+  if not C.exists(defaults) then defaults = nil end
+  local cfg = sfwb.config.load(o.config_path, {defaults = defaults, overrides = o._positional})
+  -- assigned after the merge only when given, so a YAML logdir/no_save is not clobbered (the
+  -- original's disable_wandb/logdir bug, see training_spec 5.1)
+  if o.logdir ~= "" then cfg.logdir = o.logdir end
+  if o.no_save then cfg.no_save = true end
+  if o.wan_models_dir then cfg.wan_models_dir = o.wan_models_dir end
+  return cfg
+end
+
+function M.run(o, cfg, build)
+  local tr = build(cfg)
+  if o.resume then tr:resume(o.resume) end
+  local t0 = sfwb.time()
+  tr:train{steps = o.steps}
+  print(string.format("trained %d iterations in %.1f s (step_count %d)", o.steps, sfwb.time() - t0, tr.step_count))
+  return 0, tr
+end
+
+function M.main(argv)
+  local o = C.parse_args(argv, M.spec)
+  if not o then return 0 end
+  local cfg = M.config(o)
+  print("objective " .. sfwb.train.objective(cfg))
+  return M.run(o, cfg, sfwb.train.new)
+end
+
+return M

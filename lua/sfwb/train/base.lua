@@ -1,0 +1,308 @@
+-- sfwb/train/base.lua — what every trainer shares: the step loop with its log (a line per step when
+-- stdout is not a terminal, a line per checkpoint, <logdir>/metrics.jsonl, TensorBoard events with
+-- cfg.tensorboard), checkpoints in the original's layout plus a training-state file, and exact resume.
+--
+-- A trainer class calls Base.install(Trainer) and provides:
+--   Trainer:iteration()         -> info   one update: losses, grad norms (numbers), under the original's names
+--   Trainer:checkpoint_files()  -> {["model.pt"] = table, ...}, ema_saved   the original's files
+--   Trainer:load_checkpoint(dir)          loads the weights from the original's files (any of its layouts)
+--   self.optimizers = {generator = opt, critic = opt}   (named; their moments go to the training state)
+--   self.next_batch = sfwb.data.cycle(...) (its position is saved), self.ema (optional), self.cfg
+--   Trainer:after_iteration()   optional (e.g. the EMA starts at ema_start_step)
+-- and gets tr:step(), tr:train{steps=}, tr:save(dir), tr:resume(dir), tr.step_count, tr.log.
+--
+-- Resume is exact: the training state (training_state.pt beside model.pt) holds the step, every
+-- optimizer's moments and master weights, the EMA when the original's files lack it, the random
+-- generator's state and the data position, so N steps + save + resume + M steps equals N + M steps
+-- bit for bit. A checkpoint folder is written as <dir>.tmp-PID-N and renamed when complete; an
+-- existing one is never overwritten; temporary folders of killed saves are removed on the next save.
+local sfwb = require "sfwb"
+local json = require "sfwb.json"
+local Events = require "sfwb.train.events"
+
+local M = {}
+local Base = {}
+M.STATE_FILE = "training_state.pt"
+M.STATE_VERSION = 1
+
+local function get(cfg, key, default)
+  local v = cfg[key]
+  if v == nil or (sfwb.config and v == sfwb.config.null) then return default end
+  return v
+end
+M.get = get
+
+function M.install(Trainer)
+  for k, v in pairs(Base) do
+    if Trainer[k] == nil then Trainer[k] = v end
+  end
+  return Trainer
+end
+
+-- common fields; call from the trainer's constructor
+function M.init(self, cfg)
+  self.step_count = 0
+  self.log = {}
+  self.optimizers = self.optimizers or {}
+  self.rank = self.rank or 0
+  return self
+end
+
+local function sorted_keys(t)
+  local r = {}
+  for k in pairs(t) do r[#r + 1] = k end
+  table.sort(r)
+  return r
+end
+
+---------------------------------------------------------------------------------------------------
+-- the log: metrics.jsonl and TensorBoard events in cfg.logdir (rank 0)
+local function logdir_of(self)
+  local d = get(self.cfg, "logdir", nil)
+  if d == nil or d == "" then return nil end
+  return d
+end
+
+function Base:_metrics_sink()
+  if self._sink ~= nil then return self._sink or nil end
+  local dir = logdir_of(self)
+  if not dir or self.rank ~= 0 then self._sink = false return nil end
+  sfwb.fs.mkdir(dir)
+  local f, err = io.open(dir .. "/metrics.jsonl", "a")
+  if not f then error("cannot write " .. dir .. "/metrics.jsonl: " .. tostring(err), 0) end
+  f:setvbuf("line")
+  local sink = {jsonl = f}
+  if get(self.cfg, "tensorboard", false) then sink.events = Events.open(dir) end
+  self._sink = sink
+  return sink
+end
+
+-- the numbers of one step, as logged: losses, grad norms, lr of each optimizer, it/s
+function Base:_record(info)
+  local rec = {step = info.step}
+  for _, k in ipairs(sorted_keys(info)) do
+    local v = info[k]
+    if k ~= "step" and type(v) == "number" and k ~= "seconds" then rec[k] = v end
+  end
+  for _, name in ipairs(sorted_keys(self.optimizers)) do
+    local g = self.optimizers[name].param_groups
+    if g and g[1] then rec["lr_" .. name] = g[1].lr end
+  end
+  if info.seconds and info.seconds > 0 then rec.it_per_s = 1 / info.seconds end
+  return rec
+end
+
+local function jsonl_line(rec)
+  local parts = {}
+  parts[1] = '"step":' .. string.format("%d", rec.step)
+  for _, k in ipairs(sorted_keys(rec)) do
+    if k ~= "step" then
+      local v = rec[k]
+      local s
+      if v ~= v or v == math.huge or v == -math.huge then s = "null" -- JSON has no NaN/Inf
+      elseif math.type(v) == "integer" then s = string.format("%d", v)
+      else s = string.format("%.17g", v) end
+      parts[#parts + 1] = json.encode(k) .. ":" .. s
+    end
+  end
+  return "{" .. table.concat(parts, ",") .. "}\n"
+end
+
+---------------------------------------------------------------------------------------------------
+-- one iteration, counted, logged, and checkpointed every cfg.log_iters steps
+function Base:step()
+  local t0 = sfwb.time()
+  local info = self:iteration()
+  self.step_count = self.step_count + 1
+  if self.after_iteration then self:after_iteration() end
+  info.step = self.step_count
+  info.seconds = sfwb.time() - t0
+  self.log[#self.log + 1] = info
+  local sink = self:_metrics_sink()
+  if sink then
+    local rec = self:_record(info)
+    sink.jsonl:write(jsonl_line(rec))
+    if sink.events then
+      local scalars = {}
+      for k, v in pairs(rec) do if k ~= "step" then scalars[k] = v end end
+      sink.events:scalars(self.step_count, scalars)
+    end
+  end
+  local dir, every = logdir_of(self), get(self.cfg, "log_iters", 0)
+  if dir and every > 0 and self.step_count % every == 0 and not get(self.cfg, "no_save", false) and self.rank == 0 then
+    self:save(string.format("%s/checkpoint_model_%06d", dir, self.step_count))
+  end
+  return info
+end
+
+local function progress_text(info, i, n, rate)
+  local parts = {string.format("step %d (%d/%d)", info.step, i, n)}
+  for _, k in ipairs({"generator_loss", "critic_loss", "loss"}) do
+    if type(info[k]) == "number" then parts[#parts + 1] = string.format("%s %.4g", k:gsub("_loss$", ""), info[k]) end
+  end
+  parts[#parts + 1] = string.format("%.2f it/s  ETA %.0fs", rate, (n - i) / rate)
+  return table.concat(parts, "  ")
+end
+
+-- runs N iterations with progress (step, losses, rate, ETA): rewritten in place on a terminal, one
+-- line per step otherwise (a piped log keeps every step). Returns the per-step log.
+function Base:train(o)
+  o = o or {}
+  local n = o.steps == nil and 1 or o.steps
+  if math.type(n) ~= "integer" then
+    if type(n) == "number" and n == math.floor(n) then n = math.tointeger(n)
+    else error("train: steps must be a whole number >= 0, got " .. tostring(o.steps), 2) end
+  end
+  if n < 0 then error("train: steps must be >= 0, got " .. n, 2) end
+  local quiet = o.quiet or self.rank ~= 0
+  local tty = sfwb.fs.isatty(1)
+  local pending = false -- a \r progress line is on the terminal: a message must start on a new line
+  self._say = function(msg)
+    if quiet then return end
+    if pending then io.write("\n") pending = false end
+    io.write(msg, "\n")
+    io.flush()
+  end
+  local t0 = sfwb.time()
+  local ok, err = pcall(function()
+    for i = 1, n do
+      local info = self:step()
+      if not quiet then
+        local rate = i / math.max(sfwb.time() - t0, 1e-9)
+        local text = progress_text(info, i, n, rate)
+        if tty then io.write("\r", text, "   ") pending = true else io.write(text, "\n") end
+        io.flush()
+      end
+    end
+  end)
+  if pending then io.write("\n") io.flush() end
+  self._say = nil
+  if not ok then error(err, 0) end
+  return self.log
+end
+
+function Base:_note(msg)
+  if self._say then self._say(msg)
+  elseif self.rank == 0 then io.write(msg, "\n") io.flush() end
+end
+
+---------------------------------------------------------------------------------------------------
+-- the training state: everything a resumed run needs that the original's files lack
+function Base:training_state(ema_saved)
+  local seed, offset = sfwb.rng_state()
+  local st = {version = M.STATE_VERSION, step = self.step_count, rng = {seed = seed, offset = offset},
+              data = {drawn = self.next_batch and self.next_batch.drawn or 0}, optimizers = {}}
+  if self.rng and type(self.rng.state) == "function" then st.trainer_rng = self.rng.state() end
+  for name, opt in pairs(self.optimizers) do st.optimizers[name] = opt:state_dict() end
+  if self.ema then
+    st.ema = {started = true}
+    if not ema_saved then st.ema.shadow = self.ema:state_dict() end
+  end
+  return st
+end
+
+-- sfwb.load flattens nested tables to dotted keys: the subtree under prefix
+local function subtree(flat, prefix)
+  local out, found = {}, false
+  local p = prefix .. "."
+  for k, v in pairs(flat) do
+    if k:sub(1, #p) == p then out[k:sub(#p + 1)] = v found = true end
+  end
+  return found and out or nil
+end
+M.subtree = subtree
+
+function Base:load_training_state(path)
+  local flat = sfwb.load(path)
+  local version = flat.version
+  if version ~= M.STATE_VERSION then
+    error(string.format("%s: training-state version %s, this sfwb reads %d", path, tostring(version), M.STATE_VERSION), 0)
+  end
+  self.step_count = flat.step
+  for name, opt in pairs(self.optimizers) do
+    local sd = subtree(flat, "optimizers." .. name)
+    if sd then opt:load_state_dict(sd) end
+  end
+  local shadow = subtree(flat, "ema.shadow")
+  if shadow then
+    if not self.ema then self.ema = sfwb.ema(self.generator, self.ema_weight) end
+    self.ema:load_state_dict(shadow)
+  end
+  if self.next_batch and self.next_batch.seek then self.next_batch:seek(flat["data.drawn"] or 0) end
+  sfwb.set_rng_state(flat["rng.seed"], flat["rng.offset"])
+  if self.rng and type(self.rng.set_state) == "function" then self.rng.set_state(subtree(flat, "trainer_rng")) end
+  return flat.step
+end
+
+---------------------------------------------------------------------------------------------------
+-- checkpoints
+local function exists(p) return sfwb.fs.stat(p) ~= nil end
+
+-- temporary folders/files of saves that were killed (their process is gone): <name>.tmp-PID-N
+local function clean_stale(parent)
+  local ok, names = pcall(sfwb.fs.listdir, parent)
+  if not ok then return end
+  local me = sfwb.fs.pid()
+  for _, name in ipairs(names) do
+    local pid = tonumber(name:match("%.tmp%-(%d+)%-%d+$") or name:match("%.tmp%-(%d+)%-%d+%.%w+$"))
+    if pid and pid ~= me and not sfwb.fs.alive(pid) then pcall(sfwb.fs.rmtree, parent .. "/" .. name) end
+  end
+end
+M.clean_stale = clean_stale
+
+local save_counter = 0
+
+-- writes the original's files and the training state into dir (which must not exist yet)
+function Base:save(dir)
+  if type(dir) ~= "string" or dir == "" then error("save: a folder path expected", 2) end
+  dir = dir:gsub("/+$", "")
+  if exists(dir) then
+    error(string.format("save: %s exists; refusing to overwrite a checkpoint (remove it, or save elsewhere)", dir), 0)
+  end
+  local parent = dir:match("^(.*)/[^/]+$") or "."
+  sfwb.fs.mkdir(parent)
+  clean_stale(parent)
+  save_counter = save_counter + 1
+  local tmp = string.format("%s.tmp-%d-%d", dir, sfwb.fs.pid(), save_counter)
+  sfwb.fs.mkdir(tmp)
+  local first
+  local ok, err = pcall(function()
+    local files, ema_saved = self:checkpoint_files()
+    first = sorted_keys(files)[1]
+    for _, name in ipairs(sorted_keys(files)) do sfwb.save(tmp .. "/" .. name, files[name]) end
+    sfwb.save(tmp .. "/" .. M.STATE_FILE, self:training_state(ema_saved))
+    local okr, rerr = os.rename(tmp, dir)
+    if not okr then error("cannot rename " .. tmp .. " to " .. dir .. ": " .. tostring(rerr), 0) end
+  end)
+  if not ok then
+    pcall(sfwb.fs.rmtree, tmp)
+    error(err, 0)
+  end
+  self:_note(string.format("checkpoint: step %d written to %s", self.step_count, dir))
+  return first and (dir .. "/" .. first) or dir
+end
+
+-- resume from a checkpoint folder: the original's weights, then (when present) the training state,
+-- whose step counts; a folder from the original (no training state) resumes the weights only, at step
+-- o.step or cfg.resume_step or 0 — never a number read from the folder's name
+function Base:resume(dir, o)
+  o = o or {}
+  if type(dir) ~= "string" or not exists(dir) then error("resume: no checkpoint folder " .. tostring(dir), 0) end
+  dir = dir:gsub("/+$", "")
+  self:load_checkpoint(dir)
+  local state = dir .. "/" .. M.STATE_FILE
+  if exists(state) then
+    self:load_training_state(state)
+    if o.step and o.step ~= self.step_count then
+      error(string.format("resume: %s is at step %d, not %d", dir, self.step_count, o.step), 0)
+    end
+  else
+    local step = o.step or get(self.cfg, "resume_step", nil) or 0
+    self.step_count = step
+    self:_note(string.format("resume: %s has no %s (a checkpoint of the original): weights restored, optimizer " ..
+      "moments, RNG and data position start fresh at step %d", dir, M.STATE_FILE, step))
+  end
+  return self
+end
+
+return M

@@ -1,0 +1,77 @@
+-- sfwb/train/diffusion.lua — Self-Forcing's CausalDiffusion (model/diffusion.py + trainer/diffusion.py):
+-- flow-matching training of a generator on clean latents (the last row of the LMDB's ode_latent). Per-block
+-- timesteps (diffusion forcing), the flow target noise - x0, per-frame MSE weighted by the grid's training
+-- weight; optional noise augmentation of the clean context (noise_augmentation_max_timestep). This is also how
+-- a teacher is pretrained from data; a bidirectional generator gets one timestep per sample (see docs).
+--   tr = sfwb.train.diffusion(cfg [, {generator=, text_encoder=, dataset=}])
+--   loss, log = tr:generator_loss{clean_latent = [B, F, C, H, W], cond = {prompt_embeds=}}
+local sfwb = require "sfwb"
+local S = require "sfwb.train.single"
+
+local M = {}
+local Trainer = setmetatable({}, {__index = S.Base})
+Trainer.__index = Trainer
+
+local WHO = "train.diffusion"
+
+function M.new(cfg, parts)
+  if type(cfg) ~= "table" then error(WHO .. ": expects a config table (sfwb.config.load(...))", 2) end
+  local self = setmetatable({}, Trainer)
+  self.teacher_forcing = S.get(cfg, "teacher_forcing", false)
+  if self.teacher_forcing then
+    error(WHO .. ": teacher_forcing: true needs the causal model's teacher-forcing forward (clean_x, aug_t: "
+          .. "attention over noisy + clean sequences), which sfwb does not have yet; diffusion forcing "
+          .. "(teacher_forcing: false) is available", 2)
+  end
+  S.init(self, cfg, parts, WHO)
+  self.num_train_timestep = S.get(cfg, "num_train_timestep", 1000)
+  self.noise_augmentation_max_timestep = S.get(cfg, "noise_augmentation_max_timestep", 0)
+  if not (parts and parts.dataset) and S.get(cfg, "data_path", nil) then
+    self.dataset = sfwb.data.lmdb(cfg.data_path)
+  end
+  return self
+end
+
+-- model/diffusion.py generator_loss: draws noise {B, F, C, H, W}, timestep indices {B, F} (and with noise
+-- augmentation a second {B, F} in [0, noise_augmentation_max_timestep)) through tr.rng, in that order
+function Trainer:generator_loss(o)
+  if type(o) ~= "table" then error(WHO .. ": generator_loss expects a table {clean_latent=, cond=}", 2) end
+  local clean = o.clean_latent
+  if clean == nil or clean:dim() ~= 5 then
+    error(WHO .. ": generator_loss needs clean_latent = [B, F, C, H, W]", 2)
+  end
+  local ctx, extra = S.embeds(o.cond, "cond", WHO)
+  local B, F = clean:size(1), clean:size(2)
+  local dev = clean:device()
+  local noise = S.normal(self.rng, clean:shape(), {dtype = clean:dtype(), device = dev})
+  local uniform = not self.causal -- sfwb: a bidirectional model sees t[:, 0], so one timestep per sample
+  local grid = self.scheduler._timesteps
+  local idx = S.get_timestep(self.rng, 0, #grid, B, F, self.nfpb, self.independent_first_frame, uniform)
+  local t = S.lookup(grid, idx, dev)
+  local noisy = S.add_noise(self.scheduler, clean, noise, t)
+  local target = noise - clean
+  if self.noise_augmentation_max_timestep > 0 then
+    -- drawn (and the augmented context computed) as the original; only teacher forcing consumes it
+    S.get_timestep(self.rng, 0, self.noise_augmentation_max_timestep, B, F, self.nfpb,
+                   self.independent_first_frame, uniform)
+  end
+  local flow, x0 = self.G:forward(noisy, t, ctx, extra)
+  local d = flow:float() - target:float()
+  local per = (d * d):reshape({B, F, -1}):mean(3)                    -- mean over (C, H, W)
+  local w = self.scheduler:training_weight(t):to(dev):view({B, F})
+  local loss = (per * w):mean()
+  return loss, {x0 = clean:detach(), x0_pred = x0:detach(), timestep = t}
+end
+
+-- trainer/diffusion.py: clean_latent = ode_latent[:, -1] of an LMDB batch, text through the encoder
+function Trainer:batch_args(batch)
+  local prompts = batch.prompts
+  if type(prompts) == "string" then prompts = {prompts} end
+  local lat = batch.ode_latent or batch.clean_latent
+  if not lat then error(WHO .. ": the dataset rows have no ode_latent (an LMDB of latents is needed)", 3) end
+  local clean = batch.clean_latent or lat:select(2, lat:size(2))
+  return {clean_latent = clean:to(self.device):contiguous(), cond = {prompt_embeds = self:encode(prompts)}}
+end
+
+M.Trainer = Trainer
+return M

@@ -1,0 +1,63 @@
+-- sfwb/train/schema.lua — the config keys the trainers read, for sfwb.config.check: M.common holds
+-- what every trainer shares (the loop, log, optimizers, data, models) and the keys sfwb ignores on
+-- purpose; M.of(extra) is common + a trainer's own keys. docs/training.md lists the ignored ones.
+local M = {}
+
+-- read by the originals for things sfwb does differently or not at all (listed in docs/training.md)
+M.ignored = {
+  "wandb_host", "wandb_key", "wandb_entity", "wandb_project", "wandb_save_dir", "disable_wandb", -- no wandb: metrics.jsonl / TensorBoard
+  "sharding_strategy", "generator_fsdp_wrap_strategy", "real_score_fsdp_wrap_strategy",           -- FSDP: sfwb replicates per rank
+  "fake_score_fsdp_wrap_strategy", "text_encoder_fsdp_wrap_strategy",
+  "mixed_precision",       -- the precision is `dtype` (f32 | bf16)
+  "gc_interval",           -- Python garbage collection
+  "total_batch_size",      -- informational in the original
+  "no_visualize",
+  -- inference / evaluation keys of default_config.yaml (used by the generate recipe, not the trainer)
+  "ckpt_step", "prompt_name", "prompt_path", "eval_first_n", "num_samples", "height", "width", "num_frames",
+  "causal", "config_name",
+}
+
+M.common = {
+  trainer = "string", distribution_loss = "string", seed = "integer", data_seed = "integer",
+  lr = "number", lr_critic = "number", beta1 = "number", beta2 = "number", beta1_critic = "number",
+  beta2_critic = "number", weight_decay = "number", max_grad_norm_generator = "number", max_grad_norm_critic = "number",
+  batch_size = "integer", data_path = "string", data_type = {type = "string", values = {"text_file", "text_folder"}},
+  data_max_count = "integer",
+  logdir = "string", log_iters = "integer", no_save = "boolean", tensorboard = "boolean", resume_step = "integer",
+  ema_weight = "number", ema_start_step = "integer",
+  generator_ckpt = "string", generator_name = "string", real_name = "string", fake_name = "string",
+  wan_models_dir = "string", generator_type = {type = "string", values = {"causal", "bidirectional"}},
+  dtype = {type = "string", values = {"f32", "bf16"}}, device = "string",
+  gradient_checkpointing = "boolean", negative_prompt = "string",
+  denoising_step_list = "numbers", warp_denoising_step = "boolean", num_train_timestep = "integer",
+  timestep_shift = "number", image_or_video_shape = "integers", num_frame_per_block = "integer",
+  independent_first_frame = "boolean", same_step_across_blocks = "boolean", last_step_only = "boolean",
+  context_noise = "number", num_training_frames = "integer", min_num_training_frames = "integer",
+  slice_last_frames = "integer",
+  model_kwargs = {type = "map", keys = {timestep_shift = "number", local_attn_size = "integer", sink_size = "integer"}},
+  i2v = "boolean", -- DMD and SiD train I2V (sfwb.train.i2v); the trainers without it refuse it themselves
+  load_raw_video = {type = "boolean", refuse = {[true] = "training on raw videos (VAE-encoded on the fly) is not implemented; use an LMDB of latents"}},
+  discriminator_lr_multiplier = "number",
+}
+for _, k in ipairs(M.ignored) do M.common[k] = "ignored" end
+
+function M.of(extra)
+  local s = {}
+  for k, v in pairs(M.common) do s[k] = v end
+  for k, v in pairs(extra or {}) do s[k] = v end
+  return s
+end
+
+-- the DMD trainer's own keys (SiD and CausVid build on it: sfwb.train.new dispatches on these two keys)
+M.dmd = M.of({
+  distribution_loss = {type = "string", values = {"dmd", "sid", "causvid"},
+                       why = "the score-distillation objectives sfwb has; sfwb.train.new dispatches on it"},
+  sid_alpha = "number", noise_augmentation_max_timestep = "integer", teacher_forcing = "boolean",
+  trainer = {type = "string", values = {"score_distillation"}, why = "sfwb.train.dmd is the score_distillation trainer"},
+  dfake_gen_update_ratio = "integer", guidance_scale = "number", real_guidance_scale = "number",
+  fake_guidance_scale = "number", ts_schedule = "boolean", ts_schedule_max = "boolean", min_score_timestep = "integer",
+  score_timestep_shift = "number", detach_kv_cache = "boolean",
+  denoising_loss_type = {type = "string", values = {"flow"}, why = "the critic's loss in model/dmd.py is the flow loss"},
+})
+
+return M

@@ -1,0 +1,79 @@
+-- test_toy_world_recipe.lua — the toy world recipe in miniature (recipes/toy_world.lua --mini): every
+-- stage runs or says why it is pending, DIR/toy_world.json has the issue's shape, the files it names
+-- exist, a second run resumes (finished stages skipped, the VAE continues from its last save), the
+-- latents LMDB reads back as Self-Forcing's ODE layout, and the VAE's normalisation fold keeps the
+-- decoder's input exactly while rescaling the latents.
+local sfwb = require "sfwb"
+local T = require "sfwb.testing"
+local json = require "sfwb.json"
+local R = require "sfwb.recipes.toy_world"
+local VAE = require "sfwb.recipes.toy_world_vae"
+
+local out = T.tmpdir("toy_world_recipe")
+
+local function exists(p)
+  local f = io.open(p, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+T.case("the miniature runs end to end and writes toy_world.json", function()
+  T.eq(R.main({"--out", out, "--mini"}), 0)
+  local j = json.read(out .. "/toy_world.json")
+  T.eq(j.fps, 16)
+  T.eq(j.train_frames, R.presets.mini.train_frames)
+  T.eq(#j.prompts, 2)
+  for _, name in ipairs(R.stage_names) do
+    local s = j.stages[name]
+    T.check(s, "stage " .. name .. " recorded")
+    T.check(s.status == "done" or (s.status == "pending" and s.note and #s.note > 0), name .. ": done, or pending with a reason")
+    for _, k in ipairs({"steps", "seconds", "loss_first", "loss_last"}) do T.check(type(s[k]) == "number", name .. "." .. k) end
+  end
+  for _, name in ipairs({"data", "text", "vae", "latents"}) do T.eq(j.stages[name].status, "done", name) end
+  T.check(j.stages.vae.loss_last < j.stages.vae.loss_first, "the VAE's loss falls")
+  for _, name in ipairs({"data", "vae"}) do
+    T.eq(#j.videos[name], 2, name .. " videos")
+    for _, rel in ipairs(j.videos[name]) do T.check(exists(out .. "/" .. rel) or exists(out .. "/" .. rel:gsub("%.mp4$", "")), rel) end
+  end
+  T.eq(j.measurements.data.frames_ok, 1.0, "ground truth measures right")
+  for _, f in ipairs({"figures/loss_vae.png", "figures/frames_data.png", "figures/frames_vae.png",
+                      "checkpoints/vae/Wan2.1_VAE.pth", "data/prompts.txt"}) do
+    T.check(exists(out .. "/" .. f), f)
+  end
+  local ds = sfwb.data.lmdb(out .. "/data/latents_lmdb")
+  T.eq(#ds, R.presets.mini.n_train)
+  T.eq(table.concat(ds[1].ode_latent:shape(), ","), "1,3,16,8,8")
+  T.eq(ds[1].prompts, sfwb.data.text_file(out .. "/data/prompts.txt")[1].prompts)
+end)
+
+T.case("a second run resumes: finished stages are skipped, the VAE continues from its save", function()
+  local before = json.read(out .. "/stages/vae.json")
+  R.main({"--out", out, "--mini", "--stages", "data"})
+  T.eq(json.read(out .. "/stages/data.json").seconds, json.read(out .. "/stages/data.json").seconds)
+  -- two more VAE steps on top of the three done: the first three losses are kept, not recomputed
+  R.main({"--out", out, "--mini", "--stages", "vae", "--redo", "vae", "--vae_steps", "5"})
+  local after = json.read(out .. "/stages/vae.json")
+  T.eq(after.steps, 5)
+  T.eq(after.loss_first, before.loss_first, "resumed, not restarted")
+  T.raises(function() R.main({"--out", out, "--mini", "--eval_prompts", "tests/lua/test_toy_world_recipe.lua"}) end,
+    "not a toy-world prompt")
+end)
+
+T.case("the normalisation fold rescales the latents and keeps the decoder's input", function()
+  sfwb.manual_seed(4)
+  local sd = sfwb.tiny.vae_state_dict({dim = 4, z_dim = 16, dim_mult = {1, 2, 4, 4}, num_res_blocks = 1})
+  local a = sfwb.vae.load(sd)
+  local x = sfwb.rand({1, 3, 5, 16, 16}) * 2 - 1
+  local lat = a:encode(x)
+  local m, s = {}, {}
+  for c = 1, 16 do m[c], s[c] = 0.3 * math.sin(c), 0.5 + 0.1 * c end
+  local V = sfwb.vae_train.new(sd)
+  local folded = VAE.fold_normalisation(V:state_dict(), m, s, V.mean, V.std)
+  local b = sfwb.vae.load(folded)
+  local lat2 = b:encode(x)
+  local mt, st = sfwb.tensor(m):view({1, 1, 16, 1, 1}), sfwb.tensor(s):view({1, 1, 16, 1, 1})
+  T.close(lat2, (lat - mt) / st, 1e-4, "latents")
+  T.close(b:decode(lat2), a:decode(lat), 1e-4, "decoded video")
+end)
+
+T.done()
