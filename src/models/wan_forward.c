@@ -189,10 +189,15 @@ static sf_tensor *context_embedding(fwd *s, sf_tensor *ctx, sf_tensor *clip) {
   sf_tensor *cl = NULL, *i1 = NULL, *i2 = NULL, *i3 = NULL, *i4 = NULL, *i5 = NULL, *img = NULL, *out = NULL;
   const int64_t Lt = ctx->shape[1];
   TRY(cm = to_model(s, ctx));
-  int64_t ps[3] = {s->B, c->text_len, c->text_dim};
-  TRY(pad = sf_zeros(3, ps, cm->dtype, m->device));
-  TRY(nar = sf_narrow(pad, 1, 0, Lt));
-  if (sf_copy_(nar, cm)) goto fail;
+  /* zero rows up to text_len, as a recorded cat (the context's gradient flows, as PyTorch's padding copy) */
+  if (Lt < c->text_len) {
+    int64_t ps[3] = {s->B, c->text_len - Lt, c->text_dim};
+    TRY(nar = sf_zeros(3, ps, cm->dtype, m->device));
+    sf_tensor *parts[2] = {cm, nar};
+    TRY(pad = sf_cat(parts, 2, 1));
+  } else {
+    pad = sf_retain(cm);
+  }
   TRY(a = lin(s, pad, "text_embedding.0", 0));
   TRY(g = unary(SF_UN_GELU_TANH, a));
   TRY(txt = lin(s, g, "text_embedding.2", 0));
