@@ -168,6 +168,14 @@ T.case("train.new: dispatch on trainer / distribution_loss, refusals name key an
   T.raises(function() sfwb.train.new({trainer = "diffusion", teacher_forcing = true}, {generator = {}}) end,
            "teacher_forcing")
   T.raises(function() sfwb.train.new({trainer = "ode"}, {}) end, "denoising_step_list")
+  -- config honesty: wrong types and values the original would not run are named with key and value
+  local g = sfwb.wan.new({dim = 32, ffn_dim = 48, num_heads = 2, num_layers = 1, text_dim = 8, text_len = 4, freq_dim = 16},
+                         {causal = true})
+  T.raises(function() sfwb.train.new({trainer = "ode", denoising_step_list = {1000, 0}, lr = "fast"}, {generator = g}) end,
+           "'lr' must be a number")
+  T.raises(function() sfwb.train.new({trainer = "ode", distribution_loss = "dmd", denoising_step_list = {1000, 0}},
+                                     {generator = g}) end, "asserts distribution_loss")
+  T.raises(function() sfwb.train.new({trainer = "diffusion", i2v = true}, {generator = g}) end, "no I2V")
 end)
 
 T.case("diffusion and ode trainers: steps from a dataset, save in the original's layout, exact resume", function()
