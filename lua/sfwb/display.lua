@@ -3,6 +3,7 @@
 --   sfwb.display(v [, {id=, update=true}])   show v now (id: a display that a later call can update)
 --   sfwb.display.clear([wait])               clear the cell's output (wait: when the next output comes)
 --   sfwb.display.video(frames, {fps=16})     an HTML5 <video> of [F, 3, H, W] in [-1, 1] (or u8 [F, H, W, 3])
+--   sfwb.display.table(rows, {columns=, index=, digits=4})   rows of numbers/strings with headers
 --   sfwb.display.html(s), .png(bytes), .image(path)   wrap raw content
 -- What shows how: a metatable with __png (-> PNG bytes) or __html (-> an HTML string) — the hook for your
 -- own types; figures of sfwb.plot.* called without `path`; a pipeline result (a table with a 5-D `video`)
@@ -72,13 +73,50 @@ function M.image(path)
   return setmetatable({png_bytes = s, text = "<image " .. path .. ">"}, Raw)
 end
 
+-- a table of numbers with column (and row) names: display.table(rows, {columns = {...}, index = {...}, digits = 4})
+local Table = {__name = "sfwb.table"}
+Table.__tostring = function(t)
+  local lines = {table.concat(t.columns or {}, "\t")}
+  for i, r in ipairs(t.rows) do
+    local cells = {t.index and tostring(t.index[i]) or nil}
+    for j = 1, #r do cells[#cells + 1] = type(r[j]) == "number" and t.fmt(r[j]) or tostring(r[j]) end
+    lines[#lines + 1] = table.concat(cells, "\t")
+  end
+  return table.concat(lines, "\n")
+end
+Table.__html = function(t)
+  local out = {'<table class="sfwb-table"><tr>'}
+  if t.index then out[#out + 1] = "<th></th>" end
+  for _, c in ipairs(t.columns or {}) do out[#out + 1] = "<th>" .. esc(c) .. "</th>" end
+  out[#out + 1] = "</tr>"
+  for i, r in ipairs(t.rows) do
+    out[#out + 1] = "<tr>" .. (t.index and ("<th>" .. esc(t.index[i]) .. "</th>") or "")
+    for j = 1, #r do
+      out[#out + 1] = "<td>" .. esc(type(r[j]) == "number" and t.fmt(r[j]) or tostring(r[j])) .. "</td>"
+    end
+    out[#out + 1] = "</tr>"
+  end
+  out[#out + 1] = "</table>"
+  return table.concat(out)
+end
+function M.table(rows, opts)
+  opts = opts or {}
+  if type(rows) ~= "table" then error("display.table: expected a list of rows, got " .. type(rows), 2) end
+  local digits = opts.digits or 4
+  local fmt = function(x)
+    if math.type(x) == "integer" then return tostring(x) end
+    return string.format("%." .. digits .. "g", x)
+  end
+  return setmetatable({rows = rows, columns = opts.columns, index = opts.index, fmt = fmt}, Table)
+end
+
 -- a figure from sfwb.plot.* without `path`: {width, height, panels, png = bytes}
 local Figure = {__name = "sfwb.figure"}
 Figure.__png = function(f) return f.png end
 Figure.__tostring = function(f) return string.format("<figure %dx%d>", f.width or 0, f.height or 0) end
-function M.figure(info)
+function M.figure(info, show)
   setmetatable(info, Figure)
-  if kernel() then
+  if show ~= false and kernel() then
     shown[info] = true
     kernel().publish(M.bundle(info))
   end

@@ -26,13 +26,19 @@ int sf_eval_load(lua_State *L, const char *code, const char *chunkname, int last
     *is_expr = 1;
     return LUA_OK;
   }
-  /* 2. statements, then a last line that is an expression (a notebook cell) */
+  /* 2. statements, then an expression on the last line(s) (a notebook cell). A split counts only where
+   * the statements before it compile on their own, so `return` never lands inside a block. */
   if (last_expr) {
     size_t n = strlen(code);
     while (n && isspace((unsigned char)code[n - 1])) n--;
-    size_t s = n;
-    while (s && code[s - 1] != '\n') s--;
-    if (s > 0 && n > s && code[n - 1] != ';') {
+    int tries = 0;
+    for (size_t s = n; n && code[n - 1] != ';' && s > 0 && tries < 200;) {
+      s--;
+      while (s > 0 && code[s - 1] != '\n') s--;
+      if (s == 0) break;
+      tries++;
+      if (!try_load(L, code, s, chunkname)) continue;
+      lua_pop(L, 1);
       luaL_buffinit(L, &b);
       luaL_addlstring(&b, code, s);
       luaL_addstring(&b, "return ");

@@ -9,7 +9,7 @@
  * entry and must be there on exit. Weak defaults keep the program linkable while a part is absent. */
 #define SF_LUA_PARTS(X) \
   X(tensor) X(autograd) X(io) X(image) X(video) X(config) X(data) X(wan) X(capture) X(tokenizer) \
-  X(t5) X(vae) X(clip) X(cuda) X(dist) X(plot) X(nn) X(train) X(toy) X(fs)
+  X(t5) X(vae) X(clip) X(cuda) X(dist) X(plot) X(nn) X(train) X(toy) X(fs) X(fft)
 #define SF_DECLARE_PART(name) \
   __attribute__((weak)) void sf_lua_register_##name(lua_State *L) { (void)L; }
 SF_LUA_PARTS(SF_DECLARE_PART)

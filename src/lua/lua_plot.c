@@ -175,7 +175,8 @@ static void push_info(lua_State *L, const char *path, const sf_plot_info *info) 
   lua_setfield(L, -2, "panels");
 }
 
-static void push_figure(lua_State *L, const char *path, const sf_plot_info *info, const figpath *fp) {
+static void push_figure(lua_State *L, int o, const char *path, const sf_plot_info *info, const figpath *fp) {
+  int show = opt_bool(L, o, "show", 1); /* show=false: returned only (e.g. for sfwb.display(fig, {id=, update=})) */
   push_info(L, fp->is_tmp ? NULL : path, info);
   if (!fp->is_tmp) return;
   FILE *f = fopen(fp->tmp, "rb");
@@ -193,7 +194,8 @@ static void push_figure(lua_State *L, const char *path, const sf_plot_info *info
   lua_call(L, 1, 1);
   lua_getfield(L, -1, "figure");
   lua_pushvalue(L, -3);
-  lua_call(L, 1, 1); /* the figure (shown now when a notebook runs us) */
+  lua_pushboolean(L, show);
+  lua_call(L, 2, 1); /* the figure (shown now when a notebook runs us) */
   lua_replace(L, -3);
   lua_pop(L, 1);
 }
@@ -259,7 +261,7 @@ static int l_heatmap(lua_State *L) {
   if (sf_plot_grid(path, &it, 1, &g, &info)) FAIL("plot.heatmap: %s", sf_last_error());
   arena_free(A);
   free(A);
-  push_figure(L, path, &info, &fp);
+  push_figure(L, o, path, &info, &fp);
   return 1;
 }
 
@@ -306,7 +308,7 @@ static int l_head_grid(lua_State *L) {
   if (sf_plot_grid(path, items, H, &g, &info)) FAIL("plot.head_grid: %s", sf_last_error());
   arena_free(A);
   free(A);
-  push_figure(L, path, &info, &fp);
+  push_figure(L, o, path, &info, &fp);
   return 1;
 }
 
@@ -357,7 +359,7 @@ static int l_mosaic(lua_State *L) {
   if (sf_plot_grid(path, items, n, &g, &info)) FAIL("plot.mosaic: %s", sf_last_error());
   arena_free(A);
   free(A);
-  push_figure(L, path, &info, &fp);
+  push_figure(L, o, path, &info, &fp);
   return 1;
 }
 
@@ -474,7 +476,7 @@ static int l_lines(lua_State *L) {
   if (sf_plot_lines(path, s, n, &lo, &info)) FAIL("plot.lines: %s", sf_last_error());
   arena_free(A);
   free(A);
-  push_figure(L, path, &info, &fp);
+  push_figure(L, o, path, &info, &fp);
   return 1;
 }
 
@@ -600,7 +602,7 @@ static int l_compare(lua_State *L) {
   if (sf_plot_grid(path, items, ncol * nfr, &g, &info)) FAIL("plot.compare: %s", sf_last_error());
   arena_free(A);
   free(A);
-  push_figure(L, path, &info, &fp);
+  push_figure(L, o, path, &info, &fp);
   return 1;
 }
 

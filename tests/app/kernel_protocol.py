@@ -68,6 +68,11 @@ def values():
     assert not only(out, "execute_result"), "a trailing ; keeps the last line quiet"
     assert result_text("_") == "6", "`_` is the last shown value"
     assert result_text("sfwb.zeros(2, 5):shape()") == "{2, 5}"
+    # an expression over several lines after statements; `return` never lands inside a block
+    assert result_text("local k = 3\n{a = k,\n b = k + 1}") == "{a = 3, b = 4}"
+    r, out = run("s = 0\nfor i = 1, 3 do\n  s = s + i\nend")
+    assert r["status"] == "ok" and not only(out, "execute_result"), out
+    assert result_text("s") == "6", "the loop ran to the end"
 
 
 def streams():
@@ -76,6 +81,8 @@ def streams():
     so = "".join(c["text"] for c in only(out, "stream") if c["name"] == "stdout")
     se = "".join(c["text"] for c in only(out, "stream") if c["name"] == "stderr")
     assert so == "hello\t1\nno newline", repr(so)
+    r, out = run("os.execute('echo from a child process')")  # fd 1 of the process, not only Lua's print
+    assert "from a child process\n" in "".join(c["text"] for c in only(out, "stream")), out
     assert se == "warn\n", repr(se)
     # output comes before the result of the same cell
     r, out = run("print('first')\n42")
@@ -143,6 +150,8 @@ def rich_display():
     assert "<table" in d["text/html"] and "<td>4.5</td>" in d["text/html"], d
     d = only(run("setmetatable({}, {__html = function() return '<i>mine</i>' end})")[1], "execute_result")[0]["data"]
     assert d["text/html"] == "<i>mine</i>", d
+    d = only(run("sfwb.display.table({{1, 2.5}}, {columns = {'a', 'b'}})")[1], "execute_result")[0]["data"]
+    assert "<th>a</th><th>b</th>" in d["text/html"] and "<td>2.5</td>" in d["text/html"], d
     r, out = run("sfwb.display('a', {id = 'p'})\nsfwb.display('b', {id = 'p', update = true})")
     assert [m for m, _ in out if m.endswith("display_data")] == ["display_data", "update_display_data"], out
     assert only(out, "update_display_data")[0]["transient"]["display_id"] == "p"
