@@ -17,6 +17,7 @@ local C = require "sfwb.recipes.common"
 local json = require "sfwb.json"
 local W = require "sfwb.toy_world"
 local VAE = require "sfwb.recipes.toy_world_vae"
+local ODE = require "sfwb.recipes.toy_world_ode"
 
 local M = {}
 
@@ -39,13 +40,13 @@ M.default_eval_prompts = {
 M.presets = {
   quick = {n_train = 64, train_frames = 33, long_factor = 3, vae = {steps = 150, batch = 2, clip = 5, dim = 4, lr = 2e-3},
     dit = {dim = 64, layers = 2, heads = 4, ffn = 128}, teacher = {steps = 200, batch = 2, lr = 1e-3, sample_steps = 16},
-    baseline = {steps = 100, batch = 2, lr = 5e-4, sample_steps = 16}},
+    baseline = {steps = 100, batch = 2, lr = 5e-4, sample_steps = 16}, self_forcing = {steps = 100, batch = 1, lr = 2e-4}},
   full = {n_train = 512, train_frames = 81, long_factor = 3, vae = {steps = 1500, batch = 4, clip = 9, dim = 8, lr = 1e-3},
     dit = {dim = 128, layers = 4, heads = 4, ffn = 256}, teacher = {steps = 3000, batch = 4, lr = 5e-4, sample_steps = 32},
-    baseline = {steps = 1000, batch = 4, lr = 2e-4, sample_steps = 32}},
+    baseline = {steps = 1000, batch = 4, lr = 2e-4, sample_steps = 32}, self_forcing = {steps = 1000, batch = 2, lr = 1e-4}},
   mini = {n_train = 4, train_frames = 9, long_factor = 3, vae = {steps = 3, batch = 1, clip = 5, dim = 4, lr = 2e-3},
-    dit = {dim = 32, layers = 1, heads = 2, ffn = 64}, teacher = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 2},
-    baseline = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 2}},
+    dit = {dim = 32, layers = 1, heads = 2, ffn = 64}, teacher = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4},
+    baseline = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4}, self_forcing = {steps = 2, batch = 1, lr = 1e-3}},
 }
 
 M.spec = {
@@ -288,16 +289,24 @@ local function run_trainer(ctx, name, tr, steps)
   local t0 = sfwb.time() - st.seconds
   while tr.step_count < steps do
     local info = tr:step()
-    st.losses[#st.losses + 1] = info.generator_loss
+    -- DMD updates the generator every dfake_gen_update_ratio steps and the critic every step: the curve is
+    -- the generator's loss where there is one; the critic's is kept beside it
+    if info.generator_loss then st.losses[#st.losses + 1] = info.generator_loss end
+    if info.critic_loss then
+      st.critic_losses = st.critic_losses or {}
+      st.critic_losses[#st.critic_losses + 1] = info.critic_loss
+    end
     st.seconds = sfwb.time() - t0
-    show(tr.step_count, steps, info.generator_loss, st.seconds)
+    show(tr.step_count, steps, info.generator_loss or info.critic_loss, st.seconds)
     if tr.step_count % 25 == 0 or tr.step_count == steps then
       tr:save(dir .. "/last")
       json.write(prog, st)
     end
   end
   loss_figure(ctx.out .. "/figures/loss_" .. name .. ".png", name, st.losses)
-  return {steps = tr.step_count, seconds = st.seconds, loss_first = st.losses[1] or 0,
+  if st.critic_losses then loss_figure(ctx.out .. "/figures/loss_" .. name .. "_critic.png", name .. " critic", st.critic_losses) end
+  return {steps = tr.step_count, critic_loss_first = st.critic_losses and st.critic_losses[1],
+    critic_loss_last = st.critic_losses and st.critic_losses[#st.critic_losses], seconds = st.seconds, loss_first = st.losses[1] or 0,
     loss_last = st.losses[#st.losses] or 0}
 end
 
@@ -379,6 +388,103 @@ local function baseline(ctx, name, extra)
   rec.long_last_third = n > 0 and okf / n or 0
   rec.checkpoint = "checkpoints/" .. name .. "/model"
   return rec
+end
+
+-- ODE pairs: the teacher's multi-step sampler with CFG over the training prompts (toy_world_ode.lua)
+function S.ode_pairs(ctx)
+  local p = ctx.preset.teacher
+  local teacher = sfwb.wan.load(ctx.out .. "/checkpoints/teacher/model", {causal = false})
+  local path = ctx.out .. "/data/ode_lmdb"
+  if C.exists(path) then sfwb.fs.rmtree(path) end
+  local prompts = {}
+  local ds = sfwb.data.text_file(ctx.out .. "/data/prompts.txt")
+  for i = 1, #ds do prompts[i] = ds[i].prompts end
+  local rows, secs = ODE.pairs({teacher = teacher, text_encoder = text_encoder(ctx), prompts = prompts,
+    steps = p.sample_steps, frames = latent_frames(ctx), h = 8, w = 8, seed = ctx.seed + 17, path = path})
+  return {steps = rows, seconds = secs, lmdb = "data/ode_lmdb"}
+end
+
+-- ODE initialisation: a causal student (the teacher's weights, blocks of 3 latent frames) regressed onto the
+-- pairs (sfwb.train.ode), sampled few-step by the causal pipeline
+function S.ode_init(ctx)
+  local p = ctx.preset.baseline
+  local config = M.dit_config(ctx)
+  local m = sfwb.wan.load(ctx.out .. "/checkpoints/teacher/model", {causal = true, num_frame_per_block = 3})
+  local tr = sfwb.train.ode(ODE.init_config(ctx.seed, p),
+    {generator = m, text_encoder = text_encoder(ctx), dataset = sfwb.data.lmdb(ctx.out .. "/data/ode_lmdb")})
+  local rec = run_trainer(ctx, "ode_init", tr, p.steps)
+  save_dit(ctx.out .. "/checkpoints/ode_init/model", config, m)
+  local vae = sfwb.vae.load(ctx.out .. "/checkpoints/vae/Wan2.1_VAE.pth")
+  local pipe = sfwb.pipeline.causal({generator = m, text_encoder = text_encoder(ctx), vae = vae,
+    denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = false, num_frame_per_block = 3,
+    timestep_shift = 5.0})
+  rec.videos, rec.measurements = sample_videos(ctx, "ode_init", pipe, latent_frames(ctx))
+  rec.checkpoint = "checkpoints/ode_init/model"
+  return rec
+end
+
+-- Self Forcing: the ODE-initialised causal student trained by DMD against the teacher (real score) and a
+-- critic initialised from it (fake score), on its own few-step rollouts (sfwb.train.dmd); evaluated few-step
+-- at the training length and at 3x with a rolling KV window + sink
+function S.self_forcing(ctx)
+  local p = ctx.preset.self_forcing
+  local config = M.dit_config(ctx)
+  local F = latent_frames(ctx)
+  local gen = sfwb.wan.load(ctx.out .. "/checkpoints/ode_init/model", {causal = true, num_frame_per_block = 3})
+  local real = sfwb.wan.load(ctx.out .. "/checkpoints/teacher/model", {causal = false})
+  local fake = sfwb.wan.load(ctx.out .. "/checkpoints/teacher/model", {causal = false})
+  local prompts = {}
+  local ds = sfwb.data.text_file(ctx.out .. "/data/prompts.txt")
+  for i = 1, #ds do prompts[i] = ds[i].prompts end
+  local cfg = {lr = p.lr, lr_critic = p.lr, batch_size = p.batch, weight_decay = 0, seed = ctx.seed + 19,
+    data_seed = ctx.seed, num_frame_per_block = 3, independent_first_frame = false,
+    denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = true, timestep_shift = 5.0,
+    model_kwargs = {timestep_shift = 5.0}, image_or_video_shape = {p.batch, F, 16, 8, 8},
+    num_training_frames = F, guidance_scale = 3.0, dfake_gen_update_ratio = 5,
+    negative_prompt = "", same_step_across_blocks = true, context_noise = 0}
+  local tr = sfwb.train.dmd(cfg, {generator = gen, real_score = real, fake_score = fake,
+    text_encoder = text_encoder(ctx), dataset = prompts})
+  local rec = run_trainer(ctx, "self_forcing", tr, p.steps)
+  save_dit(ctx.out .. "/checkpoints/self_forcing/model", config, gen)
+  local vae = sfwb.vae.load(ctx.out .. "/checkpoints/vae/Wan2.1_VAE.pth")
+  local function pipe(m)
+    return sfwb.pipeline.causal({generator = m, text_encoder = text_encoder(ctx), vae = vae,
+      denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = true, num_frame_per_block = 3,
+      timestep_shift = 5.0})
+  end
+  rec.videos, rec.measurements = sample_videos(ctx, "self_forcing", pipe(gen), F)
+  local long = sfwb.wan.load(ctx.out .. "/checkpoints/self_forcing/model", {causal = true, num_frame_per_block = 3,
+    local_attn_size = math.max(F, 6), sink_size = 3})
+  local LF = 3 * math.ceil(ctx.preset.long_factor * F / 3)
+  local lm
+  rec.long_videos, lm = sample_videos(ctx, "self_forcing", pipe(long), LF, {folder = "self_forcing_long"})
+  rec.long_measurements = lm
+  local byf, okf, n = lm.summary.by_frame, 0, 0
+  for f = math.floor(2 * #byf / 3) + 1, #byf do okf, n = okf + byf[f], n + 1 end
+  rec.long_last_third = n > 0 and okf / n or 0
+  rec.checkpoint = "checkpoints/self_forcing/model"
+  return rec
+end
+
+-- eval: the table of every model's measurements against the issue's marks (the videos were made by each
+-- stage; toy_world.json and the error-accumulation figure are written at the end of every run)
+function S.eval(ctx)
+  local t0 = sfwb.time()
+  local th = W.thresholds
+  local tbl = {}
+  for _, name in ipairs(M.stage_names) do
+    local r = ctx.records[name]
+    if r and r.measurements then
+      local m = r.measurements.summary
+      tbl[name] = {frames_ok = m.frames_ok, direction = m.direction, smooth = m.smooth, smoothness = m.smoothness,
+        long_last_third = r.long_last_third,
+        pass = m.frames_ok >= th.frames_ok and m.direction >= th.direction and m.smooth >= th.direction
+          and (r.long_last_third == nil or r.long_last_third >= th.long_last_third)}
+      print(string.format("eval  %-18s frames %.2f  direction %.2f  smooth %.2f  3x last third %s", name, m.frames_ok,
+        m.direction, m.smooth, r.long_last_third and string.format("%.2f", r.long_last_third) or "-"))
+    end
+  end
+  return {steps = 0, seconds = sfwb.time() - t0, table = tbl}
 end
 
 function S.diffusion_forcing(ctx) return baseline(ctx, "diffusion_forcing", {}) end
