@@ -30,7 +30,6 @@ local function linspace_drop_last(a, b, n)
   local step = (b - a) / n
   local out = {}
   for i = 0, n - 1 do out[i + 1] = i * step + a end
-  if n == 0 then return out end
   return out
 end
 
@@ -80,7 +79,7 @@ function Base:index_for_timestep(t)
   return hits[#hits > 1 and 2 or 1]
 end
 
-function Base:_check_step(flow, x)
+function Base:_check_step()
   if not self._timesteps then error("scheduler: call s:set_timesteps(n) before s:step", 3) end
   if self.step_index == nil then return end
   if self.step_index >= #self._timesteps then
@@ -233,7 +232,7 @@ end
 
 -- one sampling step: flow predicted at timestep t (one of s.timesteps) for sample x -> the next sample
 function UniPC:step(flow, t, x)
-  self:_check_step(flow, x)
+  self:_check_step()
   if self.step_index == nil then self.step_index = self:index_for_timestep(t) end
   local si = self.step_index
   local n = #self._timesteps
@@ -284,13 +283,13 @@ function DPM:set_timesteps(n, shift)
 end
 
 function DPM:step(flow, t, x)
-  self:_check_step(flow, x)
+  self:_check_step()
   if self.step_index == nil then self.step_index = self:index_for_timestep(t) end
   local si = self.step_index
   local n = #self._timesteps
-  -- final_sigmas_type "zero": the last step is always first order
+  -- final_sigmas_type "zero": the last step is always first order (the original's lower_order_second only
+  -- matters for third order, which the pipelines never use)
   local lower_final = si == n - 1
-  local lower_second = si == n - 2 and self.lower_order_final and n < 15
   local x0 = x - flow * self._sigmas[si + 1]
   local mo = self.model_outputs
   if #mo >= self.solver_order then table.remove(mo, 1) end
@@ -305,7 +304,6 @@ function DPM:step(flow, t, x)
   if self.solver_order == 1 or self.lower_order_nums < 1 or lower_final then
     prev = sample * f32(sigma_t / sigma_s0) - x0 * c
   else
-    local _ = lower_second -- order 2 is the highest order here, so lower_order_second changes nothing
     local lambda_s1 = lam(self._sigmas[si])
     local h0 = f32(lambda_s0 - lambda_s1)
     local r0 = f32(h0 / h)

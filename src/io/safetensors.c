@@ -113,6 +113,48 @@ static int parse_tensor(sf_st_tensor *t, const cJSON *e, uint64_t data_size, con
   return t->name ? 0 : sf_error("%s: out of memory", what);
 }
 
+/* The format requires the data section to be indexed entirely: tensors in order of their offsets, each
+ * starting where the previous ends (no overlap: two names must never alias one byte range; no gap),
+ * the last ending at the end of the file. */
+static const sf_st_tensor *g_sort_base;
+static int by_offsets(const void *a, const void *b) {
+  const sf_st_tensor *x = &g_sort_base[*(const int *)a], *y = &g_sort_base[*(const int *)b];
+  if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+  if (x->end != y->end) return x->end < y->end ? -1 : 1;
+  return 0;
+}
+
+static int check_layout(const sf_st_file *f, uint64_t data_size, const char *what) {
+  int *ix = malloc(sizeof(int) * (size_t)(f->n ? f->n : 1));
+  if (!ix) return sf_error("%s: out of memory", what);
+  for (int i = 0; i < f->n; i++) ix[i] = i;
+  g_sort_base = f->t;
+  qsort(ix, (size_t)f->n, sizeof *ix, by_offsets);
+  uint64_t at = 0;
+  int rc = 0;
+  const sf_st_tensor *prev = NULL;
+  for (int k = 0; k < f->n && !rc; k++) {
+    const sf_st_tensor *t = &f->t[ix[k]];
+    if (t->begin < at)
+      rc = sf_error("%s: tensors '%s' and '%s' overlap (bytes %llu..%llu and %llu..%llu of the data section); "
+                    "the safetensors format gives each tensor its own range", what, prev->name, t->name,
+                    (unsigned long long)prev->begin, (unsigned long long)prev->end, (unsigned long long)t->begin,
+                    (unsigned long long)t->end);
+    else if (t->begin > at)
+      rc = sf_error("%s: %llu unindexed bytes before tensor '%s' (data_offsets %llu, previous tensor ends at %llu); "
+                    "the safetensors format allows no gaps", what, (unsigned long long)(t->begin - at), t->name,
+                    (unsigned long long)t->begin, (unsigned long long)at);
+    at = t->end;
+    prev = t;
+  }
+  if (!rc && at != data_size)
+    rc = sf_error("%s: the tensors cover %llu bytes of a %llu-byte data section (trailing bytes); "
+                  "the safetensors format indexes the whole buffer", what, (unsigned long long)at,
+                  (unsigned long long)data_size);
+  free(ix);
+  return rc;
+}
+
 int sf_st_parse(sf_st_file *f, const unsigned char *data, size_t size, const char *what) {
   if (size < 8) return sf_error("%s: not a safetensors file (%zu bytes, shorter than the 8-byte header length)", what, size);
   uint64_t hlen = 0;
@@ -149,6 +191,7 @@ int sf_st_parse(sf_st_file *f, const unsigned char *data, size_t size, const cha
     if ((rc = parse_tensor(&f->t[f->n], e, data_size, what))) goto out;
     f->n++;
   }
+  rc = check_layout(f, data_size, what);
 out:
   cJSON_Delete(root);
   if (rc) st_clear(f);

@@ -492,6 +492,8 @@ static sf_storage *pt_storage(sf_statedict *sd, sf_py *st) {
                     (unsigned long long)m->size, (unsigned long long)nbytes), NULL;
   sf_storage *s;
   if (m->method == 0) {
+    /* the whole member is checked against its CRC-32 when the storage is first used */
+    if (sf_zip_check_crc(m, sd->map->base + m->data_off, m->size, sd->path)) return NULL;
     s = sf_mapfile_storage(sd->map, m->data_off, nbytes);
   } else {
     const unsigned char *bytes;

@@ -91,6 +91,7 @@ int sf_zip_parse(sf_zip *z, const unsigned char *d, size_t size, const char *wha
     m->name[nlen] = 0;
     z->n++;
     m->method = (uint16_t)method;
+    m->crc = (uint32_t)le(p + 16, 4);
     m->comp_size = csz;
     m->size = usz;
     if (lho > size || size - lho < 30 || le(d + lho, 4) != 0x04034b50) {
@@ -141,6 +142,7 @@ int sf_zip_read(const sf_zip_member *m, const unsigned char *data, size_t size, 
   (void)size;
   *owned = 0;
   if (m->method == 0) {
+    if (sf_zip_check_crc(m, data + m->data_off, m->size, what)) return -1;
     *out = data + m->data_off;
     return 0;
   }
@@ -175,7 +177,20 @@ int sf_zip_read(const sf_zip_member *m, const unsigned char *data, size_t size, 
     free(buf);
     return sf_error("%s: zip member '%s' is corrupt (inflate failed)", what, m->name);
   }
+  if (sf_zip_check_crc(m, buf, m->size, what)) {
+    free(buf);
+    return -1;
+  }
   *out = buf;
   *owned = 1;
+  return 0;
+}
+
+int sf_zip_check_crc(const sf_zip_member *m, const unsigned char *bytes, uint64_t n, const char *what) {
+  uLong c = crc32_z(0L, Z_NULL, 0);
+  c = crc32_z(c, bytes, (z_size_t)n);
+  if ((uint32_t)c != m->crc)
+    return sf_error("%s: zip member '%s' is corrupt: its CRC-32 is %08x, the archive records %08x (a damaged or "
+                    "altered file)", what, m->name, (unsigned)c, (unsigned)m->crc);
   return 0;
 }

@@ -638,6 +638,8 @@ sf_tensor *sf_wan_forward(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor
   s.B = xin->shape[0], s.F = xin->shape[2];
   if (xin->shape[1] != c->in_dim)
     { sf_error("wan forward: the model takes %lld input channels (x%s), got %lld", (long long)c->in_dim, i2v ? " + y" : "", (long long)xin->shape[1]); goto fail; }
+  if (s.B < 1 || s.F < 1 || xin->shape[3] < 1 || xin->shape[4] < 1) /* zero sizes would divide by zero below */
+    { sf_error("wan forward: x must have B, F, H, W >= 1, got %s", sf_shape_str(x, b1, sizeof b1)); goto fail; }
   if (xin->shape[3] % 2 || xin->shape[4] % 2) { sf_error("wan forward: latent H, W must be even (1x2x2 patches), got %s", sf_shape_str(x, b1, sizeof b1)); goto fail; }
   s.Hp = xin->shape[3] / 2, s.Wp = xin->shape[4] / 2, s.S = s.Hp * s.Wp, s.L = s.F * s.S;
   s.D = c->dim, s.N = c->num_heads, s.d = c->dim / c->num_heads;

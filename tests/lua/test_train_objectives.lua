@@ -168,9 +168,17 @@ T.case("train.new: dispatch on trainer / distribution_loss, refusals name key an
   T.raises(function() sfwb.train.new({trainer = "diffusion", teacher_forcing = true}, {generator = {}}) end,
            "teacher_forcing")
   T.raises(function() sfwb.train.new({trainer = "ode"}, {}) end, "denoising_step_list")
+  -- config honesty: wrong types and values the original would not run are named with key and value
+  local g = sfwb.wan.new({dim = 32, ffn_dim = 48, num_heads = 2, num_layers = 1, text_dim = 8, text_len = 4, freq_dim = 16},
+                         {causal = true})
+  T.raises(function() sfwb.train.new({trainer = "ode", denoising_step_list = {1000, 0}, lr = "fast"}, {generator = g}) end,
+           "'lr' must be a number")
+  T.raises(function() sfwb.train.new({trainer = "ode", distribution_loss = "dmd", denoising_step_list = {1000, 0}},
+                                     {generator = g}) end, "asserts distribution_loss")
+  T.raises(function() sfwb.train.new({trainer = "diffusion", i2v = true}, {generator = g}) end, "no I2V")
 end)
 
-T.case("diffusion and ode trainers: steps from a dataset, save in the original's layout, resume restores weights and step", function()
+T.case("diffusion and ode trainers: steps from a dataset, save in the original's layout, exact resume", function()
   for _, name in ipairs({"diff_causal", "ode_causal"}) do
     local dir = root .. "/" .. name
     local man = dofile(dir .. "/manifest.lua")
@@ -205,6 +213,12 @@ T.case("diffusion and ode trainers: steps from a dataset, save in the original's
     T.eq(b.step_count, 2)
     for k, p in pairs(a.generator:parameters()) do T.close(b.generator:parameters()[k], p, 0, name .. " " .. k) end
     T.check(a.log[2].generator_loss == a.log[2].generator_loss, "finite loss")
+    -- exact resume: 2 steps + save + resume + 1 step == 3 uninterrupted steps (weights, EMA, optimizer, RNG, data)
+    b:train{steps = 1, quiet = true}
+    local c = fresh()
+    c:train{steps = 3, quiet = true}
+    for k, p in pairs(c.generator:parameters()) do T.close(b.generator:parameters()[k], p, 0, name .. " resumed " .. k) end
+    for k, v in pairs(c.ema:state_dict()) do T.close(b.ema:state_dict()[k], v, 0, name .. " resumed EMA " .. k) end
   end
 end)
 

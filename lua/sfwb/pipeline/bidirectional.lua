@@ -40,9 +40,11 @@ function Bidir:generate(o)
     local h, w
     if o.latent_size then h, w = o.latent_size[1], o.latent_size[2]
     else h, w = (o.height or 480) // 8, (o.width or 832) // 8 end
+    U.check_noise_shape("pipeline.bidirectional", {ctx:size(1), o.num_frames or 21, C, h, w}, o)
     if o.seed then sfwb.manual_seed(o.seed) end
     x = sfwb.randn({ctx:size(1), o.num_frames or 21, C, h, w}, {dtype = dt, device = dev})
   end
+  U.check_noise_shape("pipeline.bidirectional", x:shape(), o)
   local B, F = x:size(1), x:size(2)
   if ctx:size(1) ~= B and ctx:size(1) == 1 then ctx = ctx:expand({B, ctx:size(2), ctx:size(3)}):contiguous() end
   local fo = {}

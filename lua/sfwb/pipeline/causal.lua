@@ -119,10 +119,12 @@ function Causal:rollout(o)
     local h, w
     if o.latent_size then h, w = o.latent_size[1], o.latent_size[2]
     else h, w = (o.height or 480) // 8, (o.width or 832) // 8 end
+    U.check_noise_shape("pipeline.causal", {B, F, C, h, w}, o)
     if o.seed then sfwb.manual_seed(o.seed) end
     r.noise = sfwb.randn({B, F, C, h, w}, {dtype = dt, device = dev})
   end
   local s = r.noise:shape()
+  U.check_noise_shape("pipeline.causal", s, o)
   r.B, r.F, r.C, r.h, r.w = s[1], s[2], s[3], s[4], s[5]
   if o.num_frames and o.noise and o.num_frames ~= r.F then
     error(string.format("pipeline.causal: num_frames=%d but noise has %d frames", o.num_frames, r.F), 2)

@@ -35,6 +35,18 @@ local function flat(x) -- [B, F, ...] -> [B*F, ...]
 end
 U.flat = flat
 
+-- the noise's [B, F, C, h, w] checked before any step: a zero or negative extent (height 4 -> h 0) is an
+-- error naming the sizes, never a division by zero further down
+function U.check_noise_shape(who, s, o)
+  if #s ~= 5 then error(string.format("%s: noise must be [B, F, C, h, w], got %d dims", who, #s), 3) end
+  for i, name in ipairs({"batch", "frames", "channels", "latent height", "latent width"}) do
+    if s[i] < 1 then
+      error(string.format("%s: %s is %d (noise [%s]); latent sizes must be >= 1%s", who, name, s[i], table.concat(s, ", "),
+        (i >= 4 and o and (o.height or o.width)) and " (height and width are pixels: at least 16, multiples of 16)" or ""), 3)
+    end
+  end
+end
+
 -- the scheduler every pipeline uses (Self-Forcing: shift = timestep_shift, sigma_min 0, extra step)
 function U.scheduler(shift)
   return sfwb.scheduler.flow_match{shift = shift or 5.0, sigma_min = 0.0, extra_one_step = true,

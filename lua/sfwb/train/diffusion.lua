@@ -16,6 +16,8 @@ local WHO = "train.diffusion"
 
 function M.new(cfg, parts)
   if type(cfg) ~= "table" then error(WHO .. ": expects a config table (sfwb.config.load(...))", 2) end
+  -- every key checked before anything loads: unknown keys warned (nearest known key), wrong types refused
+  sfwb.config.check(cfg, require("sfwb.train.schema").diffusion)
   local self = setmetatable({}, Trainer)
   self.teacher_forcing = S.get(cfg, "teacher_forcing", false)
   if self.teacher_forcing then

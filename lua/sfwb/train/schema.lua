@@ -60,4 +60,28 @@ M.dmd = M.of({
   denoising_loss_type = {type = "string", values = {"flow"}, why = "the critic's loss in model/dmd.py is the flow loss"},
 })
 
+-- the one-network objectives (sfwb.train.diffusion, sfwb.train.ode): the generator's folder may be named by
+-- model_kwargs.model_name (WanDiffusionWrapper's argument); no critic, no teacher
+local function one_network(trainer, extra)
+  local s = M.of(extra)
+  s.trainer = {type = "string", values = {trainer}, why = "sfwb.train." .. trainer .. " trains the " .. trainer .. " objective"}
+  s.model_kwargs = {type = "map", keys = {timestep_shift = "number", local_attn_size = "integer", sink_size = "integer",
+                                          model_name = "string"}}
+  s.max_pair = "integer"
+  return s
+end
+
+M.diffusion = one_network("diffusion", {
+  teacher_forcing = {type = "boolean", refuse = {[true] = "teacher forcing needs the causal model's forward over "
+                     .. "noisy + clean sequences (clean_x, aug_t), which sfwb does not have yet"}},
+  noise_augmentation_max_timestep = "integer",
+  guidance_scale = "number",   -- read by model/diffusion.py, unused by its loss
+  i2v = {type = "boolean", refuse = {[true] = "the diffusion trainer has no I2V conditioning"}},
+})
+
+-- trainer/ode.py asserts distribution_loss == "ode" when the key is there
+M.ode = one_network("ode", {
+  distribution_loss = {type = "string", values = {"ode"}, why = "trainer/ode.py asserts distribution_loss == \"ode\""},
+})
+
 return M

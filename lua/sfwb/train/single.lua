@@ -192,7 +192,10 @@ function Base:next_batch()
     local ld = sfwb.data.loader(ds, {batch = get(self.cfg, "batch_size", 1), shuffle = true,
                                      seed = get(self.cfg, "data_seed", 0)})
     self._cycle = ld:cycle()
+    self.batches_drawn = self.batches_drawn or 0
+    for _ = 1, self.batches_drawn do self._cycle() end -- a resumed run continues the data order
   end
+  self.batches_drawn = (self.batches_drawn or 0) + 1
   return self._cycle()
 end
 
@@ -245,7 +248,7 @@ local function prefixed(tbl)
 end
 
 -- model.pt as the original writes it ({generator[, generator_ema]}), plus sfwb_state.safetensors
--- (optimizer moments, step) for an exact resume
+-- (optimizer moments, step, RNG state, data position, EMA shadow) for an exact resume
 function Base:save(dir)
   os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
   local ck = {generator = prefixed(self.generator:state_dict())}
@@ -255,7 +258,11 @@ function Base:save(dir)
   for i, e in pairs(self.opt:state_dict().state) do
     for k, v in pairs(e) do if type(v) == "userdata" then st[string.format("opt.state.%d.%s", i, k)] = v end end
   end
+  local seed, offset = sfwb.rng_state()
   st.step_count = sfwb.tensor({self.step_count}, {dtype = "i64"})
+  st.rng = sfwb.tensor({seed, offset}, {dtype = "i64"})
+  st.batches_drawn = sfwb.tensor({self.batches_drawn or 0}, {dtype = "i64"})
+  if self.ema then for k, v in pairs(self.ema:state_dict()) do st["ema." .. k] = v end end
   sfwb.save(dir .. "/sfwb_state.safetensors", st)
   return dir .. "/model.pt"
 end
@@ -290,6 +297,25 @@ function Base:resume(dir)
     end
     if next(osd) then self.opt:load_state_dict(osd) end
     if st.step_count then self.step_count = math.tointeger(st.step_count:totable()[1]) end
+    if st.rng then
+      local r = st.rng:totable()
+      sfwb.set_rng_state(math.tointeger(r[1]), math.tointeger(r[2]))
+    end
+    if st.batches_drawn then
+      self.batches_drawn = math.tointeger(st.batches_drawn:totable()[1])
+      self._cycle = nil
+    end
+    local shadow = {}
+    for k, v in pairs(st) do
+      local n = k:match("^ema%.(.*)$")
+      if n then shadow[n] = v end
+    end
+    if next(shadow) and self.ema_weight > 0 then
+      local keep = self.generator:clone()
+      self.generator:load_state_dict(shadow)
+      self.ema = sfwb.ema(self.generator, self.ema_weight)
+      self.generator:load_state_dict(keep:state_dict())
+    end
   else
     local step = tonumber(dir:match("checkpoint_model_(%d+)"))
     if step then self.step_count = step end
