@@ -173,6 +173,7 @@ function M.new(cfg, parts)
     min_num_training_frames = get(cfg, "min_num_training_frames", 21),
     grad_window = get(cfg, "slice_last_frames", 21),
     dtype = get(cfg, "dtype", "f32"), device = get(cfg, "device", "cpu"), dist = self.dist,
+    vae = parts.vae,   -- re-encodes the first frame of rollouts longer than slice_last_frames
   }
   -- model/dmd.py's hyperparameters, with its defaults where the config has no key
   self.num_train_timestep = get(cfg, "num_train_timestep", 1000)
@@ -196,6 +197,8 @@ function M.new(cfg, parts)
   end
   -- every random draw of the trainer goes through tr.rng (replaceable: replay, parity runs)
   self.rng = {randn = Rollout.default_rng.randn, randint = Rollout.default_rng.randint}
+  -- sharding_strategy / gradient_accumulation_steps (sfwb/train/scale.lua)
+  require("sfwb.train.scale").install(self)
   return self
 end
 
@@ -308,6 +311,7 @@ function Trainer:run_generator(o)
   local ro = {}
   for k, v in pairs(self.rollout_opts) do ro[k] = v end
   ro.rng = self.rng
+  ro.vae = ro.vae or self.vae
   local x, mask, t_from, t_to = Rollout.run_generator(ro, shape,
     {ctx = ctx, clip_fea = extra.clip_fea, y = extra.y, initial_latent = o.initial_latent})
   return x, t_from, t_to, mask
@@ -367,6 +371,7 @@ end
 
 -- data-parallel gradient average over ranks (the reduce FSDP does), then global-norm clip and step
 local function clip_and_step(params, opt, max_norm, dist, world)
+  if opt.sharded then return opt:clip_and_step(max_norm) end -- FSDP: reduce-scatter, sharded clip + step
   if dist then
     local names = {}
     for k in pairs(params) do names[#names + 1] = k end
@@ -480,4 +485,5 @@ end
 
 Base.install(Trainer)
 M.Trainer = Trainer
+M.clip_and_step = clip_and_step
 return M
