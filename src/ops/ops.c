@@ -43,7 +43,7 @@ sf_tensor *sf_linear(sf_tensor *x, sf_tensor *w, sf_tensor *b) { SF_AG_OFF; retu
 
 /* in place: autograd first checks the write is allowed (a leaf that requires grad, a tensor saved for backward) */
 int sf_copy_(sf_tensor *dst, sf_tensor *src) {
-  if (sf_ag_check_inplace(dst, "copy_")) return -1;
+  if (sf_ag_check_inplace_src(dst, src, "copy_")) return -1;
   return sf_raw_copy_(dst, src);
 }
 int sf_fill_(sf_tensor *t, double v) {
@@ -51,7 +51,7 @@ int sf_fill_(sf_tensor *t, double v) {
   return sf_raw_fill_(t, v);
 }
 int sf_binary_(sf_binary_op op, sf_tensor *a, sf_tensor *b) {
-  if (sf_ag_check_inplace(a, sf_binary_op_name(op))) return -1;
+  if (sf_ag_check_inplace_src(a, b, sf_binary_op_name(op))) return -1;
   return sf_raw_binary_(op, a, b);
 }
 int sf_binary_scalar_(sf_binary_op op, sf_tensor *a, double s) {
