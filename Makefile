@@ -3,7 +3,8 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build test demo bench test-asan test-fuzz install clean ptxas
+.PHONY: all deps configure build test demo bench test-asan test-fuzz install clean ptxas gpu-check gpu-pack
+DEVICE ?= cuda:0
 
 all: build
 
@@ -24,6 +25,15 @@ demo: build
 
 bench: build
 	@sh bench/run.sh $(BUILD)
+
+# validate and measure the CUDA path on DEVICE in one run (docs/cuda.md, "The first GPU run"): the device
+# tests retargeted to DEVICE, then attention/GEMM/DiT/generation/DMD figures -> build/gpu_check.json
+gpu-check: build
+	@sh scripts/gpu_check.sh --build $(BUILD) --device $(DEVICE)
+
+# the program, device tests and non-system libraries in $(BUILD)/gpu-pack, for a GPU machine without build tools
+gpu-pack: build
+	@sh scripts/gpu_pack.sh $(BUILD)
 
 # ptxas -v registers/spills of every CUDA kernel (sm_90a, sm_80) -> docs/ptxas.txt
 ptxas: configure

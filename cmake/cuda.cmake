@@ -55,7 +55,7 @@ if(SF_HAVE_CUDA)
   target_compile_options(sfwb_lib PRIVATE
     "$<$<COMPILE_LANGUAGE:CUDA>:${SF_CUDA_GENCODE};-lineinfo;--expt-relaxed-constexpr;-Xcompiler=-fPIC>")
   target_include_directories(sfwb_lib PRIVATE ${CUDAToolkit_INCLUDE_DIRS})
-  target_link_libraries(sfwb_lib PUBLIC CUDA::cudart CUDA::cublas ${SF_NCCL_LIBRARY})
+  target_link_libraries(sfwb_lib PUBLIC CUDA::cudart CUDA::cublas CUDA::cublasLt ${SF_NCCL_LIBRARY})
   target_compile_definitions(sfwb_lib PUBLIC SFWB_HAVE_CUDA=1)
   message(STATUS "sfwb: CUDA backend ON (${CMAKE_CUDA_COMPILER}, sm_90a + sm_80); emu always on")
 

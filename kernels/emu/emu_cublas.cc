@@ -112,4 +112,83 @@ cublasStatus_t sf_emu_cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperati
   return CUBLAS_STATUS_SUCCESS;
 }
 
+/* ---- cuBLASLt: the matmul with the bias epilogue, on top of the GEMM above ---- */
+struct sf_emu_cublaslt { int device; };
+struct sf_emu_lt_desc {
+  cublasComputeType_t comp;
+  cublasOperation_t ta, tb;
+  cublasLtEpilogue_t epi;
+  const void *bias;
+};
+struct sf_emu_lt_layout { cudaDataType t; uint64_t rows, cols; int64_t ld; };
+
+cublasStatus_t sf_emu_cublasLtCreate(cublasLtHandle_t *h) {
+  int d = 0;
+  cudaGetDevice(&d);
+  *h = new sf_emu_cublaslt{d};
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t sf_emu_cublasLtDestroy(cublasLtHandle_t h) { delete h; return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t sf_emu_cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t comp, cudaDataType scale) {
+  if (scale != (comp == CUBLAS_COMPUTE_64F ? CUDA_R_64F : CUDA_R_32F)) return CUBLAS_STATUS_NOT_SUPPORTED;
+  *d = new sf_emu_lt_desc{comp, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, NULL};
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t sf_emu_cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) { delete d; return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t sf_emu_cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t attr,
+                                                    const void *buf, size_t size) {
+  if (!d || !buf) return CUBLAS_STATUS_INVALID_VALUE;
+  switch (attr) { /* the real attributes are 4-byte enums and a pointer */
+  case CUBLASLT_MATMUL_DESC_TRANSA: if (size != 4) return CUBLAS_STATUS_INVALID_VALUE; memcpy(&d->ta, buf, 4); break;
+  case CUBLASLT_MATMUL_DESC_TRANSB: if (size != 4) return CUBLAS_STATUS_INVALID_VALUE; memcpy(&d->tb, buf, 4); break;
+  case CUBLASLT_MATMUL_DESC_EPILOGUE: if (size != 4) return CUBLAS_STATUS_INVALID_VALUE; memcpy(&d->epi, buf, 4); break;
+  case CUBLASLT_MATMUL_DESC_BIAS_POINTER:
+    if (size != sizeof(void *)) return CUBLAS_STATUS_INVALID_VALUE;
+    memcpy(&d->bias, buf, sizeof(void *));
+    break;
+  default: return CUBLAS_STATUS_NOT_SUPPORTED;
+  }
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t sf_emu_cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataType t, uint64_t rows, uint64_t cols,
+                                                 int64_t ld) {
+  if (ld < (int64_t)(rows > 1 ? rows : 1)) return CUBLAS_STATUS_INVALID_VALUE;
+  *l = new sf_emu_lt_layout{t, rows, cols, ld};
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t sf_emu_cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) { delete l; return CUBLAS_STATUS_SUCCESS; }
+
+cublasStatus_t sf_emu_cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t desc, const void *alpha, const void *A,
+                                     cublasLtMatrixLayout_t la, const void *B, cublasLtMatrixLayout_t lb, const void *beta,
+                                     const void *C, cublasLtMatrixLayout_t lc, void *D, cublasLtMatrixLayout_t ld,
+                                     const cublasLtMatmulAlgo_t *algo, void *ws, size_t ws_size, cudaStream_t stream) {
+  if (!h || !desc || !la || !lb || !lc || !ld) return CUBLAS_STATUS_NOT_INITIALIZED;
+  if (desc->comp == CUBLAS_COMPUTE_64F) return CUBLAS_STATUS_NOT_SUPPORTED; /* not needed by sfwb */
+  const uint64_t m = desc->ta == CUBLAS_OP_N ? la->rows : la->cols, k = desc->ta == CUBLAS_OP_N ? la->cols : la->rows;
+  const uint64_t kb = desc->tb == CUBLAS_OP_N ? lb->rows : lb->cols, n = desc->tb == CUBLAS_OP_N ? lb->cols : lb->rows;
+  if (k != kb || lc->rows != m || lc->cols != n || ld->rows != m || ld->cols != n || lc->t != ld->t || la->t != lb->t)
+    return CUBLAS_STATUS_INVALID_VALUE;
+  if (desc->epi != CUBLASLT_EPILOGUE_DEFAULT && desc->epi != CUBLASLT_EPILOGUE_BIAS) return CUBLAS_STATUS_NOT_SUPPORTED;
+  if (desc->epi == CUBLASLT_EPILOGUE_BIAS && !desc->bias) return CUBLAS_STATUS_INVALID_VALUE;
+  if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+  /* alpha op(A) op(B) in f32 through the GEMM above, then + beta C + bias in f32, one rounding into D */
+  std::vector<float> acc((size_t)m * n);
+  float zero = 0.0f;
+  sf_emu_cublas tmp{stream, h->device};
+  cublasStatus_t st = sf_emu_cublasGemmStridedBatchedEx(&tmp, desc->ta, desc->tb, (int)m, (int)n, (int)k, alpha, A, la->t,
+                                                        (int)la->ld, 0, B, lb->t, (int)lb->ld, 0, &zero, acc.data(),
+                                                        CUDA_R_32F, (int)m, 0, 1, desc->comp, CUBLAS_GEMM_DEFAULT);
+  if (st != CUBLAS_STATUS_SUCCESS) return st;
+  const float be = *(const float *)beta;
+  for (uint64_t j = 0; j < n; j++)
+    for (uint64_t i = 0; i < m; i++) {
+      float v = acc[i + j * m];
+      if (be != 0) v += be * (float)load_el(C, lc->t, (long long)(i + j * lc->ld));
+      if (desc->epi == CUBLASLT_EPILOGUE_BIAS) v += (float)load_el(desc->bias, ld->t, (long long)i);
+      store_el(D, ld->t, (long long)(i + j * ld->ld), v);
+    }
+  (void)algo, (void)ws, (void)ws_size;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
 } // extern "C"

@@ -53,6 +53,21 @@ function M.close(a, b, tol, msg)
   return diff / scale
 end
 
+-- The device of the device tests: $SFWB_TEST_DEVICE ("cuda:0" under `make gpu-check`), else emu:0.
+-- M.test_device() returns it, or nil when the default emu:0 is not in this build (the caller skips);
+-- a device named by SFWB_TEST_DEVICE that is not there is an error, so a retargeted run cannot pass
+-- by skipping everything.
+M.device = (os.getenv("SFWB_TEST_DEVICE") or "") ~= "" and os.getenv("SFWB_TEST_DEVICE") or "emu:0"
+function M.test_device()
+  local sfwb = require "sfwb"
+  for _, d in ipairs(sfwb.devices()) do if d == M.device then return d end end
+  if os.getenv("SFWB_TEST_DEVICE") and os.getenv("SFWB_TEST_DEVICE") ~= "" then
+    error(string.format("SFWB_TEST_DEVICE=%s is not a device of this build/machine (devices: %s)", M.device,
+                        table.concat(sfwb.devices(), ", ")), 2)
+  end
+  return nil
+end
+
 -- a scratch folder for this test run
 function M.tmpdir(name)
   local base = os.getenv("SFWB_TEST_TMP") or "/tmp/sfwb-test"

@@ -44,6 +44,11 @@ typedef struct sf_train_ops {
    * two dims), out contiguous [M, N]: backward adds a gradient GEMM straight into the gradient accumulated so
    * far (no temporary, no separate add). Returns 1 (nothing written) when it cannot; NULL = none. */
   int (*matmul_acc)(sf_tensor *out, const sf_tensor *a, const sf_tensor *b);
+  /* optional: out [M, N] (bf16/f16, contiguous) = round(a b + bias) for 2-D a [M, K], b [K, N] and bias [N] of
+   * out's dtype (a, b with unit stride in one of their two dims): f32 accumulation, the bias added in f32, one
+   * rounding; the low-precision linear layer in one GEMM (cuBLASLt's bias epilogue) instead of an f32 GEMM
+   * output, a bias add and a cast. Returns 1 (nothing written) when it cannot; NULL = none. */
+  int (*linear_bias)(sf_tensor *out, const sf_tensor *a, const sf_tensor *b, const sf_tensor *bias);
 } sf_train_ops;
 
 #ifdef __cplusplus

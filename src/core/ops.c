@@ -621,6 +621,22 @@ static sf_tensor *linear_impl(sf_tensor *x, sf_tensor *w, sf_tensor *bias) {
   sf_tensor *wt = sf_transpose(w, 0, 1);
   if (!wt) return NULL;
   const sf_dtype dt = sf_promote(x->dtype, w->dtype);
+  sf_backend *be = sf_backend_of(x);
+  if (bias && (dt == SF_BF16 || dt == SF_F16) && x->dtype == dt && w->dtype == dt && bias->dtype == dt && be && be->train &&
+      be->train->linear_bias && sf_device_eq(sf_device_of(x), sf_device_of(w)) &&
+      sf_device_eq(sf_device_of(x), sf_device_of(bias))) {
+    /* the same numerics in one GEMM with a bias epilogue (cuBLASLt on the GPU) */
+    int64_t ysh[SF_MAX_DIMS], x2s[2] = {-1, w->shape[1]}, y2s[2] = {-1, w->shape[0]};
+    memcpy(ysh, x->shape, sizeof(int64_t) * (size_t)x->ndim);
+    ysh[x->ndim - 1] = w->shape[0];
+    sf_tensor *y = sf_empty(x->ndim, ysh, dt, sf_device_of(x));
+    sf_tensor *x2 = y ? sf_reshape(x, 2, x2s) : NULL, *y2 = x2 ? sf_reshape(y, 2, y2s) : NULL;
+    int rc = y2 ? be->train->linear_bias(y2, x2, wt, bias) : -1;
+    sf_release(x2), sf_release(y2);
+    if (rc == 0) { sf_release(wt); return y; }
+    sf_release(y);
+    if (rc < 0) { sf_release(wt); return NULL; }
+  }
   if (bias && (dt == SF_BF16 || dt == SF_F16) && bias->dtype == dt) {
     /* low precision: accumulate and add the bias in f32 and round once, as cuBLASLt's bias epilogue and
      * oneDNN do (a separate low-precision bias add would round twice) */
@@ -630,7 +646,6 @@ static sf_tensor *linear_impl(sf_tensor *x, sf_tensor *w, sf_tensor *bias) {
     sf_release(y32), sf_release(b32);
     return y;
   }
-  sf_backend *be = sf_backend_of(x);
   if (bias && x->dtype == dt && w->dtype == dt && bias->dtype == dt && (dt == SF_F32 || dt == SF_F64) && be && be->train &&
       be->train->matmul_acc && sf_device_eq(sf_device_of(x), sf_device_of(w)) &&
       sf_device_eq(sf_device_of(x), sf_device_of(bias))) {

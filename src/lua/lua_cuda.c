@@ -92,6 +92,8 @@ static int l_allow_tf32(lua_State *L) {
   return 0;
 }
 
+void sf_lua_cuda_stream_register(lua_State *L); /* lua_cuda_stream.c: events, properties, pinned memory */
+
 void sf_lua_register_cuda(lua_State *L) {
   static const luaL_Reg fns[] = {{"memory", l_memory},
                                  {"empty_cache", l_empty_cache},
@@ -102,5 +104,6 @@ void sf_lua_register_cuda(lua_State *L) {
                                  {"allow_tf32", l_allow_tf32},
                                  {NULL, NULL}};
   luaL_newlib(L, fns);
+  sf_lua_cuda_stream_register(L);
   lua_setfield(L, -2, "cuda");
 }

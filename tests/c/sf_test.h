@@ -5,12 +5,33 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "core/error.h"
 
 /* unused attribute: a test may use CHECK without the per-case bookkeeping */
 static int sf_test_passed __attribute__((unused)), sf_test_failed __attribute__((unused)), sf_test_case_failed __attribute__((unused));
+
+/* the device of the device tests: $SFWB_TEST_DEVICE ("cuda:0" under `make gpu-check`), else emu:0 */
+static inline const char *sf_test_device_name(void) {
+  const char *d = getenv("SFWB_TEST_DEVICE");
+  return d && *d ? d : "emu:0";
+}
+
+/* parses sf_test_device_name() and checks that its backend is there; 0, or -1 after printing why (a
+ * wrong or absent device makes the test fail with the reason, never pass on nothing) */
+static inline int __attribute__((unused)) sf_test_device(sf_device *d) {
+  const char *name = sf_test_device_name();
+  if (sf_device_parse(name, d) || !sf_backend_for(*d) || d->type == SF_DEV_CPU) {
+    fprintf(stderr, "test device %s (SFWB_TEST_DEVICE) is not usable: %s\n", name,
+            d->type == SF_DEV_CPU ? "it must be a cuda:N or emu:N device" : sf_last_error());
+    return -1;
+  }
+  sf_clear_error();
+  return 0;
+}
 
 #define CHECK(cond)                                                                       \
   do {                                                                                    \

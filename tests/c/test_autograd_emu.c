@@ -181,7 +181,7 @@ static double rel_diff(sf_tensor *a, sf_tensor *b) {
 
 static void test_backward_emu_vs_cpu(void) {
   sf_device emu;
-  if (sf_device_parse("emu:0", &emu)) { printf("  (no emu device: %s)\n", sf_last_error()); return; }
+  if (sf_test_device(&emu)) { CHECK(0); return; }
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
     const ecase *c = &cases[k];
     sf_tensor *in_c[3] = {0}, *in_e[3] = {0};
@@ -264,7 +264,7 @@ static const acase acases[] = {
 
 static void test_attention_backward_emu_vs_cpu(void) {
   sf_device emu;
-  if (sf_device_parse("emu:0", &emu)) return;
+  if (sf_test_device(&emu)) { CHECK(0); return; }
   for (size_t k = 0; k < sizeof acases / sizeof acases[0]; k++) {
     const acase *c = &acases[k];
     const int64_t w = c->strided ? 2 * c->d : c->d;
@@ -344,7 +344,7 @@ static void test_attention_backward_emu_vs_cpu(void) {
  * whole backward table again on top of it */
 static void test_attention_mma_forward_emu_vs_cpu(void) {
   sf_device emu;
-  if (sf_device_parse("emu:0", &emu)) return;
+  if (sf_test_device(&emu)) { CHECK(0); return; }
   setenv("SFWB_ATTN_MMA", "1", 1);
   for (size_t k = 0; k < sizeof acases / sizeof acases[0]; k++) {
     const acase *c = &acases[k];
@@ -390,7 +390,7 @@ static void test_attention_mma_forward_emu_vs_cpu(void) {
  * the output is the same bits with or without a capture, and the captured sums match the f32-P kernel's */
 static void test_attention_mma_capture(void) {
   sf_device emu;
-  if (sf_device_parse("emu:0", &emu)) return;
+  if (sf_test_device(&emu)) { CHECK(0); return; }
   sf_manual_seed(77);
   int64_t s4[4] = {1, 96, 2, 32}, c3[3] = {2, 3, 3}, t3[3] = {2, 40, 50};
   sf_tensor *f = sf_randn(4, s4, SF_F32, sf_cpu()), *hq = sf_cast(f, SF_BF16), *q = sf_to_device(hq, emu);
@@ -435,7 +435,7 @@ static void test_attention_mma_capture(void) {
 
 static void test_optimizer_emu_vs_cpu(void) {
   sf_device emu;
-  if (sf_device_parse("emu:0", &emu)) return;
+  if (sf_test_device(&emu)) { CHECK(0); return; }
   int64_t sh[2] = {37, 11};
   sf_manual_seed(5);
   sf_tensor *p = sf_randn(2, sh, SF_F32, sf_cpu()), *g = sf_randn(2, sh, SF_F32, sf_cpu());
@@ -456,6 +456,7 @@ static void test_optimizer_emu_vs_cpu(void) {
 
 int main(void) {
   sf_backends_init();
+  printf("device: %s\n", sf_test_device_name());
   RUN(test_backward_emu_vs_cpu);
   RUN(test_attention_backward_emu_vs_cpu);
   RUN(test_attention_mma_forward_emu_vs_cpu);

@@ -11,7 +11,7 @@
 #include "core/ops.h"
 #include "sf_test.h"
 
-static sf_device EMU = {SF_DEV_EMU, 0};
+static sf_device EMU = {SF_DEV_EMU, 0}; /* the device under test (sf_test_device: emu:0 or $SFWB_TEST_DEVICE) */
 static uint64_t g_rng = 12345;
 static int rnd(int n) { /* 0 .. n-1 */
   g_rng = g_rng * 6364136223846793005ull + 1442695040888963407ull;
@@ -115,7 +115,7 @@ static const sf_dtype ALLDT[] = {SF_F32, SF_BF16, SF_F16, SF_I64, SF_I32, SF_U8,
 static void test_devices_and_transfer(void) {
   char names[8][16];
   int n = sf_device_list(names, 8), found = 0;
-  for (int i = 0; i < n; i++) found += !strcmp(names[i], "emu:0");
+  for (int i = 0; i < n; i++) found += !strcmp(names[i], sf_test_device_name());
   CHECK(found == 1);
   for (int k = 0; k < 8; k++) {
     int64_t sh[SF_MAX_DIMS];
@@ -123,7 +123,7 @@ static void test_devices_and_transfer(void) {
     if (k == 0) sh[0] = 0; /* size 0 */
     sf_tensor *a = rand_cpu(nd, sh, ALLDT[k]);
     sf_tensor *e = emu(a);
-    CHECK(e && sf_device_of(e).type == SF_DEV_EMU);
+    CHECK(e && sf_device_eq(sf_device_of(e), EMU));
     compare("to(emu)/to(cpu)", a, e, 0);
     sf_release(a); sf_release(e);
   }
@@ -368,6 +368,31 @@ static void test_matmul(void) {
   sf_release(a); sf_release(b); sf_release(ea); sf_release(eb); sf_release(ax); sf_release(eax); sf_release(r); sf_release(g);
 }
 
+/* the bf16/f16 linear layer with its bias: one GEMM with cuBLASLt's bias epilogue on the device (train_ops
+ * linear_bias), against the f32 linear of the same values rounded once, on the CPU; a [B, L, K] input, the
+ * [N, K] weight transposed in the GEMM, a strided input, and an empty batch */
+static void test_linear_bias(void) {
+  const sf_dtype dts[] = {SF_BF16, SF_F16};
+  for (int k = 0; k < 2; k++)
+    for (int rep = 0; rep < 5; rep++) {
+      int64_t M = SIZES[rnd(10)], K = SIZES[rnd(10)] + 1, N = SIZES[rnd(10)] + 1;
+      if (rep == 4) M = 0;
+      int64_t sx[3] = {2, M, K}, sw[2] = {N, K};
+      sf_tensor *x = rand_cpu(3, sx, dts[k]), *w = rand_cpu(2, sw, dts[k]), *b = rand_cpu(1, &N, dts[k]);
+      sf_tensor *xs = rep == 3 ? strided_like(x) : sf_retain(x);
+      sf_tensor *ex = emu(x), *exs = rep == 3 ? strided_like(ex) : sf_retain(ex), *ew = emu(w), *eb = emu(b);
+      sf_tensor *x32 = sf_cast(xs, SF_F32), *w32 = sf_cast(w, SF_F32), *b32 = sf_cast(b, SF_F32);
+      sf_tensor *r32 = sf_linear(x32, w32, b32), *r = r32 ? sf_cast(r32, dts[k]) : NULL;
+      sf_tensor *g = sf_linear(exs, ew, eb);
+      char name[96];
+      snprintf(name, sizeof name, "linear+bias [2,%lld,%lld]x[%lld,%lld]^T%s", (long long)M, (long long)K, (long long)N,
+               (long long)K, rep == 3 ? " strided" : "");
+      compare(name, r, g, tol_for(dts[k]));
+      sf_release(x); sf_release(w); sf_release(b); sf_release(xs); sf_release(ex); sf_release(exs); sf_release(ew);
+      sf_release(eb); sf_release(x32); sf_release(w32); sf_release(b32); sf_release(r32); sf_release(r); sf_release(g);
+    }
+}
+
 static void test_random(void) {
   int64_t sh[2] = {37, 129};
   for (int k = 0; k < 3; k++)
@@ -394,49 +419,49 @@ static void test_cat(void) {
 }
 
 static void test_allocator(void) {
-  const sf_gpu_ext *x = sf_gpu_ext_for(SF_DEV_EMU);
+  const sf_gpu_ext *x = sf_gpu_ext_for((sf_devtype)EMU.type);
   CHECK(x != NULL);
   if (!x) return;
   sf_gpu_mem_stats s0, s1, s2, s3;
-  CHECK(x->memory(0, &s0) == 0);
+  CHECK(x->memory(EMU.index, &s0) == 0);
   int64_t n = 1000000;
   sf_tensor *t = sf_zeros(1, &n, SF_F32, EMU);
-  CHECK(x->memory(0, &s1) == 0);
+  CHECK(x->memory(EMU.index, &s1) == 0);
   CHECK(s1.allocated >= s0.allocated + 4000000 && s1.peak >= s1.allocated);
   sf_release(t);
-  CHECK(x->memory(0, &s2) == 0);
+  CHECK(x->memory(EMU.index, &s2) == 0);
   CHECK(s2.allocated == s0.allocated);
 #if !defined(__SANITIZE_ADDRESS__)
   CHECK(s2.reserved >= s1.allocated); /* the block stays cached */
   sf_tensor *t2 = sf_zeros(1, &n, SF_F32, EMU); /* and is reused */
   sf_gpu_mem_stats s4;
-  x->memory(0, &s4);
+  x->memory(EMU.index, &s4);
   CHECK(s4.reserved == s2.reserved);
   sf_release(t2);
 #endif
-  CHECK(x->empty_cache(0) == 0);
-  CHECK(x->memory(0, &s3) == 0);
+  CHECK(x->empty_cache(EMU.index) == 0);
+  CHECK(x->memory(EMU.index, &s3) == 0);
   CHECK(s3.reserved == s3.allocated);
   CHECK(x->memory(5, &s3) != 0);
 }
 
 static void test_pinned_async(void) {
-  const sf_gpu_ext *x = sf_gpu_ext_for(SF_DEV_EMU);
+  const sf_gpu_ext *x = sf_gpu_ext_for((sf_devtype)EMU.type);
   int64_t n = 4099;
   float *h = x->host_alloc(n * sizeof(float)), *back = x->host_alloc(n * sizeof(float));
   CHECK(h && back);
   if (!h || !back) return;
   for (int64_t i = 0; i < n; i++) h[i] = (float)i * 0.5f;
   sf_tensor *t = sf_empty(1, &n, SF_F32, EMU);
-  CHECK(x->copy_async(0, sf_data_ptr(t), h, n * sizeof(float), 1) == 0);
+  CHECK(x->copy_async(EMU.index, sf_data_ptr(t), h, n * sizeof(float), 1) == 0);
   sf_tensor *u = sf_binary_scalar(SF_BIN_MUL, t, 2.0, false); /* stream order: runs after the copy */
-  CHECK(x->copy_async(0, back, sf_data_ptr(u), n * sizeof(float), 0) == 0);
-  CHECK(x->synchronize(0) == 0);
+  CHECK(x->copy_async(EMU.index, back, sf_data_ptr(u), n * sizeof(float), 0) == 0);
+  CHECK(x->synchronize(EMU.index) == 0);
   int bad = 0;
   for (int64_t i = 0; i < n; i++) bad += back[i] != (float)i;
   CHECK(bad == 0);
-  /* a host pointer is not device memory: the copy fails like the real API */
-  CHECK(x->copy_async(0, h, back, 16, 1) != 0);
+  /* a host pointer is not device memory: emu refuses the copy (the real API may accept pinned memory) */
+  if (EMU.type == SF_DEV_EMU) CHECK(x->copy_async(EMU.index, h, back, 16, 1) != 0);
   sf_release(t); sf_release(u);
   x->host_free(h);
   x->host_free(back);
@@ -447,15 +472,18 @@ static void test_errors(void) {
   sf_tensor *a = sf_zeros(1, &n, SF_F32, sf_cpu()), *b = sf_zeros(1, &n, SF_F32, EMU);
   sf_tensor *c = sf_add(a, b);
   CHECK(c == NULL);
-  sf_device bad = {SF_DEV_EMU, 7};
+  sf_device bad = {EMU.type, 15};
+  char name[16];
   sf_tensor *d = sf_zeros(1, &n, SF_F32, bad);
   CHECK(d == NULL);
-  CHECK_ERROR_MENTIONS("emu:7");
+  CHECK_ERROR_MENTIONS(sf_device_str(bad, name, sizeof name));
   sf_release(a); sf_release(b); sf_release(c); sf_release(d);
 }
 
 int main(void) {
   sf_backends_init();
+  if (sf_test_device(&EMU)) return 1;
+  printf("device: %s\n", sf_test_device_name());
   RUN(test_devices_and_transfer);
   RUN(test_copy_cast);
   RUN(test_unary);
@@ -465,6 +493,7 @@ int main(void) {
   RUN(test_large_reductions);
   RUN(test_softmax);
   RUN(test_matmul);
+  RUN(test_linear_bias);
   RUN(test_random);
   RUN(test_cat);
   RUN(test_allocator);

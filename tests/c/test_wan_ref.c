@@ -259,7 +259,9 @@ static int make_refs(const char *cases) {
   char cmd[1400];
   const char *tmp = getenv("SFWB_TEST_TMP") ? getenv("SFWB_TEST_TMP") : "/tmp";
   snprintf(g_base, sizeof g_base, "%s/wanref-%d", tmp, (int)getpid());
-  snprintf(cmd, sizeof cmd, "mkdir -p '%s' && /usr/bin/python3 tests/ref/wan_ref.py %s,%s '%s'", tmp, cases, "t2v_bidir", g_base);
+  /* the interpreter with torch: $SFWB_PYTHON as sfwb.testing's (a GPU machine's torch lives in a venv) */
+  const char *py = getenv("SFWB_PYTHON") && *getenv("SFWB_PYTHON") ? getenv("SFWB_PYTHON") : "/usr/bin/python3";
+  snprintf(cmd, sizeof cmd, "mkdir -p '%s' && '%s' tests/ref/wan_ref.py %s,%s '%s'", tmp, py, cases, "t2v_bidir", g_base);
   if (system(cmd) != 0) {
     fprintf(stderr, "reference script failed: %s\n", cmd);
     return -1;
@@ -273,7 +275,7 @@ static void run_case(const char *cs) {
   run_case_on(cs, dir, sf_cpu());
   if (g_emu) {
     sf_device e;
-    sf_device_parse("emu:0", &e);
+    sf_device_parse(sf_test_device_name(), &e);
     run_case_on(cs, dir, e);
   }
 }
@@ -408,7 +410,7 @@ static void capture_tokens_match_frames(void) {
   tokens_match_frames_on(sf_cpu());
   if (g_emu) {
     sf_device e;
-    sf_device_parse("emu:0", &e);
+    sf_device_parse(sf_test_device_name(), &e);
     tokens_match_frames_on(e);
   }
 }
@@ -416,9 +418,8 @@ static void capture_tokens_match_frames(void) {
 int main(int argc, char **argv) {
   sf_backends_init();
   sf_device e;
-  g_emu = sf_device_parse("emu:0", &e) == 0 && sf_backend_for(e) != NULL;
-  sf_clear_error();
-  printf("devices: cpu%s\n", g_emu ? " emu:0" : "");
+  g_emu = sf_test_device(&e) == 0; /* emu:0, or $SFWB_TEST_DEVICE */
+  printf("devices: cpu%s%s\n", g_emu ? " " : "", g_emu ? sf_test_device_name() : "");
   if (argc > 1 && !strcmp(argv[1], "tokens")) {
     RUN(capture_tokens_match_frames);
     TEST_DONE();

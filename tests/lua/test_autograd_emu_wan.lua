@@ -5,8 +5,7 @@
 local sfwb = require "sfwb"
 local T = require "sfwb.testing"
 
-local emu
-for _, d in ipairs(sfwb.devices()) do if d:match("^emu") then emu = emu or d end end
+local emu = T.test_device() -- emu:0, or $SFWB_TEST_DEVICE (cuda:0 under make gpu-check)
 
 local cfg = {dim = 128, ffn_dim = 128, num_heads = 2, num_layers = 2, in_dim = 4, out_dim = 4, text_dim = 16,
              text_len = 8, freq_dim = 32}

@@ -71,16 +71,16 @@ T.case("bf16 compute (the VAE's bf16 mode) on every case", function()
   T.check(flips <= total * 0.01, "too many rounding flips")
   T.raises(function() conv3d(F.c3_0_x, F.c3_0_w, nil, 1, 1, "f16") end, "f32 or bf16")
 end)
-local has_emu = false
-for _, d in ipairs(sfwb.devices()) do if d == "emu:0" then has_emu = true end end
+local dev = T.test_device() -- emu:0, or $SFWB_TEST_DEVICE
+local has_emu = dev ~= nil
 T.case("emu: implicit-GEMM kernel (kernels/conv.cu) on every case", function()
   if not has_emu then print("  skipped: no emu device in this build") return end
-  local function e(t) return t and t:to("emu:0") end
+  local function e(t) return t and t:to(dev) end
   local worst = 0
   for i, sp in ipairs(c3) do
     local k = "c3_" .. (i - 1) .. "_"
     local y = conv3d(e(F[k .. "x"]), e(F[k .. "w"]), e(F[k .. "b"]), sp[1], sp[2])
-    T.eq(y:device(), "emu:0")
+    T.eq(y:device(), dev)
     worst = math.max(worst, T.close(y, F[k .. "y"], 1e-5))
   end
   for i, sp in ipairs(c2) do

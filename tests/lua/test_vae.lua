@@ -90,18 +90,17 @@ T.case("tiny VAE (dim 8, z 4) on cpu", function()
 end)
 
 T.case("emu: tensor-op VAE with the implicit-GEMM conv kernel (tiny config)", function()
-  local has_emu = false
-  for _, d in ipairs(sfwb.devices()) do if d == "emu:0" then has_emu = true end end
-  if not has_emu then print("  skipped: no emu device in this build") return end
-  local v = sfwb.vae.load(tiny .. "/vae.pth", {device = "emu:0"})
+  local dev = T.test_device() -- emu:0, or $SFWB_TEST_DEVICE
+  if not dev then print("  skipped: no emu device in this build") return end
+  local v = sfwb.vae.load(tiny .. "/vae.pth", {device = dev})
   local lat = v:encode(FT.video)
-  T.eq(lat:device(), "emu:0")
+  T.eq(lat:device(), dev)
   local e1 = T.close(lat, FT.latents, 1e-4)
   -- streaming [0, 1] then [2]; the reference's one-shot decode equals it, so this covers decode too
   v:reset()
   local a = v:decode_chunk(FT.z:narrow(2, 1, 2))
   local b = v:decode_chunk(FT.z:narrow(2, 3, 1))
-  T.eq(a:device(), "emu:0")
+  T.eq(a:device(), dev)
   local e3 = T.close(sfwb.cat({a, b}, 2), FT.decoded, 1e-4)
   print(string.format("  emu: worst relative errors encode %.3g, streamed decode %.3g", e1, e3))
 end)

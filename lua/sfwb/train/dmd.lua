@@ -173,6 +173,7 @@ function M.new(cfg, parts)
     min_num_training_frames = get(cfg, "min_num_training_frames", 21),
     grad_window = get(cfg, "slice_last_frames", 21),
     dtype = get(cfg, "dtype", "f32"), device = get(cfg, "device", "cpu"), dist = self.dist,
+    vae = parts.vae,   -- re-encodes the first frame of rollouts longer than slice_last_frames
   }
   -- model/dmd.py's hyperparameters, with its defaults where the config has no key
   self.num_train_timestep = get(cfg, "num_train_timestep", 1000)
@@ -308,6 +309,7 @@ function Trainer:run_generator(o)
   local ro = {}
   for k, v in pairs(self.rollout_opts) do ro[k] = v end
   ro.rng = self.rng
+  ro.vae = ro.vae or self.vae
   local x, mask, t_from, t_to = Rollout.run_generator(ro, shape,
     {ctx = ctx, clip_fea = extra.clip_fea, y = extra.y, initial_latent = o.initial_latent})
   return x, t_from, t_to, mask

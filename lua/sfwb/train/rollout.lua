@@ -175,6 +175,29 @@ function M.inference_with_trajectory(o, noise, cond)
   return out, t_from, t_to
 end
 
+-- a rollout longer than slice_last_frames (grad_window; 21 in Self-Forcing, LongLive's slice_last_frames, -1 =
+-- keep all): model/base.py _run_generator decodes every frame but the last slice - 1 to pixels (no grad), encodes
+-- the last decoded pixel frame back into one latent frame and puts it before the last slice - 1 frames
+function M.slice_last(o, out)
+  local sl = o.grad_window or 21
+  local F = out:size(2)
+  if sl == -1 or F <= sl then return out end
+  local vae = o.vae
+  if not vae then
+    error(string.format("train: a %d-frame rollout is longer than slice_last_frames %d, and the original re-encodes its " ..
+                        "first frame through the VAE: give the trainer a VAE (parts.vae)", F, sl), 3)
+  end
+  local image_latent
+  sfwb.no_grad(function()
+    local prefix = sl > 1 and out:narrow(2, 1, F - (sl - 1)) or out
+    local pixels = vae:decode(prefix:detach():contiguous())                     -- [B, T, 3, H, W], clamped
+    local frame = pixels:narrow(2, pixels:size(2), 1):to(out:dtype())          -- the last pixel frame
+    image_latent = vae:encode(frame:permute({1, 3, 2, 4, 5}):contiguous()):to(out:dtype())  -- [B, 1, C, h, w]
+  end)
+  if sl == 1 then return image_latent end
+  return sfwb.cat({image_latent, out:narrow(2, F - sl + 2, sl - 1)}, 2)
+end
+
 -- _run_generator: random rollout length (blocks), then the rollout; returns x [B, F, C, h, w], mask, t_from, t_to
 function M.run_generator(o, shape, cond)
   local nfpb = o.nfpb
@@ -198,10 +221,7 @@ function M.run_generator(o, shape, cond)
   local noise = normal(rng, {shape[1], F_gen, shape[3], shape[4], shape[5]}, {dtype = o.dtype or "f32", device = o.device})
   -- a bidirectional generator plugs in its own trajectory (sfwb.train.rollout_bidirectional)
   local out, t_from, t_to = (o.trajectory or M.inference_with_trajectory)(o, noise, cond)
-  if out:size(2) > (o.grad_window or 21) then
-    error("train.dmd: rollouts longer than the teacher window need the VAE re-encode of the first frame, " ..
-          "which this trainer does not implement yet; set num_training_frames <= 21", 2)
-  end
+  out = M.slice_last(o, out)
   local mask = nil
   if F_gen ~= min_F then
     mask = iff and 1 or nfpb -- leading frames excluded from the loss

@@ -56,6 +56,7 @@ int sf_dev_enter(int index) {
       if (sf_cuda_check(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), "cudaStreamCreate")) return -1;
       if (cublasCreate(&s->blas) != CUBLAS_STATUS_SUCCESS) return sf_error("cublasCreate failed on %s:%d", sf_dev_prefix(), index);
       cublasSetStream(s->blas, s->stream);
+      if (cublasLtCreate(&s->lt) != CUBLAS_STATUS_SUCCESS) return sf_error("cublasLtCreate failed on %s:%d", sf_dev_prefix(), index);
       __atomic_store_n(&s->ready, true, __ATOMIC_RELEASE);
     }
   }

@@ -1,5 +1,6 @@
 // cuda_gemm.cc — batched matmul through cublasGemmStridedBatchedEx: bf16/f16 inputs with f32
-// accumulation, f32 (TF32 only when sfwb asks for it), f64. Row-major C = A B is computed as the
+// accumulation, f32 (TF32 only when sfwb asks for it), f64; and the bf16/f16 linear layer with its bias
+// through cuBLASLt's bias epilogue (sf_gemm_bias). Row-major C = A B is computed as the
 // column-major C^T = B^T A^T; an operand whose layout cuBLAS cannot express (no unit stride, or a
 // leading dimension too small, e.g. an expanded dim) is first copied contiguous.
 #include "backend/cuda/cuda_host.h"
@@ -85,6 +86,60 @@ int sf_gemm(sf_tensor *out, const sf_tensor *a, const sf_tensor *b) {
     return sf_error("matmul on %s: cublasGemmStridedBatchedEx failed with status %d ([%lld, %lld, %lld] x [%lld, %lld, %lld], %s)",
                     sf_dev_prefix(), (int)st, (long long)B, (long long)M, (long long)K, (long long)B, (long long)K,
                     (long long)N, sf_dtype_name(dt));
+  return 0;
+}
+
+/* ---- cuBLASLt with the bias epilogue: out = round(a b + bias), bf16/f16, f32 accumulation and bias add ---- */
+
+#define SF_LT_WORKSPACE (32u << 20) /* cuBLASLt's heuristics pick Hopper's faster kernels only with a workspace */
+
+static bool lt_ok(cublasStatus_t st) { return st == CUBLAS_STATUS_SUCCESS; }
+
+int sf_gemm_bias(sf_tensor *out, const sf_tensor *a, const sf_tensor *b, const sf_tensor *bias) {
+  sf_dtype dt = out->dtype;
+  if ((dt != SF_BF16 && dt != SF_F16) || a->dtype != dt || b->dtype != dt || bias->dtype != dt) return 1;
+  if (out->ndim != 2 || a->ndim != 2 || b->ndim != 2 || bias->ndim != 1) return 1;
+  int64_t M = a->shape[0], K = a->shape[1], N = b->shape[1];
+  if (M == 0 || N == 0 || K == 0 || M > INT32_MAX || N > INT32_MAX || K > INT32_MAX) return 1;
+  if (out->stride[1] != 1 || (M > 1 && out->stride[0] != N) || (N > 1 && bias->stride[0] != 1)) return 1;
+  cublasOperation_t opa, opb;
+  int64_t lda, ldb;
+  if (!gemm_layout(K, N, b->stride[0], b->stride[1], &opb, &ldb) || !gemm_layout(M, K, a->stride[0], a->stride[1], &opa, &lda)) return 1;
+  const int index = sf_device_of(out).index;
+  if (sf_dev_enter(index)) return -1;
+  sf_dev_state *ds = sf_dev_current();
+  if (!ds->lt_ws) { /* outside the caching allocator: not a tensor, and kept for the process */
+    if (sf_cuda_check(cudaMalloc(&ds->lt_ws, SF_LT_WORKSPACE), "allocating the cuBLASLt workspace")) return -1;
+    ds->lt_ws_bytes = SF_LT_WORKSPACE;
+  }
+  /* column-major C^T (N x M) = op(B) (N x K) * op(A) (K x M); the bias runs along C^T's rows (N) */
+  cudaDataType t = blas_type(dt);
+  cublasLtMatmulDesc_t desc = NULL;
+  cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
+  cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+  const void *bias_ptr = sf_data_ptr(bias);
+  float one = 1.0f, zero = 0.0f;
+  cublasStatus_t st = cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+  if (lt_ok(st)) st = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opb, sizeof opb);
+  if (lt_ok(st)) st = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opa, sizeof opa);
+  if (lt_ok(st)) st = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
+  if (lt_ok(st)) st = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof bias_ptr);
+  /* stored shapes: op N keeps (rows, cols) = op's shape, op T stores the transpose */
+  if (lt_ok(st)) st = cublasLtMatrixLayoutCreate(&la, t, opb == CUBLAS_OP_N ? N : K, opb == CUBLAS_OP_N ? K : N, ldb);
+  if (lt_ok(st)) st = cublasLtMatrixLayoutCreate(&lb, t, opa == CUBLAS_OP_N ? K : M, opa == CUBLAS_OP_N ? M : K, lda);
+  if (lt_ok(st)) st = cublasLtMatrixLayoutCreate(&lc, t, N, M, N);
+  if (lt_ok(st))
+    st = cublasLtMatmul(ds->lt, desc, &one, sf_data_ptr(b), la, sf_data_ptr(a), lb, &zero, sf_data_ptr(out), lc,
+                        sf_data_ptr(out), lc, NULL, ds->lt_ws, ds->lt_ws_bytes, sf_cuda_stream());
+  if (lc) cublasLtMatrixLayoutDestroy(lc);
+  if (lb) cublasLtMatrixLayoutDestroy(lb);
+  if (la) cublasLtMatrixLayoutDestroy(la);
+  if (desc) cublasLtMatmulDescDestroy(desc);
+  /* no kernel for this layout or alignment (cuBLASLt is pickier than cublasGemmEx): the caller's unfused path */
+  if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE) return 1;
+  if (!lt_ok(st))
+    return sf_error("linear on %s: cublasLtMatmul (bias epilogue) failed with status %d ([%lld, %lld] x [%lld, %lld], %s)",
+                    sf_dev_prefix(), (int)st, (long long)M, (long long)K, (long long)K, (long long)N, sf_dtype_name(dt));
   return 0;
 }
 

@@ -11,6 +11,7 @@
 #ifdef SF_EMU
 #include "emu/emu_cublas.h"
 #else
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #endif
 
@@ -22,6 +23,9 @@ struct sf_dev_state {
   bool ready;
   cudaStream_t stream;
   cublasHandle_t blas;
+  cublasLtHandle_t lt; /* cuBLASLt, for GEMMs with an epilogue (sf_gemm_bias) */
+  void *lt_ws;         /* its workspace (sf_gemm_bias allocates it on first use) */
+  size_t lt_ws_bytes;
 };
 
 /* makes dev current for this thread (and initializes its stream/handles once); -1 + sf_error on failure */
@@ -39,6 +43,8 @@ int sf_alloc_reset_peak(int index);
 
 /* out[B,M,N] = a[B,M,K] b[B,K,N] (cuda_gemm.cc) */
 int sf_gemm(sf_tensor *out, const sf_tensor *a, const sf_tensor *b);
+/* out[M,N] = round(a[M,K] b[K,N] + bias[N]), bf16/f16, through cuBLASLt's bias epilogue (train_ops.h linear_bias) */
+int sf_gemm_bias(sf_tensor *out, const sf_tensor *a, const sf_tensor *b, const sf_tensor *bias);
 
 /* device collectives (cuda_nccl.cc) */
 extern const sf_gpu_ext sf_gpu_services;

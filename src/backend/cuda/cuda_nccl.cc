@@ -2,6 +2,7 @@
 // collectives through NCCL (real build) or the emulated NCCL among emu devices (emu build). The
 // unique id travels between ranks by the caller (MPI broadcast in src/dist, or shared memory for
 // threads of one process).
+#include <stdio.h>
 #include <string.h>
 
 #include "backend/cuda/cuda_host.h"
@@ -133,8 +134,62 @@ static int svc_broadcast(sf_gpu_comm *c, const void *send, void *recv, size_t co
   return finish(c, ncclBroadcast(send, recv, count, t, root, SF_COMM(c), sf_cuda_stream()), "broadcast");
 }
 
+static int svc_props(int index, sf_gpu_props *out) {
+  if (sf_dev_enter(index)) return -1;
+  cudaDeviceProp p;
+  if (sf_cuda_check(cudaGetDeviceProperties(&p, index), "cudaGetDeviceProperties")) return -1;
+  memset(out, 0, sizeof *out);
+  snprintf(out->name, sizeof out->name, "%s", p.name);
+  out->total_mem = p.totalGlobalMem;
+  out->smem_per_block = p.sharedMemPerBlock;
+  out->smem_per_block_optin = p.sharedMemPerBlockOptin;
+  out->multiprocessors = p.multiProcessorCount;
+  out->cc_major = p.major;
+  out->cc_minor = p.minor;
+  size_t fr = 0, tot = 0;
+  if (sf_cuda_check(cudaMemGetInfo(&fr, &tot), "cudaMemGetInfo")) return -1;
+  out->free_mem = fr;
+  return 0;
+}
+
+} // namespace SF_CUDA_NS
+
+/* identical in both builds, as sf_gpu_comm: the event is kept as void * */
+struct sf_gpu_event {
+  void *ev;
+  int index;
+};
+#define SF_EV(e) ((cudaEvent_t)(e)->ev)
+
+namespace SF_CUDA_NS {
+
+static sf_gpu_event *svc_event_new(int index) {
+  if (sf_dev_enter(index)) return NULL;
+  cudaEvent_t e;
+  if (sf_cuda_check(cudaEventCreate(&e), "cudaEventCreate")) return NULL;
+  return new sf_gpu_event{(void *)e, index};
+}
+static int svc_event_record(sf_gpu_event *e) {
+  if (sf_dev_enter(e->index)) return -1;
+  return sf_cuda_check(cudaEventRecord(SF_EV(e), sf_cuda_stream()), "cudaEventRecord");
+}
+static int svc_event_elapsed(sf_gpu_event *a, sf_gpu_event *b, double *ms) {
+  if (sf_dev_enter(b->index)) return -1;
+  if (sf_cuda_check(cudaEventSynchronize(SF_EV(b)), "cudaEventSynchronize")) return -1;
+  float f = 0;
+  if (sf_cuda_check(cudaEventElapsedTime(&f, SF_EV(a), SF_EV(b)), "cudaEventElapsedTime")) return -1;
+  *ms = f;
+  return 0;
+}
+static void svc_event_free(sf_gpu_event *e) {
+  if (!e) return;
+  cudaEventDestroy(SF_EV(e));
+  delete e;
+}
+
 const sf_gpu_ext sf_gpu_services = {svc_memory,     svc_empty,          svc_reset_peak, svc_sync, svc_tf32, svc_host_alloc, svc_host_free, svc_copy_async,
                                     svc_unique_id,  svc_comm_init,      svc_comm_free,  svc_all_reduce,
-                                    svc_reduce_scatter, svc_all_gather, svc_broadcast};
+                                    svc_reduce_scatter, svc_all_gather, svc_broadcast, svc_props,
+                                    svc_event_new,  svc_event_record,   svc_event_elapsed, svc_event_free};
 
 } // namespace SF_CUDA_NS

@@ -107,7 +107,7 @@ static int tr_unary_bwd(int op, sf_tensor *dx, const sf_tensor *dy, const sf_ten
 }
 
 static const sf_train_ops g_train = {tr_layer_norm_bwd, tr_rms_norm_bwd, tr_rope3d_bwd, tr_attention_bwd, tr_adamw, tr_sum_sq, tr_ema,
-                                     tr_unary_bwd};
+                                     tr_unary_bwd, nullptr, sf_gemm_bias};
 
 static struct attach_train {
   attach_train() {

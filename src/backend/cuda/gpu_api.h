@@ -19,6 +19,17 @@ typedef struct {
   size_t cached_blocks;
 } sf_gpu_mem_stats;
 
+/* what the device says of itself (cudaGetDeviceProperties, cudaMemGetInfo) */
+typedef struct {
+  char name[256];
+  size_t total_mem, free_mem;
+  size_t smem_per_block, smem_per_block_optin; /* static/default and opt-in dynamic shared memory limits */
+  int multiprocessors, cc_major, cc_minor;
+} sf_gpu_props;
+
+/* a timing event on a device's stream (cudaEvent_t; emu records in issue order = completion order) */
+typedef struct sf_gpu_event sf_gpu_event;
+
 typedef enum { SF_DIST_SUM = 0, SF_DIST_PROD, SF_DIST_MAX, SF_DIST_MIN, SF_DIST_AVG } sf_dist_op;
 
 /* one communicator: a rank's view of a group of devices */
@@ -45,6 +56,12 @@ typedef struct sf_gpu_ext {
   int (*reduce_scatter)(sf_gpu_comm *c, const void *send, void *recv, size_t count, sf_dtype dt, sf_dist_op op);
   int (*all_gather)(sf_gpu_comm *c, const void *send, void *recv, size_t count, sf_dtype dt);
   int (*broadcast)(sf_gpu_comm *c, const void *send, void *recv, size_t count, sf_dtype dt, int root);
+  int (*props)(int index, sf_gpu_props *out);
+  /* events: record enqueues on the device's stream; elapsed_ms waits for `end` and gives end - start */
+  sf_gpu_event *(*event_new)(int index);
+  int (*event_record)(sf_gpu_event *e);
+  int (*event_elapsed_ms)(sf_gpu_event *start, sf_gpu_event *end, double *ms);
+  void (*event_free)(sf_gpu_event *e);
 } sf_gpu_ext;
 
 void sf_gpu_register(sf_devtype type, const sf_gpu_ext *ext);
