@@ -1,5 +1,5 @@
 -- sfwb/json.lua — JSON encode (sorted keys, readable indentation) and decode for recipe outputs,
--- config.json files and safetensors headers. Non-finite numbers encode as null.
+-- config.json files and safetensors headers. Non-finite numbers encode as null; decoding is cJSON's.
 local M = {}
 
 local function esc(s)
@@ -72,86 +72,18 @@ function M.encode(v, o)
   return table.concat(out)
 end
 
-function M.decode(s)
-  local pos = 1
-  local function ws() pos = s:find("[^ \t\r\n]", pos) or #s + 1 end
-  local function fail(msg) error(string.format("json: %s at byte %d", msg, pos), 0) end
-  local val
-  local function str()
-    local out = {}
-    pos = pos + 1
-    while true do
-      local c = s:sub(pos, pos)
-      if c == "" then fail("unterminated string") end
-      if c == '"' then pos = pos + 1 break end
-      if c == "\\" then
-        local e = s:sub(pos + 1, pos + 1)
-        local m = {b = "\b", f = "\f", n = "\n", r = "\r", t = "\t", ['"'] = '"', ["\\"] = "\\", ["/"] = "/"}
-        if e == "u" then
-          local cp = tonumber(s:sub(pos + 2, pos + 5), 16) or fail("bad \\u escape")
-          out[#out + 1] = utf8.char(cp)
-          pos = pos + 6
-        else
-          out[#out + 1] = m[e] or fail("bad escape")
-          pos = pos + 2
-        end
-      else
-        out[#out + 1] = c
-        pos = pos + 1
-      end
-    end
-    return table.concat(out)
-  end
-  function val()
-    ws()
-    local c = s:sub(pos, pos)
-    if c == "{" then
-      local t = {}
-      pos = pos + 1
-      ws()
-      if s:sub(pos, pos) == "}" then pos = pos + 1 return t end
-      while true do
-        ws()
-        if s:sub(pos, pos) ~= '"' then fail("expected a key") end
-        local k = str()
-        ws()
-        if s:sub(pos, pos) ~= ":" then fail("expected ':'") end
-        pos = pos + 1
-        t[k] = val()
-        ws()
-        local d = s:sub(pos, pos)
-        pos = pos + 1
-        if d == "}" then return t end
-        if d ~= "," then fail("expected ',' or '}'") end
-      end
-    elseif c == "[" then
-      local t = {}
-      pos = pos + 1
-      ws()
-      if s:sub(pos, pos) == "]" then pos = pos + 1 return t end
-      while true do
-        t[#t + 1] = val()
-        ws()
-        local d = s:sub(pos, pos)
-        pos = pos + 1
-        if d == "]" then return t end
-        if d ~= "," then fail("expected ',' or ']'") end
-      end
-    elseif c == '"' then return str()
-    elseif s:sub(pos, pos + 3) == "true" then pos = pos + 4 return true
-    elseif s:sub(pos, pos + 4) == "false" then pos = pos + 5 return false
-    elseif s:sub(pos, pos + 3) == "null" then pos = pos + 4 return nil
-    else
-      local n = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
-      if not n or n == "" then fail("unexpected '" .. c .. "'") end
-      pos = pos + #n
-      return math.tointeger(tonumber(n)) or tonumber(n)
-    end
-  end
-  local v = val()
-  ws()
-  if pos <= #s then fail("trailing characters") end
+-- JSON null -> nil: a key with null is absent; in an array a hole keeps the other elements' positions
+local function drop_nulls(v)
+  if type(v) ~= "table" then return v end
+  if rawequal(v, sfwb._null) then return nil end
+  for k, x in pairs(v) do v[k] = drop_nulls(x) end
   return v
+end
+
+-- decode(s [, name]) -> Lua value. The reader is cJSON's (src/lua/lua_config.c: integers exact to 64 bits),
+-- the one JSON parser of sfwb; errors name `name` and the byte.
+function M.decode(s, name)
+  return drop_nulls(sfwb._json.parse(s, name))
 end
 
 function M.write(path, v)
@@ -163,10 +95,7 @@ function M.write(path, v)
 end
 
 function M.read(path)
-  local f = assert(io.open(path, "r"))
-  local s = f:read("a")
-  f:close()
-  return M.decode(s)
+  return drop_nulls(sfwb._json.load_file(path))
 end
 
 return M

@@ -226,11 +226,8 @@ function M.write_prompts(path, scenes)
 end
 
 -- ---------------------------------------------------------------- measurements
-local PALETTE, INDEX = {}, {}
-for i, c in ipairs(M.colours) do
-  PALETTE[i] = M.rgb[c]
-  INDEX[c] = i
-end
+local PALETTE = {}
+for i, c in ipairs(M.colours) do PALETTE[i] = M.rgb[c] end
 
 -- per frame: the balls found by colour: {n=, {colour="red", area=, x=, y=}, ...} (largest first).
 -- A pixel belongs to a palette colour within `tol` (RGB distance, default 90: under half the closest

@@ -62,8 +62,8 @@ static bool out_is_float(sf_tensor *out) { return sf_dtype_is_float(out->dtype) 
 
 /* the device's fused activation backward when it has one: 1 = not fused here */
 static int fused_unary_bw(sf_unary_op op, sf_tensor *g, sf_tensor *a, sf_tensor **out) {
-  sf_backend *be = a ? sf_backend_of(a) : NULL;
-  if (!be || !be->train || !be->train->unary_bwd || !sf_same_shape(g, a)) return 1;
+  const sf_backend *be = a ? sf_backend_of(a) : NULL;
+  if (!sf_backend_supports(be, SF_CAP_UNARY_BWD, op, NULL, g, a) || !sf_same_shape(g, a)) return 1;
   sf_tensor *gc = sf_contiguous(g), *ac = gc ? sf_contiguous(a) : NULL;
   sf_tensor *dx = ac ? sf_empty(a->ndim, a->shape, g->dtype, sf_device_of(a)) : NULL;
   int rc = dx ? be->train->unary_bwd(op, dx, gc, ac) : -1;
@@ -471,11 +471,13 @@ sf_tensor *sf_ag_matmul(sf_tensor *out, sf_tensor *a, sf_tensor *b) {
 
 /* acc += a b through the device's matmul_acc when it has one: 0 done, else the caller computes a fresh product */
 static int matmul_into(sf_tensor *acc, sf_tensor *a, sf_tensor *b) {
-  sf_backend *be = sf_backend_of(acc);
-  if (!a || !b || !be || !be->train || !be->train->matmul_acc) return 1;
+  const sf_backend *be = sf_backend_of(acc);
+  if (!a || !b || !be) return 1;
   int64_t s2[2] = {-1, acc->shape[acc->ndim - 1]};
   sf_tensor *acc2 = sf_reshape(acc, 2, s2); /* a view: acc is contiguous */
-  int rc = acc2 && acc2->storage == acc->storage ? be->train->matmul_acc(acc2, a, b) : 1;
+  int rc = acc2 && acc2->storage == acc->storage && sf_backend_supports(be, SF_CAP_MATMUL_ACC, 0, acc2, a, b)
+               ? be->train->matmul_acc(acc2, a, b)
+               : 1;
   sf_release(acc2);
   return rc;
 }

@@ -8,7 +8,7 @@
 #include "core/error.h"
 
 static const sf_train_ops *train_for(sf_tensor *t, const char *op) {
-  sf_backend *b = sf_backend_of(t);
+  const sf_backend *b = sf_backend_of(t);
   if (!b) return NULL;
   if (!b->train) {
     char buf[32];

@@ -20,6 +20,13 @@ struct sf_nn_ops;
 struct sf_conv_ops;
 struct sf_train_ops;
 
+/* optional capabilities of a backend, asked through sf_backend.supports before the op is called */
+typedef enum {
+  SF_CAP_UNARY_BWD,  /* train->unary_bwd fuses the backward of activation `op` (sf_unary_op) */
+  SF_CAP_MATMUL_ACC, /* train->matmul_acc can add a b into out for these operands */
+  SF_CAP_LINEAR_BIAS, /* train->linear_bias can compute out = a b + bias for out, a, b (bias [N], out's dtype, unit stride) */
+} sf_capability;
+
 typedef struct sf_backend {
   const char *name;
   int (*device_count)(void);
@@ -57,17 +64,26 @@ typedef struct sf_backend {
   const struct sf_nn_ops *nn;
   const struct sf_conv_ops *conv;
   const struct sf_train_ops *train;
+
+  /* optional ops (ggml's supports_op): may the caller use the capability for these operands? NULL = none.
+   * An op the query allows must then succeed (0) or fail with an error (-1); "1 = not done" is gone. */
+  bool (*supports)(sf_capability cap, int op, const sf_tensor *out, const sf_tensor *a, const sf_tensor *b);
 } sf_backend;
 
-/* registry: the CPU backend is always present; others register at start-up (sf_backends_init) */
-void sf_register_backend(sf_devtype type, sf_backend *b);
-sf_backend *sf_backend_for(sf_device dev); /* NULL + error for an absent device */
-sf_backend *sf_backend_of(const sf_tensor *t);
+/* the capability query of `b` (false for a NULL backend or a backend without the query) */
+bool sf_backend_supports(const sf_backend *b, sf_capability cap, int op, const sf_tensor *out, const sf_tensor *a,
+                         const sf_tensor *b2);
+
+/* registry: every backend is registered explicitly, once, by sf_backends_init (cpu always, emu always,
+ * cuda when built with it); each registers one complete table (core, nn, conv, train, supports). */
+void sf_register_backend(sf_devtype type, const sf_backend *b);
+const sf_backend *sf_backend_for(sf_device dev); /* NULL + error for an absent device */
+const sf_backend *sf_backend_of(const sf_tensor *t);
 int sf_backends_init(void);                /* idempotent; called by sfwb's Lua module on open */
 /* "cpu", "emu:0", ... of every usable device, NULL-terminated static array */
 int sf_device_list(char names[][16], int max);
 
-extern sf_backend sf_cpu_backend;
+extern const sf_backend sf_cpu_backend;
 
 #ifdef __cplusplus
 }

@@ -38,16 +38,16 @@ typedef struct sf_train_ops {
   /* shadow (f32) = decay * shadow + (1 - decay) * param */
   int (*ema)(sf_tensor *shadow, const sf_tensor *param, double decay);
   /* optional fused backward of an activation (sf_unary_op): dx = dy * f'(x), all contiguous, same shape, dx
-   * of dy's dtype. Returns 1 (nothing written) for ops it does not fuse; NULL = none fused. */
+   * of dy's dtype. Called only for ops the backend's supports(SF_CAP_UNARY_BWD, op) allows. */
   int (*unary_bwd)(int op, sf_tensor *dx, const sf_tensor *dy, const sf_tensor *x);
   /* optional: out += a b for 2-D a [M, K], b [K, N] of out's float dtype (each with unit stride in one of its
    * two dims), out contiguous [M, N]: backward adds a gradient GEMM straight into the gradient accumulated so
-   * far (no temporary, no separate add). Returns 1 (nothing written) when it cannot; NULL = none. */
+   * far (no temporary, no separate add). Called only when supports(SF_CAP_MATMUL_ACC, 0, out, a, b) allows. */
   int (*matmul_acc)(sf_tensor *out, const sf_tensor *a, const sf_tensor *b);
   /* optional: out [M, N] (bf16/f16, contiguous) = round(a b + bias) for 2-D a [M, K], b [K, N] and bias [N] of
    * out's dtype (a, b with unit stride in one of their two dims): f32 accumulation, the bias added in f32, one
    * rounding; the low-precision linear layer in one GEMM (cuBLASLt's bias epilogue) instead of an f32 GEMM
-   * output, a bias add and a cast. Returns 1 (nothing written) when it cannot; NULL = none. */
+   * output, a bias add and a cast. Called only when supports(SF_CAP_LINEAR_BIAS, 0, out, a, b) allows. */
   int (*linear_bias)(sf_tensor *out, const sf_tensor *a, const sf_tensor *b, const sf_tensor *bias);
 } sf_train_ops;
 

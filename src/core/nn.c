@@ -5,24 +5,14 @@
 
 #include "autograd/autograd.h"
 #include "backend/backend.h"
+#include "backend/conv_ops.h"
 #include "core/error.h"
 #include "core/nn.h"
 #include "core/ops.h"
 
-/* the device backends' tables (src/backend/cuda/cuda_nn.cc); weak so CPU-only builds link. They are
- * also attached at start-up, but static-initialisation order across C++ files is not guaranteed, so
- * a backend found without a table is completed here. */
-__attribute__((weak)) const sf_nn_ops *sf_emu_nn_ops(void) { return NULL; }
-__attribute__((weak)) const sf_nn_ops *sf_cuda_nn_ops(void) { return NULL; }
-extern const sf_nn_ops sf_cpu_nn_ops;
-
 static const sf_nn_ops *nn_of(const sf_tensor *t, const char *op) {
-  sf_backend *b = sf_backend_of(t);
+  const sf_backend *b = sf_backend_of(t);
   if (!b) return NULL;
-  if (!b->nn) {
-    const int ty = sf_device_of(t).type;
-    b->nn = ty == SF_DEV_EMU ? sf_emu_nn_ops() : ty == SF_DEV_CUDA ? sf_cuda_nn_ops() : ty == SF_DEV_CPU ? &sf_cpu_nn_ops : NULL;
-  }
   if (!b->nn) {
     char buf[32];
     sf_error("%s: the %s backend has no fused model ops (device %s)", op, b->name, sf_device_str(sf_device_of(t), buf, sizeof buf));
@@ -273,4 +263,36 @@ sf_tensor *sf_attention(sf_tensor *q, sf_tensor *k, sf_tensor *v, const sf_attn_
   if (lse && out) *lse = l;
   else sf_release(l);
   return out;
+}
+
+/* ---- convolutions: the checked dispatch to the device's conv table (backend/conv_ops.h) ---- */
+
+const sf_conv_ops *sf_conv_ops_for(const sf_tensor *x) {
+  const sf_backend *be = sf_backend_of(x);
+  if (!be) return NULL;
+  if (be->conv) return be->conv;
+  sf_error("conv: the %s backend has no convolution ops", be->name);
+  return NULL;
+}
+
+sf_tensor *sf_conv3d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[3], const int pad[3]) {
+  if (!sf_device_eq(sf_device_of(x), sf_device_of(w)) || (b && !sf_device_eq(sf_device_of(x), sf_device_of(b)))) {
+    sf_error("conv3d: input, weight and bias must be on one device");
+    return NULL;
+  }
+  const sf_conv_ops *ops = sf_conv_ops_for(x);
+  if (!ops) return NULL;
+  bool g = sf_set_grad_enabled(false);
+  return sf_ag_conv(sf_ag_resume(g, ops->conv3d(x, w, b, stride, pad)), 3, x, w, b, stride, pad);
+}
+
+sf_tensor *sf_conv2d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[2], const int pad[2]) {
+  if (!sf_device_eq(sf_device_of(x), sf_device_of(w)) || (b && !sf_device_eq(sf_device_of(x), sf_device_of(b)))) {
+    sf_error("conv2d: input, weight and bias must be on one device");
+    return NULL;
+  }
+  const sf_conv_ops *ops = sf_conv_ops_for(x);
+  if (!ops) return NULL;
+  bool g = sf_set_grad_enabled(false);
+  return sf_ag_conv(sf_ag_resume(g, ops->conv2d(x, w, b, stride, pad)), 2, x, w, b, stride, pad);
 }

@@ -14,7 +14,7 @@
 
 #define SHAPE(t, buf) sf_shape_str((t), (buf), sizeof(buf))
 
-static sf_backend *same_device(const char *op, sf_tensor *a, sf_tensor *b) {
+static const sf_backend *same_device(const char *op, sf_tensor *a, sf_tensor *b) {
   if (!sf_device_eq(sf_device_of(a), sf_device_of(b))) {
     char da[32], db[32];
     sf_error("%s: tensors are on different devices (%s and %s); move one with :to()", op,
@@ -97,7 +97,7 @@ sf_tensor *sf_rand(int ndim, const int64_t *shape, sf_dtype dt, sf_device dev) {
 static sf_tensor *to_device_impl(sf_tensor *t, sf_device dev) {
   sf_device src = sf_device_of(t);
   if (sf_device_eq(src, dev)) return sf_retain(t);
-  sf_backend *bs = sf_backend_for(src), *bd = sf_backend_for(dev);
+  const sf_backend *bs = sf_backend_for(src), *bd = sf_backend_for(dev);
   if (!bs || !bd) return NULL;
   sf_tensor *c = sf_contiguous(t);
   if (!c) return NULL;
@@ -176,7 +176,7 @@ int sf_copy_(sf_tensor *dst, sf_tensor *src) {
 
 int sf_fill_(sf_tensor *t, double v) {
   if (sf_ag_check_inplace(t, "fill_")) return -1;
-  sf_backend *b = sf_backend_of(t);
+  const sf_backend *b = sf_backend_of(t);
   return b ? b->fill(t, v) : -1;
 }
 
@@ -285,7 +285,7 @@ static bool unary_is_float_op(sf_unary_op op) {
 
 static sf_tensor *unary_impl(sf_unary_op op, sf_tensor *a, double p0, double p1) {
   if ((unsigned)op >= SF_UN_COUNT) { sf_error("unary: invalid op %d", (int)op); return NULL; }
-  sf_backend *b = sf_backend_of(a);
+  const sf_backend *b = sf_backend_of(a);
   if (!b) return NULL;
   sf_tensor *in = NULL;
   sf_dtype out_dt;
@@ -324,7 +324,7 @@ static void binary_dtypes(sf_binary_op op, sf_dtype ta, sf_dtype tb, sf_dtype *c
 }
 
 static sf_tensor *binary_into(sf_binary_op op, sf_tensor *out, sf_tensor *a, sf_tensor *b, sf_dtype compute) {
-  sf_backend *be = sf_backend_of(out);
+  const sf_backend *be = sf_backend_of(out);
   sf_tensor *ca = sf_cast(a, compute), *cb = ca ? sf_cast(b, compute) : NULL;
   sf_tensor *ea = cb ? sf_expand(ca, out->ndim, out->shape) : NULL;
   sf_tensor *eb = ea ? sf_expand(cb, out->ndim, out->shape) : NULL;
@@ -382,7 +382,7 @@ static sf_dtype scalar_compute_dtype(sf_binary_op op, sf_dtype ta, double s) {
 
 static sf_tensor *binary_scalar_impl(sf_binary_op op, sf_tensor *a, double s, bool scalar_first) {
   if ((unsigned)op >= SF_BIN_COUNT) { sf_error("binary: invalid op %d", (int)op); return NULL; }
-  sf_backend *be = sf_backend_of(a);
+  const sf_backend *be = sf_backend_of(a);
   if (!be) return NULL;
   sf_dtype c = scalar_compute_dtype(op, a->dtype, s);
   sf_tensor *ca = sf_cast(a, c);
@@ -434,7 +434,7 @@ static const char *reduce_name(sf_reduce_op op) {
 static sf_tensor *reduce_impl(sf_reduce_op op, sf_tensor *a, int dim, bool keepdim) {
   char b[128];
   if ((unsigned)op >= SF_RED_COUNT) { sf_error("reduce: invalid op %d", (int)op); return NULL; }
-  sf_backend *be = sf_backend_of(a);
+  const sf_backend *be = sf_backend_of(a);
   if (!be) return NULL;
   sf_tensor *src;
   int d;
@@ -485,7 +485,7 @@ static sf_tensor *reduce_impl(sf_reduce_op op, sf_tensor *a, int dim, bool keepd
 }
 
 static sf_tensor *softmax_impl(sf_tensor *a, int dim, bool log) {
-  sf_backend *be = sf_backend_of(a);
+  const sf_backend *be = sf_backend_of(a);
   if (!be) return NULL;
   int d = sf_wrap_dim(dim, a->ndim);
   if (d < 0) return NULL;
@@ -535,7 +535,7 @@ static bool inner_ok(const sf_tensor *t) {
 static sf_tensor *matmul_into(sf_tensor *a, sf_tensor *b, sf_dtype out_dt) {
   char ba[128], bb[128];
   if (!same_device("matmul", a, b)) return NULL;
-  sf_backend *be = sf_backend_of(a);
+  const sf_backend *be = sf_backend_of(a);
   if (a->ndim == 0 || b->ndim == 0) { sf_error("matmul: both operands need at least 1 dim (got %s and %s)", SHAPE(a, ba), SHAPE(b, bb)); return NULL; }
   sf_dtype dt = sf_promote(a->dtype, b->dtype);
   if (!sf_dtype_is_float(dt)) { sf_error("matmul: needs float tensors, got %s and %s", sf_dtype_name(a->dtype), sf_dtype_name(b->dtype)); return NULL; }
@@ -621,17 +621,17 @@ static sf_tensor *linear_impl(sf_tensor *x, sf_tensor *w, sf_tensor *bias) {
   sf_tensor *wt = sf_transpose(w, 0, 1);
   if (!wt) return NULL;
   const sf_dtype dt = sf_promote(x->dtype, w->dtype);
-  sf_backend *be = sf_backend_of(x);
+  const sf_backend *be = sf_backend_of(x);
   if (bias && (dt == SF_BF16 || dt == SF_F16) && x->dtype == dt && w->dtype == dt && bias->dtype == dt && be && be->train &&
-      be->train->linear_bias && sf_device_eq(sf_device_of(x), sf_device_of(w)) &&
-      sf_device_eq(sf_device_of(x), sf_device_of(bias))) {
+      be->train->linear_bias && (bias->shape[0] <= 1 || bias->stride[0] == 1) &&
+      sf_device_eq(sf_device_of(x), sf_device_of(w)) && sf_device_eq(sf_device_of(x), sf_device_of(bias))) {
     /* the same numerics in one GEMM with a bias epilogue (cuBLASLt on the GPU) */
     int64_t ysh[SF_MAX_DIMS], x2s[2] = {-1, w->shape[1]}, y2s[2] = {-1, w->shape[0]};
     memcpy(ysh, x->shape, sizeof(int64_t) * (size_t)x->ndim);
     ysh[x->ndim - 1] = w->shape[0];
     sf_tensor *y = sf_empty(x->ndim, ysh, dt, sf_device_of(x));
     sf_tensor *x2 = y ? sf_reshape(x, 2, x2s) : NULL, *y2 = x2 ? sf_reshape(y, 2, y2s) : NULL;
-    int rc = y2 ? be->train->linear_bias(y2, x2, wt, bias) : -1;
+    int rc = !y2 ? -1 : sf_backend_supports(be, SF_CAP_LINEAR_BIAS, 0, y2, x2, wt) ? be->train->linear_bias(y2, x2, wt, bias) : 1;
     sf_release(x2), sf_release(y2);
     if (rc == 0) { sf_release(wt); return y; }
     sf_release(y);
@@ -647,7 +647,7 @@ static sf_tensor *linear_impl(sf_tensor *x, sf_tensor *w, sf_tensor *bias) {
     return y;
   }
   if (bias && x->dtype == dt && w->dtype == dt && bias->dtype == dt && (dt == SF_F32 || dt == SF_F64) && be && be->train &&
-      be->train->matmul_acc && sf_device_eq(sf_device_of(x), sf_device_of(w)) &&
+      sf_device_eq(sf_device_of(x), sf_device_of(w)) &&
       sf_device_eq(sf_device_of(x), sf_device_of(bias))) {
     /* y = bias rows, then y += x W^T in the GEMM (beta = 1), as torch's addmm: no separate bias pass */
     int64_t ysh[SF_MAX_DIMS], x2s[2] = {-1, w->shape[1]}, y2s[2] = {-1, w->shape[0]};
@@ -655,7 +655,7 @@ static sf_tensor *linear_impl(sf_tensor *x, sf_tensor *w, sf_tensor *bias) {
     ysh[x->ndim - 1] = w->shape[0];
     sf_tensor *y = sf_empty(x->ndim, ysh, dt, sf_device_of(x));
     sf_tensor *x2 = y && !sf_copy_(y, bias) ? sf_reshape(x, 2, x2s) : NULL, *y2 = x2 ? sf_reshape(y, 2, y2s) : NULL;
-    int rc = y2 ? be->train->matmul_acc(y2, x2, wt) : -1;
+    int rc = !y2 ? -1 : sf_backend_supports(be, SF_CAP_MATMUL_ACC, 0, y2, x2, wt) ? be->train->matmul_acc(y2, x2, wt) : 1;
     sf_release(x2), sf_release(y2);
     if (rc == 0) { sf_release(wt); return y; }
     sf_release(y);

@@ -12,12 +12,12 @@
 /* ---- storage ---- */
 
 static void storage_release_backend(sf_storage *s) {
-  sf_backend *b = sf_backend_for(s->device);
+  const sf_backend *b = sf_backend_for(s->device);
   if (b && s->data) b->free(s->device, s->data, s->nbytes);
 }
 
 sf_storage *sf_storage_new(sf_device dev, size_t nbytes) {
-  sf_backend *b = sf_backend_for(dev);
+  const sf_backend *b = sf_backend_for(dev);
   if (!b) return NULL;
   sf_storage *s = calloc(1, sizeof *s);
   if (!s) { sf_error("out of host memory for a storage header"); return NULL; }

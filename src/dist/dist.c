@@ -334,7 +334,7 @@ int sf_dist_run_threads(int n, int (*fn)(int, void *), void *arg) {
   const sf_gpu_ext *x = sf_gpu_ext_for(SF_DEV_EMU);
   if (!x) return -1;
   sf_device d = {SF_DEV_EMU, 0};
-  sf_backend *b = sf_backend_for(d);
+  const sf_backend *b = sf_backend_for(d);
   int have = b && b->device_count ? b->device_count() : 0;
   if (n < 1 || n > have) return sf_error("sfwb.dist: %d ranks need %d emu devices, this process has %d (set SFWB_EMU_DEVICES)", n, n, have);
   char id[128] = {0};

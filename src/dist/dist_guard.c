@@ -5,7 +5,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "dist/dist_guard.h"
 
-#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,10 +45,12 @@ static double now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* spin a little (latency), then sleep in short naps (oversubscribed ranks share cores) */
+/* poll a little (latency), then in short naps: ranks often share cores (oversubscribed, or a busy
+ * machine), where sched_yield hands the core away for a whole time slice and a spinning rank starves
+ * the one it waits for */
 static void backoff(long *iter) {
-  if (++*iter < 2000) { sched_yield(); return; }
-  struct timespec ts = {0, 100000};
+  if (++*iter < 64) return;
+  struct timespec ts = {0, 20000};
   nanosleep(&ts, NULL);
 }
 

@@ -320,27 +320,71 @@ static int json_box_gc(lua_State *L) {
   return 0;
 }
 
-static void json_push(lua_State *L, const cJSON *j, int depth) {
+/* cJSON keeps numbers as doubles only, so integers beyond 2^53 (seeds, int64 ids) would round. The number
+ * tokens of the text come in the same order as a depth-first walk of the parsed tree, so a scanner that
+ * steps over strings hands each number node its own text, and integer literals are read exactly. */
+typedef struct {
+  const char *p, *end;
+} json_numscan;
+
+static int json_next_number(json_numscan *sc, const char **tok, size_t *n) {
+  const char *p = sc->p;
+  while (p < sc->end) {
+    if (*p == '"') {
+      for (p++; p < sc->end && *p != '"'; p++)
+        if (*p == '\\') p++;
+      p++;
+    } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+      const char *q = p;
+      while (q < sc->end && strchr("+-0123456789.eE", *q)) q++;
+      *tok = p;
+      *n = (size_t)(q - p);
+      sc->p = q;
+      return 1;
+    } else p++;
+  }
+  sc->p = p;
+  return 0;
+}
+
+static void json_push_number(lua_State *L, const cJSON *j, json_numscan *sc) {
+  const char *tok;
+  size_t n;
+  if (json_next_number(sc, &tok, &n) && n < 32 && !memchr(tok, '.', n) && !memchr(tok, 'e', n) &&
+      !memchr(tok, 'E', n)) {
+    char buf[32];
+    memcpy(buf, tok, n);
+    buf[n] = 0;
+    errno = 0;
+    long long v = strtoll(buf, NULL, 10);
+    if (errno == 0) {
+      lua_pushinteger(L, (lua_Integer)v);
+      return;
+    }
+  }
+  double v = j->valuedouble;
+  if (floor(v) == v && fabs(v) < 9007199254740992.0) lua_pushinteger(L, (lua_Integer)v);
+  else lua_pushnumber(L, v);
+}
+
+static void json_push(lua_State *L, const cJSON *j, int depth, json_numscan *sc) {
   if (depth > 200) luaL_error(L, "JSON nests deeper than 200 levels");
   luaL_checkstack(L, 4, "JSON nesting");
   if (cJSON_IsNull(j)) push_null(L);
   else if (cJSON_IsBool(j)) lua_pushboolean(L, cJSON_IsTrue(j));
-  else if (cJSON_IsNumber(j)) {
-    double v = j->valuedouble;
-    if (floor(v) == v && fabs(v) < 9007199254740992.0) lua_pushinteger(L, (lua_Integer)v);
-    else lua_pushnumber(L, v);
-  } else if (cJSON_IsString(j)) lua_pushstring(L, j->valuestring);
+  else if (cJSON_IsNumber(j)) json_push_number(L, j, sc);
+  else if (cJSON_IsString(j)) lua_pushstring(L, j->valuestring);
   else if (cJSON_IsArray(j)) {
     lua_newtable(L);
     lua_Integer i = 0;
     for (const cJSON *e = j->child; e; e = e->next) {
-      json_push(L, e, depth + 1);
+      json_push(L, e, depth + 1, sc);
       lua_rawseti(L, -2, ++i);
     }
   } else if (cJSON_IsObject(j)) {
     lua_newtable(L);
     for (const cJSON *e = j->child; e; e = e->next) {
-      json_push(L, e, depth + 1);
+      json_push(L, e, depth + 1, sc);
       lua_setfield(L, -2, e->string);
     }
   } else push_null(L);
@@ -356,7 +400,8 @@ static int json_to_lua(lua_State *L, const char *s, size_t len, const char *name
     long off = at && at >= s && at <= s + len ? (long)(at - s) : -1;
     return luaL_error(L, "%s: not valid JSON (near byte %d)", name, (int)off);
   }
-  json_push(L, *box, 0);
+  json_numscan sc = {s, s + len};
+  json_push(L, *box, 0, &sc);
   return 1;
 }
 

@@ -12,7 +12,7 @@
 
 static int count_of(sf_devtype ty) {
   sf_device d = {(int8_t)ty, 0};
-  sf_backend *b = sf_backend_for(d);
+  const sf_backend *b = sf_backend_for(d);
   sf_clear_error();
   return b && b->device_count ? b->device_count() : 0;
 }

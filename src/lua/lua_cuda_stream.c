@@ -28,7 +28,7 @@ typedef struct {
 static const sf_gpu_ext *any_ext(lua_State *L) {
   for (int ty = SF_DEV_CUDA; ty <= SF_DEV_EMU; ty++) {
     sf_device d = {(int8_t)ty, 0};
-    sf_backend *b = sf_backend_for(d);
+    const sf_backend *b = sf_backend_for(d);
     if (b && b->device_count && b->device_count() > 0) {
       const sf_gpu_ext *x = sf_gpu_ext_for((sf_devtype)ty);
       if (x) { sf_clear_error(); return x; }
@@ -43,7 +43,7 @@ static sf_device gpu_arg(lua_State *L, int idx, const sf_gpu_ext **x) {
   sf_device d;
   if (lua_isnoneornil(L, idx)) {
     sf_device c = {SF_DEV_CUDA, 0};
-    sf_backend *b = sf_backend_for(c);
+    const sf_backend *b = sf_backend_for(c);
     d.type = b && b->device_count && b->device_count() > 0 ? SF_DEV_CUDA : SF_DEV_EMU;
     d.index = 0;
     sf_clear_error();

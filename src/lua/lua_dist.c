@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/ops.h"
 #include "dist/dist.h"
 #include "dist/dist_guard.h"
 #include "lua/lua_tensor.h"
@@ -81,6 +82,54 @@ static int l_simulate_failure(lua_State *L) {
   fflush(NULL);
   raise(k == 0 ? SIGSTOP : SIGKILL);
   return 0;
+}
+
+/* ---- storage rebinding for sharded parameters (lua/sfwb/dist/fsdp.lua) ----
+ * A model looks its parameters up as tensor objects at every forward; FSDP swaps what memory those
+ * objects view, in place, without the model knowing: */
+
+/* sfwb.dist.rebind(t, flat, offset): t (keeping its shape) becomes a contiguous view of the contiguous
+ * tensor flat's memory from element `offset` on */
+static int l_rebind(lua_State *L) {
+  sf_tensor *t = sf_lua_check_tensor(L, 1), *f = sf_lua_check_tensor(L, 2);
+  lua_Integer off = luaL_checkinteger(L, 3);
+  int64_t n = sf_numel(t);
+  if (t->dtype != f->dtype) return luaL_error(L, "sfwb.dist.rebind: dtype %s onto %s", sf_dtype_name(t->dtype), sf_dtype_name(f->dtype));
+  if (!sf_device_eq(sf_device_of(t), sf_device_of(f))) return luaL_error(L, "sfwb.dist.rebind: tensors on different devices");
+  if (!sf_is_contiguous(f)) return luaL_error(L, "sfwb.dist.rebind: the flat buffer must be contiguous");
+  if (off < 0 || off + n > sf_numel(f)) return luaL_error(L, "sfwb.dist.rebind: [%lld, +%lld) outside the flat buffer of %lld elements", (long long)off, (long long)n, (long long)sf_numel(f));
+  sf_storage_retain(f->storage);
+  sf_storage_release(t->storage);
+  t->storage = f->storage;
+  t->offset = f->offset + off;
+  int64_t st = 1;
+  for (int d = t->ndim - 1; d >= 0; d--) { t->stride[d] = st; st *= t->shape[d]; }
+  return 0;
+}
+
+/* sfwb.dist.unbind(t): t keeps its shape but views one zero element (all strides 0): its memory is
+ * released, and a stray read sees zeros instead of freed memory */
+static int l_unbind(lua_State *L) {
+  sf_tensor *t = sf_lua_check_tensor(L, 1);
+  int64_t one = 1;
+  sf_tensor *z = sf_zeros(1, &one, t->dtype, sf_device_of(t));
+  if (!z) return sf_lua_raise(L);
+  sf_storage_retain(z->storage);
+  sf_storage_release(t->storage);
+  t->storage = z->storage;
+  t->offset = 0;
+  for (int d = 0; d < t->ndim; d++) t->stride[d] = 0;
+  sf_release(z);
+  return 0;
+}
+
+/* sfwb.dist.bound(t) -> false when t views no memory of its own (after unbind) */
+static int l_bound(lua_State *L) {
+  sf_tensor *t = sf_lua_check_tensor(L, 1);
+  int bound = t->ndim == 0 || sf_numel(t) <= 1;
+  for (int d = 0; d < t->ndim && !bound; d++) bound = t->stride[d] != 0;
+  lua_pushboolean(L, bound);
+  return 1;
 }
 
 /* ---- run_emu ---- */
@@ -170,6 +219,9 @@ void sf_lua_register_dist(lua_State *L) {
                                  {"run_emu", l_run_emu},
                                  {"timeout", l_timeout},
                                  {"simulate_failure", l_simulate_failure},
+                                 {"rebind", l_rebind},
+                                 {"unbind", l_unbind},
+                                 {"bound", l_bound},
                                  {NULL, NULL}};
   luaL_newlib(L, fns);
   lua_setfield(L, -2, "dist");

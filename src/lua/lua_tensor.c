@@ -532,7 +532,7 @@ static int l_devices(lua_State *L) {
 static int l_sync(lua_State *L) {
   if (!lua_isnoneornil(L, 1)) {
     sf_device dev = check_device_name(L, luaL_checkstring(L, 1));
-    sf_backend *b = sf_backend_for(dev);
+    const sf_backend *b = sf_backend_for(dev);
     if (!b) return sf_lua_raise(L);
     if (b->sync && b->sync(dev)) return sf_lua_raise(L);
     return 0;
@@ -542,7 +542,7 @@ static int l_sync(lua_State *L) {
   for (int i = 0; i < n; i++) {
     sf_device dev;
     if (sf_device_parse(names[i], &dev)) continue;
-    sf_backend *b = sf_backend_for(dev);
+    const sf_backend *b = sf_backend_for(dev);
     if (b && b->sync && b->sync(dev)) return sf_lua_raise(L);
   }
   return 0;

@@ -4,7 +4,8 @@
 # build/gpu_tests.txt ("name executable args...", executable relative to the build folder, run from the
 # source root) that the GPU run reads, so a build folder copied to a GPU machine needs no ctest paths.
 set(SF_DEVICE_TESTS_C test_emu_ops test_autograd_emu test_wan_ref)
-set(SF_DEVICE_TESTS_LUA test_tensor_api test_cuda_stream test_conv test_vae test_t5 test_clip test_autograd_emu_wan test_train_dmd)
+set(SF_DEVICE_TESTS_LUA test_tensor_api test_cuda_stream test_conv test_vae test_t5 test_clip test_autograd_emu_wan test_train_dmd
+    test_train_objectives test_train_sid test_pipeline test_multistep test_wan test_degenerate_shapes)
 set(SF_DEVICE_TEST_LIST "")
 foreach(t ${SF_DEVICE_TESTS_C})
   if(TEST c/${t})

@@ -35,3 +35,21 @@ if(MPI_C_FOUND AND MPIEXEC_EXECUTABLE)
     endforeach()
   endforeach()
 endif()
+
+# sharded (FSDP FULL_SHARD) DMD training against the replicated run, 2 and 4 ranks, cpu and emu:0
+if(MPI_C_FOUND AND MPIEXEC_EXECUTABLE)
+  foreach(np 2 4)
+    foreach(dev cpu emu:0)
+      string(REPLACE ":0" "" devname ${dev})
+      add_test(NAME dist/train_fsdp_${np}_${devname}
+        COMMAND ${SF_MPIRUN} -np ${np} $<TARGET_FILE:sfwb> tests/lua/dist/train_fsdp.lua ${dev}
+        WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+      set(steps 2)
+      if(devname STREQUAL "emu") # the emulator is slow: one step (the optimizer's later steps run on cpu)
+        set(steps 1)
+      endif()
+      set_tests_properties(dist/train_fsdp_${np}_${devname} PROPERTIES TIMEOUT 240 PROCESSORS 2
+        ENVIRONMENT "SFWB_FSDP_TMP=${CMAKE_CURRENT_BINARY_DIR};SFWB_FSDP_STEPS=${steps};${SF_MPI_ENV}")
+    endforeach()
+  endforeach()
+endif()

@@ -10,7 +10,7 @@ local TINY = {dim = 32, ffn_dim = 48, num_heads = 2, num_layers = 1, in_dim = 16
 local function shape_str(s) return "[" .. table.concat(s, ", ") .. "]" end
 
 T.case("wan forward: zero B, F, H or W is an error, causal and bidirectional, cpu and emu", function()
-  for _, dev in ipairs({"cpu", "emu:0"}) do
+  for _, dev in ipairs({"cpu", T.test_device()}) do -- emu:0, or $SFWB_TEST_DEVICE
     for _, causal in ipairs({false, true}) do
       sfwb.manual_seed(1)
       local m = sfwb.wan.new(TINY, {causal = causal, num_frame_per_block = 3, device = dev})

@@ -72,11 +72,10 @@ end
 for _, name in ipairs({"causal_unipc", "causal_dpm", "bidir_unipc", "bidir_dpm", "bidir_euler", "causal_euler"}) do
   T.case("pipeline " .. name .. " (cpu)", function() run_case(name, "cpu") end)
 end
-local has_emu = false
-for _, d in ipairs(sfwb.devices()) do if d == "emu:0" then has_emu = true end end
-if has_emu then
-  T.case("pipeline causal_unipc (emu:0)", function() run_case("causal_unipc", "emu:0") end)
-  T.case("pipeline bidir_dpm (emu:0)", function() run_case("bidir_dpm", "emu:0") end)
+local dev = T.test_device() -- emu:0, or $SFWB_TEST_DEVICE
+if dev then
+  T.case("pipeline causal_unipc (" .. dev .. ")", function() run_case("causal_unipc", dev) end)
+  T.case("pipeline bidir_dpm (" .. dev .. ")", function() run_case("bidir_dpm", dev) end)
 end
 
 T.case("pipeline options are checked", function()

@@ -81,9 +81,7 @@ T.case("a long video: the pipeline windows the cache of a model loaded without a
 end)
 
 T.case("causal t2v matches the reference (emu)", function()
-  local devs = sfwb.devices()
-  local emu
-  for _, d in ipairs(devs) do if d:match("^emu") then emu = d end end
+  local emu = T.test_device() -- emu:0, or $SFWB_TEST_DEVICE
   if not emu then print("  (no emu device in this build: skipped)") return end
   local ok, err = pcall(run_causal, "t2v", emu)
   if not ok and tostring(err):find("emu backend has no", 1, true) then

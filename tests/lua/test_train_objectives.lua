@@ -150,14 +150,13 @@ end)
 T.case("causvid: generator and critic losses and gradients equal the transcription (cpu)", function() run_causvid("cpu") end)
 T.case("causvid with teacher forcing (cpu)", function() run_causvid("cpu", "causvid_tf") end)
 
-local has_emu = false
-for _, d in ipairs(sfwb.devices()) do if d == "emu:0" then has_emu = true end end
-if has_emu then
-  T.case("diff_aug_indep on emu:0", function() run("diff_aug_indep", "emu:0") end)
-  T.case("diff_tf_aug (teacher forcing) on emu:0", function() run("diff_tf_aug", "emu:0") end)
-  T.case("ode_causal on emu:0", function() run("ode_causal", "emu:0") end)
-  T.case("causvid on emu:0", function() run_causvid("emu:0") end)
-  T.case("dmd_bidir on emu:0", function() run_dmd_bidir("emu:0", "dmd_bidir", 1e-4) end)
+local dev = T.test_device() -- emu:0, or $SFWB_TEST_DEVICE
+if dev then
+  T.case("diff_aug_indep on " .. dev, function() run("diff_aug_indep", dev) end)
+  T.case("diff_tf_aug (teacher forcing) on " .. dev, function() run("diff_tf_aug", dev) end)
+  T.case("ode_causal on " .. dev, function() run("ode_causal", dev) end)
+  T.case("causvid on " .. dev, function() run_causvid(dev) end)
+  T.case("dmd_bidir on " .. dev, function() run_dmd_bidir(dev, "dmd_bidir", 1e-4) end)
 end
 
 T.case("train.new: dispatch on trainer / distribution_loss, refusals name key and value", function()

@@ -23,7 +23,7 @@ for _, alpha in ipairs({1.0, 0.5}) do
   assert(os.execute(string.format("%s tests/ref/sid_ref.py '%s' %s", T.python, dir, alpha)), "sid_ref.py failed")
   local man = dofile(dir .. "/manifest.lua")
   local d = sfwb.load(dir .. "/data.safetensors")
-  for _, dev in ipairs({"cpu", "emu:0"}) do
+  for _, dev in ipairs({"cpu", T.test_device() or "emu:0"}) do -- emu:0, or $SFWB_TEST_DEVICE
     local ok_dev = false
     for _, x in ipairs(sfwb.devices()) do if x == dev then ok_dev = true end end
     if ok_dev then

@@ -181,9 +181,7 @@ T.case("bf16 through the windowed KV cache: cpu and emu agree, within bf16 toler
   local dir, man, d = ref("kv_b1")
   local mc = sfwb.wan.load(dir, causal_opts(man, {dtype = "bf16"}))
   T.eq(mc.config.dtype, "bf16")
-  local devs = sfwb.devices()
-  local emu = nil
-  for _, dv in ipairs(devs) do if dv:match("^emu") then emu = dv end end
+  local emu = T.test_device() -- emu:0, or $SFWB_TEST_DEVICE
   local me = emu and mc:clone():to(emu)
   local kc, ke = mc:kv_cache{frames = man.F}, me and me:kv_cache{frames = man.F}
   for i, c in ipairs(man.calls) do

@@ -197,6 +197,8 @@ function M.new(cfg, parts)
   end
   -- every random draw of the trainer goes through tr.rng (replaceable: replay, parity runs)
   self.rng = {randn = Rollout.default_rng.randn, randint = Rollout.default_rng.randint}
+  -- sharding_strategy / gradient_accumulation_steps (sfwb/train/scale.lua)
+  require("sfwb.train.scale").install(self)
   return self
 end
 
@@ -369,6 +371,7 @@ end
 
 -- data-parallel gradient average over ranks (the reduce FSDP does), then global-norm clip and step
 local function clip_and_step(params, opt, max_norm, dist, world)
+  if opt.sharded then return opt:clip_and_step(max_norm) end -- FSDP: reduce-scatter, sharded clip + step
   if dist then
     local names = {}
     for k in pairs(params) do names[#names + 1] = k end
@@ -482,4 +485,5 @@ end
 
 Base.install(Trainer)
 M.Trainer = Trainer
+M.clip_and_step = clip_and_step
 return M

@@ -90,4 +90,7 @@ function M.new(cfg, parts)
   return M[obj](cfg, parts)
 end
 
+-- sfwb.train.plan(cfg, {gpus=, gpu_memory_gb=}): per-rank memory of a config (sfwb/train/plan.lua)
+function M.plan(cfg, o) return require("sfwb.train.plan").plan(cfg, o) end
+
 return M

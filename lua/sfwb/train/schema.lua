@@ -6,7 +6,7 @@ local M = {}
 -- read by the originals for things sfwb does differently or not at all (listed in docs/training.md)
 M.ignored = {
   "wandb_host", "wandb_key", "wandb_entity", "wandb_project", "wandb_save_dir", "disable_wandb", -- no wandb: metrics.jsonl / TensorBoard
-  "sharding_strategy", "generator_fsdp_wrap_strategy", "real_score_fsdp_wrap_strategy",           -- FSDP: sfwb replicates per rank
+  "generator_fsdp_wrap_strategy", "real_score_fsdp_wrap_strategy", -- sfwb shards each model whole (sfwb/dist/fsdp.lua)
   "fake_score_fsdp_wrap_strategy", "text_encoder_fsdp_wrap_strategy",
   "mixed_precision",       -- the precision is `dtype` (f32 | bf16)
   "gc_interval",           -- Python garbage collection
@@ -35,6 +35,8 @@ M.common = {
   context_noise = "number", num_training_frames = "integer", min_num_training_frames = "integer",
   slice_last_frames = "integer",
   model_kwargs = {type = "map", keys = {timestep_shift = "number", local_attn_size = "integer", sink_size = "integer"}},
+  sharding_strategy = {type = "string", values = {"full", "hybrid_full", "hybrid", "hybrid_zero2", "no_shard"}},
+  gradient_accumulation_steps = "integer",
   i2v = "boolean", -- DMD and SiD train I2V (sfwb.train.i2v); the trainers without it refuse it themselves
   load_raw_video = {type = "boolean", refuse = {[true] = "training on raw videos (VAE-encoded on the fly) is not implemented; use an LMDB of latents"}},
   discriminator_lr_multiplier = "number",

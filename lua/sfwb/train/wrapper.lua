@@ -35,7 +35,6 @@ end
 -- x [B, F, C, h, w] noisy latents, t [B, F] timesteps, ctx [B, L, D]; extra: clip_fea, y, kv_cache, ...
 -- returns flow, x0 (both [B, F, C, h, w])
 function Wrapper:forward(x, t, ctx, extra)
-  local B, F = x:size(1), x:size(2)
   local tm = t
   if not self.causal then tm = t:select(2, 1):contiguous() end  -- bidirectional: one timestep per sample, t[:, 0]
   extra = extra or {}

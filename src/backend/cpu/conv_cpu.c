@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "autograd/autograd.h"
 #include "backend/backend.h"
 #include "backend/conv_ops.h"
 #include "backend/cpu/cpu_pool.h"
@@ -468,34 +467,3 @@ sf_tensor *sf_conv_cpu_flags(int nd, sf_tensor *x, sf_tensor *w, sf_tensor *b, c
 }
 
 const sf_conv_ops sf_cpu_conv_ops = {cpu_conv3d, cpu_conv2d};
-
-const sf_conv_ops *sf_conv_ops_for(const sf_tensor *x) {
-  sf_backend *be = sf_backend_of(x);
-  if (!be) return NULL;
-  if (be->conv) return be->conv;
-  if (sf_device_of(x).type == SF_DEV_CPU) return &sf_cpu_conv_ops;
-  sf_error("conv: the %s backend has no convolution ops", be->name);
-  return NULL;
-}
-
-sf_tensor *sf_conv3d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[3], const int pad[3]) {
-  if (!sf_device_eq(sf_device_of(x), sf_device_of(w)) || (b && !sf_device_eq(sf_device_of(x), sf_device_of(b)))) {
-    sf_error("conv3d: input, weight and bias must be on one device");
-    return NULL;
-  }
-  const sf_conv_ops *ops = sf_conv_ops_for(x);
-  if (!ops) return NULL;
-  bool g = sf_set_grad_enabled(false);
-  return sf_ag_conv(sf_ag_resume(g, ops->conv3d(x, w, b, stride, pad)), 3, x, w, b, stride, pad);
-}
-
-sf_tensor *sf_conv2d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[2], const int pad[2]) {
-  if (!sf_device_eq(sf_device_of(x), sf_device_of(w)) || (b && !sf_device_eq(sf_device_of(x), sf_device_of(b)))) {
-    sf_error("conv2d: input, weight and bias must be on one device");
-    return NULL;
-  }
-  const sf_conv_ops *ops = sf_conv_ops_for(x);
-  if (!ops) return NULL;
-  bool g = sf_set_grad_enabled(false);
-  return sf_ag_conv(sf_ag_resume(g, ops->conv2d(x, w, b, stride, pad)), 2, x, w, b, stride, pad);
-}

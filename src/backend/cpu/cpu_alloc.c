@@ -6,6 +6,7 @@
  * serves them with a fresh mmap each time, which cost ~11k page faults per DiT forward.
  * The cache holds at most SFWB_CPU_CACHE_MB (default 2048) MiB and is bypassed under AddressSanitizer. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -87,7 +88,7 @@ static void *big_alloc(size_t n) {
   return p;
 }
 
-void *sf_cpu_alloc(sf_device dev, size_t nbytes) {
+static void *raw_alloc(size_t nbytes) {
   /* round up so aligned_alloc's size rule holds and a 0-byte tensor still gets a unique pointer */
   size_t n = (nbytes + 63) & ~(size_t)63;
   if (n < nbytes || nbytes > ((size_t)1 << 60)) {
@@ -102,7 +103,7 @@ void *sf_cpu_alloc(sf_device dev, size_t nbytes) {
   return p;
 }
 
-void sf_cpu_free(sf_device dev, void *p, size_t nbytes) {
+static void raw_free(void *p) {
   if (!p) return;
   pthread_mutex_lock(&g_mu);
   size_t i = g_nlive;
@@ -131,3 +132,28 @@ void sf_cpu_free(sf_device dev, void *p, size_t nbytes) {
   pthread_mutex_unlock(&g_mu);
   for (int k = 0; k < ndrop; k++) free(drop[k]);
 }
+
+/* ---- byte counters (live and peak) over every CPU allocation, so training can report peak memory
+ * (e.g. what block checkpointing saves): sfwb.train.memory() ---- */
+static _Atomic size_t mem_live, mem_peak;
+
+void *sf_cpu_alloc(sf_device dev, size_t nbytes) {
+  void *p = raw_alloc(nbytes);
+  if (p) {
+    size_t live = atomic_fetch_add(&mem_live, nbytes) + nbytes, pk = atomic_load(&mem_peak);
+    while (live > pk && !atomic_compare_exchange_weak(&mem_peak, &pk, live)) {}
+  }
+  return p;
+}
+
+void sf_cpu_free(sf_device dev, void *p, size_t nbytes) {
+  if (p) atomic_fetch_sub(&mem_live, nbytes);
+  raw_free(p);
+}
+
+void sf_cpu_memory_stats(size_t *live, size_t *peak) {
+  if (live) *live = atomic_load(&mem_live);
+  if (peak) *peak = atomic_load(&mem_peak);
+}
+
+void sf_cpu_reset_peak_memory(void) { atomic_store(&mem_peak, atomic_load(&mem_live)); }

@@ -2,7 +2,10 @@
  * memcpy, sync is a no-op, exactly one device. */
 #include <string.h>
 
+#include "backend/conv_ops.h"
 #include "backend/cpu/cpu_internal.h"
+#include "backend/nn_ops.h"
+#include "backend/train_ops.h"
 
 static int cpu_device_count(void) { return 1; }
 
@@ -13,7 +16,19 @@ static int cpu_memcpy(sf_device dev, void *dst, const void *src, size_t nbytes) 
 
 static int cpu_sync(sf_device dev) { return 0; }
 
-sf_backend sf_cpu_backend = {
+/* the optional ops this backend does (backend.h's supports query) */
+static bool cpu_supports(sf_capability cap, int op, const sf_tensor *out, const sf_tensor *a, const sf_tensor *b) {
+  switch (cap) {
+  case SF_CAP_UNARY_BWD: return sf_cpu_fuses_unary_bwd(op);
+  case SF_CAP_MATMUL_ACC: return sf_cpu_can_matmul_acc(out, a, b);
+  case SF_CAP_LINEAR_BIAS: return false; /* the CPU rounds once through oneDNN / the f32 path instead */
+  }
+  return false;
+}
+
+/* the whole CPU backend, one table: core ops, fused model ops (cpu_nn.c), convolutions (conv_cpu.c),
+ * training ops (cpu_train.c) */
+const sf_backend sf_cpu_backend = {
     .name = "cpu",
     .device_count = cpu_device_count,
     .alloc = sf_cpu_alloc,
@@ -31,4 +46,8 @@ sf_backend sf_cpu_backend = {
     .softmax = sf_cpu_softmax,
     .matmul = sf_cpu_matmul,
     .random = sf_cpu_random,
+    .nn = &sf_cpu_nn_ops,
+    .conv = &sf_cpu_conv_ops,
+    .train = &sf_cpu_train_ops,
+    .supports = cpu_supports,
 };

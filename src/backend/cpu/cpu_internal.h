@@ -76,6 +76,12 @@ void *sf_cpu_alloc(sf_device dev, size_t nbytes);
 void sf_cpu_free(sf_device dev, void *p, size_t nbytes);
 void sf_cpu_cache_flush(void);
 
+/* the CPU's op tables (cpu_nn.c, cpu_train.c) and its capability answers */
+extern const struct sf_nn_ops sf_cpu_nn_ops;
+extern const struct sf_train_ops sf_cpu_train_ops;
+bool sf_cpu_fuses_unary_bwd(int op);
+bool sf_cpu_can_matmul_acc(const sf_tensor *out, const sf_tensor *a, const sf_tensor *b);
+
 /* the op entry points (one file each) */
 int sf_cpu_copy(sf_tensor *dst, const sf_tensor *src);
 int sf_cpu_fill(sf_tensor *t, double v);

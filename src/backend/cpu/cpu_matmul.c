@@ -249,16 +249,25 @@ done:
   return 0;
 }
 
+/* may matmul_acc add a b into out? (the backend's supports query for SF_CAP_MATMUL_ACC) */
+bool sf_cpu_can_matmul_acc(const sf_tensor *out, const sf_tensor *a, const sf_tensor *b) {
+  if (!out || !a || !b || a->ndim != 2 || b->ndim != 2 || out->ndim != 2) return false;
+  const int64_t M = out->shape[0], N = out->shape[1], K = a->shape[1];
+  if (a->shape[0] != M || b->shape[0] != K || b->shape[1] != N) return false;
+  if (out->dtype != a->dtype || out->dtype != b->dtype || (out->dtype != SF_F32 && out->dtype != SF_F64)) return false;
+  if (!sf_is_contiguous(out) || M > INT_MAX || N > INT_MAX || K > INT_MAX) return false;
+  blay LA, LB;
+  return blas_layout(M, K, a->stride[0], a->stride[1], &LA) && blas_layout(K, N, b->stride[0], b->stride[1], &LB);
+}
+
 /* out += a b (train_ops.h matmul_acc): BLAS with beta = 1 straight into out */
 int sf_cpu_matmul_acc(sf_tensor *out, const sf_tensor *a, const sf_tensor *b) {
-  if (a->ndim != 2 || b->ndim != 2 || out->ndim != 2) return 1;
+  if (!sf_cpu_can_matmul_acc(out, a, b)) return sf_error("matmul_acc: operands the cpu cannot accumulate into");
   const int64_t M = out->shape[0], N = out->shape[1], K = a->shape[1];
-  if (a->shape[0] != M || b->shape[0] != K || b->shape[1] != N) return 1;
-  if (out->dtype != a->dtype || out->dtype != b->dtype || (out->dtype != SF_F32 && out->dtype != SF_F64)) return 1;
-  if (!sf_is_contiguous(out) || M > INT_MAX || N > INT_MAX || K > INT_MAX) return 1;
   if (M * N == 0 || K == 0) return 0;
-  blay LA, LB;
-  if (!blas_layout(M, K, a->stride[0], a->stride[1], &LA) || !blas_layout(K, N, b->stride[0], b->stride[1], &LB)) return 1;
+  blay LA = {0}, LB = {0};
+  blas_layout(M, K, a->stride[0], a->stride[1], &LA);
+  blas_layout(K, N, b->stride[0], b->stride[1], &LB);
   const size_t es = sf_dtype_size(out->dtype);
   const char *pa = (const char *)a->storage->data + a->offset * (int64_t)es;
   const char *pb = (const char *)b->storage->data + b->offset * (int64_t)es;

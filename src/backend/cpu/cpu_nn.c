@@ -1,4 +1,4 @@
-/* cpu_nn.c — the CPU backend's fused model-op table, attached to sf_cpu_backend at start-up. */
+/* cpu_nn.c — the CPU backend's fused model-op table (a member of sf_cpu_backend, cpu_backend.c). */
 #include "backend/backend.h"
 #include "backend/nn_ops.h"
 #include "backend/cpu/cpu_nn_util.h"
@@ -18,9 +18,3 @@ const sf_nn_ops sf_cpu_nn_ops = {
   .rope3d = sf_cpu_rope3d,
   .attention = sf_cpu_attention,
 };
-
-/* The CPU backend's table is defined elsewhere (src/backend/cpu); attach ours unless it already has
- * one, so neither file has to know the other's initializer. */
-__attribute__((constructor)) static void sf_cpu_nn_attach(void) {
-  if (!sf_cpu_backend.nn) sf_cpu_backend.nn = &sf_cpu_nn_ops;
-}

@@ -383,8 +383,13 @@ static void unary_bwd_range(void *vj, int64_t lo, int64_t hi) {
 }
 #undef UNARY_F32_LOOP
 
+/* the activations whose backward is fused here (asked through the backend's supports query) */
+bool sf_cpu_fuses_unary_bwd(int op) {
+  return op == SF_UN_GELU_TANH || op == SF_UN_SILU || op == SF_UN_TANH || op == SF_UN_SIGMOID;
+}
+
 static int cpu_unary_bwd(int op, sf_tensor *dx, const sf_tensor *dy, const sf_tensor *x) {
-  if (op != SF_UN_GELU_TANH && op != SF_UN_SILU && op != SF_UN_TANH && op != SF_UN_SIGMOID) return 1; /* not fused */
+  if (!sf_cpu_fuses_unary_bwd(op)) return sf_error("unary_bwd: op %d is not fused on the cpu", op);
   const int64_t n = sf_numel(x);
   unary_job J = {op, dx, dy, x};
   sf_cpu_for(n, nthreads(n, 65536), unary_bwd_range, &J);
@@ -506,39 +511,3 @@ const sf_train_ops sf_cpu_train_ops = {
   .matmul_acc = sf_cpu_matmul_acc,
 };
 
-/* ---- CPU memory statistics: the backend's alloc/free wrapped with byte counters (live bytes and peak),
- * so training can report peak memory (e.g. what block checkpointing saves) ---- */
-static _Atomic size_t mem_live, mem_peak;
-static void *(*base_alloc)(sf_device, size_t);
-static void (*base_free)(sf_device, void *, size_t);
-
-static void *counting_alloc(sf_device dev, size_t n) {
-  void *p = base_alloc(dev, n);
-  if (p) {
-    size_t live = atomic_fetch_add(&mem_live, n) + n, pk = atomic_load(&mem_peak);
-    while (live > pk && !atomic_compare_exchange_weak(&mem_peak, &pk, live)) {}
-  }
-  return p;
-}
-
-static void counting_free(sf_device dev, void *p, size_t n) {
-  if (p) atomic_fetch_sub(&mem_live, n);
-  base_free(dev, p, n);
-}
-
-void sf_cpu_memory_stats(size_t *live, size_t *peak) {
-  if (live) *live = atomic_load(&mem_live);
-  if (peak) *peak = atomic_load(&mem_peak);
-}
-
-void sf_cpu_reset_peak_memory(void) { atomic_store(&mem_peak, atomic_load(&mem_live)); }
-
-__attribute__((constructor)) static void sf_cpu_train_attach(void) {
-  if (!sf_cpu_backend.train) sf_cpu_backend.train = &sf_cpu_train_ops;
-  if (sf_cpu_backend.alloc != counting_alloc) {
-    base_alloc = sf_cpu_backend.alloc;
-    base_free = sf_cpu_backend.free;
-    sf_cpu_backend.alloc = counting_alloc;
-    sf_cpu_backend.free = counting_free;
-  }
-}

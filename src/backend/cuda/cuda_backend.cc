@@ -119,14 +119,25 @@ static int be_random(sf_tensor *out, uint64_t seed, uint64_t offset, int kind) {
   return sf_k_random(sf_data_ptr(out), out->dtype, sf_numel(out), seed, offset, kind);
 }
 
-static sf_backend g_backend = {
+/* optional ops (backend.h's supports query); no matmul_acc on the device yet */
+static bool be_supports(sf_capability cap, int op, const sf_tensor *out, const sf_tensor *a, const sf_tensor *b) {
+  switch (cap) {
+  case SF_CAP_UNARY_BWD: return sf_gpu_fuses_unary_bwd(op);
+  case SF_CAP_LINEAR_BIAS: return sf_gemm_bias_ok(out, a, b);
+  default: return false;
+  }
+}
+
+/* the whole backend, one table (its nn, conv and train members live in cuda_nn/conv/train.cc) */
+static const sf_backend g_backend = {
 #ifdef SF_EMU
     "emu",
 #else
     "cuda",
 #endif
     be_count, be_alloc, be_free, be_h2d, be_d2h, be_sync, be_copy, be_fill, be_unary, be_binary,
-    be_binary_scalar, be_where, be_reduce, be_softmax, be_matmul, be_random, NULL, NULL, NULL};
+    be_binary_scalar, be_where, be_reduce, be_softmax, be_matmul, be_random, &sf_gpu_nn_table, &sf_gpu_conv_table,
+    &sf_gpu_train_table, be_supports};
 
 } // namespace SF_CUDA_NS
 
@@ -136,12 +147,10 @@ extern "C" int sf_emu_backend_register(void) {
   sf_gpu_register(SF_DEV_EMU, &SF_CUDA_NS::sf_gpu_services);
   return 0;
 }
-extern "C" sf_backend *sf_emu_backend(void) { return &SF_CUDA_NS::g_backend; }
 #else
 extern "C" int sf_cuda_backend_register(void) {
   sf_register_backend(SF_DEV_CUDA, &SF_CUDA_NS::g_backend);
   sf_gpu_register(SF_DEV_CUDA, &SF_CUDA_NS::sf_gpu_services);
   return 0;
 }
-extern "C" sf_backend *sf_cuda_backend(void) { return &SF_CUDA_NS::g_backend; }
 #endif

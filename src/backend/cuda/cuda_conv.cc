@@ -63,14 +63,6 @@ static sf_tensor *conv2d(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int str
   return conv_nd(2, x, w, b, stride, pad);
 }
 
-static const sf_conv_ops g_conv = {conv3d, conv2d};
-
-/* attach at start-up, unless the backend already has a table */
-static struct attach {
-  attach() {
-    sf_backend *b = SF_THIS_BACKEND();
-    if (b && !b->conv) b->conv = &g_conv;
-  }
-} g_attach;
+const sf_conv_ops sf_gpu_conv_table = {conv3d, conv2d};
 
 } // namespace SF_CUDA_NS

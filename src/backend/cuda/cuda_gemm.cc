@@ -95,16 +95,30 @@ int sf_gemm(sf_tensor *out, const sf_tensor *a, const sf_tensor *b) {
 
 static bool lt_ok(cublasStatus_t st) { return st == CUBLAS_STATUS_SUCCESS; }
 
+/* may sf_gemm_bias run these operands? (the backend's supports query for SF_CAP_LINEAR_BIAS; the caller gives a
+ * bias [N] of out's dtype with unit stride) */
+bool sf_gemm_bias_ok(const sf_tensor *out, const sf_tensor *a, const sf_tensor *b) {
+  if (!out || !a || !b) return false;
+  sf_dtype dt = out->dtype;
+  if ((dt != SF_BF16 && dt != SF_F16) || a->dtype != dt || b->dtype != dt) return false;
+  if (out->ndim != 2 || a->ndim != 2 || b->ndim != 2) return false;
+  int64_t M = a->shape[0], K = a->shape[1], N = b->shape[1];
+  if (M == 0 || N == 0 || K == 0 || M > INT32_MAX || N > INT32_MAX || K > INT32_MAX) return false;
+  if (out->stride[1] != 1 || (M > 1 && out->stride[0] != N)) return false;
+  cublasOperation_t op;
+  int64_t ld;
+  return gemm_layout(K, N, b->stride[0], b->stride[1], &op, &ld) && gemm_layout(M, K, a->stride[0], a->stride[1], &op, &ld);
+}
+
 int sf_gemm_bias(sf_tensor *out, const sf_tensor *a, const sf_tensor *b, const sf_tensor *bias) {
   sf_dtype dt = out->dtype;
-  if ((dt != SF_BF16 && dt != SF_F16) || a->dtype != dt || b->dtype != dt || bias->dtype != dt) return 1;
-  if (out->ndim != 2 || a->ndim != 2 || b->ndim != 2 || bias->ndim != 1) return 1;
+  if (!sf_gemm_bias_ok(out, a, b) || bias->dtype != dt || bias->ndim != 1 || (b->shape[1] > 1 && bias->stride[0] != 1))
+    return sf_error("linear_bias: operands the bias epilogue cannot take");
   int64_t M = a->shape[0], K = a->shape[1], N = b->shape[1];
-  if (M == 0 || N == 0 || K == 0 || M > INT32_MAX || N > INT32_MAX || K > INT32_MAX) return 1;
-  if (out->stride[1] != 1 || (M > 1 && out->stride[0] != N) || (N > 1 && bias->stride[0] != 1)) return 1;
-  cublasOperation_t opa, opb;
-  int64_t lda, ldb;
-  if (!gemm_layout(K, N, b->stride[0], b->stride[1], &opb, &ldb) || !gemm_layout(M, K, a->stride[0], a->stride[1], &opa, &lda)) return 1;
+  cublasOperation_t opa = CUBLAS_OP_N, opb = CUBLAS_OP_N;
+  int64_t lda = 0, ldb = 0;
+  gemm_layout(K, N, b->stride[0], b->stride[1], &opb, &ldb);
+  gemm_layout(M, K, a->stride[0], a->stride[1], &opa, &lda);
   const int index = sf_device_of(out).index;
   if (sf_dev_enter(index)) return -1;
   sf_dev_state *ds = sf_dev_current();

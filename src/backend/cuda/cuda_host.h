@@ -5,6 +5,9 @@
 #define SF_CUDA_HOST_H
 
 #include "backend/backend.h"
+#include "backend/conv_ops.h"
+#include "backend/nn_ops.h"
+#include "backend/train_ops.h"
 #include "backend/cuda/gpu_api.h"
 #include "sf_kernels.h"
 
@@ -44,10 +47,18 @@ int sf_alloc_reset_peak(int index);
 /* out[B,M,N] = a[B,M,K] b[B,K,N] (cuda_gemm.cc) */
 int sf_gemm(sf_tensor *out, const sf_tensor *a, const sf_tensor *b);
 /* out[M,N] = round(a[M,K] b[K,N] + bias[N]), bf16/f16, through cuBLASLt's bias epilogue (train_ops.h linear_bias) */
+bool sf_gemm_bias_ok(const sf_tensor *out, const sf_tensor *a, const sf_tensor *b);
 int sf_gemm_bias(sf_tensor *out, const sf_tensor *a, const sf_tensor *b, const sf_tensor *bias);
 
 /* device collectives (cuda_nccl.cc) */
 extern const sf_gpu_ext sf_gpu_services;
+
+/* the backend's op tables, one per file (cuda_nn.cc, cuda_conv.cc, cuda_train.cc), members of its one
+ * backend table (cuda_backend.cc), and the activations whose backward cuda_train.cc fuses */
+extern const sf_nn_ops sf_gpu_nn_table;
+extern const sf_conv_ops sf_gpu_conv_table;
+extern const sf_train_ops sf_gpu_train_table;
+bool sf_gpu_fuses_unary_bwd(int op);
 
 /* for the op tables (cuda_nn/train/conv.cc): make t's device current; raw pointers of optional tensors */
 static inline int sf_enter_of(const sf_tensor *t) { return sf_dev_enter(sf_device_of(t).index); }
@@ -56,13 +67,5 @@ static inline float *sf_fptr_or_null(sf_tensor *t) { return t ? (float *)sf_data
 
 } // namespace SF_CUDA_NS
 
-/* the backend object this build's op tables attach to (each host file is compiled for cuda and for emu) */
-#ifdef SF_EMU
-extern "C" sf_backend *sf_emu_backend(void);
-#define SF_THIS_BACKEND sf_emu_backend
-#else
-extern "C" sf_backend *sf_cuda_backend(void);
-#define SF_THIS_BACKEND sf_cuda_backend
-#endif
 
 #endif

@@ -87,20 +87,6 @@ static int nn_attention(sf_tensor *out, const sf_tensor *q, const sf_tensor *k, 
   return rc;
 }
 
-static const sf_nn_ops g_nn = {nn_layer_norm, nn_rms_norm, nn_modulate, nn_gated_add, nn_rope3d, nn_attention};
-
-/* attach at start-up, unless the backend already has a table */
-static struct attach {
-  attach() {
-    sf_backend *b = SF_THIS_BACKEND();
-    if (b && !b->nn) b->nn = &g_nn;
-  }
-} g_attach;
+const sf_nn_ops sf_gpu_nn_table = {nn_layer_norm, nn_rms_norm, nn_modulate, nn_gated_add, nn_rope3d, nn_attention};
 
 } // namespace SF_CUDA_NS
-
-#ifdef SF_EMU
-extern "C" const sf_nn_ops *sf_emu_nn_ops(void) { return &SF_CUDA_NS::g_nn; }
-#else
-extern "C" const sf_nn_ops *sf_cuda_nn_ops(void) { return &SF_CUDA_NS::g_nn; }
-#endif

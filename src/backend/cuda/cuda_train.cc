@@ -100,20 +100,17 @@ static int tr_ema(sf_tensor *shadow, const sf_tensor *param, double decay) {
   return sf_k_ema(sf_fptr_or_null(shadow), sf_data_ptr(param), param->dtype, sf_numel(shadow), (float)decay, (float)(1.0 - decay));
 }
 
+bool sf_gpu_fuses_unary_bwd(int op) {
+  return op == SF_UN_GELU_TANH || op == SF_UN_SILU || op == SF_UN_TANH || op == SF_UN_SIGMOID;
+}
+
 static int tr_unary_bwd(int op, sf_tensor *dx, const sf_tensor *dy, const sf_tensor *x) {
-  if (op != SF_UN_GELU_TANH && op != SF_UN_SILU && op != SF_UN_TANH && op != SF_UN_SIGMOID) return 1; /* not fused */
+  if (!sf_gpu_fuses_unary_bwd(op)) return sf_error("unary_bwd: op %d is not fused on this device", op);
   if (sf_enter_of(x)) return -1;
   return sf_k_unary_bwd(op, sf_data_ptr(dx), dx->dtype, sf_data_ptr(dy), dy->dtype, sf_data_ptr(x), x->dtype, sf_numel(x));
 }
 
-static const sf_train_ops g_train = {tr_layer_norm_bwd, tr_rms_norm_bwd, tr_rope3d_bwd, tr_attention_bwd, tr_adamw, tr_sum_sq, tr_ema,
-                                     tr_unary_bwd, nullptr, sf_gemm_bias};
-
-static struct attach_train {
-  attach_train() {
-    sf_backend *b = SF_THIS_BACKEND();
-    if (b && !b->train) b->train = &g_train;
-  }
-} g_attach_train;
+const sf_train_ops sf_gpu_train_table = {tr_layer_norm_bwd, tr_rms_norm_bwd, tr_rope3d_bwd, tr_attention_bwd, tr_adamw, tr_sum_sq, tr_ema,
+                                         tr_unary_bwd, nullptr, sf_gemm_bias};
 
 } // namespace SF_CUDA_NS
