@@ -5,12 +5,9 @@
 set -e
 PKGS="build-essential cmake pkg-config libdnnl-dev liblua5.4-dev lua5.4 libreadline-dev liblmdb-dev libpng-dev
 libopenblas-dev libyaml-dev libcjson-dev libzip-dev libsentencepiece-dev sentencepiece libcairo2-dev
-<<<<<<< HEAD
-libopenmpi-dev openmpi-bin libzmq3-dev libssl-dev libfftw3-dev python3-torch python3-numpy python3-lmdb python3-yaml python3-omegaconf python3-sentencepiece python3-nbclient python3-jupyter-client python3-nbformat python3-zmq ffmpeg lua-check"
-=======
 libopenmpi-dev openmpi-bin libzmq3-dev libssl-dev libfftw3-dev python3-torch python3-numpy python3-lmdb python3-yaml
-python3-omegaconf python3-sentencepiece python3-nbclient python3-jupyter-client python3-nbformat python3-zmq python3-pil ffmpeg"
->>>>>>> main
+python3-omegaconf python3-sentencepiece python3-nbclient python3-jupyter-client python3-nbformat python3-zmq python3-pil ffmpeg
+lua-check"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
