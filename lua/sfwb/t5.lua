@@ -33,15 +33,15 @@ M._strip_prefixes = strip_prefixes
 -- one block of weights at a time. dtype="f32" (default, Self-Forcing's WanTextEncoder as built), "bf16"
 -- (the reference after its pipeline's .to(bfloat16), upstream Wan's t5_dtype) or "f16" (with T5's
 -- fp16_clamp): activations rounded at every op output as the reference's CUDA kernels do, sums in f32;
--- CPU path only. t5.dtype holds it; t5:set_dtype(d) switches (and clears the embedding cache).
+-- bf16 also on a device (cuda/emu: --device cuda:0 --dtype bf16), f16 on the cpu only. t5.dtype holds it; t5:set_dtype(d) switches (and clears the embedding cache).
 function M.load(src, opts)
   opts = opts or {}
   local sd = type(src) == "table" and src or sfwb.load(src)
   sd = strip_prefixes(sd)
   local core = sfwb._t5.new(sd)
   if opts.dtype then core:set_dtype(opts.dtype) end
-  if core:dtype() ~= "f32" and (opts.device or "cpu") ~= "cpu" then
-    error("sfwb.t5.load: dtype '" .. core:dtype() .. "' runs on the cpu path only", 2)
+  if core:dtype() == "f16" and (opts.device or "cpu") ~= "cpu" then
+    error("sfwb.t5.load: dtype 'f16' (with T5's fp16 clamp) runs on the cpu path only; f32 and bf16 run on " .. opts.device, 2)
   end
   local self = setmetatable({
     core = core,
@@ -80,7 +80,7 @@ function T5:run_blocks(x, mask, first, count)
 end
 
 function T5:set_dtype(dtype)
-  if self.device ~= "cpu" and dtype ~= "f32" then error("t5:set_dtype: '" .. dtype .. "' runs on the cpu path only", 2) end
+  if self.device ~= "cpu" and dtype == "f16" then error("t5:set_dtype: 'f16' runs on the cpu path only (f32, bf16 on " .. self.device .. ")", 2) end
   self.core:set_dtype(dtype)
   self.dtype = self.core:dtype()
   self:clear_cache()

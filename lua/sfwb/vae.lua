@@ -11,7 +11,7 @@ VAE.__index = VAE
 -- Wan's 16 constants (zeros/ones for other z_dim). The fused CPU path on "cpu" (results come back on the
 -- input's device); on any other device (cuda:N, emu:N) the tensor-op forward of sfwb.vae_device with the
 -- backend's convolution kernel. dtype: "f32" (upstream Wan) or "bf16" (Self-Forcing's inference: weights
--- and activations rounded to bf16 at every op output, sums in f32; CPU path only); vae.dtype holds it.
+-- and activations rounded to bf16 at every op output, sums in f32; on the cpu and on devices); vae.dtype holds it.
 function M.load(src, opts)
   opts = opts or {}
   local sd = type(src) == "table" and src or sfwb.load(src)
@@ -19,11 +19,8 @@ function M.load(src, opts)
   local dtype = opts.dtype or "f32"
   local core = sfwb._vae.new(sd, {mean = opts.mean, std = opts.std, dtype = dtype})
   local self = setmetatable({core = core, config = core:config(), device = opts.device or "cpu", dtype = core:dtype()}, VAE)
-  if self.device ~= "cpu" and self.dtype ~= "f32" then
-    error("sfwb.vae.load: dtype '" .. self.dtype .. "' runs on the cpu path only (device " .. self.device .. ")", 2)
-  end
   if self.device ~= "cpu" then
-    self.dev = require("sfwb.vae_device").new(sd, self.config, self.device)
+    self.dev = require("sfwb.vae_device").new(sd, self.config, self.device, self.dtype)
     self._streams = {}
   end
   return self
@@ -55,7 +52,13 @@ end
 
 -- switch the compute dtype ("f32" | "bf16", cpu path); streaming caches are cleared
 function VAE:set_dtype(dtype)
-  if self.dev and dtype ~= "f32" then error("vae:set_dtype: '" .. dtype .. "' runs on the cpu path only", 2) end
+  if self.dev and dtype ~= "f32" and dtype ~= "bf16" then error("vae:set_dtype: '" .. dtype .. "' on " .. self.device .. ": f32 or bf16", 2) end
+  if self.dev and dtype ~= self.dtype then
+    -- the device copy of f32 weights can be rounded to bf16, not back: bf16 -> f32 needs the file again
+    if dtype ~= "bf16" then error("vae:set_dtype: " .. self.device .. " holds bf16 weights now; load again with {dtype='f32'}", 2) end
+    self.dev.dtype, self.dev.r = "bf16", function(x) return x:bf16():float() end
+    for k, v in pairs(self.dev.sd) do self.dev.sd[k] = self.dev.r(v) end
+  end
   self.core:set_dtype(dtype)
   self.core:reset()
   self.dtype = self.core:dtype()

@@ -84,6 +84,7 @@ typedef struct sf_node {
   int n_saved;
   unsigned saved_mask;    /* slots that sf_node_save was called for */
   sf_tensor *saved[SF_NODE_MAX_SAVED]; /* detached aliases; NULL after release or when dropped by a checkpoint */
+  uint32_t saved_version[SF_NODE_MAX_SAVED]; /* their storage's version when saved */
   bool released;          /* saved tensors freed by a backward without retain_graph */
   bool dropped;           /* saved tensors not kept: recompute the checkpoint region first */
   /* op parameters, free for the backward function's use */
@@ -146,9 +147,12 @@ sf_tensor *sf_ag_attention(sf_tensor *out, sf_tensor *q, sf_tensor *k, sf_tensor
                            sf_tensor *lse);
 /* conv2d (nd 2) / conv3d (nd 3) as sf_conv2d/sf_conv3d compute them (backward: ag_conv.c, cpu only) */
 sf_tensor *sf_ag_conv(sf_tensor *out, int nd, sf_tensor *x, sf_tensor *w, sf_tensor *b, const int *stride, const int *pad);
-/* in-place ops call this first: -1 (error) when grad mode is on and dst (or src) takes part in a graph
- * in a way an in-place write would corrupt (a leaf that requires grad, as torch) */
+/* in-place ops call this first: -1 (error) when grad mode is on and dst takes part in a graph in a way an
+ * in-place write would corrupt (a leaf that requires grad, as torch), or when src (may be NULL) requires
+ * grad, which sfwb's autograd would not record (never a silently cut graph). On success it bumps dst's
+ * storage version (PyTorch's version counter; a saved tensor written afterwards fails its backward). */
 int sf_ag_check_inplace(sf_tensor *dst, const char *opname);
+int sf_ag_check_inplace_src(sf_tensor *dst, sf_tensor *src, const char *opname);
 
 /* ops.c runs an op's implementation with grad mode off, then restores it before recording:
  * `bool g = sf_set_grad_enabled(false); return sf_ag_x(sf_ag_resume(g, x_impl(...)), ...);` */

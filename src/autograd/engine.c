@@ -251,6 +251,18 @@ int sf_backward(sf_tensor *root, sf_tensor *grad, bool retain_graph) {
       if (n->dropped) { rc = sf_error("checkpoint: '%s' did not get its saved tensors back from the recomputation", n->name); goto done; }
     }
     if (!n->backward) { rc = sf_error("'%s' is not differentiable (no backward is implemented)", n->name); goto done; }
+    for (int s = 0; s < SF_NODE_MAX_SAVED; s++) { /* PyTorch's version check */
+      const sf_tensor *sv = n->saved[s];
+      if (sv && sv->storage->version != n->saved_version[s]) {
+        char sh[96];
+        rc = sf_error("one of the tensors needed for the backward of '%s' (shape %s) has been modified by an inplace "
+                      "operation ('%s'): it is at version %u, saved at version %u (as PyTorch's \"modified by an "
+                      "inplace operation\"); clone it before the in-place write, or write out of place",
+                      n->name, sf_shape_str(sv, sh, sizeof sh), sv->storage->last_inplace ? sv->storage->last_inplace : "?",
+                      (unsigned)sv->storage->version, (unsigned)n->saved_version[s]);
+        goto done;
+      }
+    }
     sf_tensor *gi_local[8];
     sf_tensor **gi = n->n_in <= 8 ? gi_local : calloc(n->n_in, sizeof *gi);
     if (!gi) { rc = sf_error("out of host memory in backward"); goto done; }

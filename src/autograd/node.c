@@ -196,6 +196,7 @@ void sf_node_save(sf_node *n, int slot, sf_tensor *t) {
   sf_tensor *a = sf__detached_alias(t);
   sf_release(n->saved[slot]);
   n->saved[slot] = a; /* NULL on OOM: the backward reports the missing saved tensor */
+  n->saved_version[slot] = t->storage->version;
 }
 
 void sf_node_abort(sf_node *n) {

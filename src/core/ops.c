@@ -157,7 +157,7 @@ static int broadcast_shape(const char *op, const sf_tensor *a, const sf_tensor *
 }
 
 int sf_copy_(sf_tensor *dst, sf_tensor *src) {
-  if (sf_ag_check_inplace(dst, "copy_")) return -1;
+  if (sf_ag_check_inplace_src(dst, src, "copy_")) return -1;
   char bd[128], bs[128];
   int nd;
   int64_t sh[SF_MAX_DIMS];
@@ -348,7 +348,7 @@ static sf_tensor *binary_impl(sf_binary_op op, sf_tensor *a, sf_tensor *b) {
 }
 
 int sf_binary_(sf_binary_op op, sf_tensor *a, sf_tensor *b) {
-  if (sf_ag_check_inplace(a, binary_name(op))) return -1;
+  if (sf_ag_check_inplace_src(a, b, binary_name(op))) return -1;
   char ba[128], bb[128];
   if (!same_device(binary_name(op), a, b)) return -1;
   int nd;

@@ -29,6 +29,11 @@ typedef struct sf_storage {
   sf_device device;
   void (*release)(struct sf_storage *s);
   void *ctx; /* owner-specific: mmap region, allocator block, ... */
+  /* PyTorch's version counter, shared by every view of the storage: bumped by each in-place write
+   * (copy_, fill_, add_, ...); autograd checks that a tensor saved for backward is still at the version
+   * it was saved at. last_inplace names the op of the latest bump (a static string). */
+  uint32_t version;
+  const char *last_inplace;
 } sf_storage;
 
 struct sf_node; /* autograd node, src/autograd */

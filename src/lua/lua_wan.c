@@ -389,13 +389,14 @@ static int l_forward(lua_State *L) {
 static int l_kv_cache(lua_State *L) {
   sf_wan_model *m = check_model(L, 1);
   static const char *const KVO[] = {"batch", "frames", "local_attn_size", "sink_size", "tokens_per_frame", "policy",
-                                    "max_attention_frames", NULL};
+                                    "max_attention_frames", "detach", NULL};
   check_opts_keys(L, 2, "kv_cache", KVO);
   sf_wan_model tmp = *m; /* per-cache window overrides, sized from this config */
   tmp.cfg.local_attn_size = opt_int(L, 2, "local_attn_size", m->cfg.local_attn_size);
   tmp.cfg.sink_size = opt_int(L, 2, "sink_size", m->cfg.sink_size);
   sf_wan_kv *kv = sf_wan_kv_new(&tmp, opt_int(L, 2, "batch", 1), opt_int(L, 2, "frames", 0), opt_int(L, 2, "tokens_per_frame", 0));
   if (!kv) return sf_lua_raise(L);
+  kv->detach = opt_bool(L, 2, "detach", 0); /* no gradient through earlier writes (detach_kv_cache) */
   kv->max_attn_frames = opt_int(L, 2, "max_attention_frames", 0);
   if (kv->max_attn_frames < 0) {
     sf_wan_kv_free(kv);

@@ -14,6 +14,17 @@ static inline sf_tensor *sf_enc_dev_f32(sf_tensor *w, sf_device dev) {
   return b;
 }
 
+/* bf16 compute on a device (lp == 1): t rounded to bf16 values, kept in f32 so every op sums in f32 as the
+ * reference's kernels do; steals t; any other lp returns t as it is (NULL passes through) */
+static inline sf_tensor *sf_enc_round(sf_tensor *t, int lp) {
+  if (!t || lp != 1) return t;
+  sf_tensor *a = sf_cast(t, SF_BF16);
+  sf_release(t);
+  sf_tensor *b = a ? sf_cast(a, SF_F32) : NULL;
+  sf_release(a);
+  return b;
+}
+
 /* *x += y, stealing y; -1 (x unchanged) when y is NULL or the add fails */
 static inline int sf_enc_add_into(sf_tensor **x, sf_tensor *y) {
   if (!y) return -1;

@@ -100,6 +100,14 @@ typedef struct sf_wan_kv {
   int64_t **slot_frame;        /* per layer: absolute frame id of each frame slot (-1 empty) */
   int64_t max_attn_frames;     /* 0 = the policy's default (a state field its plan reads) */
   int64_t *ids;                /* scratch: key frame ids of a two-range read */
+  /* The gradient path, as PyTorch's in-place cache writes route it: a write made with grad mode on
+   * records the source's graph for its slots (CopySlices); writes under no_grad change the values
+   * only. A later grad-mode read sends each slot's gradient to the last grad-mode write of that slot,
+   * even when a no-grad pass has overwritten the values since (the context pass). Per layer, per frame
+   * slot: a handle on that source's graph (NULL = none) and the frame inside the source. */
+  bool detach;                 /* true: no gradient path through the cache (the clean variant) */
+  sf_tensor ***gk, ***gv;
+  int64_t **gframe;
 } sf_wan_kv;
 
 /* What one forward call does to the cache, the same in every layer (frames; sfwb/kv_policy.lua computes it
@@ -128,6 +136,8 @@ typedef struct sf_wan_xcache {
 } sf_wan_xcache;
 
 sf_wan_kv *sf_wan_kv_new(const sf_wan_model *m, int64_t batch, int64_t frames, int64_t tokens_per_frame);
+/* forget every slot's gradient source (sf_wan_kv_reset does too) */
+void sf_wan_kv_clear_grad(sf_wan_kv *kv);
 void sf_wan_kv_reset(sf_wan_kv *kv);
 /* zero the K/V buffers, keep the pointers and slot ids (LongLive's reset before a recache) */
 void sf_wan_kv_zero(sf_wan_kv *kv);

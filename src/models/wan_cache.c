@@ -33,10 +33,17 @@ sf_wan_kv *sf_wan_kv_new(const sf_wan_model *m, int64_t batch, int64_t frames, i
   kv->local_end = calloc(L, sizeof(int64_t));
   kv->slot_frame = calloc(L, sizeof(int64_t *));
   kv->ids = malloc(sizeof(int64_t) * (size_t)cap);
-  if (!kv->k || !kv->v || !kv->global_end || !kv->local_end || !kv->slot_frame || !kv->ids) goto oom;
+  kv->gk = calloc(L, sizeof(sf_tensor **));
+  kv->gv = calloc(L, sizeof(sf_tensor **));
+  kv->gframe = calloc(L, sizeof(int64_t *));
+  if (!kv->k || !kv->v || !kv->global_end || !kv->local_end || !kv->slot_frame || !kv->ids || !kv->gk || !kv->gv || !kv->gframe)
+    goto oom;
   for (size_t i = 0; i < L; i++) {
     kv->slot_frame[i] = malloc(sizeof(int64_t) * (size_t)cap);
-    if (!kv->slot_frame[i]) goto oom;
+    kv->gk[i] = calloc((size_t)cap, sizeof(sf_tensor *));
+    kv->gv[i] = calloc((size_t)cap, sizeof(sf_tensor *));
+    kv->gframe[i] = calloc((size_t)cap, sizeof(int64_t));
+    if (!kv->slot_frame[i] || !kv->gk[i] || !kv->gv[i] || !kv->gframe[i]) goto oom;
     for (int64_t f = 0; f < cap; f++) kv->slot_frame[i][f] = -1;
   }
   if (tokens_per_frame > 0) {
@@ -59,7 +66,16 @@ oom:
 }
 
 /* a new prompt / video: indices to zero and buffers cleared (as the pipelines' re-allocation) */
+void sf_wan_kv_clear_grad(sf_wan_kv *kv) {
+  for (int i = 0; kv->gk && kv->gv && i < kv->num_layers; i++)
+    for (int64_t f = 0; f < kv->capacity_frames; f++) {
+      if (kv->gk[i]) sf_release(kv->gk[i][f]), kv->gk[i][f] = NULL;
+      if (kv->gv[i]) sf_release(kv->gv[i][f]), kv->gv[i][f] = NULL;
+    }
+}
+
 void sf_wan_kv_reset(sf_wan_kv *kv) {
+  sf_wan_kv_clear_grad(kv);
   for (int i = 0; i < kv->num_layers; i++) {
     kv->global_end[i] = kv->local_end[i] = 0;
     for (int64_t f = 0; f < kv->capacity_frames; f++) kv->slot_frame[i][f] = -1;
@@ -121,12 +137,17 @@ void sf_wan_kv_zero(sf_wan_kv *kv) {
 
 void sf_wan_kv_free(sf_wan_kv *kv) {
   if (!kv || --kv->refcount > 0) return;
+  sf_wan_kv_clear_grad(kv);
   for (int i = 0; i < kv->num_layers; i++) {
     if (kv->k) sf_release(kv->k[i]);
     if (kv->v) sf_release(kv->v[i]);
     if (kv->slot_frame) free(kv->slot_frame[i]);
+    if (kv->gk) free(kv->gk[i]);
+    if (kv->gv) free(kv->gv[i]);
+    if (kv->gframe) free(kv->gframe[i]);
   }
   free(kv->k), free(kv->v), free(kv->global_end), free(kv->local_end), free(kv->slot_frame), free(kv->ids);
+  free(kv->gk), free(kv->gv), free(kv->gframe);
   free(kv);
 }
 

@@ -199,10 +199,15 @@ static sf_tensor *context_embedding(fwd *s, sf_tensor *ctx, sf_tensor *clip) {
   sf_tensor *cl = NULL, *i1 = NULL, *i2 = NULL, *i3 = NULL, *i4 = NULL, *i5 = NULL, *img = NULL, *out = NULL;
   const int64_t Lt = ctx->shape[1];
   TRY(cm = to_model(s, ctx));
-  int64_t ps[3] = {s->B, c->text_len, c->text_dim};
-  TRY(pad = sf_zeros(3, ps, cm->dtype, m->device));
-  TRY(nar = sf_narrow(pad, 1, 0, Lt));
-  if (sf_copy_(nar, cm)) goto fail;
+  /* zero rows up to text_len, as a recorded cat (the context's gradient flows, as PyTorch's padding copy) */
+  if (Lt < c->text_len) {
+    int64_t ps[3] = {s->B, c->text_len - Lt, c->text_dim};
+    TRY(nar = sf_zeros(3, ps, cm->dtype, m->device));
+    sf_tensor *parts[2] = {cm, nar};
+    TRY(pad = sf_cat(parts, 2, 1));
+  } else {
+    pad = sf_retain(cm);
+  }
   TRY(a = lin(s, pad, "text_embedding.0", 0));
   TRY(g = unary(SF_UN_GELU_TANH, a));
   TRY(txt = lin(s, g, "text_embedding.2", 0));
@@ -263,6 +268,14 @@ static sf_tensor *attend(fwd *s, int layer, bool cross, int img, sf_tensor *q, s
 
 /* the copies a cache plan asks for (the policy itself is sfwb/kv_policy.lua, or sf_wan_kv_default_plan) */
 
+/* a value copy into the cache: the gradient path is wan_kv_grad.c's, never the copy's */
+static int copy_values(sf_tensor *dst, sf_tensor *src) {
+  bool prev = sf_set_grad_enabled(false);
+  int rc = sf_copy_(dst, src);
+  sf_set_grad_enabled(prev);
+  return rc;
+}
+
 /* slots [src, src + n) move down to [dst, dst + n) (frames; the ranges may overlap) */
 static int kv_roll(sf_wan_kv *kv, int i, int64_t S, int64_t dst, int64_t src, int64_t n) {
   sf_tensor *a = NULL, *b = NULL, *tmp = NULL;
@@ -271,12 +284,13 @@ static int kv_roll(sf_wan_kv *kv, int i, int64_t S, int64_t dst, int64_t src, in
     TRY(a = sf_narrow(buf, 1, src * S, n * S));
     TRY(tmp = sf_clone(a)); /* the ranges overlap */
     TRY(b = sf_narrow(buf, 1, dst * S, n * S));
-    if (sf_copy_(b, tmp)) goto fail;
+    if (copy_values(b, tmp)) goto fail;
     REL(a);
     REL(tmp);
     REL(b);
   }
   if (n > 0) memmove(kv->slot_frame[i] + dst, kv->slot_frame[i] + src, sizeof(int64_t) * (size_t)n);
+  if (n > 0) sf_wan_kv_grad_move(kv, i, dst, src, n); /* a grad-mode roll moves the graph with the values */
   return 0;
 fail:
   sf_release(a), sf_release(b), sf_release(tmp);
@@ -289,10 +303,11 @@ static int kv_write(sf_wan_kv *kv, int i, const fwd *s, sf_tensor *k, sf_tensor 
   for (int t = 0; t < 2 && n > 0; t++) {
     sf_tensor *src = from == 0 && n * S == k->shape[1] ? sf_retain(t ? v : k) : sf_narrow(t ? v : k, 1, from * S, n * S);
     sf_tensor *dst = src ? sf_narrow(t ? kv->v[i] : kv->k[i], 1, at * S, n * S) : NULL;
-    const int rc = dst ? sf_copy_(dst, src) : -1;
+    const int rc = dst ? copy_values(dst, src) : -1;
     sf_release(src), sf_release(dst);
     if (rc) return -1;
   }
+  if (n > 0 && sf_wan_kv_grad_write(kv, i, at, n, from, k, v)) return -1;
   for (int64_t f = 0; f < n; f++) kv->slot_frame[i][at + f] = s->f0 + from + f;
   return 0;
 }
@@ -315,12 +330,35 @@ static int kv_update(fwd *s, int i, sf_tensor *k, sf_tensor *v, sf_tensor **kk, 
   if (p->advance) kv->global_end[i] = p->global_end * S, kv->local_end[i] = p->local_end * S;
   const int64_t lo = p->read_lo[p->n_read - 1], hi = p->read_hi[p->n_read - 1];
   const bool grad = sf_grad_enabled() && (k->requires_grad || v->requires_grad);
-  if (grad) {
-    /* with grad: the cache holds detached copies, so attend over [detached past | this chunk's k, v] (same
-     * values) and the gradient reaches the current chunk's keys and values, as the original's in-place
-     * cache write does; that needs the whole chunk written at the end of one read range */
+  if (sf_grad_enabled() && !kv->detach) {
+    /* the values now in the cache, with the gradient path of PyTorch's in-place writes (wan_kv_grad.c):
+     * each slot's gradient goes to its last grad-mode write */
+    for (int t = 0; t < 2; t++) {
+      sf_tensor *parts[2] = {NULL, NULL}, *r = NULL;
+      int np = 0;
+      for (int q = 0; q < p->n_read; q++)
+        if (p->read_hi[q] > p->read_lo[q] && !(parts[np++] = sf_wan_kv_grad_read(kv, i, t, p->read_lo[q] * S, p->read_hi[q] * S)))
+          break;
+      if (np && parts[np - 1]) r = np == 2 ? sf_cat(parts, 2, 1) : sf_retain(parts[0]);
+      sf_release(parts[0]), sf_release(parts[1]);
+      TRY(r);
+      if (t) *vv = r;
+      else *kk = r;
+    }
+    if (p->n_read == 2) {
+      const int64_t lo0 = p->read_lo[0], hi0 = p->read_hi[0];
+      memcpy(kv->ids, sf + lo0, sizeof(int64_t) * (size_t)(hi0 - lo0));
+      memcpy(kv->ids + (hi0 - lo0), sf + lo, sizeof(int64_t) * (size_t)(hi - lo));
+      *k_ids = kv->ids;
+    } else {
+      *k_ids = sf + lo;
+    }
+  } else if (grad) {
+    /* detach_kv_cache (the clean variant): the cache holds values only, so attend over [detached past | this
+     * chunk's k, v] (same values): the gradient reaches the current chunk's keys and values only; that needs
+     * the whole chunk written at the end of one read range */
     if (p->n_read != 1 || p->write_from != 0 || p->write_n != s->F || p->write_at + p->write_n != hi || lo > p->write_at)
-      return sf_error("wan kv cache: with autograd the plan must write the whole chunk at the end of a single read range");
+      return sf_error("wan kv cache: detach=true with autograd needs a plan that writes the whole chunk at the end of a single read range");
     for (int t = 0; t < 2; t++) {
       sf_tensor *parts[2];
       TRY(src = sf_narrow(t ? vb : kb, 1, lo * S, (p->write_at - lo) * S));
@@ -676,8 +714,14 @@ static int kv_prepare(fwd *s) {
 }
 
 sf_tensor *sf_wan_forward(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor *ctx, const sf_wan_fwd_opts *opts) {
-  sf_wan_fwd_opts dflt;
+  sf_wan_fwd_opts dflt, eff;
   if (!opts) sf_wan_fwd_opts_init(&dflt), opts = &dflt;
+  if (opts->checkpoint && opts->xcache && sf_grad_enabled()) {
+    /* CausalWanModel's checkpointed grad branch does not pass crossattn_cache: the blocks recompute the
+     * cross-attention K/V from the text context, with gradient (text_embedding, cross_attn.k/v/norm_k
+     * get theirs), and leave the cache as it is */
+    eff = *opts, eff.xcache = NULL, opts = &eff;
+  }
   const sf_wan_config *c = &m->cfg;
   char b1[64], b2[64];
   fwd s;

@@ -18,6 +18,13 @@ typedef struct sf_wan_param_spec {
   int64_t fan_in;
 } sf_wan_param_spec;
 
+/* the KV cache's gradient path (wan_kv_grad.c): record a grad-mode write of frames [src0, src0 + nframes)
+ * of k, v into the slots from slot0; move the graph of nframes slots from src to dst with a grad-mode eviction; read tokens [lo, end)
+ * of layer's k (which = 0) or v (1) as a copy carrying that path (a plain copy under no_grad / detach) */
+int sf_wan_kv_grad_write(sf_wan_kv *kv, int layer, int64_t slot0, int64_t nframes, int64_t src0, sf_tensor *k, sf_tensor *v);
+void sf_wan_kv_grad_move(sf_wan_kv *kv, int layer, int64_t dst, int64_t src, int64_t nframes);
+sf_tensor *sf_wan_kv_grad_read(sf_wan_kv *kv, int layer, int which, int64_t lo, int64_t end);
+
 /* every parameter of a config, in a fixed order (caller frees *out) */
 int sf_wan_param_specs(const sf_wan_config *c, sf_wan_param_spec **out, int *count);
 /* parameter by printf-style name with one integer (the layer); error when missing */

@@ -99,7 +99,7 @@ if T.have_torch then
     local sm = json.read(dir .. "/splitmix.json")
     for _, seed in ipairs({0, 1, 12345, -7}) do
       local r = W.rng(seed)
-      for k = 1, 4 do T.eq(r:next64(), sm[tostring(seed)][k], "splitmix64 seed " .. seed .. " output " .. k) end
+      for k = 1, 4 do T.eq(tostring(r:next64()), sm[tostring(seed)][k], "splitmix64 seed " .. seed .. " output " .. k) end
     end
   end)
 else

@@ -3,7 +3,7 @@
 # ball by stepping the simulation frame by frame with explicit wall reflections (sfwb uses a closed
 # form), rasterizes with torch in f64 (4 x 4 sub-samples, u8 levels, (v / 255 - 0.5) / 0.5), and
 # writes DIR/expected.pt {"frames_<i>": [F, 3, H, W], "x_<i>_<b>": [F], "y_<i>_<b>": [F]}, plus
-# DIR/splitmix.json: the first outputs of splitmix64 from a few seeds (as signed int64).
+# DIR/splitmix.json: the first outputs of splitmix64 from a few seeds (signed int64, as decimal strings).
 import json
 import os
 import sys
@@ -73,5 +73,5 @@ for i, scene in enumerate(spec["scenes"]):
         res[f"x_{i}_{b}"] = torch.tensor(xs, dtype=torch.float64)
         res[f"y_{i}_{b}"] = torch.tensor(ys, dtype=torch.float64)
 torch.save(res, os.path.join(d, "expected.pt"))
-json.dump({str(s): splitmix64(s, 4) for s in (0, 1, 12345, -7)},
+json.dump({str(s): [str(v) for v in splitmix64(s, 4)] for s in (0, 1, 12345, -7)},  # strings: exact 64-bit
           open(os.path.join(d, "splitmix.json"), "w"))

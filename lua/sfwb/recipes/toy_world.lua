@@ -17,6 +17,7 @@ local C = require "sfwb.recipes.common"
 local json = require "sfwb.json"
 local W = require "sfwb.toy_world"
 local VAE = require "sfwb.recipes.toy_world_vae"
+local ODE = require "sfwb.recipes.toy_world_ode"
 
 local M = {}
 
@@ -37,9 +38,15 @@ M.default_eval_prompts = {
 
 -- sizes: --quick (<= 30 min on 2 cores), the default (longer, better), --mini (the test, seconds)
 M.presets = {
-  quick = {n_train = 64, train_frames = 33, long_factor = 3, vae = {steps = 150, batch = 2, clip = 5, dim = 4, lr = 2e-3}},
-  full = {n_train = 512, train_frames = 81, long_factor = 3, vae = {steps = 1500, batch = 4, clip = 9, dim = 8, lr = 1e-3}},
-  mini = {n_train = 4, train_frames = 9, long_factor = 3, vae = {steps = 3, batch = 1, clip = 5, dim = 4, lr = 2e-3}},
+  quick = {n_train = 64, train_frames = 33, long_factor = 3, vae = {steps = 150, batch = 2, clip = 5, dim = 4, lr = 2e-3},
+    dit = {dim = 64, layers = 2, heads = 4, ffn = 128}, teacher = {steps = 200, batch = 2, lr = 1e-3, sample_steps = 16},
+    baseline = {steps = 100, batch = 2, lr = 5e-4, sample_steps = 16}, self_forcing = {steps = 100, batch = 1, lr = 2e-4}},
+  full = {n_train = 512, train_frames = 81, long_factor = 3, vae = {steps = 1500, batch = 4, clip = 9, dim = 8, lr = 1e-3},
+    dit = {dim = 128, layers = 4, heads = 4, ffn = 256}, teacher = {steps = 3000, batch = 4, lr = 5e-4, sample_steps = 32},
+    baseline = {steps = 1000, batch = 4, lr = 2e-4, sample_steps = 32}, self_forcing = {steps = 1000, batch = 2, lr = 1e-4}},
+  mini = {n_train = 4, train_frames = 9, long_factor = 3, vae = {steps = 3, batch = 1, clip = 5, dim = 4, lr = 2e-3},
+    dit = {dim = 32, layers = 1, heads = 2, ffn = 64}, teacher = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4},
+    baseline = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4}, self_forcing = {steps = 2, batch = 1, lr = 1e-3}},
 }
 
 M.spec = {
@@ -241,14 +248,256 @@ function S.latents(ctx)
   return {steps = #scenes, seconds = sfwb.time() - t0, lmdb = "data/latents_lmdb"}
 end
 
+-- the DiT of every diffusion stage: Wan's architecture, narrow and shallow, text_dim = the tiny T5's width
+function M.dit_config(ctx)
+  local d = ctx.preset.dit
+  local c = {}
+  for k, v in pairs(sfwb.tiny.dit_config) do c[k] = v end
+  c.dim, c.num_layers, c.num_heads, c.ffn_dim = d.dim, d.layers, d.heads, d.ffn
+  c.text_dim = M.t5_config.dim
+  return c
+end
+
+local function text_encoder(ctx)
+  if not ctx.t5 then
+    local t = ctx.records.text
+    ctx.t5 = sfwb.t5.load(ctx.out .. "/" .. t.checkpoint, {tokenizer = ctx.out .. "/" .. t.tokenizer})
+  end
+  return ctx.t5
+end
+
+-- a Wan DiT folder (config.json + diffusion_pytorch_model.safetensors), as sfwb.wan.load reads it
+local function save_dit(dir, config, model)
+  C.mkdir(dir)
+  json.write(dir .. "/config.json", config)
+  sfwb.save(dir .. "/diffusion_pytorch_model.tmp.safetensors", model:state_dict())
+  os.rename(dir .. "/diffusion_pytorch_model.tmp.safetensors", dir .. "/diffusion_pytorch_model.safetensors")
+end
+
+-- trains `tr` (an sfwb.train.* trainer) to `steps`, resuming from DIR/checkpoints/<name>/last when a
+-- previous run saved there; returns the record fields steps/seconds/loss_first/loss_last and the losses
+local function run_trainer(ctx, name, tr, steps)
+  local dir = ctx.out .. "/checkpoints/" .. name
+  C.mkdir(dir)
+  local prog = dir .. "/progress.json"
+  local st = {losses = {}, seconds = 0}
+  if C.exists(prog) then
+    st = json.read(prog)
+    tr:resume(dir .. "/last")
+  end
+  local show = M.progress(name)
+  local t0 = sfwb.time() - st.seconds
+  while tr.step_count < steps do
+    local info = tr:step()
+    -- DMD updates the generator every dfake_gen_update_ratio steps and the critic every step: the curve is
+    -- the generator's loss where there is one; the critic's is kept beside it
+    if info.generator_loss then st.losses[#st.losses + 1] = info.generator_loss end
+    if info.critic_loss then
+      st.critic_losses = st.critic_losses or {}
+      st.critic_losses[#st.critic_losses + 1] = info.critic_loss
+    end
+    st.seconds = sfwb.time() - t0
+    show(tr.step_count, steps, info.generator_loss or info.critic_loss, st.seconds)
+    if tr.step_count % 25 == 0 or tr.step_count == steps then
+      tr:save(dir .. "/last")
+      json.write(prog, st)
+    end
+  end
+  loss_figure(ctx.out .. "/figures/loss_" .. name .. ".png", name, st.losses)
+  if st.critic_losses then loss_figure(ctx.out .. "/figures/loss_" .. name .. "_critic.png", name .. " critic", st.critic_losses) end
+  return {steps = tr.step_count, critic_loss_first = st.critic_losses and st.critic_losses[1],
+    critic_loss_last = st.critic_losses and st.critic_losses[#st.critic_losses], seconds = st.seconds, loss_first = st.losses[1] or 0,
+    loss_last = st.losses[#st.losses] or 0}
+end
+
+-- videos of the evaluation prompts from a pipeline (one prompt at a time, seed = index), measured
+local function sample_videos(ctx, name, pipe, num_frames, opts)
+  opts = opts or {}
+  local vids, rels = {}, {}
+  C.mkdir(ctx.out .. "/videos/" .. (opts.folder or name))
+  for i, prompt in ipairs(ctx.prompts) do
+    local r = pipe:generate({prompts = {prompt}, num_frames = num_frames, seed = ctx.seed + i,
+      negative_embeds = opts.negative_embeds})
+    vids[i] = r.video:select(1, 1)
+    rels[i] = write_video(ctx, "videos/" .. (opts.folder or name) .. "/" .. (i - 1) .. ".mp4", vids[i])
+  end
+  frame_grid(ctx.out .. "/figures/frames_" .. (opts.folder or name) .. ".png", vids, 6)
+  return rels, measure_all(vids, ctx.prompts, opts.summary)
+end
+
+local function latent_frames(ctx) return 1 + (ctx.preset.train_frames - 1) // 4 end
+
+local function diffusion_cfg(ctx, p, extra)
+  local cfg = {lr = p.lr, batch_size = p.batch, weight_decay = 0, seed = ctx.seed + 11, data_seed = ctx.seed,
+    num_frame_per_block = 3, independent_first_frame = false, model_kwargs = {timestep_shift = 5.0}}
+  for k, v in pairs(extra or {}) do cfg[k] = v end
+  return cfg
+end
+
+-- teacher: a bidirectional DiT trained from random weights by flow matching (sfwb.train.diffusion with
+-- generator_type bidirectional), sampled by the multi-step bidirectional pipeline with CFG
+function S.teacher(ctx)
+  local p = ctx.preset.teacher
+  local config = M.dit_config(ctx)
+  sfwb.manual_seed(ctx.seed + 7)
+  local m = sfwb.wan.new(config, {causal = false})
+  local tr = sfwb.train.diffusion(diffusion_cfg(ctx, p, {generator_type = "bidirectional"}),
+    {generator = m, text_encoder = text_encoder(ctx), dataset = sfwb.data.lmdb(ctx.out .. "/data/latents_lmdb")})
+  local rec = run_trainer(ctx, "teacher", tr, p.steps)
+  save_dit(ctx.out .. "/checkpoints/teacher/model", config, m)
+  local vae = sfwb.vae.load(ctx.out .. "/checkpoints/vae/Wan2.1_VAE.pth")
+  local pipe = sfwb.pipeline.bidirectional_diffusion({generator = m, text_encoder = text_encoder(ctx), vae = vae,
+    num_inference_steps = p.sample_steps, guidance_scale = 3.0, timestep_shift = 5.0, negative_prompt = "",
+    num_frames = latent_frames(ctx)})
+  rec.videos, rec.measurements = sample_videos(ctx, "teacher", pipe, latent_frames(ctx))
+  rec.checkpoint = "checkpoints/teacher/model"
+  return rec
+end
+
+-- the paper's baselines, trained the same way from the teacher's weights on a causal (block-wise) DiT:
+-- diffusion forcing (per-block noise levels, sfwb.train.diffusion) and teacher forcing (the same trainer
+-- with teacher_forcing: true, which sfwb refuses until the causal model's clean-context forward exists)
+local function baseline(ctx, name, extra)
+  local p = ctx.preset.baseline
+  local config = M.dit_config(ctx)
+  local m = sfwb.wan.load(ctx.out .. "/checkpoints/teacher/model", {causal = true, num_frame_per_block = 3})
+  local ok, tr = pcall(sfwb.train.diffusion, diffusion_cfg(ctx, p, extra),
+    {generator = m, text_encoder = text_encoder(ctx), dataset = sfwb.data.lmdb(ctx.out .. "/data/latents_lmdb")})
+  if not ok then return {status = "pending", note = tostring(tr)} end
+  local rec = run_trainer(ctx, name, tr, p.steps)
+  save_dit(ctx.out .. "/checkpoints/" .. name .. "/model", config, m)
+  local vae = sfwb.vae.load(ctx.out .. "/checkpoints/vae/Wan2.1_VAE.pth")
+  local F = latent_frames(ctx)
+  local pipe = sfwb.pipeline.causal_diffusion({generator = m, text_encoder = text_encoder(ctx), vae = vae,
+    num_inference_steps = p.sample_steps, guidance_scale = 3.0, timestep_shift = 5.0, negative_prompt = "",
+    num_frame_per_block = 3})
+  rec.videos, rec.measurements = sample_videos(ctx, name, pipe, F)
+  -- long videos: >= 3x the training length with a rolling KV window of the training length and a sink
+  local long = sfwb.wan.load(ctx.out .. "/checkpoints/" .. name .. "/model", {causal = true, num_frame_per_block = 3,
+    local_attn_size = math.max(F, 6), sink_size = 3})
+  local lpipe = sfwb.pipeline.causal_diffusion({generator = long, text_encoder = text_encoder(ctx), vae = vae,
+    num_inference_steps = p.sample_steps, guidance_scale = 3.0, timestep_shift = 5.0, negative_prompt = "",
+    num_frame_per_block = 3})
+  local LF = 3 * math.ceil(ctx.preset.long_factor * F / 3)
+  local lm
+  rec.long_videos, lm = sample_videos(ctx, name, lpipe, LF, {folder = name .. "_long"})
+  -- the issue's mark at 3x: the fraction of the last third's frames drawn right
+  rec.long_measurements = lm
+  local byf, okf, n = lm.summary.by_frame, 0, 0
+  for f = math.floor(2 * #byf / 3) + 1, #byf do okf, n = okf + byf[f], n + 1 end
+  rec.long_last_third = n > 0 and okf / n or 0
+  rec.checkpoint = "checkpoints/" .. name .. "/model"
+  return rec
+end
+
+-- ODE pairs: the teacher's multi-step sampler with CFG over the training prompts (toy_world_ode.lua)
+function S.ode_pairs(ctx)
+  local p = ctx.preset.teacher
+  local teacher = sfwb.wan.load(ctx.out .. "/checkpoints/teacher/model", {causal = false})
+  local path = ctx.out .. "/data/ode_lmdb"
+  if C.exists(path) then sfwb.fs.rmtree(path) end
+  local prompts = {}
+  local ds = sfwb.data.text_file(ctx.out .. "/data/prompts.txt")
+  for i = 1, #ds do prompts[i] = ds[i].prompts end
+  local rows, secs = ODE.pairs({teacher = teacher, text_encoder = text_encoder(ctx), prompts = prompts,
+    steps = p.sample_steps, frames = latent_frames(ctx), h = 8, w = 8, seed = ctx.seed + 17, path = path})
+  return {steps = rows, seconds = secs, lmdb = "data/ode_lmdb"}
+end
+
+-- ODE initialisation: a causal student (the teacher's weights, blocks of 3 latent frames) regressed onto the
+-- pairs (sfwb.train.ode), sampled few-step by the causal pipeline
+function S.ode_init(ctx)
+  local p = ctx.preset.baseline
+  local config = M.dit_config(ctx)
+  local m = sfwb.wan.load(ctx.out .. "/checkpoints/teacher/model", {causal = true, num_frame_per_block = 3})
+  local tr = sfwb.train.ode(ODE.init_config(ctx.seed, p),
+    {generator = m, text_encoder = text_encoder(ctx), dataset = sfwb.data.lmdb(ctx.out .. "/data/ode_lmdb")})
+  local rec = run_trainer(ctx, "ode_init", tr, p.steps)
+  save_dit(ctx.out .. "/checkpoints/ode_init/model", config, m)
+  local vae = sfwb.vae.load(ctx.out .. "/checkpoints/vae/Wan2.1_VAE.pth")
+  local pipe = sfwb.pipeline.causal({generator = m, text_encoder = text_encoder(ctx), vae = vae,
+    denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = false, num_frame_per_block = 3,
+    timestep_shift = 5.0})
+  rec.videos, rec.measurements = sample_videos(ctx, "ode_init", pipe, latent_frames(ctx))
+  rec.checkpoint = "checkpoints/ode_init/model"
+  return rec
+end
+
+-- Self Forcing: the ODE-initialised causal student trained by DMD against the teacher (real score) and a
+-- critic initialised from it (fake score), on its own few-step rollouts (sfwb.train.dmd); evaluated few-step
+-- at the training length and at 3x with a rolling KV window + sink
+function S.self_forcing(ctx)
+  local p = ctx.preset.self_forcing
+  local config = M.dit_config(ctx)
+  local F = latent_frames(ctx)
+  local gen = sfwb.wan.load(ctx.out .. "/checkpoints/ode_init/model", {causal = true, num_frame_per_block = 3})
+  local real = sfwb.wan.load(ctx.out .. "/checkpoints/teacher/model", {causal = false})
+  local fake = sfwb.wan.load(ctx.out .. "/checkpoints/teacher/model", {causal = false})
+  local prompts = {}
+  local ds = sfwb.data.text_file(ctx.out .. "/data/prompts.txt")
+  for i = 1, #ds do prompts[i] = ds[i].prompts end
+  local cfg = {lr = p.lr, lr_critic = p.lr, batch_size = p.batch, weight_decay = 0, seed = ctx.seed + 19,
+    data_seed = ctx.seed, num_frame_per_block = 3, independent_first_frame = false,
+    denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = true, timestep_shift = 5.0,
+    model_kwargs = {timestep_shift = 5.0}, image_or_video_shape = {p.batch, F, 16, 8, 8},
+    num_training_frames = F, guidance_scale = 3.0, dfake_gen_update_ratio = 5,
+    negative_prompt = "", same_step_across_blocks = true, context_noise = 0}
+  local tr = sfwb.train.dmd(cfg, {generator = gen, real_score = real, fake_score = fake,
+    text_encoder = text_encoder(ctx), dataset = prompts})
+  local rec = run_trainer(ctx, "self_forcing", tr, p.steps)
+  save_dit(ctx.out .. "/checkpoints/self_forcing/model", config, gen)
+  local vae = sfwb.vae.load(ctx.out .. "/checkpoints/vae/Wan2.1_VAE.pth")
+  local function pipe(m)
+    return sfwb.pipeline.causal({generator = m, text_encoder = text_encoder(ctx), vae = vae,
+      denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = true, num_frame_per_block = 3,
+      timestep_shift = 5.0})
+  end
+  rec.videos, rec.measurements = sample_videos(ctx, "self_forcing", pipe(gen), F)
+  local long = sfwb.wan.load(ctx.out .. "/checkpoints/self_forcing/model", {causal = true, num_frame_per_block = 3,
+    local_attn_size = math.max(F, 6), sink_size = 3})
+  local LF = 3 * math.ceil(ctx.preset.long_factor * F / 3)
+  local lm
+  rec.long_videos, lm = sample_videos(ctx, "self_forcing", pipe(long), LF, {folder = "self_forcing_long"})
+  rec.long_measurements = lm
+  local byf, okf, n = lm.summary.by_frame, 0, 0
+  for f = math.floor(2 * #byf / 3) + 1, #byf do okf, n = okf + byf[f], n + 1 end
+  rec.long_last_third = n > 0 and okf / n or 0
+  rec.checkpoint = "checkpoints/self_forcing/model"
+  return rec
+end
+
+-- eval: the table of every model's measurements against the issue's marks (the videos were made by each
+-- stage; toy_world.json and the error-accumulation figure are written at the end of every run)
+function S.eval(ctx)
+  local t0 = sfwb.time()
+  local th = W.thresholds
+  local tbl = {}
+  for _, name in ipairs(M.stage_names) do
+    local r = ctx.records[name]
+    if r and r.measurements then
+      local m = r.measurements.summary
+      tbl[name] = {frames_ok = m.frames_ok, direction = m.direction, smooth = m.smooth, smoothness = m.smoothness,
+        long_last_third = r.long_last_third,
+        pass = m.frames_ok >= th.frames_ok and m.direction >= th.direction and m.smooth >= th.direction
+          and (r.long_last_third == nil or r.long_last_third >= th.long_last_third)}
+      print(string.format("eval  %-18s frames %.2f  direction %.2f  smooth %.2f  3x last third %s", name, m.frames_ok,
+        m.direction, m.smooth, r.long_last_third and string.format("%.2f", r.long_last_third) or "-"))
+    end
+  end
+  return {steps = 0, seconds = sfwb.time() - t0, table = tbl}
+end
+
+function S.diffusion_forcing(ctx) return baseline(ctx, "diffusion_forcing", {}) end
+function S.teacher_forcing(ctx) return baseline(ctx, "teacher_forcing", {teacher_forcing = true}) end
+
 -- the stages that need trainers/pipelines: run them when the API is there, else say what is missing
 local needs = {
-  teacher = {"sfwb.train.diffusion", function() return sfwb.train.diffusion end, {"latents"}},
+  teacher = {"sfwb.train.diffusion", function() return sfwb.train.diffusion end, {"text", "latents"}},
   ode_pairs = {"sfwb.pipeline.bidirectional_diffusion", function() return sfwb.pipeline.bidirectional_diffusion end, {"teacher"}},
   ode_init = {"sfwb.train.ode", function() return sfwb.train.ode end, {"ode_pairs"}},
   self_forcing = {"sfwb.train.dmd", function() return sfwb.train.dmd end, {"teacher", "ode_init"}},
-  teacher_forcing = {"sfwb.train.diffusion", function() return sfwb.train.diffusion end, {"latents"}},
-  diffusion_forcing = {"sfwb.train.diffusion", function() return sfwb.train.diffusion end, {"latents"}},
+  teacher_forcing = {"sfwb.train.diffusion", function() return sfwb.train.diffusion end, {"teacher"}},
+  diffusion_forcing = {"sfwb.train.diffusion", function() return sfwb.train.diffusion end, {"teacher"}},
   eval = {"sfwb.pipeline.causal", function() return sfwb.pipeline.causal end, {"self_forcing"}},
 }
 
@@ -281,10 +530,16 @@ local function run_stage(ctx, name)
     end
   end
   if not S[name] then
-    return {status = "pending", note = "the stage is not written yet (its API is there)"}
+    local rec = {status = "pending", note = "the recipe stage is not written yet (its API is there)"}
+    print(string.format("== %s: pending — %s", name, rec.note))
+    return rec
   end
   print("== " .. name)
   local rec = S[name](ctx)
+  if rec.status == "pending" then
+    print(string.format("== %s: pending — %s", name, rec.note))
+    return rec
+  end
   rec.status = "done"
   json.write(f, rec)
   return rec
@@ -344,6 +599,23 @@ function M.write_summary(ctx, seconds)
       if r.long_videos then long[name] = r.long_videos end
       if r.measurements then measurements[name] = r.measurements.summary end
     end
+  end
+  -- the error-accumulation figure: fraction of videos with the frame right, by frame index, one line per model
+  local series = {}
+  for _, name in ipairs(M.stage_names) do
+    local r = ctx.records[name]
+    if r and r.measurements and #r.measurements.summary.by_frame > 1 then
+      series[#series + 1] = {y = sfwb.tensor(r.measurements.summary.by_frame), label = name}
+    end
+    if r and r.long_measurements and #r.long_measurements.summary.by_frame > 1 then
+      series[#series + 1] = {y = sfwb.tensor(r.long_measurements.summary.by_frame), label = name .. " (3x, rolling KV)"}
+      measurements[name .. "_long"] = r.long_measurements.summary
+      measurements[name .. "_long"].last_third = r.long_last_third
+    end
+  end
+  if #series > 0 then
+    sfwb.plot.lines(series, {path = ctx.out .. "/figures/error_accumulation.png", title = "frames drawn right by frame index",
+      xlabel = "frame", ylabel = "fraction of videos"})
   end
   json.write(ctx.out .. "/toy_world.json", {prompts = ctx.prompts, fps = W.fps, train_frames = ctx.preset.train_frames,
     videos = videos, long_videos = long, stages = stages, measurements = measurements, seconds = seconds,

@@ -172,6 +172,7 @@ function M.new(cfg, parts)
     num_training_frames = get(cfg, "num_training_frames", 21),
     min_num_training_frames = get(cfg, "min_num_training_frames", 21),
     grad_window = get(cfg, "slice_last_frames", 21),
+    detach_kv_cache = get(cfg, "detach_kv_cache", false), -- sfwb's clean variant (docs/training.md)
     dtype = get(cfg, "dtype", "f32"), device = get(cfg, "device", "cpu"), dist = self.dist,
     vae = parts.vae,   -- re-encodes the first frame of rollouts longer than slice_last_frames
   }

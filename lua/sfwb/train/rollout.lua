@@ -81,7 +81,8 @@ function M.inference_with_trajectory(o, noise, cond)
   local B, F = noise:size(1), noise:size(2)
   local n_in = cond.initial_latent and cond.initial_latent:size(2) or 0
   local F_out = F + n_in
-  local kv = G.model:kv_cache{batch = B, frames = o.kv_frames or F_out}
+  -- detach_kv_cache: the clean variant (no gradient into earlier blocks' exit-step K/V through the cache)
+  local kv = G.model:kv_cache{batch = B, frames = o.kv_frames or F_out, detach = o.detach_kv_cache or false}
   local ca = G.model:crossattn_cache{batch = B}
   local outs = {}
   local pos = 0
