@@ -287,7 +287,7 @@ static sf_tensor *opt_tensor(lua_State *L, int t, const char *k) {
 }
 
 static const char *const FWD_OPTS[] = {"clip_fea", "y", "kv_cache", "crossattn_cache", "current_start_frame", "tag", "checkpoint",
-                                       "autocast", "sink_recache", NULL};
+                                       "autocast", "sink_recache", "clean_x", "aug_t", NULL};
 
 static int64_t plan_int(lua_State *L, int t, const char *k, int64_t dflt) {
   int ty = lua_getfield(L, t, k);
@@ -359,6 +359,8 @@ static int l_forward(lua_State *L) {
   sf_wan_fwd_opts_init(&o);
   o.clip_fea = opt_tensor(L, 5, "clip_fea");
   o.y = opt_tensor(L, 5, "y");
+  o.clean_x = opt_tensor(L, 5, "clean_x"); /* teacher forcing: clean latents [B, C, F, H, W] */
+  o.aug_t = opt_tensor(L, 5, "aug_t");     /* and their timesteps [B, F] (default zeros) */
   sf_wan_kv_plan plan;
   if (opt_field(L, 5, "kv_cache") != LUA_TNIL) {
     o.kv = ((kv_ud *)luaL_checkudata(L, -1, KV_MT))->kv;

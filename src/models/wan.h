@@ -163,6 +163,10 @@ typedef struct sf_wan_fwd_opts {
   bool checkpoint;             /* with grad mode on: each block is a checkpoint region (recomputed in backward) */
   int autocast;                /* -1: the model's setting; else an sf_dtype as sf_wan_model.autocast */
   const sf_wan_kv_plan *kv_plan; /* the cache policy's plan for this call; NULL = sf_wan_kv_default_plan */
+  /* teacher forcing (CausalWanModel's forward with clean_x): the clean latents [B, C, F, H, W] run as a
+   * second sequence before x, with their own timesteps aug_t [B, F] (NULL = zeros); see wan_forward.c */
+  sf_tensor *clean_x;
+  sf_tensor *aug_t;
 } sf_wan_fwd_opts;
 
 void sf_wan_fwd_opts_init(sf_wan_fwd_opts *o);

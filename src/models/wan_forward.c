@@ -2,6 +2,14 @@
  * embeddings, blocks with full / block-causal / KV-cache self-attention, cross-attention (T2V/I2V,
  * optional cache), head, unpatchify. Built from public ops so autograd can record it.
  *
+ * Teacher forcing (opts->clean_x, CausalWanModel._forward_train with clean_x): the clean latents are
+ * patch-embedded as F more frames before x's, with time embeddings of aug_t (zeros by default); both halves
+ * get the same RoPE positions 0..F-1; the mask of _prepare_teacher_forcing_mask lets a clean query of block b
+ * see clean keys [0, end of b) and a noisy query of block b see the clean blocks before b plus its own noisy
+ * block. That second set is two key ranges, so the noisy half runs one attention call per block over the cat
+ * of those ranges (same arithmetic as the masked kernel; extra memory for the cat keys). The head reads the
+ * noisy half with x's time embedding.
+ *
  * Precision (spec 1.10). Without autocast every activation has the weights' dtype: f32, or for bf16
  * weights Self-Forcing's bf16 regime. With autocast (s->ac = bf16/f16) it follows upstream Wan under
  * `amp.autocast(bf16)`: linears (patch, text, img, q/k/v/o, ffn) and attention in the low dtype; the
@@ -36,6 +44,8 @@ typedef struct fwd {
   int64_t *self_k_ids;  /* full/block: key frame ids */
   int64_t *ctx_ids;     /* 0..n_ctx-1 */
   sf_dtype ac;          /* autocast dtype; SF_F32 = off */
+  bool tf;              /* teacher forcing: the sequence is [clean | noisy], F and L count both halves */
+  int64_t Fh;           /* teacher forcing: frames of one half */
 } fwd;
 
 void sf_wan_fwd_opts_init(sf_wan_fwd_opts *o) {
@@ -235,7 +245,7 @@ static sf_tensor *attend(fwd *s, int layer, bool cross, int img, sf_tensor *q, s
   sf_cap_call call = {layer, cross, img, s->B, s->N, s->F, k->shape[1] / k_group, s->S, k_group, s->q_ids, k_ids, lo, hi,
                       s->o->tag.chunk, &s->o->tag};
   /* a checkpoint recomputation in backward must not record captures a second time */
-  int want = s->m->captures && !sf_checkpoint_recomputing() ? sf_wan_capture_begin(s->m, &call, &desc, s->m->device) : 0;
+  int want = s->m->captures && !s->tf && !sf_checkpoint_recomputing() ? sf_wan_capture_begin(s->m, &call, &desc, s->m->device) : 0;
   if (want < 0) return NULL;
   /* under autocast attention runs in the low dtype (upstream casts q, k, v for flash-attn) */
   sf_tensor *qc = NULL, *kc = NULL, *vc = NULL, *o = NULL;
@@ -401,10 +411,70 @@ static sf_tensor *qk_proj(fwd *s, sf_tensor *x, int i, const char *att, const ch
     n = sf_rms_norm(a, w, s->m->cfg.eps);
   }
   if (n) v = view_n(n, 4, x->shape[0], x->shape[1], s->N, s->d);
-  if (v && rope) r = sf_rope3d(v, s->F, s->Hp, s->Wp, s->f0);
-  else if (v) r = sf_retain(v);
+  if (v && rope && s->tf) { /* each half [B, L/2] gets positions 0..F/2-1: viewed as a batch of 2B */
+    sf_tensor *v2 = view_n(n, 4, 2 * x->shape[0], x->shape[1] / 2, s->N, s->d);
+    sf_tensor *r2 = v2 ? sf_rope3d(v2, s->Fh, s->Hp, s->Wp, s->f0) : NULL;
+    r = r2 ? view_n(r2, 4, x->shape[0], x->shape[1], s->N, s->d) : NULL;
+    sf_release(v2), sf_release(r2);
+  } else if (v && rope) {
+    r = sf_rope3d(v, s->F, s->Hp, s->Wp, s->f0);
+  } else if (v) {
+    r = sf_retain(v);
+  }
   sf_release(a), sf_release(n), sf_release(v);
   return r;
+}
+
+/* teacher-forcing self-attention over q, k, v [B, 2L, N, d] = [clean | noisy] (see the top of the file):
+ * clean queries block-causally over the clean keys (s->kv_lo/hi, first Fh groups); the noisy queries of
+ * block b over cat(clean keys of blocks < b, noisy keys of block b) */
+static sf_tensor *tf_attention(fwd *s, sf_tensor *q, sf_tensor *k, sf_tensor *v) {
+  const int64_t L = s->L / 2, bs = s->m->cfg.num_frame_per_block * s->S, nb = (L + bs - 1) / bs;
+  const sf_dtype adt = autocast(s) ? s->ac : AS_IS;
+  sf_tensor *qa = NULL, *ka = NULL, *va = NULL, *qh = NULL, *kh = NULL, *vh = NULL, *out = NULL;
+  sf_tensor **parts = calloc((size_t)nb + 1, sizeof(sf_tensor *));
+  if (!parts) return sf_error("wan forward: out of memory"), NULL;
+  int64_t np = 0;
+  sf_attn_desc desc;
+  memset(&desc, 0, sizeof desc);
+  desc.scale = 1.0 / sqrt((double)s->d);
+  TRY((qa = as_dt(q, adt)) && (ka = as_dt(k, adt)) && (va = as_dt(v, adt)));
+  TRY((qh = sf_narrow(qa, 1, 0, L)) && (kh = sf_narrow(ka, 1, 0, L)) && (vh = sf_narrow(va, 1, 0, L)));
+  desc.q_group = s->S, desc.kv_lo = s->kv_lo, desc.kv_hi = s->kv_hi;
+  TRY(parts[np++] = sf_attention(qh, kh, vh, &desc, NULL));
+  REL(qh);
+  REL(kh);
+  REL(vh);
+  desc.q_group = 0, desc.kv_lo = desc.kv_hi = NULL;
+  for (int64_t b = 0; b < nb; b++) {
+    const int64_t n = b * bs + bs <= L ? bs : L - b * bs;
+    sf_tensor *kk = NULL, *vv = NULL, *o = NULL;
+    if ((qh = sf_narrow(qa, 1, L + b * bs, n))) {
+      for (int t = 0; t < 2; t++) {
+        sf_tensor *src = t ? va : ka, *own = sf_narrow(src, 1, L + b * bs, n), *r = NULL;
+        if (own && b == 0) r = sf_retain(own);
+        else if (own) {
+          sf_tensor *ctxk = sf_narrow(src, 1, 0, b * bs);
+          sf_tensor *two[2] = {ctxk, own};
+          if (ctxk) r = sf_cat(two, 2, 1);
+          sf_release(ctxk);
+        }
+        sf_release(own);
+        if (t) vv = r;
+        else kk = r;
+      }
+      if (kk && vv) o = sf_attention(qh, kk, vv, &desc, NULL);
+    }
+    sf_release(kk), sf_release(vv);
+    REL(qh);
+    TRY(parts[np++] = o);
+  }
+  out = sf_cat(parts, (int)np, 1);
+fail:
+  for (int64_t j = 0; j < np; j++) sf_release(parts[j]);
+  free(parts);
+  sf_release(qa), sf_release(ka), sf_release(va), sf_release(qh), sf_release(kh), sf_release(vh);
+  return out;
 }
 
 static sf_tensor *self_attention(fwd *s, int i, sf_tensor *h) {
@@ -415,7 +485,9 @@ static sf_tensor *self_attention(fwd *s, int i, sf_tensor *h) {
   TRY(k = qk_proj(s, h, i, "self_attn", "k", "norm_k", true));
   TRY(v0 = lin(s, h, "blocks.%lld.self_attn.v", i));
   TRY(v = view_n(v0, 4, s->B, s->L, s->N, s->d));
-  if (s->mode == MODE_KV) {
+  if (s->tf) {
+    TRY(o = tf_attention(s, q, k, v));
+  } else if (s->mode == MODE_KV) {
     if (kv_update(s, i, k, v, &kk, &vv, &kid)) goto fail;
     k_ids = kid;
     TRY(o = attend(s, i, false, 0, q, kk, vv, k_ids, s->S, NULL, NULL));
@@ -660,7 +732,7 @@ sf_tensor *sf_wan_forward(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor
     return sf_error("wan forward: autocast must be bf16, f16 or off, got %s", sf_dtype_name(s.ac)), NULL;
   sf_tensor *xin = NULL, *xm = NULL, *xc = NULL, *xv = NULL, *xp = NULL, *xpc = NULL, *pv = NULL, *pw = NULL, *tok = NULL;
   sf_tensor *e = NULL, *ev = NULL, *hmod = NULL, *hmv = NULL, *hm = NULL, *sh = NULL, *sc = NULL, *hn = NULL, *hh = NULL;
-  sf_tensor *ho = NULL, *hv = NULL, *hp = NULL, *hc = NULL, *out = NULL, *res = NULL;
+  sf_tensor *ho = NULL, *hv = NULL, *hp = NULL, *hc = NULL, *out = NULL, *res = NULL, *tt = NULL, *tn = NULL;
   if (!x || !t || !ctx) return sf_error("wan forward: x, t and context are required"), NULL;
   if (x->ndim != 5) return sf_error("wan forward: x must be [B, C, F, H, W], got %s", sf_shape_str(x, b1, sizeof b1)), NULL;
   const bool i2v = !strcmp(c->model_type, "i2v");
@@ -696,6 +768,36 @@ sf_tensor *sf_wan_forward(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor
   if (t->ndim == 1 && t->shape[0] == s.B) s.Fe = 1;
   else if (t->ndim == 2 && t->shape[0] == s.B && t->shape[1] == s.F) s.Fe = s.F;
   else { sf_error("wan forward: t must be [B] or [B, F] = [%lld] or [%lld, %lld], got %s", (long long)s.B, (long long)s.B, (long long)s.F, sf_shape_str(t, b1, sizeof b1)); goto fail; }
+  tt = sf_retain(t);
+  if (opts->clean_x) { /* teacher forcing: [clean | noisy] as 2F frames from here on (Fh = F) */
+    sf_tensor *cx = opts->clean_x, *cm = NULL, *parts[2];
+    if (!c->causal || opts->kv) { sf_error("wan forward: clean_x (teacher forcing) needs a causal model and no kv_cache"); goto fail; }
+    if (i2v || opts->y) { sf_error("wan forward: clean_x (teacher forcing) with an i2v model is not supported (the original concatenates y to x only)"); goto fail; }
+    if (c->independent_first_frame) { sf_error("wan forward: clean_x (teacher forcing) with independent_first_frame is not implemented (the original raises NotImplementedError)"); goto fail; }
+    if (s.F % c->num_frame_per_block) { sf_error("wan forward: clean_x (teacher forcing) needs frames (%lld) to be a multiple of num_frame_per_block (%lld): the original's mask lets a partial last block see the other half", (long long)s.F, (long long)c->num_frame_per_block); goto fail; }
+    if (cx->ndim != 5 || !sf_same_shape(cx, x)) { sf_error("wan forward: clean_x %s must have x's shape %s", sf_shape_str(cx, b1, sizeof b1), sf_shape_str(x, b2, sizeof b2)); goto fail; }
+    if (s.Fe != s.F) { sf_error("wan forward: clean_x (teacher forcing) needs per-frame timesteps t [B, F], got %s", sf_shape_str(t, b1, sizeof b1)); goto fail; }
+    sf_tensor *at = opts->aug_t;
+    if (at && (at->ndim != 2 || at->shape[0] != s.B || at->shape[1] != s.F)) { sf_error("wan forward: aug_t must be [B, F] = [%lld, %lld], got %s", (long long)s.B, (long long)s.F, sf_shape_str(at, b1, sizeof b1)); goto fail; }
+    sf_tensor *t64 = sf_cast(t, SF_F64), *tc = t64 ? sf_to_device(t64, sf_cpu()) : NULL, *a64 = NULL, *ac = NULL;
+    sf_release(t64);
+    if (tc) ac = at ? ((a64 = sf_cast(at, SF_F64)) ? sf_to_device(a64, sf_cpu()) : NULL) : sf_zeros(2, tc->shape, SF_F64, sf_cpu());
+    sf_release(a64);
+    if (ac) { parts[0] = ac, parts[1] = tc; tn = sf_cat(parts, 2, 1); }
+    sf_release(tc), sf_release(ac);
+    TRY(tn);
+    REL(tt);
+    tt = tn, tn = NULL;
+    TRY(cm = to_model(&s, cx));
+    parts[0] = cm, parts[1] = xin;
+    sf_tensor *both = sf_cat(parts, 2, 2);
+    sf_release(cm);
+    TRY(both);
+    sf_release(xin);
+    xin = both;
+    s.tf = true, s.Fh = s.F;
+    s.F *= 2, s.L *= 2, s.Fe = s.F;
+  }
   /* context */
   if (ctx->ndim != 3 || ctx->shape[0] != s.B || ctx->shape[2] != c->text_dim || ctx->shape[1] > c->text_len || ctx->shape[1] < 1)
     { sf_error("wan forward: context must be [B=%lld, L<=%lld, %lld], got %s", (long long)s.B, (long long)c->text_len, (long long)c->text_dim, sf_shape_str(ctx, b1, sizeof b1)); goto fail; }
@@ -708,20 +810,22 @@ sf_tensor *sf_wan_forward(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor
   }
   s.n_ctx = s.n_img + c->text_len;
   /* ids and block-causal visibility */
-  s.q_ids = malloc(sizeof(int64_t) * (size_t)s.F);
+  s.q_ids = malloc(sizeof(int64_t) * (size_t)s.F); /* under teacher forcing 2F entries: half f and f + Fh alike */
   s.self_k_ids = malloc(sizeof(int64_t) * (size_t)s.F);
   s.ctx_ids = malloc(sizeof(int64_t) * (size_t)s.n_ctx);
   s.kv_lo = malloc(sizeof(int64_t) * (size_t)s.F);
   s.kv_hi = malloc(sizeof(int64_t) * (size_t)s.F);
   if (!s.q_ids || !s.self_k_ids || !s.ctx_ids || !s.kv_lo || !s.kv_hi) { sf_error("wan forward: out of memory"); goto fail; }
-  for (int64_t f = 0; f < s.F; f++) {
-    s.q_ids[f] = s.f0 + f, s.self_k_ids[f] = f;
+  for (int64_t ff = 0; ff < s.F; ff++) {
+    const int64_t f = s.tf ? ff % s.Fh : ff, Fv = s.tf ? s.Fh : s.F;
+    s.q_ids[ff] = s.f0 + f, s.self_k_ids[ff] = f;
     const int64_t nb = c->num_frame_per_block;
     int64_t end = c->independent_first_frame ? (f == 0 ? 1 : 1 + ((f - 1) / nb + 1) * nb) : (f / nb + 1) * nb;
-    if (end > s.F) end = s.F;
-    int64_t lo = c->local_attn_size == -1 ? 0 : end - c->local_attn_size;
+    if (end > Fv) end = Fv;
+    /* teacher forcing: the original's mask has no local window */
+    int64_t lo = c->local_attn_size == -1 || s.tf ? 0 : end - c->local_attn_size;
     if (lo < 0) lo = 0;
-    s.kv_lo[f] = lo * s.S, s.kv_hi[f] = end * s.S;
+    s.kv_lo[ff] = lo * s.S, s.kv_hi[ff] = end * s.S;
   }
   for (int64_t j = 0; j < s.n_ctx; j++) s.ctx_ids[j] = j;
   if (opts->kv && kv_prepare(&s)) goto fail;
@@ -750,7 +854,7 @@ sf_tensor *sf_wan_forward(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor
     }
     TRY(tok);
   }
-  TRY(s.e0 = time_embeddings(&s, t, &e));
+  TRY(s.e0 = time_embeddings(&s, tt, &e));
   {
     bool need_ctx = !opts->xcache;
     for (int i = 0; i < c->num_layers && !need_ctx; i++) need_ctx = !opts->xcache->is_init[i];
@@ -764,6 +868,16 @@ sf_tensor *sf_wan_forward(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor
     TRY(nx);
     sf_release(tok);
     tok = nx;
+  }
+  if (s.tf) { /* the head reads the noisy half with x's time embedding */
+    sf_tensor *nt = sf_narrow(tok, 1, s.L / 2, s.L / 2), *ntc = nt ? sf_contiguous(nt) : NULL;
+    sf_tensor *ef = ntc ? view_n(e, 3, s.B, s.Fe, s.D, 0) : NULL, *en = ef ? sf_narrow(ef, 1, s.Fh, s.Fh) : NULL;
+    sf_tensor *enc = en ? sf_contiguous(en) : NULL;
+    sf_release(nt), sf_release(ef), sf_release(en);
+    sf_release(tok), sf_release(e);
+    tok = ntc, e = enc;
+    if (!tok || !e) { sf_release(tok), sf_release(e); tok = e = NULL; goto fail; }
+    s.F = s.Fh, s.L /= 2, s.Fe = s.Fh;
   }
   /* head */
   TRY(hmod = param_island(&s, "head.modulation", 0));
@@ -789,6 +903,7 @@ fail:
   sf_release(xin), sf_release(xm), sf_release(xc), sf_release(xv), sf_release(xp), sf_release(xpc), sf_release(pv), sf_release(pw);
   sf_release(tok), sf_release(e), sf_release(ev), sf_release(hmod), sf_release(hmv), sf_release(hm), sf_release(sh), sf_release(sc);
   sf_release(hn), sf_release(hh), sf_release(ho), sf_release(hv), sf_release(hp), sf_release(hc), sf_release(out);
+  sf_release(tt), sf_release(tn);
   sf_release(s.e0), sf_release(s.context);
   free(s.q_ids), free(s.self_k_ids), free(s.ctx_ids), free(s.kv_lo), free(s.kv_hi);
   return res;

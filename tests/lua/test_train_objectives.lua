@@ -34,7 +34,7 @@ local function config_of(man)
   local cfg = {trainer = man.kind, model_kwargs = {timestep_shift = man.shift}, num_frame_per_block = man.nfpb,
                independent_first_frame = man.indep, generator_type = man.causal and "causal" or "bidirectional",
                seed = 5, lr = 1e-3, beta1 = 0.9, beta2 = 0.999}
-  if man.kind == "diffusion" then cfg.noise_augmentation_max_timestep = man.nam end
+  if man.kind == "diffusion" then cfg.noise_augmentation_max_timestep = man.nam; cfg.teacher_forcing = man.tf end
   if man.kind == "ode" then
     cfg.denoising_step_list = man.steps; cfg.warp_denoising_step = man.warp; cfg.i2v = man.i2v
   end
@@ -75,11 +75,12 @@ local function run(name, device)
                       loss:item(), n, worst))
 end
 
-for _, name in ipairs({"diff_causal", "diff_aug_indep", "diff_bidir", "ode_causal", "ode_i2v"}) do
+for _, name in ipairs({"diff_causal", "diff_aug_indep", "diff_tf", "diff_tf_aug", "diff_bidir", "ode_causal", "ode_i2v"}) do
   T.case(name .. ": loss and gradients equal the transcription (cpu)", function() run(name, "cpu") end)
 end
-local function run_causvid(device)
-  local dir = root .. "/causvid"
+local function run_causvid(device, case)
+  case = case or "causvid"
+  local dir = root .. "/" .. case
   local man = dofile(dir .. "/manifest.lua")
   local D = sfwb.load(dir .. "/data.safetensors")
   local m = sfwb.wan.load(dir, {causal = true, num_frame_per_block = man.nfpb})
@@ -89,7 +90,7 @@ local function run_causvid(device)
   local cfg = {trainer = "score_distillation", distribution_loss = "causvid", model_kwargs = {timestep_shift = man.shift},
                timestep_shift = man.score_shift, guidance_scale = man.g, denoising_step_list = man.steps,
                warp_denoising_step = man.warp, num_frame_per_block = man.nfpb, image_or_video_shape = {1, 4, 16, 4, 4},
-               num_training_frames = 4, seed = 2}
+               num_training_frames = 4, seed = 2, teacher_forcing = man.tf}
   local tr = sfwb.train.new(cfg, p)
   T.eq(tr.objective, "causvid")
   local count
@@ -108,7 +109,7 @@ local function run_causvid(device)
   T.close(clog.critic_timestep:cpu(), D.critic_timestep, 1e-6, "critic timesteps")
   closs:backward()
   for k, prm in pairs(tr.critic:parameters()) do worst = math.max(worst, T.close(prm.grad:cpu(), D["cg." .. k], 1e-4, "critic grad " .. k)) end
-  print(string.format("  causvid on %s: generator loss %.6g, critic loss %.6g, worst gradient error %.3g", device,
+  print(string.format("  " .. case .. " on %s: generator loss %.6g, critic loss %.6g, worst gradient error %.3g", device,
                       loss:item(), closs:item(), worst))
 end
 -- Self-Forcing-Plus: DMD with a bidirectional generator (BidirectionalTrainingPipeline's rollout)
@@ -147,10 +148,12 @@ T.case("DMD with a bidirectional generator: loss and gradients equal the transcr
 end)
 
 T.case("causvid: generator and critic losses and gradients equal the transcription (cpu)", function() run_causvid("cpu") end)
+T.case("causvid with teacher forcing (cpu)", function() run_causvid("cpu", "causvid_tf") end)
 
 local dev = T.test_device() -- emu:0, or $SFWB_TEST_DEVICE
 if dev then
   T.case("diff_aug_indep on " .. dev, function() run("diff_aug_indep", dev) end)
+  T.case("diff_tf_aug (teacher forcing) on " .. dev, function() run("diff_tf_aug", dev) end)
   T.case("ode_causal on " .. dev, function() run("ode_causal", dev) end)
   T.case("causvid on " .. dev, function() run_causvid(dev) end)
   T.case("dmd_bidir on " .. dev, function() run_dmd_bidir(dev, "dmd_bidir", 1e-4) end)
@@ -164,8 +167,6 @@ T.case("train.new: dispatch on trainer / distribution_loss, refusals name key an
   T.raises(function() sfwb.train.new({trainer = "gan"}) end, "GAN")
   T.eq(sfwb.train.objective({trainer = "score_distillation", distribution_loss = "dmd"}), "dmd")
   T.eq(sfwb.train.objective({trainer = "ode"}), "ode")
-  T.raises(function() sfwb.train.new({trainer = "diffusion", teacher_forcing = true}, {generator = {}}) end,
-           "teacher_forcing")
   T.raises(function() sfwb.train.new({trainer = "ode"}, {}) end, "denoising_step_list")
   -- config honesty: wrong types and values the original would not run are named with key and value
   local g = sfwb.wan.new({dim = 32, ffn_dim = 48, num_heads = 2, num_layers = 1, text_dim = 8, text_len = 4, freq_dim = 16},
@@ -175,10 +176,21 @@ T.case("train.new: dispatch on trainer / distribution_loss, refusals name key an
   T.raises(function() sfwb.train.new({trainer = "ode", distribution_loss = "dmd", denoising_step_list = {1000, 0}},
                                      {generator = g}) end, "asserts distribution_loss")
   T.raises(function() sfwb.train.new({trainer = "diffusion", i2v = true}, {generator = g}) end, "no I2V")
+  local gb = sfwb.wan.new({dim = 32, ffn_dim = 48, num_heads = 2, num_layers = 1, text_dim = 8, text_len = 4, freq_dim = 16})
+  T.raises(function() sfwb.train.new({trainer = "diffusion", teacher_forcing = true, generator_type = "bidirectional"},
+                                     {generator = gb}) end, "teacher_forcing: true needs a causal generator")
+  T.raises(function() sfwb.train.new({trainer = "diffusion", teacher_forcing = true, independent_first_frame = true},
+                                     {generator = g}) end, "NotImplementedError")
+  -- the model's teacher-forcing forward refuses what it cannot run, by name
+  local x, ctx = sfwb.randn({1, 16, 2, 4, 4}), sfwb.randn({1, 3, 8})
+  T.raises(function() g:forward(x, sfwb.zeros({1, 2}), ctx, {clean_x = sfwb.randn({1, 16, 1, 4, 4})}) end,
+           "must have x's shape")
+  T.raises(function() g:forward(x, sfwb.zeros({1}), ctx, {clean_x = x}) end, "per-frame timesteps")
+  T.raises(function() gb:forward(x, sfwb.zeros({1, 2}), ctx, {clean_x = x}) end, "needs a causal model")
 end)
 
 T.case("diffusion and ode trainers: steps from a dataset, save in the original's layout, exact resume", function()
-  for _, name in ipairs({"diff_causal", "ode_causal"}) do
+  for _, name in ipairs({"diff_causal", "diff_tf", "ode_causal"}) do
     local dir = root .. "/" .. name
     local man = dofile(dir .. "/manifest.lua")
     local D = sfwb.load(dir .. "/data.safetensors")

@@ -53,6 +53,57 @@ def get_timestep(d, lo, hi, B, F, nfpb, indep, uniform):
     return t
 
 
+def teacher_forcing_mask(F, S, nfpb):
+    """CausalWanModel._prepare_teacher_forcing_mask as a dense [2L, 2L] bool (True = visible), before padding"""
+    L, bs = F * S, nfpb * S
+    total = 2 * L
+    context_ends = torch.zeros(total, dtype=torch.long)
+    nn_starts, nn_ends = torch.zeros(total, dtype=torch.long), torch.zeros(total, dtype=torch.long)
+    nc_starts, nc_ends = torch.zeros(total, dtype=torch.long), torch.zeros(total, dtype=torch.long)
+    for start in range(0, L, bs):
+        context_ends[start:start + bs] = start + bs
+    for b, start in enumerate(range(L, total, bs)):
+        nn_starts[start:start + bs] = start
+        nn_ends[start:start + bs] = start + bs
+        nc_ends[start:start + bs] = b * bs
+    q = torch.arange(total).reshape(-1, 1)
+    kv = torch.arange(total).reshape(1, -1)
+    clean = (q < L) & (kv < context_ends[q])
+    c1 = (kv < nn_ends[q]) & (kv >= nn_starts[q])
+    c2 = (kv < nc_ends[q]) & (kv >= nc_starts[q])
+    noise = (q >= L) & (c1 | c2)
+    return (q == kv) | clean | noise
+
+
+def tf_forward(m, x, clean_x, t, aug_t, ctx, nfpb):
+    """CausalWanModel._forward_train with clean_x: [clean | noisy] tokens, time embeddings of aug_t (zeros when
+    None) then t, the same RoPE positions for both halves, the teacher-forcing mask; the head on the noisy half"""
+    B = x.shape[0]
+    tok_n, grid = m.patchify(x)
+    tok_c, _ = m.patchify(clean_x)
+    F, Hp, Wp = grid
+    S = Hp * Wp
+    e, e0 = m.embed_time(t.reshape(-1))
+    e, e0 = e.reshape(B, F, -1), e0.reshape(B, F, 6, -1)
+    if aug_t is None:
+        aug_t = torch.zeros_like(t)
+    _, e0c = m.embed_time(aug_t.reshape(-1))
+    e0 = torch.cat([e0c.reshape(B, F, 6, -1), e0], dim=1)
+    tok = torch.cat([tok_c, tok_n], dim=1)
+    context = m.embed_context(ctx, None)
+    ang = W.rope_angles(m.d, list(range(F)), Hp, Wp)
+    ang = torch.cat([ang, ang], dim=0)
+    mask = teacher_forcing_mask(F, S, nfpb)
+    qf = [n // S for n in range(2 * F * S)]
+    for i in range(m.c.num_layers):
+        tok = m.block(i, tok, e0, context, ang, lambda i, k, v: (k, v, mask, qf), None, "", qf)
+    tok = tok[:, F * S:]
+    hm = m.P["head.modulation"].reshape(1, 1, 2, -1) + e.reshape(B, F, 1, -1)
+    shift, scale = hm[:, :, 0:1], hm[:, :, 1:2]
+    hn = m.norm(tok).reshape(B, F, -1, m.c.dim) * (1 + scale) + shift
+    return m.unpatchify(m.lin_island(hn.reshape(B, F * S, m.c.dim), "head.head"), grid)
+
+
 class Wrapper:
     """WanDiffusionWrapper: [B, F, C, H, W] in, flow and x0 (float64 conversion on its grid) out"""
 
@@ -60,10 +111,12 @@ class Wrapper:
         self.m, self.causal, self.nfpb, self.indep = model, causal, nfpb, indep
         self.sigmas, self.timesteps, self.weights = grid(shift)
 
-    def __call__(self, x, t, ctx):
+    def __call__(self, x, t, ctx, clean_x=None, aug_t=None):
         B, F, C, H, Wd = x.shape
         xm = x.permute(0, 2, 1, 3, 4)
-        if self.causal:
+        if clean_x is not None:
+            out = tf_forward(self.m, xm, clean_x.permute(0, 2, 1, 3, 4), t, aug_t, ctx, self.nfpb)
+        elif self.causal:
             S = (H // 2) * (Wd // 2)
             mask = W.block_causal_mask(F, S, self.nfpb, self.indep, -1)
             qf = [n // S for n in range(F * S)]
@@ -84,17 +137,22 @@ class Wrapper:
         return self.weights[nearest(self.timesteps, t.flatten().float())]
 
 
-def diffusion_loss(G, d, clean, ctx, nfpb, indep, nam, uniform):
+def diffusion_loss(G, d, clean, ctx, nfpb, indep, nam, uniform, tf=False):
     noise = d.randn(*clean.shape)
     B, F = clean.shape[:2]
     index = get_timestep(d, 0, 1000, B, F, nfpb, indep, uniform)
     t = G.timesteps[index]
     noisy = G.add_noise(clean.flatten(0, 1), noise.flatten(0, 1), t.flatten(0, 1)).unflatten(0, (B, F))
     target = noise - clean
+    clean_aug, t_aug = clean, None
     if nam > 0:
         ia = get_timestep(d, 0, nam, B, F, nfpb, indep, uniform)
-        _ = G.add_noise(clean.flatten(0, 1), noise.flatten(0, 1), G.timesteps[ia].flatten(0, 1))
-    flow, x0 = G(noisy, t, ctx)
+        t_aug = G.timesteps[ia]
+        clean_aug = G.add_noise(clean.flatten(0, 1), noise.flatten(0, 1), t_aug.flatten(0, 1)).unflatten(0, (B, F))
+    if tf:  # teacher forcing: the clean (augmented) context runs beside the noisy sequence
+        flow, x0 = G(noisy, t, ctx, clean_x=clean_aug, aug_t=t_aug)
+    else:
+        flow, x0 = G(noisy, t, ctx)
     loss = torch.nn.functional.mse_loss(flow.float(), target.float(), reduction="none").mean(dim=(2, 3, 4))
     loss = loss * G.training_weight(t).unflatten(0, (B, F))
     return loss.mean(), t
@@ -115,7 +173,7 @@ def ode_loss(G, d, ode, ctx, steps, nfpb, indep, i2v):
     return loss, t
 
 
-def causvid_losses(G, R, Fk, PF, d, clean, ctx, neg, steps, nfpb, indep, score_shift, g):
+def causvid_losses(G, R, Fk, PF, d, clean, ctx, neg, steps, nfpb, indep, score_shift, g, tf=False):
     """model/causvid.py: generator loss (backward simulation, one forward, DMD loss) and critic loss"""
     B, F = clean.shape[:2]
     s8, T8, _ = grid(8.0)
@@ -133,7 +191,7 @@ def causvid_losses(G, R, Fk, PF, d, clean, ctx, neg, steps, nfpb, indep, score_s
         index = get_timestep(d, 0, len(steps), B, F, nfpb, indep, False)
         noisy = torch.gather(sim, dim=1, index=index.reshape(B, 1, F, 1, 1, 1).expand(-1, -1, -1, *clean.shape[2:])).squeeze(1)
         t = steps[index]
-        _, x0 = G(noisy, t, ctx)
+        _, x0 = G(noisy, t, ctx, clean_x=clean if tf else None)  # teacher forcing: the data as clean context
         return x0
 
     def score_t():
@@ -217,6 +275,8 @@ def dmd_bidir_loss(G, R, Fk, d, ctx, neg, steps, shape, nfpb, score_shift, g, fo
 CASES = {
     "diff_causal": dict(kind="diffusion", causal=True, B=1, F=4, nfpb=2, indep=False, nam=0, shift=5.0),
     "diff_aug_indep": dict(kind="diffusion", causal=True, B=2, F=3, nfpb=2, indep=True, nam=200, shift=5.0),
+    "diff_tf": dict(kind="diffusion", causal=True, B=2, F=4, nfpb=2, indep=False, nam=0, shift=5.0, tf=True),
+    "diff_tf_aug": dict(kind="diffusion", causal=True, B=1, F=3, nfpb=1, indep=False, nam=300, shift=5.0, tf=True),
     "diff_bidir": dict(kind="diffusion", causal=False, B=2, F=2, nfpb=1, indep=False, nam=0, shift=8.0),
     "ode_causal": dict(kind="ode", causal=True, B=2, F=4, nfpb=2, indep=False, shift=5.0, i2v=False,
                        steps=[1000, 750, 500, 0], warp=True),
@@ -228,6 +288,8 @@ CASES = {
                             g=3.0, steps=[1000, 750, 500, 250], warp=True, force_exit=2),
     "ode_i2v": dict(kind="ode", causal=True, B=1, F=3, nfpb=2, indep=True, shift=5.0, i2v=True,
                     steps=[1000, 500, 250, 0], warp=False),
+    "causvid_tf": dict(kind="causvid", causal=True, B=1, F=4, nfpb=2, indep=False, shift=5.0, score_shift=5.0, g=3.0,
+                       steps=[1000, 750, 500, 250, 0], warp=True, tf=True),
 }
 
 
@@ -255,7 +317,7 @@ def run(name, cs, gen, out):
             steps = ext[1000 - steps]
         if cs["kind"] == "causvid":
             gloss, closs, t, tc = causvid_losses(G, R, Fk, PF, d, clean, ctx, neg, steps, cs["nfpb"], cs["indep"],
-                                                 cs["score_shift"], cs["g"])
+                                                 cs["score_shift"], cs["g"], cs.get("tf", False))
             data["critic_loss"] = closs.detach().reshape(1)
             data["critic_timestep"] = tc.float()
         else:
@@ -279,7 +341,8 @@ def run(name, cs, gen, out):
     elif cs["kind"] == "diffusion":
         clean = torch.randn(B, F, 16, 4, 4, generator=gen)
         data["clean_latent"] = clean
-        loss, t = diffusion_loss(G, d, clean, ctx, cs["nfpb"], cs["indep"], cs["nam"], not cs["causal"])
+        loss, t = diffusion_loss(G, d, clean, ctx, cs["nfpb"], cs["indep"], cs["nam"], not cs["causal"],
+                                 cs.get("tf", False))
     else:
         K = len(cs["steps"])
         ode = torch.randn(B, K, F, 16, 4, 4, generator=gen)

@@ -19,10 +19,6 @@ local WHO = "train.causvid"
 
 function M.new(cfg, parts)
   parts = parts or {}
-  if type(cfg) == "table" and S.get(cfg, "teacher_forcing", false) then
-    error(WHO .. ": teacher_forcing: true needs the causal model's teacher-forcing forward (clean_x), which sfwb "
-          .. "does not have yet", 2)
-  end
   if not parts.dataset and type(cfg) == "table" and S.get(cfg, "data_path", nil) then
     local p = {}
     for k, v in pairs(parts) do p[k] = v end
@@ -42,8 +38,14 @@ function M.new(cfg, parts)
     for i, v in ipairs(steps) do steps[i] = ext[1000 - math.floor(v) + 1] end
   end
   self.causvid_steps = steps
+  -- teacher_forcing: the generator's forward gets the data as clean context (clean_x; aug_t zeros)
+  self.teacher_forcing = S.get(cfg, "teacher_forcing", false)
   self.nfpb = S.get(cfg, "num_frame_per_block", 1)
   self.independent_first_frame = S.get(cfg, "independent_first_frame", false)
+  if self.teacher_forcing and self.independent_first_frame then
+    error(WHO .. ": teacher_forcing: true with independent_first_frame: true is not implemented in the original "
+          .. "(CausalWanModel raises NotImplementedError)", 2)
+  end
   return self
 end
 
@@ -76,6 +78,12 @@ function Trainer:run_generator(o)
   end
   local noisy = sfwb.stack(rows, 1)
   local t = S.lookup(self.causvid_steps, idx, dev)
+  if self.teacher_forcing then
+    local e = {}
+    for k, v in pairs(extra or {}) do e[k] = v end
+    e.clean_x = clean
+    extra = e
+  end
   local _, x0 = self.G:forward(noisy, t, ctx, extra)
   return x0:to(noisy:dtype()), t
 end

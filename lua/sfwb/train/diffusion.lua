@@ -1,6 +1,7 @@
 -- sfwb/train/diffusion.lua — Self-Forcing's CausalDiffusion (model/diffusion.py + trainer/diffusion.py):
 -- flow-matching training of a generator on clean latents (the last row of the LMDB's ode_latent). Per-block
--- timesteps (diffusion forcing), the flow target noise - x0, per-frame MSE weighted by the grid's training
+-- timesteps (diffusion forcing) or, with teacher_forcing: true, the causal model's teacher-forcing forward (the
+-- clean latents as a second sequence the noisy blocks attend to), the flow target noise - x0, per-frame MSE weighted by the grid's training
 -- weight; optional noise augmentation of the clean context (noise_augmentation_max_timestep). This is also how
 -- a teacher is pretrained from data; a bidirectional generator gets one timestep per sample (see docs).
 --   tr = sfwb.train.diffusion(cfg [, {generator=, text_encoder=, dataset=}])
@@ -20,12 +21,18 @@ function M.new(cfg, parts)
   sfwb.config.check(cfg, require("sfwb.train.schema").diffusion)
   local self = setmetatable({}, Trainer)
   self.teacher_forcing = S.get(cfg, "teacher_forcing", false)
-  if self.teacher_forcing then
-    error(WHO .. ": teacher_forcing: true needs the causal model's teacher-forcing forward (clean_x, aug_t: "
-          .. "attention over noisy + clean sequences), which sfwb does not have yet; diffusion forcing "
-          .. "(teacher_forcing: false) is available", 2)
-  end
   S.init(self, cfg, parts, WHO)
+  if self.teacher_forcing then
+    -- the causal model's teacher-forcing forward (clean_x, aug_t); what the original cannot run is refused here
+    if not self.causal then
+      error(WHO .. ": teacher_forcing: true needs a causal generator (the original's forward with clean_x is "
+            .. "CausalWanModel's)", 2)
+    end
+    if self.independent_first_frame then
+      error(WHO .. ": teacher_forcing: true with independent_first_frame: true is not implemented in the original "
+            .. "(CausalWanModel raises NotImplementedError)", 2)
+    end
+  end
   self.num_train_timestep = S.get(cfg, "num_train_timestep", 1000)
   self.noise_augmentation_max_timestep = S.get(cfg, "noise_augmentation_max_timestep", 0)
   if not (parts and parts.dataset) and S.get(cfg, "data_path", nil) then
@@ -52,10 +59,21 @@ function Trainer:generator_loss(o)
   local t = S.lookup(grid, idx, dev)
   local noisy = S.add_noise(self.scheduler, clean, noise, t)
   local target = noise - clean
+  local clean_aug, t_aug = clean, nil
   if self.noise_augmentation_max_timestep > 0 then
-    -- drawn (and the augmented context computed) as the original; only teacher forcing consumes it
-    S.get_timestep(self.rng, 0, self.noise_augmentation_max_timestep, B, F, self.nfpb,
-                   self.independent_first_frame, uniform)
+    -- drawn as the original; only teacher forcing consumes the augmented context (same noise, smaller t)
+    local ia = S.get_timestep(self.rng, 0, self.noise_augmentation_max_timestep, B, F, self.nfpb,
+                              self.independent_first_frame, uniform)
+    if self.teacher_forcing then
+      t_aug = S.lookup(grid, ia, dev)
+      clean_aug = S.add_noise(self.scheduler, clean, noise, t_aug)
+    end
+  end
+  if self.teacher_forcing then
+    local e = {}
+    for k, v in pairs(extra or {}) do e[k] = v end
+    e.clean_x, e.aug_t = clean_aug, t_aug -- aug_t nil: the model uses zeros, as the original
+    extra = e
   end
   local flow, x0 = self.G:forward(noisy, t, ctx, extra)
   local d = flow:float() - target:float()

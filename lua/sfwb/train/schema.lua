@@ -74,8 +74,7 @@ local function one_network(trainer, extra)
 end
 
 M.diffusion = one_network("diffusion", {
-  teacher_forcing = {type = "boolean", refuse = {[true] = "teacher forcing needs the causal model's forward over "
-                     .. "noisy + clean sequences (clean_x, aug_t), which sfwb does not have yet"}},
+  teacher_forcing = "boolean", -- the causal model's forward over noisy + clean sequences (clean_x, aug_t)
   noise_augmentation_max_timestep = "integer",
   guidance_scale = "number",   -- read by model/diffusion.py, unused by its loss
   i2v = {type = "boolean", refuse = {[true] = "the diffusion trainer has no I2V conditioning"}},

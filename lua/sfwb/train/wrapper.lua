@@ -44,6 +44,12 @@ function Wrapper:forward(x, t, ctx, extra)
     e.checkpoint = true
     extra = e
   end
+  if extra.clean_x then -- teacher forcing: the clean sequence in the model's layout too
+    local e = {}
+    for k, v in pairs(extra) do e[k] = v end
+    e.clean_x = to_model(extra.clean_x)
+    extra = e
+  end
   local flow = from_model(self.model:forward(to_model(x), tm, ctx, extra))
   local x0 = self.scheduler:pred_x0(flat(flow), flat(x), flat(t):contiguous()):view(x:shape())
   return flow, x0
