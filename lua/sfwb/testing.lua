@@ -79,7 +79,10 @@ end
 -- the Python interpreter with Debian's torch/numpy (not a pyenv shim)
 M.python = os.getenv("SFWB_PYTHON") or "/usr/bin/python3"
 -- python3-torch importable (tests that need it skip with a message otherwise)
-M.have_torch = os.execute(M.python .. " -c 'import torch' 2>/dev/null") == true
+do -- no shell: the interpreter path may hold any character
+  local ok, rc = pcall(require("sfwb").fs.run, {M.python, "-c", "import torch"}, {stdout = "/dev/null", stderr = "/dev/null"})
+  M.have_torch = ok and rc == 0
+end
 
 function M.done()
   print(string.format("%d passed, %d failed", passed, failed))

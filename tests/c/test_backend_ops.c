@@ -83,7 +83,7 @@ static void eval_reduce(void) {
   for (int op = 0; op < SF_RED_COUNT; op++) {
     int64_t n = 999, sh[2] = {27, 37};
     sf_tensor *x = input(n, 2, 11 + op), *x2 = sf_reshape(x, 2, sh), *xd = sf_to_device(x2, g_dev);
-    sf_tensor *rc = sf_reduce(op, x2, 2, false), *rd = xd ? sf_reduce(op, xd, 2, false) : NULL;
+    sf_tensor *rc = sf_reduce(op, x2, 1, false), *rd = xd ? sf_reduce(op, xd, 1, false) : NULL;
     double e = rc && rd ? rel_diff(rd, rc) : -1;
     if (!(e >= 0 && e <= 2e-6)) {
       fprintf(stderr, "  reduce %s: device vs cpu %g [%s]\n", sf_reduce_op_name(op), e, sf_last_error());
@@ -96,7 +96,7 @@ static void eval_reduce(void) {
 /* ---- grad: f64 finite differences on the CPU ---- */
 static sf_tensor *f_un(sf_tensor **in, const gc_case *c) { return sf_unary(c->ip[0], in[0], c->p[0], c->p[1]); }
 static sf_tensor *f_bin(sf_tensor **in, const gc_case *c) { return sf_binary(c->ip[0], in[0], in[1]); }
-static sf_tensor *f_red(sf_tensor **in, const gc_case *c) { return sf_reduce(c->ip[0], in[0], 2, false); }
+static sf_tensor *f_red(sf_tensor **in, const gc_case *c) { return sf_reduce(c->ip[0], in[0], 1, false); }
 
 static bool differentiable_unary(int op) {
   return op != SF_UN_ISNAN && op != SF_UN_LOGICAL_NOT && op != SF_UN_FLOOR && op != SF_UN_CEIL && op != SF_UN_ROUND &&

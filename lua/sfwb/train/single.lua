@@ -250,7 +250,7 @@ end
 -- model.pt as the original writes it ({generator[, generator_ema]}), plus sfwb_state.safetensors
 -- (optimizer moments, step, RNG state, data position, EMA shadow) for an exact resume
 function Base:save(dir)
-  os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
+  sfwb.fs.mkdir(dir, {parents = true})
   local ck = {generator = prefixed(self.generator:state_dict())}
   if self.ema and self.ema_start_step < self.step_count then ck.generator_ema = prefixed(self.ema:state_dict()) end
   sfwb.save(dir .. "/model.pt", ck)
