@@ -4,6 +4,7 @@
 -- original's layout (logdir/checkpoint_model_NNNNNN/model.pt = {generator[, generator_ema]}, "model." keys)
 -- with sfwb's exact-resume state beside it (optimizer moments, step, RNG).
 local sfwb = require "sfwb"
+local Rollout = require "sfwb.train.rollout"
 local Wrapper = require "sfwb.train.wrapper"
 
 local M = {}
@@ -22,22 +23,9 @@ local function file_exists(p)
 end
 M.file_exists = file_exists
 
--- the default draw source (sfwb's seeded generator); tr.rng replaces it for replay
-local function default_randint(lo, hi, shape)
-  if hi <= lo then error(string.format("randint: empty range [%s, %s)", tostring(lo), tostring(hi)), 2) end
-  local n = 1
-  for _, s in ipairs(shape) do n = n * s end
-  local u = sfwb.rand({n}):totable()
-  local vals = {}
-  for i = 1, n do
-    local v = lo + math.floor(u[i] * (hi - lo))
-    if v >= hi then v = hi - 1 end
-    vals[i] = v
-  end
-  return sfwb.tensor(vals, {dtype = "i64"}):view(shape)
-end
+-- the default draw source (sfwb's seeded generator, as the DMD trainer's); tr.rng replaces it for replay
 function M.default_rng()
-  return {randn = function(shape, opts) return sfwb.randn(shape, opts) end, randint = default_randint}
+  return {randn = Rollout.default_rng.randn, randint = Rollout.default_rng.randint}
 end
 
 -- rng.randint(lo, hi, shape) as a flat Lua list of integers, range-checked
