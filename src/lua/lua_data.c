@@ -16,6 +16,7 @@
 #include "io/image.h"
 #include "io/iobuf.h"
 #include "lua/lua_tensor.h"
+#include "lua/lua_tensor_impl.h"
 
 #define LMDB_MT "sfwb.LMDB"
 
@@ -26,15 +27,6 @@ typedef struct {
   char path[1024];
 } lmdb_ud;
 
-static int lerr(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int lerr(lua_State *L, const char *fmt, ...) {
-  char m[1200];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(m, sizeof m, fmt, ap);
-  va_end(ap);
-  return luaL_error(L, "%s", m);
-}
 
 static lmdb_ud *check_env(lua_State *L) {
   lmdb_ud *u = luaL_checkudata(L, 1, LMDB_MT);
@@ -75,14 +67,14 @@ static int l_open(lua_State *L) {
   luaL_setmetatable(L, LMDB_MT);
   snprintf(u->path, sizeof u->path, "%s", path);
   u->write = write;
-  if (write && mkdir(path, 0777) != 0 && errno != EEXIST) return lerr(L, "%s: cannot create folder: %s", path, strerror(errno));
+  if (write && mkdir(path, 0777) != 0 && errno != EEXIST) return sf_lua_errorf(L, "%s: cannot create folder: %s", path, strerror(errno));
   int rc = mdb_env_create(&u->env);
   if (!rc) rc = mdb_env_set_mapsize(u->env, (size_t)map_size);
   if (!rc) rc = mdb_env_open(u->env, path, write ? 0 : (MDB_RDONLY | MDB_NOLOCK | MDB_NORDAHEAD), 0664);
   if (rc) {
     if (u->env) mdb_env_close(u->env);
     u->env = NULL;
-    return lerr(L, "%s: cannot open LMDB: %s", path, mdb_strerror(rc));
+    return sf_lua_errorf(L, "%s: cannot open LMDB: %s", path, mdb_strerror(rc));
   }
   return 1;
 }
@@ -93,7 +85,7 @@ static int with_value(lua_State *L, lmdb_ud *u, const char *key, int (*f)(lua_St
   int own = 0, rc;
   if (!txn) {
     rc = mdb_txn_begin(u->env, NULL, MDB_RDONLY, &txn);
-    if (rc) return lerr(L, "%s: LMDB read failed: %s", u->path, mdb_strerror(rc));
+    if (rc) return sf_lua_errorf(L, "%s: LMDB read failed: %s", u->path, mdb_strerror(rc));
     own = 1;
   }
   MDB_dbi dbi;
@@ -107,7 +99,7 @@ static int with_value(lua_State *L, lmdb_ud *u, const char *key, int (*f)(lua_St
   }
   if (rc) {
     if (own) mdb_txn_abort(txn);
-    return lerr(L, "%s: LMDB read of '%s' failed: %s", u->path, key, mdb_strerror(rc));
+    return sf_lua_errorf(L, "%s: LMDB read of '%s' failed: %s", u->path, key, mdb_strerror(rc));
   }
   /* copy out before the transaction ends; f must not raise while txn is ours */
   int n = f(L, u, &v, key);
@@ -175,7 +167,7 @@ static int l_tensor(lua_State *L) {
 
 static int l_put(lua_State *L) {
   lmdb_ud *u = check_env(L);
-  if (!u->write) return lerr(L, "%s: opened read-only", u->path);
+  if (!u->write) return sf_lua_errorf(L, "%s: opened read-only", u->path);
   size_t kl, vl;
   const char *k = luaL_checklstring(L, 2, &kl);
   const void *vp;
@@ -196,7 +188,7 @@ static int l_put(lua_State *L) {
   MDB_val mk = {kl, (void *)k}, mv = {vl, (void *)vp};
   if (!rc) rc = mdb_put(u->wtxn, dbi, &mk, &mv, 0);
   sf_release(c);
-  if (rc) return lerr(L, "%s: LMDB write of '%s' failed: %s", u->path, k, mdb_strerror(rc));
+  if (rc) return sf_lua_errorf(L, "%s: LMDB write of '%s' failed: %s", u->path, k, mdb_strerror(rc));
   return 0;
 }
 
@@ -205,7 +197,7 @@ static int l_commit(lua_State *L) {
   if (u->wtxn) {
     int rc = mdb_txn_commit(u->wtxn);
     u->wtxn = NULL;
-    if (rc) return lerr(L, "%s: LMDB commit failed: %s", u->path, mdb_strerror(rc));
+    if (rc) return sf_lua_errorf(L, "%s: LMDB commit failed: %s", u->path, mdb_strerror(rc));
   }
   return 0;
 }
@@ -214,7 +206,7 @@ static int l_close(lua_State *L) {
   lmdb_ud *u = luaL_checkudata(L, 1, LMDB_MT);
   int rc = 0;
   env_close(u, 1, &rc);
-  if (rc) return lerr(L, "%s: LMDB commit failed: %s", u->path, mdb_strerror(rc));
+  if (rc) return sf_lua_errorf(L, "%s: LMDB commit failed: %s", u->path, mdb_strerror(rc));
   return 0;
 }
 
@@ -229,7 +221,7 @@ static int name_cmp(const void *a, const void *b) { return strcmp(*(char *const 
 static int l_listdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   DIR *d = opendir(path);
-  if (!d) return lerr(L, "%s: cannot list folder: %s", path, strerror(errno));
+  if (!d) return sf_lua_errorf(L, "%s: cannot list folder: %s", path, strerror(errno));
   int n = 0, cap = 64;
   char **names = malloc(cap * sizeof *names);
   struct dirent *de;

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "ops/ops.h"
 #include "lua/lua_tensor.h"
+#include "lua/lua_tensor_impl.h"
 
 enum { K_FFT, K_IFFT, K_RFFT, K_IRFFT };
 static const char *const kind_name[] = {"fft", "ifft", "rfft", "irfft"};
@@ -26,15 +27,6 @@ typedef struct {
   int complex_in; /* the input carries a trailing (re, im) dim */
 } fft_opts;
 
-static int lerr(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int lerr(lua_State *L, const char *fmt, ...) {
-  char m[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(m, sizeof m, fmt, ap);
-  va_end(ap);
-  return luaL_error(L, "%s", m);
-}
 
 /* a contiguous f64 CPU copy with the logical dim `d` swapped to the last logical position */
 static sf_tensor *prepare(sf_tensor *t, int d, int lnd) {
@@ -60,17 +52,17 @@ static int fft_call(lua_State *L, int kind) {
     if (!lua_isnil(L, -1)) o.complex_in = lua_toboolean(L, -1);
     lua_pop(L, 1);
   } else if (!lua_isnoneornil(L, 2)) {
-    return lerr(L, "sfwb.fft.%s: the second argument is an options table {dim=, n=, norm=}", kind_name[kind]);
+    return sf_lua_errorf(L, "sfwb.fft.%s: the second argument is an options table {dim=, n=, norm=}", kind_name[kind]);
   }
   if (kind == K_RFFT) o.complex_in = 0;
-  if (!sf_dtype_is_float(x->dtype)) return lerr(L, "sfwb.fft.%s: needs a float tensor, got %s", kind_name[kind], sf_dtype_name(x->dtype));
+  if (!sf_dtype_is_float(x->dtype)) return sf_lua_errorf(L, "sfwb.fft.%s: needs a float tensor, got %s", kind_name[kind], sf_dtype_name(x->dtype));
   if (o.complex_in && (x->ndim < 2 || x->shape[x->ndim - 1] != 2)) {
     char b[128];
-    return lerr(L, "sfwb.fft.%s: a complex input has a trailing dim of 2 (re, im), got shape %s", kind_name[kind],
+    return sf_lua_errorf(L, "sfwb.fft.%s: a complex input has a trailing dim of 2 (re, im), got shape %s", kind_name[kind],
                 sf_shape_str(x, b, sizeof b));
   }
   lnd = x->ndim - (o.complex_in ? 1 : 0);
-  if (lnd < 1) return lerr(L, "sfwb.fft.%s: needs at least one dim to transform", kind_name[kind]);
+  if (lnd < 1) return sf_lua_errorf(L, "sfwb.fft.%s: needs at least one dim to transform", kind_name[kind]);
   long d = -1;
   if (lua_istable(L, 2)) {
     lua_getfield(L, 2, "dim");
@@ -82,18 +74,18 @@ static int fft_call(lua_State *L, int kind) {
     if (!strcmp(nm, "backward")) o.norm = 0;
     else if (!strcmp(nm, "ortho")) o.norm = 1;
     else if (!strcmp(nm, "forward")) o.norm = 2;
-    else return lerr(L, "sfwb.fft.%s: norm must be \"backward\", \"ortho\" or \"forward\", got \"%s\"", kind_name[kind], nm);
+    else return sf_lua_errorf(L, "sfwb.fft.%s: norm must be \"backward\", \"ortho\" or \"forward\", got \"%s\"", kind_name[kind], nm);
     lua_pop(L, 3);
   }
   /* dims are 1-based as everywhere in sfwb; negative count from the end */
-  if (d == 0 || d > lnd || d < -lnd) return lerr(L, "sfwb.fft.%s: dim %ld is out of range for %d dims", kind_name[kind], d, lnd);
+  if (d == 0 || d > lnd || d < -lnd) return sf_lua_errorf(L, "sfwb.fft.%s: dim %ld is out of range for %d dims", kind_name[kind], d, lnd);
   o.dim = (int)(d > 0 ? d - 1 : lnd + d);
   long len = (long)x->shape[o.dim];
   long n = o.n > 0 ? o.n : (kind == K_IRFFT ? 2 * (len - 1) : len);
-  if (o.n == 0 || o.n < -1 || n < 1) return lerr(L, "sfwb.fft.%s: invalid signal length n=%ld", kind_name[kind], o.n > 0 ? o.n : n);
+  if (o.n == 0 || o.n < -1 || n < 1) return sf_lua_errorf(L, "sfwb.fft.%s: invalid signal length n=%ld", kind_name[kind], o.n > 0 ? o.n : n);
 
   sf_tensor *p = prepare(x, o.dim, lnd);
-  if (!p) return lerr(L, "sfwb.fft.%s: %s", kind_name[kind], sf_last_error());
+  if (!p) return sf_lua_errorf(L, "sfwb.fft.%s: %s", kind_name[kind], sf_last_error());
   int64_t rows = 1;
   for (int i = 0; i < lnd - 1; i++) rows *= p->shape[i];
   const double *src = sf_data_ptr(p);
@@ -111,7 +103,7 @@ static int fft_call(lua_State *L, int kind) {
   if ((in_is_complex ? !cin : !rin) || (out_complex ? !cout : !rout)) {
     fftw_free(cin), fftw_free(rin), fftw_free(cout), fftw_free(rout);
     sf_release(p);
-    return lerr(L, "sfwb.fft.%s: out of memory", kind_name[kind]);
+    return sf_lua_errorf(L, "sfwb.fft.%s: out of memory", kind_name[kind]);
   }
   /* copy rows in, zero-padded or truncated to the length the transform reads */
   for (int64_t r = 0; r < rows; r++)
@@ -137,7 +129,7 @@ static int fft_call(lua_State *L, int kind) {
                                  kind == K_FFT ? FFTW_FORWARD : FFTW_BACKWARD, FFTW_ESTIMATE);
   if (!plan) {
     fftw_free(cin), fftw_free(rin), fftw_free(cout), fftw_free(rout);
-    return lerr(L, "sfwb.fft.%s: FFTW could not plan a transform of length %ld", kind_name[kind], n);
+    return sf_lua_errorf(L, "sfwb.fft.%s: FFTW could not plan a transform of length %ld", kind_name[kind], n);
   }
   fftw_execute(plan);
   fftw_destroy_plan(plan);
@@ -147,7 +139,7 @@ static int fft_call(lua_State *L, int kind) {
   /* the result with the transformed dim back in place: shape of p with the last logical dim = out_len */
   int ond = lnd + (out_complex ? 1 : 0);
   int64_t shape[16];
-  if (ond > 16) return lerr(L, "sfwb.fft: too many dims");
+  if (ond > 16) return sf_lua_errorf(L, "sfwb.fft: too many dims");
   for (int i = 0; i < lnd; i++) shape[i] = x->shape[i];
   shape[o.dim] = x->shape[lnd - 1]; /* prepare() swapped o.dim and the last logical dim */
   shape[lnd - 1] = out_len;
@@ -155,7 +147,7 @@ static int fft_call(lua_State *L, int kind) {
   sf_tensor *res = sf_empty(ond, shape, SF_F64, sf_cpu());
   if (!res) {
     fftw_free(cin), fftw_free(rin), fftw_free(cout), fftw_free(rout);
-    return lerr(L, "sfwb.fft.%s: %s", kind_name[kind], sf_last_error());
+    return sf_lua_errorf(L, "sfwb.fft.%s: %s", kind_name[kind], sf_last_error());
   }
   double *dst = sf_data_ptr(res);
   if (out_complex)
@@ -165,10 +157,10 @@ static int fft_call(lua_State *L, int kind) {
   fftw_free(cin), fftw_free(rin), fftw_free(cout), fftw_free(rout);
   sf_tensor *back = o.dim == lnd - 1 ? sf_retain(res) : sf_transpose(res, o.dim, lnd - 1);
   sf_release(res);
-  if (!back) return lerr(L, "sfwb.fft.%s: %s", kind_name[kind], sf_last_error());
+  if (!back) return sf_lua_errorf(L, "sfwb.fft.%s: %s", kind_name[kind], sf_last_error());
   sf_tensor *cont = sf_contiguous(back);
   sf_release(back);
-  if (!cont) return lerr(L, "sfwb.fft.%s: %s", kind_name[kind], sf_last_error());
+  if (!cont) return sf_lua_errorf(L, "sfwb.fft.%s: %s", kind_name[kind], sf_last_error());
   sf_tensor *out = x->dtype == SF_F64 ? sf_retain(cont) : sf_cast(cont, SF_F32);
   sf_release(cont);
   sf_lua_push_tensor(L, out);
@@ -184,11 +176,11 @@ static int l_irfft(lua_State *L) { return fft_call(L, K_IRFFT); }
 static int freq(lua_State *L, int real) {
   lua_Integer n = luaL_checkinteger(L, 1);
   double dd = luaL_optnumber(L, 2, 1.0);
-  if (n < 1) return lerr(L, "sfwb.fft.%s: n must be >= 1, got %lld", real ? "rfftfreq" : "fftfreq", (long long)n);
-  if (!(dd != 0)) return lerr(L, "sfwb.fft: the sample spacing d must not be 0");
+  if (n < 1) return sf_lua_errorf(L, "sfwb.fft.%s: n must be >= 1, got %lld", real ? "rfftfreq" : "fftfreq", (long long)n);
+  if (!(dd != 0)) return sf_lua_errorf(L, "sfwb.fft: the sample spacing d must not be 0");
   int64_t m = real ? n / 2 + 1 : n;
   sf_tensor *t = sf_empty(1, &m, SF_F32, sf_cpu());
-  if (!t) return lerr(L, "sfwb.fft: %s", sf_last_error());
+  if (!t) return sf_lua_errorf(L, "sfwb.fft: %s", sf_last_error());
   float *p = sf_data_ptr(t);
   for (int64_t i = 0; i < m; i++) {
     int64_t k = real || i < (n + 1) / 2 ? i : i - n;

@@ -17,17 +17,8 @@
 #include "io/image.h"
 #include "io/iobuf.h"
 #include "lua/lua_tensor.h"
+#include "lua/lua_tensor_impl.h"
 
-/* luaL_error knows no %lld: format first */
-static int lerr(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int lerr(lua_State *L, const char *fmt, ...) {
-  char m[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(m, sizeof m, fmt, ap);
-  va_end(ap);
-  return luaL_error(L, "%s", m);
-}
 
 static int have_ffmpeg(void) { return system("command -v ffmpeg >/dev/null 2>&1") == 0; }
 
@@ -144,7 +135,7 @@ static int l_write(lua_State *L) {
   signal(SIGPIPE, old);
   if (werr || st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
     unlink(tmp);
-    return lerr(L, "%s: ffmpeg failed (exit status %d) while encoding %lld frames of %lldx%lld", path,
+    return sf_lua_errorf(L, "%s: ffmpeg failed (exit status %d) while encoding %lld frames of %lldx%lld", path,
                       WIFEXITED(st) ? WEXITSTATUS(st) : -1, (long long)frames->shape[0], (long long)W, (long long)H);
   }
   if (rename(tmp, path) != 0) {

@@ -28,7 +28,7 @@ local function default_randint(lo, hi, shape)
 end
 M.default_rng = {randn = function(shape, opts) return sfwb.randn(shape, opts) end, randint = default_randint}
 
--- rng.randint(lo, hi, shape) as a flat Lua list of integers, checked
+-- rng.randint(lo, hi, shape) as a flat Lua list of integers, checked (also the one-model trainers')
 local function ints(rng, lo, hi, shape)
   local t = rng.randint(lo, hi, shape)
   local v = t:reshape({-1}):totable()

@@ -28,18 +28,8 @@ function M.default_rng()
   return {randn = Rollout.default_rng.randn, randint = Rollout.default_rng.randint}
 end
 
--- rng.randint(lo, hi, shape) as a flat Lua list of integers, range-checked
-function M.ints(rng, lo, hi, shape)
-  local t = rng.randint(lo, hi, shape)
-  local v = t:reshape({-1}):totable()
-  for i, x in ipairs(v) do
-    if x < lo or x >= hi then
-      error(string.format("rng.randint(%d, %d) returned %s (outside the range)", lo, hi, tostring(x)), 2)
-    end
-    v[i] = math.tointeger(x) or math.floor(x)
-  end
-  return v
-end
+-- rng.randint(lo, hi, shape) as a flat Lua list of integers, range-checked (the DMD rollout's)
+M.ints = Rollout.ints
 
 function M.normal(rng, shape, opts)
   local t = rng.randn(shape, opts)
