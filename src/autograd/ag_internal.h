@@ -22,6 +22,8 @@ extern _Thread_local sf_ckpt_region *sf__ckpt_refill;
 
 void sf__region_release(sf_ckpt_region *r);
 int sf__region_recompute(sf_ckpt_region *r);
+/* the backward of a view node (ag_view.c): the view's gradient scattered into its base's geometry */
+int sf__bw_view(sf_node *n, sf_tensor **go, sf_tensor **gi);
 /* a detached alias that never owns a graph */
 sf_tensor *sf__detached_alias(sf_tensor *t);
 

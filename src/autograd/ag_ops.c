@@ -602,22 +602,3 @@ static sf_tensor *record_cat(sf_tensor *out, sf_tensor *const *ts, int n_in, int
 
 sf_tensor *sf_ag_cat(sf_tensor *out, sf_tensor *const *ts, int n, int dim) { return record_cat(out, ts, n, dim, false); }
 sf_tensor *sf_ag_stack(sf_tensor *out, sf_tensor *const *ts, int n, int dim) { return record_cat(out, ts, n, dim, true); }
-
-int sf_ag_check_inplace(sf_tensor *dst, const char *opname) { return sf_ag_check_inplace_src(dst, NULL, opname); }
-
-int sf_ag_check_inplace_src(sf_tensor *dst, sf_tensor *src, const char *opname) {
-  if (sf_grad_enabled() && src && src->requires_grad && !dst->requires_grad)
-    return sf_error("in-place %s of a tensor that requires grad into one outside the autograd graph (a view, a "
-                    "buffer) is not recorded by sfwb's autograd, so the gradient would be lost; build the result out "
-                    "of place (sfwb.cat, where, ...), or detach the source, or do it inside sfwb.no_grad", opname);
-  if (!sf_grad_enabled() || !dst->requires_grad) {
-    dst->storage->version++;
-    dst->storage->last_inplace = opname;
-    return 0;
-  }
-  if (!dst->grad_fn)
-    return sf_error("in-place %s on a leaf tensor that requires grad; do it inside sfwb.no_grad (as an optimizer "
-                    "does) or on a detached copy", opname);
-  return sf_error("in-place %s on a tensor that is part of an autograd graph (made by '%s') is not supported; use "
-                  "the out-of-place op", opname, dst->grad_fn->name);
-}

@@ -8,7 +8,7 @@
 /* v's gradient g -> base's gradient. Dims where the view repeats an element (stride 0, expand) are summed
  * first; base dims with stride 0 are collapsed to size 1 and the gradient is put at index 0 of them,
  * which is exact for whatever later sums over those dims (the base's own expand backward). */
-static int bw_view(sf_node *n, sf_tensor **go, sf_tensor **gi) {
+int sf__bw_view(sf_node *n, sf_tensor **go, sf_tensor **gi) {
   const sf_tensor_meta *bm = &n->in[0], *vm = &n->out[0];
   sf_tensor *g = sf_retain(go[0]);
   /* fast path: same elements in the same order (view/reshape/unsqueeze/squeeze/alias of a contiguous base) */
@@ -91,7 +91,9 @@ static int bw_view(sf_node *n, sf_tensor **go, sf_tensor **gi) {
 }
 
 void sf_autograd_record_view(sf_tensor *v, sf_tensor *base) {
-  if (!v || !base->requires_grad || !sf_grad_enabled()) return;
-  sf_node *n = sf_node_begin("view", bw_view, &base, 1);
+  if (!v || !sf_grad_enabled()) return;
+  sf_ag_sync_view(base); /* a stale parent first takes its base's new history */
+  if (!base->requires_grad) return;
+  sf_node *n = sf_node_begin("view", sf__bw_view, &base, 1);
   if (n) sf_node_finish(n, &v, 1); /* no way to report OOM here: the view just stays outside the graph */
 }

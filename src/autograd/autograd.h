@@ -147,12 +147,20 @@ sf_tensor *sf_ag_attention(sf_tensor *out, sf_tensor *q, sf_tensor *k, sf_tensor
                            sf_tensor *lse);
 /* conv2d (nd 2) / conv3d (nd 3) as sf_conv2d/sf_conv3d compute them (backward: ag_conv.c, cpu only) */
 sf_tensor *sf_ag_conv(sf_tensor *out, int nd, sf_tensor *x, sf_tensor *w, sf_tensor *b, const int *stride, const int *pad);
-/* in-place ops call this first: -1 (error) when grad mode is on and dst takes part in a graph in a way an
- * in-place write would corrupt (a leaf that requires grad, as torch), or when src (may be NULL) requires
- * grad, which sfwb's autograd would not record (never a silently cut graph). On success it bumps dst's
- * storage version (PyTorch's version counter; a saved tensor written afterwards fails its backward). */
-int sf_ag_check_inplace(sf_tensor *dst, const char *opname);
-int sf_ag_check_inplace_src(sf_tensor *dst, sf_tensor *src, const char *opname);
+/* in-place writes (src/autograd/ag_inplace.c; PyTorch's CopySlices and rebase_history): an in-place op on dst
+ * with source src (may be NULL) calls sf_ag_inplace_begin first: -1 (error) for a write PyTorch refuses (into
+ * a leaf that requires grad or a view of one; a recorded write into an expanded tensor), else it bumps dst's
+ * storage version (PyTorch's version counter: a tensor saved for backward and written afterwards fails its
+ * backward) and returns 1 when the write must be recorded (grad mode on and dst, its base or src takes part
+ * in a graph), 0 when not. After writing the values, a recorded write calls sf_ag_inplace_record with the
+ * tensor holding the written values' history (for add_/mul_...: the out-of-place result on dst's old values):
+ * dst's base gets the new history and every view of it follows. */
+int sf_ag_inplace_begin(sf_tensor *dst, sf_tensor *src, const char *opname);
+int sf_ag_inplace_record(sf_tensor *dst, sf_tensor *src);
+/* a view whose base was written in place since its history was taken: take the base's new history (no-op
+ * otherwise, and in no_grad mode). Everything that reads a tensor's grad_fn/requires_grad outside an op
+ * (backward's root, the Lua getters) calls it; op recording does it for its inputs. */
+void sf_ag_sync_view(sf_tensor *t);
 
 /* ops.c runs an op's implementation with grad mode off, then restores it before recording:
  * `bool g = sf_set_grad_enabled(false); return sf_ag_x(sf_ag_resume(g, x_impl(...)), ...);` */

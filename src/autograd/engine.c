@@ -172,6 +172,7 @@ static sf_tensor *conform(sf_node *n, int i, sf_tensor *g) {
 
 int sf_backward(sf_tensor *root, sf_tensor *grad, bool retain_graph) {
   char sa[96], sb[96];
+  sf_ag_sync_view(root);
   if (!root->requires_grad)
     return sf_error("backward: the tensor does not require grad and has no grad_fn (no input of the ops that made "
                     "it requires grad, or it was made under no_grad)");

@@ -71,9 +71,14 @@ int sf_set_grad(sf_tensor *t, sf_tensor *g) {
 
 bool sf_ag_should_record(sf_tensor *const *inputs, int n) {
   if (grad_disabled) return false;
-  for (int i = 0; i < n; i++)
-    if (inputs[i] && inputs[i]->requires_grad) return true;
-  return false;
+  bool any = false;
+  for (int i = 0; i < n; i++) {
+    sf_tensor *x = inputs[i];
+    if (!x) continue;
+    if (x->base && x->hist != x->base->hist) sf_ag_sync_view(x); /* a view written in place through its base */
+    any = any || x->requires_grad;
+  }
+  return any;
 }
 
 /* ---- node lifetime ---- */

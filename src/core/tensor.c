@@ -117,6 +117,7 @@ void sf_release(sf_tensor *t) {
   if (!t) return;
   if (atomic_fetch_sub_explicit((_Atomic int *)&t->refcount, 1, memory_order_acq_rel) != 1) return;
   if (g_hooks) g_hooks->tensor_freed(t);
+  sf_release(t->base);
   sf_storage_release(t->storage);
   free(t);
 }
@@ -166,7 +167,10 @@ int sf_wrap_dim(int dim, int ndim) {
 
 static sf_tensor *make_view(sf_tensor *t, int ndim, const int64_t *shape, const int64_t *stride, int64_t offset) {
   sf_tensor *v = sf_tensor_from_storage(t->storage, t->dtype, ndim, shape, stride, offset);
-  if (v && g_hooks) g_hooks->record_view(v, t);
+  if (!v) return NULL;
+  v->base = sf_retain(t->base ? t->base : t);
+  v->hist = v->base->hist;
+  if (g_hooks) g_hooks->record_view(v, t);
   return v;
 }
 

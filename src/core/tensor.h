@@ -53,6 +53,12 @@ typedef struct sf_tensor {
   struct sf_tensor *grad;    /* accumulated gradient (owned reference) */
   struct sf_node *grad_fn;   /* node that produced this tensor (owned reference) */
   int output_nr;             /* which output of grad_fn */
+  /* views (PyTorch's _base): a view's base is the root tensor of the view chain (owned reference; NULL for
+   * a tensor that is not a view — detached aliases are not views). An in-place write through a view gives
+   * the base a new history (autograd's CopySlices) and bumps base->hist; a view whose hist differs from its
+   * base's takes the base's new history on its next use (src/autograd/ag_inplace.c). */
+  struct sf_tensor *base;
+  uint32_t hist;
 } sf_tensor;
 
 /* ---- dtypes ---- */

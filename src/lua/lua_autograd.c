@@ -54,6 +54,8 @@ static int t_detach_(lua_State *L) {
   sf_node_release(t->grad_fn);
   t->grad_fn = NULL;
   t->requires_grad = false;
+  sf_release(t->base); /* no longer a view: its base's later history is not its own */
+  t->base = NULL;
   lua_settop(L, 1);
   return 1;
 }
@@ -73,7 +75,9 @@ static int set_grad(lua_State *L) {
 }
 
 static int get_requires_grad(lua_State *L) {
-  lua_pushboolean(L, sf_lua_check_tensor(L, 1)->requires_grad);
+  sf_tensor *t = sf_lua_check_tensor(L, 1);
+  sf_ag_sync_view(t);
+  lua_pushboolean(L, t->requires_grad);
   return 1;
 }
 
@@ -83,12 +87,15 @@ static int set_requires_grad(lua_State *L) {
 }
 
 static int get_is_leaf(lua_State *L) {
-  lua_pushboolean(L, sf_lua_check_tensor(L, 1)->grad_fn == NULL);
+  sf_tensor *t = sf_lua_check_tensor(L, 1);
+  sf_ag_sync_view(t);
+  lua_pushboolean(L, t->grad_fn == NULL);
   return 1;
 }
 
 static int get_grad_fn(lua_State *L) {
   sf_tensor *t = sf_lua_check_tensor(L, 1);
+  sf_ag_sync_view(t);
   if (t->grad_fn) lua_pushstring(L, t->grad_fn->name);
   else lua_pushnil(L);
   return 1;

@@ -41,22 +41,41 @@ sf_tensor *sf_log_softmax(sf_tensor *a, int dim) { SF_AG_OFF; return sf_ag_softm
 sf_tensor *sf_matmul(sf_tensor *a, sf_tensor *b) { SF_AG_OFF; return sf_ag_matmul(SF_AG_RUN(sf_raw_matmul(a, b)), a, b); }
 sf_tensor *sf_linear(sf_tensor *x, sf_tensor *w, sf_tensor *b) { SF_AG_OFF; return sf_ag_linear(SF_AG_RUN(sf_raw_linear(x, w, b)), x, w, b); }
 
-/* in place: autograd first checks the write is allowed (a leaf that requires grad, a tensor saved for backward) */
+/* in place: autograd first checks the write is allowed (a leaf that requires grad, an expanded tensor) and
+ * says whether to record it; a recorded write gives dst's base a new history (src/autograd/ag_inplace.c) */
 int sf_copy_(sf_tensor *dst, sf_tensor *src) {
-  if (sf_ag_check_inplace_src(dst, src, "copy_")) return -1;
-  return sf_raw_copy_(dst, src);
+  int rec = sf_ag_inplace_begin(dst, src, "copy_");
+  if (rec < 0 || sf_raw_copy_(dst, src)) return -1;
+  return rec ? sf_ag_inplace_record(dst, src) : 0;
 }
 int sf_fill_(sf_tensor *t, double v) {
-  if (sf_ag_check_inplace(t, "fill_")) return -1;
-  return sf_raw_fill_(t, v);
+  int rec = sf_ag_inplace_begin(t, NULL, "fill_");
+  if (rec < 0 || sf_raw_fill_(t, v)) return -1;
+  return rec ? sf_ag_inplace_record(t, NULL) : 0;
+}
+/* a recorded a op= b is the out-of-place op on a's old values (a copy of them where the op saves its
+ * input: mul, div, ...), written back by a recorded copy: the gradient PyTorch's in-place op has */
+static int record_written(sf_tensor *a, sf_tensor *r) {
+  int rc = r ? sf_raw_copy_(a, r) : -1;
+  if (!rc) rc = sf_ag_inplace_record(a, r);
+  sf_release(r);
+  return rc;
 }
 int sf_binary_(sf_binary_op op, sf_tensor *a, sf_tensor *b) {
-  if (sf_ag_check_inplace_src(a, b, sf_binary_op_name(op))) return -1;
-  return sf_raw_binary_(op, a, b);
+  int rec = sf_ag_inplace_begin(a, b, sf_binary_op_name(op));
+  if (rec <= 0) return rec < 0 ? -1 : sf_raw_binary_(op, a, b);
+  sf_tensor *old = op == SF_BIN_ADD || op == SF_BIN_SUB ? sf_retain(a) : sf_clone(a);
+  sf_tensor *r = old ? sf_binary(op, old, b) : NULL;
+  sf_release(old);
+  return record_written(a, r);
 }
 int sf_binary_scalar_(sf_binary_op op, sf_tensor *a, double s) {
-  if (sf_ag_check_inplace(a, sf_binary_op_name(op))) return -1;
-  return sf_raw_binary_scalar_(op, a, s);
+  int rec = sf_ag_inplace_begin(a, NULL, sf_binary_op_name(op));
+  if (rec <= 0) return rec < 0 ? -1 : sf_raw_binary_scalar_(op, a, s);
+  sf_tensor *old = op == SF_BIN_ADD || op == SF_BIN_SUB || op == SF_BIN_MUL ? sf_retain(a) : sf_clone(a);
+  sf_tensor *r = old ? sf_binary_scalar(op, old, s, false) : NULL;
+  sf_release(old);
+  return record_written(a, r);
 }
 
 sf_tensor *sf_contiguous(sf_tensor *t) {

@@ -25,62 +25,184 @@ def main(out):
     W = torch.randn(2, 3, generator=g)
     W5 = torch.randn(2, 5, generator=g)
     BUF = torch.randn(4, 3, generator=g)
-    data = {"A": A, "W": W, "W5": W5, "BUF": BUF}
+    B = torch.randn(2, 3, generator=g)
+    data = {"A": A, "W": W, "W5": W5, "BUF": BUF, "B": B}
 
-    def leaf():
-        return A.clone().requires_grad_(True)
+    C = torch.randn(3, generator=g)
+    W45 = torch.randn(4, 5, generator=g)
+    W3 = torch.randn(3, generator=g)
+    data.update({"C": C, "W45": W45, "W3": W3})
 
-    def view_copy():  # pad[:, 1:4] = a: CopySlices
+    def leaf(x=A):
+        return x.clone().requires_grad_(True)
+
+    # every row: (loss, [leaves]) built the way its Lua twin in tests/lua/test_autograd_inplace.lua builds it
+    def view_copy():  # pad[:, 1:4] = a: CopySlices into a buffer outside the graph
         a = leaf()
         pad = torch.zeros(2, 5)
         pad[:, 1:4] = a
-        (pad * W5).sum().backward()
-        return a.grad
+        return (pad * W5).sum(), [a]
 
     def view_add():  # buf[0].add_(a[0])
         a = leaf()
         buf = torch.zeros(2, 3)
         buf[0].add_(a[0])
-        (buf * W).sum().backward()
-        return a.grad
+        return (buf * W).sum(), [a]
+
+    def fill_view_nonleaf():  # a region of a non-leaf zeroed: no gradient there
+        a = leaf()
+        y = a * 2
+        y[:, 1:3].fill_(0)
+        return (y * W).sum(), [a]
+
+    def mul_scalar_view_nonleaf():
+        a = leaf()
+        y = a * 2
+        y[0].mul_(3)
+        return (y * W).sum(), [a]
+
+    def mul_tensor_view_nonleaf():  # mul_ saves the old values (a copy of them)
+        a, b = leaf(), leaf(B)
+        y = a * 1.5
+        y[:, 1].mul_(b[:, 1])
+        return (y * y * W).sum(), [a, b]
+
+    def div_view_nonleaf():
+        a, b = leaf(), leaf(B)
+        y = a.exp()
+        z = y + 1
+        z[1].div_(b[1].exp())
+        return (z * W).sum(), [a, b]
+
+    def ops_nonleaf():  # in place on a non-leaf that is not a view: add_, mul_, sub_, div_ by a scalar
+        a, b = leaf(), leaf(B)
+        y = a * 2
+        y.add_(b)
+        y.mul_(3)
+        y.sub_(a)
+        y.div_(4)
+        return (y * y * W).sum(), [a, b]
+
+    def add_alpha_broadcast():  # y[:, 1:3].add_(c, alpha=2) with c broadcast over rows
+        a, c = leaf(), leaf(C)
+        y = a * 1
+        y[:, 1:3].add_(c[:2], alpha=2)
+        return (y * W).sum(), [a, c]
+
+    def chain_of_views():  # a view of a view of a transposed buffer
+        a = leaf()
+        buf = torch.zeros(5, 4)
+        w = buf.t()[1:3][:, 2:5]
+        w.copy_(a)
+        return (buf * W45.t()).sum(), [a]
+
+    def write_read_other_view():  # written through one view, read through another made before the write
+        a = leaf()
+        buf = torch.zeros(2, 5)
+        v1 = buf[:, 1:4]
+        v2 = buf[:, 2:5]
+        v1.copy_(a)
+        return (v2 * W).sum(), [a]
+
+    def base_written_view_read():  # the base written in place; a view made before reads the new history
+        a = leaf()
+        y = a * 2
+        v = y[0]
+        y.mul_(3)
+        return (v * W3).sum(), [a]
+
+    def index_assign():  # buf[1] = a[0]; buf[0, 1:3] = b[1, 0:2]; y[1] = 5 (index/range assignment)
+        a, b = leaf(), leaf(B)
+        buf = torch.zeros(2, 3)
+        buf[1] = a[0]
+        buf[0, 1:3] = b[1, 0:2]
+        y = b * 2
+        y[1] = 5
+        return (buf * W).sum() + (y * W).sum(), [a, b]
+
+    def overwrite_twice():  # a grad source written into a no-grad buffer, then partly overwritten by another
+        a, b = leaf(), leaf(B)
+        buf = torch.zeros(2, 3)
+        buf.copy_(a * 2)
+        buf[0].copy_(b[0])
+        return (buf * buf * W).sum(), [a, b]
+
+    def fill_nonleaf_whole():  # the whole non-leaf filled: only the later use of a carries gradient
+        a = leaf()
+        y = a * 2
+        y.fill_(1)
+        return (y * W + a * a).sum(), [a]
+
+    def self_alias():  # y.add_(y[...]) : the source is a view of the destination
+        a = leaf()
+        y = a * 1
+        y[:, 0:2].add_(y[:, 1:3])
+        return (y * W).sum(), [a]
 
     def saved_other():  # mul saves w; w written in place
         a, w = leaf(), W.clone()
         c = a * w
         w.mul_(2)
-        c.sum().backward()
-        return a.grad
+        return c.sum(), [a]
 
     def saved_output():  # exp saves its output; written through a detached view
         a = leaf()
         b = a.exp()
         b.detach()[0].fill_(0)
-        b.sum().backward()
-        return a.grad
+        return b.sum(), [a]
+
+    def saved_output_recorded():  # exp saves its output; written through a view, recorded
+        a = leaf()
+        b = a.exp()
+        b[0].mul_(2)
+        return b.sum(), [a]
 
     def saved_view_sibling():  # a view is saved; another, disjoint view of the same storage is written
         a, buf = leaf(), BUF.clone()
         c = a * buf[1:3]
         buf[0].fill_(5)
-        c.sum().backward()
-        return a.grad
+        return c.sum(), [a]
 
     def unsaved_ok():  # add saves nothing: writing w afterwards is fine
         a, w = leaf(), W.clone()
         c = a + w
         w.mul_(2)
-        (c * c).sum().backward()
-        return a.grad
+        return (c * c).sum(), [a]
 
+    def leaf_inplace():  # refused: a leaf that requires grad
+        a = leaf()
+        a.add_(1)
+        return a.sum(), [a]
+
+    def leaf_view_inplace():  # refused: a view of a leaf that requires grad
+        a = leaf()
+        a[0].fill_(0)
+        return a.sum(), [a]
+
+    ROWS = [view_copy, view_add, fill_view_nonleaf, mul_scalar_view_nonleaf, mul_tensor_view_nonleaf,
+            div_view_nonleaf, ops_nonleaf, add_alpha_broadcast, chain_of_views, write_read_other_view,
+            base_written_view_read, index_assign, overwrite_twice, fill_nonleaf_whole, self_alias, saved_other,
+            saved_output, saved_output_recorded, saved_view_sibling, unsaved_ok, leaf_inplace, leaf_view_inplace]
     rows = {}
-    for name, fn in [("view_copy", view_copy), ("view_add", view_add), ("saved_other", saved_other),
-                     ("saved_output", saved_output), ("saved_view_sibling", saved_view_sibling),
-                     ("unsaved_ok", unsaved_ok)]:
+    for fn in ROWS:
+        name = fn.__name__
         try:
-            data["grad_" + name] = fn()
+            loss, leaves = fn()
+            loss.backward()
+            for i, x in enumerate(leaves):
+                data["grad_%s_%d" % (name, i + 1)] = x.grad if x.grad is not None else torch.zeros_like(x)
+            data["loss_" + name] = loss.detach().reshape(1)
             rows[name] = "ok"
         except RuntimeError as e:
-            rows[name] = "version" if "modified by an inplace operation" in str(e) else "error: " + str(e)
+            msg = str(e)
+            if "modified by an inplace operation" in msg:
+                rows[name] = "version"
+            elif "a view of a leaf Variable that requires grad" in msg:
+                rows[name] = "leaf_view"
+            elif "a leaf Variable that requires grad" in msg:
+                rows[name] = "leaf"
+            else:
+                rows[name] = "error: " + msg
 
     # in-place ops on views, no autograd: values
     v = torch.arange(12.0).reshape(3, 4)
@@ -108,7 +230,7 @@ def main(out):
     data.update({"wan_x": x, "wan_ctx": ctx.detach(), "wan_t": t, "wan_ctx_grad": ctx.grad})
 
     wan_ref.save_safetensors(os.path.join(out, "data.safetensors"), {k: v.detach().float() for k, v in data.items()})
-    write_lua(os.path.join(out, "manifest.lua"), {"rows": rows})
+    write_lua(os.path.join(out, "manifest.lua"), {"rows": rows, "order": [fn.__name__ for fn in ROWS]})
 
 
 if __name__ == "__main__":
