@@ -185,9 +185,14 @@ static void test_refcount(void) {
   sf_tensor *v = sf_narrow(a, 0, 2, 3);
   sf_storage *s = a->storage;
   CHECK(s->refcount == 2);
+  CHECK(v->base == a && a->refcount == 2); /* a view holds its base (PyTorch's _base) */
   sf_release(a);
-  CHECK(s->refcount == 1 && at(v, 0) == 2); /* the view keeps the storage alive */
+  CHECK(s->refcount == 2 && at(v, 0) == 2); /* ... so the base and the storage stay alive */
+  sf_tensor *w = sf_select(v, 0, 1);
+  CHECK(w->base == a); /* the base of a view of a view is the root */
   sf_release(v);
+  CHECK(s->refcount == 2 && at(w, 0) == 3);
+  sf_release(w);
 }
 
 int main(void) {

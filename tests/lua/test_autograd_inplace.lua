@@ -20,113 +20,116 @@ assert(sfwb.fs.run({T.python, "tests/ref/inplace_ref.py", dir}) == 0, "tests/ref
 local man = dofile(dir .. "/manifest.lua")
 local d = sfwb.load(dir .. "/data.safetensors")
 
-local function leaf(x) return (x or d.A):clone():requires_grad_(true) end
+local dev = "cpu" -- the device the rows run on (cpu, then emu:0 below)
+local D = setmetatable({}, {__index = function(_, k) return d[k]:to(dev) end})
+local function Z(shape) return sfwb.zeros(shape, {device = dev}) end
+local function leaf(x) return (x or D.A):clone():requires_grad_(true) end
 
 -- every row: (loss, {leaves}) built as its twin in tests/ref/inplace_ref.py
 local rows = {
   view_copy = function()
     local a = leaf()
-    local pad = sfwb.zeros({2, 5})
+    local pad = Z({2, 5})
     pad:narrow(2, 2, 3):copy_(a)
-    return (pad * d.W5):sum(), {a}
+    return (pad * D.W5):sum(), {a}
   end,
   view_add = function()
     local a = leaf()
-    local buf = sfwb.zeros({2, 3})
+    local buf = Z({2, 3})
     buf:select(1, 1):add_(a:select(1, 1))
-    return (buf * d.W):sum(), {a}
+    return (buf * D.W):sum(), {a}
   end,
   fill_view_nonleaf = function()
     local a = leaf()
     local y = a * 2
     y:narrow(2, 2, 2):fill_(0)
-    return (y * d.W):sum(), {a}
+    return (y * D.W):sum(), {a}
   end,
   mul_scalar_view_nonleaf = function()
     local a = leaf()
     local y = a * 2
     y:select(1, 1):mul_(3)
-    return (y * d.W):sum(), {a}
+    return (y * D.W):sum(), {a}
   end,
   mul_tensor_view_nonleaf = function()
-    local a, b = leaf(), leaf(d.B)
+    local a, b = leaf(), leaf(D.B)
     local y = a * 1.5
     y:select(2, 2):mul_(b:select(2, 2))
-    return (y * y * d.W):sum(), {a, b}
+    return (y * y * D.W):sum(), {a, b}
   end,
   div_view_nonleaf = function()
-    local a, b = leaf(), leaf(d.B)
+    local a, b = leaf(), leaf(D.B)
     local y = a:exp()
     local z = y + 1
     z:select(1, 2):div_(b:select(1, 2):exp())
-    return (z * d.W):sum(), {a, b}
+    return (z * D.W):sum(), {a, b}
   end,
   ops_nonleaf = function()
-    local a, b = leaf(), leaf(d.B)
+    local a, b = leaf(), leaf(D.B)
     local y = a * 2
     y:add_(b)
     y:mul_(3)
     y:sub_(a)
     y:div_(4)
-    return (y * y * d.W):sum(), {a, b}
+    return (y * y * D.W):sum(), {a, b}
   end,
   add_alpha_broadcast = function()
-    local a, c = leaf(), leaf(d.C)
+    local a, c = leaf(), leaf(D.C)
     local y = a * 1
     y:narrow(2, 2, 2):add_(c:narrow(1, 1, 2), 2)
-    return (y * d.W):sum(), {a, c}
+    return (y * D.W):sum(), {a, c}
   end,
   chain_of_views = function()
     local a = leaf()
-    local buf = sfwb.zeros({5, 4})
+    local buf = Z({5, 4})
     local w = buf:t():narrow(1, 2, 2):narrow(2, 3, 3)
     w:copy_(a)
-    return (buf * d.W45:t()):sum(), {a}
+    return (buf * D.W45:t()):sum(), {a}
   end,
   write_read_other_view = function()
     local a = leaf()
-    local buf = sfwb.zeros({2, 5})
+    local buf = Z({2, 5})
     local v1, v2 = buf:narrow(2, 2, 3), buf:narrow(2, 3, 3)
     v1:copy_(a)
-    return (v2 * d.W):sum(), {a}
+    return (v2 * D.W):sum(), {a}
   end,
   base_written_view_read = function()
     local a = leaf()
     local y = a * 2
     local v = y:select(1, 1)
     y:mul_(3)
-    return (v * d.W3):sum(), {a}
+    return (v * D.W3):sum(), {a}
   end,
   index_assign = function()
-    local a, b = leaf(), leaf(d.B)
-    local buf = sfwb.zeros({2, 3})
+    local a, b = leaf(), leaf(D.B)
+    local buf = Z({2, 3})
     buf[2] = a:select(1, 1)
     buf[{1, {2, 3}}] = b[{2, {1, 2}}]
     local y = b * 2
     y[2] = 5
-    return (buf * d.W):sum() + (y * d.W):sum(), {a, b}
+    return (buf * D.W):sum() + (y * D.W):sum(), {a, b}
   end,
   overwrite_twice = function()
-    local a, b = leaf(), leaf(d.B)
-    local buf = sfwb.zeros({2, 3})
+    local a, b = leaf(), leaf(D.B)
+    local buf = Z({2, 3})
     buf:copy_(a * 2)
     buf:select(1, 1):copy_(b:select(1, 1))
-    return (buf * buf * d.W):sum(), {a, b}
+    return (buf * buf * D.W):sum(), {a, b}
   end,
   fill_nonleaf_whole = function()
     local a = leaf()
     local y = a * 2
     y:fill_(1)
-    return (y * d.W + a * a):sum(), {a}
+    return (y * D.W + a * a):sum(), {a}
   end,
   self_alias = function()
     local a = leaf()
     local y = a * 1
     y:narrow(2, 1, 2):add_(y:narrow(2, 2, 2))
-    return (y * d.W):sum(), {a}
+    return (y * D.W):sum(), {a}
   end,
   saved_other = function()
-    local a, w = leaf(), d.W:clone()
+    local a, w = leaf(), D.W:clone()
     local c = a * w
     w:mul_(2)
     return c:sum(), {a}
@@ -144,13 +147,13 @@ local rows = {
     return b:sum(), {a}
   end,
   saved_view_sibling = function()
-    local a, buf = leaf(), d.BUF:clone()
+    local a, buf = leaf(), D.BUF:clone()
     local c = a * buf:narrow(1, 2, 2)
     buf:select(1, 1):fill_(5)
     return c:sum(), {a}
   end,
   unsaved_ok = function()
-    local a, w = leaf(), d.W:clone()
+    local a, w = leaf(), D.W:clone()
     local c = a + w
     w:mul_(2)
     return (c * c):sum(), {a}
@@ -171,7 +174,7 @@ local function run(name)
   local loss, leaves = rows[name]()
   loss:backward()
   local grads = {}
-  for i, x in ipairs(leaves) do grads[i] = x.grad or sfwb.zeros(x:size()) end
+  for i, x in ipairs(leaves) do grads[i] = x.grad and x.grad:to("cpu") or sfwb.zeros(x:size()) end
   return loss, grads
 end
 
@@ -188,7 +191,7 @@ for _, name in ipairs(man.order) do
     local ok, loss, grads = pcall(run, name)
     if man.rows[name] == "ok" then
       T.check(ok, "torch records it; sfwb must too: " .. tostring(loss))
-      T.close(loss:reshape({1}), d["loss_" .. name], 1e-5, "loss as torch")
+      T.close(loss:to("cpu"):reshape({1}), d["loss_" .. name], 1e-5, "loss as torch")
       for i, g in ipairs(grads) do T.close(g, d["grad_" .. name .. "_" .. i], 1e-5, "gradient " .. i .. " as torch") end
     else
       local want = expect_err[man.rows[name]]
@@ -197,6 +200,23 @@ for _, name in ipairs(man.order) do
       T.check(tostring(loss):find(want, 1, true), "error names it: " .. tostring(loss))
     end
   end)
+end
+
+-- the same recorded rows on the emulated CUDA device (copy_slices' backward runs there too)
+local has_emu = false
+for _, x in ipairs(sfwb.devices()) do has_emu = has_emu or x == "emu:0" end
+if has_emu then
+  dev = "emu:0"
+  for _, name in ipairs(man.order) do
+    if man.rows[name] == "ok" then
+      T.case("in-place row " .. name .. " on emu:0", function()
+        local loss, grads = run(name)
+        T.close(loss:to("cpu"):reshape({1}), d["loss_" .. name], 1e-5, "loss as torch")
+        for i, g in ipairs(grads) do T.close(g, d["grad_" .. name .. "_" .. i], 1e-5, "gradient " .. i .. " as torch") end
+      end)
+    end
+  end
+  dev = "cpu"
 end
 
 T.case("every Lua row has a torch twin", function()
