@@ -38,9 +38,10 @@ M.default_eval_prompts = {
 
 -- sizes: --quick (<= 30 min on 2 cores), the default (longer, better), --mini (the test, seconds)
 M.presets = {
-  quick = {n_train = 64, train_frames = 33, long_factor = 3, vae = {steps = 150, batch = 2, clip = 5, dim = 4, lr = 2e-3},
-    dit = {dim = 64, layers = 2, heads = 4, ffn = 128}, teacher = {steps = 200, batch = 2, lr = 1e-3, sample_steps = 16},
-    baseline = {steps = 100, batch = 2, lr = 5e-4, sample_steps = 16}, self_forcing = {steps = 100, batch = 1, lr = 2e-4}},
+  quick = {n_train = 128, train_frames = 33, long_factor = 3, vae = {steps = 1000, batch = 1, clip = 9, dim = 4, lr = 3e-3, warmup = 50,
+    image_steps = 400, image_batch = 4},
+    dit = {dim = 64, layers = 2, heads = 4, ffn = 128}, teacher = {steps = 1500, batch = 2, lr = 1e-3, sample_steps = 16},
+    baseline = {steps = 300, batch = 2, lr = 5e-4, sample_steps = 16}, self_forcing = {steps = 200, batch = 1, lr = 2e-4}},
   full = {n_train = 512, train_frames = 81, long_factor = 3, vae = {steps = 1500, batch = 4, clip = 9, dim = 8, lr = 1e-3},
     dit = {dim = 128, layers = 4, heads = 4, ffn = 256}, teacher = {steps = 3000, batch = 4, lr = 5e-4, sample_steps = 32},
     baseline = {steps = 1000, batch = 4, lr = 2e-4, sample_steps = 32}, self_forcing = {steps = 1000, batch = 2, lr = 1e-4}},
@@ -205,7 +206,8 @@ function S.vae(ctx)
   local dir = ctx.out .. "/checkpoints/vae"
   C.mkdir(dir)
   local r = VAE.train({dir = dir, seed = ctx.seed, steps = ctx.opts.vae_steps or p.steps, batch = p.batch,
-    clip = p.clip, span = ctx.preset.train_frames, lr = p.lr, dim = p.dim, save_every = 25,
+    clip = p.clip, span = ctx.preset.train_frames, lr = p.lr, warmup = p.warmup, dim = p.dim, save_every = 25,
+    image_steps = p.image_steps, image_batch = p.image_batch,
     progress = M.progress("vae")})
   loss_figure(ctx.out .. "/figures/loss_vae.png", "vae", r.losses)
   -- reconstructions of the evaluation videos through the real decode path (sfwb.vae)
@@ -299,7 +301,12 @@ local function run_trainer(ctx, name, tr, steps)
     st.seconds = sfwb.time() - t0
     show(tr.step_count, steps, info.generator_loss or info.critic_loss, st.seconds)
     if tr.step_count % 25 == 0 or tr.step_count == steps then
-      tr:save(dir .. "/last")
+      -- the DMD trainer's save refuses an existing folder: write beside it, then swap
+      local tmp = dir .. "/last.tmp"
+      if C.exists(tmp) then sfwb.fs.rmtree(tmp) end
+      tr:save(tmp)
+      if C.exists(dir .. "/last") then sfwb.fs.rmtree(dir .. "/last") end
+      os.rename(tmp, dir .. "/last")
       json.write(prog, st)
     end
   end
@@ -316,8 +323,9 @@ local function sample_videos(ctx, name, pipe, num_frames, opts)
   local vids, rels = {}, {}
   C.mkdir(ctx.out .. "/videos/" .. (opts.folder or name))
   for i, prompt in ipairs(ctx.prompts) do
+    -- the world's frame size: the pipelines' default is Wan's 480 x 832 (a 60 x 104 latent per frame)
     local r = pipe:generate({prompts = {prompt}, num_frames = num_frames, seed = ctx.seed + i,
-      negative_embeds = opts.negative_embeds})
+      negative_embeds = opts.negative_embeds, height = W.size, width = W.size})
     vids[i] = r.video:select(1, 1)
     rels[i] = write_video(ctx, "videos/" .. (opts.folder or name) .. "/" .. (i - 1) .. ".mp4", vids[i])
   end
