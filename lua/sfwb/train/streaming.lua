@@ -84,6 +84,21 @@ end
 local Stream = {}
 Stream.__index = Stream
 
+-- the VAE of the re-encode: parts.vae, else the generator folder's Wan2.1_VAE.pth (what LongLive's model loads),
+-- loaded at the first re-encode; nil when neither exists (the re-encode then says so)
+local function vae_of(tr)
+  local v = tr.vae or tr.rollout_opts.vae
+  if v then return v end
+  local cfg = tr.cfg
+  local dir = get(cfg, "wan_models_dir", os.getenv("SFWB_WAN_MODELS") or "wan_models")
+  local path = dir .. "/" .. get(cfg, "generator_name", "Wan2.1-T2V-1.3B") .. "/Wan2.1_VAE.pth"
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  f:close()
+  tr.vae = sfwb.vae.load(path, {device = get(cfg, "device", "cpu")})
+  return tr.vae
+end
+
 -- the trainer's streaming state (StreamingTrainingModel + the pipeline's caches)
 function M.new_stream(tr)
   local cfg = tr.cfg
@@ -194,7 +209,7 @@ function Stream:generate_chunk(noise, cond, start, requires_grad, sw)
   local ro = tr.rollout_opts
   local steps, K, nfpb = tr.steps, #tr.steps, ro.nfpb
   local rng = tr.rng
-  local B, n = noise:size(1), noise:size(2)
+  local n = noise:size(2)
   local nb = n // nfpb
   local exits = {}
   if not tr.dist or tr.dist.rank() == 0 then
@@ -288,7 +303,7 @@ function Stream:next_chunk(requires_grad)
     -- _process_first_frame_encoding: the last min(21, F) frames kept, the first of them re-encoded (21 hard-coded)
     local F = full:size(2)
     if F > 1 then
-      full = Rollout.reencode_first({vae = tr.vae or tr.rollout_opts.vae}, full, math.min(21, F))
+      full = Rollout.reencode_first({vae = vae_of(tr)}, full, math.min(21, F))
     end
     frames = {overlap, new}   -- gradient_mask[:, overlap:overlap + new]
   else
