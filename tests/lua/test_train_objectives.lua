@@ -164,7 +164,7 @@ T.case("train.new: dispatch on trainer / distribution_loss, refusals name key an
   T.raises(function() sfwb.train.new({trainer = "score_distillation", distribution_loss = "xyz"}) end,
            "distribution_loss: xyz is not one of")
   T.raises(function() sfwb.train.new({}) end, "no 'trainer' key")
-  T.raises(function() sfwb.train.new({trainer = "gan"}) end, "GAN")
+  T.raises(function() sfwb.train.new({trainer = "gan"}) end, "gen_lr")  -- the GAN trainer: its required keys
   T.eq(sfwb.train.objective({trainer = "score_distillation", distribution_loss = "dmd"}), "dmd")
   T.eq(sfwb.train.objective({trainer = "ode"}), "ode")
   T.raises(function() sfwb.train.new({trainer = "ode"}, {}) end, "denoising_step_list")

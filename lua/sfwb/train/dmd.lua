@@ -28,8 +28,8 @@ local function file_exists(p)
   return false
 end
 
--- the networks, from cfg unless given
-local function load_parts(cfg, parts)
+-- the networks, from cfg unless given; o.no_teacher: no real score (the GAN trainer has none)
+local function load_parts(cfg, parts, o)
   local mk = get(cfg, "model_kwargs", {})
   local gen_name = get(cfg, "generator_name", "Wan2.1-T2V-1.3B")
   local causal = get(cfg, "generator_type", "causal") ~= "bidirectional"
@@ -53,7 +53,9 @@ local function load_parts(cfg, parts)
   if not parts.generator and get(cfg, "generator_ckpt", nil) then
     p.generator:load_checkpoint(cfg.generator_ckpt, {ema = false})
   end
-  p.real_score = parts.real_score or load(get(cfg, "real_name", "Wan2.1-T2V-14B"), {causal = false})
+  if not (o and o.no_teacher) then
+    p.real_score = parts.real_score or load(get(cfg, "real_name", "Wan2.1-T2V-14B"), {causal = false})
+  end
   p.fake_score = parts.fake_score or load(get(cfg, "fake_name", "Wan2.1-T2V-1.3B"), {causal = false})
   p.text_encoder = parts.text_encoder
   if not p.text_encoder then
@@ -85,10 +87,13 @@ local function batches(ds, cfg, rank, world, seed)
   return ld:cycle()
 end
 
-function M.new(cfg, parts)
+-- o (for trainers built on this one): {schema = the config schema (default schema.dmd), no_teacher = true (no
+-- real score, no guidance scale: the GAN), no_scale = true (no sharding / accumulation installed)}
+function M.new(cfg, parts, o)
+  o = o or {}
   if type(cfg) ~= "table" then error("train.dmd: expects a config table (sfwb.config.load(...))", 2) end
   -- every key checked before anything loads: unknown keys warned (nearest known key), wrong types refused
-  sfwb.config.check(cfg, require("sfwb.train.schema").dmd)
+  sfwb.config.check(cfg, o.schema or require("sfwb.train.schema").dmd)
   parts = parts or {}
   local self = setmetatable({cfg = cfg}, Trainer)
   -- ranks come from an existing launcher (mpirun/srun) after sfwb.dist.init(); one process = world 1
@@ -108,7 +113,7 @@ function M.new(cfg, parts)
   self.seed = seed
   sfwb.manual_seed(seed + self.rank)
 
-  local p = load_parts(cfg, parts)
+  local p = load_parts(cfg, parts, o)
   local mk = get(cfg, "model_kwargs", {})
   -- the generator wrapper's grid: model_kwargs.timestep_shift, else WanDiffusionWrapper's default 8.0
   local gen_shift = get(mk, "timestep_shift", 8.0)
@@ -117,7 +122,7 @@ function M.new(cfg, parts)
   local ckpt = get(cfg, "gradient_checkpointing", false) -- on G and F, as the original DMD
   self.G = Wrapper.new(p.generator, gen_shift, {causal = get(cfg, "generator_type", "causal") ~= "bidirectional",
                                                 checkpoint = ckpt})
-  self.R = Wrapper.new(p.real_score, score_shift, {causal = false})
+  self.R = p.real_score and Wrapper.new(p.real_score, score_shift, {causal = false}) or nil
   self.F = Wrapper.new(p.fake_score, score_shift, {causal = false, checkpoint = ckpt})
   self.generator, self.critic, self.teacher = p.generator, p.fake_score, p.real_score
   self.text_encoder = p.text_encoder
@@ -140,7 +145,7 @@ function M.new(cfg, parts)
   -- trainability: G and F train, R frozen
   p.generator:requires_grad_(true)
   p.fake_score:requires_grad_(true)
-  p.real_score:requires_grad_(false)
+  if p.real_score then p.real_score:requires_grad_(false) end
 
   local wd = get(cfg, "weight_decay", 0.01)
   self.opt_g = sfwb.optim.adamw(p.generator:parameters(), {lr = get(cfg, "lr", 2e-6),
@@ -182,7 +187,9 @@ function M.new(cfg, parts)
   self.ts_schedule = get(cfg, "ts_schedule", true)
   self.ts_schedule_max = get(cfg, "ts_schedule_max", false)
   self.min_score_timestep = get(cfg, "min_score_timestep", 0)
-  if get(cfg, "real_guidance_scale", nil) ~= nil then
+  if o.no_teacher then
+    self.real_guidance_scale, self.fake_guidance_scale = nil, nil
+  elseif get(cfg, "real_guidance_scale", nil) ~= nil then
     -- as the original: both keys are read together
     self.real_guidance_scale = cfg.real_guidance_scale
     self.fake_guidance_scale = get(cfg, "fake_guidance_scale", nil)
@@ -199,7 +206,7 @@ function M.new(cfg, parts)
   -- every random draw of the trainer goes through tr.rng (replaceable: replay, parity runs)
   self.rng = {randn = Rollout.default_rng.randn, randint = Rollout.default_rng.randint}
   -- sharding_strategy / gradient_accumulation_steps (sfwb/train/scale.lua)
-  require("sfwb.train.scale").install(self)
+  if not o.no_scale then require("sfwb.train.scale").install(self) end
   return self
 end
 
