@@ -28,8 +28,8 @@ local function file_exists(p)
   return false
 end
 
--- the networks, from cfg unless given; o.no_teacher: no real score (the GAN trainer has none)
-local function load_parts(cfg, parts, o)
+-- the networks, from cfg unless given; how.no_teacher: no real score (the GAN trainer has none)
+local function load_parts(cfg, parts, how)
   local mk = get(cfg, "model_kwargs", {})
   local gen_name = get(cfg, "generator_name", "Wan2.1-T2V-1.3B")
   local causal = get(cfg, "generator_type", "causal") ~= "bidirectional"
@@ -53,7 +53,7 @@ local function load_parts(cfg, parts, o)
   if not parts.generator and get(cfg, "generator_ckpt", nil) then
     p.generator:load_checkpoint(cfg.generator_ckpt, {ema = false})
   end
-  if not (o and o.no_teacher) then
+  if not (how and how.no_teacher) then
     p.real_score = parts.real_score or load(get(cfg, "real_name", "Wan2.1-T2V-14B"), {causal = false})
   end
   p.fake_score = parts.fake_score or load(get(cfg, "fake_name", "Wan2.1-T2V-1.3B"), {causal = false})
