@@ -276,6 +276,17 @@ end
 
 -- trains `tr` (an sfwb.train.* trainer) to `steps`, resuming from DIR/checkpoints/<name>/last when a
 -- previous run saved there; returns the record fields steps/seconds/loss_first/loss_last and the losses
+
+-- the trainer never overwrites a checkpoint: the recipe writes the new one beside the last, then swaps them
+local function save_last(tr, dir)
+  local last, new = dir .. "/last", dir .. "/last.new"
+  if C.exists(new) then sfwb.fs.rmtree(new) end
+  tr:save(new)
+  if C.exists(last) then sfwb.fs.rmtree(last) end
+  local ok, err = os.rename(new, last)
+  if not ok then error("toy_world: cannot rename " .. new .. " to " .. last .. ": " .. tostring(err), 0) end
+end
+
 local function run_trainer(ctx, name, tr, steps)
   local dir = ctx.out .. "/checkpoints/" .. name
   C.mkdir(dir)
@@ -299,7 +310,7 @@ local function run_trainer(ctx, name, tr, steps)
     st.seconds = sfwb.time() - t0
     show(tr.step_count, steps, info.generator_loss or info.critic_loss, st.seconds)
     if tr.step_count % 25 == 0 or tr.step_count == steps then
-      tr:save(dir .. "/last")
+      save_last(tr, dir)
       json.write(prog, st)
     end
   end
