@@ -587,6 +587,70 @@ static int l_capture(lua_State *L) {
   return 1;
 }
 
+/* ---- per-block hook (FSDP, lua/sfwb/dist/fsdp.lua) ----
+ * m:_set_block_hook(fn | nil): fn(block (0-based), phase, recompute) runs around each block (wan.h
+ * block_hook; phase "pre_forward", "post_forward", "pre_backward", "post_backward"). It runs on a Lua
+ * thread of its own (forward and backward are called from whatever thread), kept with fn in the registry
+ * table below, keyed by the C model (the Lua object may be collected while a graph still holds the model). */
+#define HOOKS_KEY "sfwb.wan.block_hooks"
+static const char *const PHASES[] = {"pre_forward", "post_forward", "pre_backward", "post_backward"};
+
+typedef struct { lua_State *L; const void *key; } hook_ud;
+
+static int run_block_hook(void *p, int block, int phase, bool recompute) {
+  hook_ud *h = p;
+  lua_State *L = h->L;
+  int top = lua_gettop(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, HOOKS_KEY);
+  if (lua_rawgetp(L, -1, h->key) != LUA_TTABLE) return lua_settop(L, top), 0; /* removed */
+  lua_rawgeti(L, -1, 1);
+  lua_pushinteger(L, block);
+  lua_pushstring(L, PHASES[phase]);
+  lua_pushboolean(L, recompute);
+  int rc = lua_pcall(L, 3, 0, 0);
+  if (rc != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    sf_error("%s", msg ? msg : "wan block hook failed");
+  }
+  lua_settop(L, top);
+  return rc == LUA_OK ? 0 : -1;
+}
+
+static int l_set_block_hook(lua_State *L) {
+  sf_wan_model *m = check_model(L, 1);
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, HOOKS_KEY) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, HOOKS_KEY);
+  }
+  int reg = lua_gettop(L);
+  if (lua_isnoneornil(L, 2)) {
+    lua_pushnil(L);
+    lua_rawsetp(L, reg, m);
+    if (m->block_hook_free) m->block_hook_free(m->block_hook_ud);
+    m->block_hook = NULL, m->block_hook_ud = NULL, m->block_hook_free = NULL;
+    return 0;
+  }
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, 1);
+  lua_State *T = lua_newthread(L);
+  lua_rawseti(L, -2, 2);
+  lua_rawsetp(L, reg, m);
+  if (!m->block_hook) {
+    hook_ud *h = malloc(sizeof *h);
+    if (!h) return luaL_error(L, "_set_block_hook: out of memory");
+    h->key = m;
+    m->block_hook_ud = h;
+    m->block_hook_free = free;
+    m->block_hook = run_block_hook;
+  }
+  ((hook_ud *)m->block_hook_ud)->L = T;
+  return 0;
+}
+
 static int l_model_gc(lua_State *L) {
   wan_ud *u = luaL_checkudata(L, 1, WAN_MT);
   sf_wan_free(u->m);
@@ -608,7 +672,7 @@ static const luaL_Reg MODEL_METHODS[] = {
   {"load_checkpoint", l_load_checkpoint}, {"to", l_to}, {"clone", l_clone}, {"requires_grad_", l_requires_grad},
   {"forward", l_forward}, {"kv_cache", l_kv_cache}, {"crossattn_cache", l_crossattn_cache},
   {"capture_attention", l_capture}, {"_set_param", l_set_param}, {"_drop_params", l_drop_params},
-  {"_lora_config", l_lora_config}, {NULL, NULL}};
+  {"_lora_config", l_lora_config}, {"_set_block_hook", l_set_block_hook}, {NULL, NULL}};
 
 static int l_model_index(lua_State *L) {
   sf_wan_model *m = check_model(L, 1);

@@ -6,8 +6,7 @@ local M = {}
 -- read by the originals for things sfwb does differently or not at all (listed in docs/training.md)
 M.ignored = {
   "wandb_host", "wandb_key", "wandb_entity", "wandb_project", "wandb_save_dir", "disable_wandb", -- no wandb: metrics.jsonl / TensorBoard
-  "generator_fsdp_wrap_strategy", "real_score_fsdp_wrap_strategy", -- sfwb shards each model whole (sfwb/dist/fsdp.lua)
-  "fake_score_fsdp_wrap_strategy", "text_encoder_fsdp_wrap_strategy",
+  "text_encoder_fsdp_wrap_strategy", -- the text encoder is not sharded (it runs once per prompt, no_grad)
   "mixed_precision",       -- the precision is `dtype` (f32 | bf16)
   "gc_interval",           -- Python garbage collection
   "total_batch_size",      -- informational in the original
@@ -37,6 +36,10 @@ M.common = {
   model_kwargs = {type = "map", keys = {timestep_shift = "number", local_attn_size = "integer", sink_size = "integer"}},
   sharding_strategy = {type = "string", values = {"full", "hybrid_full", "hybrid", "hybrid_zero2", "no_shard"}},
   gradient_accumulation_steps = "integer",
+  -- FSDP units (sfwb/dist/fsdp.lua): per transformer block, or by torch's size rule (min_num_params 5e7)
+  generator_fsdp_wrap_strategy = {type = "string", values = {"size", "transformer"}},
+  real_score_fsdp_wrap_strategy = {type = "string", values = {"size", "transformer"}},
+  fake_score_fsdp_wrap_strategy = {type = "string", values = {"size", "transformer"}},
   i2v = "boolean", -- DMD and SiD train I2V (sfwb.train.i2v); the trainers without it refuse it themselves
   load_raw_video = {type = "boolean", refuse = {[true] = "training on raw videos (VAE-encoded on the fly) is not implemented; use an LMDB of latents"}},
   discriminator_lr_multiplier = "number",
