@@ -279,7 +279,6 @@ end
 
 -- trains `tr` (an sfwb.train.* trainer) to `steps`, resuming from DIR/checkpoints/<name>/last when a
 -- previous run saved there; returns the record fields steps/seconds/loss_first/loss_last and the losses
-
 local function run_trainer(ctx, name, tr, steps)
   local dir = ctx.out .. "/checkpoints/" .. name
   C.mkdir(dir)
