@@ -158,6 +158,8 @@ void sf_wan_kv_zero(sf_wan_kv *kv);
 void sf_wan_kv_free(sf_wan_kv *kv);
 sf_wan_xcache *sf_wan_xcache_new(const sf_wan_model *m);
 void sf_wan_xcache_reset(sf_wan_xcache *c);
+/* replace every initialised layer's K/V by zeros of the same shape (is_init kept); 0 or an error */
+int sf_wan_xcache_zero(sf_wan_xcache *c);
 void sf_wan_xcache_free(sf_wan_xcache *c);
 
 /* ---- forward ---- */

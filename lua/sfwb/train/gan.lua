@@ -43,6 +43,12 @@ function M.new(cfg, parts)
     error(WHO .. ": i2v: true is not implemented for the GAN (trainer/gan.py's I2V path reads an image latent it only " ..
           "defines for raw-video batches)", 2)
   end
+  if get(cfg, "streaming_training", false) then
+    error(WHO .. ": streaming_training (LongLive's long tuning) is a DMD loop, not implemented for the GAN trainer", 2)
+  end
+  if get(cfg, "adapter", nil) ~= nil then
+    error(WHO .. ": adapter (LongLive's LoRA training) is not implemented for the GAN trainer", 2)
+  end
   if get(cfg, "gradient_accumulation_steps", 1) > 1 then
     error(WHO .. ": gradient_accumulation_steps > 1 is not implemented for the GAN trainer", 2)
   end

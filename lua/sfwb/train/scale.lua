@@ -201,7 +201,8 @@ local function install_accumulation(tr, k)
     self.opt_c:zero_grad()
     local gl, cl, dn = 0, 0, 0
     for _ = 1, k do
-      local batch = self:batch_args(self.next_batch())
+      -- streaming training (sfwb/train/streaming.lua): each loss trains on the sequence's next chunk
+      local batch = (not self.stream) and self:batch_args(self.next_batch()) or nil
       if train_g then
         local loss, gi = self:generator_loss(batch)
         local scaled = loss / k
@@ -216,12 +217,12 @@ local function install_accumulation(tr, k)
     end
     if train_g then
       info.generator_loss, info.dmd_gradient_norm = gl, dn
-      info.generator_grad_norm = dmd.clip_and_step(self.generator:parameters(), self.opt_g,
+      info.generator_grad_norm = dmd.clip_and_step(require("sfwb.train.lora").trainable(self.generator), self.opt_g,
         get(cfg, "max_grad_norm_generator", 10.0), self.dist, self.world)
       if self.ema then self.ema:update() end
     end
     info.critic_loss = cl
-    info.critic_grad_norm = dmd.clip_and_step(self.critic:parameters(), self.opt_c,
+    info.critic_grad_norm = dmd.clip_and_step(require("sfwb.train.lora").trainable(self.critic), self.opt_c,
       get(cfg, "max_grad_norm_critic", 10.0), self.dist, self.world)
     return info
   end
