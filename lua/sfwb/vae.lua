@@ -74,7 +74,8 @@ function VAE:i2v_condition(img, num_frames)
   local mask = sfwb.zeros({B, 4, F, h, w})
   mask:narrow(3, 1, 1):fill_(1)
   local y = sfwb.cat({mask, lat:permute({1, 3, 2, 4, 5})}, 2)
-  return self:_back(y, img)
+  if img:device() ~= "cpu" then y = y:to(img:device()) end
+  return y
 end
 
 M.VAE = VAE
