@@ -631,6 +631,52 @@ fail:
   return out;
 }
 
+/* ---- per-block hooks (m->block_hook: FSDP's gather before a block, free after; wan.h) ---- */
+
+static int call_hook(const sf_wan_model *m, int i, int phase, bool recompute) {
+  return m->block_hook ? m->block_hook(m->block_hook_ud, i, phase, recompute) : 0;
+}
+
+/* the identity's backward: the hook (block ip[0], phase ip[1], recompute ip[2]), then the gradient as is */
+static int bw_block_hook(sf_node *n, sf_tensor **go, sf_tensor **gi) {
+  if (call_hook(n->ctx, (int)n->ip[0], (int)n->ip[1], n->ip[2] != 0)) return -1;
+  gi[0] = go[0] ? sf_retain(go[0]) : NULL;
+  return 0;
+}
+
+static void hook_ctx_free(void *m) { sf_wan_free(m); }
+
+/* x itself, or (when the model has a hook and x is in a graph) an identity on x whose backward calls the
+ * hook with `phase`: on a block's output it runs before any node of the block (the engine runs nodes in
+ * reverse creation order), on its input after all of them */
+static sf_tensor *hook_node(fwd *s, sf_tensor *x, int i, int phase, bool ck) {
+  if (!s->m->block_hook || !sf_ag_should_record(&x, 1)) return sf_retain(x);
+  const bool g = sf_set_grad_enabled(false);
+  sf_tensor *out = sf_alias(x);
+  sf_set_grad_enabled(g);
+  if (!out) return NULL;
+  sf_node *n = sf_node_begin("wan_block_hook", bw_block_hook, &x, 1);
+  if (!n) { sf_release(out); return sf_error("wan forward: out of memory (block hook)"), NULL; }
+  n->ip[0] = i, n->ip[1] = phase, n->ip[2] = ck;
+  n->ctx = sf_wan_retain(s->m);
+  n->free_ctx = hook_ctx_free;
+  return sf_node_finish1(n, out);
+}
+
+/* block i with the hooks around it: gather before, free after; the backward hooks on its input and output */
+static sf_tensor *block_checkpointed(fwd *s, int i, sf_tensor *x);
+static sf_tensor *hooked_block(fwd *s, int i, sf_tensor *x, bool ck) {
+  if (call_hook(s->m, i, SF_WAN_PRE_FORWARD, false)) return NULL;
+  sf_tensor *xin = hook_node(s, x, i, SF_WAN_POST_BACKWARD, ck);
+  sf_tensor *y = !xin ? NULL : ck ? block_checkpointed(s, i, xin) : block(s, i, xin);
+  sf_release(xin);
+  if (call_hook(s->m, i, SF_WAN_POST_FORWARD, false)) return sf_release(y), NULL;
+  if (!y) return NULL;
+  sf_tensor *out = hook_node(s, y, i, SF_WAN_PRE_BACKWARD, ck);
+  sf_release(y);
+  return out;
+}
+
 /* ---- checkpointed blocks: the region keeps its own copy of what block() reads, for the recomputation ---- */
 
 typedef struct {
@@ -657,8 +703,10 @@ static void block_ckpt_free(void *p) {
 
 static int block_ckpt_run(void *p) {
   block_ckpt *c = p;
+  if (call_hook(c->s.m, c->i, SF_WAN_PRE_FORWARD, true)) return -1;
   sf_tensor *y = block(&c->s, c->i, c->x);
   sf_release(y);
+  if (call_hook(c->s.m, c->i, SF_WAN_POST_FORWARD, true)) return -1;
   return y ? 0 : -1;
 }
 
@@ -713,7 +761,22 @@ static int kv_prepare(fwd *s) {
   return 0;
 }
 
+static sf_tensor *forward_impl(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor *ctx, const sf_wan_fwd_opts *opts);
+
+/* the hooks' block -1 is everything outside the blocks (embeddings, head): around the whole call */
 sf_tensor *sf_wan_forward(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor *ctx, const sf_wan_fwd_opts *opts) {
+  if (!m->block_hook) return forward_impl(m, x, t, ctx, opts);
+  sf_wan_retain(m); /* the hook may drop the last other reference */
+  sf_tensor *y = NULL;
+  if (!call_hook(m, -1, SF_WAN_PRE_FORWARD, false)) {
+    y = forward_impl(m, x, t, ctx, opts);
+    if (call_hook(m, -1, SF_WAN_POST_FORWARD, false)) sf_release(y), y = NULL;
+  }
+  sf_wan_free(m);
+  return y;
+}
+
+static sf_tensor *forward_impl(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor *ctx, const sf_wan_fwd_opts *opts) {
   sf_wan_fwd_opts dflt, eff;
   if (!opts) sf_wan_fwd_opts_init(&dflt), opts = &dflt;
   if (opts->checkpoint && opts->xcache && sf_grad_enabled()) {
@@ -864,7 +927,7 @@ sf_tensor *sf_wan_forward(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor
     if (sf_interrupted()) { sf_error("wan forward: interrupted"); goto fail; }
     /* the KV path writes the cache as it goes, so it cannot be re-run: checkpoint only without kv */
     bool ck = opts->checkpoint && !opts->kv && sf_grad_enabled();
-    sf_tensor *nx = ck ? block_checkpointed(&s, i, tok) : block(&s, i, tok);
+    sf_tensor *nx = m->block_hook ? hooked_block(&s, i, tok, ck) : ck ? block_checkpointed(&s, i, tok) : block(&s, i, tok);
     TRY(nx);
     sf_release(tok);
     tok = nx;

@@ -17,7 +17,7 @@ local EXPECT = {
   ["self_forcing_plus/self_forcing_14b_dmd.yaml"] = {builds = "dmd"},          -- bidirectional generator
   ["self_forcing_plus/self_forcing_14b_i2v_dmd.yaml"] = {builds = "dmd"},      -- bidirectional, I2V
   ["longlive_v1.0/longlive_train_init.yaml"] = {builds = "dmd"},
-  ["longlive_v1.0/longlive_train_long.yaml"] = {refused = "dmd_switch"},
+  ["longlive_v1.0/longlive_train_long.yaml"] = {builds = "dmd_switch"},  -- streaming long tuning + prompt switches
   ["longlive_v1.0/longlive_inference.yaml"] = {refused = "no 'trainer' key"},
   ["longlive_v1.0/longlive_inference_infinity.yaml"] = {refused = "no 'trainer' key"},
   ["longlive_v1.0/longlive_interactive_inference.yaml"] = {refused = "no 'trainer' key"},
