@@ -33,13 +33,13 @@ s.adapter = {type = "map", keys = {
   apply_to_critic = "boolean"}}
 s.lora_ckpt, s.global_sink = "string", "boolean"
 s.switch_frame_indices = "any" -- "40, 80" or a list or one number (recipes/interactive.lua parses it)
--- LongLive's training-only keys (its training configs double as inference configs)
+-- LongLive's training-only keys the trainers above do not type (its training configs double as inference configs)
 for _, k in ipairs({"streaming_training", "streaming_chunk_size", "streaming_max_length", "streaming_min_new_frame",
                     "switch_mode", "switch_choices", "switch_prompt_path", "train_first_chunk", "max_iters",
                     "max_checkpoints", "vis_ema", "vis_interval", "vis_video_lengths", "val_batch_size",
                     "val_data_path", "val_switch_prompt_path", "text_encoder_cpu_offload",
                     "image_encoder_fsdp_wrap_strategy", "use_infinite_attention"}) do
-  s[k] = "ignored"
+  if s[k] == nil then s[k] = "ignored" end -- a trainer that reads one keeps its type
 end
 M.inference = s
 
