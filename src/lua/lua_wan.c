@@ -287,7 +287,7 @@ static sf_tensor *opt_tensor(lua_State *L, int t, const char *k) {
 }
 
 static const char *const FWD_OPTS[] = {"clip_fea", "y", "kv_cache", "crossattn_cache", "current_start_frame", "tag", "checkpoint",
-                                       "autocast", "sink_recache", "clean_x", "aug_t", NULL};
+                                       "autocast", "sink_recache", "clean_x", "aug_t", "features", NULL};
 
 static int64_t plan_int(lua_State *L, int t, const char *k, int64_t dflt) {
   int ty = lua_getfield(L, t, k);
@@ -382,8 +382,38 @@ static int l_forward(lua_State *L) {
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
-  sf_lua_push_tensor(L, sf_wan_forward(m, x, t, ctx, &o));
-  return 1;
+  /* features = {block, ...} (0-based): also return the residual stream after those blocks and the time
+   * embedding e (the discriminator of Self-Forcing's GAN reads them) -> out, {[B, L, D], ...}, e [B, Fe, D] */
+  int feats[64];
+  sf_tensor *fo[64] = {0}, *eo = NULL;
+  if (opt_field(L, 5, "features") != LUA_TNIL) {
+    luaL_checktype(L, -1, LUA_TTABLE);
+    const lua_Integer n = luaL_len(L, -1);
+    if (n < 1 || n > 64) return luaL_error(L, "forward: features must list 1..64 block ids, got %d", (int)n);
+    for (int j = 0; j < (int)n; j++) {
+      lua_geti(L, -1, j + 1);
+      if (!lua_isinteger(L, -1)) return luaL_error(L, "forward: features[%d] must be an integer block id (0-based)", j + 1);
+      feats[j] = (int)lua_tointeger(L, -1);
+      lua_pop(L, 1);
+    }
+    o.n_features = (int)n, o.features = feats, o.feat_out = fo, o.e_out = &eo;
+  }
+  lua_pop(L, 1);
+  sf_tensor *out = sf_wan_forward(m, x, t, ctx, &o);
+  if (!out || !o.n_features) {
+    for (int j = 0; j < o.n_features; j++) sf_release(fo[j]);
+    sf_release(eo);
+    sf_lua_push_tensor(L, out);
+    return 1;
+  }
+  sf_lua_push_tensor(L, out);
+  lua_createtable(L, o.n_features, 0);
+  for (int j = 0; j < o.n_features; j++) {
+    sf_lua_push_tensor(L, fo[j]);
+    lua_rawseti(L, -2, j + 1);
+  }
+  sf_lua_push_tensor(L, eo);
+  return 3;
 }
 
 static int l_kv_cache(lua_State *L) {

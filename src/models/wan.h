@@ -183,6 +183,14 @@ typedef struct sf_wan_fwd_opts {
    * second sequence before x, with their own timesteps aug_t [B, F] (NULL = zeros); see wan_forward.c */
   sf_tensor *clean_x;
   sf_tensor *aug_t;
+  /* features (the discriminator of Self-Forcing's GAN, WanModel._forward with classify_mode): the residual
+   * stream after block features[j] (0-based) is returned in feat_out[j] ([B, L, D], with its graph; the
+   * caller releases it), and the time embedding e (time_embedding's output, before time_projection) in
+   * *e_out ([B, Fe, D]). Not with a KV cache or teacher forcing. */
+  int n_features;
+  const int *features;
+  sf_tensor **feat_out;
+  sf_tensor **e_out;
 } sf_wan_fwd_opts;
 
 void sf_wan_fwd_opts_init(sf_wan_fwd_opts *o);

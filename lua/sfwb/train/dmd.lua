@@ -29,8 +29,8 @@ local function file_exists(p)
   return false
 end
 
--- the networks, from cfg unless given
-local function load_parts(cfg, parts)
+-- the networks, from cfg unless given; how.no_teacher: no real score (the GAN trainer has none)
+local function load_parts(cfg, parts, how)
   local mk = get(cfg, "model_kwargs", {})
   local gen_name = get(cfg, "generator_name", "Wan2.1-T2V-1.3B")
   local causal = get(cfg, "generator_type", "causal") ~= "bidirectional"
@@ -54,7 +54,9 @@ local function load_parts(cfg, parts)
   if not parts.generator and get(cfg, "generator_ckpt", nil) then
     p.generator:load_checkpoint(cfg.generator_ckpt, {ema = false})
   end
-  p.real_score = parts.real_score or load(get(cfg, "real_name", "Wan2.1-T2V-14B"), {causal = false})
+  if not (how and how.no_teacher) then
+    p.real_score = parts.real_score or load(get(cfg, "real_name", "Wan2.1-T2V-14B"), {causal = false})
+  end
   p.fake_score = parts.fake_score or load(get(cfg, "fake_name", "Wan2.1-T2V-1.3B"), {causal = false})
   p.text_encoder = parts.text_encoder
   if not p.text_encoder then
@@ -90,10 +92,13 @@ local function batches(ds, cfg, rank, world, seed)
   return ld:cycle()
 end
 
-function M.new(cfg, parts)
+-- o (for trainers built on this one): {schema = the config schema (default schema.dmd), no_teacher = true (no
+-- real score, no guidance scale: the GAN), no_scale = true (no sharding / accumulation installed)}
+function M.new(cfg, parts, o)
+  o = o or {}
   if type(cfg) ~= "table" then error("train.dmd: expects a config table (sfwb.config.load(...))", 2) end
   -- every key checked before anything loads: unknown keys warned (nearest known key), wrong types refused
-  sfwb.config.check(cfg, require("sfwb.train.schema").dmd)
+  sfwb.config.check(cfg, o.schema or require("sfwb.train.schema").dmd)
   parts = parts or {}
   local self = setmetatable({cfg = cfg}, Trainer)
   -- ranks come from an existing launcher (mpirun/srun) after sfwb.dist.init(); one process = world 1
@@ -113,7 +118,7 @@ function M.new(cfg, parts)
   self.seed = seed
   sfwb.manual_seed(seed + self.rank)
 
-  local p = load_parts(cfg, parts)
+  local p = load_parts(cfg, parts, o)
   local mk = get(cfg, "model_kwargs", {})
   -- the generator wrapper's grid: model_kwargs.timestep_shift, else WanDiffusionWrapper's default 8.0
   local gen_shift = get(mk, "timestep_shift", 8.0)
@@ -122,7 +127,7 @@ function M.new(cfg, parts)
   local ckpt = get(cfg, "gradient_checkpointing", false) -- on G and F, as the original DMD
   self.G = Wrapper.new(p.generator, gen_shift, {causal = get(cfg, "generator_type", "causal") ~= "bidirectional",
                                                 checkpoint = ckpt})
-  self.R = Wrapper.new(p.real_score, score_shift, {causal = false})
+  self.R = p.real_score and Wrapper.new(p.real_score, score_shift, {causal = false}) or nil
   self.F = Wrapper.new(p.fake_score, score_shift, {causal = false, checkpoint = ckpt})
   self.generator, self.critic, self.teacher = p.generator, p.fake_score, p.real_score
   self.text_encoder = p.text_encoder
@@ -145,7 +150,7 @@ function M.new(cfg, parts)
   -- trainability: G and F train, R frozen
   p.generator:requires_grad_(true)
   p.fake_score:requires_grad_(true)
-  p.real_score:requires_grad_(false)
+  if p.real_score then p.real_score:requires_grad_(false) end
   -- LongLive's `adapter`: LoRA adapters trained, base weights frozen (sfwb/train/lora.lua)
   local lora = Lora.settings(cfg)
   if lora then Lora.attach(self, lora) end
@@ -191,7 +196,9 @@ function M.new(cfg, parts)
   self.ts_schedule = get(cfg, "ts_schedule", true)
   self.ts_schedule_max = get(cfg, "ts_schedule_max", false)
   self.min_score_timestep = get(cfg, "min_score_timestep", 0)
-  if get(cfg, "real_guidance_scale", nil) ~= nil then
+  if o.no_teacher then
+    self.real_guidance_scale, self.fake_guidance_scale = nil, nil
+  elseif get(cfg, "real_guidance_scale", nil) ~= nil then
     -- as the original: both keys are read together
     self.real_guidance_scale = cfg.real_guidance_scale
     self.fake_guidance_scale = get(cfg, "fake_guidance_scale", nil)
@@ -214,7 +221,7 @@ function M.new(cfg, parts)
   -- LongLive's streaming long tuning (and dmd_switch): the sequence state and its iteration
   if get(cfg, "streaming_training", false) then require("sfwb.train.streaming").install(self) end
   -- sharding_strategy / gradient_accumulation_steps (sfwb/train/scale.lua)
-  require("sfwb.train.scale").install(self)
+  if not o.no_scale then require("sfwb.train.scale").install(self) end
   return self
 end
 

@@ -37,7 +37,6 @@ function M.ode(cfg, parts) return require("sfwb.train.ode").new(cfg, parts) end
 
 -- objectives of the originals that sfwb does not have yet: refused by name, never replaced by another
 local MISSING = {
-  gan = "GAN (trainer/gan.py, model/gan.py)",
 }
 local function missing(what)
   return function()
@@ -45,7 +44,8 @@ local function missing(what)
                         MISSING[what]), 2)
   end
 end
-M.gan = missing("gan")
+-- GAN (model/gan.py, trainer/gan.py): the rollout as DMD's (a bidirectional generator with generator_type)
+function M.gan(cfg, parts) return bidirectional(require("sfwb.train.gan").new(cfg, parts), cfg) end
 function M.causvid(cfg, parts)
   if type(cfg) == "table" and cfg.i2v == true then
     error("train.causvid: i2v: true is not implemented for CausVid in sfwb (its input is simulated from data)", 2)

@@ -78,6 +78,21 @@ M.dmd = M.of({
   denoising_loss_type = {type = "string", values = {"flow"}, why = "the critic's loss in model/dmd.py is the flow loss"},
 })
 
+-- the GAN trainer (model/gan.py, trainer/gan.py): the DMD trainer's rollout keys plus its own
+M.gan = M.of({})
+for k, v in pairs(M.dmd) do M.gan[k] = v end
+M.gan.trainer = {type = "string", values = {"gan"}, why = "sfwb.train.gan trains the GAN objective"}
+M.gan.distribution_loss = "ignored" -- trainer/gan.py does not read it
+M.gan.i2v = {type = "boolean", refuse = {[true] = "the GAN trainer's I2V path is not implemented (trainer/gan.py reads an image latent it defines only for raw videos)"}}
+for k, v in pairs({gen_lr = "number", critic_lr = "number", num_class = "integer", concat_time_embeddings = "boolean",
+                   relativistic_discriminator = "boolean", gan_g_weight = "number", gan_d_weight = "number",
+                   r1_weight = "number", r2_weight = "number", r1_sigma = "number", r2_sigma = "number",
+                   critic_timestep_shift = "number", discriminator_warmup_steps = "integer", loss_scale = "number",
+                   gan_feature_blocks = "integers", force_start_w_ema = "ignored", force_reset_zero_step = "ignored",
+                   force_reinit_ema = "ignored", skip_optimizer_scheduler = "ignored", load = "ignored"}) do
+  M.gan[k] = v
+end
+
 -- the one-network objectives (sfwb.train.diffusion, sfwb.train.ode): the generator's folder may be named by
 -- model_kwargs.model_name (WanDiffusionWrapper's argument); no critic, no teacher
 local function one_network(trainer, extra)
