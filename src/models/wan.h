@@ -158,6 +158,8 @@ void sf_wan_kv_zero(sf_wan_kv *kv);
 void sf_wan_kv_free(sf_wan_kv *kv);
 sf_wan_xcache *sf_wan_xcache_new(const sf_wan_model *m);
 void sf_wan_xcache_reset(sf_wan_xcache *c);
+/* replace every initialised layer's K/V by zeros of the same shape (is_init kept); 0 or an error */
+int sf_wan_xcache_zero(sf_wan_xcache *c);
 void sf_wan_xcache_free(sf_wan_xcache *c);
 
 /* ---- forward ---- */
@@ -181,6 +183,14 @@ typedef struct sf_wan_fwd_opts {
    * second sequence before x, with their own timesteps aug_t [B, F] (NULL = zeros); see wan_forward.c */
   sf_tensor *clean_x;
   sf_tensor *aug_t;
+  /* features (the discriminator of Self-Forcing's GAN, WanModel._forward with classify_mode): the residual
+   * stream after block features[j] (0-based) is returned in feat_out[j] ([B, L, D], with its graph; the
+   * caller releases it), and the time embedding e (time_embedding's output, before time_projection) in
+   * *e_out ([B, Fe, D]). Not with a KV cache or teacher forcing. */
+  int n_features;
+  const int *features;
+  sf_tensor **feat_out;
+  sf_tensor **e_out;
 } sf_wan_fwd_opts;
 
 void sf_wan_fwd_opts_init(sf_wan_fwd_opts *o);

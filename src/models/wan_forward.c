@@ -827,6 +827,11 @@ static sf_tensor *forward_impl(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_t
   if (s.f0 + s.F > 1024 || s.Hp > 1024 || s.Wp > 1024) { sf_error("wan forward: RoPE positions are limited to 1024 per axis (frames %lld..%lld)", (long long)s.f0, (long long)(s.f0 + s.F - 1)); goto fail; }
   s.mode = opts->kv ? MODE_KV : (c->causal ? MODE_BLOCK : MODE_FULL);
   if (opts->kv && !c->causal) { sf_error("wan forward: kv_cache needs a causal model (load with causal=true)"); goto fail; }
+  for (int j = 0; j < opts->n_features; j++) {
+    if (opts->features[j] < 0 || opts->features[j] >= c->num_layers)
+      { sf_error("wan forward: features: block %d does not exist (blocks are 0..%d)", opts->features[j], (int)c->num_layers - 1); goto fail; }
+    if (opts->kv || opts->clean_x) { sf_error("wan forward: features (classify mode) are not available with a KV cache or teacher forcing"); goto fail; }
+  }
   /* timesteps */
   if (t->ndim == 1 && t->shape[0] == s.B) s.Fe = 1;
   else if (t->ndim == 2 && t->shape[0] == s.B && t->shape[1] == s.F) s.Fe = s.F;
@@ -931,7 +936,10 @@ static sf_tensor *forward_impl(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_t
     TRY(nx);
     sf_release(tok);
     tok = nx;
+    for (int j = 0; j < opts->n_features; j++)
+      if (opts->features[j] == i) opts->feat_out[j] = sf_retain(tok);
   }
+  if (opts->e_out) TRY(*opts->e_out = view_n(e, 3, s.B, s.Fe, s.D, 0));
   if (s.tf) { /* the head reads the noisy half with x's time embedding */
     sf_tensor *nt = sf_narrow(tok, 1, s.L / 2, s.L / 2), *ntc = nt ? sf_contiguous(nt) : NULL;
     sf_tensor *ef = ntc ? view_n(e, 3, s.B, s.Fe, s.D, 0) : NULL, *en = ef ? sf_narrow(ef, 1, s.Fh, s.Fh) : NULL;

@@ -607,6 +607,10 @@ function M.main(argv)
   local o = C.parse_args(argv, M.spec)
   if not o then return 0 end
   if not o.out then error("--out DIR is required (see --help)", 0) end
+  C.output_dir(o.out, "--out") -- a file or an unwritable folder fails before any stage runs
+  if o.vae_steps ~= nil and not (math.tointeger(tonumber(o.vae_steps)) and tonumber(o.vae_steps) >= 1) then
+    error("--vae_steps must be a whole number >= 1, got " .. tostring(o.vae_steps), 0)
+  end
   local preset = M.apply_overrides(o.mini and M.presets.mini or o.quick and M.presets.quick or M.presets.full, o.set)
   local ctx = {out = o.out, opts = o, preset = preset, seed = math.tointeger(o.seed) or 0, records = {}, redo = {}}
   if ctx.opts.vae_steps then ctx.opts.vae_steps = math.tointeger(ctx.opts.vae_steps) end

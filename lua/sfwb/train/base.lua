@@ -14,7 +14,13 @@
 -- Resume is exact: the training state (training_state.pt beside model.pt) holds the step, every
 -- optimizer's moments and master weights, the EMA when the original's files lack it, the random
 -- generator's state and the data position, so N steps + save + resume + M steps equals N + M steps
--- bit for bit. A checkpoint folder is written as <dir>.tmp-PID-N and renamed when complete; an
+-- bit for bit. Under several ranks (sfwb.dist) save is collective: every rank's generator state and data
+-- position are gathered into the one file rank 0 writes (ranks.seed/offset/drawn, row r = rank r), and a
+-- resume at the same world size gives each rank its own row back, bit for bit. At another world size the
+-- weights, optimizer moments, EMA and step are restored, rank r < the saved world continues its own RNG
+-- stream, a new rank starts a fresh one (the saved rank-0 seed + r, a seed no saved rank used), and every
+-- rank keeps the saved count of batches drawn (the sampler's shards differ, so the samples do too); the
+-- resume says so in a line. A custom tr.rng with state()/set_state() is saved from rank 0 only. A checkpoint folder is written as <dir>.tmp-PID-N and renamed when complete; an
 -- existing one is never overwritten; temporary folders of killed saves are removed on the next save.
 local sfwb = require "sfwb"
 local json = require "sfwb.json"
@@ -129,7 +135,8 @@ function Base:step()
     end
   end
   local dir, every = logdir_of(self), get(self.cfg, "log_iters", 0)
-  if dir and every > 0 and self.step_count % every == 0 and not get(self.cfg, "no_save", false) and self.rank == 0 then
+  -- every rank calls save (it gathers the ranks' RNG states; rank 0 writes)
+  if dir and every > 0 and self.step_count % every == 0 and not get(self.cfg, "no_save", false) then
     self:save(string.format("%s/checkpoint_model_%06d", dir, self.step_count))
   end
   return info
@@ -188,10 +195,32 @@ end
 
 ---------------------------------------------------------------------------------------------------
 -- the training state: everything a resumed run needs that the original's files lack
-function Base:training_state(ema_saved)
+
+local function multi(self) return self.dist ~= nil and (self.world or 1) > 1 end
+
+-- every rank's generator state and data position, {seed = {...}, offset = {...}, drawn = {...}} indexed
+-- by rank + 1 (collective under several ranks: all must call it, in the same order)
+function Base:_rank_states()
   local seed, offset = sfwb.rng_state()
-  local st = {version = M.STATE_VERSION, step = self.step_count, rng = {seed = seed, offset = offset},
-              data = {drawn = self.next_batch and self.next_batch.drawn or 0}, optimizers = {}}
+  local drawn = self.next_batch and self.next_batch.drawn or 0
+  if not multi(self) then return {seed = {seed}, offset = {offset}, drawn = {drawn}} end
+  local rows = self.dist.all_gather(sfwb.tensor({{seed, offset, drawn}}, {dtype = "i64"})):totable()
+  local r = {seed = {}, offset = {}, drawn = {}}
+  for i, row in ipairs(rows) do
+    r.seed[i], r.offset[i], r.drawn[i] = math.tointeger(row[1]), math.tointeger(row[2]), math.tointeger(row[3])
+  end
+  return r
+end
+
+function Base:training_state(ema_saved, ranks)
+  ranks = ranks or self:_rank_states()
+  local i = self.rank + 1
+  local st = {version = M.STATE_VERSION, step = self.step_count,
+              rng = {seed = ranks.seed[i], offset = ranks.offset[i]}, data = {drawn = ranks.drawn[i]},
+              ranks = {world = #ranks.seed, seed = sfwb.tensor(ranks.seed, {dtype = "i64"}),
+                       offset = sfwb.tensor(ranks.offset, {dtype = "i64"}),
+                       drawn = sfwb.tensor(ranks.drawn, {dtype = "i64"})},
+              optimizers = {}}
   if self.rng and type(self.rng.state) == "function" then st.trainer_rng = self.rng.state() end
   for name, opt in pairs(self.optimizers) do st.optimizers[name] = opt:state_dict() end
   if self.ema then
@@ -228,8 +257,27 @@ function Base:load_training_state(path)
     if not self.ema then self.ema = sfwb.ema(self.generator, self.ema_weight) end
     self.ema:load_state_dict(shadow)
   end
-  if self.next_batch and self.next_batch.seek then self.next_batch:seek(flat["data.drawn"] or 0) end
-  sfwb.set_rng_state(flat["rng.seed"], flat["rng.offset"])
+  -- this rank's row of the ranks' states (files before ranks.* hold one: a world of 1)
+  local function ints(t, fallback)
+    if t == nil then return {fallback} end
+    local out = {}
+    for j, v in ipairs(t:totable()) do out[j] = math.tointeger(v) end
+    return out
+  end
+  local seeds, offsets = ints(flat["ranks.seed"], flat["rng.seed"]), ints(flat["ranks.offset"], flat["rng.offset"])
+  local drawn = ints(flat["ranks.drawn"], flat["data.drawn"] or 0)
+  local saved_world, world, r = #seeds, self.world or 1, self.rank
+  local seed, offset, pos = seeds[r + 1], offsets[r + 1], drawn[r + 1]
+  if saved_world ~= world then
+    if seed == nil then seed, offset = seeds[1] + r, 0 end -- a new rank: a stream no saved rank used
+    pos = drawn[1]
+    self:_note(string.format("resume: %s was written by %d rank(s), this run has %d: weights, optimizer moments, " ..
+      "EMA and step restored; RNG streams continue per rank (new ranks start fresh ones) and the data position " ..
+      "is the saved count of batches over this world's shards; not bit-exact with an uninterrupted %d-rank run",
+      path, saved_world, world, saved_world))
+  end
+  if self.next_batch and self.next_batch.seek then self.next_batch:seek(pos) end
+  sfwb.set_rng_state(seed, offset)
   if self.rng and type(self.rng.set_state) == "function" then self.rng.set_state(subtree(flat, "trainer_rng")) end
   return flat.step
 end
@@ -256,6 +304,21 @@ local save_counter = 0
 function Base:save(dir)
   if type(dir) ~= "string" or dir == "" then error("save: a folder path expected", 2) end
   dir = dir:gsub("/+$", "")
+  if multi(self) then
+    -- collective: every rank's state is gathered, rank 0 writes, every rank learns whether it failed
+    local ranks = self:_rank_states()
+    local ok, res = true, nil
+    if self.rank == 0 then ok, res = pcall(self._write, self, dir, ranks) end
+    local failed = sfwb.tensor({ok and 0 or 1}, {dtype = "f64"})
+    self.dist.all_reduce(failed, "max")
+    if not ok then error(res, 0) end
+    if failed:item() > 0 then error("save: rank 0 failed to write " .. dir, 0) end
+    return res or dir
+  end
+  return self:_write(dir)
+end
+
+function Base:_write(dir, ranks)
   if exists(dir) then
     error(string.format("save: %s exists; refusing to overwrite a checkpoint (remove it, or save elsewhere)", dir), 0)
   end
@@ -270,7 +333,7 @@ function Base:save(dir)
     local files, ema_saved = self:checkpoint_files()
     first = sorted_keys(files)[1]
     for _, name in ipairs(sorted_keys(files)) do sfwb.save(tmp .. "/" .. name, files[name]) end
-    sfwb.save(tmp .. "/" .. M.STATE_FILE, self:training_state(ema_saved))
+    sfwb.save(tmp .. "/" .. M.STATE_FILE, self:training_state(ema_saved, ranks))
     local okr, rerr = os.rename(tmp, dir)
     if not okr then error("cannot rename " .. tmp .. " to " .. dir .. ": " .. tostring(rerr), 0) end
   end)
@@ -304,5 +367,160 @@ function Base:resume(dir, o)
   end
   return self
 end
+
+---------------------------------------------------------------------------------------------------
+-- the one-network objectives (CausalDiffusion, ODERegression): a generator, its wrapper and grid, tr.rng,
+-- AdamW (lr, beta1, beta2, weight_decay) with global-norm clipping at 10 (hard-coded in trainer/diffusion.py and
+-- trainer/ode.py), EMA, checkpoints {generator[, generator_ema]} with "model." keys — on the shared loop above
+-- (training state, exact resume, no overwrite). A trainer class sets OneNetwork as its __index fallback and
+-- provides generator_loss(args) and batch_args(batch).
+local OneNetwork = {}
+M.OneNetwork = OneNetwork
+
+local function models_dir(cfg) return get(cfg, "wan_models_dir", os.getenv("SFWB_WAN_MODELS") or "wan_models") end
+
+-- the generator (from parts or cfg), its wrapper, the text encoder, the dataset, optimizer and EMA
+function M.one_network(self, cfg, parts, who)
+  parts = parts or {}
+  local Wrapper = require "sfwb.train.wrapper"
+  local Rollout = require "sfwb.train.rollout"
+  self.cfg, self.who = cfg, who
+  local seed = get(cfg, "seed", 0)
+  if seed == 0 then seed = math.floor(sfwb.time() * 1000) % 10000000 end
+  self.seed = seed
+  sfwb.manual_seed(seed)
+  self.rng = {randn = Rollout.default_rng.randn, randint = Rollout.default_rng.randint}
+  local mk = get(cfg, "model_kwargs", {})
+  self.causal = parts.causal
+  if self.causal == nil then self.causal = get(cfg, "generator_type", "causal") ~= "bidirectional" end
+  self.nfpb = get(cfg, "num_frame_per_block", 1)
+  self.independent_first_frame = get(cfg, "independent_first_frame", false)
+  local gen = parts.generator
+  local path = models_dir(cfg) .. "/" .. get(mk, "model_name", get(cfg, "generator_name", "Wan2.1-T2V-1.3B"))
+  self._t5_dir = path   -- WanTextEncoder's files live beside the DiT (loaded on first use)
+  if not gen then
+    if not exists(path .. "/config.json") then
+      error(string.format("%s: no Wan model folder at %s (config.json missing); set wan_models_dir or SFWB_WAN_MODELS",
+                          who, path), 0)
+    end
+    gen = sfwb.wan.load(path, {causal = self.causal, num_frame_per_block = self.nfpb,
+                               independent_first_frame = self.independent_first_frame,
+                               local_attn_size = get(mk, "local_attn_size", -1), sink_size = get(mk, "sink_size", 0),
+                               dtype = get(cfg, "dtype", "f32"), device = get(cfg, "device", "cpu")})
+  end
+  if not parts.generator and get(cfg, "generator_ckpt", nil) then
+    gen:load_checkpoint(cfg.generator_ckpt, {ema = false})
+  end
+  self.generator = gen
+  -- WanDiffusionWrapper(**model_kwargs): its grid uses model_kwargs.timestep_shift, default 8.0
+  self.G = Wrapper.new(gen, get(mk, "timestep_shift", 8.0), {causal = self.causal,
+                                                             checkpoint = get(cfg, "gradient_checkpointing", false)})
+  self.scheduler = self.G.scheduler
+  self.text_encoder = parts.text_encoder
+  self.dataset = parts.dataset
+  gen:requires_grad_(true)
+  self.opt = sfwb.optim.adamw(gen:parameters(), {lr = get(cfg, "lr", 2e-6),
+    betas = {get(cfg, "beta1", 0.9), get(cfg, "beta2", 0.999)}, weight_decay = get(cfg, "weight_decay", 0.01)})
+  self.max_grad_norm = 10.0
+  M.init(self, cfg)
+  self.optimizers = {generator = self.opt}
+  self.ema_weight = get(cfg, "ema_weight", 0) or 0
+  self.ema_start_step = get(cfg, "ema_start_step", 0)
+  if self.ema_weight > 0 and self.ema_start_step <= 0 then self.ema = sfwb.ema(gen, self.ema_weight) end
+  self.device = get(cfg, "device", "cpu")
+  return self
+end
+
+function OneNetwork:encode(prompts)
+  local te = self.text_encoder
+  if not te then
+    local pth = self._t5_dir .. "/models_t5_umt5-xxl-enc-bf16.pth"
+    if not exists(pth) then
+      error(self.who .. ": no text encoder: " .. pth .. " is missing (or pass parts.text_encoder)", 3)
+    end
+    te = sfwb.t5.load(pth, {tokenizer = self._t5_dir .. "/google/umt5-xxl", device = self.device})
+    self.text_encoder = te
+  end
+  if type(te) == "function" then return te(prompts) end
+  return te:encode(prompts).prompt_embeds
+end
+
+-- the data cycle (seeded shuffle, as the original's DataLoader), made on first use: the dataset may be set
+-- after construction
+function OneNetwork:batches()
+  if not self.next_batch then
+    local ds = self.dataset
+    if not ds then error(self.who .. ": no dataset (parts.dataset or the config's data_path)", 3) end
+    self.next_batch = sfwb.data.loader(ds, {batch = get(self.cfg, "batch_size", 1), shuffle = true,
+                                            seed = get(self.cfg, "data_seed", 0)}):cycle()
+  end
+  return self.next_batch
+end
+
+-- one optimizer step of the generator: backward, clip at 10, AdamW, EMA
+function OneNetwork:iteration()
+  local args = self:batch_args(self:batches()())
+  self.opt:zero_grad()
+  local loss, log = self:generator_loss(args)
+  loss:backward()
+  local info = {generator_loss = loss:item(), log = log}
+  info.generator_grad_norm = sfwb.clip_grad_norm(self.generator:parameters(), self.max_grad_norm)
+  self.opt:step()
+  if self.ema then self.ema:update() end
+  return info
+end
+
+-- the EMA starts from the current generator when step_count reaches ema_start_step
+function OneNetwork:after_iteration()
+  if self.ema_weight > 0 and not self.ema and self.step_count == self.ema_start_step then
+    self.ema = sfwb.ema(self.generator, self.ema_weight)
+  end
+end
+
+local function prefixed(tbl)
+  local out = {}
+  for k, v in pairs(tbl) do out["model." .. k] = v end
+  return out
+end
+
+-- model.pt as the original's diffusion/ode trainers write it: {generator[, generator_ema]}
+function OneNetwork:checkpoint_files()
+  local ck = {generator = prefixed(self.generator:state_dict())}
+  local ema_saved = false
+  if self.ema and self.ema_start_step < self.step_count then
+    ck.generator_ema = prefixed(self.ema:state_dict())
+    ema_saved = true
+  end
+  return {["model.pt"] = ck}, ema_saved
+end
+
+function OneNetwork:load_checkpoint(dir)
+  local path = dir .. "/model.pt"
+  if not exists(path) then error(self.who .. ": " .. path .. " does not exist", 0) end
+  local ck = sfwb.load(path)
+  local g, e = {}, {}
+  local found = false
+  for k, v in pairs(ck) do
+    local a = k:match("^generator%.model%.(.*)$")
+    if a then g[a] = v; found = true end
+    local b = k:match("^generator_ema%.model%.(.*)$")
+    if b then e[b] = v end
+  end
+  if not found then error(self.who .. ": " .. path .. " has no 'generator' entry", 0) end
+  if next(e) and self.ema_weight > 0 then
+    self.generator:load_state_dict(e)
+    self.ema = sfwb.ema(self.generator, self.ema_weight)
+  end
+  self.generator:load_state_dict(g)
+  return self
+end
+
+-- the data position is restored into the cycle, which must exist first
+function OneNetwork:load_training_state(path)
+  if self.dataset then self:batches() end
+  return Base.load_training_state(self, path)
+end
+
+M.install(OneNetwork)
 
 return M

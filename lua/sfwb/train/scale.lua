@@ -141,19 +141,16 @@ local function install_sharding(tr, strategy)
     if not res[1] then error(res[2], 0) end
     return table.unpack(res, 2, res.n)
   end
-  -- save/resume outside a step are collective (every rank calls them; rank 0 writes), as FSDP's full
-  -- state dicts; inside a step the loop calls save on rank 0 with everything already gathered
+  -- save/resume are collective (every rank calls them; the base save gathers every rank's RNG state and
+  -- rank 0 writes), as FSDP's full state dicts; inside a step everything is already gathered
   tr.save = function(self, dir)
     if self._in_step then return Class.save(self, dir) end
     return with_full(self, function()
       prepare(self)
-      local ok, res = pcall(function() return self.rank == 0 and Class.save(self, dir) or nil end)
+      local ok, res = pcall(Class.save, self, dir)
       unprepare(self)
-      local failed = sfwb.tensor({ok and 0 or 1}, {dtype = "f64"})
-      self.dist.all_reduce(failed, "max") -- every rank learns whether rank 0's write failed
       if not ok then error(res, 0) end
-      if failed:item() > 0 then error("save: rank 0 failed to write " .. tostring(dir), 0) end
-      return res or dir
+      return res
     end)
   end
   tr.resume = function(self, dir, o)
@@ -204,7 +201,8 @@ local function install_accumulation(tr, k)
     self.opt_c:zero_grad()
     local gl, cl, dn = 0, 0, 0
     for _ = 1, k do
-      local batch = self:batch_args(self.next_batch())
+      -- streaming training (sfwb/train/streaming.lua): each loss trains on the sequence's next chunk
+      local batch = (not self.stream) and self:batch_args(self.next_batch()) or nil
       if train_g then
         local loss, gi = self:generator_loss(batch)
         local scaled = loss / k
@@ -219,12 +217,12 @@ local function install_accumulation(tr, k)
     end
     if train_g then
       info.generator_loss, info.dmd_gradient_norm = gl, dn
-      info.generator_grad_norm = dmd.clip_and_step(self.generator:parameters(), self.opt_g,
+      info.generator_grad_norm = dmd.clip_and_step(require("sfwb.train.lora").trainable(self.generator), self.opt_g,
         get(cfg, "max_grad_norm_generator", 10.0), self.dist, self.world)
       if self.ema then self.ema:update() end
     end
     info.critic_loss = cl
-    info.critic_grad_norm = dmd.clip_and_step(self.critic:parameters(), self.opt_c,
+    info.critic_grad_norm = dmd.clip_and_step(require("sfwb.train.lora").trainable(self.critic), self.opt_c,
       get(cfg, "max_grad_norm_critic", 10.0), self.dist, self.world)
     return info
   end
