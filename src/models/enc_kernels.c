@@ -67,17 +67,6 @@ const float *sf_enc_f32(const sf_tensor *t, int64_t expect, const char *what, sf
   return dst;
 }
 
-float *sf_enc_f32_copy(const sf_tensor *t, int64_t expect, const char *what) {
-  if (check_weight(t, expect, what)) return NULL;
-  float *dst = malloc((expect ? expect : 1) * sizeof(float));
-  if (!dst) {
-    sf_error("out of memory copying weight '%s'", what);
-    return NULL;
-  }
-  convert(t, expect, dst);
-  return dst;
-}
-
 void sf_enc_linear(const float *x, int64_t M, int64_t K, const float *w, int64_t N, const float *bias, float *y) {
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x, (int)K, w, (int)K, 0.0f, y,
               (int)N);
@@ -85,16 +74,6 @@ void sf_enc_linear(const float *x, int64_t M, int64_t K, const float *w, int64_t
 #pragma omp parallel for schedule(static) if((int64_t)(M * N) > SF_PAR_MIN)
     for (int64_t i = 0; i < M; i++)
       for (int64_t j = 0; j < N; j++) y[i * N + j] += bias[j];
-  }
-}
-
-void sf_enc_conv1x1(const float *w, const float *bias, int64_t N, int64_t K, const float *x, int64_t P, float *y) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)P, (int)K, 1.0f, w, (int)K, x, (int)P, 0.0f, y,
-              (int)P);
-  if (bias) {
-#pragma omp parallel for schedule(static) if((int64_t)(N * P) > SF_PAR_MIN)
-    for (int64_t i = 0; i < N; i++)
-      for (int64_t j = 0; j < P; j++) y[i * P + j] += bias[i];
   }
 }
 
@@ -199,20 +178,6 @@ static void gelu_erf_rows(void *c, int64_t b0, int64_t b1) {
 void sf_enc_gelu_erf(float *x, int64_t n) {
   map_ctx m = {x, n};
   run_rows((n + MAP_BLOCK - 1) / MAP_BLOCK, n, gelu_erf_rows, &m);
-}
-
-static void silu_rows(void *c, int64_t b0, int64_t b1) {
-  const map_ctx *m = c;
-  int64_t e = b1 * MAP_BLOCK < m->n ? b1 * MAP_BLOCK : m->n;
-  for (int64_t i = b0 * MAP_BLOCK; i < e; i++) {
-    float v = m->x[i];
-    m->x[i] = v / (1.0f + sf_enc_expf(-v));
-  }
-}
-
-void sf_enc_silu(float *x, int64_t n) {
-  map_ctx m = {x, n};
-  run_rows((n + MAP_BLOCK - 1) / MAP_BLOCK, n, silu_rows, &m);
 }
 
 typedef struct { float *x; int64_t n; } softmax_ctx;

@@ -1,4 +1,4 @@
-/* enc_kernels.h — f32 CPU building blocks shared by the text encoder, VAE and CLIP tower: weight
+/* enc_kernels.h — f32 CPU building blocks shared by the text encoder and CLIP tower: weight
  * fetching (bf16/f16/f32 -> f32), linear layers on OpenBLAS, norms, activations, attention; the
  * elementwise kernels run on the CPU backend's pool (cpu_pool.h), not OpenMP. */
 #ifndef SF_ENC_KERNELS_H
@@ -22,13 +22,9 @@ void sf_scratch_free(sf_scratch *s);
 /* f32 data of a CPU tensor holding `expect` elements: a pointer into t when it is contiguous f32,
  * else a converted copy in *s. NULL + sf_error naming `what` on a wrong size, device or dtype. */
 const float *sf_enc_f32(const sf_tensor *t, int64_t expect, const char *what, sf_scratch *s);
-/* a malloc'ed f32 copy (caller frees) */
-float *sf_enc_f32_copy(const sf_tensor *t, int64_t expect, const char *what);
 
 /* y[M, N] = x[M, K] w[N, K]^T (+ bias[N]) — torch.nn.functional.linear */
 void sf_enc_linear(const float *x, int64_t M, int64_t K, const float *w, int64_t N, const float *bias, float *y);
-/* y[N, P] = w[N, K] x[K, P] (+ bias[N] per row) — 1x1 convolution over P positions */
-void sf_enc_conv1x1(const float *w, const float *bias, int64_t N, int64_t K, const float *x, int64_t P, float *y);
 
 /* T5 RMS norm over rows of length D: y = w * (x * rsqrt(mean(x^2) + eps)) */
 void sf_enc_rmsnorm(const float *x, int64_t rows, int64_t D, const float *w, float eps, float *y);
@@ -59,7 +55,6 @@ static inline float sf_enc_expf(float x) {
 /* in-place activations */
 void sf_enc_gelu_tanh(float *x, int64_t n);
 void sf_enc_gelu_erf(float *x, int64_t n);
-void sf_enc_silu(float *x, int64_t n);
 /* x += y, x *= y over n floats (pool-parallel) */
 void sf_enc_add(float *x, const float *y, int64_t n);
 void sf_enc_mul(float *x, const float *y, int64_t n);

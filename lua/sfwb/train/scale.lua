@@ -138,19 +138,16 @@ local function install_sharding(tr, strategy)
     if not res[1] then error(res[2], 0) end
     return table.unpack(res, 2, res.n)
   end
-  -- save/resume outside a step are collective (every rank calls them; rank 0 writes), as FSDP's full
-  -- state dicts; inside a step the loop calls save on rank 0 with everything already gathered
+  -- save/resume are collective (every rank calls them; the base save gathers every rank's RNG state and
+  -- rank 0 writes), as FSDP's full state dicts; inside a step everything is already gathered
   tr.save = function(self, dir)
     if self._in_step then return Class.save(self, dir) end
     return with_full(self, function()
       prepare(self)
-      local ok, res = pcall(function() return self.rank == 0 and Class.save(self, dir) or nil end)
+      local ok, res = pcall(Class.save, self, dir)
       unprepare(self)
-      local failed = sfwb.tensor({ok and 0 or 1}, {dtype = "f64"})
-      self.dist.all_reduce(failed, "max") -- every rank learns whether rank 0's write failed
       if not ok then error(res, 0) end
-      if failed:item() > 0 then error("save: rank 0 failed to write " .. tostring(dir), 0) end
-      return res or dir
+      return res
     end)
   end
   tr.resume = function(self, dir, o)
