@@ -128,6 +128,7 @@ local models = {}
 
 stage("attention", opt.tiny and 0 or 20, function() return dofile(GPU_CHECK_DIR .. "attention.lua")(s, dev) end)
 stage("gemm", opt.tiny and 0 or 10, function() return dofile(GPU_CHECK_DIR .. "gemm.lua")(s, dev) end)
+stage("streams", opt.tiny and 0 or 10, function() return dofile(GPU_CHECK_DIR .. "streams.lua")(s, dev) end)
 stage("dit_forward", opt.tiny and 0 or 20, function()
   models.causal = dit.model(s, dev, true)
   return dit.forward(s, dev, models.causal)

@@ -363,8 +363,9 @@ std::map<const void *, int> g_max_dyn_smem;
 
 } // namespace
 
-struct sf_emu_stream { int device; unsigned flags; };
-struct sf_emu_event { int device; bool recorded; double t; };
+/* destroyed handles are kept (marked dead, a few bytes each) so a use after destroy is reported, not UB */
+struct sf_emu_stream { int device; unsigned flags; bool dead; };
+struct sf_emu_event { int device; bool recorded; double t; bool dead; };
 
 namespace {
 double now_s() {
@@ -383,6 +384,7 @@ bool is_device_range(const void *p, size_t n) {
 }
 
 cudaError_t check_stream(cudaStream_t s) {
+  if (s && s->dead) return fail(cudaErrorInvalidResourceHandle, "a stream used after cudaStreamDestroy");
   if (s && s->device != t_device)
     return fail(cudaErrorInvalidResourceHandle, "stream of emu:%d used while emu:%d is current", s->device, t_device);
   return cudaSuccess;
@@ -656,31 +658,47 @@ cudaError_t sf_emu_cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
   sf_emu_stream *st = new sf_emu_stream();
   st->device = t_device;
   st->flags = flags;
+  st->dead = false;
   *s = st;
   return cudaSuccess;
 }
-cudaError_t sf_emu_cudaStreamDestroy(cudaStream_t s) { delete s; return cudaSuccess; }
+cudaError_t sf_emu_cudaStreamDestroy(cudaStream_t s) {
+  if (!s || s->dead) return fail(cudaErrorInvalidResourceHandle, "cudaStreamDestroy: a NULL or destroyed stream");
+  s->dead = true;
+  return cudaSuccess;
+}
 cudaError_t sf_emu_cudaStreamSynchronize(cudaStream_t s) { return check_stream(s); }
 cudaError_t sf_emu_cudaStreamQuery(cudaStream_t s) { return check_stream(s); }
 cudaError_t sf_emu_cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags) {
-  if (!e) return fail(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: NULL event");
+  if (!e || e->dead) return fail(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: a NULL or destroyed event");
   return check_stream(s);
 }
 cudaError_t sf_emu_cudaEventCreate(cudaEvent_t *e) { return sf_emu_cudaEventCreateWithFlags(e, 0); }
 cudaError_t sf_emu_cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags) {
-  *e = new sf_emu_event{t_device, false, 0};
+  *e = new sf_emu_event{t_device, false, 0, false};
   return cudaSuccess;
 }
-cudaError_t sf_emu_cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
+cudaError_t sf_emu_cudaEventDestroy(cudaEvent_t e) {
+  if (!e || e->dead) return fail(cudaErrorInvalidResourceHandle, "cudaEventDestroy: a NULL or destroyed event");
+  e->dead = true;
+  return cudaSuccess;
+}
 cudaError_t sf_emu_cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
-  if (!e) return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord: NULL event");
+  if (!e || e->dead) return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord: a NULL or destroyed event");
   if (check_stream(s)) return t_last_error;
+  if (s && s->device != e->device)
+    return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord: an event of emu:%d on a stream of emu:%d", e->device, s->device);
   e->recorded = true;
   e->t = now_s();
   return cudaSuccess;
 }
-cudaError_t sf_emu_cudaEventSynchronize(cudaEvent_t e) { return e ? cudaSuccess : cudaErrorInvalidResourceHandle; }
-cudaError_t sf_emu_cudaEventQuery(cudaEvent_t e) { return e ? cudaSuccess : cudaErrorInvalidResourceHandle; }
+/* work runs at issue on emu, so a recorded event is always complete */
+cudaError_t sf_emu_cudaEventSynchronize(cudaEvent_t e) {
+  return e && !e->dead ? cudaSuccess : fail(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: a NULL or destroyed event");
+}
+cudaError_t sf_emu_cudaEventQuery(cudaEvent_t e) {
+  return e && !e->dead ? cudaSuccess : fail(cudaErrorInvalidResourceHandle, "cudaEventQuery: a NULL or destroyed event");
+}
 cudaError_t sf_emu_cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
   if (!a || !b || !a->recorded || !b->recorded) return fail(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime: event not recorded");
   *ms = (float)((b->t - a->t) * 1e3);

@@ -11,6 +11,8 @@ namespace SF_CUDA_NS {
 static sf_dev_state g_dev[SF_GPU_MAX_DEVICES];
 static std::mutex g_dev_mu;
 static thread_local int t_dev = -1;
+/* the stream this thread's work goes to, per device: NULL = the device's own stream (sfwb.cuda.set_stream) */
+static thread_local cudaStream_t t_cur[SF_GPU_MAX_DEVICES];
 
 const char *sf_dev_prefix(void) {
 #ifdef SF_EMU
@@ -65,7 +67,18 @@ int sf_dev_enter(int index) {
 
 sf_dev_state *sf_dev_current(void) { return t_dev >= 0 ? &g_dev[t_dev] : NULL; }
 
-cudaStream_t sf_cuda_stream(void) { return t_dev >= 0 ? g_dev[t_dev].stream : (cudaStream_t)0; }
+cudaStream_t sf_cuda_stream(void) {
+  if (t_dev < 0) return (cudaStream_t)0;
+  return t_cur[t_dev] ? t_cur[t_dev] : g_dev[t_dev].stream;
+}
+
+cudaStream_t sf_dev_stream(int index) { return sf_dev_enter(index) ? (cudaStream_t)0 : g_dev[index].stream; }
+
+int sf_stream_set_current(int index, cudaStream_t s) {
+  if (sf_dev_enter(index)) return -1;
+  t_cur[index] = s == g_dev[index].stream ? (cudaStream_t)0 : s;
+  return 0;
+}
 
 void sf_kiter_make_raw(sf_kiter *it, int ndim, const int64_t *shape, const int64_t *const *strides, int nops) {
   memset(it, 0, sizeof *it);

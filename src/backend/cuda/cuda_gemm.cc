@@ -68,6 +68,7 @@ int sf_gemm(sf_tensor *out, const sf_tensor *a, const sf_tensor *b) {
   }
   int64_t sa = B > 1 ? a->stride[0] : 0, sb = B > 1 ? b->stride[0] : 0;
   sf_dev_state *ds = sf_dev_current();
+  cublasSetStream(ds->blas, sf_cuda_stream()); /* the handle is the device's; the stream is this thread's current one */
   cublasComputeType_t comp = dt == SF_F64 ? CUBLAS_COMPUTE_64F
                              : (dt == SF_F32 && sf_gemm_allow_tf32) ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
   float one = 1.0f, zero = 0.0f;

@@ -34,6 +34,10 @@ struct sf_dev_state {
 /* makes dev current for this thread (and initializes its stream/handles once); -1 + sf_error on failure */
 int sf_dev_enter(int index);
 sf_dev_state *sf_dev_current(void);
+/* streams: the device's own stream (made at first use), and the thread's current stream on a device,
+ * where every launch, copy, GEMM and collective of this thread goes (NULL or the own stream = default) */
+cudaStream_t sf_dev_stream(int index);
+int sf_stream_set_current(int index, cudaStream_t s);
 int sf_dev_count(void);
 const char *sf_dev_prefix(void); /* "cuda" or "emu", for messages */
 
@@ -43,12 +47,33 @@ void sf_alloc_put(int index, void *p);
 int sf_alloc_stats(int index, sf_gpu_mem_stats *out);
 int sf_alloc_empty_cache(int index);
 int sf_alloc_reset_peak(int index);
+/* a block allocated on one stream and used on another (t:record_stream(s)): it is reused only after the
+ * work enqueued on s before its release is done; a stream about to be destroyed hands its cache back */
+int sf_alloc_record_stream(int index, void *p, cudaStream_t s);
+int sf_alloc_stream_gone(int index, cudaStream_t s);
 
 /* out[B,M,N] = a[B,M,K] b[B,K,N] (cuda_gemm.cc) */
 int sf_gemm(sf_tensor *out, const sf_tensor *a, const sf_tensor *b);
 /* out[M,N] = round(a[M,K] b[K,N] + bias[N]), bf16/f16, through cuBLASLt's bias epilogue (train_ops.h linear_bias) */
 bool sf_gemm_bias_ok(const sf_tensor *out, const sf_tensor *a, const sf_tensor *b);
 int sf_gemm_bias(sf_tensor *out, const sf_tensor *a, const sf_tensor *b, const sf_tensor *bias);
+
+/* streams and events (cuda_stream.cc): members of sf_gpu_services */
+sf_gpu_event *sf_svc_event_new(int index);
+int sf_svc_event_record(sf_gpu_event *e);
+int sf_svc_event_elapsed(sf_gpu_event *a, sf_gpu_event *b, double *ms);
+void sf_svc_event_free(sf_gpu_event *e);
+sf_gpu_stream *sf_svc_stream_new(int index);
+sf_gpu_stream *sf_svc_stream_default(int index);
+void sf_svc_stream_free(sf_gpu_stream *s);
+int sf_svc_stream_set_current(int index, sf_gpu_stream *s);
+int sf_svc_stream_synchronize(sf_gpu_stream *s);
+int sf_svc_stream_query(sf_gpu_stream *s);
+int sf_svc_stream_wait_event(sf_gpu_stream *s, sf_gpu_event *e);
+int sf_svc_event_record_on(sf_gpu_event *e, sf_gpu_stream *s);
+int sf_svc_event_synchronize(sf_gpu_event *e);
+int sf_svc_event_query(sf_gpu_event *e);
+int sf_svc_record_stream(int index, void *ptr, sf_gpu_stream *s);
 
 /* device collectives (cuda_nccl.cc) */
 extern const sf_gpu_ext sf_gpu_services;

@@ -56,7 +56,8 @@ static int svc_empty(int index) { return sf_alloc_empty_cache(index); }
 static int svc_reset_peak(int index) { return sf_alloc_reset_peak(index); }
 static int svc_sync(int index) {
   if (sf_dev_enter(index)) return -1;
-  return sf_cuda_check(cudaStreamSynchronize(sf_cuda_stream()), "synchronize");
+  /* every stream of the device (its own and the user's), as torch.cuda.synchronize */
+  return sf_cuda_check(cudaDeviceSynchronize(), "synchronize");
 }
 
 extern bool sf_gemm_allow_tf32;
@@ -152,44 +153,13 @@ static int svc_props(int index, sf_gpu_props *out) {
   return 0;
 }
 
-} // namespace SF_CUDA_NS
-
-/* identical in both builds, as sf_gpu_comm: the event is kept as void * */
-struct sf_gpu_event {
-  void *ev;
-  int index;
-};
-#define SF_EV(e) ((cudaEvent_t)(e)->ev)
-
-namespace SF_CUDA_NS {
-
-static sf_gpu_event *svc_event_new(int index) {
-  if (sf_dev_enter(index)) return NULL;
-  cudaEvent_t e;
-  if (sf_cuda_check(cudaEventCreate(&e), "cudaEventCreate")) return NULL;
-  return new sf_gpu_event{(void *)e, index};
-}
-static int svc_event_record(sf_gpu_event *e) {
-  if (sf_dev_enter(e->index)) return -1;
-  return sf_cuda_check(cudaEventRecord(SF_EV(e), sf_cuda_stream()), "cudaEventRecord");
-}
-static int svc_event_elapsed(sf_gpu_event *a, sf_gpu_event *b, double *ms) {
-  if (sf_dev_enter(b->index)) return -1;
-  if (sf_cuda_check(cudaEventSynchronize(SF_EV(b)), "cudaEventSynchronize")) return -1;
-  float f = 0;
-  if (sf_cuda_check(cudaEventElapsedTime(&f, SF_EV(a), SF_EV(b)), "cudaEventElapsedTime")) return -1;
-  *ms = f;
-  return 0;
-}
-static void svc_event_free(sf_gpu_event *e) {
-  if (!e) return;
-  cudaEventDestroy(SF_EV(e));
-  delete e;
-}
-
 const sf_gpu_ext sf_gpu_services = {svc_memory,     svc_empty,          svc_reset_peak, svc_sync, svc_tf32, svc_host_alloc, svc_host_free, svc_copy_async,
                                     svc_unique_id,  svc_comm_init,      svc_comm_free,  svc_all_reduce,
                                     svc_reduce_scatter, svc_all_gather, svc_broadcast, svc_props,
-                                    svc_event_new,  svc_event_record,   svc_event_elapsed, svc_event_free};
+                                    sf_svc_event_new, sf_svc_event_record, sf_svc_event_elapsed, sf_svc_event_free,
+                                    sf_svc_stream_new, sf_svc_stream_default, sf_svc_stream_free, sf_svc_stream_set_current,
+                                    sf_svc_stream_synchronize, sf_svc_stream_query, sf_svc_stream_wait_event,
+                                    sf_svc_event_record_on, sf_svc_event_synchronize, sf_svc_event_query,
+                                    sf_svc_record_stream};
 
 } // namespace SF_CUDA_NS

@@ -4,6 +4,7 @@
 #ifndef SF_GPU_API_H
 #define SF_GPU_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/tensor.h"
@@ -29,6 +30,12 @@ typedef struct {
 
 /* a timing event on a device's stream (cudaEvent_t; emu records in issue order = completion order) */
 typedef struct sf_gpu_event sf_gpu_event;
+/* a stream of a device (cudaStream_t kept as void *): the device's own one, or one the user made */
+typedef struct sf_gpu_stream {
+  void *s;
+  int index;
+  bool own; /* the device's own stream: never destroyed */
+} sf_gpu_stream;
 
 typedef enum { SF_DIST_SUM = 0, SF_DIST_PROD, SF_DIST_MAX, SF_DIST_MIN, SF_DIST_AVG } sf_dist_op;
 
@@ -62,6 +69,21 @@ typedef struct sf_gpu_ext {
   int (*event_record)(sf_gpu_event *e);
   int (*event_elapsed_ms)(sf_gpu_event *start, sf_gpu_event *end, double *ms);
   void (*event_free)(sf_gpu_event *e);
+  /* streams: a thread's work on a device (launches, copies, GEMMs, collectives, allocations) goes to its
+   * current stream, the device's own unless set_current chose another (NULL = the own one again).
+   * stream_free waits for the stream's work and hands its cached blocks back; the own stream is never freed */
+  sf_gpu_stream *(*stream_new)(int index);
+  sf_gpu_stream *(*stream_default)(int index);
+  void (*stream_free)(sf_gpu_stream *s);
+  int (*stream_set_current)(int index, sf_gpu_stream *s);
+  int (*stream_synchronize)(sf_gpu_stream *s);
+  int (*stream_query)(sf_gpu_stream *s); /* 1 all done, 0 work pending, -1 error */
+  int (*stream_wait_event)(sf_gpu_stream *s, sf_gpu_event *e); /* later work on s waits for e (no host wait) */
+  int (*event_record_on)(sf_gpu_event *e, sf_gpu_stream *s);   /* s NULL = the current stream */
+  int (*event_synchronize)(sf_gpu_event *e);
+  int (*event_query)(sf_gpu_event *e); /* 1 done (or never recorded), 0 pending, -1 error */
+  /* device memory at ptr (a live block) is also used on s: not reused before s's work up to its release is done */
+  int (*record_stream)(int index, void *ptr, sf_gpu_stream *s);
 } sf_gpu_ext;
 
 void sf_gpu_register(sf_devtype type, const sf_gpu_ext *ext);
