@@ -20,8 +20,10 @@ steps = int(sys.argv[2]) if len(sys.argv) > 2 else 50
 model, x, _, ctx = setup(layers)
 neg = torch.randn(1, 512, 4096)
 s = UniPC(steps, 8.0)
+ran = 0
 t0, c0 = time.perf_counter(), time.process_time()
 for t in s.timesteps:
+    ran += 1
     tt = torch.tensor([float(t)])
     fc = model.forward(x, tt, ctx)
     fu = model.forward(x, tt, neg)
@@ -29,5 +31,6 @@ for t in s.timesteps:
 el = time.perf_counter() - t0
 print("sample_s %.4f" % el)
 print("sample_cpu_s %.4f" % (time.process_time() - c0))
-print("steps_per_s %.4f" % (steps / el))
+print("steps_per_s %.4f" % (ran / el))
+print("steps_run %d" % ran)
 print("latent_absmean %.6f" % x.abs().mean().item())

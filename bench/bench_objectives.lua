@@ -1,5 +1,5 @@
 -- bench_objectives.lua — training steps per second of every objective sfwb has (dmd, sid, causvid,
--- diffusion, ode) on the tiny set's DiT (sfwb.tiny.dit_config: dim 64, 4 layers; 6 latent frames of 8x12,
+-- gan, diffusion, ode) on the tiny set's DiT (sfwb.tiny.dit_config: dim 64, 4 layers; 6 latent frames of 8x12,
 -- blocks of 3), f32 on the CPU, one generator and one critic update per step (dfake_gen_update_ratio 1).
 -- Prints "objective steps_per_s steps_per_cpu_s" lines.
 local steps = tonumber(arg[1] or "4")
@@ -21,6 +21,8 @@ local runs = {
   {name = "dmd", cfg = {trainer = "score_distillation", distribution_loss = "dmd"}},
   {name = "sid", cfg = {trainer = "score_distillation", distribution_loss = "sid"}},
   {name = "causvid", cfg = {trainer = "score_distillation", distribution_loss = "causvid"}, lmdb = true},
+  {name = "gan", cfg = {trainer = "gan", gen_lr = 1e-5, critic_lr = 1e-5, num_class = 1, gan_feature_blocks = {1, 2, 3},
+                        r1_weight = 0.1, r2_weight = 0.1}, lmdb = true},
   {name = "diffusion", cfg = {trainer = "diffusion"}, lmdb = true},
   {name = "ode", cfg = {trainer = "ode"}, lmdb = true},
 }

@@ -1,5 +1,5 @@
 #!/bin/sh
-# bench_objectives.sh — training steps/s of each objective (dmd, sid, causvid, diffusion, ode) on the tiny
+# bench_objectives.sh — training steps/s of each objective (dmd, sid, causvid, gan, diffusion, ode) on the tiny
 # set's DiT (sfwb only: the originals need CUDA and the real models). Called by bench/run.sh.
 BUILD=${1:-build}
 HERE=$(dirname "$0")

@@ -287,7 +287,7 @@ static sf_tensor *opt_tensor(lua_State *L, int t, const char *k) {
 }
 
 static const char *const FWD_OPTS[] = {"clip_fea", "y", "kv_cache", "crossattn_cache", "current_start_frame", "tag", "checkpoint",
-                                       "autocast", "sink_recache", "clean_x", "aug_t", NULL};
+                                       "autocast", "sink_recache", "clean_x", "aug_t", "features", NULL};
 
 static int64_t plan_int(lua_State *L, int t, const char *k, int64_t dflt) {
   int ty = lua_getfield(L, t, k);
@@ -382,20 +382,58 @@ static int l_forward(lua_State *L) {
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
-  sf_lua_push_tensor(L, sf_wan_forward(m, x, t, ctx, &o));
-  return 1;
+  /* features = {block, ...} (0-based): also return the residual stream after those blocks and the time
+   * embedding e (the discriminator of Self-Forcing's GAN reads them) -> out, {[B, L, D], ...}, e [B, Fe, D] */
+  int feats[64];
+  sf_tensor *fo[64] = {0}, *eo = NULL;
+  if (opt_field(L, 5, "features") != LUA_TNIL) {
+    luaL_checktype(L, -1, LUA_TTABLE);
+    const lua_Integer n = luaL_len(L, -1);
+    if (n < 1 || n > 64) return luaL_error(L, "forward: features must list 1..64 block ids, got %d", (int)n);
+    for (int j = 0; j < (int)n; j++) {
+      lua_geti(L, -1, j + 1);
+      if (!lua_isinteger(L, -1)) return luaL_error(L, "forward: features[%d] must be an integer block id (0-based)", j + 1);
+      feats[j] = (int)lua_tointeger(L, -1);
+      lua_pop(L, 1);
+    }
+    o.n_features = (int)n, o.features = feats, o.feat_out = fo, o.e_out = &eo;
+  }
+  lua_pop(L, 1);
+  sf_tensor *out = sf_wan_forward(m, x, t, ctx, &o);
+  if (!out || !o.n_features) {
+    for (int j = 0; j < o.n_features; j++) sf_release(fo[j]);
+    sf_release(eo);
+    sf_lua_push_tensor(L, out);
+    return 1;
+  }
+  sf_lua_push_tensor(L, out);
+  lua_createtable(L, o.n_features, 0);
+  for (int j = 0; j < o.n_features; j++) {
+    sf_lua_push_tensor(L, fo[j]);
+    lua_rawseti(L, -2, j + 1);
+  }
+  sf_lua_push_tensor(L, eo);
+  return 3;
 }
 
 static int l_kv_cache(lua_State *L) {
   sf_wan_model *m = check_model(L, 1);
   static const char *const KVO[] = {"batch", "frames", "local_attn_size", "sink_size", "tokens_per_frame", "policy",
-                                    "max_attention_frames", "detach", NULL};
+                                    "max_attention_frames", "detach", "capacity", NULL};
   check_opts_keys(L, 2, "kv_cache", KVO);
   sf_wan_model tmp = *m; /* per-cache window overrides, sized from this config */
   tmp.cfg.local_attn_size = opt_int(L, 2, "local_attn_size", m->cfg.local_attn_size);
   tmp.cfg.sink_size = opt_int(L, 2, "sink_size", m->cfg.sink_size);
-  sf_wan_kv *kv = sf_wan_kv_new(&tmp, opt_int(L, 2, "batch", 1), opt_int(L, 2, "frames", 0), opt_int(L, 2, "tokens_per_frame", 0));
+  /* capacity = N: a buffer of N frames whatever the window (LongLive's training cache: local_attn_size +
+     slice_last_frames frames, rolled when full, attention limited by max_attention_frames) */
+  const int64_t capacity = opt_int(L, 2, "capacity", 0);
+  if (capacity < 0) return luaL_error(L, "kv_cache: capacity must be >= 1 frames, got %d", (int)capacity);
+  const int64_t local = tmp.cfg.local_attn_size;
+  if (capacity > 0) tmp.cfg.local_attn_size = -1;
+  sf_wan_kv *kv = sf_wan_kv_new(&tmp, opt_int(L, 2, "batch", 1), capacity > 0 ? capacity : opt_int(L, 2, "frames", 0),
+                                opt_int(L, 2, "tokens_per_frame", 0));
   if (!kv) return sf_lua_raise(L);
+  kv->local_attn_size = local;
   kv->detach = opt_bool(L, 2, "detach", 0); /* no gradient through earlier writes (detach_kv_cache) */
   kv->max_attn_frames = opt_int(L, 2, "max_attention_frames", 0);
   if (kv->max_attn_frames < 0) {
@@ -557,6 +595,70 @@ static int l_capture(lua_State *L) {
   return 1;
 }
 
+/* ---- per-block hook (FSDP, lua/sfwb/dist/fsdp.lua) ----
+ * m:_set_block_hook(fn | nil): fn(block (0-based), phase, recompute) runs around each block (wan.h
+ * block_hook; phase "pre_forward", "post_forward", "pre_backward", "post_backward"). It runs on a Lua
+ * thread of its own (forward and backward are called from whatever thread), kept with fn in the registry
+ * table below, keyed by the C model (the Lua object may be collected while a graph still holds the model). */
+#define HOOKS_KEY "sfwb.wan.block_hooks"
+static const char *const PHASES[] = {"pre_forward", "post_forward", "pre_backward", "post_backward"};
+
+typedef struct { lua_State *L; const void *key; } hook_ud;
+
+static int run_block_hook(void *p, int block, int phase, bool recompute) {
+  hook_ud *h = p;
+  lua_State *L = h->L;
+  int top = lua_gettop(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, HOOKS_KEY);
+  if (lua_rawgetp(L, -1, h->key) != LUA_TTABLE) return lua_settop(L, top), 0; /* removed */
+  lua_rawgeti(L, -1, 1);
+  lua_pushinteger(L, block);
+  lua_pushstring(L, PHASES[phase]);
+  lua_pushboolean(L, recompute);
+  int rc = lua_pcall(L, 3, 0, 0);
+  if (rc != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    sf_error("%s", msg ? msg : "wan block hook failed");
+  }
+  lua_settop(L, top);
+  return rc == LUA_OK ? 0 : -1;
+}
+
+static int l_set_block_hook(lua_State *L) {
+  sf_wan_model *m = check_model(L, 1);
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, HOOKS_KEY) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, HOOKS_KEY);
+  }
+  int reg = lua_gettop(L);
+  if (lua_isnoneornil(L, 2)) {
+    lua_pushnil(L);
+    lua_rawsetp(L, reg, m);
+    if (m->block_hook_free) m->block_hook_free(m->block_hook_ud);
+    m->block_hook = NULL, m->block_hook_ud = NULL, m->block_hook_free = NULL;
+    return 0;
+  }
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, 1);
+  lua_State *T = lua_newthread(L);
+  lua_rawseti(L, -2, 2);
+  lua_rawsetp(L, reg, m);
+  if (!m->block_hook) {
+    hook_ud *h = malloc(sizeof *h);
+    if (!h) return luaL_error(L, "_set_block_hook: out of memory");
+    h->key = m;
+    m->block_hook_ud = h;
+    m->block_hook_free = free;
+    m->block_hook = run_block_hook;
+  }
+  ((hook_ud *)m->block_hook_ud)->L = T;
+  return 0;
+}
+
 static int l_model_gc(lua_State *L) {
   wan_ud *u = luaL_checkudata(L, 1, WAN_MT);
   sf_wan_free(u->m);
@@ -578,7 +680,7 @@ static const luaL_Reg MODEL_METHODS[] = {
   {"load_checkpoint", l_load_checkpoint}, {"to", l_to}, {"clone", l_clone}, {"requires_grad_", l_requires_grad},
   {"forward", l_forward}, {"kv_cache", l_kv_cache}, {"crossattn_cache", l_crossattn_cache},
   {"capture_attention", l_capture}, {"_set_param", l_set_param}, {"_drop_params", l_drop_params},
-  {"_lora_config", l_lora_config}, {NULL, NULL}};
+  {"_lora_config", l_lora_config}, {"_set_block_hook", l_set_block_hook}, {NULL, NULL}};
 
 static int l_model_index(lua_State *L) {
   sf_wan_model *m = check_model(L, 1);
@@ -606,6 +708,14 @@ static int l_kv_reset(lua_State *L) {
 
 static int l_kv_zero(lua_State *L) {
   sf_wan_kv_zero(check_kv(L, 1));
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* kv:detach(): forget every slot's gradient source, keep the values (LongLive's _clear_cache_gradients, and a
+   zero_() under grad mode, which cuts the gradient to earlier writes) */
+static int l_kv_detach(lua_State *L) {
+  sf_wan_kv_clear_grad(check_kv(L, 1));
   lua_settop(L, 1);
   return 1;
 }
@@ -640,6 +750,7 @@ static int l_kv_index(lua_State *L) {
   if (!strcmp(k, "num_layers")) return lua_pushinteger(L, kv->num_layers), 1;
   if (!strcmp(k, "reset")) return lua_pushcfunction(L, l_kv_reset), 1;
   if (!strcmp(k, "zero")) return lua_pushcfunction(L, l_kv_zero), 1;
+  if (!strcmp(k, "detach")) return lua_pushcfunction(L, l_kv_detach), 1;
   if (!strcmp(k, "layer")) return lua_pushcfunction(L, l_kv_layer), 1;
   if (!strcmp(k, "policy")) {
     lua_getiuservalue(L, 1, 1);
@@ -665,10 +776,19 @@ static int l_xc_reset(lua_State *L) {
   return 1;
 }
 
+/* ca:zero(): the cached K/V become zeros, the layers stay initialised (LongLive's streaming switch training zeroes
+   the cross-attention cache after its recache without clearing is_init, so later cached calls see zero K/V) */
+static int l_xc_zero(lua_State *L) {
+  if (sf_wan_xcache_zero(((xc_ud *)luaL_checkudata(L, 1, XC_MT))->xc)) return sf_lua_raise(L);
+  lua_settop(L, 1);
+  return 1;
+}
+
 static int l_xc_index(lua_State *L) {
   sf_wan_xcache *xc = ((xc_ud *)luaL_checkudata(L, 1, XC_MT))->xc;
   const char *k = luaL_checkstring(L, 2);
   if (!strcmp(k, "reset")) return lua_pushcfunction(L, l_xc_reset), 1;
+  if (!strcmp(k, "zero")) return lua_pushcfunction(L, l_xc_zero), 1;
   if (!strcmp(k, "is_init")) return lua_pushboolean(L, xc->num_layers > 0 && xc->is_init[0]), 1;
   return lua_pushnil(L), 1;
 }
@@ -781,13 +901,13 @@ void sf_lua_register_wan(lua_State *L) {
   lua_pop(L, 1);
   /* `methods` / `getters` tables: what the REPL's tab completion lists (lookup goes through __index) */
   new_mt(L, KV_MT, l_kv_index, l_kv_gc);
-  static const luaL_Reg KV_M[] = {{"reset", l_kv_reset}, {"zero", l_kv_zero}, {"layer", l_kv_layer}, {NULL, NULL}};
+  static const luaL_Reg KV_M[] = {{"reset", l_kv_reset}, {"zero", l_kv_zero}, {"detach", l_kv_detach}, {"layer", l_kv_layer}, {NULL, NULL}};
   luaL_newlib(L, KV_M), lua_setfield(L, -2, "methods");
   set_getters(L, (const char *[]){"global_end", "local_end", "frames", "tokens_per_frame", "num_layers", "policy", "sink_size",
                                   "local_attn_size", "max_attention_frames", NULL});
   lua_pop(L, 1);
   new_mt(L, XC_MT, l_xc_index, l_xc_gc);
-  static const luaL_Reg XC_M[] = {{"reset", l_xc_reset}, {NULL, NULL}};
+  static const luaL_Reg XC_M[] = {{"reset", l_xc_reset}, {"zero", l_xc_zero}, {NULL, NULL}};
   luaL_newlib(L, XC_M), lua_setfield(L, -2, "methods");
   set_getters(L, (const char *[]){"is_init", NULL});
   lua_pop(L, 1);

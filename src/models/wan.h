@@ -53,7 +53,21 @@ typedef struct sf_wan_model {
    * lora_scale * B(A(x)). lora_rank 0 = none attached. */
   int lora_rank;
   double lora_scale, lora_dropout;
+  /* Per-block parameter hook (FSDP: lua/sfwb/dist/fsdp.lua gathers a block's sharded parameters before
+   * it runs and frees them after). NULL = none. Called with the block index and a phase (below) before
+   * and after each block's forward (recompute = true for a gradient-checkpointing recomputation in
+   * backward), and, when the forward recorded a graph, as the block's backward starts (the gradient
+   * reached its output) and ends (every node of the block ran: its parameters' gradients are complete);
+   * there recompute = true says the block is checkpointed (its forward runs again in between). Block -1
+   * stands for the rest of the model (embeddings, head): its pre/post_forward wrap the whole call.
+   * Return 0, or -1 with sf_error set (the forward/backward then fails with that error). Not copied by
+   * sf_wan_clone; block_hook_free(ud) runs when the model is freed. */
+  int (*block_hook)(void *ud, int block, int phase, bool recompute);
+  void *block_hook_ud;
+  void (*block_hook_free)(void *ud);
 } sf_wan_model;
+
+enum { SF_WAN_PRE_FORWARD = 0, SF_WAN_POST_FORWARD = 1, SF_WAN_PRE_BACKWARD = 2, SF_WAN_POST_BACKWARD = 3 };
 
 /* A model with the config's full parameter set: random init (seeded from the global RNG) or empty
  * (uninitialised) tensors when `init` is false. dtype f32|bf16. */
@@ -144,6 +158,8 @@ void sf_wan_kv_zero(sf_wan_kv *kv);
 void sf_wan_kv_free(sf_wan_kv *kv);
 sf_wan_xcache *sf_wan_xcache_new(const sf_wan_model *m);
 void sf_wan_xcache_reset(sf_wan_xcache *c);
+/* replace every initialised layer's K/V by zeros of the same shape (is_init kept); 0 or an error */
+int sf_wan_xcache_zero(sf_wan_xcache *c);
 void sf_wan_xcache_free(sf_wan_xcache *c);
 
 /* ---- forward ---- */
@@ -167,6 +183,14 @@ typedef struct sf_wan_fwd_opts {
    * second sequence before x, with their own timesteps aug_t [B, F] (NULL = zeros); see wan_forward.c */
   sf_tensor *clean_x;
   sf_tensor *aug_t;
+  /* features (the discriminator of Self-Forcing's GAN, WanModel._forward with classify_mode): the residual
+   * stream after block features[j] (0-based) is returned in feat_out[j] ([B, L, D], with its graph; the
+   * caller releases it), and the time embedding e (time_embedding's output, before time_projection) in
+   * *e_out ([B, Fe, D]). Not with a KV cache or teacher forcing. */
+  int n_features;
+  const int *features;
+  sf_tensor **feat_out;
+  sf_tensor **e_out;
 } sf_wan_fwd_opts;
 
 void sf_wan_fwd_opts_init(sf_wan_fwd_opts *o);

@@ -177,6 +177,23 @@ void sf_wan_xcache_reset(sf_wan_xcache *c) {
   }
 }
 
+static int zero_slot(sf_tensor **t) {
+  if (!*t) return 0;
+  sf_tensor *z = sf_zeros((*t)->ndim, (*t)->shape, (*t)->dtype, sf_device_of(*t));
+  if (!z) return -1;
+  sf_release(*t);
+  *t = z;
+  return 0;
+}
+
+int sf_wan_xcache_zero(sf_wan_xcache *c) {
+  for (int i = 0; i < c->num_layers; i++) {
+    if (!c->is_init[i]) continue;
+    if (zero_slot(&c->k[i]) || zero_slot(&c->v[i]) || zero_slot(&c->k_img[i]) || zero_slot(&c->v_img[i])) return -1;
+  }
+  return 0;
+}
+
 void sf_wan_xcache_free(sf_wan_xcache *c) {
   if (!c || --c->refcount > 0) return;
   if (c->k && c->v && c->k_img && c->v_img) sf_wan_xcache_reset(c);

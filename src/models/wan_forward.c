@@ -585,6 +585,49 @@ static sf_tensor *block(fwd *s, int i, sf_tensor *x) {
   return sf_scope_end_keep(&S, SF_OWN(S, ffn_half(s, i, x2, mj)));
 }
 
+/* ---- per-block hooks (m->block_hook: FSDP's gather before a block, free after; wan.h) ---- */
+
+static int call_hook(const sf_wan_model *m, int i, int phase, bool recompute) {
+  return m->block_hook ? m->block_hook(m->block_hook_ud, i, phase, recompute) : 0;
+}
+
+/* the identity's backward: the hook (block ip[0], phase ip[1], recompute ip[2]), then the gradient as is */
+static int bw_block_hook(sf_node *n, sf_tensor **go, sf_tensor **gi) {
+  if (call_hook(n->ctx, (int)n->ip[0], (int)n->ip[1], n->ip[2] != 0)) return -1;
+  gi[0] = go[0] ? sf_retain(go[0]) : NULL;
+  return 0;
+}
+
+static void hook_ctx_free(void *m) { sf_wan_free(m); }
+
+/* x itself, or (when the model has a hook and x is in a graph) an identity on x whose backward calls the
+ * hook with `phase`: on a block's output it runs before any node of the block (the engine runs nodes in
+ * reverse creation order), on its input after all of them */
+static sf_tensor *hook_node(fwd *s, sf_tensor *x, int i, int phase, bool ck) {
+  if (!s->m->block_hook || !sf_ag_should_record(&x, 1)) return sf_retain(x);
+  const bool g = sf_set_grad_enabled(false);
+  sf_tensor *out = sf_alias(x);
+  sf_set_grad_enabled(g);
+  if (!out) return NULL;
+  sf_node *n = sf_node_begin("wan_block_hook", bw_block_hook, &x, 1);
+  if (!n) { sf_release(out); return sf_error("wan forward: out of memory (block hook)"), NULL; }
+  n->ip[0] = i, n->ip[1] = phase, n->ip[2] = ck;
+  n->ctx = sf_wan_retain(s->m);
+  n->free_ctx = hook_ctx_free;
+  return sf_node_finish1(n, out);
+}
+
+/* block i with the hooks around it: gather before, free after; the backward hooks on its input and output */
+static sf_tensor *block_checkpointed(fwd *s, int i, sf_tensor *x);
+static sf_tensor *hooked_block(fwd *s, int i, sf_tensor *x, bool ck) {
+  if (call_hook(s->m, i, SF_WAN_PRE_FORWARD, false)) return NULL;
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *xin = SF_OWN(S, hook_node(s, x, i, SF_WAN_POST_BACKWARD, ck));
+  sf_tensor *y = SF_OWN(S, ck ? block_checkpointed(s, i, xin) : block(s, i, xin));
+  if (call_hook(s->m, i, SF_WAN_POST_FORWARD, false)) S.failed = true; /* after a failed block too: FSDP frees */
+  return sf_scope_end_keep(&S, SF_OWN(S, hook_node(s, y, i, SF_WAN_PRE_BACKWARD, ck)));
+}
+
 /* ---- checkpointed blocks: the region keeps its own copy of what block() reads, for the recomputation ---- */
 
 typedef struct {
@@ -611,8 +654,10 @@ static void block_ckpt_free(void *p) {
 
 static int block_ckpt_run(void *p) {
   block_ckpt *c = p;
+  if (call_hook(c->s.m, c->i, SF_WAN_PRE_FORWARD, true)) return -1;
   sf_tensor *y = block(&c->s, c->i, c->x);
   sf_release(y);
+  if (call_hook(c->s.m, c->i, SF_WAN_POST_FORWARD, true)) return -1;
   return y ? 0 : -1;
 }
 
@@ -667,7 +712,22 @@ static int kv_prepare(fwd *s) {
   return 0;
 }
 
+static sf_tensor *forward_impl(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor *ctx, const sf_wan_fwd_opts *opts);
+
+/* the hooks' block -1 is everything outside the blocks (embeddings, head): around the whole call */
 sf_tensor *sf_wan_forward(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor *ctx, const sf_wan_fwd_opts *opts) {
+  if (!m->block_hook) return forward_impl(m, x, t, ctx, opts);
+  sf_wan_retain(m); /* the hook may drop the last other reference */
+  sf_tensor *y = NULL;
+  if (!call_hook(m, -1, SF_WAN_PRE_FORWARD, false)) {
+    y = forward_impl(m, x, t, ctx, opts);
+    if (call_hook(m, -1, SF_WAN_POST_FORWARD, false)) sf_release(y), y = NULL;
+  }
+  sf_wan_free(m);
+  return y;
+}
+
+static sf_tensor *forward_impl(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor *ctx, const sf_wan_fwd_opts *opts) {
   sf_wan_fwd_opts dflt, eff;
   if (!opts) sf_wan_fwd_opts_init(&dflt), opts = &dflt;
   if (opts->checkpoint && opts->xcache && sf_grad_enabled()) {
@@ -710,6 +770,11 @@ sf_tensor *sf_wan_forward(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor
   if (s.f0 + s.F > 1024 || s.Hp > 1024 || s.Wp > 1024) { sf_error("wan forward: RoPE positions are limited to 1024 per axis (frames %lld..%lld)", (long long)s.f0, (long long)(s.f0 + s.F - 1)); goto fail; }
   s.mode = opts->kv ? MODE_KV : (c->causal ? MODE_BLOCK : MODE_FULL);
   if (opts->kv && !c->causal) { sf_error("wan forward: kv_cache needs a causal model (load with causal=true)"); goto fail; }
+  for (int j = 0; j < opts->n_features; j++) {
+    if (opts->features[j] < 0 || opts->features[j] >= c->num_layers)
+      { sf_error("wan forward: features: block %d does not exist (blocks are 0..%d)", opts->features[j], (int)c->num_layers - 1); goto fail; }
+    if (opts->kv || opts->clean_x) { sf_error("wan forward: features (classify mode) are not available with a KV cache or teacher forcing"); goto fail; }
+  }
   /* timesteps */
   if (t->ndim == 1 && t->shape[0] == s.B) s.Fe = 1;
   else if (t->ndim == 2 && t->shape[0] == s.B && t->shape[1] == s.F) s.Fe = s.F;
@@ -789,10 +854,13 @@ sf_tensor *sf_wan_forward(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_tensor
     if (sf_interrupted()) { sf_error("wan forward: interrupted"); goto fail; }
     /* the KV path writes the cache as it goes, so it cannot be re-run: checkpoint only without kv */
     bool ck = opts->checkpoint && !opts->kv && sf_grad_enabled();
-    sf_tensor *nx = SF_OWN(S, ck ? block_checkpointed(&s, i, tok) : block(&s, i, tok));
+    sf_tensor *nx = SF_OWN(S, m->block_hook ? hooked_block(&s, i, tok, ck) : ck ? block_checkpointed(&s, i, tok) : block(&s, i, tok));
     SF_DROP(S, tok); /* the residual stream: one layer's input and output, not every layer's */
     tok = nx;
+    for (int j = 0; j < opts->n_features && !S.failed; j++)
+      if (opts->features[j] == i) opts->feat_out[j] = sf_retain(tok);
   }
+  if (opts->e_out && !S.failed && !(*opts->e_out = view_n(e, 3, s.B, s.Fe, s.D, 0))) S.failed = true;
   if (s.tf && !S.failed) { /* the head reads the noisy half with x's time embedding */
     sf_tensor *nt = SF_OWN(S, sf_narrow(tok, 1, s.L / 2, s.L / 2));
     sf_tensor *ef = SF_OWN(S, view_n(e, 3, s.B, s.Fe, s.D, 0));

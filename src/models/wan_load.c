@@ -183,7 +183,7 @@ int sf_wan_load_tensors(sf_wan_model *m, int n, const char *const *in_names, sf_
   sf_wan_param_spec *specs = NULL;
   int nspec = 0, rc = -1;
   char **names = calloc((size_t)n + 1, sizeof(char *));
-  int *ndims = calloc((size_t)n + 1, sizeof(int)), *map = NULL;
+  int *ndims = calloc((size_t)n + 1, sizeof(int)), *map = NULL, *idx = NULL;
   int64_t (*shapes)[SF_MAX_DIMS] = calloc((size_t)n + 1, sizeof *shapes);
   if (!names || !ndims || !shapes) { sf_error("wan load_state_dict: out of memory"); goto done; }
   for (int i = 0; i < n; i++) {
@@ -195,8 +195,34 @@ int sf_wan_load_tensors(sf_wan_model *m, int n, const char *const *in_names, sf_
   }
   if (sf_wan_param_specs(&m->cfg, &specs, &nspec)) goto done;
   map = malloc(sizeof(int) * (size_t)nspec);
-  if (!map) { sf_error("wan load_state_dict: out of memory"); goto done; }
-  if (check_keys("state dict", specs, nspec, n, names, ndims, (const int64_t(*)[SF_MAX_DIMS])shapes, map, strict)) goto done;
+  idx = malloc(sizeof(int) * (size_t)(n + 1));
+  if (!map || !idx) { sf_error("wan load_state_dict: out of memory"); goto done; }
+  /* parameters the model holds beyond its config's set (LoRA adapters, the GAN discriminator heads added with
+   * _set_param) load by name, shape-checked; the rest goes through the config's key check */
+  int nc = 0;
+  for (int i = 0; i < n; i++) {
+    bool in_spec = false;
+    for (int s = 0; s < nspec && !in_spec; s++) in_spec = !strcmp(specs[s].name, names[i]);
+    const int j = in_spec ? -1 : sf_wan_param_index(m, names[i]);
+    if (j >= 0) {
+      char b1[64], b2[64];
+      if (!sf_same_shape(m->params[j], ts[i])) {
+        sf_error("wan load_state_dict: %s has shape %s, the model's is %s", names[i], sf_shape_str(ts[i], b1, sizeof b1),
+                 sf_shape_str(m->params[j], b2, sizeof b2));
+        goto done;
+      }
+      continue;
+    }
+    idx[nc] = i;
+    if (nc != i) {
+      char *tmp = names[nc];
+      names[nc] = names[i], names[i] = tmp;
+      ndims[nc] = ndims[i];
+      memcpy(shapes[nc], shapes[i], sizeof shapes[nc]);
+    }
+    nc++;
+  }
+  if (check_keys("state dict", specs, nspec, nc, names, ndims, (const int64_t(*)[SF_MAX_DIMS])shapes, map, strict)) goto done;
   /* loading weights is not part of any graph (torch's load_state_dict copies under no_grad), so it
    * works on parameters that require grad */
   bool grad_was = sf_set_grad_enabled(false);
@@ -204,12 +230,25 @@ int sf_wan_load_tensors(sf_wan_model *m, int n, const char *const *in_names, sf_
   for (s = 0; s < nspec; s++) {
     if (map[s] < 0) continue;
     sf_tensor *p = sf_wan_param(m, specs[s].name);
-    if (!p || sf_copy_(p, ts[map[s]])) break;
+    if (!p || sf_copy_(p, ts[idx[map[s]]])) break;
+  }
+  bool ok = s == nspec;
+  for (int i = 0; ok && i < n; i++) {
+    bool in_spec = false;
+    for (int k = 0; k < nspec && !in_spec; k++) in_spec = !strcmp(specs[k].name, in_names[i]);
+    char nm[256];
+    snprintf(nm, sizeof nm, "%s", in_names[i]);
+    sf_wan_strip_name(nm);
+    if (in_spec) continue;
+    for (int k = 0; k < nspec && !in_spec; k++) in_spec = !strcmp(specs[k].name, nm);
+    const int j = in_spec ? -1 : sf_wan_param_index(m, nm);
+    if (j >= 0 && sf_copy_(m->params[j], ts[i])) ok = false;
   }
   sf_set_grad_enabled(grad_was);
-  if (s < nspec) goto done;
+  if (!ok) goto done;
   rc = 0;
 done:
+  free(idx);
   for (int i = 0; names && i < n; i++) free(names[i]);
   free(names), free(ndims), free(shapes), free(map), free(specs);
   return rc;

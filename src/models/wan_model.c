@@ -269,6 +269,7 @@ sf_wan_model *sf_wan_retain(sf_wan_model *m) {
 void sf_wan_free(sf_wan_model *m) {
   if (!m || --m->refcount > 0) return;
   while (m->captures) sf_wan_capture_remove(m->captures);
+  if (m->block_hook_free) m->block_hook_free(m->block_hook_ud);
   for (int i = 0; i < m->nparams; i++) {
     if (m->names) free(m->names[i]);
     if (m->params) sf_release(m->params[i]);

@@ -53,3 +53,17 @@ if(MPI_C_FOUND AND MPIEXEC_EXECUTABLE)
     endforeach()
   endforeach()
 endif()
+
+# per-block FSDP (each transformer block its own unit, gathered around its forward and recomputation):
+# the replicated run's weights, at most two blocks held, the step's peak memory against the replica's
+if(MPI_C_FOUND AND MPIEXEC_EXECUTABLE)
+  foreach(cfg "2;cpu" "4;cpu" "2;emu:0")
+    list(GET cfg 0 np)
+    list(GET cfg 1 dev)
+    string(REPLACE ":0" "" devname ${dev})
+    add_test(NAME dist/fsdp_blocks_${np}_${devname}
+      COMMAND ${SF_MPIRUN} -np ${np} $<TARGET_FILE:sfwb> tests/lua/dist/fsdp_blocks.lua ${dev}
+      WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+    set_tests_properties(dist/fsdp_blocks_${np}_${devname} PROPERTIES TIMEOUT 300 PROCESSORS 2 ENVIRONMENT "${SF_MPI_ENV}")
+  endforeach()
+endif()

@@ -17,7 +17,7 @@ local EXPECT = {
   ["self_forcing_plus/self_forcing_14b_dmd.yaml"] = {builds = "dmd"},          -- bidirectional generator
   ["self_forcing_plus/self_forcing_14b_i2v_dmd.yaml"] = {builds = "dmd"},      -- bidirectional, I2V
   ["longlive_v1.0/longlive_train_init.yaml"] = {builds = "dmd"},
-  ["longlive_v1.0/longlive_train_long.yaml"] = {refused = "dmd_switch"},
+  ["longlive_v1.0/longlive_train_long.yaml"] = {builds = "dmd_switch"},  -- streaming long tuning + prompt switches
   ["longlive_v1.0/longlive_inference.yaml"] = {refused = "no 'trainer' key"},
   ["longlive_v1.0/longlive_inference_infinity.yaml"] = {refused = "no 'trainer' key"},
   ["longlive_v1.0/longlive_interactive_inference.yaml"] = {refused = "no 'trainer' key"},
@@ -66,6 +66,29 @@ for _, repo in ipairs({"self_forcing", "self_forcing_plus", "longlive_v1.0"}) do
     end
   end
 end
+
+-- no original ships a `trainer: gan` config: the Self-Forcing DMD config switched to it (the keys model/gan.py and
+-- trainer/gan.py read added) builds the GAN trainer; without them it is refused naming the missing key
+T.case("trainer: gan builds the GAN trainer; a config without its keys is refused by name", function()
+  local dir = ROOT .. "/self_forcing"
+  local function cfg_of(extra)
+    local cfg = sfwb.config.load(dir .. "/self_forcing_dmd.yaml", {defaults = dir .. "/default_config.yaml",
+                                                                     overrides = extra})
+    cfg.wan_models_dir = "/nonexistent"
+    return cfg
+  end
+  local cfg = cfg_of({trainer = "gan", gen_lr = 1e-6, critic_lr = 2e-6, num_class = 1, gan_feature_blocks = {0, 0, 0}})
+  T.eq(sfwb.train.objective(cfg), "gan")
+  local tr = sfwb.train.new(cfg, parts(cfg))
+  T.eq(tr.objective, "gan")
+  T.check(tr.critic:parameters()["_cls_pred_branch.0.weight"] ~= nil, "the discriminator heads are on the critic")
+  local err = T.raises(function() local c = cfg_of({trainer = "gan"}); sfwb.train.new(c, parts(c)) end, "gen_lr")
+  T.check(#tostring(err) > 30, "a sentence: " .. tostring(err))
+  T.raises(function()
+    local c = cfg_of({trainer = "gan", gen_lr = 1e-6, critic_lr = 2e-6, num_class = 1})
+    sfwb.train.new(c, parts(c))
+  end, "gan_feature_blocks")  -- a 1-block critic cannot hold the original's blocks 13, 21, 29
+end)
 
 T.case("every expectation was walked", function()
   local n = 0

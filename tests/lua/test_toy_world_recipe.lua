@@ -89,4 +89,27 @@ T.case("the normalisation fold rescales the latents and keeps the decoder's inpu
   T.close(b:decode(lat2), a:decode(lat), 1e-4, "decoded video")
 end)
 
+T.case("--set overrides preset numbers and refuses unknown keys", function()
+  local p = R.apply_overrides(R.presets.quick, "teacher.steps=400,vae.lr=0.002")
+  T.eq(p.teacher.steps, 400)
+  T.eq(p.vae.lr, 0.002)
+  T.eq(R.presets.quick.teacher.steps ~= 400, true, "the preset itself is untouched")
+  T.raises(function() R.apply_overrides(R.presets.quick, "teacher.stepz=4") end, "unknown preset key 'teacher.stepz'")
+  T.raises(function() R.apply_overrides(R.presets.quick, "teacher.steps=x") end, "not key.path=number")
+end)
+
+T.case("the VAE's training init: a latent is its last frame's image encoding, per-frame convs stay so", function()
+  sfwb.manual_seed(2)
+  local sd = VAE.init_for_training(sfwb.tiny.vae_state_dict({dim = 4, z_dim = 16, dim_mult = {1, 2, 4, 4},
+    num_res_blocks = 1}))
+  local V = sfwb.vae_train.new(sd)
+  local x = sfwb.rand({1, 3, 5, 16, 16}) * 2 - 1
+  local l = V:encode(x)
+  T.close(l:narrow(2, 2, 1), V:encode(x:narrow(3, 5, 1)), 1e-6, "latent 1 = encode(frame 4)")
+  T.eq(#VAE.per_frame(V:parameters()) > 10, true, "per-frame convs found")
+  T.check(math.abs(VAE.lr_at(1, 0, 100, 10) - 0.1) < 1e-12, "warm-up")
+  T.check(math.abs(VAE.lr_at(1, 50, 100, 10) - 1) < 1e-12, "plateau")
+  T.check(math.abs(VAE.lr_at(1, 100, 100, 10) - 0.1) < 1e-12, "cosine tail ends at a tenth")
+end)
+
 T.done()

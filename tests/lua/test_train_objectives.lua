@@ -164,7 +164,7 @@ T.case("train.new: dispatch on trainer / distribution_loss, refusals name key an
   T.raises(function() sfwb.train.new({trainer = "score_distillation", distribution_loss = "xyz"}) end,
            "distribution_loss: xyz is not one of")
   T.raises(function() sfwb.train.new({}) end, "no 'trainer' key")
-  T.raises(function() sfwb.train.new({trainer = "gan"}) end, "GAN")
+  T.raises(function() sfwb.train.new({trainer = "gan"}) end, "gen_lr")  -- the GAN trainer: its required keys
   T.eq(sfwb.train.objective({trainer = "score_distillation", distribution_loss = "dmd"}), "dmd")
   T.eq(sfwb.train.objective({trainer = "ode"}), "ode")
   T.raises(function() sfwb.train.new({trainer = "ode"}, {}) end, "denoising_step_list")
@@ -219,6 +219,10 @@ T.case("diffusion and ode trainers: steps from a dataset, save in the original's
       if k:find("^generator_ema%.model%.") then has_ema = true end
     end
     T.check(has_gen and has_ema, name .. ": model.pt holds generator and generator_ema with model. keys")
+    -- the shared loop's checkpoint (sfwb.train.base): its training state, never overwritten
+    T.check(sfwb.fs.stat(ck .. "/training_state.pt") ~= nil and sfwb.fs.stat(ck .. "/sfwb_state.safetensors") == nil,
+            name .. ": training_state.pt beside model.pt")
+    T.raises(function() a:save(ck) end, "refusing to overwrite")
     local b = fresh()
     b:resume(ck)
     T.eq(b.step_count, 2)

@@ -38,9 +38,10 @@ M.default_eval_prompts = {
 
 -- sizes: --quick (<= 30 min on 2 cores), the default (longer, better), --mini (the test, seconds)
 M.presets = {
-  quick = {n_train = 64, train_frames = 33, long_factor = 3, vae = {steps = 150, batch = 2, clip = 5, dim = 4, lr = 2e-3},
-    dit = {dim = 64, layers = 2, heads = 4, ffn = 128}, teacher = {steps = 200, batch = 2, lr = 1e-3, sample_steps = 16},
-    baseline = {steps = 100, batch = 2, lr = 5e-4, sample_steps = 16}, self_forcing = {steps = 100, batch = 1, lr = 2e-4}},
+  quick = {n_train = 128, train_frames = 33, long_factor = 3, vae = {steps = 1000, batch = 2, clip = 9, dim = 4, lr = 3e-3, warmup = 50,
+    image_steps = 400, image_batch = 8, clip_lr = 1e-3, crop = 32},
+    dit = {dim = 64, layers = 2, heads = 4, ffn = 128}, teacher = {steps = 1500, batch = 2, lr = 1e-3, sample_steps = 16},
+    baseline = {steps = 300, batch = 2, lr = 5e-4, sample_steps = 16}, self_forcing = {steps = 200, batch = 1, lr = 2e-4}},
   full = {n_train = 512, train_frames = 81, long_factor = 3, vae = {steps = 1500, batch = 4, clip = 9, dim = 8, lr = 1e-3},
     dit = {dim = 128, layers = 4, heads = 4, ffn = 256}, teacher = {steps = 3000, batch = 4, lr = 5e-4, sample_steps = 32},
     baseline = {steps = 1000, batch = 4, lr = 2e-4, sample_steps = 32}, self_forcing = {steps = 1000, batch = 2, lr = 1e-4}},
@@ -62,6 +63,7 @@ M.spec = {
     {"--seed", "N", "seed of the world and of every stage", 0},
     {"--vae_steps", "N", "override the preset's VAE training steps"},
     {"--redo", "LIST", "stages to run again even when finished (comma separated)", ""},
+    {"--set", "LIST", "override preset numbers, e.g. teacher.steps=400,baseline.steps=100 (comma separated)", ""},
   },
 }
 for _, o in ipairs(M.spec.options) do
@@ -205,7 +207,8 @@ function S.vae(ctx)
   local dir = ctx.out .. "/checkpoints/vae"
   C.mkdir(dir)
   local r = VAE.train({dir = dir, seed = ctx.seed, steps = ctx.opts.vae_steps or p.steps, batch = p.batch,
-    clip = p.clip, span = ctx.preset.train_frames, lr = p.lr, dim = p.dim, save_every = 25,
+    clip = p.clip, span = ctx.preset.train_frames, lr = p.lr, warmup = p.warmup, dim = p.dim, save_every = 25,
+    image_steps = p.image_steps, image_batch = p.image_batch, clip_lr = p.clip_lr, crop = p.crop,
     progress = M.progress("vae")})
   loss_figure(ctx.out .. "/figures/loss_vae.png", "vae", r.losses)
   -- reconstructions of the evaluation videos through the real decode path (sfwb.vae)
@@ -299,7 +302,12 @@ local function run_trainer(ctx, name, tr, steps)
     st.seconds = sfwb.time() - t0
     show(tr.step_count, steps, info.generator_loss or info.critic_loss, st.seconds)
     if tr.step_count % 25 == 0 or tr.step_count == steps then
-      tr:save(dir .. "/last")
+      -- the DMD trainer's save refuses an existing folder: write beside it, then swap
+      local tmp = dir .. "/last.tmp"
+      if C.exists(tmp) then sfwb.fs.rmtree(tmp) end
+      tr:save(tmp)
+      if C.exists(dir .. "/last") then sfwb.fs.rmtree(dir .. "/last") end
+      os.rename(tmp, dir .. "/last")
       json.write(prog, st)
     end
   end
@@ -316,8 +324,9 @@ local function sample_videos(ctx, name, pipe, num_frames, opts)
   local vids, rels = {}, {}
   C.mkdir(ctx.out .. "/videos/" .. (opts.folder or name))
   for i, prompt in ipairs(ctx.prompts) do
+    -- the world's frame size: the pipelines' default is Wan's 480 x 832 (a 60 x 104 latent per frame)
     local r = pipe:generate({prompts = {prompt}, num_frames = num_frames, seed = ctx.seed + i,
-      negative_embeds = opts.negative_embeds})
+      negative_embeds = opts.negative_embeds, height = W.size, width = W.size})
     vids[i] = r.video:select(1, 1)
     rels[i] = write_video(ctx, "videos/" .. (opts.folder or name) .. "/" .. (i - 1) .. ".mp4", vids[i])
   end
@@ -535,7 +544,16 @@ local function run_stage(ctx, name)
     return rec
   end
   print("== " .. name)
+  -- the stage's peak resident memory (the process's high-water mark, restarted here)
+  local PM = require "sfwb.procmem"
+  PM.reset_peak()
+  local c0 = os.clock()
   local rec = S[name](ctx)
+  local hwm = PM.status("VmHWM")
+  rec.peak_rss_mb = hwm and math.floor(hwm / 1048576 + 0.5) or nil
+  -- CPU seconds of this run of the stage (all threads): on a machine shared with other jobs the wall time
+  -- is inflated, this is what a quiet one needs (a resumed stage counts only the resumed part)
+  rec.cpu_seconds = os.clock() - c0
   if rec.status == "pending" then
     print(string.format("== %s: pending — %s", name, rec.note))
     return rec
@@ -559,11 +577,37 @@ local function read_prompts(path)
   return out
 end
 
+-- a copy of preset with "a.b=N" overrides (--set); an unknown key or a non-number is refused, naming it
+function M.apply_overrides(preset, list)
+  local function copy(t)
+    local c = {}
+    for k, v in pairs(t) do c[k] = type(v) == "table" and copy(v) or v end
+    return c
+  end
+  local p = copy(preset)
+  for _, item in ipairs(C.str_list(list or "")) do
+    local path, val = item:match("^([%w_%.]+)=(.+)$")
+    local num = val and tonumber(val)
+    if not path or not num then error("--set: '" .. item .. "' is not key.path=number", 0) end
+    local t, last = p, nil
+    for part in path:gmatch("[^%.]+") do
+      if last then
+        if type(t[last]) ~= "table" then error("--set: unknown preset key '" .. path .. "'", 0) end
+        t = t[last]
+      end
+      last = part
+    end
+    if type(t[last]) ~= "number" then error("--set: unknown preset key '" .. path .. "'", 0) end
+    t[last] = math.tointeger(num) or num
+  end
+  return p
+end
+
 function M.main(argv)
   local o = C.parse_args(argv, M.spec)
   if not o then return 0 end
   if not o.out then error("--out DIR is required (see --help)", 0) end
-  local preset = o.mini and M.presets.mini or o.quick and M.presets.quick or M.presets.full
+  local preset = M.apply_overrides(o.mini and M.presets.mini or o.quick and M.presets.quick or M.presets.full, o.set)
   local ctx = {out = o.out, opts = o, preset = preset, seed = math.tointeger(o.seed) or 0, records = {}, redo = {}}
   if ctx.opts.vae_steps then ctx.opts.vae_steps = math.tointeger(ctx.opts.vae_steps) end
   for _, n in ipairs(C.str_list(o.redo)) do ctx.redo[n] = true end
@@ -594,7 +638,8 @@ function M.write_summary(ctx, seconds)
     local r = ctx.records[name]
     if r then
       stages[name] = {status = r.status, note = r.note, steps = r.steps or 0, seconds = r.seconds or 0,
-        loss_first = r.loss_first or 0, loss_last = r.loss_last or 0}
+        loss_first = r.loss_first or 0, loss_last = r.loss_last or 0, peak_rss_mb = r.peak_rss_mb,
+        cpu_seconds = r.cpu_seconds}
       if r.videos then videos[name] = r.videos end
       if r.long_videos then long[name] = r.long_videos end
       if r.measurements then measurements[name] = r.measurements.summary end

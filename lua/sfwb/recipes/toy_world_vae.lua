@@ -9,17 +9,84 @@ local W = require "sfwb.toy_world"
 
 local M = {}
 
--- loss weights: ball pixels (colour sum well above the background's) count `ball_weight` times
-M.ball_weight = 10
+-- loss weights: ball pixels (colour sum well above the background's) count `ball_weight` times. The
+-- balls cover 2-10% of a frame; at 10x a net that draws only the background sat on that plateau for
+-- ~300 steps (issue 15's 1.5% of frames right), at 30x it leaves it within ~100
+M.ball_weight = 30
 
--- a batch of clips: scene (seed, step, b), a random window of `clip` frames inside its trajectory
-function M.batch(seed, step, n, clip, span)
+-- the start of training: every residual branch's last conv zeroed (each block starts as its shortcut, so
+-- the input reaches the bottleneck and the output undistorted by 12 random blocks) and the decoder's
+-- output conv zeroed with its bias at the near-black background (-0.9), so step 0 draws the background
+-- and the gradient goes straight to the balls
+function M.init_for_training(sd)
+  for k, v in pairs(sd) do
+    if k:match("residual%.6%.weight$") or k:match("residual%.6%.bias$") then sd[k] = v * 0 end
+  end
+  -- the encoder's first conv starts as R, G, B and their sum (centre tap of the current frame) on top of
+  -- a small random part: from a random start the encoder told blue from green by a latent distance of
+  -- 1.6 (red from the others: ~15) after 400 steps, and decoded both as the same teal; colour has to be in
+  -- the features from the start for the balls' colours to come out
+  do
+    local w = sd["encoder.conv1.weight"] * 0.1 -- [dim, 3, 3, 3, 3], older taps zeroed below
+    local id = sfwb.zeros(w:shape())
+    for c = 1, math.min(3, w:size(1)) do id[c][c][3][2][2] = 1 end
+    if w:size(1) >= 4 then for c = 1, 3 do id[4][c][3][2][2] = 1 / 3 end end
+    sd["encoder.conv1.weight"] = w + id
+  end
+  -- the middle attention starts as the identity too (its output projection zeroed): trained on crops it
+  -- sees fewer positions than at 64 x 64, so it only comes in as far as it helps
+  for k, v in pairs(sd) do
+    if k:match("middle%.1%.proj%.") then sd[k] = v * 0 end
+  end
+  sd["decoder.head.2.weight"] = sd["decoder.head.2.weight"] * 0
+  sd["decoder.head.2.bias"] = sd["decoder.head.2.bias"] * 0 - 0.9
+  -- the temporal convs start as copies: the encoder's (stride 2, taps t-2, t-1, t) keep the newest frame
+  -- and the decoder's (causal, out channels = two frames' halves) give both frames the current one, so a
+  -- latent frame starts as its last video frame and decodes to it repeated 4x: what the image phase
+  -- learns (below) holds for every frame from step 0 and training only has to add the motion
+  for k, v in pairs(sd) do
+    local pre = k:match("^(.*)%.time_conv%.weight$")
+    if not pre and v:dim() == 5 and v:size(3) == 3 then
+      -- a causal 3x3x3 conv is per frame (its two older taps zeroed, and kept at zero: M.per_frame)
+      local s = v:shape()
+      s[3] = 2
+      sd[k] = sfwb.cat({sfwb.zeros(s), v:narrow(3, 3, 1)}, 3)
+    elseif pre then
+      local co, ci = v:size(1), v:size(2)
+      local w = sfwb.zeros(v:shape())
+      for c = 1, co do w[c][((c - 1) % ci) + 1][3][1][1] = 1 end
+      sd[k] = w
+      sd[pre .. ".time_conv.bias"] = sd[pre .. ".time_conv.bias"] * 0
+    end
+  end
+  return sd
+end
+
+-- a batch of clips: scene (seed, step, b), a random window of `clip` frames inside its trajectory; with
+-- `crop` (a multiple of 8), a crop x crop window on the /8 latent grid holding a ball in the clip's first
+-- frame (a random one among those that do): the VAE is convolutional, so crops teach it the same
+-- encode/decode at a quarter of the cost per frame (32 of 64)
+function M.batch(seed, step, n, clip, span, crop)
   local vids = {}
   for b = 1, n do
     local rng = W.rng(seed * 7919 + step * 131 + b)
     local scene = W.sample_scene(rng, {frames = span})
     local start = rng:int(0, span - clip)
     local v = W.render(scene, {frames = start + clip}):narrow(1, start + 1, clip) -- [clip, 3, H, W]
+    if crop and crop < v:size(3) then
+      local H, Wd = v:size(3), v:size(4)
+      local ball = ((v[1] + 1):sum(1):gt(1.2)):float() -- [H, W]
+      local good, all = {}, {}
+      for oy = 0, H - crop, 8 do
+        for ox = 0, Wd - crop, 8 do
+          all[#all + 1] = {oy, ox}
+          if ball:narrow(1, oy + 1, crop):narrow(2, ox + 1, crop):sum():item() >= 30 then good[#good + 1] = {oy, ox} end
+        end
+      end
+      local pick = #good > 0 and good or all
+      local o = pick[rng:int(1, #pick)]
+      v = v:narrow(3, o[1] + 1, crop):narrow(4, o[2] + 1, crop):contiguous()
+    end
     vids[b] = v:permute({2, 1, 3, 4})                                              -- [3, clip, H, W]
   end
   return sfwb.stack(vids, 1)
@@ -81,6 +148,32 @@ function M.fold_normalisation(sd, m, s, mean, std)
   return sd
 end
 
+-- the causal 3x3x3 convs kept per frame (all but the temporal down/up-sampling convs). With their older
+-- taps free, a net trained on 9-frame clips degraded along a 33-frame video (each latent's frames were
+-- worse than the last: through ~15 stacked causal convs its temporal receptive field spans the whole
+-- video, far beyond the 3 latents a clip shows). Per-frame, the only temporal mixing is the resampling
+-- convs': a latent sees at most frames 4k-4 .. 4k of the video and decodes from latents k-2 .. k, all of
+-- which a 9-frame clip covers, so what the clips teach holds at any length
+function M.per_frame(params)
+  local out = {}
+  for k, v in pairs(params) do
+    if not k:match("time_conv") and v:dim() == 5 and v:size(3) == 3 then out[#out + 1] = v end
+  end
+  return out
+end
+
+-- the learning rate at step (0-based): a linear warm-up over `warmup` steps (Adam's first steps at a large
+-- rate scatter the zeroed branches), constant, then a cosine decay to a tenth over the last 30% (the
+-- balls' edges and colours settle there)
+function M.lr_at(lr, step, steps, warmup)
+  local f = math.min(1, (step + 1) / math.max(warmup or 0, 1))
+  local d0 = math.floor(0.7 * steps)
+  if step >= d0 and steps > d0 then
+    f = f * (0.1 + 0.45 * (1 + math.cos(math.pi * (step - d0) / (steps - d0))))
+  end
+  return lr * f
+end
+
 -- runs (or resumes) the stage. cfg: {dir=, seed=, steps=, batch=, clip=, span=, lr=, dim=, save_every=,
 -- progress=fn(step, steps, loss)}; returns {steps=, seconds=, losses={...}, path=}
 function M.train(cfg)
@@ -96,7 +189,8 @@ function M.train(cfg)
     sd = sfwb.load(dir .. "/last.pth")
   else
     sfwb.manual_seed(cfg.seed)
-    sd = sfwb.tiny.vae_state_dict({dim = cfg.dim, z_dim = 16, dim_mult = {1, 2, 4, 4}, num_res_blocks = 1})
+    sd = M.init_for_training(sfwb.tiny.vae_state_dict({dim = cfg.dim, z_dim = 16, dim_mult = {1, 2, 4, 4},
+      num_res_blocks = 1}))
   end
   local V = sfwb.vae_train.new(sd)
   local opt = sfwb.optim.adamw(V, {lr = cfg.lr, weight_decay = 0})
@@ -110,11 +204,30 @@ function M.train(cfg)
     json.write(state_path, st)
   end
   local t0 = sfwb.time() - st.seconds
+  local warmup = cfg.warmup or 0
+  local frozen = M.per_frame(V:parameters())
   while st.step < cfg.steps do
-    local x = M.batch(cfg.seed, st.step, cfg.batch, cfg.clip, cfg.span)
+    -- the image phase: single frames (the first-frame path, no temporal conv) are ~4x cheaper per frame and
+    -- teach the spatial encoder/decoder where the balls are; the clips after it add the motion
+    local img = st.step < (cfg.image_steps or 0)
+    local x = M.batch(cfg.seed, st.step, img and (cfg.image_batch or cfg.batch) or cfg.batch, img and 1 or cfg.clip,
+      cfg.span, cfg.crop)
+    -- the clip phase starts its own warm-up at its own (lower) rate: its first steps at the image phase's
+    -- full rate undid what that phase had learnt (the temporal taps' Adam state starts empty)
+    local ph0 = cfg.image_steps or 0
+    if img or ph0 == 0 then
+      opt.param_groups[1].lr = M.lr_at(cfg.lr, st.step, cfg.steps, warmup)
+    else
+      opt.param_groups[1].lr = M.lr_at(cfg.clip_lr or cfg.lr, st.step - ph0, cfg.steps - ph0, warmup)
+    end
     opt:zero_grad()
     local loss, rec = M.loss(V, x)
     loss:backward()
+    sfwb.no_grad(function()
+      for _, p in ipairs(frozen) do
+        if p.grad then p.grad:narrow(3, 1, 2):fill_(0) end
+      end
+    end)
     opt:step()
     st.step = st.step + 1
     st.losses[st.step] = rec:item()

@@ -36,7 +36,7 @@ function M.main(argv)
   if not sfwb.fs.stat(defaults) then defaults = nil end
   local cfg = sfwb.config.load(o.config_path, {defaults = defaults, overrides = o._positional})
   -- paths written in the config are found relative to its folder (then the working directory, as the original)
-  sfwb.config.resolve_paths(cfg, {"generator_ckpt", "data_path", "wan_models_dir", "logdir"}, folder)
+  sfwb.config.resolve_paths(cfg, {"generator_ckpt", "data_path", "switch_prompt_path", "lora_ckpt", "wan_models_dir", "logdir"}, folder)
   if o.tensorboard then cfg.tensorboard = true end
   -- assigned after the merge only when given, so a YAML logdir/no_save is not clobbered (the
   -- original's disable_wandb/logdir bug, see training_spec 5.1)

@@ -305,4 +305,159 @@ function Base:resume(dir, o)
   return self
 end
 
+---------------------------------------------------------------------------------------------------
+-- the one-network objectives (CausalDiffusion, ODERegression): a generator, its wrapper and grid, tr.rng,
+-- AdamW (lr, beta1, beta2, weight_decay) with global-norm clipping at 10 (hard-coded in trainer/diffusion.py and
+-- trainer/ode.py), EMA, checkpoints {generator[, generator_ema]} with "model." keys — on the shared loop above
+-- (training state, exact resume, no overwrite). A trainer class sets OneNetwork as its __index fallback and
+-- provides generator_loss(args) and batch_args(batch).
+local OneNetwork = {}
+M.OneNetwork = OneNetwork
+
+local function models_dir(cfg) return get(cfg, "wan_models_dir", os.getenv("SFWB_WAN_MODELS") or "wan_models") end
+
+-- the generator (from parts or cfg), its wrapper, the text encoder, the dataset, optimizer and EMA
+function M.one_network(self, cfg, parts, who)
+  parts = parts or {}
+  local Wrapper = require "sfwb.train.wrapper"
+  local Rollout = require "sfwb.train.rollout"
+  self.cfg, self.who = cfg, who
+  local seed = get(cfg, "seed", 0)
+  if seed == 0 then seed = math.floor(sfwb.time() * 1000) % 10000000 end
+  self.seed = seed
+  sfwb.manual_seed(seed)
+  self.rng = {randn = Rollout.default_rng.randn, randint = Rollout.default_rng.randint}
+  local mk = get(cfg, "model_kwargs", {})
+  self.causal = parts.causal
+  if self.causal == nil then self.causal = get(cfg, "generator_type", "causal") ~= "bidirectional" end
+  self.nfpb = get(cfg, "num_frame_per_block", 1)
+  self.independent_first_frame = get(cfg, "independent_first_frame", false)
+  local gen = parts.generator
+  local path = models_dir(cfg) .. "/" .. get(mk, "model_name", get(cfg, "generator_name", "Wan2.1-T2V-1.3B"))
+  self._t5_dir = path   -- WanTextEncoder's files live beside the DiT (loaded on first use)
+  if not gen then
+    if not exists(path .. "/config.json") then
+      error(string.format("%s: no Wan model folder at %s (config.json missing); set wan_models_dir or SFWB_WAN_MODELS",
+                          who, path), 0)
+    end
+    gen = sfwb.wan.load(path, {causal = self.causal, num_frame_per_block = self.nfpb,
+                               independent_first_frame = self.independent_first_frame,
+                               local_attn_size = get(mk, "local_attn_size", -1), sink_size = get(mk, "sink_size", 0),
+                               dtype = get(cfg, "dtype", "f32"), device = get(cfg, "device", "cpu")})
+  end
+  if not parts.generator and get(cfg, "generator_ckpt", nil) then
+    gen:load_checkpoint(cfg.generator_ckpt, {ema = false})
+  end
+  self.generator = gen
+  -- WanDiffusionWrapper(**model_kwargs): its grid uses model_kwargs.timestep_shift, default 8.0
+  self.G = Wrapper.new(gen, get(mk, "timestep_shift", 8.0), {causal = self.causal,
+                                                             checkpoint = get(cfg, "gradient_checkpointing", false)})
+  self.scheduler = self.G.scheduler
+  self.text_encoder = parts.text_encoder
+  self.dataset = parts.dataset
+  gen:requires_grad_(true)
+  self.opt = sfwb.optim.adamw(gen:parameters(), {lr = get(cfg, "lr", 2e-6),
+    betas = {get(cfg, "beta1", 0.9), get(cfg, "beta2", 0.999)}, weight_decay = get(cfg, "weight_decay", 0.01)})
+  self.max_grad_norm = 10.0
+  M.init(self, cfg)
+  self.optimizers = {generator = self.opt}
+  self.ema_weight = get(cfg, "ema_weight", 0) or 0
+  self.ema_start_step = get(cfg, "ema_start_step", 0)
+  if self.ema_weight > 0 and self.ema_start_step <= 0 then self.ema = sfwb.ema(gen, self.ema_weight) end
+  self.device = get(cfg, "device", "cpu")
+  return self
+end
+
+function OneNetwork:encode(prompts)
+  local te = self.text_encoder
+  if not te then
+    local pth = self._t5_dir .. "/models_t5_umt5-xxl-enc-bf16.pth"
+    if not exists(pth) then
+      error(self.who .. ": no text encoder: " .. pth .. " is missing (or pass parts.text_encoder)", 3)
+    end
+    te = sfwb.t5.load(pth, {tokenizer = self._t5_dir .. "/google/umt5-xxl", device = self.device})
+    self.text_encoder = te
+  end
+  if type(te) == "function" then return te(prompts) end
+  return te:encode(prompts).prompt_embeds
+end
+
+-- the data cycle (seeded shuffle, as the original's DataLoader), made on first use: the dataset may be set
+-- after construction
+function OneNetwork:batches()
+  if not self.next_batch then
+    local ds = self.dataset
+    if not ds then error(self.who .. ": no dataset (parts.dataset or the config's data_path)", 3) end
+    self.next_batch = sfwb.data.loader(ds, {batch = get(self.cfg, "batch_size", 1), shuffle = true,
+                                            seed = get(self.cfg, "data_seed", 0)}):cycle()
+  end
+  return self.next_batch
+end
+
+-- one optimizer step of the generator: backward, clip at 10, AdamW, EMA
+function OneNetwork:iteration()
+  local args = self:batch_args(self:batches()())
+  self.opt:zero_grad()
+  local loss, log = self:generator_loss(args)
+  loss:backward()
+  local info = {generator_loss = loss:item(), log = log}
+  info.generator_grad_norm = sfwb.clip_grad_norm(self.generator:parameters(), self.max_grad_norm)
+  self.opt:step()
+  if self.ema then self.ema:update() end
+  return info
+end
+
+-- the EMA starts from the current generator when step_count reaches ema_start_step
+function OneNetwork:after_iteration()
+  if self.ema_weight > 0 and not self.ema and self.step_count == self.ema_start_step then
+    self.ema = sfwb.ema(self.generator, self.ema_weight)
+  end
+end
+
+local function prefixed(tbl)
+  local out = {}
+  for k, v in pairs(tbl) do out["model." .. k] = v end
+  return out
+end
+
+-- model.pt as the original's diffusion/ode trainers write it: {generator[, generator_ema]}
+function OneNetwork:checkpoint_files()
+  local ck = {generator = prefixed(self.generator:state_dict())}
+  local ema_saved = false
+  if self.ema and self.ema_start_step < self.step_count then
+    ck.generator_ema = prefixed(self.ema:state_dict())
+    ema_saved = true
+  end
+  return {["model.pt"] = ck}, ema_saved
+end
+
+function OneNetwork:load_checkpoint(dir)
+  local path = dir .. "/model.pt"
+  if not exists(path) then error(self.who .. ": " .. path .. " does not exist", 0) end
+  local ck = sfwb.load(path)
+  local g, e = {}, {}
+  local found = false
+  for k, v in pairs(ck) do
+    local a = k:match("^generator%.model%.(.*)$")
+    if a then g[a] = v; found = true end
+    local b = k:match("^generator_ema%.model%.(.*)$")
+    if b then e[b] = v end
+  end
+  if not found then error(self.who .. ": " .. path .. " has no 'generator' entry", 0) end
+  if next(e) and self.ema_weight > 0 then
+    self.generator:load_state_dict(e)
+    self.ema = sfwb.ema(self.generator, self.ema_weight)
+  end
+  self.generator:load_state_dict(g)
+  return self
+end
+
+-- the data position is restored into the cycle, which must exist first
+function OneNetwork:load_training_state(path)
+  if self.dataset then self:batches() end
+  return Base.load_training_state(self, path)
+end
+
+M.install(OneNetwork)
+
 return M

@@ -9,7 +9,7 @@
 local sfwb = require "sfwb"
 local DMD = require "sfwb.train.dmd"
 local Rollout = require "sfwb.train.rollout"
-local S = require "sfwb.train.single"
+local S = require "sfwb.train.draws"
 
 local M = {}
 local Trainer = setmetatable({}, {__index = DMD.Trainer})

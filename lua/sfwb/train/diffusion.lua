@@ -7,10 +7,11 @@
 --   tr = sfwb.train.diffusion(cfg [, {generator=, text_encoder=, dataset=}])
 --   loss, log = tr:generator_loss{clean_latent = [B, F, C, H, W], cond = {prompt_embeds=}}
 local sfwb = require "sfwb"
-local S = require "sfwb.train.single"
+local S = require "sfwb.train.draws"
+local Base = require "sfwb.train.base"
 
 local M = {}
-local Trainer = setmetatable({}, {__index = S.Base})
+local Trainer = setmetatable({}, {__index = Base.OneNetwork})
 Trainer.__index = Trainer
 
 local WHO = "train.diffusion"
@@ -21,7 +22,7 @@ function M.new(cfg, parts)
   sfwb.config.check(cfg, require("sfwb.train.schema").diffusion)
   local self = setmetatable({}, Trainer)
   self.teacher_forcing = S.get(cfg, "teacher_forcing", false)
-  S.init(self, cfg, parts, WHO)
+  Base.one_network(self, cfg, parts, WHO)
   if self.teacher_forcing then
     -- the causal model's teacher-forcing forward (clean_x, aug_t); what the original cannot run is refused here
     if not self.causal then

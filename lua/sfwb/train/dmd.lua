@@ -9,6 +9,7 @@ local sfwb = require "sfwb"
 local Wrapper = require "sfwb.train.wrapper"
 local Rollout = require "sfwb.train.rollout"
 local Base = require "sfwb.train.base"
+local Lora = require "sfwb.train.lora"
 
 local M = {}
 local Trainer = {}
@@ -28,8 +29,8 @@ local function file_exists(p)
   return false
 end
 
--- the networks, from cfg unless given
-local function load_parts(cfg, parts)
+-- the networks, from cfg unless given; how.no_teacher: no real score (the GAN trainer has none)
+local function load_parts(cfg, parts, how)
   local mk = get(cfg, "model_kwargs", {})
   local gen_name = get(cfg, "generator_name", "Wan2.1-T2V-1.3B")
   local causal = get(cfg, "generator_type", "causal") ~= "bidirectional"
@@ -53,7 +54,9 @@ local function load_parts(cfg, parts)
   if not parts.generator and get(cfg, "generator_ckpt", nil) then
     p.generator:load_checkpoint(cfg.generator_ckpt, {ema = false})
   end
-  p.real_score = parts.real_score or load(get(cfg, "real_name", "Wan2.1-T2V-14B"), {causal = false})
+  if not (how and how.no_teacher) then
+    p.real_score = parts.real_score or load(get(cfg, "real_name", "Wan2.1-T2V-14B"), {causal = false})
+  end
   p.fake_score = parts.fake_score or load(get(cfg, "fake_name", "Wan2.1-T2V-1.3B"), {causal = false})
   p.text_encoder = parts.text_encoder
   if not p.text_encoder then
@@ -64,7 +67,11 @@ local function load_parts(cfg, parts)
   if not p.dataset then
     local path = get(cfg, "data_path", nil)
     if not path then error("train.dmd: data_path is not set in the config", 0) end
-    if get(cfg, "data_type", "text_file") == "text_folder" then
+    if get(cfg, "distribution_loss", "dmd") == "dmd_switch" then -- LongLive's TwoTextDataset
+      local sp = get(cfg, "switch_prompt_path", nil)
+      if not sp then error("train.dmd_switch: switch_prompt_path is not set in the config", 0) end
+      p.dataset = sfwb.data.two_text(path, sp)
+    elseif get(cfg, "data_type", "text_file") == "text_folder" then
       p.dataset = sfwb.data.text_folder(path, get(cfg, "data_max_count", nil))
     else
       p.dataset = sfwb.data.text_file(path)
@@ -85,10 +92,13 @@ local function batches(ds, cfg, rank, world, seed)
   return ld:cycle()
 end
 
-function M.new(cfg, parts)
+-- o (for trainers built on this one): {schema = the config schema (default schema.dmd), no_teacher = true (no
+-- real score, no guidance scale: the GAN), no_scale = true (no sharding / accumulation installed)}
+function M.new(cfg, parts, o)
+  o = o or {}
   if type(cfg) ~= "table" then error("train.dmd: expects a config table (sfwb.config.load(...))", 2) end
   -- every key checked before anything loads: unknown keys warned (nearest known key), wrong types refused
-  sfwb.config.check(cfg, require("sfwb.train.schema").dmd)
+  sfwb.config.check(cfg, o.schema or require("sfwb.train.schema").dmd)
   parts = parts or {}
   local self = setmetatable({cfg = cfg}, Trainer)
   -- ranks come from an existing launcher (mpirun/srun) after sfwb.dist.init(); one process = world 1
@@ -108,7 +118,7 @@ function M.new(cfg, parts)
   self.seed = seed
   sfwb.manual_seed(seed + self.rank)
 
-  local p = load_parts(cfg, parts)
+  local p = load_parts(cfg, parts, o)
   local mk = get(cfg, "model_kwargs", {})
   -- the generator wrapper's grid: model_kwargs.timestep_shift, else WanDiffusionWrapper's default 8.0
   local gen_shift = get(mk, "timestep_shift", 8.0)
@@ -117,7 +127,7 @@ function M.new(cfg, parts)
   local ckpt = get(cfg, "gradient_checkpointing", false) -- on G and F, as the original DMD
   self.G = Wrapper.new(p.generator, gen_shift, {causal = get(cfg, "generator_type", "causal") ~= "bidirectional",
                                                 checkpoint = ckpt})
-  self.R = Wrapper.new(p.real_score, score_shift, {causal = false})
+  self.R = p.real_score and Wrapper.new(p.real_score, score_shift, {causal = false}) or nil
   self.F = Wrapper.new(p.fake_score, score_shift, {causal = false, checkpoint = ckpt})
   self.generator, self.critic, self.teacher = p.generator, p.fake_score, p.real_score
   self.text_encoder = p.text_encoder
@@ -140,12 +150,15 @@ function M.new(cfg, parts)
   -- trainability: G and F train, R frozen
   p.generator:requires_grad_(true)
   p.fake_score:requires_grad_(true)
-  p.real_score:requires_grad_(false)
+  if p.real_score then p.real_score:requires_grad_(false) end
+  -- LongLive's `adapter`: LoRA adapters trained, base weights frozen (sfwb/train/lora.lua)
+  local lora = Lora.settings(cfg)
+  if lora then Lora.attach(self, lora) end
 
   local wd = get(cfg, "weight_decay", 0.01)
-  self.opt_g = sfwb.optim.adamw(p.generator:parameters(), {lr = get(cfg, "lr", 2e-6),
+  self.opt_g = sfwb.optim.adamw(Lora.trainable(p.generator), {lr = get(cfg, "lr", 2e-6),
     betas = {get(cfg, "beta1", 0.0), get(cfg, "beta2", 0.999)}, weight_decay = wd})
-  self.opt_c = sfwb.optim.adamw(p.fake_score:parameters(), {lr = get(cfg, "lr_critic", get(cfg, "lr", 2e-6)),
+  self.opt_c = sfwb.optim.adamw(Lora.trainable(p.fake_score), {lr = get(cfg, "lr_critic", get(cfg, "lr", 2e-6)),
     betas = {get(cfg, "beta1_critic", 0.0), get(cfg, "beta2_critic", 0.999)}, weight_decay = wd})
 
   -- the few-step schedule (warped through the generator grid, trailing 0 stripped)
@@ -158,6 +171,7 @@ function M.new(cfg, parts)
   Base.init(self, cfg)
   self.optimizers = {generator = self.opt_g, critic = self.opt_c}
   self.ema_weight = get(cfg, "ema_weight", 0)
+  if lora then self.ema_weight = 0 end -- LongLive: "EMA creation skipped (disabled in LoRA mode)"
   self.ema_start_step = get(cfg, "ema_start_step", 0)
   -- EMA starts from the current (checkpoint-loaded) generator, never from the base Wan weights
   if self.ema_weight > 0 and self.ema_start_step <= 0 then self.ema = sfwb.ema(p.generator, self.ema_weight) end
@@ -182,7 +196,9 @@ function M.new(cfg, parts)
   self.ts_schedule = get(cfg, "ts_schedule", true)
   self.ts_schedule_max = get(cfg, "ts_schedule_max", false)
   self.min_score_timestep = get(cfg, "min_score_timestep", 0)
-  if get(cfg, "real_guidance_scale", nil) ~= nil then
+  if o.no_teacher then
+    self.real_guidance_scale, self.fake_guidance_scale = nil, nil
+  elseif get(cfg, "real_guidance_scale", nil) ~= nil then
     -- as the original: both keys are read together
     self.real_guidance_scale = cfg.real_guidance_scale
     self.fake_guidance_scale = get(cfg, "fake_guidance_scale", nil)
@@ -198,8 +214,14 @@ function M.new(cfg, parts)
   end
   -- every random draw of the trainer goes through tr.rng (replaceable: replay, parity runs)
   self.rng = {randn = Rollout.default_rng.randn, randint = Rollout.default_rng.randint}
+  -- lora_ckpt: LongLive loads both adapters (and the step) after attaching them
+  if lora and get(cfg, "lora_ckpt", nil) then
+    self.step_count = Lora.load(self, cfg.lora_ckpt) or self.step_count
+  end
+  -- LongLive's streaming long tuning (and dmd_switch): the sequence state and its iteration
+  if get(cfg, "streaming_training", false) then require("sfwb.train.streaming").install(self) end
   -- sharding_strategy / gradient_accumulation_steps (sfwb/train/scale.lua)
-  require("sfwb.train.scale").install(self)
+  if not o.no_scale then require("sfwb.train.scale").install(self) end
   return self
 end
 
@@ -295,6 +317,9 @@ function Trainer:dmd_loss_from(x, t, n, ctx, batch)
     local F = x:size(2)
     xs = x:narrow(2, batch.mask + 1, F - batch.mask)
     ts = target:narrow(2, batch.mask + 1, F - batch.mask)
+  elseif batch.frames then -- {first (0-based), count}: LongLive's streaming gradient_mask (whole frames)
+    xs = x:narrow(2, batch.frames[1] + 1, batch.frames[2])
+    ts = target:narrow(2, batch.frames[1] + 1, batch.frames[2])
   end
   local d = xs:to("f64") - ts
   return (d * d):mean() * 0.5, gnorm
@@ -342,6 +367,7 @@ function Trainer:critic_loss_from(x, t, n, ctx, batch)
   -- back to flow with the GENERATOR grid, as the original (a deliberate sigma_8 / sigma_5 mismatch)
   local v_p = self.G:x0_to_flow(x0_p, xt, t)
   local r = v_p - (n - x)
+  if batch.frames then r = r:narrow(2, batch.frames[1] + 1, batch.frames[2]) end -- the streaming gradient_mask
   return (r * r):mean()
 end
 
@@ -399,7 +425,7 @@ function Trainer:iteration()
     loss:backward()
     info.generator_loss = loss:item()
     info.dmd_gradient_norm = gi.dmdtrain_gradient_norm
-    info.generator_grad_norm = clip_and_step(self.generator:parameters(), self.opt_g, get(cfg, "max_grad_norm_generator", 10.0),
+    info.generator_grad_norm = clip_and_step(Lora.trainable(self.generator), self.opt_g, get(cfg, "max_grad_norm_generator", 10.0),
                                              self.dist, self.world)
     if self.ema then self.ema:update() end
   end
@@ -407,7 +433,7 @@ function Trainer:iteration()
   local closs = self:critic_loss(self:batch_args(self.next_batch()))
   closs:backward()
   info.critic_loss = closs:item()
-  info.critic_grad_norm = clip_and_step(self.critic:parameters(), self.opt_c, get(cfg, "max_grad_norm_critic", 10.0),
+  info.critic_grad_norm = clip_and_step(Lora.trainable(self.critic), self.opt_c, get(cfg, "max_grad_norm_critic", 10.0),
                                           self.dist, self.world)
   return info
 end
@@ -427,6 +453,7 @@ local function prefixed(tbl)
 end
 
 function Trainer:checkpoint_files()
+  if self.lora then return {["model.pt"] = Lora.checkpoint(self)}, false end -- LongLive's LoRA checkpoint
   local ck = {generator = prefixed(self.generator:state_dict()), critic = prefixed(self.critic:state_dict())}
   local ema_saved = false
   if self.ema and self.ema_start_step < self.step_count then
@@ -453,6 +480,10 @@ function Trainer:load_checkpoint(dir)
       if k:sub(1, #key + 1) == key .. "." then out[k:sub(#key + 2)] = v; found = true end
     end
     return found and out or nil
+  end
+  if self.lora and file_exists(dir .. "/model.pt") then
+    Lora.load(self, dir .. "/model.pt")
+    return self
   end
   if file_exists(dir .. "/model.pt") then
     local ck = sfwb.load(dir .. "/model.pt")

@@ -4,7 +4,7 @@
 -- model call of the score-distillation trainers; a causal generator also gets the first clean latent frame
 -- (ode_latent[:, -1][:, :1]) as initial_latent, as trainer/distillation.py.
 local sfwb = require "sfwb"
-local S = require "sfwb.train.single"
+local S = require "sfwb.train.draws"
 
 local M = {}
 

@@ -24,13 +24,19 @@ end
 function M.dmd(cfg, parts)
   return i2v(require("sfwb.train.dmd").new, cfg, parts, "train.dmd")
 end
+-- LongLive's DMDSwitch: the DMD trainer whose streaming pipeline switches prompts (sfwb/train/streaming.lua)
+function M.dmd_switch(cfg, parts)
+  if type(cfg) == "table" and cfg.streaming_training ~= true then
+    error("train.dmd_switch: sfwb runs LongLive's prompt-switch DMD inside its streaming long tuning " ..
+          "(streaming_training: true); the non-streaming switch rollout is not implemented", 2)
+  end
+  return M.dmd(cfg, parts)
+end
 function M.diffusion(cfg, parts) return require("sfwb.train.diffusion").new(cfg, parts) end
 function M.ode(cfg, parts) return require("sfwb.train.ode").new(cfg, parts) end
 
 -- objectives of the originals that sfwb does not have yet: refused by name, never replaced by another
 local MISSING = {
-  gan = "GAN (trainer/gan.py, model/gan.py)",
-  dmd_switch = "LongLive's prompt-switch DMD (dmd_switch)",
 }
 local function missing(what)
   return function()
@@ -38,7 +44,8 @@ local function missing(what)
                         MISSING[what]), 2)
   end
 end
-M.gan = missing("gan")
+-- GAN (model/gan.py, trainer/gan.py): the rollout as DMD's (a bidirectional generator with generator_type)
+function M.gan(cfg, parts) return bidirectional(require("sfwb.train.gan").new(cfg, parts), cfg) end
 function M.causvid(cfg, parts)
   if type(cfg) == "table" and cfg.i2v == true then
     error("train.causvid: i2v: true is not implemented for CausVid in sfwb (its input is simulated from data)", 2)

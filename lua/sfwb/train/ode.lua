@@ -6,10 +6,11 @@
 --   tr = sfwb.train.ode(cfg [, {generator=, text_encoder=, dataset=}])
 --   loss, log = tr:generator_loss{ode_latent = [B, S, F, C, H, W], cond = {prompt_embeds=}}
 local sfwb = require "sfwb"
-local S = require "sfwb.train.single"
+local S = require "sfwb.train.draws"
+local Base = require "sfwb.train.base"
 
 local M = {}
-local Trainer = setmetatable({}, {__index = S.Base})
+local Trainer = setmetatable({}, {__index = Base.OneNetwork})
 Trainer.__index = Trainer
 
 local WHO = "train.ode"
@@ -23,7 +24,7 @@ function M.new(cfg, parts)
     error(WHO .. ": the config has no denoising_step_list (ODE regression picks its inputs at those steps)", 2)
   end
   local self = setmetatable({}, Trainer)
-  S.init(self, cfg, parts, WHO)
+  Base.one_network(self, cfg, parts, WHO)
   -- model/base.py: the list as given (long), or warped through the generator grid
   local steps = {}
   for i, v in ipairs(dsl) do steps[i] = v end

@@ -71,6 +71,21 @@ local function blocks_of(F, nfpb, independent_first_frame, n_in)
 end
 M.blocks_of = blocks_of
 
+-- the denoising interval of a 0-based exit step ks, in unwarped timesteps (1000 - index of the nearest grid point):
+-- denoised_timestep_from / _to of the training pipelines
+function M.exit_interval(G, steps, ks)
+  local grid = G.scheduler.timesteps:totable()
+  local function unwarp(v)
+    local best, bi = math.huge, 1
+    for j = 1, #grid do
+      local d = math.abs(grid[j] - v)
+      if d < best then best, bi = d, j end
+    end
+    return 1000 - (bi - 1)
+  end
+  return unwarp(steps[ks + 1]), ks + 1 < #steps and unwarp(steps[ks + 2]) or 0
+end
+
 -- o: {generator = Wrapper (causal), steps = {t_1..t_K} warped, nfpb, independent_first_frame,
 --     same_step_across_blocks, last_step_only, context_noise, grad_window (21), dist (optional sfwb.dist)}
 -- noise [B, F, C, h, w]; cond {ctx=, clip_fea=, y=, initial_latent=}
@@ -159,20 +174,7 @@ function M.inference_with_trajectory(o, noise, cond)
 
   -- the timestep interval of the exit step, in unwarped units (used only with ts_schedule)
   local t_from, t_to
-  if o.same_step_across_blocks ~= false then
-    local grid = G.scheduler.timesteps:totable()
-    local function unwarp(v)
-      local best, bi = math.huge, 1
-      for j = 1, #grid do
-        local d = math.abs(grid[j] - v)
-        if d < best then best, bi = d, j end
-      end
-      return 1000 - (bi - 1)
-    end
-    local ks = exits[1]
-    t_from = unwarp(steps[ks + 1])
-    t_to = ks + 1 < K and unwarp(steps[ks + 2]) or 0
-  end
+  if o.same_step_across_blocks ~= false then t_from, t_to = M.exit_interval(G, steps, exits[1]) end
   return out, t_from, t_to
 end
 
@@ -183,6 +185,13 @@ function M.slice_last(o, out)
   local sl = o.grad_window or 21
   local F = out:size(2)
   if sl == -1 or F <= sl then return out end
+  return M.reencode_first(o, out, sl)
+end
+
+-- the re-encode itself: the first F - (keep - 1) frames decoded (no grad), the last pixel frame encoded into one
+-- latent frame, put before the last keep - 1 frames (also LongLive's _process_first_frame_encoding, keep = 21)
+function M.reencode_first(o, out, sl)
+  local F = out:size(2)
   local vae = o.vae
   if not vae then
     error(string.format("train: a %d-frame rollout is longer than slice_last_frames %d, and the original re-encodes its " ..

@@ -2,7 +2,8 @@
 -- its construction, so the trainer's own code only calls its optimizers and clip_and_step:
 --   cfg.sharding_strategy = "full" | "hybrid"  FSDP FULL_SHARD (sfwb/dist/fsdp.lua) of the generator, the
 --       critic and the frozen teacher: parameters, gradients and optimizer state sharded across ranks,
---       the parameters gathered for a step and released after it; checkpoints are full state dicts
+--       the parameters gathered block by block as the models run (the model's block hooks) and freed
+--       after, gradients reduce-scattered as each block's backward ends; checkpoints are full state dicts
 --       written by rank 0 (the original's files, and the training state with full optimizer moments),
 --       so a run resumes at any world size.
 --   cfg.gradient_accumulation_steps = k (> 1)  LongLive's whole-cycle accumulation (trainer/distillation.py
@@ -28,17 +29,27 @@ local function models_of(tr)
   return out
 end
 
-local function gather_all(tr) for _, s in ipairs(tr.shards) do s.sh:gather() end end
+-- a step gathers the models without block hooks whole; the others gather block by block as they run
+local function gather_step(tr) for _, s in ipairs(tr.shards) do if not s.sh.hooked then s.sh:gather() end end end
 local function release_all(tr) for _, s in ipairs(tr.shards) do s.sh:release() end end
 
--- fn(...) with every model's full parameters present (restored to sharded after when it was)
+-- fn(...) with every model's full parameters present (each unit's state restored after)
 local function with_full(tr, fn, ...)
-  local was = tr.shards[1].sh.gathered
-  gather_all(tr)
-  local res = table.pack(pcall(fn, ...))
-  if not was then release_all(tr) end
-  if not res[1] then error(res[2], 0) end
-  return table.unpack(res, 2, res.n)
+  local args = table.pack(...)
+  local function nest(i)
+    local s = tr.shards[i]
+    if not s then return fn(table.unpack(args, 1, args.n)) end
+    return s.sh:with_full(nest, i + 1)
+  end
+  return nest(1)
+end
+
+-- fn() with the full parameters of one model (the EMA reads and starts from the generator's: the
+-- original's EMA_FSDP runs under FSDP.summon_full_params too)
+local function with_full_of(tr, name, fn)
+  local sh = tr.shard_of and tr.shard_of[name]
+  if sh then return sh:with_full(fn) end
+  return fn()
 end
 
 -- does the base loop (sfwb/train/base.lua) checkpoint after the iteration that makes step `n`?
@@ -48,12 +59,17 @@ local function saves_at(tr, n)
   return dir ~= nil and dir ~= "" and every > 0 and n % every == 0 and not get(cfg, "no_save", false)
 end
 
+-- the originals' per-model FSDP wrap strategy keys (size | transformer; fsdp_wrap's default: size)
+local WRAP_KEY = {generator = "generator_fsdp_wrap_strategy", critic = "fake_score_fsdp_wrap_strategy",
+                  teacher = "real_score_fsdp_wrap_strategy"}
+
 local function install_sharding(tr, strategy)
   local Class = getmetatable(tr).__index
   tr.sharding_strategy = strategy
   tr.shards = {}
   for _, m in ipairs(models_of(tr)) do
-    tr.shards[#tr.shards + 1] = {name = m.name, sh = Fsdp.shard(m.model, tr.dist or sfwb.dist)}
+    local wrap = get(tr.cfg, WRAP_KEY[m.name], "size")
+    tr.shards[#tr.shards + 1] = {name = m.name, sh = Fsdp.shard(m.model, tr.dist or sfwb.dist, {wrap = wrap})}
   end
   local by = {}
   for _, s in ipairs(tr.shards) do by[s.name] = s.sh end
@@ -83,13 +99,37 @@ local function install_sharding(tr, strategy)
   local iteration = tr.iteration
   tr.iteration = function(self, ...)
     local info = iteration(self, ...)
-    if saves_at(self, self.step_count + 1) then prepare(self) end
+    if saves_at(self, self.step_count + 1) then
+      -- rank 0 alone writes the checkpoint after this iteration: every rank gathers for it now
+      for _, sh in ipairs(self.shards) do sh.sh:gather() end
+      prepare(self)
+    end
     return info
   end
-  -- a step runs on full parameters and leaves only shards behind
+  local after = tr.after_iteration
+  if after then
+    tr.after_iteration = function(self, ...)
+      local args = table.pack(...)
+      local function run() return after(self, table.unpack(args, 1, args.n)) end
+      if (self.ema_weight or 0) > 0 and not self.ema then return with_full_of(self, "generator", run) end
+      return run()
+    end
+  end
+  local function wrap_ema(self)
+    local ema = self.ema
+    if not ema or ema._fsdp then return end
+    local update = ema.update
+    ema.update = function(e, ...)
+      local args = table.pack(...)
+      return with_full_of(self, "generator", function() return update(e, table.unpack(args, 1, args.n)) end)
+    end
+    ema._fsdp = true
+  end
+  -- a step gathers parameters as it needs them and leaves only shards behind
   local step = tr.step
   tr.step = function(self, ...)
-    gather_all(self)
+    wrap_ema(self)
+    gather_step(self)
     self._in_step = true
     local res = table.pack(pcall(step, self, ...))
     self._in_step = false
@@ -161,7 +201,8 @@ local function install_accumulation(tr, k)
     self.opt_c:zero_grad()
     local gl, cl, dn = 0, 0, 0
     for _ = 1, k do
-      local batch = self:batch_args(self.next_batch())
+      -- streaming training (sfwb/train/streaming.lua): each loss trains on the sequence's next chunk
+      local batch = (not self.stream) and self:batch_args(self.next_batch()) or nil
       if train_g then
         local loss, gi = self:generator_loss(batch)
         local scaled = loss / k
@@ -176,12 +217,12 @@ local function install_accumulation(tr, k)
     end
     if train_g then
       info.generator_loss, info.dmd_gradient_norm = gl, dn
-      info.generator_grad_norm = dmd.clip_and_step(self.generator:parameters(), self.opt_g,
+      info.generator_grad_norm = dmd.clip_and_step(require("sfwb.train.lora").trainable(self.generator), self.opt_g,
         get(cfg, "max_grad_norm_generator", 10.0), self.dist, self.world)
       if self.ema then self.ema:update() end
     end
     info.critic_loss = cl
-    info.critic_grad_norm = dmd.clip_and_step(self.critic:parameters(), self.opt_c,
+    info.critic_grad_norm = dmd.clip_and_step(require("sfwb.train.lora").trainable(self.critic), self.opt_c,
       get(cfg, "max_grad_norm_critic", 10.0), self.dist, self.world)
     return info
   end
