@@ -17,7 +17,9 @@ torch.set_num_threads(os.cpu_count())
 
 layers = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 steps = int(sys.argv[2]) if len(sys.argv) > 2 else 50
-model, x, _, ctx = setup(layers)
+h = int(sys.argv[3]) if len(sys.argv) > 3 else 60
+w = int(sys.argv[4]) if len(sys.argv) > 4 else 104
+model, x, _, ctx = setup(layers, h=h, w=w)
 neg = torch.randn(1, 512, 4096)
 s = UniPC(steps, 8.0)
 ran = 0

@@ -4,9 +4,13 @@
 . "$(dirname "$0")/pair.sh"
 LAYERS=2
 STEPS=50
+# the latent frame: 60x104 (1560 tokens, Wan's 480x832); SFWB_BENCH_LATENT=30x52 (390 tokens) for a loaded machine
+HW=${SFWB_BENCH_LATENT:-60x104}
+H=${HW%x*}
+W=${HW#*x}
 [ "$SFWB_BENCH_MODE" = "quick" ] && STEPS=5
-echo "== UniPC sample: $STEPS steps with guidance, dim 1536, 12 heads, ffn 8960, $LAYERS layers, 1560 tokens, text 512 ($(nproc) cores, f32)"
-run_pair bench_multistep $LAYERS $STEPS
+echo "== UniPC sample: $STEPS steps with guidance, dim 1536, 12 heads, ffn 8960, $LAYERS layers, latent $HW ($((H * W / 4)) tokens), text 512 ($(nproc) cores, f32)"
+run_pair bench_multistep $LAYERS $STEPS $H $W
 for f in sfwb torch; do # the figures are for the steps asked, or the bench fails
   ran=$(awk '$1 == "steps_run" { print $2 }' "$OUT/$f.txt")
   [ "$ran" = "$STEPS" ] || { echo "bench_multistep: $f ran ${ran:-no} steps, not $STEPS"; exit 1; }

@@ -25,16 +25,16 @@ def reset_peak():
         f.write("5")
 
 
-def setup(layers, requires_grad=False):
+def setup(layers, requires_grad=False, h=60, w=104):
     """(model, x, t, context) at real 1.3B block sizes: dim 1536, 12 heads, ffn 8960, 1 latent frame of
-    60x104 = 1560 tokens, text 512; random weights and inputs from seed 0"""
+    60x104 = 1560 tokens (h x w), text 512; random weights and inputs from seed 0"""
     cfg = wan_ref.Cfg(dict(model_type="t2v", dim=1536, ffn_dim=8960, num_heads=12, num_layers=layers, in_dim=16,
                            out_dim=16, text_dim=4096, text_len=512, freq_dim=256, eps=1e-6))
     g = torch.Generator().manual_seed(0)
     P = wan_ref.make_params(cfg, g)
     for p in P.values():
         p.requires_grad_(requires_grad)
-    x = torch.randn(1, 16, 1, 60, 104, generator=g)
+    x = torch.randn(1, 16, 1, h, w, generator=g)
     t = torch.tensor([937.5])
     ctx = torch.randn(1, 512, 4096, generator=g)
     return wan_ref.Wan(cfg, P), x, t, ctx

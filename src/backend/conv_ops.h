@@ -49,6 +49,13 @@ void sf_conv_prep_weights(const sf_conv_geom *g, const float *w, int flags, floa
 typedef struct sf_conv_ops {
   sf_tensor *(*conv3d)(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[3], const int pad[3]);
   sf_tensor *(*conv2d)(sf_tensor *x, sf_tensor *w, sf_tensor *b, const int stride[2], const int pad[2]);
+  /* optional (SF_CAP_CONV_FRAMES; ops/frame_ops.h's sf_conv_frames is the checked entry, with a composed
+   * fallback): the convolution of nzero zero frames followed by the frames of parts[0..nparts) (each f32
+   * contiguous [Ti, cin, H, W], frame-major) with geometry g, flags SF_CONV_UP2 / SF_CONV_BF16 as
+   * sf_conv3d_frames_f32x; w f32 contiguous with g's cout*cin*kt*kh*kw elements, b f32 [cout] or NULL.
+   * Returns [To, cout, Ho, Wo] f32. */
+  sf_tensor *(*conv_frames)(const sf_conv_geom *g, int nzero, sf_tensor *const *parts, int nparts, int flags,
+                            sf_tensor *w, sf_tensor *b);
 } sf_conv_ops;
 
 extern const sf_conv_ops sf_cpu_conv_ops;

@@ -25,6 +25,8 @@ typedef enum {
   SF_CAP_UNARY_BWD,  /* train->unary_bwd fuses the backward of activation `op` (sf_unary_op) */
   SF_CAP_MATMUL_ACC, /* train->matmul_acc can add a b into out for these operands */
   SF_CAP_LINEAR_BIAS, /* train->linear_bias can compute out = a b + bias for out, a, b (bias [N], out's dtype, unit stride) */
+  SF_CAP_CONV_FRAMES, /* conv->conv_frames: the frame-list convolution (causal caches prepended without a copy) */
+  SF_CAP_CHANNEL_NORM, /* nn->channel_norm: the Wan VAE's RMS norm over channels (+ SiLU, bf16 rounding) */
 } sf_capability;
 
 typedef struct sf_backend {

@@ -72,6 +72,11 @@ typedef struct sf_nn_ops {
    * scale) written when non-NULL, for backward. A query group with no visible key gives zeros. */
   int (*attention)(sf_tensor *out, const sf_tensor *q, const sf_tensor *k, const sf_tensor *v,
                    const sf_attn_desc *desc, sf_tensor *lse);
+  /* optional (SF_CAP_CHANNEL_NORM; ops/frame_ops.h's sf_channel_norm is the checked entry, with a composed
+   * fallback): the Wan VAE's RMS_norm over the channels of frame-major x [T, C, H, W] (f32 contiguous):
+   * out = x / max(|x|_C, 1e-12) * sqrt(C) * gamma[c], then SiLU when silu. bf16: every op's output rounded
+   * to bf16 as Self-Forcing's bf16 VAE (the sum of squares in f32 or wider). gamma f32 [C]; out may alias x. */
+  int (*channel_norm)(sf_tensor *out, const sf_tensor *x, const sf_tensor *gamma, int silu, int bf16);
 } sf_nn_ops;
 
 #ifdef __cplusplus

@@ -1,4 +1,4 @@
-/* lua_vae.c — sfwb._vae: the C Wan VAE behind lua/sfwb/vae.lua. Tensors cross in Self-Forcing's
+/* lua_vae.c — sfwb._vae: the C Wan VAE behind lua/sfwb/vae.lua, on any device. Tensors cross in Self-Forcing's
  * layouts: video [B, 3, T, H, W] in, latents [B, F, z, h, w], decoded video [B, T, 3, H, W] out. */
 #include <lauxlib.h>
 #include <lua.h>
@@ -45,20 +45,24 @@ static int read_floats(lua_State *L, int idx, const char *field, float *out, int
   return n;
 }
 
-/* sfwb._vae.new(state_dict, {mean={..}, std={..}, dtype="f32"|"bf16"}) */
+/* sfwb._vae.new(state_dict, {mean={..}, std={..}, dtype="f32"|"bf16", device="cpu"|"emu:0"|"cuda:N"}) */
 static int vae_new(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   float mean[64], std[64];
   int nm = 0, ns = 0;
+  sf_device dev = sf_cpu();
   if (lua_istable(L, 2)) {
     nm = read_floats(L, 2, "mean", mean, 64);
     ns = read_floats(L, 2, "std", std, 64);
+    lua_getfield(L, 2, "device");
+    if (!lua_isnil(L, -1) && sf_device_parse(luaL_checkstring(L, -1), &dev)) return sf_lua_raise(L);
+    lua_pop(L, 1);
   }
   lua_vae *u = lua_newuserdatauv(L, sizeof *u, 0);
   u->m = NULL;
   luaL_setmetatable(L, VAE_MT);
   sf_lua_weights w = {L, 1};
-  u->m = sf_vae_new(sf_lua_weights_get, &w, NULL, NULL);
+  u->m = sf_vae_new(sf_lua_weights_get, &w, NULL, NULL, dev);
   if (!u->m) return sf_lua_raise(L);
   int z = sf_vae_config_of(u->m)->z_dim;
   if ((nm && nm != z) || (ns && ns != z)) return luaL_error(L, "VAE: mean/std need %d values (got %d and %d)", z, nm, ns);
@@ -88,36 +92,11 @@ static int vae_set_dtype(lua_State *L) {
   return 0;
 }
 
-/* vae:encode(video [B, 3, T, H, W]) -> [B, F, z, H/8, W/8] f32 */
+/* vae:encode(video [B, 3, T, H, W]) -> [B, F, z, H/8, W/8] f32 on the VAE's device */
 static int vae_encode(lua_State *L) {
   sf_vae *m = check_vae(L, 1);
-  sf_tensor *x = sf_lua_check_cpu(L, 2, SF_F32);
-  char buf[64];
-  if (x->ndim != 5 || x->shape[1] != 3) {
-    sf_release(x);
-    return luaL_error(L, "vae:encode expects video [B, 3, T, H, W], got %s", sf_shape_str(x, buf, sizeof buf));
-  }
-  int64_t B = x->shape[0], T = x->shape[2], H = x->shape[3], W = x->shape[4];
-  sf_tensor *out = NULL;
-  for (int64_t b = 0; b < B; b++) {
-    float *lat = NULL;
-    int F = 0;
-    if (sf_vae_encode1(m, (const float *)sf_data_ptr(x) + b * 3 * T * H * W, (int)T, (int)H, (int)W, &lat, &F)) {
-      sf_release(x), sf_release(out);
-      return sf_lua_raise(L);
-    }
-    if (!out) {
-      int64_t fac = 1;
-      for (int k = 0; k < sf_vae_config_of(m)->n_resample; k++) fac *= 2;
-      int64_t shape[5] = {B, F, sf_vae_config_of(m)->z_dim, H / fac, W / fac};
-      out = sf_empty(5, shape, SF_F32, sf_cpu());
-      if (!out) { free(lat); sf_release(x); return sf_lua_raise(L); }
-    }
-    int64_t n = sf_numel(out) / B;
-    memcpy((float *)sf_data_ptr(out) + b * n, lat, sizeof(float) * n);
-    free(lat);
-  }
-  sf_release(x);
+  sf_tensor *out = sf_vae_encode(m, sf_lua_check_tensor(L, 2));
+  if (!out) return sf_lua_raise(L);
   sf_lua_push_tensor(L, out);
   return 1;
 }
@@ -125,43 +104,8 @@ static int vae_encode(lua_State *L) {
 /* shared by decode and decode_chunk: latents [B, F, z, h, w] -> [B, T, 3, H, W] clamped to [-1, 1] */
 static int decode_impl(lua_State *L, int streaming) {
   sf_vae *m = check_vae(L, 1);
-  sf_tensor *x = sf_lua_check_cpu(L, 2, SF_F32);
-  char buf[64];
-  int z = sf_vae_config_of(m)->z_dim;
-  if (x->ndim != 5 || x->shape[2] != z) {
-    sf_release(x);
-    return luaL_error(L, "vae:decode expects latents [B, F, %d, h, w], got %s", z, sf_shape_str(x, buf, sizeof buf));
-  }
-  int64_t B = x->shape[0], F = x->shape[1], h = x->shape[3], w = x->shape[4];
-  sf_tensor *out = NULL;
-  int64_t per = 0;
-  for (int64_t b = 0; b < B; b++) {
-    float *vid = NULL;
-    int T = 0;
-    if (sf_vae_decode1(m, (const float *)sf_data_ptr(x) + b * F * z * h * w, (int)F, (int)h, (int)w,
-                       streaming ? (int)b : -1, &vid, &T)) {
-      sf_release(x), sf_release(out);
-      return sf_lua_raise(L);
-    }
-    int64_t fac = 1;
-    for (int k = 0; k < sf_vae_config_of(m)->n_resample; k++) fac *= 2;
-    if (!out) {
-      int64_t shape[5] = {B, T, 3, h * fac, w * fac};
-      out = sf_empty(5, shape, SF_F32, sf_cpu());
-      if (!out) { free(vid); sf_release(x); return sf_lua_raise(L); }
-      per = sf_numel(out) / B;
-    } else if ((int64_t)T * 3 * h * fac * w * fac != per) {
-      free(vid), sf_release(x), sf_release(out);
-      return luaL_error(L, "vae:decode_chunk: samples of the batch are at different stream positions (call reset)");
-    }
-    float *dst = (float *)sf_data_ptr(out) + b * per;
-    for (int64_t i = 0; i < per; i++) {
-      float v = vid[i];
-      dst[i] = v < -1.0f ? -1.0f : v > 1.0f ? 1.0f : v;
-    }
-    free(vid);
-  }
-  sf_release(x);
+  sf_tensor *out = sf_vae_decode(m, sf_lua_check_tensor(L, 2), streaming);
+  if (!out) return sf_lua_raise(L);
   sf_lua_push_tensor(L, out);
   return 1;
 }

@@ -1,11 +1,16 @@
 /* vae_model.c — Wan VAE: builds the module lists from the state dict (architecture read from key names
- * and shapes) and runs the chunked encode (1, 4, 4, ... frames) and per-latent-frame decode (spec §7). */
+ * and shapes) and runs the chunked encode (1, 4, 4, ... frames) and per-latent-frame decode (spec §7) on the
+ * VAE's device (vae_blocks.c: one forward for every device and dtype). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
-#include "models/enc_kernels.h"
+#include "core/backend.h"
+#include "core/dispatch.h"
+#include "core/half.h"
+#include "core/scope.h"
+#include "ops/frame_ops.h"
 #include "models/vae_internal.h"
 
 static const float WAN_MEAN[16] = {-0.7571f, -0.7089f, -0.9113f, 0.1075f, -0.1745f, 0.9653f, -0.1517f, 1.5508f,
@@ -13,17 +18,17 @@ static const float WAN_MEAN[16] = {-0.7571f, -0.7089f, -0.9113f, 0.1075f, -0.174
 static const float WAN_STD[16] = {2.8184f, 1.4541f, 2.3275f, 2.6558f, 1.2196f, 1.7708f, 2.6052f, 2.0743f,
                                   3.2687f, 2.1526f, 2.8652f, 1.5579f, 1.6382f, 1.1253f, 2.8251f, 1.9160f};
 
-typedef struct { sf_weight_getter get; void *ctx; char name[160]; } loader;
+typedef struct { sf_weight_getter get; void *ctx; char name[160]; sf_device dev; } loader;
 
-/* the weights of a f32 checkpoint are used in place (mmap views stay shared with the page cache);
- * other dtypes are converted into an owned copy */
-static float *borrow_or_copy(sf_tensor *t, int64_t n, const char *what, sf_tensor **keep) {
-  *keep = NULL;
-  if (t->dtype == SF_F32 && sf_is_contiguous(t) && sf_device_of(t).type == SF_DEV_CPU && sf_numel(t) == n) {
-    *keep = sf_retain(t);
-    return sf_data_ptr(t);
-  }
-  return sf_enc_f32_copy(t, n, what);
+/* t as f32 contiguous on dev: a CPU f32 checkpoint's tensor is used in place (mmap views stay shared with
+ * the page cache); other dtypes and devices get a converted copy */
+static sf_tensor *f32_on(sf_tensor *t, sf_device dev) {
+  if (t->dtype == SF_F32 && sf_is_contiguous(t) && sf_device_eq(sf_device_of(t), dev)) return sf_retain(t);
+  sf_tensor *a = sf_raw_cast(t, SF_F32), *c = a ? sf_raw_contiguous(a) : NULL;
+  sf_release(a);
+  sf_tensor *d = c ? sf_raw_to_device(c, dev) : NULL;
+  sf_release(c);
+  return d;
 }
 
 typedef enum { CV_CAUSAL3, CV_POINT, CV_DOWN2D, CV_UP2D, CV_TIME_DOWN, CV_TIME_UP, CV_1X1_2D } cvkind;
@@ -52,26 +57,33 @@ static int load_conv(loader *l, const char *prefix, cvkind kind, vconv *c) {
     case CV_TIME_UP: c->causal_t = 2; break;
   }
   if (!b || b->ndim != 1 || b->shape[0] != g->cout) return sf_error("VAE: '%s' missing or not [%d]", bn, g->cout);
-  int64_t nw = (int64_t)g->cout * g->cin * g->kt * g->kh * g->kw;
-  if (!(c->w = borrow_or_copy(w, nw, wn, &c->wt)) || !(c->b = borrow_or_copy(b, g->cout, bn, &c->bt))) return -1;
+  if (!(c->w = f32_on(w, l->dev)) || !(c->b = f32_on(b, l->dev))) return -1;
   return 0;
 }
 
-static float *load_gamma(loader *l, const char *name, int *C) {
+/* a norm's gamma ([C], [C, 1, 1] or [C, 1, 1, 1] in the file) as f32 [C] on the device */
+static sf_tensor *load_gamma(loader *l, const char *name, int *C) {
+  char buf[64];
   sf_tensor *g = l->get(l->ctx, name);
   if (!g) { sf_error("VAE: state dict has no '%s'", name); return NULL; }
+  if (g->ndim < 1 || sf_numel(g) != g->shape[0]) {
+    sf_error("VAE: '%s' has shape %s, expected [C] (or [C, 1, 1, 1])", name, sf_shape_str(g, buf, sizeof buf));
+    return NULL;
+  }
   *C = (int)g->shape[0];
-  return sf_enc_f32_copy(g, g->shape[0], name);
+  sf_tensor *d = f32_on(g, l->dev);
+  sf_tensor *v = d ? sf_view(d, 1, (int64_t[]){*C}) : NULL;
+  sf_release(d);
+  return v;
 }
 
 static void conv_free(vconv *c) {
-  if (c->wt) sf_release(c->wt); else free(c->w);
-  if (c->bt) sf_release(c->bt); else free(c->b);
-  c->w = c->b = NULL, c->wt = c->bt = NULL;
+  sf_release(c->w), sf_release(c->b);
+  c->w = c->b = NULL;
 }
 
 static void mod_free(vmod *m) {
-  free(m->g0), free(m->g1);
+  sf_release(m->g0), sf_release(m->g1);
   conv_free(&m->c0), conv_free(&m->c1), conv_free(&m->sc), conv_free(&m->qkv), conv_free(&m->proj);
   conv_free(&m->rs), conv_free(&m->tc);
 }
@@ -80,7 +92,7 @@ static void coder_free(vcoder *c) {
   conv_free(&c->conv1), conv_free(&c->head);
   for (int i = 0; c->mods && i < c->nmods; i++) mod_free(&c->mods[i]);
   for (int i = 0; i < 3; i++) mod_free(&c->mid[i]);
-  free(c->mods), free(c->head_g);
+  free(c->mods), sf_release(c->head_g);
 }
 
 /* a module at `p` (e.g. "encoder.downsamples.3"): kind from its keys; takes cache slots from *slot */
@@ -188,34 +200,23 @@ void sf_vae_free(sf_vae *v) {
 
 const sf_vae_config *sf_vae_config_of(const sf_vae *v) { return &v->cfg; }
 
-static void mod_set_bf16(vmod *m, int on) {
-  m->bf16 = on;
-  m->c0.bf16 = m->c1.bf16 = m->sc.bf16 = m->qkv.bf16 = m->proj.bf16 = m->rs.bf16 = m->tc.bf16 = on;
-}
-
-static void coder_set_bf16(vcoder *c, int on) {
-  c->bf16 = c->conv1.bf16 = c->head.bf16 = on;
-  for (int i = 0; i < c->nmods; i++) mod_set_bf16(&c->mods[i], on);
-  for (int i = 0; i < 3; i++) mod_set_bf16(&c->mid[i], on);
-}
-
 int sf_vae_set_dtype(sf_vae *v, const char *dtype) {
   int on;
   if (!strcmp(dtype, "f32") || !strcmp(dtype, "float32")) on = 0;
   else if (!strcmp(dtype, "bf16") || !strcmp(dtype, "bfloat16")) on = 1;
   else return sf_error("VAE: compute dtype '%s' is not supported (f32 or bf16)", dtype);
   v->bf16 = on;
-  coder_set_bf16(&v->enc, on), coder_set_bf16(&v->dec, on);
-  v->conv1.bf16 = v->conv2.bf16 = on;
   return 0;
 }
 
 const char *sf_vae_dtype(const sf_vae *v) { return v->bf16 ? "bf16" : "f32"; }
 
-sf_vae *sf_vae_new(sf_weight_getter get, void *ctx, const float *mean, const float *std) {
+sf_vae *sf_vae_new(sf_weight_getter get, void *ctx, const float *mean, const float *std, sf_device dev) {
+  if (!sf_backend_for(dev)) return NULL;
   sf_vae *v = calloc(1, sizeof *v);
   if (!v) { sf_error("VAE: out of memory"); return NULL; }
-  loader l = {get, ctx, {0}};
+  v->dev = dev;
+  loader l = {get, ctx, {0}, dev};
   if (load_conv(&l, "conv1", CV_POINT, &v->conv1) || load_conv(&l, "conv2", CV_POINT, &v->conv2)) goto fail;
   if (load_coder(&l, "encoder", 0, &v->enc, &v->cfg.enc_mods) || load_coder(&l, "decoder", 1, &v->dec, &v->cfg.dec_mods))
     goto fail;
@@ -255,126 +256,191 @@ void sf_vae_clear_stream(sf_vae *v) {
 /* every temporal resample halves/doubles time; spatial stride 2 per resample */
 static int spatial_factor(const sf_vae *v) { return 1 << v->cfg.n_resample; }
 
-int sf_vae_encode1(sf_vae *v, const float *video, int T, int H, int W, float **latent, int *F_out) {
-  int f = spatial_factor(v);
-  if (T < 1 || H % f || W % f) return sf_error("VAE encode: %d frames of %dx%d (H and W must be multiples of %d)", T, H, W, f);
-  int iters = 1 + (T - 1) / 4, z = v->cfg.z_dim, h = H / f, w = W / f;
-  int64_t HW = (int64_t)H * W, lat_fs = (int64_t)2 * z * h * w;
-  float *mu2 = malloc(sizeof(float) * lat_fs * iters);
-  vstate st = {0};
-  if (!mu2 || vstate_init(&st, v->enc.nslots)) { free(mu2); return sf_error("VAE: out of memory"); }
-  int rc = 0;
-  for (int i = 0; i < iters && rc == 0; i++) {
-    int t0 = i == 0 ? 0 : 1 + 4 * (i - 1), nt = i == 0 ? 1 : 4;
-    vseq x = {0};
-    if ((rc = vseq_alloc(&x, nt, 3, H, W))) break;
-    for (int t = 0; t < nt; t++)
-      for (int c = 0; c < 3; c++) memcpy(vseq_frame(&x, t) + c * HW, video + ((int64_t)c * T + t0 + t) * HW, sizeof(float) * HW);
-    if (v->bf16) /* the pixels as a bf16 tensor */
-      for (int64_t k = 0; k < (int64_t)nt * 3 * HW; k++) x.d[k] = vbf(x.d[k]);
-    rc = vcoder_forward(&v->enc, &st, &x);
-    if (rc == 0 && (x.T != 1 || x.C != 2 * z || x.H != h || x.W != w))
-      rc = sf_error("VAE encode: chunk %d gave [%d, %d, %d, %d], expected one latent frame of [%d, %d, %d]", i, x.T, x.C,
-                    x.H, x.W, 2 * z, h, w);
-    if (rc == 0) memcpy(mu2 + i * lat_fs, x.d, sizeof(float) * lat_fs);
-    vseq_free(&x);
+static inline float bf(float x) { return sf_bf16_to_f32(sf_f32_to_bf16(x)); }
+
+/* the wrapper's scale = [mean, 1 / std] as [1, z, 1, 1] tensors on the device; bf16: [mean.to(bf16),
+ * 1.0 / std.to(bf16)], each rounded */
+static int latent_scale(const sf_vae *v, sf_tensor **mean, sf_tensor **inv) {
+  int z = v->cfg.z_dim;
+  int64_t shape[4] = {1, z, 1, 1};
+  sf_tensor *m = sf_empty(4, shape, SF_F32, sf_cpu()), *s = m ? sf_empty(4, shape, SF_F32, sf_cpu()) : NULL;
+  if (!s) { sf_release(m); return -1; }
+  float *pm = sf_data_ptr(m), *ps = sf_data_ptr(s);
+  for (int c = 0; c < z; c++) {
+    pm[c] = v->bf16 ? bf(v->cfg.mean[c]) : v->cfg.mean[c];
+    ps[c] = v->bf16 ? bf(1.0f / bf(v->cfg.std[c])) : 1.0f / v->cfg.std[c];
   }
-  vstate_clear(&st);
-  free(st.s);
-  if (rc) { free(mu2); return -1; }
-  /* conv1 (1x1x1) over all latent frames, keep mu, normalise (mu - mean) * (1 / std) */
-  vseq all = {iters, 2 * z, h, w, mu2}, y = {0};
-  rc = vconv_apply(&v->conv1, &all, &y);
-  free(mu2);
-  if (rc) return -1;
-  float *out = malloc(sizeof(float) * (int64_t)iters * z * h * w);
-  if (!out) { vseq_free(&y); return sf_error("VAE: out of memory"); }
-  int64_t hw = (int64_t)h * w;
-  for (int t = 0; t < iters; t++)
-    for (int c = 0; c < z; c++) {
-      float m = v->cfg.mean[c], inv = 1.0f / v->cfg.std[c];
-      const float *src = vseq_frame(&y, t) + c * hw;
-      float *dst = out + ((int64_t)t * z + c) * hw;
-      if (v->bf16) { /* scale = [mean.to(bf16), 1.0 / std.to(bf16)], each op rounded */
-        m = vbf(m), inv = vbf(1.0f / vbf(v->cfg.std[c]));
-        for (int64_t p = 0; p < hw; p++) dst[p] = vbf(vbf(src[p] - m) * inv);
-      } else {
-        for (int64_t p = 0; p < hw; p++) dst[p] = (src[p] - m) * inv;
-      }
-    }
-  vseq_free(&y);
-  *latent = out;
-  *F_out = iters;
+  *mean = sf_raw_to_device(m, v->dev), *inv = *mean ? sf_raw_to_device(s, v->dev) : NULL;
+  sf_release(m), sf_release(s);
+  if (!*inv) { sf_release(*mean); return -1; }
   return 0;
 }
 
-int sf_vae_decode1(sf_vae *v, const float *latent, int F, int h, int w, int stream, float **video, int *T_out) {
-  int z = v->cfg.z_dim, f = spatial_factor(v);
-  if (F < 1) return sf_error("VAE decode: no latent frames");
-  vstate local = {0}, *st = &local;
-  if (stream >= 0) {
-    if (stream >= v->nstream) {
-      vstate *ns = realloc(v->stream, sizeof(vstate) * (stream + 1));
-      if (!ns) return sf_error("VAE: out of memory");
-      for (int i = v->nstream; i <= stream; i++) {
-        ns[i].s = NULL, ns[i].n = 0;
-        if (vstate_init(&ns[i], v->dec.nslots)) { v->stream = ns, v->nstream = i; return -1; }
-      }
-      v->stream = ns, v->nstream = stream + 1;
+/* op(a, b), rounded to bf16 when the VAE computes in bf16; a is released (a chain of elementwise steps) */
+static sf_tensor *ew(const sf_vae *v, sf_binary_op op, sf_tensor *a, sf_tensor *b) {
+  sf_tensor *y = a ? sf_raw_binary(op, a, b) : NULL;
+  sf_release(a);
+  if (y && v->bf16 && sf_round_bf16_(y)) { sf_release(y); return NULL; }
+  return y;
+}
+
+/* the encoder over one sample's frames [T, 3, H, W] -> normalised latents [F, z, h, w] */
+static sf_tensor *encode_one(sf_vae *v, sf_tensor *frames, sf_tensor *mean, sf_tensor *inv) {
+  int T = (int)frames->shape[0], iters = 1 + (T - 1) / 4, z = v->cfg.z_dim, f = spatial_factor(v);
+  int64_t h = frames->shape[2] / f, w = frames->shape[3] / f;
+  sf_tensor **mu2 = calloc((size_t)iters, sizeof *mu2), *all = NULL, *y = NULL, *out = NULL;
+  vstate st = {0};
+  if (!mu2 || vstate_init(&st, v->enc.nslots)) { free(mu2); sf_error("VAE: out of memory"); return NULL; }
+  int rc = 0;
+  for (int i = 0; i < iters && rc == 0; i++) {
+    char buf[64];
+    sf_tensor *x = sf_narrow(frames, 0, i == 0 ? 0 : 1 + 4 * (i - 1), i == 0 ? 1 : 4);
+    rc = x ? vcoder_forward(&v->enc, v->bf16, &st, &x) : -1;
+    if (rc == 0 && (x->shape[0] != 1 || x->shape[1] != 2 * z || x->shape[2] != h || x->shape[3] != w))
+      rc = sf_error("VAE encode: chunk %d gave %s, expected one latent frame of [%d, %lld, %lld]", i,
+                    sf_shape_str(x, buf, sizeof buf), 2 * z, (long long)h, (long long)w);
+    if (rc == 0) mu2[i] = x;
+    else sf_release(x);
+  }
+  vstate_clear(&st);
+  free(st.s);
+  /* conv1 (1x1x1) over all latent frames, keep mu, normalise (mu - mean) * (1 / std) */
+  if (rc == 0 && (all = iters == 1 ? sf_retain(mu2[0]) : sf_raw_cat(mu2, iters, 0)))
+    y = vconv_apply(&v->conv1, all, 0, v->bf16);
+  sf_tensor *mu = y ? sf_narrow(y, 1, 0, z) : NULL;
+  if (mu) out = ew(v, SF_BIN_MUL, ew(v, SF_BIN_SUB, mu, mean), inv);
+  for (int i = 0; i < iters; i++) sf_release(mu2[i]);
+  free(mu2);
+  sf_release(all), sf_release(y);
+  return out;
+}
+
+sf_tensor *sf_vae_encode(sf_vae *v, sf_tensor *video) {
+  char buf[64];
+  int f = spatial_factor(v), z = v->cfg.z_dim;
+  if (video->ndim != 5 || video->shape[1] != 3) {
+    sf_error("vae:encode expects video [B, 3, T, H, W], got %s", sf_shape_str(video, buf, sizeof buf));
+    return NULL;
+  }
+  int64_t B = video->shape[0], T = video->shape[2], H = video->shape[3], W = video->shape[4];
+  if (B < 1 || T < 1 || H < 1 || W < 1 || H % f || W % f) {
+    if (B < 1) { sf_error("VAE encode: an empty batch (B = 0)"); return NULL; }
+    sf_error("VAE encode: %lld frames of %lldx%lld (H and W must be multiples of %d)", (long long)T, (long long)H,
+             (long long)W, f);
+    return NULL;
+  }
+  sf_tensor *vid = f32_on(video, v->dev), *mean = NULL, *inv = NULL, *out = NULL;
+  if (!vid || latent_scale(v, &mean, &inv)) goto done;
+  out = sf_empty(5, (int64_t[]){B, 1 + (T - 1) / 4, z, H / f, W / f}, SF_F32, v->dev);
+  for (int64_t b = 0; out && b < B; b++) {
+    sf_scope S = SF_SCOPE_INIT;
+    sf_tensor *xb = SF_OWN(S, sf_select(vid, 0, b));
+    sf_tensor *xp = SF_OWN(S, xb ? sf_permute(xb, (int[]){1, 0, 2, 3}) : NULL);
+    sf_tensor *frames = SF_OWN(S, xp ? sf_raw_clone(xp) : NULL); /* [T, 3, H, W]: the pixels as frames */
+    if (frames && v->bf16 && sf_round_bf16_(frames)) S.failed = true;
+    sf_tensor *lat = SF_OWN(S, frames ? encode_one(v, frames, mean, inv) : NULL);
+    sf_tensor *dst = SF_OWN(S, lat ? sf_select(out, 0, b) : NULL);
+    int rc = dst ? sf_raw_copy_(dst, lat) : -1;
+    sf_scope_end(&S);
+    if (rc) { sf_release(out); out = NULL; }
+  }
+done:
+  sf_release(vid), sf_release(mean), sf_release(inv);
+  return out;
+}
+
+/* the decode state of a stream (grown on first use) */
+static vstate *stream_state(sf_vae *v, int stream) {
+  if (stream >= v->nstream) {
+    vstate *ns = realloc(v->stream, sizeof(vstate) * (stream + 1));
+    if (!ns) { sf_error("VAE: out of memory"); return NULL; }
+    v->stream = ns;
+    for (int i = v->nstream; i <= stream; i++) {
+      ns[i].s = NULL, ns[i].n = 0;
+      if (vstate_init(&ns[i], v->dec.nslots)) return NULL;
+      v->nstream = i + 1;
     }
-    st = &v->stream[stream];
-  } else if (vstate_init(&local, v->dec.nslots)) {
-    return -1;
   }
-  int64_t hw = (int64_t)h * w, H = (int64_t)h * f, W = (int64_t)w * f;
-  vseq zs = {0}, x = {0};
-  float *out = NULL;
-  int rc = vseq_alloc(&zs, F, z, h, w);
-  if (rc == 0) {
-    for (int t = 0; t < F; t++)
-      for (int c = 0; c < z; c++) {
-        float m = v->cfg.mean[c], inv = 1.0f / v->cfg.std[c];
-        const float *src = latent + ((int64_t)t * z + c) * hw;
-        float *dst = vseq_frame(&zs, t) + c * hw;
-        if (v->bf16) { /* bf16 latents, scale = [mean.to(bf16), 1.0 / std.to(bf16)], each op rounded */
-          m = vbf(m), inv = vbf(1.0f / vbf(v->cfg.std[c]));
-          for (int64_t p = 0; p < hw; p++) dst[p] = vbf(vbf(vbf(src[p]) / inv) + m);
-        } else {
-          for (int64_t p = 0; p < hw; p++) dst[p] = src[p] / inv + m;
-        }
-      }
-    rc = vconv_apply(&v->conv2, &zs, &x);
-  }
-  vseq_free(&zs);
+  return &v->stream[stream];
+}
+
+/* one sample's latents [F, z, h, w] -> the decoder's outputs, one per latent frame ([1 or 4, 3, H, W] each),
+ * in parts[0..F); the total frame count in *T_out */
+static int decode_one(sf_vae *v, sf_tensor *lat, vstate *st, sf_tensor *mean, sf_tensor *inv, sf_tensor **parts, int64_t *T_out) {
+  char buf[64];
+  int64_t F = lat->shape[0], f = spatial_factor(v), H = lat->shape[2] * f, W = lat->shape[3] * f;
+  sf_tensor *l = v->bf16 ? sf_raw_clone(lat) : sf_retain(lat);
+  if (l && v->bf16 && sf_round_bf16_(l)) { sf_release(l); return -1; } /* bf16 latents */
+  sf_tensor *zs = ew(v, SF_BIN_ADD, ew(v, SF_BIN_DIV, l, inv), mean);
+  sf_tensor *x = zs ? vconv_apply(&v->conv2, zs, 0, v->bf16) : NULL;
+  sf_release(zs);
+  if (!x) return -1;
+  int rc = 0;
+  *T_out = 0;
   /* one latent frame per decoder call: frame 0 of a fresh stream gives 1 pixel frame, the others 4 */
-  int cap = 0, nout = 0;
-  int64_t pfs = 3 * H * W;
-  for (int i = 0; i < F && rc == 0; i++) {
-    vseq one = {0};
-    if ((rc = vseq_alloc(&one, 1, z, h, w))) break;
-    memcpy(one.d, vseq_frame(&x, i), sizeof(float) * z * hw);
-    rc = vcoder_forward(&v->dec, st, &one);
-    if (rc == 0 && (one.C != 3 || one.H != H || one.W != W))
-      rc = sf_error("VAE decode: decoder gave [%d, %d, %d] frames, expected [3, %lld, %lld]", one.C, one.H, one.W,
+  for (int64_t i = 0; i < F && rc == 0; i++) {
+    sf_tensor *one = sf_narrow(x, 0, i, 1);
+    rc = one ? vcoder_forward(&v->dec, v->bf16, st, &one) : -1;
+    if (rc == 0 && (one->shape[1] != 3 || one->shape[2] != H || one->shape[3] != W))
+      rc = sf_error("VAE decode: decoder gave %s frames, expected [T, 3, %lld, %lld]", sf_shape_str(one, buf, sizeof buf),
                     (long long)H, (long long)W);
-    if (rc == 0) {
-      if (nout + one.T > cap) {
-        cap = (nout + one.T) * 2;
-        float *no = realloc(out, sizeof(float) * pfs * cap);
-        if (!no) rc = sf_error("VAE: out of memory");
-        else out = no;
-      }
-      if (rc == 0) memcpy(out + nout * pfs, one.d, sizeof(float) * pfs * one.T), nout += one.T;
+    if (rc == 0) parts[i] = one, *T_out += one->shape[0];
+    else sf_release(one);
+  }
+  sf_release(x);
+  return rc;
+}
+
+sf_tensor *sf_vae_decode(sf_vae *v, sf_tensor *latents, int streaming) {
+  char buf[64];
+  int z = v->cfg.z_dim, f = spatial_factor(v);
+  if (latents->ndim != 5 || latents->shape[2] != z) {
+    sf_error("vae:decode expects latents [B, F, %d, h, w], got %s", z, sf_shape_str(latents, buf, sizeof buf));
+    return NULL;
+  }
+  int64_t B = latents->shape[0], F = latents->shape[1], h = latents->shape[3], w = latents->shape[4];
+  if (B < 1 || F < 1 || h < 1 || w < 1) {
+    sf_error("VAE decode: latents %s have no frames, rows or columns", sf_shape_str(latents, buf, sizeof buf));
+    return NULL;
+  }
+  sf_tensor *lat = f32_on(latents, v->dev), *mean = NULL, *inv = NULL, *out = NULL;
+  sf_tensor **parts = calloc((size_t)F, sizeof *parts);
+  if (!parts) sf_error("VAE: out of memory");
+  if (!parts || !lat || latent_scale(v, &mean, &inv)) goto fail;
+  for (int64_t b = 0; b < B; b++) {
+    vstate local = {0}, *st = streaming ? stream_state(v, (int)b) : &local;
+    if (!st || (!streaming && vstate_init(&local, v->dec.nslots))) goto fail;
+    sf_tensor *lb = sf_select(lat, 0, b);
+    int64_t T = 0;
+    int rc = lb ? decode_one(v, lb, st, mean, inv, parts, &T) : -1;
+    sf_release(lb);
+    if (!streaming) vstate_clear(&local), free(local.s);
+    if (rc) goto fail;
+    if (!out && !(out = sf_empty(5, (int64_t[]){B, T, 3, h * f, w * f}, SF_F32, v->dev))) goto fail;
+    if (out->shape[1] != T) {
+      sf_error("vae:decode_chunk: samples of the batch are at different stream positions (call reset)");
+      goto fail;
     }
-    vseq_free(&one);
+    /* clamped to [-1, 1] into the result, each part released as soon as it is copied */
+    int64_t t = 0;
+    for (int64_t i = 0; i < F; i++) {
+      sf_scope S = SF_SCOPE_INIT;
+      sf_tensor *c = SF_OWN(S, sf_raw_unary(SF_UN_CLAMP, parts[i], -1.0, 1.0));
+      sf_tensor *ob = SF_OWN(S, sf_select(out, 0, b));
+      sf_tensor *dst = SF_OWN(S, ob ? sf_narrow(ob, 0, t, parts[i]->shape[0]) : NULL);
+      rc = c && dst ? sf_raw_copy_(dst, c) : -1;
+      t += parts[i]->shape[0];
+      sf_scope_end(&S);
+      sf_release(parts[i]), parts[i] = NULL;
+      if (rc) goto fail;
+    }
   }
-  vseq_free(&x);
-  if (st == &local) {
-    vstate_clear(&local);
-    free(local.s);
-  }
-  if (rc) { free(out); return -1; }
-  *video = out;
-  *T_out = nout;
-  return 0;
+  goto done;
+fail:
+  sf_release(out), out = NULL;
+done:
+  for (int64_t i = 0; parts && i < F; i++) sf_release(parts[i]);
+  free(parts);
+  sf_release(lat), sf_release(mean), sf_release(inv);
+  return out;
 }

@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "core/tensor.h"
 #include "models/t5_encoder.h" /* sf_weight_getter */
 
 #ifdef __cplusplus
@@ -20,18 +21,19 @@ typedef struct {
 
 typedef struct sf_vae sf_vae;
 
-/* builds the VAE from the state dict (keys of Wan2.1_VAE.pth); mean/std may be NULL for the Wan
- * constants (z_dim 16) or zeros/ones (other z_dim) */
-sf_vae *sf_vae_new(sf_weight_getter get, void *ctx, const float *mean, const float *std);
+/* builds the VAE on device dev (weights converted to f32 there; a CPU f32 checkpoint's tensors are used in place)
+ * from the state dict (keys of Wan2.1_VAE.pth); mean/std may be NULL for the Wan constants (z_dim 16) or
+ * zeros/ones (other z_dim) */
+sf_vae *sf_vae_new(sf_weight_getter get, void *ctx, const float *mean, const float *std, sf_device dev);
 void sf_vae_free(sf_vae *v);
 const sf_vae_config *sf_vae_config_of(const sf_vae *v);
 
-/* video [3, T, H, W] (channel-major, one sample) -> normalised latent mu, frame-major [F][z][H/8][W/8];
- * F = 1 + (T - 1) / 4 (trailing frames dropped as the reference); *F_out receives F */
-int sf_vae_encode1(sf_vae *v, const float *video, int T, int H, int W, float **latent, int *F_out);
-/* normalised latent frame-major [F][z][h][w] -> pixels frame-major [T'][3][8h][8w] (unclamped);
- * stream < 0: fresh caches (decode); stream >= 0: the persistent caches of that stream (cached_decode) */
-int sf_vae_decode1(sf_vae *v, const float *latent, int F, int h, int w, int stream, float **video, int *T_out);
+/* video [B, 3, T, H, W] (any device, float) -> normalised latent mu [B, F, z, H/8, W/8] f32 on the VAE's device;
+ * F = 1 + (T - 1) / 4 (trailing frames dropped as the reference). NULL + sf_error on failure. */
+sf_tensor *sf_vae_encode(sf_vae *v, sf_tensor *video);
+/* normalised latents [B, F, z, h, w] -> pixels [B, T', 3, 8h, 8w] clamped to [-1, 1], on the VAE's device;
+ * streaming 0: fresh caches (decode); 1: the persistent caches of stream b for batch row b (cached_decode) */
+sf_tensor *sf_vae_decode(sf_vae *v, sf_tensor *latents, int streaming);
 void sf_vae_clear_stream(sf_vae *v);
 /* compute dtype "f32" (default, upstream Wan) or "bf16" (Self-Forcing's bf16 VAE: weights and every
  * activation rounded to bf16 at the reference's op outputs, sums in f32); -1 + sf_error otherwise */

@@ -89,7 +89,7 @@ T.case("tiny VAE (dim 8, z 4) on cpu", function()
   T.close(v:decode(FT.z), FT.decoded, 1e-4)
 end)
 
-T.case("emu: tensor-op VAE with the implicit-GEMM conv kernel (tiny config)", function()
+T.case("emu: the same C forward on the device (composed ops, implicit-GEMM conv kernel; tiny config)", function()
   local dev = T.test_device() -- emu:0, or $SFWB_TEST_DEVICE
   if not dev then print("  skipped: no emu device in this build") return end
   local v = sfwb.vae.load(tiny .. "/vae.pth", {device = dev})
@@ -103,6 +103,29 @@ T.case("emu: tensor-op VAE with the implicit-GEMM conv kernel (tiny config)", fu
   T.eq(a:device(), dev)
   local e3 = T.close(sfwb.cat({a, b}, 2), FT.decoded, 1e-4)
   print(string.format("  emu: worst relative errors encode %.3g, streamed decode %.3g", e1, e3))
+end)
+
+T.case("bf16 on every device: the same C forward (fused ops on the cpu, composed ops on emu), tiny config", function()
+  local function rel(a, b) return (a:cpu() - b):abs():max():item() / b:abs():max():item() end
+  local fl, fd = rel(FT.bf16_latents_f64, FT.bf16_latents), rel(FT.bf16_decoded_f64, FT.bf16_decoded)
+  local devs = {"cpu", T.test_device()}
+  for _, dev in ipairs(devs) do
+    local v = sfwb.vae.load(tiny .. "/vae.pth", {device = dev, dtype = "bf16"})
+    T.eq(v.dtype, "bf16")
+    local lat, dec = v:encode(FT.video), v:decode(FT.z)
+    T.eq(lat:device(), dev)
+    -- values are bf16 numbers
+    T.close(lat:cpu():bf16():float(), lat:cpu(), 0)
+    T.close(dec:cpu():bf16():float(), dec:cpu(), 0)
+    -- within the noise floor of two valid bf16 references (see the real-width bf16 case)
+    local el, ed = rel(lat, FT.bf16_latents), rel(dec, FT.bf16_decoded)
+    print(string.format("  %s bf16: encode %.3g, decode %.3g; two bf16 references differ by %.3g, %.3g; bf16 vs f32 %.3g, %.3g",
+      dev, el, ed, fl, fd, rel(FT.latents, FT.bf16_latents), rel(FT.decoded, FT.bf16_decoded)))
+    T.check(el <= 2 * fl + 1e-3 and ed <= 2 * fd + 1e-3, dev .. ": bf16 mode further from the bf16 reference than the noise floor")
+    -- and back to f32 (the f32 weights are kept on every device)
+    v:set_dtype("f32")
+    T.close(v:encode(FT.video), FT.latents, 1e-4)
+  end
 end)
 
 T.case("errors name the problem", function()

@@ -291,11 +291,11 @@ def main(out, dim=96, z=16):
         msk = msk.view(1, msk.shape[1] // 4, 4, 4, 4).transpose(1, 2)[0]
         fx["img"] = img
         fx["y"] = torch.cat([msk, lat_i])[None]
-        # bf16 mode (real widths only: the test compares it with the f32 outputs above)
+        # bf16 mode (the test compares it with the f32 outputs above, on the cpu and on a device)
         # With random weights the network amplifies single bf16 rounding flips: two valid bf16 runs that
         # differ only in how the convolutions sum (f32 vs f64 here) already differ by ~2.5e-2 at the output,
         # about as much as f32 differs from bf16. "_f64" is that second run: the test's noise floor.
-        if dim >= 32:
+        if True:
             global BF16
             BF16 = True
             fx["bf16_latents"] = encode(sd, enc, video, z, mean, std).permute(0, 2, 1, 3, 4).contiguous()

@@ -465,4 +465,44 @@ sf_tensor *sf_conv_cpu_flags(int nd, sf_tensor *x, sf_tensor *w, sf_tensor *b, c
   return conv_nd(nd, x, w, b, stride, pad, flags & SF_CONV_BF16);
 }
 
-const sf_conv_ops sf_cpu_conv_ops = {cpu_conv3d, cpu_conv2d};
+static void free_data(sf_storage *s) { free(s->data); }
+
+/* the frame-list convolution on tensors (conv_ops.h's conv_frames): the parts' frames are passed to the kernel
+ * by pointer, so a causal cache or zero frames in front cost no copy. The result tensor's storage holds the
+ * kernel's little extra (sf_conv_frames_out_floats). It is plain malloc, not cpu_alloc.c's recycled blocks:
+ * a VAE's activations change size at every layer, so recycled blocks would mostly sit unused beside the live
+ * ones (+110 MB of peak on bench_encoders' decode). */
+static sf_tensor *cpu_conv_frames(const sf_conv_geom *g, int nzero, sf_tensor *const *parts, int nparts, int flags,
+                                  sf_tensor *w, sf_tensor *b) {
+  int up2 = (flags & SF_CONV_UP2) != 0;
+  int64_t C = parts[0]->shape[1], H = parts[0]->shape[2], W = parts[0]->shape[3];
+  int nin = nzero;
+  for (int i = 0; i < nparts; i++) nin += (int)parts[i]->shape[0];
+  int To = sf_conv_out_t(g, nin), Ho = sf_conv_out_h(g, (int)(up2 ? 2 * H : H)), Wo = sf_conv_out_w(g, (int)(up2 ? 2 * W : W));
+  if (To <= 0 || Ho <= 0 || Wo <= 0) {
+    sf_error("conv: %d frames of %lldx%lld are too few for a %dx%dx%d conv", nin, (long long)H, (long long)W, g->kt, g->kh, g->kw);
+    return NULL;
+  }
+  const float **list = malloc(sizeof(float *) * (size_t)nin);
+  if (!list) { sf_error("conv: out of memory"); return NULL; }
+  int k = 0;
+  for (int i = 0; i < nzero; i++) list[k++] = NULL;
+  for (int i = 0; i < nparts; i++)
+    for (int64_t t = 0; t < parts[i]->shape[0]; t++) list[k++] = (const float *)sf_data_ptr(parts[i]) + t * C * H * W;
+  size_t n = (size_t)sf_conv_frames_out_floats(g, nin, (int)H, (int)W, up2);
+  float *d = malloc(sizeof(float) * (n ? n : 1));
+  sf_storage *st = d ? sf_storage_wrap(sf_cpu(), d, sizeof(float) * n, free_data, NULL) : NULL;
+  sf_tensor *out = NULL;
+  if (!d) sf_error("conv: out of memory for %d frames of [%d, %d, %d]", To, g->cout, Ho, Wo);
+  if (!st) free(d);
+  if (st && !sf_conv3d_frames_f32x(g, list, nin, (int)H, (int)W, flags & (SF_CONV_UP2 | SF_CONV_BF16), sf_data_ptr(w), NULL,
+                                   b ? sf_data_ptr(b) : NULL, d)) {
+    int64_t shape[4] = {To, g->cout, Ho, Wo};
+    out = sf_tensor_from_storage(st, SF_F32, 4, shape, NULL, 0);
+  }
+  sf_storage_release(st);
+  free(list);
+  return out;
+}
+
+const sf_conv_ops sf_cpu_conv_ops = {cpu_conv3d, cpu_conv2d, cpu_conv_frames};

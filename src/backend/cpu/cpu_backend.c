@@ -22,6 +22,8 @@ static bool cpu_supports(sf_capability cap, int op, const sf_tensor *out, const 
   case SF_CAP_UNARY_BWD: return sf_cpu_fuses_unary_bwd(op);
   case SF_CAP_MATMUL_ACC: return sf_cpu_can_matmul_acc(out, a, b);
   case SF_CAP_LINEAR_BIAS: return false; /* the CPU rounds once through oneDNN / the f32 path instead */
+  case SF_CAP_CONV_FRAMES: /* conv_cpu.c: frame pointers, the cache frames are never copied */
+  case SF_CAP_CHANNEL_NORM: return true; /* cpu_channel_norm.c */
   }
   return false;
 }

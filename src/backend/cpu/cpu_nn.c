@@ -9,6 +9,7 @@ int sf_cpu_modulate(sf_tensor *, const sf_tensor *, const sf_tensor *, const sf_
 int sf_cpu_gated_add(sf_tensor *, const sf_tensor *, const sf_tensor *, const sf_tensor *);
 int sf_cpu_rope3d(sf_tensor *, const sf_tensor *, int64_t, int64_t, int64_t, int64_t);
 int sf_cpu_attention(sf_tensor *, const sf_tensor *, const sf_tensor *, const sf_tensor *, const sf_attn_desc *, sf_tensor *);
+int sf_cpu_channel_norm(sf_tensor *, const sf_tensor *, const sf_tensor *, int, int);
 
 const sf_nn_ops sf_cpu_nn_ops = {
   .layer_norm = sf_cpu_layer_norm,
@@ -17,4 +18,5 @@ const sf_nn_ops sf_cpu_nn_ops = {
   .gated_add = sf_cpu_gated_add,
   .rope3d = sf_cpu_rope3d,
   .attention = sf_cpu_attention,
+  .channel_norm = sf_cpu_channel_norm,
 };

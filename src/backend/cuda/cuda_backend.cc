@@ -119,7 +119,8 @@ static int be_random(sf_tensor *out, uint64_t seed, uint64_t offset, int kind) {
   return sf_k_random(sf_data_ptr(out), out->dtype, sf_numel(out), seed, offset, kind);
 }
 
-/* optional ops (backend.h's supports query); no matmul_acc on the device yet */
+/* optional ops (backend.h's supports query); no matmul_acc, frame-list conv or channel norm on the device yet
+ * (ops/frame_ops.c composes the last two from core ops) */
 static bool be_supports(sf_capability cap, int op, const sf_tensor *out, const sf_tensor *a, const sf_tensor *b) {
   switch (cap) {
   case SF_CAP_UNARY_BWD: return sf_gpu_fuses_unary_bwd(op);
