@@ -165,6 +165,13 @@ T.case("train.new: dispatch on trainer / distribution_loss, refusals name key an
            "distribution_loss: xyz is not one of")
   T.raises(function() sfwb.train.new({}) end, "no 'trainer' key")
   T.raises(function() sfwb.train.new({trainer = "gan"}) end, "gen_lr")  -- the GAN trainer: its required keys
+  do -- several ranks: refused before anything is built (its loop averages no gradients)
+    local ws = sfwb.dist.world_size
+    sfwb.dist.world_size = function() return 2 end
+    local ok, err = pcall(sfwb.train.new, {trainer = "gan", gen_lr = 1e-5, critic_lr = 1e-5, num_class = 1})
+    sfwb.dist.world_size = ws
+    T.check(not ok and tostring(err):match("2 ranks") and tostring(err):match("run one process"), tostring(err))
+  end
   T.eq(sfwb.train.objective({trainer = "score_distillation", distribution_loss = "dmd"}), "dmd")
   T.eq(sfwb.train.objective({trainer = "ode"}), "ode")
   T.raises(function() sfwb.train.new({trainer = "ode"}, {}) end, "denoising_step_list")

@@ -9,7 +9,13 @@
 # [sink | window], then the same updates applied IN PLACE to the cache: PyTorch's autograd semantics for
 # free). Tiny random Wan networks; the VAE is a stand-in (below) defined identically in the sfwb test.
 #
-#   /usr/bin/python3 tests/ref/streaming_step_ref.py OUTDIR VARIANT     VARIANT: stream | switch
+#   /usr/bin/python3 tests/ref/streaming_step_ref.py OUTDIR VARIANT [checkpoint]     VARIANT: stream | switch
+#
+# `checkpoint` runs LongLive's gradient_checkpointing (longlive_train_long.yaml sets it): every block of a grad call
+# under torch.utils.checkpoint(use_reentrant=False) without the cross-attention cache, the cache updates applied
+# after the last block (_apply_cache_updates), so a block's backward re-runs its KV path against the cache tensors
+# and indices of backward time. In this scenario that gives bit-identical gradients (streaming_checkpoint_probe.py
+# shows it and the cases where it does not; docs/longlive.md says why).
 #
 # The run: dfake_gen_update_ratio 1, train_first_chunk true, two trainer iterations without optimizer steps:
 # generator loss (a new sequence: chunk 1, 21 frames), critic loss (chunk 2: the random new-frame count, 21
@@ -20,6 +26,7 @@ import os
 import sys
 
 import torch
+import torch.utils.checkpoint
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import wan_ref  # noqa: E402
@@ -70,9 +77,12 @@ class KV:
         self.k = [t.detach() for t in self.k]
         self.v = [t.detach() for t in self.v]
 
-    def attend(self, i, roped_key, v):
+    deferred = False  # CHECKPOINT mode: the updates wait for the end of the forward (_apply_cache_updates)
+    pending = None
+
+    def attend(self, i, roped_key, v, start=None):
         S = self.S
-        current_start = self.start
+        current_start = self.start if start is None else start
         n = roped_key.shape[1]
         current_end = current_start + n
         sink = SINK * S
@@ -101,7 +111,16 @@ class KV:
         lo = max(sink, local_end - budget)
         kk = torch.cat([temp_k[:, :sink], temp_k[:, lo:local_end]], dim=1)
         vv = torch.cat([temp_v[:, :sink], temp_v[:, lo:local_end]], dim=1)
+        if self.deferred:  # read back by apply_pending after the last layer (a recompute's entry is never read)
+            self.pending.append((i, roll, ws, local_end, off, wl, roped_key, v, is_recompute, current_end))
+            return kk, vv, None, None
+        self.apply(i, roll, ws, local_end, off, wl, roped_key, v, is_recompute, current_end)
+        return kk, vv, None, None
+
+    def apply(self, i, roll, ws, local_end, off, wl, roped_key, v, is_recompute, current_end):
         # _apply_cache_updates, in place on the cache tensors
+        sink = SINK * self.S
+        cache_k, cache_v = self.k[i], self.v[i]
         if roll is not None:
             ev, rolled = roll
             cache_k[:, sink:sink + rolled] = cache_k[:, sink + ev:sink + ev + rolled].clone()
@@ -111,7 +130,30 @@ class KV:
             cache_v[:, ws:local_end] = v[:, off:off + wl]
         if not is_recompute:
             self.G[i], self.Lend[i] = current_end, local_end
-        return kk, vv, None, None
+
+    def apply_pending(self):
+        for u in self.pending:
+            self.apply(*u)
+        self.pending = []
+
+
+class CheckpointedRef(CausalRef):
+    """gradient_checkpointing as LongLive's _forward_inference does it: every block of a grad call runs under
+    torch.utils.checkpoint(use_reentrant=False) without the cross-attention cache; the block's backward re-runs it
+    (kv_attend included, with its own current_start) against the cache tensors and indices of backward time"""
+
+    def block(self, *args):
+        if not torch.is_grad_enabled():
+            return CausalRef.block(self, *args)
+
+        def run(*a):
+            saved, self.xcache = self.xcache, None
+            try:
+                return CausalRef.block(self, *a)
+            finally:
+                self.xcache = saved
+
+        return torch.utils.checkpoint.checkpoint(run, *args, use_reentrant=False)
 
 
 def vae_decode(x):  # the stand-in VAE (the sfwb test defines the same): [B, T, C, h, w] -> pixels [B, T, 3, h, w]
@@ -123,7 +165,7 @@ def vae_encode(p):  # pixels [B, 3, 1, h, w] -> latent [B, 1, C, h, w]
     return torch.cat([q] * 6, dim=2)[:, :, :C] * 0.5
 
 
-def main(out, variant):
+def main(out, variant, checkpoint=False):
     switch = variant == "switch"
     gen = torch.Generator().manual_seed(21)
     c = wan_ref.Cfg(TINY)
@@ -131,7 +173,7 @@ def main(out, variant):
     write_model(os.path.join(out, "gen"), PG, True)
     write_model(os.path.join(out, "real"), PR, False)
     write_model(os.path.join(out, "fake"), PF, False)
-    G, R, Fk = CausalRef(c, PG), wan_ref.Wan(c, PR), wan_ref.Wan(c, PF)
+    G, R, Fk = (CheckpointedRef if checkpoint else CausalRef)(c, PG), wan_ref.Wan(c, PR), wan_ref.Wan(c, PF)
     prompts = {"a": torch.randn(1, 4, 8, generator=gen), "b": torch.randn(1, 4, 8, generator=gen),
                "c": torch.randn(1, 4, 8, generator=gen), "d": torch.randn(1, 4, 8, generator=gen)}
     neg = torch.randn(1, 4, 8, generator=gen).repeat(B, 1, 1)
@@ -160,8 +202,12 @@ def main(out, variant):
     def gen_call(x, tt, ctx, start):  # gradient_checkpointing: a grad forward does not use the cross-attn cache
         kv = st["kv"]
         kv.start = start * S
+        kv.deferred, kv.pending = checkpoint, []
         G.xcache = None if torch.is_grad_enabled() else st["xcache"]
-        flow = G.forward(x.permute(0, 2, 1, 3, 4), tt, ctx, kv_attend=kv.attend, f0=start).permute(0, 2, 1, 3, 4)
+        attend = (lambda i, k, v, s=start * S: kv.attend(i, k, v, s)) if checkpoint else kv.attend
+        flow = G.forward(x.permute(0, 2, 1, 3, 4), tt, ctx, kv_attend=attend, f0=start).permute(0, 2, 1, 3, 4)
+        if checkpoint:
+            kv.apply_pending()
         return to_x0(flow, x, tt, s5, T5)
 
     def score_call(model, xt, tt, cond):
@@ -372,4 +418,4 @@ def main(out, variant):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], len(sys.argv) > 3 and sys.argv[3] == "checkpoint")

@@ -131,7 +131,9 @@ end
 
 -- the checks every recipe makes before it loads or computes anything: an unwritable output folder, a
 -- bad fps, colormap, size, frame or step count fails at once, not after the rollout.
---   M.preflight(o, {dir = "output_dir", size = true, frames = "num_frames", fps = true, cmap = true, steps = true})
+--   M.preflight(o, {dir = "output_dir", size = true, frames = "num_frames", fps = true, cmap = true, steps = true,
+--                   counts = {"num_samples"}, choices = {attn = {"self", "cross"}}, lists = {passes = true},
+--                   device = true, dirs = {"pt_folder"}})
 function M.preflight(o, c)
   local function whole(v) return type(v) == "number" and v == math.floor(v) end
   if c.size then
@@ -160,7 +162,46 @@ function M.preflight(o, c)
       if not (whole(s) and s >= 1) then error("--steps: step numbers are >= 1, got " .. tostring(s), 0) end
     end
   end
+  -- whole numbers >= 1 (sample, step and prompt counts): c.counts = {"num_samples", ...}
+  for _, k in ipairs(c.counts or {}) do
+    local v = o[k]
+    if v ~= nil then
+      local n = tonumber(v)
+      if not (n and whole(n) and n >= 1) then
+        error(string.format("--%s must be a whole number >= 1, got %s", k, tostring(v)), 0)
+      end
+    end
+  end
+  -- options with a fixed set of values: c.choices = {attn = {"self", "cross"}, ...}; a comma list for c.lists
+  local names = {}
+  for k in pairs(c.choices or {}) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    if o[k] ~= nil then
+      local allowed = {}
+      for _, a in ipairs(c.choices[k]) do allowed[a] = true end
+      local given = (c.lists and c.lists[k]) and M.str_list(o[k]) or {o[k]}
+      if #given == 0 then error(string.format("--%s: one of %s expected, got nothing", k, table.concat(c.choices[k], ", ")), 0) end
+      for _, v in ipairs(given) do
+        if not allowed[v] then
+          error(string.format("--%s: '%s' is not one of %s", k, tostring(v), table.concat(c.choices[k], ", ")), 0)
+        end
+      end
+    end
+  end
+  if c.device then
+    local d = o.device
+    if d ~= nil and not (d == "cpu" or d:match("^emu:%d+$") or d:match("^cuda:%d+$") or d == "emu" or d == "cuda") then
+      error("--device: '" .. tostring(d) .. "' is not cpu, emu:N or cuda:N", 0)
+    end
+    if o.dtype ~= nil and o.dtype ~= "f32" and o.dtype ~= "bf16" then
+      error("--dtype: '" .. tostring(o.dtype) .. "' is not f32 or bf16", 0)
+    end
+  end
   if c.dir and o[c.dir] then M.output_dir(o[c.dir], "--" .. c.dir) end
+  for _, k in ipairs(c.dirs or {}) do
+    if o[k] then M.output_dir(o[k], "--" .. k) end
+  end
 end
 
 function M.read_lines(path)
@@ -228,12 +269,20 @@ function M.prompt_stem(prompt)
 end
 
 ---------------------------------------------------------------------------------------------------
--- configs: a YAML merged over default_config.yaml (next to it) as Self-Forcing's scripts do
-function M.load_config(path)
+-- configs: a YAML merged over default_config.yaml (next to it) as Self-Forcing's scripts do, checked
+-- before anything loads (sfwb/recipes/schema.lua: typos warned with the nearest key, wrong types and
+-- unsupported values refused, naming the key and the file). opts.defaults = false: no defaults merged
+-- (LongLive's OmegaConf.load).
+function M.load_config(path, opts)
   if not path then return {} end
-  local dflt = path:gsub("[^/]*$", "") .. "default_config.yaml"
-  if dflt == path or not M.exists(dflt) then dflt = nil end
-  return sfwb.config.load(path, {defaults = dflt})
+  local dflt
+  if not (opts and opts.defaults == false) then
+    dflt = path:gsub("[^/]*$", "") .. "default_config.yaml"
+    if dflt == path or not M.exists(dflt) then dflt = nil end
+  end
+  local cfg = sfwb.config.load(path, {defaults = dflt})
+  sfwb.config.check(cfg, require("sfwb.recipes.schema").inference, {file = path})
+  return cfg
 end
 
 -- the pipeline settings a config implies (Self-Forcing's keys), with explicit overrides

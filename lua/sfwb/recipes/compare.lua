@@ -70,7 +70,9 @@ function M.main(argv)
   local o = C.parse_args(argv, M.spec)
   if not o then return 0 end
   local t0 = sfwb.time()
-  C.preflight(o, {dir = "output_dir", size = true, frames = "num_frames", steps = true})
+  C.preflight(o, {dir = "output_dir", size = true, frames = "num_frames", steps = true, device = true,
+                  choices = {attn = {"self", "cross"}, what = {"logits", "probs", "mass"},
+                             passes = {"denoise", "refresh"}}, lists = {passes = true}})
   local A, B
   if o.ema_vs_raw then
     A, B = side(o.ema_vs_raw .. ":raw"), side(o.ema_vs_raw .. ":ema")

@@ -220,7 +220,10 @@ function M.main(argv)
   local o = C.parse_args(argv, M.spec)
   if not o then return 0 end
   local t0 = sfwb.time()
-  C.preflight(o, {dir = "output_dir", size = true, frames = "num_frames", cmap = true, steps = true})
+  C.preflight(o, {dir = "output_dir", size = true, frames = "num_frames", cmap = true, steps = true, device = true,
+                  choices = {attn = {"self", "cross"}, what = {"logits", "probs", "mass"},
+                             reduce = {"frame", "query_mean", "none"}, scale = {"shared", "layer"},
+                             passes = {"denoise", "refresh"}}, lists = {passes = true}})
   o.checkpoint = o.checkpoint_path
   local w = C.weights(o)
   local cfg = C.load_config(o.config_path)

@@ -56,7 +56,9 @@ function M.main(argv)
   local o = C.parse_args(argv, M.spec)
   if not o then return 0 end
   local t_start = sfwb.time()
-  C.preflight(o, {dir = "output_folder", size = true, frames = "num_output_frames", fps = true})
+  C.preflight(o, {dir = "output_folder", size = true, frames = "num_output_frames", fps = true, device = true,
+                  counts = {"num_samples", "num_inference_steps"},
+                  choices = {solver = {"unipc", "dpm++", "dpmpp", "euler"}, kv_policy = {"self_forcing", "longlive"}}})
   o.checkpoint = o.checkpoint_path
   local w = C.weights(o)
   local cfg = C.load_config(o.config_path)

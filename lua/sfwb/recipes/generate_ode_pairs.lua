@@ -51,6 +51,10 @@ function M.main(argv)
   if not o then return 0 end
   if not o.caption_path then error("--caption_path is required (see --help)", 0) end
   if not o.output_folder then error("--output_folder is required (see --help)", 0) end
+  C.preflight(o, {dir = "output_folder", dirs = {"pt_folder"}, size = true, frames = "num_frames", counts = {"num_steps"},
+                  choices = {solver = {"euler", "unipc", "dpm++", "dpmpp"}}, device = true})
+  local keep = keep_list(o.keep)
+  local prompts = C.read_lines(o.caption_path)
   local w = C.weights{wan_dir = o.wan_dir, no_checkpoint = true}
   local dev = {device = o.device, dtype = "f32", causal = false}
   local teacher = C.load_generator(w, {num_frame_per_block = 1, independent_first_frame = false,
@@ -59,10 +63,7 @@ function M.main(argv)
   local p = sfwb.pipeline.bidirectional_diffusion{generator = teacher, text_encoder = t5, num_inference_steps = o.num_steps,
                                                   guidance_scale = o.guidance_scale, timestep_shift = o.shift,
                                                   solver = o.solver, negative_prompt = o.negative_prompt}
-  local keep = keep_list(o.keep)
-  local prompts = C.read_lines(o.caption_path)
   local writer = sfwb.data.lmdb_writer(o.output_folder)
-  if o.pt_folder then C.mkdir(o.pt_folder) end
   local h, wd = o.height // 8, o.width // 8
   local C_out = (teacher.config and teacher.config.out_dim) or 16
   sfwb.manual_seed(o.seed)

@@ -85,7 +85,13 @@ function M.main(argv)
   if not o then return 0 end
   local t_start = sfwb.time()
   if not o.config_path then error("--config_path is required (LongLive's interactive inference config)", 0) end
-  local cfg = sfwb.config.load(o.config_path)   -- OmegaConf.load: no defaults merged, as the original
+  local cfg = C.load_config(o.config_path, {defaults = false}) -- OmegaConf.load: no defaults merged, as the original
+  -- the outputs and counts (the config's where the command line gives none) before any weights load
+  local out_dir = o.output_folder or cfg.output_folder or "videos/interactive"
+  C.preflight({output_folder = out_dir, height = o.height, width = o.width, device = o.device, dtype = o.dtype,
+               num_output_frames = tonumber(o.num_output_frames) or o.num_output_frames or cfg.num_output_frames,
+               num_samples = o.num_samples or cfg.num_samples},
+              {dir = "output_folder", size = true, frames = "num_output_frames", counts = {"num_samples"}, device = true})
   local s = C.pipeline_settings(cfg)
   local w = C.weights({wan_dir = o.wan_dir, checkpoint = o.generator_ckpt or cfg.generator_ckpt, no_checkpoint = false})
   local dev = {device = o.device, dtype = o.dtype, ema = cfg.use_ema and true or false, causal = true}
@@ -117,8 +123,6 @@ function M.main(argv)
   local F = tonumber(o.num_output_frames or cfg.num_output_frames or 240)
   local seed = tonumber(o.seed or cfg.seed or 0)
   local ns = tonumber(o.num_samples or cfg.num_samples or 1)
-  local out_dir = o.output_folder or cfg.output_folder or "videos/interactive"
-  C.mkdir(out_dir)
   local tag = lora and "lora" or (cfg.use_ema and "ema" or "regular")
   local outputs, runs = {}, {}
   sfwb.manual_seed(seed)

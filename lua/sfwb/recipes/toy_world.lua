@@ -38,7 +38,7 @@ M.default_eval_prompts = {
 
 -- sizes: --quick (<= 30 min on 2 cores), the default (longer, better), --mini (the test, seconds)
 M.presets = {
-  quick = {n_train = 128, train_frames = 33, long_factor = 3, vae = {steps = 1000, batch = 2, clip = 9, dim = 4, lr = 3e-3, warmup = 50,
+  quick = {n_train = 128, train_frames = 33, long_factor = 3, vae = {steps = 2500, batch = 2, clip = 9, dim = 4, lr = 3e-3, warmup = 50,
     image_steps = 400, image_batch = 8, clip_lr = 1e-3, crop = 32},
     dit = {dim = 64, layers = 2, heads = 4, ffn = 128}, teacher = {steps = 1500, batch = 2, lr = 1e-3, sample_steps = 16},
     baseline = {steps = 300, batch = 2, lr = 5e-4, sample_steps = 16}, self_forcing = {steps = 200, batch = 1, lr = 2e-4}},
@@ -607,6 +607,10 @@ function M.main(argv)
   local o = C.parse_args(argv, M.spec)
   if not o then return 0 end
   if not o.out then error("--out DIR is required (see --help)", 0) end
+  C.output_dir(o.out, "--out") -- a file or an unwritable folder fails before any stage runs
+  if o.vae_steps ~= nil and not (math.tointeger(tonumber(o.vae_steps)) and tonumber(o.vae_steps) >= 1) then
+    error("--vae_steps must be a whole number >= 1, got " .. tostring(o.vae_steps), 0)
+  end
   local preset = M.apply_overrides(o.mini and M.presets.mini or o.quick and M.presets.quick or M.presets.full, o.set)
   local ctx = {out = o.out, opts = o, preset = preset, seed = math.tointeger(o.seed) or 0, records = {}, redo = {}}
   if ctx.opts.vae_steps then ctx.opts.vae_steps = math.tointeger(ctx.opts.vae_steps) end

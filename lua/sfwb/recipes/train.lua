@@ -38,6 +38,12 @@ function M.config(o)
 end
 
 function M.run(o, cfg, build)
+  -- the step count and the output folder before any model loads
+  if type(o.steps) ~= "number" or o.steps ~= math.floor(o.steps) or o.steps < 0 then
+    error(string.format("--steps must be a whole number >= 0, got %s", tostring(o.steps)), 0)
+  end
+  o.steps = math.tointeger(o.steps)
+  if cfg.logdir and cfg.logdir ~= "" and not cfg.no_save then C.output_dir(cfg.logdir, "--logdir") end
   local tr = build(cfg)
   if o.resume then tr:resume(o.resume) end
   local t0 = sfwb.time()

@@ -14,7 +14,13 @@
 -- Resume is exact: the training state (training_state.pt beside model.pt) holds the step, every
 -- optimizer's moments and master weights, the EMA when the original's files lack it, the random
 -- generator's state and the data position, so N steps + save + resume + M steps equals N + M steps
--- bit for bit. A checkpoint folder is written as <dir>.tmp-PID-N and renamed when complete; an
+-- bit for bit. Under several ranks (sfwb.dist) save is collective: every rank's generator state and data
+-- position are gathered into the one file rank 0 writes (ranks.seed/offset/drawn, row r = rank r), and a
+-- resume at the same world size gives each rank its own row back, bit for bit. At another world size the
+-- weights, optimizer moments, EMA and step are restored, rank r < the saved world continues its own RNG
+-- stream, a new rank starts a fresh one (the saved rank-0 seed + r, a seed no saved rank used), and every
+-- rank keeps the saved count of batches drawn (the sampler's shards differ, so the samples do too); the
+-- resume says so in a line. A custom tr.rng with state()/set_state() is saved from rank 0 only. A checkpoint folder is written as <dir>.tmp-PID-N and renamed when complete; an
 -- existing one is never overwritten; temporary folders of killed saves are removed on the next save.
 local sfwb = require "sfwb"
 local json = require "sfwb.json"
@@ -129,7 +135,8 @@ function Base:step()
     end
   end
   local dir, every = logdir_of(self), get(self.cfg, "log_iters", 0)
-  if dir and every > 0 and self.step_count % every == 0 and not get(self.cfg, "no_save", false) and self.rank == 0 then
+  -- every rank calls save (it gathers the ranks' RNG states; rank 0 writes)
+  if dir and every > 0 and self.step_count % every == 0 and not get(self.cfg, "no_save", false) then
     self:save(string.format("%s/checkpoint_model_%06d", dir, self.step_count))
   end
   return info
@@ -188,10 +195,32 @@ end
 
 ---------------------------------------------------------------------------------------------------
 -- the training state: everything a resumed run needs that the original's files lack
-function Base:training_state(ema_saved)
+
+local function multi(self) return self.dist ~= nil and (self.world or 1) > 1 end
+
+-- every rank's generator state and data position, {seed = {...}, offset = {...}, drawn = {...}} indexed
+-- by rank + 1 (collective under several ranks: all must call it, in the same order)
+function Base:_rank_states()
   local seed, offset = sfwb.rng_state()
-  local st = {version = M.STATE_VERSION, step = self.step_count, rng = {seed = seed, offset = offset},
-              data = {drawn = self.next_batch and self.next_batch.drawn or 0}, optimizers = {}}
+  local drawn = self.next_batch and self.next_batch.drawn or 0
+  if not multi(self) then return {seed = {seed}, offset = {offset}, drawn = {drawn}} end
+  local rows = self.dist.all_gather(sfwb.tensor({{seed, offset, drawn}}, {dtype = "i64"})):totable()
+  local r = {seed = {}, offset = {}, drawn = {}}
+  for i, row in ipairs(rows) do
+    r.seed[i], r.offset[i], r.drawn[i] = math.tointeger(row[1]), math.tointeger(row[2]), math.tointeger(row[3])
+  end
+  return r
+end
+
+function Base:training_state(ema_saved, ranks)
+  ranks = ranks or self:_rank_states()
+  local i = self.rank + 1
+  local st = {version = M.STATE_VERSION, step = self.step_count,
+              rng = {seed = ranks.seed[i], offset = ranks.offset[i]}, data = {drawn = ranks.drawn[i]},
+              ranks = {world = #ranks.seed, seed = sfwb.tensor(ranks.seed, {dtype = "i64"}),
+                       offset = sfwb.tensor(ranks.offset, {dtype = "i64"}),
+                       drawn = sfwb.tensor(ranks.drawn, {dtype = "i64"})},
+              optimizers = {}}
   if self.rng and type(self.rng.state) == "function" then st.trainer_rng = self.rng.state() end
   for name, opt in pairs(self.optimizers) do st.optimizers[name] = opt:state_dict() end
   if self.ema then
@@ -228,8 +257,27 @@ function Base:load_training_state(path)
     if not self.ema then self.ema = sfwb.ema(self.generator, self.ema_weight) end
     self.ema:load_state_dict(shadow)
   end
-  if self.next_batch and self.next_batch.seek then self.next_batch:seek(flat["data.drawn"] or 0) end
-  sfwb.set_rng_state(flat["rng.seed"], flat["rng.offset"])
+  -- this rank's row of the ranks' states (files before ranks.* hold one: a world of 1)
+  local function ints(t, fallback)
+    if t == nil then return {fallback} end
+    local out = {}
+    for j, v in ipairs(t:totable()) do out[j] = math.tointeger(v) end
+    return out
+  end
+  local seeds, offsets = ints(flat["ranks.seed"], flat["rng.seed"]), ints(flat["ranks.offset"], flat["rng.offset"])
+  local drawn = ints(flat["ranks.drawn"], flat["data.drawn"] or 0)
+  local saved_world, world, r = #seeds, self.world or 1, self.rank
+  local seed, offset, pos = seeds[r + 1], offsets[r + 1], drawn[r + 1]
+  if saved_world ~= world then
+    if seed == nil then seed, offset = seeds[1] + r, 0 end -- a new rank: a stream no saved rank used
+    pos = drawn[1]
+    self:_note(string.format("resume: %s was written by %d rank(s), this run has %d: weights, optimizer moments, " ..
+      "EMA and step restored; RNG streams continue per rank (new ranks start fresh ones) and the data position " ..
+      "is the saved count of batches over this world's shards; not bit-exact with an uninterrupted %d-rank run",
+      path, saved_world, world, saved_world))
+  end
+  if self.next_batch and self.next_batch.seek then self.next_batch:seek(pos) end
+  sfwb.set_rng_state(seed, offset)
   if self.rng and type(self.rng.set_state) == "function" then self.rng.set_state(subtree(flat, "trainer_rng")) end
   return flat.step
 end
@@ -256,6 +304,21 @@ local save_counter = 0
 function Base:save(dir)
   if type(dir) ~= "string" or dir == "" then error("save: a folder path expected", 2) end
   dir = dir:gsub("/+$", "")
+  if multi(self) then
+    -- collective: every rank's state is gathered, rank 0 writes, every rank learns whether it failed
+    local ranks = self:_rank_states()
+    local ok, res = true, nil
+    if self.rank == 0 then ok, res = pcall(self._write, self, dir, ranks) end
+    local failed = sfwb.tensor({ok and 0 or 1}, {dtype = "f64"})
+    self.dist.all_reduce(failed, "max")
+    if not ok then error(res, 0) end
+    if failed:item() > 0 then error("save: rank 0 failed to write " .. dir, 0) end
+    return res or dir
+  end
+  return self:_write(dir)
+end
+
+function Base:_write(dir, ranks)
   if exists(dir) then
     error(string.format("save: %s exists; refusing to overwrite a checkpoint (remove it, or save elsewhere)", dir), 0)
   end
@@ -270,7 +333,7 @@ function Base:save(dir)
     local files, ema_saved = self:checkpoint_files()
     first = sorted_keys(files)[1]
     for _, name in ipairs(sorted_keys(files)) do sfwb.save(tmp .. "/" .. name, files[name]) end
-    sfwb.save(tmp .. "/" .. M.STATE_FILE, self:training_state(ema_saved))
+    sfwb.save(tmp .. "/" .. M.STATE_FILE, self:training_state(ema_saved, ranks))
     local okr, rerr = os.rename(tmp, dir)
     if not okr then error("cannot rename " .. tmp .. " to " .. dir .. ": " .. tostring(rerr), 0) end
   end)
