@@ -7,10 +7,10 @@ local CLIP = {}
 CLIP.__index = CLIP
 
 -- sfwb.clip.load(pth_or_state_dict, {num_heads=16, num_layers=, device="cpu"}) — "visual.*" keys; the text
--- tower and log_scale in the official file are ignored. The fused CPU path on "cpu", the tensor ops on any
--- other device (cuda:N, emu:N). dtype="f32" (default) or "f16" (Wan's clip_dtype: fp16 weights under fp16
--- autocast, LayerNorms in f32; also "bf16"): op outputs rounded as the reference's CUDA kernels; bf16 also on
--- a device, f16 on the cpu only; clip.dtype holds it, clip:set_dtype(d) switches.
+-- tower and log_scale in the official file are ignored. One forward (src/models/clip_forward.c, the
+-- backend's tensor ops) on every device (cpu, cuda:N, emu:N). dtype="f32" (default) or "f16" (Wan's
+-- clip_dtype: fp16 weights under fp16 autocast, LayerNorms in f32; also "bf16"): op outputs rounded as the
+-- reference's CUDA kernels; every dtype on every device; clip.dtype holds it, clip:set_dtype(d) switches.
 function M.load(src, opts)
   opts = opts or {}
   local sd = type(src) == "table" and src or sfwb.load(src)
@@ -18,14 +18,10 @@ function M.load(src, opts)
   local core = sfwb._clip.new(sd, {num_heads = opts.num_heads or 16, num_layers = opts.num_layers})
   if opts.dtype then core:set_dtype(opts.dtype) end
   local self = setmetatable({core = core, config = core:config(), device = opts.device or "cpu", dtype = core:dtype()}, CLIP)
-  if self.device ~= "cpu" and self.dtype == "f16" then
-    error("sfwb.clip.load: dtype 'f16' runs on the cpu path only (f32 and bf16 on " .. self.device .. ")", 2)
-  end
   return self
 end
 
 function CLIP:set_dtype(dtype)
-  if self.device ~= "cpu" and dtype == "f16" then error("clip:set_dtype: 'f16' runs on the cpu path only (f32, bf16 on " .. self.device .. ")", 2) end
   self.core:set_dtype(dtype)
   self.dtype = self.core:dtype()
   return self

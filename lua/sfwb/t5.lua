@@ -28,21 +28,18 @@ M._strip_prefixes = strip_prefixes
 
 -- sfwb.t5.load(pth_or_state_dict, {tokenizer=dir_or_tokenizer, device="cpu", text_len=512, cache_size=64})
 -- Weights stay in their file dtype on the cpu (mmap views) and are converted to f32 per matrix; compute is
--- f32. device="cpu" (default) runs the fused CPU path, so the encoder can sit on the cpu beside a DiT on a
--- GPU; any other device (cuda:N, emu:N) runs the same forward with the tensor ops on that device, moving
--- one block of weights at a time. dtype="f32" (default, Self-Forcing's WanTextEncoder as built), "bf16"
+-- f32. One forward (src/models/t5_forward.c, the backend's tensor ops) runs on every device: device="cpu"
+-- (default) lets the encoder sit on the cpu beside a DiT on a GPU; on another device (cuda:N, emu:N) the
+-- weights move one matrix at a time. dtype="f32" (default, Self-Forcing's WanTextEncoder as built), "bf16"
 -- (the reference after its pipeline's .to(bfloat16), upstream Wan's t5_dtype) or "f16" (with T5's
--- fp16_clamp): activations rounded at every op output as the reference's CUDA kernels do, sums in f32;
--- bf16 also on a device (cuda/emu: --device cuda:0 --dtype bf16), f16 on the cpu only. t5.dtype holds it; t5:set_dtype(d) switches (and clears the embedding cache).
+-- fp16_clamp): activations rounded at every op output as the reference's CUDA kernels do, sums in f32; every
+-- dtype on every device. t5.dtype holds it; t5:set_dtype(d) switches (and clears the embedding cache).
 function M.load(src, opts)
   opts = opts or {}
   local sd = type(src) == "table" and src or sfwb.load(src)
   sd = strip_prefixes(sd)
   local core = sfwb._t5.new(sd)
   if opts.dtype then core:set_dtype(opts.dtype) end
-  if core:dtype() == "f16" and (opts.device or "cpu") ~= "cpu" then
-    error("sfwb.t5.load: dtype 'f16' (with T5's fp16 clamp) runs on the cpu path only; f32 and bf16 run on " .. opts.device, 2)
-  end
   local self = setmetatable({
     core = core,
     config = core:config(),
@@ -74,13 +71,12 @@ function T5:encode_ids(ids, mask)
   return self.core:encode_ids(ids, mask)
 end
 
--- the layer stack alone (benchmarks, probing): x [B, L, dim] -> [B, L, dim]
+-- the layer stack alone (benchmarks, probing): x [B, L, dim] -> [B, L, dim] on the model's device
 function T5:run_blocks(x, mask, first, count)
-  return self.core:run_blocks(x, mask, first, count)
+  return self.core:run_blocks(to_device(self, x), mask, first, count)
 end
 
 function T5:set_dtype(dtype)
-  if self.device ~= "cpu" and dtype == "f16" then error("t5:set_dtype: 'f16' runs on the cpu path only (f32, bf16 on " .. self.device .. ")", 2) end
   self.core:set_dtype(dtype)
   self.dtype = self.core:dtype()
   self:clear_cache()

@@ -84,6 +84,42 @@ do -- no shell: the interpreter path may hold any character
   M.have_torch = ok and rc == 0
 end
 
+-- a tr.rng that hands back a reference's recorded draws in order (a step replayed draw for draw):
+-- draws[i] = {kind = "randn"|"randint", shape = {...}[, range = {lo, hi}]}, value(i) = draw i's tensor.
+-- Each call must ask for the recorded kind and shape (and a randint its recorded range), or it raises,
+-- naming the draw. randn values go to opts.device (else `device`, when given); randint values are i64.
+-- Returns the rng (with count() = draws taken so far) and that count function.
+function M.replay_rng(draws, value, device)
+  local i = 0
+  local function take(kind, shape, lo, hi)
+    i = i + 1
+    local r = draws[i]
+    local got = table.concat(shape, ",")
+    if not r then
+      error(string.format("replay: sfwb asks %s {%s} as draw %d, more draws than the reference made", kind, got, i), 3)
+    end
+    local want = table.concat(r.shape, ",")
+    if r.kind ~= kind or want ~= got then
+      error(string.format("draw %d: sfwb asks %s {%s}, the reference drew %s {%s}", i, kind, got, r.kind, want), 3)
+    end
+    if kind == "randint" and r.range and (r.range[1] ~= lo or r.range[2] ~= hi) then
+      error(string.format("draw %d: sfwb asks randint in [%s, %s), the reference drew in [%s, %s)", i, tostring(lo),
+                          tostring(hi), tostring(r.range[1]), tostring(r.range[2])), 3)
+    end
+    return value(i)
+  end
+  local function count() return i end
+  return {
+    randn = function(shape, opts)
+      local v = take("randn", shape)
+      local dev = opts and opts.device or device
+      return dev and v:to(dev) or v
+    end,
+    randint = function(lo, hi, shape) return take("randint", shape, lo, hi):to("i64") end,
+    count = count,
+  }, count
+end
+
 function M.done()
   print(string.format("%d passed, %d failed", passed, failed))
   if failed > 0 then

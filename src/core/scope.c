@@ -31,10 +31,29 @@ sf_tensor *sf_scope_own(sf_scope *s, sf_tensor *t) {
   return t;
 }
 
+static sf_tensor **slot(sf_scope *s, int i) { return i < SF_SCOPE_INLINE ? &s->inl[i] : &s->more[i - SF_SCOPE_INLINE]; }
+
+void sf_scope_drop(sf_scope *s, sf_tensor *t) {
+  if (!t) return;
+  for (int i = s->n - 1; i >= 0; i--)
+    if (*slot(s, i) == t) {
+      *slot(s, i) = NULL; /* a dropped slot is skipped at the end */
+      sf_release(t);
+      return;
+    }
+}
+
+int sf_scope_close(sf_scope *s) {
+  bool failed = s->failed;
+  sf_scope_end(s);
+  return failed ? -1 : 0;
+}
+
 sf_tensor *sf_scope_end_keep(sf_scope *s, sf_tensor *keep) {
   bool kept = false;
   for (int i = 0; i < s->n; i++) {
-    sf_tensor *t = i < SF_SCOPE_INLINE ? s->inl[i] : s->more[i - SF_SCOPE_INLINE];
+    sf_tensor *t = *slot(s, i);
+    if (!t) continue;
     if (t == keep && !kept) kept = true; /* the scope's reference becomes the caller's */
     else sf_release(t);
   }

@@ -8,7 +8,12 @@
  *   return sf_scope_end_keep(&S, r);          // releases t, returns r (NULL if any step failed)
  *
  * SF_OWN evaluates its expression only while nothing has failed: after the first NULL, later steps are
- * skipped (their inputs would be NULL) and the error of the failing op stays the one reported. */
+ * skipped (their inputs would be NULL) and the error of the failing op stays the one reported. A step that
+ * returns an int (0 = done) joins the chain with SF_CHECK. One op per SF_OWN: an SF_OWN nested in another's
+ * arguments would hand the outer op a NULL.
+ *
+ * Early frees: SF_DROP(S, t) releases an owned intermediate before the scope ends, for the few places where
+ * holding it to the end would raise peak memory (say why where it is used). */
 #ifndef SF_SCOPE_H
 #define SF_SCOPE_H
 
@@ -35,8 +40,21 @@ sf_tensor *sf_scope_own(sf_scope *s, sf_tensor *t);
 sf_tensor *sf_scope_end_keep(sf_scope *s, sf_tensor *keep);
 /* release every owned tensor */
 void sf_scope_end(sf_scope *s);
+/* release every owned tensor; 0, or -1 when the scope failed */
+int sf_scope_close(sf_scope *s);
+/* release the owned tensor t now (its last ownership by the scope); NULL does nothing */
+void sf_scope_drop(sf_scope *s, sf_tensor *t);
 
 #define SF_OWN(S, expr) ((S).failed ? (sf_tensor *)0 : sf_scope_own(&(S), (expr)))
+#define SF_CHECK(S, rc_expr)                  \
+  do {                                        \
+    if (!(S).failed && (rc_expr)) (S).failed = true; \
+  } while (0)
+#define SF_DROP(S, t)          \
+  do {                         \
+    sf_scope_drop(&(S), (t)); \
+    (t) = NULL;                \
+  } while (0)
 
 #ifdef __cplusplus
 }

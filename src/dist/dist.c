@@ -85,19 +85,49 @@ int sf_dist_op_parse(const char *name, sf_dist_op *op) {
 
 enum { VIA_NONE, VIA_MPI, VIA_GPU };
 
-typedef struct { int via; const sf_gpu_ext *ext; sf_gpu_comm *comm; } carrier;
+/* a process group (sf_dist_split): an MPI communicator over some ranks of the process world, and the
+ * NCCL communicators of its members' devices, made on first use as the world's are */
+struct sf_dist_group {
+  int rank, size;
+  int *world_ranks; /* [size]: world rank of each group rank */
+  int64_t seq;      /* the group's collective calls (the guard's count) */
+  sf_gpu_comm *gpu[SF_NDEVTYPES][16];
+#ifdef SFWB_HAVE_MPI
+  MPI_Comm comm;
+#endif
+};
 
-static int carrier_for(const sf_tensor *t, carrier *c) {
+/* who carries a collective, over which ranks: size, and on MPI the communicator and its guard count */
+typedef struct {
+  int via;
+  const sf_gpu_ext *ext;
+  sf_gpu_comm *comm;
+  int size;
+#ifdef SFWB_HAVE_MPI
+  MPI_Comm mpi;
+  int64_t *seq;
+  const int *wr;
+#endif
+} carrier;
+
+static int carrier_for_in(sf_dist_group *g, const sf_tensor *t, carrier *c) {
   memset(c, 0, sizeof *c);
   sf_device d = sf_device_of(t);
+  c->size = g ? g->size : sf_dist_world_size();
+#ifdef SFWB_HAVE_MPI
+  c->mpi = g ? g->comm : MPI_COMM_WORLD;
+  c->seq = g ? &g->seq : NULL;
+  c->wr = g ? g->world_ranks : NULL;
+#endif
   if (t_active) { /* in-process world: CPU and emu tensors meet in the emulated NCCL */
+    if (g) return sf_error("sfwb.dist: process groups need an MPI world (one process per rank), not an in-process one");
     if (d.type == SF_DEV_CUDA) return sf_error("sfwb.dist: cuda tensors in an in-process (emu) world");
     c->via = VIA_GPU;
     c->ext = sf_gpu_ext_for(SF_DEV_EMU);
     c->comm = t_comm;
     return c->ext ? 0 : -1;
   }
-  if (g_world == 1) { c->via = VIA_NONE; return 0; }
+  if (c->size == 1) { c->via = VIA_NONE; return 0; }
   /* CPU tensors, and emu tensors across processes: the emulator's device memory is host memory, so its
    * NCCL between processes is MPI on that memory (same guards, same reductions as the CPU) */
   if (d.type == SF_DEV_CPU || d.type == SF_DEV_EMU) {
@@ -110,14 +140,16 @@ static int carrier_for(const sf_tensor *t, carrier *c) {
   const sf_gpu_ext *x = sf_gpu_ext_for((sf_devtype)d.type);
   if (!x) return -1;
   pthread_mutex_lock(&g_mu);
-  sf_gpu_comm *comm = g_comm[d.type][d.index];
+  sf_gpu_comm **slot = g ? &g->gpu[d.type][d.index] : &g_comm[d.type][d.index];
+  sf_gpu_comm *comm = *slot;
   if (!comm) {
     char id[128] = {0};
-    int rc = g_rank == 0 ? x->comm_unique_id(id) : 0;
-    MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    if (rc == 0) MPI_Bcast(id, 128, MPI_BYTE, 0, MPI_COMM_WORLD);
-    comm = rc == 0 ? x->comm_init(id, g_world, g_rank, d.index) : NULL;
-    g_comm[d.type][d.index] = comm;
+    int grank = g ? g->rank : g_rank;
+    int rc = grank == 0 ? x->comm_unique_id(id) : 0;
+    MPI_Bcast(&rc, 1, MPI_INT, 0, c->mpi);
+    if (rc == 0) MPI_Bcast(id, 128, MPI_BYTE, 0, c->mpi);
+    comm = rc == 0 ? x->comm_init(id, c->size, grank, d.index) : NULL;
+    *slot = comm;
   }
   pthread_mutex_unlock(&g_mu);
   if (!comm) return sf_error_prefix("sfwb.dist: creating the NCCL communicator: "), -1;
@@ -158,17 +190,30 @@ static int mpi_check(int rc, const char *what) {
 }
 #endif
 
+#ifdef SFWB_HAVE_MPI
+#define AGREE(c, ...) agree(c, __VA_ARGS__)
+#else
+#define AGREE(c, ...) sf_error("sfwb.dist: this build has no MPI")
+#endif
+
 static int check_op_dtype(sf_dist_op op, sf_dtype dt) {
   if (op == SF_DIST_AVG && !sf_dtype_is_float(dt)) return sf_error("sfwb.dist: avg needs a float tensor, got %s", sf_dtype_name(dt));
   return 0;
 }
 
+#ifdef SFWB_HAVE_MPI
+/* the guard's agreement among the carrier's ranks */
+static int agree(const carrier *c, const char *op, sf_dtype dt, size_t count, int root) {
+  return c->seq ? sf_dist_guard_agree_in(c->mpi, c->seq, c->wr, op, dt, count, root) : sf_dist_guard_agree(op, dt, count, root);
+}
+#endif
+
 /* a reduction carried by MPI on a contiguous CPU tensor (bf16/f16 via an f32 copy) */
-static int mpi_reduce(const char *what, sf_tensor *send, sf_tensor *recv, sf_dist_op op, int scatter) {
+static int mpi_reduce(const carrier *c, const char *what, sf_tensor *send, sf_tensor *recv, sf_dist_op op, int scatter) {
 #ifdef SFWB_HAVE_MPI
   if (send->dtype == SF_BF16 || send->dtype == SF_F16) {
     sf_tensor *s32 = sf_cast(send, SF_F32), *r32 = s32 ? sf_cast(recv, SF_F32) : NULL;
-    int rc = r32 ? mpi_reduce(what, s32, r32, op, scatter) : -1;
+    int rc = r32 ? mpi_reduce(c, what, s32, r32, op, scatter) : -1;
     if (!rc) rc = sf_copy_(recv, r32);
     sf_release(s32);
     sf_release(r32);
@@ -178,23 +223,26 @@ static int mpi_reduce(const char *what, sf_tensor *send, sf_tensor *recv, sf_dis
   int count = (int)sf_numel(recv);
   void *sp = send == recv ? MPI_IN_PLACE : sf_data_ptr(send);
   MPI_Request rq;
-  int rc = scatter ? MPI_Ireduce_scatter_block(sf_data_ptr(send), sf_data_ptr(recv), count, mpi_type(send->dtype), mpi_op(op), MPI_COMM_WORLD, &rq)
-                   : MPI_Iallreduce(sp, sf_data_ptr(recv), count, mpi_type(send->dtype), mpi_op(op), MPI_COMM_WORLD, &rq);
+  int rc = scatter ? MPI_Ireduce_scatter_block(sf_data_ptr(send), sf_data_ptr(recv), count, mpi_type(send->dtype), mpi_op(op), c->mpi, &rq)
+                   : MPI_Iallreduce(sp, sf_data_ptr(recv), count, mpi_type(send->dtype), mpi_op(op), c->mpi, &rq);
   if (mpi_check(rc, what) || sf_dist_guard_wait(&rq, what)) return -1;
-  if (op == SF_DIST_AVG) return sf_binary_scalar_(SF_BIN_DIV, recv, (double)g_world);
+  if (op == SF_DIST_AVG) return sf_binary_scalar_(SF_BIN_DIV, recv, (double)c->size);
   return 0;
 #else
+  (void)c, (void)what, (void)send, (void)recv, (void)op, (void)scatter;
   return sf_error("sfwb.dist: this build has no MPI");
 #endif
 }
 
-int sf_dist_all_reduce(sf_tensor *t, sf_dist_op op) {
+int sf_dist_all_reduce(sf_tensor *t, sf_dist_op op) { return sf_dist_all_reduce_in(NULL, t, op); }
+
+int sf_dist_all_reduce_in(sf_dist_group *g, sf_tensor *t, sf_dist_op op) {
   carrier c;
-  if (sf_dist_init() || check_op_dtype(op, t->dtype) || carrier_for(t, &c)) return -1;
+  if (sf_dist_init() || check_op_dtype(op, t->dtype) || carrier_for_in(g, t, &c)) return -1;
   if (c.via == VIA_NONE) return 0;
   sf_tensor *w = sf_contiguous(t);
   if (!w) return -1;
-  int rc = c.via == VIA_MPI ? (sf_dist_guard_agree("all_reduce", w->dtype, (size_t)sf_numel(w), (int)op) ? -1 : mpi_reduce("all_reduce", w, w, op, 0))
+  int rc = c.via == VIA_MPI ? (AGREE(&c, "all_reduce", w->dtype, (size_t)sf_numel(w), (int)op) ? -1 : mpi_reduce(&c, "all_reduce", w, w, op, 0))
                             : c.ext->all_reduce(c.comm, sf_data_ptr(w), sf_data_ptr(w), (size_t)sf_numel(w), w->dtype, op);
   if (!rc && w != t) rc = sf_copy_(t, w);
   sf_release(w);
@@ -203,7 +251,7 @@ int sf_dist_all_reduce(sf_tensor *t, sf_dist_op op) {
 
 int sf_dist_broadcast(sf_tensor *t, int root) {
   carrier c;
-  if (sf_dist_init() || carrier_for(t, &c)) return -1;
+  if (sf_dist_init() || carrier_for_in(NULL, t, &c)) return -1;
   int world = sf_dist_world_size();
   if (root < 0 || root >= world) return sf_error("sfwb.dist.broadcast: root %d outside [0, %d)", root, world);
   if (c.via == VIA_NONE) return 0;
@@ -229,10 +277,12 @@ int sf_dist_broadcast(sf_tensor *t, int root) {
   return rc;
 }
 
-sf_tensor *sf_dist_all_gather(sf_tensor *t) {
+sf_tensor *sf_dist_all_gather(sf_tensor *t) { return sf_dist_all_gather_in(NULL, t); }
+
+sf_tensor *sf_dist_all_gather_in(sf_dist_group *g, sf_tensor *t) {
   carrier c;
-  if (sf_dist_init() || carrier_for(t, &c)) return NULL;
-  int world = sf_dist_world_size();
+  if (sf_dist_init() || carrier_for_in(g, t, &c)) return NULL;
+  int world = c.size;
   int64_t sh[SF_MAX_DIMS];
   int nd = t->ndim ? t->ndim : 1;
   if (t->ndim) memcpy(sh, t->shape, sizeof(int64_t) * t->ndim);
@@ -248,8 +298,8 @@ sf_tensor *sf_dist_all_gather(sf_tensor *t) {
     size_t nb = n * sf_dtype_size(t->dtype);
     MPI_Request rq;
     rc = nb > 0x7fffffff ? sf_error("sfwb.dist.all_gather: tensors over 2 GB are not supported on MPI")
-         : sf_dist_guard_agree("all_gather", t->dtype, n, 0) ? -1
-         : mpi_check(MPI_Iallgather(sf_data_ptr(w), (int)nb, MPI_BYTE, sf_data_ptr(out), (int)nb, MPI_BYTE, MPI_COMM_WORLD, &rq), "all_gather") ? -1
+         : AGREE(&c, "all_gather", t->dtype, n, 0) ? -1
+         : mpi_check(MPI_Iallgather(sf_data_ptr(w), (int)nb, MPI_BYTE, sf_data_ptr(out), (int)nb, MPI_BYTE, c.mpi, &rq), "all_gather") ? -1
          : sf_dist_guard_wait(&rq, "all_gather");
 #endif
   } else if (!rc) {
@@ -260,13 +310,15 @@ sf_tensor *sf_dist_all_gather(sf_tensor *t) {
   return out;
 }
 
-sf_tensor *sf_dist_reduce_scatter(sf_tensor *t, sf_dist_op op) {
+sf_tensor *sf_dist_reduce_scatter(sf_tensor *t, sf_dist_op op) { return sf_dist_reduce_scatter_in(NULL, t, op); }
+
+sf_tensor *sf_dist_reduce_scatter_in(sf_dist_group *g, sf_tensor *t, sf_dist_op op) {
   carrier c;
-  if (sf_dist_init() || check_op_dtype(op, t->dtype) || carrier_for(t, &c)) return NULL;
-  int world = sf_dist_world_size();
+  if (sf_dist_init() || check_op_dtype(op, t->dtype) || carrier_for_in(g, t, &c)) return NULL;
+  int world = c.size;
   char b[128];
   if (t->ndim == 0 || t->shape[0] % world) {
-    sf_error("sfwb.dist.reduce_scatter: dim 1 of %s must be a multiple of the world size %d", sf_shape_str(t, b, sizeof b), world);
+    sf_error("sfwb.dist.reduce_scatter: dim 1 of %s must be a multiple of the number of ranks %d", sf_shape_str(t, b, sizeof b), world);
     return NULL;
   }
   int64_t sh[SF_MAX_DIMS];
@@ -277,7 +329,7 @@ sf_tensor *sf_dist_reduce_scatter(sf_tensor *t, sf_dist_op op) {
   int rc = out ? 0 : -1;
   if (!rc && c.via == VIA_NONE) rc = sf_copy_(out, w);
   else if (!rc && c.via == VIA_MPI)
-    rc = sf_dist_guard_agree("reduce_scatter", t->dtype, (size_t)sf_numel(w), (int)op) ? -1 : mpi_reduce("reduce_scatter", w, out, op, 1);
+    rc = AGREE(&c, "reduce_scatter", t->dtype, (size_t)sf_numel(w), (int)op) ? -1 : mpi_reduce(&c, "reduce_scatter", w, out, op, 1);
   else if (!rc) rc = c.ext->reduce_scatter(c.comm, sf_data_ptr(w), sf_data_ptr(out), (size_t)sf_numel(out), t->dtype, op);
   sf_release(w);
   if (rc) { sf_release(out); return NULL; }
@@ -301,6 +353,58 @@ int sf_dist_barrier(void) {
   }
 #endif
   return 0;
+}
+
+/* ---------------- process groups ---------------- */
+
+sf_dist_group *sf_dist_split(int color, int key) {
+  if (sf_dist_init()) return NULL;
+  if (t_active) return sf_error("sfwb.dist.split: process groups need an MPI world (one process per rank), not an in-process one"), NULL;
+  if (color < 0) return sf_error("sfwb.dist.split: color must be >= 0, got %d", color), NULL;
+  sf_dist_group *g = calloc(1, sizeof *g);
+  if (!g) return sf_error("sfwb.dist.split: out of memory"), NULL;
+  if (!g_mpi || g_world == 1) { /* one rank: a group of itself */
+    g->size = 1;
+    g->world_ranks = malloc(sizeof(int));
+    if (!g->world_ranks) return free(g), sf_error("sfwb.dist.split: out of memory"), NULL;
+    g->world_ranks[0] = 0;
+#ifdef SFWB_HAVE_MPI
+    g->comm = MPI_COMM_SELF;
+#endif
+    return g;
+  }
+#ifdef SFWB_HAVE_MPI
+  MPI_Request rq;
+  if (sf_dist_guard_agree("split", SF_I32, 0, 0) || mpi_check(MPI_Ibarrier(MPI_COMM_WORLD, &rq), "split") ||
+      sf_dist_guard_wait(&rq, "split") || mpi_check(MPI_Comm_split(MPI_COMM_WORLD, color, key, &g->comm), "split")) {
+    free(g);
+    return NULL;
+  }
+  MPI_Comm_rank(g->comm, &g->rank);
+  MPI_Comm_size(g->comm, &g->size);
+  g->world_ranks = malloc(sizeof(int) * (size_t)g->size);
+  if (!g->world_ranks) sf_error("sfwb.dist.split: out of memory");
+  if (!g->world_ranks || mpi_check(MPI_Allgather(&g_rank, 1, MPI_INT, g->world_ranks, 1, MPI_INT, g->comm), "split")) {
+    free(g->world_ranks);
+    free(g); /* the communicator is left to MPI_Finalize */
+    return NULL;
+  }
+  return g;
+#else
+  free(g);
+  return sf_error("sfwb.dist: this build has no MPI"), NULL;
+#endif
+}
+
+int sf_dist_group_rank(const sf_dist_group *g) { return g->rank; }
+int sf_dist_group_size(const sf_dist_group *g) { return g->size; }
+int sf_dist_group_world_rank(const sf_dist_group *g, int r) { return r >= 0 && r < g->size ? g->world_ranks[r] : -1; }
+
+/* the communicators are left to MPI_Finalize: freeing one is collective, a garbage collector's timing is not */
+void sf_dist_group_free(sf_dist_group *g) {
+  if (!g) return;
+  free(g->world_ranks);
+  free(g);
 }
 
 /* ---------------- in-process world of threads ---------------- */

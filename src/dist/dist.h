@@ -26,6 +26,21 @@ sf_tensor *sf_dist_reduce_scatter(sf_tensor *t, sf_dist_op op); /* t [world * n0
 int sf_dist_barrier(void);
 int sf_dist_op_parse(const char *name, sf_dist_op *op);       /* "sum", "prod", "max", "min", "avg" */
 
+/* Process groups (torch.distributed's new_group / split): sf_dist_split is collective over the world;
+ * the ranks that pass the same color form a group, ordered by key (then world rank), as MPI_Comm_split.
+ * The *_in collectives run among the group's ranks (NULL = the world); dim 0 of all_gather and
+ * reduce_scatter counts the group's ranks. MPI worlds only (CPU, emu and cuda tensors); in an in-process
+ * world (sf_dist_run_threads) split fails. */
+typedef struct sf_dist_group sf_dist_group;
+sf_dist_group *sf_dist_split(int color, int key);
+void sf_dist_group_free(sf_dist_group *g);
+int sf_dist_group_rank(const sf_dist_group *g);
+int sf_dist_group_size(const sf_dist_group *g);
+int sf_dist_group_world_rank(const sf_dist_group *g, int group_rank); /* -1 when out of range */
+int sf_dist_all_reduce_in(sf_dist_group *g, sf_tensor *t, sf_dist_op op);
+sf_tensor *sf_dist_all_gather_in(sf_dist_group *g, sf_tensor *t);
+sf_tensor *sf_dist_reduce_scatter_in(sf_dist_group *g, sf_tensor *t, sf_dist_op op);
+
 /* runs fn(rank, arg) on n threads, thread r being rank r of an in-process world bound to emu:r
  * (needs SFWB_EMU_DEVICES >= n). Returns 0 when every fn returned 0. */
 int sf_dist_run_threads(int n, int (*fn)(int rank, void *arg), void *arg);

@@ -61,17 +61,22 @@ static void describe(const header *h, char *buf, size_t n) {
 }
 
 int sf_dist_guard_agree(const char *op, sf_dtype dt, size_t count, int root) {
+  return sf_dist_guard_agree_in(MPI_COMM_WORLD, &g_seq, NULL, op, dt, count, root);
+}
+
+int sf_dist_guard_agree_in(MPI_Comm comm, int64_t *seq, const int *wr, const char *op, sf_dtype dt, size_t count, int root) {
   if (g_broken) return sf_error("sfwb.dist.%s: an earlier collective failed, the ranks are out of step", op);
   int rank = 0, world = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &world);
+#define WR(r) (wr ? wr[r] : (r))
   /* heap buffers: on a timeout the pending requests are abandoned with the buffers they point to */
   header *h = calloc((size_t)world + 1, sizeof *h);
   MPI_Request *rq = calloc(2 * (size_t)world, sizeof *rq);
   int *idx = calloc(2 * (size_t)world, sizeof *idx);
   if (!h || !rq || !idx) { free(h); free(rq); free(idx); return sf_error("sfwb.dist: out of memory"); }
   header *mine = &h[world];
-  mine->seq = ++g_seq;
+  mine->seq = ++*seq;
   mine->count = (int64_t)count;
   mine->dtype = (int32_t)dt;
   mine->root = root;
@@ -80,8 +85,8 @@ int sf_dist_guard_agree(const char *op, sf_dtype dt, size_t count, int root) {
   for (int r = 0; r < world; r++) {
     rq[r] = rq[world + r] = MPI_REQUEST_NULL;
     if (r == rank) continue;
-    MPI_Irecv(&h[r], (int)sizeof *h, MPI_BYTE, r, GUARD_TAG, MPI_COMM_WORLD, &rq[r]);
-    MPI_Isend(mine, (int)sizeof *mine, MPI_BYTE, r, GUARD_TAG, MPI_COMM_WORLD, &rq[world + r]);
+    MPI_Irecv(&h[r], (int)sizeof *h, MPI_BYTE, r, GUARD_TAG, comm, &rq[r]);
+    MPI_Isend(mine, (int)sizeof *mine, MPI_BYTE, r, GUARD_TAG, comm, &rq[world + r]);
   }
   double deadline = now() + sf_dist_timeout();
   long iter = 0;
@@ -94,12 +99,12 @@ int sf_dist_guard_agree(const char *op, sf_dtype dt, size_t count, int root) {
       char who[256] = "";
       size_t len = 0;
       for (int r = 0; r < world && len < sizeof who - 16; r++)
-        if (rq[r] != MPI_REQUEST_NULL) len += (size_t)snprintf(who + len, sizeof who - len, "%s%d", len ? ", " : "", r);
+        if (rq[r] != MPI_REQUEST_NULL) len += (size_t)snprintf(who + len, sizeof who - len, "%s%d", len ? ", " : "", WR(r));
       char what[96];
       describe(mine, what, sizeof what);
       rc = sf_error("sfwb.dist: %s (call #%lld on rank %d) timed out after %g s: rank(s) %s never joined "
                     "(died, hung, or made a different number of collective calls)",
-                    what, (long long)mine->seq, rank, sf_dist_timeout(), who[0] ? who : "?");
+                    what, (long long)mine->seq, WR(rank), sf_dist_timeout(), who[0] ? who : "?");
       for (int i = 0; i < 2 * world; i++)
         if (rq[i] != MPI_REQUEST_NULL) {
           if (i < world) MPI_Cancel(&rq[i]);
@@ -122,7 +127,7 @@ int sf_dist_guard_agree(const char *op, sf_dtype dt, size_t count, int root) {
     for (int r = 0; r < world && len < sizeof msg - 128; r++) {
       char what[96];
       describe(&h[r], what, sizeof what);
-      len += (size_t)snprintf(msg + len, sizeof msg - len, "%srank %d: call #%lld %s", r ? "; " : "", r, (long long)h[r].seq, what);
+      len += (size_t)snprintf(msg + len, sizeof msg - len, "%srank %d: call #%lld %s", r ? "; " : "", WR(r), (long long)h[r].seq, what);
     }
     rc = sf_error("sfwb.dist.%s: the ranks made mismatched collective calls: %s", op, msg);
     g_broken = 1;
@@ -131,6 +136,7 @@ int sf_dist_guard_agree(const char *op, sf_dtype dt, size_t count, int root) {
   free(rq);
   free(idx);
   return rc;
+#undef WR
 }
 
 int sf_dist_guard_wait(MPI_Request *req, const char *op) {

@@ -7,6 +7,7 @@
 #define SF_DIST_GUARD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/tensor.h"
 
@@ -15,6 +16,10 @@
 
 /* every rank of MPI_COMM_WORLD agrees to run collective `op` now; 0, or -1 with the error set */
 int sf_dist_guard_agree(const char *op, sf_dtype dt, size_t count, int root);
+/* the same within a communicator, whose calls `seq` counts (a group's own count: its collectives are
+ * not the other ranks'); ranks are named by their world rank (world_ranks[i] of the comm's rank i) */
+int sf_dist_guard_agree_in(MPI_Comm comm, int64_t *seq, const int *world_ranks, const char *op, sf_dtype dt, size_t count,
+                           int root);
 /* waits for a non-blocking collective until the deadline; 0, or -1 with the error set */
 int sf_dist_guard_wait(MPI_Request *req, const char *op);
 #endif

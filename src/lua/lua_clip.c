@@ -47,40 +47,8 @@ static int clip_new(lua_State *L) {
   return 1;
 }
 
-/* clip:encode_image(img [B, 3, H, W] or [3, H, W] in [-1, 1]) -> f32 [B, 1 + grid^2, dim] */
-static int clip_encode_image(lua_State *L) {
-  sf_clip *m = check_clip(L, 1);
-  sf_tensor *x = sf_lua_check_cpu(L, 2, SF_F32);
-  char buf[64];
-  if (x->ndim == 3) {
-    sf_tensor *u = sf_unsqueeze(x, 0);
-    sf_release(x);
-    x = u;
-    if (!x) return sf_lua_raise(L);
-  }
-  if (x->ndim != 4 || x->shape[1] != 3) {
-    sf_release(x);
-    return luaL_error(L, "clip:encode_image expects images [B, 3, H, W], got %s", sf_shape_str(x, buf, sizeof buf));
-  }
-  const sf_clip_config *c = sf_clip_config_of(m);
-  int64_t B = x->shape[0], H = x->shape[2], W = x->shape[3], L_ = c->grid * c->grid + 1;
-  int64_t shape[3] = {B, L_, c->dim};
-  sf_tensor *out = sf_empty(3, shape, SF_F32, sf_cpu());
-  int rc = out ? 0 : -1;
-  for (int64_t b = 0; b < B && rc == 0; b++)
-    rc = sf_clip_encode1(m, (const float *)sf_data_ptr(x) + b * 3 * H * W, (int)H, (int)W,
-                         (float *)sf_data_ptr(out) + b * L_ * c->dim);
-  sf_release(x);
-  if (rc) { sf_release(out); return sf_lua_raise(L); }
-  sf_lua_push_tensor(L, out);
-  return 1;
-}
-
-/* clip:encode_image_on(img, device): the tensor-op forward on another device */
-static int clip_encode_image_on(lua_State *L) {
-  sf_clip *m = check_clip(L, 1);
-  sf_device dev;
-  if (sf_device_parse(luaL_checkstring(L, 3), &dev)) return sf_lua_raise(L);
+/* images (arg 2: [B, 3, H, W] or [3, H, W] in [-1, 1]) through the tower on dev -> f32 [B, 1 + grid^2, dim] */
+static int encode_on(lua_State *L, sf_clip *m, sf_device dev) {
   sf_tensor *x = sf_lua_check_cpu(L, 2, SF_F32);
   char buf[64];
   if (x->ndim == 3) {
@@ -89,14 +57,26 @@ static int clip_encode_image_on(lua_State *L) {
     if (!(x = u)) return sf_lua_raise(L);
   }
   if (x->ndim != 4 || x->shape[1] != 3) {
+    sf_shape_str(x, buf, sizeof buf);
     sf_release(x);
-    return luaL_error(L, "clip:encode_image expects images [B, 3, H, W], got %s", sf_shape_str(x, buf, sizeof buf));
+    return luaL_error(L, "clip:encode_image expects images [B, 3, H, W], got %s", buf);
   }
-  sf_tensor *out = sf_clip_encode_device(m, sf_data_ptr(x), x->shape[0], (int)x->shape[2], (int)x->shape[3], dev);
+  sf_tensor *out = sf_clip_forward(m, sf_data_ptr(x), x->shape[0], (int)x->shape[2], (int)x->shape[3], dev);
   sf_release(x);
   if (!out) return sf_lua_raise(L);
   sf_lua_push_tensor(L, out);
   return 1;
+}
+
+/* clip:encode_image(img) on the cpu */
+static int clip_encode_image(lua_State *L) { return encode_on(L, check_clip(L, 1), sf_cpu()); }
+
+/* clip:encode_image_on(img, device): the same forward on another device */
+static int clip_encode_image_on(lua_State *L) {
+  sf_clip *m = check_clip(L, 1);
+  sf_device dev;
+  if (sf_device_parse(luaL_checkstring(L, 3), &dev)) return sf_lua_raise(L);
+  return encode_on(L, m, dev);
 }
 
 /* sfwb._clip.resize(img [C, H, W], oh, ow): torch's bicubic resize (tests, preprocessing) */

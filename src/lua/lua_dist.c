@@ -32,9 +32,54 @@ static int l_rank(lua_State *L) { lua_pushinteger(L, sf_dist_rank()); return 1; 
 static int l_world(lua_State *L) { lua_pushinteger(L, sf_dist_world_size()); return 1; }
 static int l_using_mpi(lua_State *L) { lua_pushboolean(L, sf_dist_using_mpi()); return 1; }
 
+/* ---- process groups: sfwb.dist.split(color [, key]) -> group (g:rank(), g:size(), g:world_rank(i)),
+ * passed as the last argument of all_reduce / all_gather / reduce_scatter ---- */
+#define GROUP_MT "sfwb.dist.Group"
+typedef struct { sf_dist_group *g; } group_ud;
+
+static sf_dist_group *check_group(lua_State *L, int idx) {
+  sf_dist_group *g = ((group_ud *)luaL_checkudata(L, idx, GROUP_MT))->g;
+  if (!g) luaL_error(L, "sfwb.dist: the group was freed");
+  return g;
+}
+
+static sf_dist_group *opt_group(lua_State *L, int idx) {
+  return lua_isnoneornil(L, idx) ? NULL : check_group(L, idx);
+}
+
+static int l_split(lua_State *L) {
+  lua_Integer color = luaL_checkinteger(L, 1), key = luaL_optinteger(L, 2, sf_dist_rank());
+  group_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->g = NULL;
+  luaL_setmetatable(L, GROUP_MT);
+  if (!(u->g = sf_dist_split((int)color, (int)key))) sf_lua_raise(L);
+  return 1;
+}
+static int l_group_gc(lua_State *L) {
+  group_ud *u = luaL_checkudata(L, 1, GROUP_MT);
+  sf_dist_group_free(u->g);
+  u->g = NULL;
+  return 0;
+}
+static int l_group_rank(lua_State *L) { lua_pushinteger(L, sf_dist_group_rank(check_group(L, 1))); return 1; }
+static int l_group_size(lua_State *L) { lua_pushinteger(L, sf_dist_group_size(check_group(L, 1))); return 1; }
+static int l_group_world_rank(lua_State *L) {
+  sf_dist_group *g = check_group(L, 1);
+  lua_Integer r = luaL_checkinteger(L, 2);
+  int w = sf_dist_group_world_rank(g, (int)r);
+  if (w < 0) return luaL_error(L, "group:world_rank: rank %d outside the group's [0, %d)", (int)r, sf_dist_group_size(g));
+  lua_pushinteger(L, w);
+  return 1;
+}
+static int l_group_tostring(lua_State *L) {
+  sf_dist_group *g = check_group(L, 1);
+  lua_pushfstring(L, "sfwb.dist.Group(rank %d of %d)", sf_dist_group_rank(g), sf_dist_group_size(g));
+  return 1;
+}
+
 static int l_all_reduce(lua_State *L) {
   sf_tensor *t = sf_lua_check_tensor(L, 1);
-  if (sf_dist_all_reduce(t, opt_op(L, 2))) sf_lua_raise(L);
+  if (sf_dist_all_reduce_in(opt_group(L, 3), t, opt_op(L, 2))) sf_lua_raise(L);
   lua_settop(L, 1);
   return 1;
 }
@@ -47,13 +92,14 @@ static int l_broadcast(lua_State *L) {
 }
 
 static int l_all_gather(lua_State *L) {
-  sf_lua_push_tensor(L, sf_dist_all_gather(sf_lua_check_tensor(L, 1)));
+  sf_tensor *t = sf_lua_check_tensor(L, 1);
+  sf_lua_push_tensor(L, sf_dist_all_gather_in(opt_group(L, 2), t));
   return 1;
 }
 
 static int l_reduce_scatter(lua_State *L) {
   sf_tensor *t = sf_lua_check_tensor(L, 1);
-  sf_lua_push_tensor(L, sf_dist_reduce_scatter(t, opt_op(L, 2)));
+  sf_lua_push_tensor(L, sf_dist_reduce_scatter_in(opt_group(L, 3), t, opt_op(L, 2)));
   return 1;
 }
 
@@ -222,7 +268,18 @@ void sf_lua_register_dist(lua_State *L) {
                                  {"rebind", l_rebind},
                                  {"unbind", l_unbind},
                                  {"bound", l_bound},
+                                 {"split", l_split},
                                  {NULL, NULL}};
+  if (luaL_newmetatable(L, GROUP_MT)) {
+    static const luaL_Reg gm[] = {{"rank", l_group_rank}, {"size", l_group_size}, {"world_rank", l_group_world_rank}, {NULL, NULL}};
+    luaL_newlib(L, gm);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_group_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_group_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
   luaL_newlib(L, fns);
   lua_setfield(L, -2, "dist");
 }

@@ -47,57 +47,47 @@ static void check_ids_mask(lua_State *L, sf_tensor *ids, sf_tensor *mask) {
     luaL_error(L, "T5: mask %s does not match ids %s", sf_shape_str(mask, a, sizeof a), sf_shape_str(ids, b, sizeof b));
 }
 
-/* m:encode_ids(ids [B, L], mask [B, L] or nil) -> f32 [B, L, dim] on the cpu */
-static int t5_encode_ids(lua_State *L) {
-  sf_t5 *m = check_t5(L, 1);
+/* ids, mask (cpu i64 tensors, mask optional) and a device -> f32 [B, L, dim] on the device */
+static int encode_on(lua_State *L, sf_t5 *m, sf_device dev) {
   sf_tensor *ids = sf_lua_check_cpu(L, 2, SF_I64);
   sf_tensor *mask = lua_isnoneornil(L, 3) ? NULL : sf_lua_to_tensor(L, 3) ? sf_lua_check_cpu(L, 3, SF_I64) : NULL;
   if (!lua_isnoneornil(L, 3) && !mask) { sf_release(ids); return luaL_error(L, "T5: mask must be a tensor"); }
   check_ids_mask(L, ids, mask);
-  int64_t B = ids->shape[0], Ln = ids->shape[1];
-  int64_t shape[3] = {B, Ln, sf_t5_config_of(m)->dim};
-  sf_tensor *out = sf_empty(3, shape, SF_F32, sf_cpu());
-  int rc = out ? sf_t5_encode(m, sf_data_ptr(ids), mask ? sf_data_ptr(mask) : NULL, B, Ln, sf_data_ptr(out)) : -1;
-  sf_release(ids), sf_release(mask);
-  if (rc) { sf_release(out); return sf_lua_raise(L); }
-  sf_lua_push_tensor(L, out);
-  return 1;
-}
-
-/* m:encode_ids_on(ids, mask or nil, device) -> f32 [B, L, dim] computed with the tensor ops on device */
-static int t5_encode_ids_on(lua_State *L) {
-  sf_t5 *m = check_t5(L, 1);
-  sf_device dev;
-  if (sf_device_parse(luaL_checkstring(L, 4), &dev)) return sf_lua_raise(L);
-  sf_tensor *ids = sf_lua_check_cpu(L, 2, SF_I64);
-  sf_tensor *mask = lua_isnoneornil(L, 3) ? NULL : sf_lua_check_cpu(L, 3, SF_I64);
-  check_ids_mask(L, ids, mask);
-  sf_tensor *out = sf_t5_encode_device(m, sf_data_ptr(ids), mask ? sf_data_ptr(mask) : NULL, ids->shape[0],
-                                       ids->shape[1], dev);
+  sf_tensor *out = sf_t5_forward(m, sf_data_ptr(ids), mask ? sf_data_ptr(mask) : NULL, ids->shape[0], ids->shape[1], dev);
   sf_release(ids), sf_release(mask);
   if (!out) return sf_lua_raise(L);
   sf_lua_push_tensor(L, out);
   return 1;
 }
 
-/* m:run_blocks(x [B, L, dim], mask or nil, first (0-based), count) -> new f32 tensor */
+/* m:encode_ids(ids [B, L], mask [B, L] or nil) -> f32 [B, L, dim] on the cpu */
+static int t5_encode_ids(lua_State *L) { return encode_on(L, check_t5(L, 1), sf_cpu()); }
+
+/* m:encode_ids_on(ids, mask or nil, device) -> f32 [B, L, dim] on device (the same forward) */
+static int t5_encode_ids_on(lua_State *L) {
+  sf_t5 *m = check_t5(L, 1);
+  sf_device dev;
+  if (sf_device_parse(luaL_checkstring(L, 4), &dev)) return sf_lua_raise(L);
+  return encode_on(L, m, dev);
+}
+
+/* m:run_blocks(x [B, L, dim] on any device (as f32), mask or nil, first (0-based), count) -> new f32 tensor on x's device */
 static int t5_run_blocks(lua_State *L) {
   sf_t5 *m = check_t5(L, 1);
-  sf_tensor *x = sf_lua_check_cpu(L, 2, SF_F32);
+  sf_tensor *x = sf_lua_check_tensor(L, 2);
   sf_tensor *mask = lua_isnoneornil(L, 3) ? NULL : sf_lua_check_cpu(L, 3, SF_I64);
   int first = (int)luaL_optinteger(L, 4, 0);
   int count = (int)luaL_optinteger(L, 5, sf_t5_config_of(m)->num_layers - first);
-  if (x->ndim != 3 || x->shape[2] != sf_t5_config_of(m)->dim) {
-    sf_release(x), sf_release(mask);
-    return luaL_error(L, "T5: x must be [B, L, %d]", (int)sf_t5_config_of(m)->dim);
+  char a[64], b[64];
+  if (mask && (mask->ndim != 2 || x->ndim != 3 || mask->shape[0] != x->shape[0] || mask->shape[1] != x->shape[1])) {
+    sf_shape_str(mask, a, sizeof a), sf_shape_str(x, b, sizeof b);
+    sf_release(mask);
+    return luaL_error(L, "T5: mask %s does not match x %s", a, b);
   }
-  sf_tensor *y = sf_clone(x);
-  sf_release(x);
-  int rc = y ? sf_t5_run_blocks(m, first, count, sf_data_ptr(y), mask ? sf_data_ptr(mask) : NULL, y->shape[0],
-                                y->shape[1])
-             : -1;
-  sf_release(mask);
-  if (rc) { sf_release(y); return sf_lua_raise(L); }
+  sf_tensor *xf = sf_cast(x, SF_F32);
+  sf_tensor *y = xf ? sf_t5_blocks(m, first, count, xf, mask ? sf_data_ptr(mask) : NULL) : NULL;
+  sf_release(xf), sf_release(mask);
+  if (!y) return sf_lua_raise(L);
   sf_lua_push_tensor(L, y);
   return 1;
 }

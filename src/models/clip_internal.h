@@ -1,5 +1,5 @@
-/* clip_internal.h — the CLIP tower's weights and preprocessing, shared by the CPU forward
- * (clip_vision.c) and the tensor-op forward for other devices (clip_device.c). */
+/* clip_internal.h — the CLIP tower's weights and preprocessing (clip_vision.c), read by the forward
+ * (clip_forward.c). */
 #ifndef SF_CLIP_INTERNAL_H
 #define SF_CLIP_INTERNAL_H
 

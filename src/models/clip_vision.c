@@ -1,5 +1,6 @@
-/* clip_vision.c — the CLIP ViT visual tower (XLM-RoBERTa CLIP ViT-H/14 in Wan) in f32 on the CPU:
- * preprocessing, patch embedding, pre-norm, pre-LN blocks with erf GELU, output before the last block. */
+/* clip_vision.c — the CLIP ViT visual tower's weights (XLM-RoBERTa CLIP ViT-H/14 in Wan) and its cpu
+ * preprocessing: loading, torch's bicubic resize, CLIP normalisation, patch rows, the compute dtype. The
+ * forward is clip_forward.c. */
 #include "models/clip_vision.h"
 
 #include <math.h>
@@ -8,9 +9,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "core/half.h"
 #include "models/clip_internal.h"
-#include "models/enc_kernels.h"
 
 static const float CLIP_MEAN[3] = {0.48145466f, 0.4578275f, 0.40821073f};
 static const float CLIP_STD[3] = {0.26862954f, 0.26130258f, 0.27577711f};
@@ -164,108 +163,6 @@ done:
   free(iy), free(ix), free(wy), free(wx);
 }
 
-/* ---- tower ---- */
-/* the compute dtype's rounding (lp 1 bf16, 2 f16), kept as f32 */
-static void round_n(float *x, int64_t n, int lp) {
-  if (lp == 1)
-    for (int64_t i = 0; i < n; i++) x[i] = sf_bf16_to_f32(sf_f32_to_bf16(x[i]));
-  else if (lp == 2)
-    for (int64_t i = 0; i < n; i++) x[i] = sf_f16_to_f32(sf_f32_to_f16(x[i]));
-}
-
-/* f32 weights; with a compute dtype, rounded to it (a copy in s unless already converted there) */
-static const float *wget(sf_tensor *t, int64_t n, const char *what, sf_scratch *s, int lp) {
-  const float *w = sf_enc_f32(t, n, what, s);
-  if (!w || !lp) return w;
-  if (w != s->p) {
-    float *c = sf_scratch_get(s, n);
-    if (!c) return NULL;
-    memcpy(c, w, sizeof(float) * n);
-    w = c;
-  }
-  round_n((float *)w, n, lp);
-  return w;
-}
-
-#define W32(t, n, what) wget((t), (n), (what), &s, lp)
-
-/* Compute dtype (lp): Wan runs the tower with fp16 weights under fp16 autocast on CUDA, so every linear /
- * the patch conv takes dtype operands, sums in f32 and rounds once (bias included); LayerNorm runs in f32
- * on the dtype values (its `.float()` and autocast's fp32 list) and is cast back; the attention is a fused
- * kernel (f32 inside, one rounding); GELU and the residual adds round their outputs. */
-int sf_clip_forward1(sf_clip *m, const float *pix, float *out) {
-  const sf_clip_config *c = &m->cfg;
-  int lp = m->lp;
-  int64_t D = c->dim, P = c->patch, G = c->grid, S = c->image_size, N = G * G, L = N + 1, K = 3 * P * P;
-  int64_t Mf = c->mlp_dim, H = c->num_heads;
-  (void)S;
-  float *patches = malloc(sizeof(float) * N * K), *h = malloc(sizeof(float) * L * D);
-  float *qkv = malloc(sizeof(float) * L * 3 * D), *a = malloc(sizeof(float) * L * D), *f = malloc(sizeof(float) * L * Mf);
-  sf_scratch s = {0}, s2 = {0}, at = {0};
-  int rc = -1;
-  if (!patches || !h || !qkv || !a || !f) { sf_error("CLIP: out of memory"); goto done; }
-  sf_clip_patches(m, pix, patches);
-  round_n(patches, N * K, lp); /* autocast casts the f32 pixels to the dtype */
-  const float *pw = W32(m->patch_w, D * K, "patch_embedding.weight"), *pb = NULL;
-  if (!pw) goto done;
-  if (m->patch_b && !(pb = wget(m->patch_b, D, "patch_embedding.bias", &s2, lp))) goto done;
-  sf_enc_linear(patches, N, K, pw, D, pb, out + D);
-  round_n(out + D, N * D, lp);
-  const float *cls = W32(m->cls, D, "cls_embedding");
-  if (!cls) goto done;
-  memcpy(out, cls, sizeof(float) * D);
-  const float *pos = W32(m->pos, L * D, "pos_embedding");
-  if (!pos) goto done;
-  for (int64_t i = 0; i < L * D; i++) out[i] += pos[i];
-  round_n(out, L * D, lp);
-  if (c->pre_norm) {
-    const float *w = W32(m->pre_w, D, "pre_norm.weight"), *b = w ? wget(m->pre_b, D, "pre_norm.bias", &s2, lp) : NULL;
-    if (!b) goto done;
-    sf_enc_layernorm(out, L, D, w, b, c->eps, out);
-    round_n(out, L * D, lp);
-  }
-  for (int64_t li = 0; li < c->run_layers; li++) {
-    sf_clip_block *bk = &m->blocks[li];
-    const float *w, *b;
-#define LOAD(wt, bt, nw, nb, what)                                                                                \
-  if (!(w = wget((wt), (nw), what ".weight", &s, lp)) || !(b = wget((bt), (nb), what ".bias", &s2, lp))) goto done;
-    LOAD(bk->n1w, bk->n1b, D, D, "norm1");
-    sf_enc_layernorm(out, L, D, w, b, c->eps, h);
-    round_n(h, L * D, lp);
-    LOAD(bk->qkv_w, bk->qkv_b, 3 * D * D, 3 * D, "attn.to_qkv");
-    sf_enc_linear(h, L, D, w, 3 * D, b, qkv);
-    round_n(qkv, L * 3 * D, lp);
-    if (sf_enc_attention(qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, L, L, H, D / H, 1.0f / sqrtf((float)(D / H)), NULL,
-                         NULL, a, &at))
-      goto done;
-    round_n(a, L * D, lp);
-    LOAD(bk->proj_w, bk->proj_b, D * D, D, "attn.proj");
-    sf_enc_linear(a, L, D, w, D, b, h);
-    round_n(h, L * D, lp);
-    sf_enc_add(out, h, L * D);
-    round_n(out, L * D, lp);
-    LOAD(bk->n2w, bk->n2b, D, D, "norm2");
-    sf_enc_layernorm(out, L, D, w, b, c->eps, h);
-    round_n(h, L * D, lp);
-    LOAD(bk->fc1_w, bk->fc1_b, Mf * D, Mf, "mlp.0");
-    sf_enc_linear(h, L, D, w, Mf, b, f);
-    round_n(f, L * Mf, lp);
-    sf_enc_gelu_erf(f, L * Mf);
-    round_n(f, L * Mf, lp);
-    LOAD(bk->fc2_w, bk->fc2_b, D * Mf, D, "mlp.2");
-    sf_enc_linear(f, L, Mf, w, D, b, h);
-    round_n(h, L * D, lp);
-    sf_enc_add(out, h, L * D);
-    round_n(out, L * D, lp);
-#undef LOAD
-  }
-  rc = 0;
-done:
-  free(patches), free(h), free(qkv), free(a), free(f);
-  sf_scratch_free(&s), sf_scratch_free(&s2), sf_scratch_free(&at);
-  return rc;
-}
-
 int sf_clip_set_dtype(sf_clip *m, const char *dtype) {
   if (!strcmp(dtype, "f32") || !strcmp(dtype, "float32")) m->lp = 0;
   else if (!strcmp(dtype, "bf16") || !strcmp(dtype, "bfloat16")) m->lp = 1;
@@ -296,14 +193,4 @@ void sf_clip_patches(const sf_clip *m, const float *pix, float *patches) {
         for (int64_t ky = 0; ky < P; ky++)
           memcpy(r + (ch * P + ky) * P, pix + (ch * S + gy * P + ky) * S + gx * P, sizeof(float) * P);
     }
-}
-
-int sf_clip_encode1(sf_clip *m, const float *img, int H, int W, float *out) {
-  int64_t S = m->cfg.image_size;
-  float *pix = malloc(sizeof(float) * 3 * S * S);
-  if (!pix) return sf_error("CLIP: out of memory");
-  sf_clip_preprocess(m, img, H, W, pix);
-  int rc = sf_clip_forward1(m, pix, out);
-  free(pix);
-  return rc;
 }

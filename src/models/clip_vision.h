@@ -24,22 +24,17 @@ typedef struct sf_clip sf_clip;
 sf_clip *sf_clip_new(sf_weight_getter get, void *ctx, int num_heads, int run_layers);
 void sf_clip_free(sf_clip *m);
 const sf_clip_config *sf_clip_config_of(const sf_clip *m);
-/* compute dtype of the CPU forward: "f32" (default), "f16" (Wan's clip_dtype: fp16 weights under fp16
- * autocast) or "bf16"; -1 + sf_error otherwise */
+/* compute dtype of the forward (every device): "f32" (default), "f16" (Wan's clip_dtype: fp16 weights under
+ * fp16 autocast) or "bf16"; -1 + sf_error otherwise */
 int sf_clip_set_dtype(sf_clip *m, const char *dtype);
 const char *sf_clip_dtype(const sf_clip *m);
 
 /* torch's bicubic resize (align_corners=False, A = -0.75, no antialias) of C planes [C, H, W] -> [C, oh, ow] */
 void sf_bicubic_resize(const float *src, int C, int H, int W, float *dst, int oh, int ow);
 
-/* img [3, H, W] in [-1, 1] -> out [1 + grid^2, dim] */
-int sf_clip_encode1(sf_clip *m, const float *img, int H, int W, float *out);
-/* the tower on an already preprocessed image [3, image_size, image_size] */
-int sf_clip_forward1(sf_clip *m, const float *pix, float *out);
-
-/* the tower through the tensor ops on any device (emu, cuda): images [B, 3, H, W] (cpu, f32) ->
- * f32 [B, 1 + grid^2, dim] on dev; preprocessing stays on the cpu */
-sf_tensor *sf_clip_encode_device(sf_clip *m, const float *imgs, int64_t B, int H, int W, sf_device dev);
+/* the tower (clip_forward.c, one forward for every device): images [B, 3, H, W] (cpu, f32, in [-1, 1]) ->
+ * f32 [B, 1 + grid^2, dim] on dev; preprocessing stays on the cpu, the weights go to dev one matrix at a time */
+sf_tensor *sf_clip_forward(sf_clip *m, const float *imgs, int64_t B, int H, int W, sf_device dev);
 
 #ifdef __cplusplus
 }

@@ -28,19 +28,16 @@ sf_t5 *sf_t5_new(sf_weight_getter get, void *ctx);
 void sf_t5_free(sf_t5 *m);
 const sf_t5_config *sf_t5_config_of(const sf_t5 *m);
 
-/* out [B, L, dim] = encoder(ids [B, L], mask [B, L] (0 = padding key)); raw output, no zeroing */
-int sf_t5_encode(sf_t5 *m, const int64_t *ids, const int64_t *mask, int64_t B, int64_t L, float *out);
+/* the encoder (t5_forward.c, one forward for every device): f32 [B, L, dim] on dev = encoder(ids [B, L],
+ * mask [B, L] (0 = padding key) or NULL); raw output, no zeroing. The weights go to dev one matrix at a time. */
+sf_tensor *sf_t5_forward(sf_t5 *m, const int64_t *ids, const int64_t *mask, int64_t B, int64_t L, sf_device dev);
+/* blocks [first, first+count) over x f32 [B, L, dim] on its device (no embedding, no final norm): a new tensor */
+sf_tensor *sf_t5_blocks(sf_t5 *m, int first, int count, sf_tensor *x, const int64_t *mask);
 /* compute dtype "f32" (default), "bf16" or "f16": the model after `.to(dtype)` as the reference runs it —
  * weights and every op output rounded to dtype, sums in f32, T5's fp16_clamp after each residual add in f16
- * (CPU path; the device path stays f32). -1 + sf_error on other names. */
+ * (on every device). -1 + sf_error on other names. */
 int sf_t5_set_dtype(sf_t5 *m, const char *dtype);
 const char *sf_t5_dtype(const sf_t5 *m);
-/* runs blocks [first, first+count) in place on x [B, L, dim] (no embedding, no final norm) */
-int sf_t5_run_blocks(sf_t5 *m, int first, int count, float *x, const int64_t *mask, int64_t B, int64_t L);
-
-/* the same forward through the tensor ops on any device (emu, cuda; cpu too): weights are moved and
- * cast to f32 one block at a time. Returns f32 [B, L, dim] on dev. */
-sf_tensor *sf_t5_encode_device(sf_t5 *m, const int64_t *ids, const int64_t *mask, int64_t B, int64_t L, sf_device dev);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,5 @@
-/* t5_internal.h — the umT5 encoder's weights, shared by the CPU forward (t5_encoder.c) and the
- * tensor-op forward for other devices (t5_device.c). */
+/* t5_internal.h — the umT5 encoder's weights, shared by the loader (t5_encoder.c) and the forward
+ * (t5_forward.c). */
 #ifndef SF_T5_INTERNAL_H
 #define SF_T5_INTERNAL_H
 

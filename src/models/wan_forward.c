@@ -22,13 +22,15 @@
 
 #include "autograd/autograd.h"
 #include "core/error.h"
+#include "core/scope.h"
 #include "ops/nn.h"
 #include "ops/ops.h"
 #include "models/wan.h"
 #include "models/wan_internal.h"
 
-#define TRY(x) do { if (!(x)) goto fail; } while (0)
-#define REL(x) do { sf_release(x); (x) = NULL; } while (0)
+/* Ownership: each function owns its intermediates in an sf_scope (core/scope.h) and keeps its result; the
+ * early frees (SF_DROP) are the ones peak memory needs, each with its reason (docs/architecture.md has the
+ * measured peaks). */
 
 enum { MODE_FULL = 0, MODE_BLOCK, MODE_KV };
 
@@ -73,14 +75,13 @@ static sf_tensor *island(const fwd *s, sf_tensor *t) { return as_dt(t, autocast(
 
 /* t to the model's device and its input dtype: the weights' dtype, or f32 under autocast (new reference) */
 static sf_tensor *to_model(const fwd *s, sf_tensor *t) {
-  sf_tensor *a = sf_to_device(t, s->m->device);
-  sf_tensor *b = a ? sf_cast(a, autocast(s) ? SF_F32 : s->m->dtype) : NULL;
-  sf_release(a);
-  return b;
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *a = SF_OWN(S, sf_to_device(t, s->m->device));
+  return sf_scope_end_keep(&S, SF_OWN(S, sf_cast(a, autocast(s) ? SF_F32 : s->m->dtype)));
 }
 
 /* y + lora_scale * B(A(x)) when the linear `base` has adapters kept separate (PEFT's unmerged LoRA forward,
- * dropout 0); consumes y */
+ * dropout 0), else y (new reference) */
 static sf_tensor *lora_add(const sf_wan_model *m, sf_tensor *y, sf_tensor *x, const char *base, long long i, sf_dtype dt) {
   char an[160], bn[160], fa[128], fb[128];
   snprintf(fa, sizeof fa, "%s.lora_A.weight", base);
@@ -88,13 +89,14 @@ static sf_tensor *lora_add(const sf_wan_model *m, sf_tensor *y, sf_tensor *x, co
   snprintf(an, sizeof an, fa, i);
   snprintf(bn, sizeof bn, fb, i);
   sf_tensor *A = sf_wan_param(m, an), *B = A ? sf_wan_param(m, bn) : NULL;
-  if (!A || !B) return y;
-  sf_tensor *Ac = as_dt(A, dt), *Bc = Ac ? as_dt(B, dt) : NULL;
-  sf_tensor *h = Bc ? sf_linear(x, Ac, NULL) : NULL, *d = h ? sf_linear(h, Bc, NULL) : NULL;
-  sf_tensor *ds = d ? sf_binary_scalar(SF_BIN_MUL, d, m->lora_scale, false) : NULL;
-  sf_tensor *out = ds ? sf_add(y, ds) : NULL;
-  sf_release(Ac), sf_release(Bc), sf_release(h), sf_release(d), sf_release(ds), sf_release(y);
-  return out;
+  if (!A || !B) return sf_retain(y);
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *Ac = SF_OWN(S, as_dt(A, dt));
+  sf_tensor *Bc = SF_OWN(S, as_dt(B, dt));
+  sf_tensor *h = SF_OWN(S, sf_linear(x, Ac, NULL));
+  sf_tensor *d = SF_OWN(S, sf_linear(h, Bc, NULL));
+  sf_tensor *ds = SF_OWN(S, sf_binary_scalar(SF_BIN_MUL, d, m->lora_scale, false));
+  return sf_scope_end_keep(&S, SF_OWN(S, sf_add(y, ds)));
 }
 
 /* x W^T + b with x, W, b cast to dt first (AS_IS: as stored) */
@@ -104,12 +106,13 @@ static sf_tensor *lin_as(const sf_wan_model *m, sf_tensor *x, const char *base, 
   snprintf(b, sizeof b, "%s.bias", base);
   sf_tensor *W = sf_wan_paramf(m, w, i), *Bb = W ? sf_wan_paramf(m, b, i) : NULL;
   if (!Bb) return NULL;
-  sf_tensor *xc = as_dt(x, dt), *Wc = xc ? as_dt(W, dt) : NULL, *bc = Wc ? as_dt(Bb, dt) : NULL;
-  sf_tensor *y = bc ? sf_linear(xc, Wc, bc) : NULL;
-  sf_release(Wc), sf_release(bc);
-  if (y && m->lora_rank > 0) y = lora_add(m, y, xc, base, i, dt);
-  sf_release(xc);
-  return y;
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *xc = SF_OWN(S, as_dt(x, dt));
+  sf_tensor *Wc = SF_OWN(S, as_dt(W, dt));
+  sf_tensor *bc = SF_OWN(S, as_dt(Bb, dt));
+  sf_tensor *y = SF_OWN(S, sf_linear(xc, Wc, bc));
+  if (m->lora_rank > 0) y = SF_OWN(S, lora_add(m, y, xc, base, i, dt));
+  return sf_scope_end_keep(&S, y);
 }
 
 /* an autocast linear (the low dtype under autocast) */
@@ -125,52 +128,39 @@ static sf_tensor *lin_f32(const fwd *s, sf_tensor *x, const char *base, long lon
 /* a parameter as an fp32-island operand (new reference) */
 static sf_tensor *param_island(const fwd *s, const char *fmt, long long i) { return island(s, sf_wan_paramf(s->m, fmt, i)); }
 
-static sf_tensor *unary(sf_unary_op op, sf_tensor *x) {
-  sf_tensor *y = x ? sf_unary(op, x, 0, 0) : NULL;
-  return y;
-}
+static sf_tensor *unary(sf_unary_op op, sf_tensor *x) { return sf_unary(op, x, 0, 0); }
 
 /* ---- embeddings ---- */
 
+/* the [B, Fe, 6, D] modulation inputs e0; *e_out = the [B*Fe, D] embedding e the head reads (new references) */
 static sf_tensor *time_embeddings(fwd *s, sf_tensor *t, sf_tensor **e_out) {
-  const sf_wan_model *m = s->m;
-  const sf_wan_config *c = &m->cfg;
-  sf_tensor *tc = NULL, *sin_t = NULL, *sin_m = NULL, *h = NULL, *h2 = NULL, *e = NULL, *se = NULL, *e0 = NULL;
+  const sf_wan_config *c = &s->m->cfg;
   const int64_t M = s->B * s->Fe, half = c->freq_dim / 2;
-  sf_tensor *t64 = sf_cast(t, SF_F64);
-  TRY(t64);
-  tc = sf_to_device(t64, sf_cpu());
-  REL(t64);
-  TRY(tc);
-  sf_tensor *tcc = sf_contiguous(tc);
-  REL(tc);
-  TRY(tc = tcc);
   int64_t shp[2] = {M, c->freq_dim};
-  sin_t = sf_empty(2, shp, SF_F64, sf_cpu());
-  TRY(sin_t);
-  const double *tv = sf_data_ptr(tc);
-  double *sv = sf_data_ptr(sin_t);
-  for (int64_t r = 0; r < M; r++)
-    for (int64_t k = 0; k < half; k++) {
-      double ang = tv[r] * pow(10000.0, -(double)k / (double)half);
-      sv[r * c->freq_dim + k] = cos(ang);
-      sv[r * c->freq_dim + half + k] = sin(ang);
-    }
-  TRY(sin_m = to_model(s, sin_t));
-  TRY(h = lin_f32(s, sin_m, "time_embedding.0", 0));
-  TRY(h2 = unary(SF_UN_SILU, h));
-  TRY(e = lin_f32(s, h2, "time_embedding.2", 0));
-  TRY(se = unary(SF_UN_SILU, e));
-  TRY(e0 = lin_f32(s, se, "time_projection.1", 0));
-  sf_tensor *e0v = view_n(e0, 4, s->B, s->Fe, 6, s->D);
-  TRY(e0v);
-  REL(e0);
-  sf_release(tc), sf_release(sin_t), sf_release(sin_m), sf_release(h), sf_release(h2), sf_release(se);
-  *e_out = e;
-  return e0v;
-fail:
-  sf_release(tc), sf_release(sin_t), sf_release(sin_m), sf_release(h), sf_release(h2), sf_release(e), sf_release(se), sf_release(e0);
-  return NULL;
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *t64 = SF_OWN(S, sf_cast(t, SF_F64));
+  sf_tensor *tc = SF_OWN(S, sf_to_device(t64, sf_cpu()));
+  tc = SF_OWN(S, sf_contiguous(tc));
+  sf_tensor *sin_t = SF_OWN(S, sf_empty(2, shp, SF_F64, sf_cpu()));
+  if (!S.failed) {
+    const double *tv = sf_data_ptr(tc);
+    double *sv = sf_data_ptr(sin_t);
+    for (int64_t r = 0; r < M; r++)
+      for (int64_t k = 0; k < half; k++) {
+        double ang = tv[r] * pow(10000.0, -(double)k / (double)half);
+        sv[r * c->freq_dim + k] = cos(ang);
+        sv[r * c->freq_dim + half + k] = sin(ang);
+      }
+  }
+  sf_tensor *sin_m = SF_OWN(S, to_model(s, sin_t));
+  sf_tensor *h = SF_OWN(S, lin_f32(s, sin_m, "time_embedding.0", 0));
+  sf_tensor *h2 = SF_OWN(S, unary(SF_UN_SILU, h));
+  sf_tensor *e = SF_OWN(S, lin_f32(s, h2, "time_embedding.2", 0));
+  sf_tensor *se = SF_OWN(S, unary(SF_UN_SILU, e));
+  sf_tensor *e0 = SF_OWN(S, lin_f32(s, se, "time_projection.1", 0));
+  sf_tensor *e0v = SF_OWN(S, view_n(e0, 4, s->B, s->Fe, 6, s->D));
+  *e_out = S.failed ? NULL : sf_retain(e);
+  return sf_scope_end_keep(&S, e0v);
 }
 
 /* affine LayerNorm; an fp32 island under autocast (norm3 upcasts, and autocast runs nn.LayerNorm in f32) */
@@ -178,58 +168,46 @@ static sf_tensor *layer_norm_p(const fwd *s, sf_tensor *x, const char *base, dou
   char w[96], b[96];
   snprintf(w, sizeof w, "%s.weight", base);
   snprintf(b, sizeof b, "%s.bias", base);
-  sf_tensor *W = param_island(s, w, 0), *Bb = W ? param_island(s, b, 0) : NULL, *xf = Bb ? island(s, x) : NULL;
-  sf_tensor *y = xf ? sf_layer_norm(xf, W, Bb, eps) : NULL;
-  sf_release(W), sf_release(Bb), sf_release(xf);
-  return y;
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *W = SF_OWN(S, param_island(s, w, 0));
+  sf_tensor *Bb = SF_OWN(S, param_island(s, b, 0));
+  sf_tensor *xf = SF_OWN(S, island(s, x));
+  return sf_scope_end_keep(&S, SF_OWN(S, sf_layer_norm(xf, W, Bb, eps)));
 }
 
 /* WanLayerNorm without affine: normalised in f32 and rounded to x's dtype; under autocast the caller's
  * `.float()` follows (spec 1.10) */
 static sf_tensor *layer_norm_plain(const fwd *s, sf_tensor *x) {
-  sf_tensor *n = sf_layer_norm(x, NULL, NULL, s->m->cfg.eps), *r = island(s, n);
-  sf_release(n);
-  return r;
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *n = SF_OWN(S, sf_layer_norm(x, NULL, NULL, s->m->cfg.eps));
+  return sf_scope_end_keep(&S, SF_OWN(S, island(s, n)));
 }
 
 static sf_tensor *context_embedding(fwd *s, sf_tensor *ctx, sf_tensor *clip) {
-  const sf_wan_model *m = s->m;
-  const sf_wan_config *c = &m->cfg;
-  sf_tensor *cm = NULL, *pad = NULL, *nar = NULL, *a = NULL, *g = NULL, *txt = NULL;
-  sf_tensor *cl = NULL, *i1 = NULL, *i2 = NULL, *i3 = NULL, *i4 = NULL, *i5 = NULL, *img = NULL, *out = NULL;
+  const sf_wan_config *c = &s->m->cfg;
   const int64_t Lt = ctx->shape[1];
-  TRY(cm = to_model(s, ctx));
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *pad = SF_OWN(S, to_model(s, ctx));
   /* zero rows up to text_len, as a recorded cat (the context's gradient flows, as PyTorch's padding copy) */
   if (Lt < c->text_len) {
     int64_t ps[3] = {s->B, c->text_len - Lt, c->text_dim};
-    TRY(nar = sf_zeros(3, ps, cm->dtype, m->device));
-    sf_tensor *parts[2] = {cm, nar};
-    TRY(pad = sf_cat(parts, 2, 1));
-  } else {
-    pad = sf_retain(cm);
+    sf_tensor *parts[2] = {pad, SF_OWN(S, sf_zeros(3, ps, pad ? pad->dtype : SF_F32, s->m->device))};
+    pad = SF_OWN(S, sf_cat(parts, 2, 1));
   }
-  TRY(a = lin(s, pad, "text_embedding.0", 0));
-  TRY(g = unary(SF_UN_GELU_TANH, a));
-  TRY(txt = lin(s, g, "text_embedding.2", 0));
-  if (s->n_img > 0) {
-    TRY(cl = to_model(s, clip));
-    TRY(i1 = layer_norm_p(s, cl, "img_emb.proj.0", 1e-5));
-    TRY(i2 = lin(s, i1, "img_emb.proj.1", 0));
-    TRY(i3 = unary(SF_UN_GELU, i2));
-    TRY(i4 = lin(s, i3, "img_emb.proj.3", 0));
-    TRY(img = layer_norm_p(s, i4, "img_emb.proj.4", 1e-5));
-    /* under autocast the image tokens are f32 and the text tokens low precision: cat promotes to f32
-     * (exact; the k/v linears round both back) */
-    TRY(i5 = as_dt(txt, img->dtype));
-    sf_tensor *parts[2] = {img, i5};
-    TRY(out = sf_cat(parts, 2, 1));
-  } else {
-    out = sf_retain(txt);
-  }
-fail:
-  sf_release(cm), sf_release(pad), sf_release(nar), sf_release(a), sf_release(g), sf_release(txt);
-  sf_release(cl), sf_release(i1), sf_release(i2), sf_release(i3), sf_release(i4), sf_release(i5), sf_release(img);
-  return out;
+  sf_tensor *a = SF_OWN(S, lin(s, pad, "text_embedding.0", 0));
+  sf_tensor *g = SF_OWN(S, unary(SF_UN_GELU_TANH, a));
+  sf_tensor *txt = SF_OWN(S, lin(s, g, "text_embedding.2", 0));
+  if (s->n_img == 0) return sf_scope_end_keep(&S, txt);
+  sf_tensor *cl = SF_OWN(S, to_model(s, clip));
+  sf_tensor *i1 = SF_OWN(S, layer_norm_p(s, cl, "img_emb.proj.0", 1e-5));
+  sf_tensor *i2 = SF_OWN(S, lin(s, i1, "img_emb.proj.1", 0));
+  sf_tensor *i3 = SF_OWN(S, unary(SF_UN_GELU, i2));
+  sf_tensor *i4 = SF_OWN(S, lin(s, i3, "img_emb.proj.3", 0));
+  sf_tensor *img = SF_OWN(S, layer_norm_p(s, i4, "img_emb.proj.4", 1e-5));
+  /* under autocast the image tokens are f32 and the text tokens low precision: cat promotes to f32
+   * (exact; the k/v linears round both back) */
+  sf_tensor *parts[2] = {img, SF_OWN(S, as_dt(txt, img ? img->dtype : AS_IS))};
+  return sf_scope_end_keep(&S, SF_OWN(S, sf_cat(parts, 2, 1)));
 }
 
 /* ---- attention helpers ---- */
@@ -248,10 +226,12 @@ static sf_tensor *attend(fwd *s, int layer, bool cross, int img, sf_tensor *q, s
   int want = s->m->captures && !s->tf && !sf_checkpoint_recomputing() ? sf_wan_capture_begin(s->m, &call, &desc, s->m->device) : 0;
   if (want < 0) return NULL;
   /* under autocast attention runs in the low dtype (upstream casts q, k, v for flash-attn) */
-  sf_tensor *qc = NULL, *kc = NULL, *vc = NULL, *o = NULL;
   const sf_dtype adt = autocast(s) ? s->ac : AS_IS;
-  if ((qc = as_dt(q, adt)) && (kc = as_dt(k, adt)) && (vc = as_dt(v, adt))) o = sf_attention(qc, kc, vc, &desc, NULL);
-  sf_release(qc), sf_release(kc), sf_release(vc);
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *qc = SF_OWN(S, as_dt(q, adt));
+  sf_tensor *kc = SF_OWN(S, as_dt(k, adt));
+  sf_tensor *vc = SF_OWN(S, as_dt(v, adt));
+  sf_tensor *o = sf_scope_end_keep(&S, SF_OWN(S, sf_attention(qc, kc, vc, &desc, NULL)));
   if (want > 0) {
     if (!o) {
       char saved[512];
@@ -278,151 +258,130 @@ static int copy_values(sf_tensor *dst, sf_tensor *src) {
 
 /* slots [src, src + n) move down to [dst, dst + n) (frames; the ranges may overlap) */
 static int kv_roll(sf_wan_kv *kv, int i, int64_t S, int64_t dst, int64_t src, int64_t n) {
-  sf_tensor *a = NULL, *b = NULL, *tmp = NULL;
   for (int t = 0; t < 2 && n > 0; t++) {
     sf_tensor *buf = t ? kv->v[i] : kv->k[i];
-    TRY(a = sf_narrow(buf, 1, src * S, n * S));
-    TRY(tmp = sf_clone(a)); /* the ranges overlap */
-    TRY(b = sf_narrow(buf, 1, dst * S, n * S));
-    if (copy_values(b, tmp)) goto fail;
-    REL(a);
-    REL(tmp);
-    REL(b);
+    sf_scope C = SF_SCOPE_INIT; /* per buffer: the clone is a layer's cache */
+    sf_tensor *a = SF_OWN(C, sf_narrow(buf, 1, src * S, n * S));
+    sf_tensor *tmp = SF_OWN(C, sf_clone(a)); /* the ranges overlap */
+    sf_tensor *b = SF_OWN(C, sf_narrow(buf, 1, dst * S, n * S));
+    SF_CHECK(C, copy_values(b, tmp));
+    if (sf_scope_close(&C)) return -1;
   }
   if (n > 0) memmove(kv->slot_frame[i] + dst, kv->slot_frame[i] + src, sizeof(int64_t) * (size_t)n);
   if (n > 0) sf_wan_kv_grad_move(kv, i, dst, src, n); /* a grad-mode roll moves the graph with the values */
   return 0;
-fail:
-  sf_release(a), sf_release(b), sf_release(tmp);
-  return -1;
 }
 
 /* frames [from, from + n) of this call's k, v into slots [at, at + n) */
 static int kv_write(sf_wan_kv *kv, int i, const fwd *s, sf_tensor *k, sf_tensor *v, int64_t from, int64_t at, int64_t n) {
   const int64_t S = s->S;
   for (int t = 0; t < 2 && n > 0; t++) {
-    sf_tensor *src = from == 0 && n * S == k->shape[1] ? sf_retain(t ? v : k) : sf_narrow(t ? v : k, 1, from * S, n * S);
-    sf_tensor *dst = src ? sf_narrow(t ? kv->v[i] : kv->k[i], 1, at * S, n * S) : NULL;
-    const int rc = dst ? copy_values(dst, src) : -1;
-    sf_release(src), sf_release(dst);
-    if (rc) return -1;
+    sf_scope C = SF_SCOPE_INIT;
+    sf_tensor *whole = t ? v : k;
+    sf_tensor *src = SF_OWN(C, from == 0 && n * S == whole->shape[1] ? sf_retain(whole) : sf_narrow(whole, 1, from * S, n * S));
+    sf_tensor *dst = SF_OWN(C, sf_narrow(t ? kv->v[i] : kv->k[i], 1, at * S, n * S));
+    SF_CHECK(C, copy_values(dst, src));
+    if (sf_scope_close(&C)) return -1;
   }
   if (n > 0 && sf_wan_kv_grad_write(kv, i, at, n, from, k, v)) return -1;
   for (int64_t f = 0; f < n; f++) kv->slot_frame[i][at + f] = s->f0 + from + f;
   return 0;
 }
 
-/* one layer's cache update by the call's plan; returns the keys and values attention reads (views of the
- * buffer, or a cat of two ranges) and their frame ids */
+/* layer i's keys (which = 0) or values (1) over the plan's read ranges: views of the buffer, a cat of two
+ * ranges, or with `graph` copies carrying the gradient path of PyTorch's in-place writes (wan_kv_grad.c) */
+static sf_tensor *kv_read(const fwd *s, int i, int which, const sf_wan_kv_plan *p, bool graph) {
+  sf_wan_kv *kv = s->o->kv;
+  sf_tensor *buf = which ? kv->v[i] : kv->k[i];
+  const int64_t S = s->S;
+  if (!graph && p->n_read == 1) return sf_narrow(buf, 1, p->read_lo[0] * S, (p->read_hi[0] - p->read_lo[0]) * S);
+  sf_scope C = SF_SCOPE_INIT;
+  sf_tensor *parts[2];
+  int np = 0;
+  for (int q = 0; q < p->n_read; q++) {
+    const int64_t lo = p->read_lo[q] * S, hi = p->read_hi[q] * S;
+    if (hi > lo) parts[np++] = SF_OWN(C, graph ? sf_wan_kv_grad_read(kv, i, which, lo, hi) : sf_narrow(buf, 1, lo, hi - lo));
+  }
+  if (np == 0) {
+    sf_scope_end(&C);
+    return sf_error("wan kv cache: the plan of layer %d reads no frames", i), NULL;
+  }
+  return sf_scope_end_keep(&C, np == 1 ? parts[0] : SF_OWN(C, sf_cat(parts, np, 1)));
+}
+
+/* one layer's cache update by the call's plan; returns the keys and values attention reads (new references,
+ * NULL after a failure) and their frame ids */
 static int kv_update(fwd *s, int i, sf_tensor *k, sf_tensor *v, sf_tensor **kk, sf_tensor **vv, int64_t **k_ids) {
   sf_wan_kv *kv = s->o->kv;
   const int64_t S = s->S;
   sf_wan_kv_plan dflt;
   const sf_wan_kv_plan *p = s->o->kv_plan;
+  *kk = *vv = NULL;
   if (!p) {
     if (sf_wan_kv_default_plan(kv, i, s->f0, s->F, &dflt) || sf_wan_kv_check_plan(kv, s->F, &dflt)) return -1;
     p = &dflt;
   }
-  sf_tensor *kb = kv->k[i], *vb = kv->v[i], *src = NULL;
   int64_t *sf = kv->slot_frame[i];
   if (p->roll_n > 0 && kv_roll(kv, i, S, p->roll_dst, p->roll_src, p->roll_n)) return -1;
   if (p->write_n > 0 && kv_write(kv, i, s, k, v, p->write_from, p->write_at, p->write_n)) return -1;
   if (p->advance) kv->global_end[i] = p->global_end * S, kv->local_end[i] = p->local_end * S;
   const int64_t lo = p->read_lo[p->n_read - 1], hi = p->read_hi[p->n_read - 1];
-  const bool grad = sf_grad_enabled() && (k->requires_grad || v->requires_grad);
-  if (sf_grad_enabled() && !kv->detach) {
-    /* the values now in the cache, with the gradient path of PyTorch's in-place writes (wan_kv_grad.c):
-     * each slot's gradient goes to its last grad-mode write */
-    for (int t = 0; t < 2; t++) {
-      sf_tensor *parts[2] = {NULL, NULL}, *r = NULL;
-      int np = 0;
-      for (int q = 0; q < p->n_read; q++)
-        if (p->read_hi[q] > p->read_lo[q] && !(parts[np++] = sf_wan_kv_grad_read(kv, i, t, p->read_lo[q] * S, p->read_hi[q] * S)))
-          break;
-      if (np && parts[np - 1]) r = np == 2 ? sf_cat(parts, 2, 1) : sf_retain(parts[0]);
-      sf_release(parts[0]), sf_release(parts[1]);
-      TRY(r);
-      if (t) *vv = r;
-      else *kk = r;
-    }
-    if (p->n_read == 2) {
-      const int64_t lo0 = p->read_lo[0], hi0 = p->read_hi[0];
-      memcpy(kv->ids, sf + lo0, sizeof(int64_t) * (size_t)(hi0 - lo0));
-      memcpy(kv->ids + (hi0 - lo0), sf + lo, sizeof(int64_t) * (size_t)(hi - lo));
-      *k_ids = kv->ids;
-    } else {
-      *k_ids = sf + lo;
-    }
-  } else if (grad) {
+  const bool graph = sf_grad_enabled() && !kv->detach;
+  if (!graph && sf_grad_enabled() && (k->requires_grad || v->requires_grad)) {
     /* detach_kv_cache (the clean variant): the cache holds values only, so attend over [detached past | this
      * chunk's k, v] (same values): the gradient reaches the current chunk's keys and values only; that needs
      * the whole chunk written at the end of one read range */
     if (p->n_read != 1 || p->write_from != 0 || p->write_n != s->F || p->write_at + p->write_n != hi || lo > p->write_at)
       return sf_error("wan kv cache: detach=true with autograd needs a plan that writes the whole chunk at the end of a single read range");
     for (int t = 0; t < 2; t++) {
-      sf_tensor *parts[2];
-      TRY(src = sf_narrow(t ? vb : kb, 1, lo * S, (p->write_at - lo) * S));
-      parts[0] = src, parts[1] = t ? v : k;
-      sf_tensor *r = sf_cat(parts, 2, 1);
-      REL(src);
-      TRY(r);
-      if (t) *vv = r;
-      else *kk = r;
+      sf_scope C = SF_SCOPE_INIT;
+      sf_tensor *parts[2] = {SF_OWN(C, sf_narrow(t ? kv->v[i] : kv->k[i], 1, lo * S, (p->write_at - lo) * S)), t ? v : k};
+      *(t ? vv : kk) = sf_scope_end_keep(&C, SF_OWN(C, sf_cat(parts, 2, 1)));
     }
-    *k_ids = sf + lo;
-  } else if (p->n_read == 2) {
+  } else {
+    *kk = kv_read(s, i, 0, p, graph);
+    *vv = *kk ? kv_read(s, i, 1, p, graph) : NULL;
+  }
+  if (!*kk || !*vv) {
+    sf_release(*kk), sf_release(*vv);
+    *kk = *vv = NULL;
+    return -1;
+  }
+  if (p->n_read == 2) {
     const int64_t lo0 = p->read_lo[0], hi0 = p->read_hi[0];
-    for (int t = 0; t < 2; t++) {
-      sf_tensor *parts[2] = {NULL, NULL}, *r = NULL;
-      int np = 0;
-      if (hi0 > lo0) parts[np++] = sf_narrow(t ? vb : kb, 1, lo0 * S, (hi0 - lo0) * S);
-      if (hi > lo) parts[np++] = sf_narrow(t ? vb : kb, 1, lo * S, (hi - lo) * S);
-      if (parts[0] && (np == 1 || parts[1])) r = np == 1 ? sf_retain(parts[0]) : sf_cat(parts, 2, 1);
-      sf_release(parts[0]), sf_release(parts[1]);
-      TRY(r);
-      if (t) *vv = r;
-      else *kk = r;
-    }
     memcpy(kv->ids, sf + lo0, sizeof(int64_t) * (size_t)(hi0 - lo0));
     memcpy(kv->ids + (hi0 - lo0), sf + lo, sizeof(int64_t) * (size_t)(hi - lo));
     *k_ids = kv->ids;
   } else {
-    TRY(*kk = sf_narrow(kb, 1, lo * S, (hi - lo) * S));
-    TRY(*vv = sf_narrow(vb, 1, lo * S, (hi - lo) * S));
     *k_ids = sf + lo;
   }
   return 0;
-fail:
-  sf_release(src);
-  return -1;
 }
 
 static sf_tensor *qk_proj(fwd *s, sf_tensor *x, int i, const char *att, const char *which, const char *norm, bool rope) {
   char base[96], nb[96];
   snprintf(base, sizeof base, "blocks.%%lld.%s.%s", att, which);
   snprintf(nb, sizeof nb, "blocks.%%lld.%s.%s.weight", att, norm);
-  sf_tensor *a = lin(s, x, base, i), *n = NULL, *v = NULL, *r = NULL;
-  sf_tensor *w = a ? sf_wan_paramf(s->m, nb, i) : NULL;
-  if (w && autocast(s)) { /* normalised and rounded to the low dtype, then times the f32 weight -> f32 */
-    sf_tensor *n0 = sf_rms_norm(a, NULL, s->m->cfg.eps), *nf = island(s, n0), *wf = nf ? island(s, w) : NULL;
-    if (wf) n = sf_mul(nf, wf);
-    sf_release(n0), sf_release(nf), sf_release(wf);
-  } else if (w) {
-    n = sf_rms_norm(a, w, s->m->cfg.eps);
+  const int64_t B = x->shape[0], L = x->shape[1];
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *a = SF_OWN(S, lin(s, x, base, i)), *n;
+  sf_tensor *w = SF_OWN(S, sf_retain(sf_wan_paramf(s->m, nb, i)));
+  if (autocast(s)) { /* normalised and rounded to the low dtype, then times the f32 weight -> f32 */
+    sf_tensor *n0 = SF_OWN(S, sf_rms_norm(a, NULL, s->m->cfg.eps));
+    sf_tensor *nf = SF_OWN(S, island(s, n0));
+    sf_tensor *wf = SF_OWN(S, island(s, w));
+    n = SF_OWN(S, sf_mul(nf, wf));
+  } else {
+    n = SF_OWN(S, sf_rms_norm(a, w, s->m->cfg.eps));
   }
-  if (n) v = view_n(n, 4, x->shape[0], x->shape[1], s->N, s->d);
-  if (v && rope && s->tf) { /* each half [B, L/2] gets positions 0..F/2-1: viewed as a batch of 2B */
-    sf_tensor *v2 = view_n(n, 4, 2 * x->shape[0], x->shape[1] / 2, s->N, s->d);
-    sf_tensor *r2 = v2 ? sf_rope3d(v2, s->Fh, s->Hp, s->Wp, s->f0) : NULL;
-    r = r2 ? view_n(r2, 4, x->shape[0], x->shape[1], s->N, s->d) : NULL;
-    sf_release(v2), sf_release(r2);
-  } else if (v && rope) {
-    r = sf_rope3d(v, s->F, s->Hp, s->Wp, s->f0);
-  } else if (v) {
-    r = sf_retain(v);
+  if (!rope) return sf_scope_end_keep(&S, SF_OWN(S, view_n(n, 4, B, L, s->N, s->d)));
+  if (s->tf) { /* each half [B, L/2] gets positions 0..F/2-1: viewed as a batch of 2B */
+    sf_tensor *v2 = SF_OWN(S, view_n(n, 4, 2 * B, L / 2, s->N, s->d));
+    sf_tensor *r2 = SF_OWN(S, sf_rope3d(v2, s->Fh, s->Hp, s->Wp, s->f0));
+    return sf_scope_end_keep(&S, SF_OWN(S, view_n(r2, 4, B, L, s->N, s->d)));
   }
-  sf_release(a), sf_release(n), sf_release(v);
-  return r;
+  sf_tensor *v = SF_OWN(S, view_n(n, 4, B, L, s->N, s->d));
+  return sf_scope_end_keep(&S, SF_OWN(S, sf_rope3d(v, s->F, s->Hp, s->Wp, s->f0)));
 }
 
 /* teacher-forcing self-attention over q, k, v [B, 2L, N, d] = [clean | noisy] (see the top of the file):
@@ -431,125 +390,109 @@ static sf_tensor *qk_proj(fwd *s, sf_tensor *x, int i, const char *att, const ch
 static sf_tensor *tf_attention(fwd *s, sf_tensor *q, sf_tensor *k, sf_tensor *v) {
   const int64_t L = s->L / 2, bs = s->m->cfg.num_frame_per_block * s->S, nb = (L + bs - 1) / bs;
   const sf_dtype adt = autocast(s) ? s->ac : AS_IS;
-  sf_tensor *qa = NULL, *ka = NULL, *va = NULL, *qh = NULL, *kh = NULL, *vh = NULL, *out = NULL;
   sf_tensor **parts = calloc((size_t)nb + 1, sizeof(sf_tensor *));
   if (!parts) return sf_error("wan forward: out of memory"), NULL;
-  int64_t np = 0;
   sf_attn_desc desc;
   memset(&desc, 0, sizeof desc);
   desc.scale = 1.0 / sqrt((double)s->d);
-  TRY((qa = as_dt(q, adt)) && (ka = as_dt(k, adt)) && (va = as_dt(v, adt)));
-  TRY((qh = sf_narrow(qa, 1, 0, L)) && (kh = sf_narrow(ka, 1, 0, L)) && (vh = sf_narrow(va, 1, 0, L)));
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *qa = SF_OWN(S, as_dt(q, adt)), *ka = SF_OWN(S, as_dt(k, adt)), *va = SF_OWN(S, as_dt(v, adt));
+  sf_tensor *qh = SF_OWN(S, sf_narrow(qa, 1, 0, L)), *kh = SF_OWN(S, sf_narrow(ka, 1, 0, L)), *vh = SF_OWN(S, sf_narrow(va, 1, 0, L));
   desc.q_group = s->S, desc.kv_lo = s->kv_lo, desc.kv_hi = s->kv_hi;
-  TRY(parts[np++] = sf_attention(qh, kh, vh, &desc, NULL));
-  REL(qh);
-  REL(kh);
-  REL(vh);
+  parts[0] = SF_OWN(S, sf_attention(qh, kh, vh, &desc, NULL));
   desc.q_group = 0, desc.kv_lo = desc.kv_hi = NULL;
-  for (int64_t b = 0; b < nb; b++) {
-    const int64_t n = b * bs + bs <= L ? bs : L - b * bs;
-    sf_tensor *kk = NULL, *vv = NULL, *o = NULL;
-    if ((qh = sf_narrow(qa, 1, L + b * bs, n))) {
-      for (int t = 0; t < 2; t++) {
-        sf_tensor *src = t ? va : ka, *own = sf_narrow(src, 1, L + b * bs, n), *r = NULL;
-        if (own && b == 0) r = sf_retain(own);
-        else if (own) {
-          sf_tensor *ctxk = sf_narrow(src, 1, 0, b * bs);
-          sf_tensor *two[2] = {ctxk, own};
-          if (ctxk) r = sf_cat(two, 2, 1);
-          sf_release(ctxk);
-        }
-        sf_release(own);
-        if (t) vv = r;
-        else kk = r;
-      }
-      if (kk && vv) o = sf_attention(qh, kk, vv, &desc, NULL);
+  for (int64_t b = 0; b < nb && !S.failed; b++) {
+    const int64_t r0 = L + b * bs, n = b * bs + bs <= L ? bs : L - b * bs;
+    sf_scope C = SF_SCOPE_INIT; /* per block: the cat keys and values are copies */
+    sf_tensor *qb = SF_OWN(C, sf_narrow(qa, 1, r0, n)), *kv[2];
+    for (int t = 0; t < 2; t++) {
+      sf_tensor *src = t ? va : ka;
+      sf_tensor *two[2] = {b ? SF_OWN(C, sf_narrow(src, 1, 0, b * bs)) : NULL, SF_OWN(C, sf_narrow(src, 1, r0, n))};
+      kv[t] = b == 0 ? two[1] : SF_OWN(C, sf_cat(two, 2, 1));
     }
-    sf_release(kk), sf_release(vv);
-    REL(qh);
-    TRY(parts[np++] = o);
+    sf_tensor *o = sf_scope_end_keep(&C, SF_OWN(C, sf_attention(qb, kv[0], kv[1], &desc, NULL)));
+    parts[b + 1] = SF_OWN(S, o);
   }
-  out = sf_cat(parts, (int)np, 1);
-fail:
-  for (int64_t j = 0; j < np; j++) sf_release(parts[j]);
+  sf_tensor *out = S.failed ? NULL : SF_OWN(S, sf_cat(parts, (int)nb + 1, 1));
   free(parts);
-  sf_release(qa), sf_release(ka), sf_release(va), sf_release(qh), sf_release(kh), sf_release(vh);
-  return out;
+  return sf_scope_end_keep(&S, out);
 }
 
 static sf_tensor *self_attention(fwd *s, int i, sf_tensor *h) {
-  sf_tensor *q = NULL, *k = NULL, *v0 = NULL, *v = NULL, *kk = NULL, *vv = NULL, *o = NULL, *ov = NULL, *y = NULL;
-  const int64_t *k_ids = s->self_k_ids;
-  int64_t *kid = NULL;
-  TRY(q = qk_proj(s, h, i, "self_attn", "q", "norm_q", true));
-  TRY(k = qk_proj(s, h, i, "self_attn", "k", "norm_k", true));
-  TRY(v0 = lin(s, h, "blocks.%lld.self_attn.v", i));
-  TRY(v = view_n(v0, 4, s->B, s->L, s->N, s->d));
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *q = SF_OWN(S, qk_proj(s, h, i, "self_attn", "q", "norm_q", true));
+  sf_tensor *k = SF_OWN(S, qk_proj(s, h, i, "self_attn", "k", "norm_k", true));
+  sf_tensor *v0 = SF_OWN(S, lin(s, h, "blocks.%lld.self_attn.v", i));
+  sf_tensor *v = SF_OWN(S, view_n(v0, 4, s->B, s->L, s->N, s->d)), *o;
   if (s->tf) {
-    TRY(o = tf_attention(s, q, k, v));
+    o = SF_OWN(S, tf_attention(s, q, k, v));
   } else if (s->mode == MODE_KV) {
-    if (kv_update(s, i, k, v, &kk, &vv, &kid)) goto fail;
-    k_ids = kid;
-    TRY(o = attend(s, i, false, 0, q, kk, vv, k_ids, s->S, NULL, NULL));
+    sf_tensor *kk = NULL, *vv = NULL;
+    int64_t *k_ids = NULL;
+    SF_CHECK(S, kv_update(s, i, k, v, &kk, &vv, &k_ids));
+    if (!S.failed) SF_OWN(S, kk), SF_OWN(S, vv);
+    o = SF_OWN(S, attend(s, i, false, 0, q, kk, vv, k_ids, s->S, NULL, NULL));
   } else {
-    TRY(o = attend(s, i, false, 0, q, k, v, k_ids, s->S, s->mode == MODE_BLOCK ? s->kv_lo : NULL,
-                   s->mode == MODE_BLOCK ? s->kv_hi : NULL));
+    const bool blk = s->mode == MODE_BLOCK;
+    o = SF_OWN(S, attend(s, i, false, 0, q, k, v, s->self_k_ids, s->S, blk ? s->kv_lo : NULL, blk ? s->kv_hi : NULL));
   }
-  TRY(ov = view_n(o, 3, s->B, s->L, s->D, 0));
-  y = lin(s, ov, "blocks.%lld.self_attn.o", i);
-fail:
-  sf_release(q), sf_release(k), sf_release(v0), sf_release(v), sf_release(kk), sf_release(vv), sf_release(o), sf_release(ov);
-  return y;
+  sf_tensor *ov = SF_OWN(S, view_n(o, 3, s->B, s->L, s->D, 0));
+  return sf_scope_end_keep(&S, SF_OWN(S, lin(s, ov, "blocks.%lld.self_attn.o", i)));
+}
+
+/* the text (or image: img, names with suffix "_img") keys and values of layer i from the context tokens
+ * [t0, t0 + n) */
+static int cross_kv(fwd *s, int i, bool img, int64_t t0, int64_t n, sf_tensor **k, sf_tensor **v) {
+  char vn[64];
+  snprintf(vn, sizeof vn, "blocks.%%lld.cross_attn.v%s", img ? "_img" : "");
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *ct = SF_OWN(S, sf_narrow(s->context, 1, t0, n));
+  sf_tensor *kt = SF_OWN(S, qk_proj(s, ct, i, "cross_attn", img ? "k_img" : "k", img ? "norm_k_img" : "norm_k", false));
+  sf_tensor *v0 = SF_OWN(S, lin(s, ct, vn, i));
+  sf_tensor *vt = SF_OWN(S, view_n(v0, 4, s->B, n, s->N, s->d));
+  *k = S.failed ? NULL : sf_retain(kt);
+  *v = sf_scope_end_keep(&S, vt);
+  if (!*v) sf_release(*k), *k = NULL;
+  return *v ? 0 : -1;
 }
 
 static sf_tensor *cross_attention(fwd *s, int i, sf_tensor *x) {
   const sf_wan_config *c = &s->m->cfg;
   sf_wan_xcache *xc = s->o->xcache;
-  sf_tensor *n3 = NULL, *q = NULL, *k = NULL, *v = NULL, *v0 = NULL, *ct = NULL, *o = NULL, *ki = NULL, *vi = NULL, *vi0 = NULL;
-  sf_tensor *ci = NULL, *oi = NULL, *sum = NULL, *ov = NULL, *y = NULL;
+  sf_tensor *k = NULL, *v = NULL, *ki = NULL, *vi = NULL;
   char b[64];
   snprintf(b, sizeof b, "blocks.%d.norm3", i);
-  TRY(n3 = layer_norm_p(s, x, b, c->eps));
-  TRY(q = qk_proj(s, n3, i, "cross_attn", "q", "norm_q", false));
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *n3 = SF_OWN(S, layer_norm_p(s, x, b, c->eps));
+  sf_tensor *q = SF_OWN(S, qk_proj(s, n3, i, "cross_attn", "q", "norm_q", false));
   if (xc && xc->is_init[i]) {
-    k = sf_retain(xc->k[i]), v = sf_retain(xc->v[i]);
-    if (s->n_img) ki = sf_retain(xc->k_img[i]), vi = sf_retain(xc->v_img[i]);
+    k = SF_OWN(S, sf_retain(xc->k[i])), v = SF_OWN(S, sf_retain(xc->v[i]));
+    if (s->n_img) ki = SF_OWN(S, sf_retain(xc->k_img[i])), vi = SF_OWN(S, sf_retain(xc->v_img[i]));
   } else {
-    TRY(ct = sf_narrow(s->context, 1, s->n_img, c->text_len));
-    TRY(k = qk_proj(s, ct, i, "cross_attn", "k", "norm_k", false));
-    TRY(v0 = lin(s, ct, "blocks.%lld.cross_attn.v", i));
-    TRY(v = view_n(v0, 4, s->B, c->text_len, s->N, s->d));
+    SF_CHECK(S, cross_kv(s, i, false, s->n_img, c->text_len, &k, &v));
+    SF_OWN(S, k), SF_OWN(S, v);
     if (s->n_img) {
-      TRY(ci = sf_narrow(s->context, 1, 0, s->n_img));
-      TRY(ki = qk_proj(s, ci, i, "cross_attn", "k_img", "norm_k_img", false));
-      REL(v0);
-      TRY(vi0 = lin(s, ci, "blocks.%lld.cross_attn.v_img", i));
-      TRY(vi = view_n(vi0, 4, s->B, s->n_img, s->N, s->d));
+      SF_CHECK(S, cross_kv(s, i, true, 0, s->n_img, &ki, &vi));
+      SF_OWN(S, ki), SF_OWN(S, vi);
     }
-    if (xc) {
+    if (xc && !S.failed) {
       sf_release(xc->k[i]), sf_release(xc->v[i]), sf_release(xc->k_img[i]), sf_release(xc->v_img[i]);
       xc->k[i] = sf_retain(k), xc->v[i] = sf_retain(v);
       xc->k_img[i] = ki ? sf_retain(ki) : NULL, xc->v_img[i] = vi ? sf_retain(vi) : NULL;
       xc->is_init[i] = true;
     }
   }
-  if (k->shape[0] != s->B) {
+  if (!S.failed && k->shape[0] != s->B) {
     sf_error("wan cross-attention cache holds batch %lld but the input has batch %lld (reset the cache)", (long long)k->shape[0], (long long)s->B);
-    goto fail;
+    return sf_scope_end(&S), NULL;
   }
-  TRY(o = attend(s, i, true, 0, q, k, v, s->ctx_ids + s->n_img, 1, NULL, NULL));
+  sf_tensor *o = SF_OWN(S, attend(s, i, true, 0, q, k, v, s->ctx_ids + s->n_img, 1, NULL, NULL));
   if (s->n_img) {
-    TRY(oi = attend(s, i, true, 1, q, ki, vi, s->ctx_ids, 1, NULL, NULL));
-    TRY(sum = sf_add(o, oi));
-  } else {
-    sum = sf_retain(o);
+    sf_tensor *oi = SF_OWN(S, attend(s, i, true, 1, q, ki, vi, s->ctx_ids, 1, NULL, NULL));
+    o = SF_OWN(S, sf_add(o, oi));
   }
-  TRY(ov = view_n(sum, 3, s->B, s->L, s->D, 0));
-  y = lin(s, ov, "blocks.%lld.cross_attn.o", i);
-fail:
-  sf_release(n3), sf_release(q), sf_release(k), sf_release(v), sf_release(v0), sf_release(ct), sf_release(o), sf_release(ki);
-  sf_release(vi), sf_release(vi0), sf_release(ci), sf_release(oi), sf_release(sum), sf_release(ov);
-  return y;
+  sf_tensor *ov = SF_OWN(S, view_n(o, 3, s->B, s->L, s->D, 0));
+  return sf_scope_end_keep(&S, SF_OWN(S, lin(s, ov, "blocks.%lld.cross_attn.o", i)));
 }
 
 /* FFN over row chunks: the [tokens, ffn_dim] hidden activations are the largest tensors of a forward,
@@ -566,69 +509,80 @@ static sf_tensor *ffn(fwd *s, int i, sf_tensor *g) {
   int64_t n = saved ? 1 : (L + FFN_CHUNK / 2) / FFN_CHUNK;
   if (n < 1) n = 1;
   const int64_t csz = (L + n - 1) / n;
-  sf_tensor **parts = calloc((size_t)n, sizeof(sf_tensor *)), *out = NULL;
+  sf_tensor **parts = calloc((size_t)n, sizeof(sf_tensor *));
   if (!parts) return sf_error("wan forward: out of memory"), NULL;
-  int64_t k = 0;
-  for (; k < n; k++) {
+  sf_scope S = SF_SCOPE_INIT;
+  for (int64_t k = 0; k < n && !S.failed; k++) {
     const int64_t r0 = k * csz, len = r0 + csz <= L ? csz : L - r0;
-    sf_tensor *gc = sf_narrow(g, 1, r0, len), *f1 = NULL, *f2 = NULL;
-    if (gc) f1 = lin(s, gc, "blocks.%lld.ffn.0", i);
-    sf_release(gc);
-    if (f1) f2 = unary(SF_UN_GELU_TANH, f1);
-    sf_release(f1);
-    if (f2) parts[k] = lin(s, f2, "blocks.%lld.ffn.2", i);
-    sf_release(f2);
-    if (!parts[k]) break;
+    sf_scope C = SF_SCOPE_INIT; /* per chunk: the chunk's hidden activations go at its end */
+    sf_tensor *gc = SF_OWN(C, sf_narrow(g, 1, r0, len));
+    sf_tensor *f1 = SF_OWN(C, lin(s, gc, "blocks.%lld.ffn.0", i));
+    sf_tensor *f2 = SF_OWN(C, unary(SF_UN_GELU_TANH, f1));
+    SF_DROP(C, f1); /* the hidden activations are the forward's largest tensors: one at a time beside the output */
+    parts[k] = SF_OWN(S, sf_scope_end_keep(&C, SF_OWN(C, lin(s, f2, "blocks.%lld.ffn.2", i))));
   }
-  if (k == n) out = n == 1 ? sf_retain(parts[0]) : sf_cat(parts, (int)n, 1);
-  for (int64_t j = 0; j < n; j++) sf_release(parts[j]);
+  sf_tensor *out = S.failed ? NULL : n == 1 ? parts[0] : SF_OWN(S, sf_cat(parts, (int)n, 1));
   free(parts);
-  return out;
+  return sf_scope_end_keep(&S, out);
 }
 
 /* the residual updates x + y*gate and x + y: under autocast in f32 (upstream's f32 autocast region) */
 static sf_tensor *gated_add(const fwd *s, sf_tensor *x, sf_tensor *y, sf_tensor *gate) {
-  sf_tensor *xf = island(s, x), *yf = xf ? island(s, y) : NULL, *r = yf ? sf_gated_add(xf, yf, gate) : NULL;
-  sf_release(xf), sf_release(yf);
-  return r;
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *xf = SF_OWN(S, island(s, x)), *yf = SF_OWN(S, island(s, y));
+  return sf_scope_end_keep(&S, SF_OWN(S, sf_gated_add(xf, yf, gate)));
 }
 
 static sf_tensor *residual_add(const fwd *s, sf_tensor *x, sf_tensor *y) {
-  sf_tensor *xf = island(s, x), *yf = xf ? island(s, y) : NULL, *r = yf ? sf_add(xf, yf) : NULL;
-  sf_release(xf), sf_release(yf);
-  return r;
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *xf = SF_OWN(S, island(s, x)), *yf = SF_OWN(S, island(s, y));
+  return sf_scope_end_keep(&S, SF_OWN(S, sf_add(xf, yf)));
 }
 
+/* modulate(norm(x), shift, scale): the adaLN input of the attention and the FFN */
+static sf_tensor *norm_modulate(const fwd *s, sf_tensor *x, sf_tensor *shift, sf_tensor *scale) {
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *n = SF_OWN(S, layer_norm_plain(s, x));
+  return sf_scope_end_keep(&S, SF_OWN(S, sf_modulate(n, shift, scale)));
+}
+
+/* x + gate * self_attn(modulate(norm1(x))) */
+static sf_tensor *self_attention_half(fwd *s, int i, sf_tensor *x, sf_tensor *const *mj) {
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *h = SF_OWN(S, norm_modulate(s, x, mj[0], mj[1]));
+  sf_tensor *y = SF_OWN(S, self_attention(s, i, h));
+  return sf_scope_end_keep(&S, SF_OWN(S, gated_add(s, x, y, mj[2])));
+}
+
+/* x + cross_attn(norm3(x), context) */
+static sf_tensor *cross_attention_half(fwd *s, int i, sf_tensor *x) {
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *ca = SF_OWN(S, cross_attention(s, i, x));
+  return sf_scope_end_keep(&S, SF_OWN(S, residual_add(s, x, ca)));
+}
+
+/* x + gate * ffn(modulate(norm2(x))) */
+static sf_tensor *ffn_half(fwd *s, int i, sf_tensor *x, sf_tensor *const *mj) {
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *g = SF_OWN(S, norm_modulate(s, x, mj[3], mj[4]));
+  sf_tensor *f = SF_OWN(S, ffn(s, i, g));
+  return sf_scope_end_keep(&S, SF_OWN(S, gated_add(s, x, f, mj[5])));
+}
+
+/* one DiT block (spec 1.5): the three residual halves, with the six modulation vectors of e0 + the block's
+ * modulation parameter. Each half owns its intermediates, so they are gone before the next half starts. */
 static sf_tensor *block(fwd *s, int i, sf_tensor *x) {
-  sf_tensor *mod = NULL, *modv = NULL, *mm = NULL, *mj[6] = {0}, *n1 = NULL, *h = NULL, *y = NULL, *x1 = NULL, *ca = NULL;
-  sf_tensor *x2 = NULL, *n2 = NULL, *g = NULL, *f3 = NULL, *out = NULL;
-  TRY(mod = param_island(s, "blocks.%lld.modulation", i));
-  TRY(modv = view_n(mod, 4, 1, 1, 6, s->D));
-  TRY(mm = sf_add(modv, s->e0));
-  for (int j = 0; j < 6; j++) TRY(mj[j] = sf_select(mm, 2, j));
-  /* intermediates are released as soon as they are consumed: peak memory is a benchmark target */
-  TRY(n1 = layer_norm_plain(s, x));
-  TRY(h = sf_modulate(n1, mj[0], mj[1]));
-  REL(n1);
-  TRY(y = self_attention(s, i, h));
-  REL(h);
-  TRY(x1 = gated_add(s, x, y, mj[2]));
-  REL(y);
-  TRY(ca = cross_attention(s, i, x1));
-  TRY(x2 = residual_add(s, x1, ca));
-  REL(x1);
-  REL(ca);
-  TRY(n2 = layer_norm_plain(s, x2));
-  TRY(g = sf_modulate(n2, mj[3], mj[4]));
-  REL(n2);
-  TRY(f3 = ffn(s, i, g));
-  REL(g);
-  out = gated_add(s, x2, f3, mj[5]);
-fail:
-  sf_release(mod), sf_release(modv), sf_release(mm), sf_release(n1), sf_release(h), sf_release(y), sf_release(x1), sf_release(ca);
-  sf_release(x2), sf_release(n2), sf_release(g), sf_release(f3);
-  for (int j = 0; j < 6; j++) sf_release(mj[j]);
-  return out;
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *mod = SF_OWN(S, param_island(s, "blocks.%lld.modulation", i));
+  sf_tensor *modv = SF_OWN(S, view_n(mod, 4, 1, 1, 6, s->D));
+  sf_tensor *mm = SF_OWN(S, sf_add(modv, s->e0)), *mj[6];
+  for (int j = 0; j < 6; j++) mj[j] = SF_OWN(S, sf_select(mm, 2, j));
+  sf_tensor *x1 = SF_OWN(S, self_attention_half(s, i, x, mj));
+  sf_tensor *x2 = SF_OWN(S, cross_attention_half(s, i, x1));
+  /* the FFN's hidden activations make its half the block's peak: x1 would be one more [tokens, dim] there
+   * (bench/bench_wan.sh measures peak memory; docs/architecture.md has the figures) */
+  SF_DROP(S, x1);
+  return sf_scope_end_keep(&S, SF_OWN(S, ffn_half(s, i, x2, mj)));
 }
 
 /* ---- per-block hooks (m->block_hook: FSDP's gather before a block, free after; wan.h) ---- */
@@ -667,14 +621,11 @@ static sf_tensor *hook_node(fwd *s, sf_tensor *x, int i, int phase, bool ck) {
 static sf_tensor *block_checkpointed(fwd *s, int i, sf_tensor *x);
 static sf_tensor *hooked_block(fwd *s, int i, sf_tensor *x, bool ck) {
   if (call_hook(s->m, i, SF_WAN_PRE_FORWARD, false)) return NULL;
-  sf_tensor *xin = hook_node(s, x, i, SF_WAN_POST_BACKWARD, ck);
-  sf_tensor *y = !xin ? NULL : ck ? block_checkpointed(s, i, xin) : block(s, i, xin);
-  sf_release(xin);
-  if (call_hook(s->m, i, SF_WAN_POST_FORWARD, false)) return sf_release(y), NULL;
-  if (!y) return NULL;
-  sf_tensor *out = hook_node(s, y, i, SF_WAN_PRE_BACKWARD, ck);
-  sf_release(y);
-  return out;
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *xin = SF_OWN(S, hook_node(s, x, i, SF_WAN_POST_BACKWARD, ck));
+  sf_tensor *y = SF_OWN(S, ck ? block_checkpointed(s, i, xin) : block(s, i, xin));
+  if (call_hook(s->m, i, SF_WAN_POST_FORWARD, false)) S.failed = true; /* after a failed block too: FSDP frees */
+  return sf_scope_end_keep(&S, SF_OWN(S, hook_node(s, y, i, SF_WAN_PRE_BACKWARD, ck)));
 }
 
 /* ---- checkpointed blocks: the region keeps its own copy of what block() reads, for the recomputation ---- */
@@ -793,27 +744,19 @@ static sf_tensor *forward_impl(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_t
   s.ac = opts->autocast >= 0 ? (sf_dtype)opts->autocast : m->autocast;
   if (s.ac != SF_F32 && s.ac != SF_BF16 && s.ac != SF_F16)
     return sf_error("wan forward: autocast must be bf16, f16 or off, got %s", sf_dtype_name(s.ac)), NULL;
-  sf_tensor *xin = NULL, *xm = NULL, *xc = NULL, *xv = NULL, *xp = NULL, *xpc = NULL, *pv = NULL, *pw = NULL, *tok = NULL;
-  sf_tensor *e = NULL, *ev = NULL, *hmod = NULL, *hmv = NULL, *hm = NULL, *sh = NULL, *sc = NULL, *hn = NULL, *hh = NULL;
-  sf_tensor *ho = NULL, *hv = NULL, *hp = NULL, *hc = NULL, *out = NULL, *res = NULL, *tt = NULL, *tn = NULL;
   if (!x || !t || !ctx) return sf_error("wan forward: x, t and context are required"), NULL;
   if (x->ndim != 5) return sf_error("wan forward: x must be [B, C, F, H, W], got %s", sf_shape_str(x, b1, sizeof b1)), NULL;
   const bool i2v = !strcmp(c->model_type, "i2v");
+  if (opts->y && (opts->y->ndim != 5 || opts->y->shape[0] != x->shape[0] || opts->y->shape[2] != x->shape[2] ||
+                  opts->y->shape[3] != x->shape[3] || opts->y->shape[4] != x->shape[4]))
+    return sf_error("wan forward: y %s must match x %s in B, F, H, W", sf_shape_str(opts->y, b1, sizeof b1), sf_shape_str(x, b2, sizeof b2)), NULL;
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *xin = SF_OWN(S, to_model(&s, x)), *tt = t, *e = NULL, *res = NULL;
   if (opts->y) {
-    if (opts->y->ndim != 5 || opts->y->shape[0] != x->shape[0] || opts->y->shape[2] != x->shape[2] || opts->y->shape[3] != x->shape[3] ||
-        opts->y->shape[4] != x->shape[4])
-      return sf_error("wan forward: y %s must match x %s in B, F, H, W", sf_shape_str(opts->y, b1, sizeof b1), sf_shape_str(x, b2, sizeof b2)), NULL;
-    sf_tensor *ys = NULL, *parts[2];
-    TRY(xm = to_model(&s, x));
-    TRY(ys = to_model(&s, opts->y));
-    parts[0] = xm, parts[1] = ys;
-    xin = sf_cat(parts, 2, 1);
-    sf_release(ys);
-    REL(xm);
-    TRY(xin);
-  } else {
-    TRY(xin = to_model(&s, x));
+    sf_tensor *parts[2] = {xin, SF_OWN(S, to_model(&s, opts->y))};
+    xin = SF_OWN(S, sf_cat(parts, 2, 1));
   }
+  if (S.failed) goto fail;
   s.B = xin->shape[0], s.F = xin->shape[2];
   if (xin->shape[1] != c->in_dim)
     { sf_error("wan forward: the model takes %lld input channels (x%s), got %lld", (long long)c->in_dim, i2v ? " + y" : "", (long long)xin->shape[1]); goto fail; }
@@ -836,33 +779,23 @@ static sf_tensor *forward_impl(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_t
   if (t->ndim == 1 && t->shape[0] == s.B) s.Fe = 1;
   else if (t->ndim == 2 && t->shape[0] == s.B && t->shape[1] == s.F) s.Fe = s.F;
   else { sf_error("wan forward: t must be [B] or [B, F] = [%lld] or [%lld, %lld], got %s", (long long)s.B, (long long)s.B, (long long)s.F, sf_shape_str(t, b1, sizeof b1)); goto fail; }
-  tt = sf_retain(t);
   if (opts->clean_x) { /* teacher forcing: [clean | noisy] as 2F frames from here on (Fh = F) */
-    sf_tensor *cx = opts->clean_x, *cm = NULL, *parts[2];
+    sf_tensor *cx = opts->clean_x, *at = opts->aug_t;
     if (!c->causal || opts->kv) { sf_error("wan forward: clean_x (teacher forcing) needs a causal model and no kv_cache"); goto fail; }
     if (i2v || opts->y) { sf_error("wan forward: clean_x (teacher forcing) with an i2v model is not supported (the original concatenates y to x only)"); goto fail; }
     if (c->independent_first_frame) { sf_error("wan forward: clean_x (teacher forcing) with independent_first_frame is not implemented (the original raises NotImplementedError)"); goto fail; }
     if (s.F % c->num_frame_per_block) { sf_error("wan forward: clean_x (teacher forcing) needs frames (%lld) to be a multiple of num_frame_per_block (%lld): the original's mask lets a partial last block see the other half", (long long)s.F, (long long)c->num_frame_per_block); goto fail; }
     if (cx->ndim != 5 || !sf_same_shape(cx, x)) { sf_error("wan forward: clean_x %s must have x's shape %s", sf_shape_str(cx, b1, sizeof b1), sf_shape_str(x, b2, sizeof b2)); goto fail; }
     if (s.Fe != s.F) { sf_error("wan forward: clean_x (teacher forcing) needs per-frame timesteps t [B, F], got %s", sf_shape_str(t, b1, sizeof b1)); goto fail; }
-    sf_tensor *at = opts->aug_t;
     if (at && (at->ndim != 2 || at->shape[0] != s.B || at->shape[1] != s.F)) { sf_error("wan forward: aug_t must be [B, F] = [%lld, %lld], got %s", (long long)s.B, (long long)s.F, sf_shape_str(at, b1, sizeof b1)); goto fail; }
-    sf_tensor *t64 = sf_cast(t, SF_F64), *tc = t64 ? sf_to_device(t64, sf_cpu()) : NULL, *a64 = NULL, *ac = NULL;
-    sf_release(t64);
-    if (tc) ac = at ? ((a64 = sf_cast(at, SF_F64)) ? sf_to_device(a64, sf_cpu()) : NULL) : sf_zeros(2, tc->shape, SF_F64, sf_cpu());
-    sf_release(a64);
-    if (ac) { parts[0] = ac, parts[1] = tc; tn = sf_cat(parts, 2, 1); }
-    sf_release(tc), sf_release(ac);
-    TRY(tn);
-    REL(tt);
-    tt = tn, tn = NULL;
-    TRY(cm = to_model(&s, cx));
-    parts[0] = cm, parts[1] = xin;
-    sf_tensor *both = sf_cat(parts, 2, 2);
-    sf_release(cm);
-    TRY(both);
-    sf_release(xin);
-    xin = both;
+    /* timesteps [aug_t (zeros by default) | t] and latents [clean | x] */
+    sf_tensor *t64 = SF_OWN(S, sf_cast(t, SF_F64)), *a64 = at ? SF_OWN(S, sf_cast(at, SF_F64)) : NULL;
+    sf_tensor *tp[2] = {at ? SF_OWN(S, sf_to_device(a64, sf_cpu())) : SF_OWN(S, sf_zeros(2, t->shape, SF_F64, sf_cpu())),
+                        SF_OWN(S, sf_to_device(t64, sf_cpu()))};
+    tt = SF_OWN(S, sf_cat(tp, 2, 1));
+    sf_tensor *xp[2] = {SF_OWN(S, to_model(&s, cx)), xin};
+    xin = SF_OWN(S, sf_cat(xp, 2, 2));
+    if (S.failed) goto fail;
     s.tf = true, s.Fh = s.F;
     s.F *= 2, s.L *= 2, s.Fe = s.F;
   }
@@ -898,84 +831,61 @@ static sf_tensor *forward_impl(sf_wan_model *m, sf_tensor *x, sf_tensor *t, sf_t
   for (int64_t j = 0; j < s.n_ctx; j++) s.ctx_ids[j] = j;
   if (opts->kv && kv_prepare(&s)) goto fail;
   if (opts->xcache && opts->xcache->num_layers != c->num_layers) { sf_error("wan forward: crossattn_cache was made for another model"); goto fail; }
-  /* patch embedding: [B,C,F,H,W] -> [B,F,H',W',C,2,2] -> linear over C*4 */
-  TRY(xc = sf_contiguous(xin));
-  {
-    int64_t s7[7] = {s.B, c->in_dim, s.F, s.Hp, 2, s.Wp, 2};
-    int perm[7] = {0, 2, 3, 5, 1, 4, 6};
-    TRY(xv = sf_view(xc, 7, s7));
-    TRY(xp = sf_permute(xv, perm));
-    TRY(xpc = sf_contiguous(xp));
-    int64_t s3[3] = {s.B, s.L, c->in_dim * 4};
-    TRY(pv = sf_view(xpc, 3, s3));
-    sf_tensor *pwt = sf_wan_param(m, "patch_embedding.weight");
-    int64_t s2[2] = {s.D, c->in_dim * 4};
-    TRY(pwt);
-    TRY(pw = sf_reshape(pwt, 2, s2));
-    sf_tensor *pb = sf_wan_param(m, "patch_embedding.bias");
-    TRY(pb);
-    { /* a conv under autocast: low precision */
-      sf_tensor *pvc = as_dt(pv, autocast(&s) ? s.ac : AS_IS), *pwc = pvc ? as_dt(pw, pvc->dtype) : NULL;
-      sf_tensor *pbc = pwc ? as_dt(pb, pvc->dtype) : NULL;
-      if (pbc) tok = sf_linear(pvc, pwc, pbc);
-      sf_release(pvc), sf_release(pwc), sf_release(pbc);
-    }
-    TRY(tok);
-  }
-  TRY(s.e0 = time_embeddings(&s, tt, &e));
-  {
-    bool need_ctx = !opts->xcache;
-    for (int i = 0; i < c->num_layers && !need_ctx; i++) need_ctx = !opts->xcache->is_init[i];
-    if (need_ctx) TRY(s.context = context_embedding(&s, ctx, opts->clip_fea));
-  }
-  for (int i = 0; i < c->num_layers; i++) {
+  /* patch embedding (a conv, low precision under autocast): [B,C,F,H,W] -> [B,F,H',W',C,2,2] -> linear over C*4 */
+  int64_t s7[7] = {s.B, c->in_dim, s.F, s.Hp, 2, s.Wp, 2}, s3[3] = {s.B, s.L, c->in_dim * 4}, s2[2] = {s.D, c->in_dim * 4};
+  int perm[7] = {0, 2, 3, 5, 1, 4, 6};
+  const sf_dtype pdt = autocast(&s) ? s.ac : AS_IS;
+  sf_tensor *xc = SF_OWN(S, sf_contiguous(xin));
+  sf_tensor *xv = SF_OWN(S, sf_view(xc, 7, s7));
+  sf_tensor *xp = SF_OWN(S, sf_permute(xv, perm));
+  sf_tensor *xpc = SF_OWN(S, sf_contiguous(xp));
+  sf_tensor *pv = SF_OWN(S, sf_view(xpc, 3, s3));
+  sf_tensor *pw = SF_OWN(S, sf_retain(sf_wan_paramf(m, "patch_embedding.weight", 0)));
+  pw = SF_OWN(S, sf_reshape(pw, 2, s2));
+  sf_tensor *pb = SF_OWN(S, sf_retain(sf_wan_paramf(m, "patch_embedding.bias", 0)));
+  sf_tensor *pvc = SF_OWN(S, as_dt(pv, pdt)), *pwc = SF_OWN(S, as_dt(pw, pvc ? pvc->dtype : pdt)), *pbc = SF_OWN(S, as_dt(pb, pvc ? pvc->dtype : pdt));
+  sf_tensor *tok = SF_OWN(S, sf_linear(pvc, pwc, pbc));
+  if (!S.failed) s.e0 = time_embeddings(&s, tt, &e);
+  SF_OWN(S, s.e0), SF_OWN(S, e);
+  bool need_ctx = !opts->xcache;
+  for (int i = 0; i < c->num_layers && !need_ctx; i++) need_ctx = !opts->xcache->is_init[i];
+  if (need_ctx && !S.failed) SF_OWN(S, s.context = context_embedding(&s, ctx, opts->clip_fea));
+  for (int i = 0; i < c->num_layers && !S.failed; i++) {
     if (sf_interrupted()) { sf_error("wan forward: interrupted"); goto fail; }
     /* the KV path writes the cache as it goes, so it cannot be re-run: checkpoint only without kv */
     bool ck = opts->checkpoint && !opts->kv && sf_grad_enabled();
-    sf_tensor *nx = m->block_hook ? hooked_block(&s, i, tok, ck) : ck ? block_checkpointed(&s, i, tok) : block(&s, i, tok);
-    TRY(nx);
-    sf_release(tok);
+    sf_tensor *nx = SF_OWN(S, m->block_hook ? hooked_block(&s, i, tok, ck) : ck ? block_checkpointed(&s, i, tok) : block(&s, i, tok));
+    SF_DROP(S, tok); /* the residual stream: one layer's input and output, not every layer's */
     tok = nx;
-    for (int j = 0; j < opts->n_features; j++)
+    for (int j = 0; j < opts->n_features && !S.failed; j++)
       if (opts->features[j] == i) opts->feat_out[j] = sf_retain(tok);
   }
-  if (opts->e_out) TRY(*opts->e_out = view_n(e, 3, s.B, s.Fe, s.D, 0));
-  if (s.tf) { /* the head reads the noisy half with x's time embedding */
-    sf_tensor *nt = sf_narrow(tok, 1, s.L / 2, s.L / 2), *ntc = nt ? sf_contiguous(nt) : NULL;
-    sf_tensor *ef = ntc ? view_n(e, 3, s.B, s.Fe, s.D, 0) : NULL, *en = ef ? sf_narrow(ef, 1, s.Fh, s.Fh) : NULL;
-    sf_tensor *enc = en ? sf_contiguous(en) : NULL;
-    sf_release(nt), sf_release(ef), sf_release(en);
-    sf_release(tok), sf_release(e);
-    tok = ntc, e = enc;
-    if (!tok || !e) { sf_release(tok), sf_release(e); tok = e = NULL; goto fail; }
+  if (opts->e_out && !S.failed && !(*opts->e_out = view_n(e, 3, s.B, s.Fe, s.D, 0))) S.failed = true;
+  if (s.tf && !S.failed) { /* the head reads the noisy half with x's time embedding */
+    sf_tensor *nt = SF_OWN(S, sf_narrow(tok, 1, s.L / 2, s.L / 2));
+    sf_tensor *ef = SF_OWN(S, view_n(e, 3, s.B, s.Fe, s.D, 0));
+    sf_tensor *en = SF_OWN(S, sf_narrow(ef, 1, s.Fh, s.Fh));
+    tok = SF_OWN(S, sf_contiguous(nt)), e = SF_OWN(S, sf_contiguous(en));
     s.F = s.Fh, s.L /= 2, s.Fe = s.Fh;
   }
   /* head */
-  TRY(hmod = param_island(&s, "head.modulation", 0));
-  TRY(hmv = view_n(hmod, 4, 1, 1, 2, s.D));
-  TRY(ev = view_n(e, 4, s.B, s.Fe, 1, s.D));
-  TRY(hm = sf_add(hmv, ev));
-  TRY(sh = sf_select(hm, 2, 0));
-  TRY(sc = sf_select(hm, 2, 1));
-  TRY(hn = layer_norm_plain(&s, tok));
-  TRY(hh = sf_modulate(hn, sh, sc));
-  TRY(ho = lin_f32(&s, hh, "head.head", 0));
-  {
-    int64_t s7[7] = {s.B, s.F, s.Hp, s.Wp, 2, 2, c->out_dim};
-    int perm[7] = {0, 6, 1, 2, 4, 3, 5};
-    TRY(hv = sf_view(ho, 7, s7));
-    TRY(hp = sf_permute(hv, perm));
-    TRY(hc = sf_contiguous(hp));
-    int64_t s5[5] = {s.B, c->out_dim, s.F, 2 * s.Hp, 2 * s.Wp};
-    TRY(out = sf_view(hc, 5, s5));
-    res = sf_cast(out, SF_F32);
-  }
+  sf_tensor *hmod = SF_OWN(S, param_island(&s, "head.modulation", 0));
+  sf_tensor *hmv = SF_OWN(S, view_n(hmod, 4, 1, 1, 2, s.D));
+  sf_tensor *ev = SF_OWN(S, view_n(e, 4, s.B, s.Fe, 1, s.D));
+  sf_tensor *hm = SF_OWN(S, sf_add(hmv, ev));
+  sf_tensor *sh = SF_OWN(S, sf_select(hm, 2, 0)), *sc = SF_OWN(S, sf_select(hm, 2, 1));
+  sf_tensor *hn = SF_OWN(S, layer_norm_plain(&s, tok));
+  sf_tensor *hh = SF_OWN(S, sf_modulate(hn, sh, sc));
+  sf_tensor *ho = SF_OWN(S, lin_f32(&s, hh, "head.head", 0));
+  /* unpatchify */
+  int64_t o7[7] = {s.B, s.F, s.Hp, s.Wp, 2, 2, c->out_dim}, o5[5] = {s.B, c->out_dim, s.F, 2 * s.Hp, 2 * s.Wp};
+  int operm[7] = {0, 6, 1, 2, 4, 3, 5};
+  sf_tensor *hv = SF_OWN(S, sf_view(ho, 7, o7));
+  sf_tensor *hp = SF_OWN(S, sf_permute(hv, operm));
+  sf_tensor *hc = SF_OWN(S, sf_contiguous(hp));
+  sf_tensor *out = SF_OWN(S, sf_view(hc, 5, o5));
+  res = SF_OWN(S, sf_cast(out, SF_F32));
 fail:
-  sf_release(xin), sf_release(xm), sf_release(xc), sf_release(xv), sf_release(xp), sf_release(xpc), sf_release(pv), sf_release(pw);
-  sf_release(tok), sf_release(e), sf_release(ev), sf_release(hmod), sf_release(hmv), sf_release(hm), sf_release(sh), sf_release(sc);
-  sf_release(hn), sf_release(hh), sf_release(ho), sf_release(hv), sf_release(hp), sf_release(hc), sf_release(out);
-  sf_release(tt), sf_release(tn);
-  sf_release(s.e0), sf_release(s.context);
   free(s.q_ids), free(s.self_k_ids), free(s.ctx_ids), free(s.kv_lo), free(s.kv_hi);
-  return res;
+  return sf_scope_end_keep(&S, res);
 }

@@ -1,8 +1,9 @@
 /* test_core_tensor.c — tensor core: views share storage with the right geometry, promotion,
- * broadcasting errors, cat/stack, matmul shape rules, device moves, refcounting. */
+ * broadcasting errors, cat/stack, matmul shape rules, device moves, refcounting, the ownership scope. */
 #include <stdlib.h>
 
 #include "core/backend.h"
+#include "core/scope.h"
 #include "ops/ops.h"
 #include "core/tensor.h"
 #include "sf_test.h"
@@ -195,6 +196,37 @@ static void test_refcount(void) {
   sf_release(w);
 }
 
+/* sf_scope: owned intermediates released at the end, the kept one returned, SF_DROP early, the chain
+ * skipped after the first failure with that failure's error, more intermediates than the inline slots */
+static void test_scope(void) {
+  sf_tensor *a = arange_f32(4);
+  sf_scope S = SF_SCOPE_INIT;
+  sf_tensor *b = SF_OWN(S, sf_add(a, a)), *c = SF_OWN(S, sf_add(b, a));
+  CHECK(a->refcount == 1 && b->refcount == 1);
+  sf_tensor *v = SF_OWN(S, sf_narrow(b, 0, 1, 2));
+  SF_DROP(S, v);
+  CHECK(v == NULL && b->storage->refcount == 1); /* the view's hold on b's storage went early */
+  for (int i = 0; i < 3 * SF_SCOPE_INLINE; i++) c = SF_OWN(S, sf_add(c, a)); /* past the inline slots */
+  sf_tensor *r = sf_scope_end_keep(&S, c);
+  CHECK(r && r->refcount == 1 && at(r, 1) == 2 + 1 + 3 * SF_SCOPE_INLINE);
+  sf_release(r);
+  /* a failing step: the later steps are skipped, the result is NULL and the error is the first one */
+  sf_tensor *m = sf_zeros(1, (int64_t[]){3}, SF_F32, sf_cpu());
+  int ran = 0;
+  b = SF_OWN(S, sf_add(a, a));
+  c = SF_OWN(S, sf_add(a, m)); /* [4] + [3]: broadcast error */
+  char first[256];
+  snprintf(first, sizeof first, "%s", sf_last_error());
+  SF_CHECK(S, (ran = 1));
+  sf_tensor *d = SF_OWN(S, sf_add(b, a));
+  CHECK(c == NULL && d == NULL && ran == 0 && !strcmp(first, sf_last_error()));
+  CHECK(sf_scope_end_keep(&S, b) == NULL && a->refcount == 1);
+  CHECK(sf_scope_close(&S) == 0);
+  SF_CHECK(S, -1);
+  CHECK(sf_scope_close(&S) == -1);
+  sf_release(m), sf_release(a);
+}
+
 int main(void) {
   sf_backends_init();
   RUN(test_views_share_storage);
@@ -205,5 +237,6 @@ int main(void) {
   RUN(test_reductions_and_errors);
   RUN(test_random_reproducible);
   RUN(test_refcount);
+  RUN(test_scope);
   TEST_DONE();
 }

@@ -67,3 +67,28 @@ if(MPI_C_FOUND AND MPIEXEC_EXECUTABLE)
     set_tests_properties(dist/fsdp_blocks_${np}_${devname} PROPERTIES TIMEOUT 300 PROCESSORS 2 ENVIRONMENT "${SF_MPI_ENV}")
   endforeach()
 endif()
+
+# process groups (sfwb.dist.split: 2 "nodes" of 2 ranks), and a sharded run's checkpoint resumed at
+# another world size (written by 2 ranks, read by 4: a fixture)
+if(MPI_C_FOUND AND MPIEXEC_EXECUTABLE)
+  foreach(dev cpu emu:0)
+    string(REPLACE ":0" "" devname ${dev})
+    add_test(NAME dist/groups_4_${devname}
+      COMMAND ${SF_MPIRUN} -np 4 $<TARGET_FILE:sfwb> tests/lua/dist/groups.lua ${dev}
+      WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+    set_tests_properties(dist/groups_4_${devname} PROPERTIES TIMEOUT 120 PROCESSORS 2
+      ENVIRONMENT "SFWB_DIST_TIMEOUT=15;${SF_MPI_ENV}"
+      PASS_REGULAR_EXPRESSION "GROUP-FAULT-OK" FAIL_REGULAR_EXPRESSION "FAIL ")
+  endforeach()
+  set(SF_RESIZE_DIR ${CMAKE_CURRENT_BINARY_DIR}/fsdp_resize_ckpt)
+  add_test(NAME dist/fsdp_resize_write_2
+    COMMAND ${SF_MPIRUN} -np 2 $<TARGET_FILE:sfwb> tests/lua/dist/fsdp_resize.lua write ${SF_RESIZE_DIR}
+    WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+  add_test(NAME dist/fsdp_resize_read_4
+    COMMAND ${SF_MPIRUN} -np 4 $<TARGET_FILE:sfwb> tests/lua/dist/fsdp_resize.lua read ${SF_RESIZE_DIR}
+    WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+  set_tests_properties(dist/fsdp_resize_write_2 PROPERTIES TIMEOUT 240 PROCESSORS 2 FIXTURES_SETUP fsdp_resize
+    ENVIRONMENT "${SF_MPI_ENV}")
+  set_tests_properties(dist/fsdp_resize_read_4 PROPERTIES TIMEOUT 300 PROCESSORS 2 FIXTURES_REQUIRED fsdp_resize
+    ENVIRONMENT "${SF_MPI_ENV}")
+endif()

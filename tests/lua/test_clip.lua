@@ -56,12 +56,15 @@ T.case("emu: tensor-op forward on the CUDA backend's emulated device", function(
   print(string.format("  emu: worst relative error %.3g", T.close(out, F.out, 1e-4)))
   -- bf16 on the device (--device cuda:0 --dtype bf16): against the bf16-rounded torch transcription, as the CPU
   -- path above (equal but for rounding flips), and far closer to it than the f32 result is
-  local b = sfwb.clip.load(dir .. "/clip.pth", {num_heads = 4, device = "emu:0", dtype = "bf16"})
-  local ob, ref = b:encode_image(F.img28):cpu(), F.out28_bf16
-  local e, gap = (ob - ref):abs():mean():item(), (clip:encode_image(F.img28) - ref):abs():mean():item()
-  print(string.format("  emu bf16: mean abs error %.3g (f32 compute: %.3g)", e, gap))
-  T.check(e < gap / 4, "bf16 on emu:0 is close to the rounded reference")
-  T.raises(function() sfwb.clip.load(dir .. "/clip.pth", {num_heads = 4, device = "emu:0", dtype = "f16"}) end, "cpu path only")
+  -- every dtype on every device (one forward): f16 (Wan's clip_dtype) too
+  for _, dt in ipairs({"bf16", "f16"}) do
+    local b = sfwb.clip.load(dir .. "/clip.pth", {num_heads = 4, device = dev, dtype = dt})
+    local ob, ref = b:encode_image(F.img28):cpu(), F["out28_" .. dt]
+    local e, gap = (ob - ref):abs():mean():item(), (clip:encode_image(F.img28) - ref):abs():mean():item()
+    print(string.format("  emu %s: mean abs error %.3g (f32 compute: %.3g)", dt, e, gap))
+    T.check(e < gap / 4, dt .. " on emu:0 is close to the rounded reference")
+    T.close(ob:to(dt):float(), ob, 0) -- dtype values
+  end
 end)
 
 T.case("errors", function()

@@ -1,5 +1,5 @@
 -- test_encoders_bf16_device.lua — `--device cuda:0 --dtype bf16` (Self-Forcing's usual setting) for the
--- text encoder and the VAE: the bf16 device path (emu:0 here, the CUDA kernels on the CPU) against the
+-- text encoder (and its f16 mode) and the VAE: the bf16 device path (emu:0 here, the CUDA kernels on the CPU) against the
 -- bf16 CPU path (tested against torch in test_t5 / test_vae): the same rounding points, so equal but for
 -- rare rounding flips where the f32 sums differ in order — far closer to it than the f32 result is.
 local T = require "sfwb.testing"
@@ -22,7 +22,13 @@ T.case("T5 bf16 on emu:0 matches the bf16 CPU path", function()
   print(string.format("  T5: emu bf16 vs cpu bf16 %.2e, vs cpu f32 %.2e", d16, d32))
   T.check(d16 < d32 / 10, "the CPU bf16 result, not the f32 one: " .. d16)
   T.close(dev16:float():bf16():float(), dev16:float(), 0, "bf16 values")
-  T.raises(function() sfwb.t5.load(path, {tokenizer = tok, dtype = "f16", device = "emu:0"}) end, "cpu path only")
+  -- one forward for every device: f16 (with T5's fp16_clamp) runs on the device too
+  local cpuh = sfwb.t5.load(path, {tokenizer = tok, dtype = "f16"}):encode(prompts).prompt_embeds
+  local devh = sfwb.t5.load(path, {tokenizer = tok, dtype = "f16", device = "emu:0"}):encode(prompts).prompt_embeds
+  local h16, h32 = rel(devh, cpuh), rel(devh, cpu32)
+  print(string.format("  T5: emu f16 vs cpu f16 %.2e, vs cpu f32 %.2e", h16, h32))
+  T.check(h16 < h32 / 10, "f16: the CPU f16 result, not the f32 one: " .. h16)
+  T.close(devh:float():half():float(), devh:float(), 0, "f16 values")
 end)
 
 T.case("VAE bf16 on emu:0 matches the bf16 CPU path (decode and encode)", function()

@@ -11,20 +11,8 @@ if not T.have_torch then
   return
 end
 
-local function replayer(man, d)
-  local i = 0
-  local function take(kind, shape)
-    i = i + 1
-    local r = man.draws[i]
-    assert(r, "replay: more draws than the reference made")
-    local want, got = table.concat(r.shape, ","), table.concat(shape, ",")
-    assert(r.kind == kind and want == got,
-      string.format("draw %d: sfwb asks %s {%s}, the reference drew %s {%s}", i, kind, got, r.kind, want))
-    return d[string.format("draw_%03d", i)]
-  end
-  return {randn = function(shape) return take("randn", shape) end,
-          randint = function(_, _, shape) return take("randint", shape) end,
-          count = function() return i end}
+local function replayer(man, d) -- tr.rng handing back the reference's draws in order (kind and shape checked)
+  return (T.replay_rng(man.draws, function(i) return d[string.format("draw_%03d", i)] end))
 end
 
 local refs = {} -- one reference run per variant, shared by the devices

@@ -12,24 +12,9 @@ if not T.have_torch then print("SKIP: needs python3-torch"); T.done() end
 local root = T.tmpdir("gan")
 assert(os.execute(string.format("%s tests/ref/gan_ref.py '%s'", T.python, root)), "gan_ref.py failed")
 
--- tr.rng that hands back the reference's draws in order, checking kind, shape and range
+-- tr.rng handing back the reference's draws in order (kind, shape and range checked)
 local function replay(D, draws, device)
-  local i = 0
-  local function next_draw(kind, shape, lo, hi)
-    i = i + 1
-    local d = draws[i]
-    assert(d, string.format("the trainer drew more than the reference (%s #%d)", kind, i))
-    T.eq(d.kind, kind, "draw " .. i .. " kind")
-    T.eq(table.concat(shape, "x"), table.concat(d.shape, "x"), "draw " .. i .. " shape")
-    if kind == "randint" then
-      T.eq(lo, d.range[1], "draw " .. i .. " low"); T.eq(hi, d.range[2], "draw " .. i .. " high")
-    end
-    return D["draw_" .. i]
-  end
-  return {
-    randn = function(shape, opts) return next_draw("randn", shape):to(opts and opts.device or device) end,
-    randint = function(lo, hi, shape) return next_draw("randint", shape, lo, hi):to("i64") end,
-  }, function() return i end
+  return T.replay_rng(draws, function(i) return D["draw_" .. i] end, device)
 end
 
 -- max |a - b| / max(max|b|, floor) <= tol: a tensor whose gradient cancels analytically (the last bias of the

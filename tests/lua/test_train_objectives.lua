@@ -10,24 +10,9 @@ if not T.have_torch then print("SKIP: needs python3-torch"); T.done() end
 local root = T.tmpdir("objectives")
 assert(os.execute(string.format("%s tests/ref/objectives_ref.py '%s'", T.python, root)), "reference failed")
 
--- tr.rng that hands back the reference's draws in order, checking kind, shape and range
+-- tr.rng handing back the reference's draws in order (kind, shape and range checked)
 local function replay(D, draws, device)
-  local i = 0
-  local function next_draw(kind, shape, lo, hi)
-    i = i + 1
-    local d = draws[i]
-    assert(d, string.format("the trainer drew more than the reference (%s #%d)", kind, i))
-    T.eq(d.kind, kind, "draw " .. i .. " kind")
-    T.eq(table.concat(shape, "x"), table.concat(d.shape, "x"), "draw " .. i .. " shape")
-    if kind == "randint" then
-      T.eq(lo, d.range[1], "draw " .. i .. " low"); T.eq(hi, d.range[2], "draw " .. i .. " high")
-    end
-    return D["draw_" .. i]
-  end
-  return {
-    randn = function(shape, opts) return next_draw("randn", shape):to(opts and opts.device or device) end,
-    randint = function(lo, hi, shape) return next_draw("randint", shape, lo, hi):to("i64") end,
-  }, function() return i end
+  return T.replay_rng(draws, function(i) return D["draw_" .. i] end, device)
 end
 
 local function config_of(man)
@@ -165,6 +150,13 @@ T.case("train.new: dispatch on trainer / distribution_loss, refusals name key an
            "distribution_loss: xyz is not one of")
   T.raises(function() sfwb.train.new({}) end, "no 'trainer' key")
   T.raises(function() sfwb.train.new({trainer = "gan"}) end, "gen_lr")  -- the GAN trainer: its required keys
+  do -- several ranks: refused before anything is built (its loop averages no gradients)
+    local ws = sfwb.dist.world_size
+    sfwb.dist.world_size = function() return 2 end
+    local ok, err = pcall(sfwb.train.new, {trainer = "gan", gen_lr = 1e-5, critic_lr = 1e-5, num_class = 1})
+    sfwb.dist.world_size = ws
+    T.check(not ok and tostring(err):match("2 ranks") and tostring(err):match("run one process"), tostring(err))
+  end
   T.eq(sfwb.train.objective({trainer = "score_distillation", distribution_loss = "dmd"}), "dmd")
   T.eq(sfwb.train.objective({trainer = "ode"}), "ode")
   T.raises(function() sfwb.train.new({trainer = "ode"}, {}) end, "denoising_step_list")

@@ -59,4 +59,17 @@ T.case("config checks", function()
   T.eq(tr.shards, nil)
 end)
 
+T.case("the one-network trainers refuse sharding and accumulation by name", function()
+  local scale = require "sfwb.train.scale"
+  T.raises(function() scale.refuse({sharding_strategy = "full"}, "train.diffusion", 2) end,
+           "train.diffusion: sharding_strategy full is not implemented")
+  T.raises(function() scale.refuse({sharding_strategy = "hybrid"}, "train.ode", 4) end, "train.ode: sharding_strategy hybrid")
+  scale.refuse({sharding_strategy = "full"}, "train.ode", 1) -- one rank: FSDP is a no-op, as in torch
+  scale.refuse({sharding_strategy = "no_shard"}, "train.ode", 4)
+  T.raises(function() sfwb.train.diffusion({gradient_accumulation_steps = 2}) end,
+           "train.diffusion: gradient_accumulation_steps 2 is not implemented")
+  T.raises(function() sfwb.train.ode({gradient_accumulation_steps = 4, denoising_step_list = {1000}}) end,
+           "train.ode: gradient_accumulation_steps 4")
+end)
+
 T.done()

@@ -1,8 +1,8 @@
 -- sfwb/dist/fsdp.lua — FSDP FULL_SHARD semantics for sfwb models over sfwb.dist (MPI on the CPU, NCCL on
 -- cuda, the emulated NCCL on emu:0 per process).
 --
--- A model's parameters (sorted by name) are laid end to end in one flat buffer, padded to a multiple of
--- the world size; rank r owns elements [r*S, (r+1)*S) (S = padded / world) and keeps only that shard,
+-- A model's parameters (sorted by name) are laid end to end in flat buffers (units, below), padded to a
+-- multiple of the shard group's size N; its rank r owns elements [r*S, (r+1)*S) (S = padded / N) and keeps only that shard,
 -- its gradient shard and, for a trained model, the AdamW moments (and f32 master weights) of the shard.
 --   gather()   all-gathers the shards into a full flat buffer and rebinds every parameter tensor onto
 --              its slice of it (the model object is unchanged: it looks its parameters up by name)
@@ -10,9 +10,14 @@
 --   optimizer  reduce-scatters the flat gradient (averaged over ranks), clips by the global norm (the
 --              shards' squared norms summed over ranks), steps AdamW on the shard, and gathers again
 -- Units as torch's auto-wrap makes them (shard() below): per transformer block or per model, each
--- gathered just around its use and freed after. "hybrid_full" /
--- "hybrid_zero2" (shard within a node, replicate across nodes) equal "full" on one node; across nodes
--- sfwb has no node-local communicator yet, so they shard over every rank (same results, a note says so).
+-- gathered just around its use and freed after.
+-- "full": the shard group is the world. "hybrid_full" (HYBRID_SHARD): shard within a node, replicate
+-- across nodes: the shard group is the node's ranks (sfwb.dist.split), gathers stay inside the node, and
+-- gradients are reduce-scattered within the node, then all-reduced across the nodes among the ranks
+-- holding the same shard. "hybrid_zero2" (_HYBRID_SHARD_ZERO2): the same, but a block's gathered
+-- parameters are kept from its forward to the end of the step (not gathered again in backward). Nodes
+-- are cfg.ranks_per_node consecutive ranks, else SFWB_RANKS_PER_NODE, else the launcher's local size
+-- (OMPI_COMM_WORLD_LOCAL_SIZE, MPI_LOCALNRANKS), else the world (one node).
 local sfwb = require "sfwb"
 local M = {}
 
@@ -34,17 +39,20 @@ function M.strategy(cfg, world)
       :format(tostring(s)), 3)
   end
   if name == "no_shard" or (world or 1) <= 1 then return nil end
-  if name ~= "full" and not M.warned_hybrid then
-    -- hybrid: shard within a node, replicate across nodes. On one node that is full sharding; across
-    -- nodes sfwb shards over every rank (the same numbers; more traffic between nodes), said once
-    local per_node = tonumber(os.getenv("OMPI_COMM_WORLD_LOCAL_SIZE") or os.getenv("MPI_LOCALNRANKS") or "")
-    if per_node and per_node < world then
-      M.warned_hybrid = true
-      io.stderr:write(("sfwb: sharding_strategy %s over %d nodes shards across all %d ranks (no node-local "
-        .. "communicator yet): the same results as %s, with more traffic between nodes\n"):format(s, world // per_node, world, s))
-    end
-  end
   return name
+end
+
+-- ranks per node for the hybrid strategies (see the head of this file); it must divide the world size
+function M.ranks_per_node(cfg, world)
+  local v = cfg and cfg.ranks_per_node
+  if v == nil or (sfwb.config and v == sfwb.config.null) then
+    v = tonumber(os.getenv("SFWB_RANKS_PER_NODE") or os.getenv("OMPI_COMM_WORLD_LOCAL_SIZE") or os.getenv("MPI_LOCALNRANKS") or "")
+  end
+  v = v or world
+  if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v)) or v < 1 or world % v ~= 0 then
+    error(("config: ranks_per_node must be a positive integer dividing the world size %d, got %s"):format(world, tostring(v)), 2)
+  end
+  return math.floor(v)
 end
 
 local Sharded = {}
@@ -72,7 +80,7 @@ local function new_unit(self, names, block)
     offsets[k] = total
     total = total + p:numel()
   end
-  local world, rank = self.world, self.rank
+  local world, rank = self.nshard, self.shard_rank
   local S = (total + world - 1) // world
   local u = {names = names, offsets = offsets, total = total, S = S, padded = S * world, block = block,
              gathered = true} -- the parameters still hold the full weights they came with
@@ -99,6 +107,7 @@ end
 M.MIN_NUM_PARAMS = 50000000
 
 -- shard(model [, dist [, opts]]): the model must be full (replicated, identical on every rank) when sharded.
+-- opts.strategy: "full" (default), "hybrid_full" or "hybrid_zero2" with opts.ranks_per_node.
 -- opts.wrap, the originals' *_fsdp_wrap_strategy: "transformer" gives every transformer block
 -- ("blocks.<i>.") a flat unit of its own and one more to the rest (embeddings, head); "size" (the
 -- originals' default) does so when a block holds >= opts.min_num_params (5e7) parameters (Wan-14B's
@@ -110,6 +119,11 @@ function M.shard(model, dist, opts)
   dist = dist or sfwb.dist
   opts = opts or {}
   local world, rank = dist.world_size(), dist.rank()
+  local strategy = opts.strategy or "full"
+  local per_node = strategy == "full" and world or (opts.ranks_per_node or M.ranks_per_node(nil, world))
+  if world % per_node ~= 0 then
+    error(("fsdp.shard: ranks_per_node %d does not divide the world size %d"):format(per_node, world), 2)
+  end
   local params = model:parameters()
   local names = {}
   for k in pairs(params) do names[#names + 1] = k end
@@ -118,7 +132,14 @@ function M.shard(model, dist, opts)
   local first = params[names[1]]
   local self = setmetatable({model = model, dist = dist, world = world, rank = rank, names = names, params = params,
                              dtype = first:dtype(), device = first:device(), units = {}, unit_of = {}, blocks = {},
-                             pinned = 0, prefetch = opts.prefetch ~= false}, Sharded)
+                             pinned = 0, prefetch = opts.prefetch ~= false, strategy = strategy,
+                             nshard = per_node, shard_rank = rank % per_node, zero2 = strategy == "hybrid_zero2"}, Sharded)
+  if per_node < world then
+    -- the node's ranks shard; the ranks holding the same shard on each node replicate it (collective:
+    -- every rank makes both splits)
+    self.intra = dist.split(rank // per_node, rank % per_node)
+    self.inter = dist.split(rank % per_node, rank // per_node)
+  end
   local hooks = type(model._set_block_hook) == "function"
   local wrap = opts.wrap or "size"
   if wrap ~= "size" and wrap ~= "transformer" then
@@ -171,7 +192,7 @@ end
 -- ---- one unit ----
 function Sharded:_gather_unit(u)
   if u.gathered then return end
-  local full = self.dist.all_gather(u.shard:view({1, u.S})):view({u.padded})
+  local full = self.dist.all_gather(u.shard:view({1, u.S}), self.intra):view({u.padded})
   for _, k in ipairs(u.names) do self.dist.rebind(self.params[k], full, u.offsets[k]) end
   u.full, u.gathered = full, true
   -- counters for tests and benchmarks: all-gathers, and the most blocks this object held at once
@@ -203,7 +224,8 @@ function Sharded:_reduce_unit(u)
       if g then flat:narrow(1, u.offsets[k] + 1, p:numel()):copy_(g:reshape({p:numel()})); self.had[k] = true end
       p.grad = nil
     end
-    local g = self.dist.reduce_scatter(flat:view({self.world, u.S}), "sum"):view({u.S})
+    local g = self.dist.reduce_scatter(flat:view({self.nshard, u.S}), "sum", self.intra):view({u.S})
+    if self.inter then self.dist.all_reduce(g, "sum", self.inter) end -- hybrid: the other nodes' sums
     if u.grad then u.grad:add_(g) else u.grad = g end
   end)
 end
@@ -232,6 +254,7 @@ function Sharded:_hook(i, phase, recompute)
     self:_gather_unit(u)
     if self.prefetch and i >= 0 and not recompute and self.blocks[i + 1] then self:_gather_unit(self.blocks[i + 1]) end
   elseif phase == "post_forward" then
+    if self.zero2 and i >= 0 and not recompute then return end -- ZeRO-2: kept until the step ends
     self:_release_unit(u)
   elseif phase == "pre_backward" then
     -- recompute: the block runs its forward again next; prefetch the one whose backward follows
@@ -279,7 +302,7 @@ end
 function Sharded:reshard_from_full()
   if not self:all_gathered() then error("fsdp: reshard_from_full needs the parameters gathered", 2) end
   sfwb.no_grad(function()
-    for _, u in ipairs(self.units) do u.shard:copy_(u.full:narrow(1, self.rank * u.S + 1, u.S)) end
+    for _, u in ipairs(self.units) do u.shard:copy_(u.full:narrow(1, self.shard_rank * u.S + 1, u.S)) end
   end)
   return self
 end
@@ -393,7 +416,7 @@ function ShardedAdamW:clip_and_step(max_norm)
   local sum = 0
   for _, g in ipairs(gs) do sum = sum + sfwb._train.sum_sq(g) end
   local sq = sfwb.tensor({sum}, {dtype = "f64"})
-  dist.all_reduce(sq, "sum")
+  dist.all_reduce(sq, "sum", sh.intra) -- the shard group's shards cover the model once
   local norm = math.sqrt(sq:totable()[1])
   sfwb.no_grad(function()
     if max_norm then
@@ -453,7 +476,7 @@ function ShardedAdamW:prepare_state_dict()
   local st, stepv = {}, steps:totable()
   for j, u in ipairs(sh.units) do
     local full = {}
-    for _, f in ipairs(fields) do full[f] = dist.all_gather(flats[j][f]:view({1, u.S})):view({u.padded}) end
+    for _, f in ipairs(fields) do full[f] = dist.all_gather(flats[j][f]:view({1, u.S}), sh.intra):view({u.padded}) end
     for _, k in ipairs(u.names) do
       local i = index[k]
       if stepv[i] > 0 then

@@ -38,7 +38,7 @@ M.default_eval_prompts = {
 
 -- sizes: --quick (<= 30 min on 2 cores), the default (longer, better), --mini (the test, seconds)
 M.presets = {
-  quick = {n_train = 128, train_frames = 33, long_factor = 3, vae = {steps = 1000, batch = 2, clip = 9, dim = 4, lr = 3e-3, warmup = 50,
+  quick = {n_train = 128, train_frames = 33, long_factor = 3, vae = {steps = 2500, batch = 2, clip = 9, dim = 4, lr = 3e-3, warmup = 50,
     image_steps = 400, image_batch = 8, clip_lr = 1e-3, crop = 32},
     dit = {dim = 64, layers = 2, heads = 4, ffn = 128}, teacher = {steps = 1500, batch = 2, lr = 1e-3, sample_steps = 16},
     baseline = {steps = 300, batch = 2, lr = 5e-4, sample_steps = 16}, self_forcing = {steps = 200, batch = 1, lr = 2e-4}},

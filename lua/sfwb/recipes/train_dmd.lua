@@ -1,61 +1,23 @@
--- sfwb/recipes/train_dmd.lua — train.py's job for the DMD trainer: config (merged over
--- default_config.yaml next to it), CLI overrides, logdir, a number of iterations with progress.
+-- sfwb/recipes/train_dmd.lua — train.py's job for the DMD trainer only: recipes/train.lua's command line,
+-- config handling and loop, with a config naming another objective refused (never trained as DMD).
 local sfwb = require "sfwb"
 local C = require "sfwb.recipes.common"
+local Train = require "sfwb.recipes.train"
 
 local M = {}
 
-M.spec = {
-  usage = "recipes/train_dmd.lua --config_path configs/self_forcing_dmd.yaml [options] [key.sub=value ...]",
-  description = "Self-Forcing DMD training (generator, critic, teacher, EMA) as Self-Forcing's train.py.",
-  options = {
-    {"--config_path", "YAML", "training config, merged over default_config.yaml in the same folder"},
-    {"--logdir", "DIR", "checkpoints go to DIR/checkpoint_model_NNNNNN/ every log_iters steps; DIR/metrics.jsonl", ""},
-    {"--steps", "N", "iterations to run, >= 0 (the original loops forever)", 10},
-    {"--resume", "DIR", "a checkpoint folder (model.pt + training_state.pt, or the original's files)"},
-    {"--tensorboard", false, "also write TensorBoard event files to the logdir", false},
-    {"--wan_models_dir", "DIR", "folder holding Wan2.1-T2V-1.3B/ etc.; default $SFWB_WAN_MODELS or wan_models", nil},
-    {"--no_save", false, "never write checkpoints", false},
-  },
-  epilog = "Extra positional arguments key.sub=value override config entries (as OmegaConf CLI overrides).",
-}
-for _, o in ipairs(M.spec.options) do
-  if o[1] == "--steps" then o.number = true end
-end
+M.spec = Train.spec_for("recipes/train_dmd.lua --config_path configs/self_forcing_dmd.yaml [options] [key.sub=value ...]",
+                        "Self-Forcing DMD training (generator, critic, teacher, EMA) as Self-Forcing's train.py.")
 
 function M.main(argv)
   local o = C.parse_args(argv, M.spec)
   if not o then return 0 end
-  if not o.config_path then error("--config_path is required (see --help)", 0) end
-  if math.type(o.steps) ~= "integer" and not (o.steps == math.floor(o.steps)) or o.steps < 0 then
-    error(string.format("--steps must be a whole number >= 0, got %s", tostring(o.steps)), 0)
-  end
-  o.steps = math.tointeger(o.steps)
-  local folder = o.config_path:match("^(.*)/[^/]*$") or "."
-  local defaults = folder .. "/default_config.yaml"
-  if not sfwb.fs.stat(defaults) then defaults = nil end
-  local cfg = sfwb.config.load(o.config_path, {defaults = defaults, overrides = o._positional})
-  -- paths written in the config are found relative to its folder (then the working directory, as the original)
-  sfwb.config.resolve_paths(cfg, {"generator_ckpt", "data_path", "switch_prompt_path", "lora_ckpt", "wan_models_dir", "logdir"}, folder)
-  if o.tensorboard then cfg.tensorboard = true end
-  -- assigned after the merge only when given, so a YAML logdir/no_save is not clobbered (the
-  -- original's disable_wandb/logdir bug, see training_spec 5.1)
-  if o.logdir ~= "" then cfg.logdir = o.logdir end
-  if o.no_save then cfg.no_save = true end
-  if o.wan_models_dir then cfg.wan_models_dir = o.wan_models_dir end
-  -- a config naming another objective is refused, never trained as DMD
+  local cfg = Train.config(o)
   if cfg.trainer ~= nil and sfwb.train.objective(cfg) ~= "dmd" then
     error(string.format("%s names trainer: %s%s, not DMD: run recipes/train.lua", o.config_path, tostring(cfg.trainer),
                         cfg.distribution_loss and (" / distribution_loss: " .. tostring(cfg.distribution_loss)) or ""), 0)
   end
-  -- the output folder before any model is loaded: a bad --logdir fails at once
-  if cfg.logdir and cfg.logdir ~= "" then C.output_dir(cfg.logdir, "--logdir") end
-  local tr = sfwb.train.dmd(cfg)
-  if o.resume then tr:resume(o.resume) end
-  local t0 = sfwb.time()
-  tr:train{steps = o.steps}
-  print(string.format("trained %d iterations in %.1f s (step_count %d)", o.steps, sfwb.time() - t0, tr.step_count))
-  return 0
+  return (Train.run(o, cfg, sfwb.train.dmd))
 end
 
 return M

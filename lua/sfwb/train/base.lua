@@ -8,7 +8,7 @@
 --   Trainer:load_checkpoint(dir)          loads the weights from the original's files (any of its layouts)
 --   self.optimizers = {generator = opt, critic = opt}   (named; their moments go to the training state)
 --   self.next_batch = sfwb.data.cycle(...) (its position is saved), self.ema (optional), self.cfg
---   Trainer:after_iteration()   optional (e.g. the EMA starts at ema_start_step)
+--   Trainer:after_iteration()   optional (the default starts the EMA at ema_start_step)
 -- and gets tr:step(), tr:train{steps=}, tr:save(dir), tr:resume(dir), tr.step_count, tr.log.
 --
 -- Resume is exact: the training state (training_state.pt beside model.pt) holds the step, every
@@ -43,6 +43,21 @@ function M.install(Trainer)
     if Trainer[k] == nil then Trainer[k] = v end
   end
   return Trainer
+end
+
+-- the EMA starts from the current generator when step_count reaches ema_start_step (a trainer without
+-- ema_weight has none)
+function Base:after_iteration()
+  if (self.ema_weight or 0) > 0 and not self.ema and self.step_count == self.ema_start_step then
+    self.ema = sfwb.ema(self.generator, self.ema_weight)
+  end
+end
+
+-- a state dict's keys as the originals' checkpoints hold them ("model." + key)
+function M.prefixed(tbl)
+  local out = {}
+  for k, v in pairs(tbl) do out["model." .. k] = v end
+  return out
 end
 
 -- common fields; call from the trainer's constructor
@@ -470,18 +485,7 @@ function OneNetwork:iteration()
   return info
 end
 
--- the EMA starts from the current generator when step_count reaches ema_start_step
-function OneNetwork:after_iteration()
-  if self.ema_weight > 0 and not self.ema and self.step_count == self.ema_start_step then
-    self.ema = sfwb.ema(self.generator, self.ema_weight)
-  end
-end
-
-local function prefixed(tbl)
-  local out = {}
-  for k, v in pairs(tbl) do out["model." .. k] = v end
-  return out
-end
+local prefixed = M.prefixed
 
 -- model.pt as the original's diffusion/ode trainers write it: {generator[, generator_ema]}
 function OneNetwork:checkpoint_files()

@@ -20,6 +20,7 @@ function M.new(cfg, parts)
   if type(cfg) ~= "table" then error(WHO .. ": expects a config table (sfwb.config.load(...))", 2) end
   -- every key checked before anything loads: unknown keys warned (nearest known key), wrong types refused
   sfwb.config.check(cfg, require("sfwb.train.schema").diffusion)
+  require("sfwb.train.scale").refuse(cfg, WHO) -- no sharding or accumulation in the one-network trainers
   local self = setmetatable({}, Trainer)
   self.teacher_forcing = S.get(cfg, "teacher_forcing", false)
   Base.one_network(self, cfg, parts, WHO)

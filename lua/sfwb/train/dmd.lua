@@ -438,19 +438,9 @@ function Trainer:iteration()
   return info
 end
 
--- the EMA starts from the current generator when step_count reaches ema_start_step
-function Trainer:after_iteration()
-  if self.ema_weight > 0 and not self.ema and self.step_count == self.ema_start_step then
-    self.ema = sfwb.ema(self.generator, self.ema_weight)
-  end
-end
-
--- checkpoint as Self-Forcing writes it: {generator, critic[, generator_ema]} with "model." keys
-local function prefixed(tbl)
-  local out = {}
-  for k, v in pairs(tbl) do out["model." .. k] = v end
-  return out
-end
+-- checkpoint as Self-Forcing writes it: {generator, critic[, generator_ema]} with "model." keys (the EMA
+-- starts in Base's after_iteration)
+local prefixed = Base.prefixed
 
 function Trainer:checkpoint_files()
   if self.lora then return {["model.pt"] = Lora.checkpoint(self)}, false end -- LongLive's LoRA checkpoint

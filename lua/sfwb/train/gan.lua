@@ -52,9 +52,13 @@ function M.new(cfg, parts)
   if get(cfg, "gradient_accumulation_steps", 1) > 1 then
     error(WHO .. ": gradient_accumulation_steps > 1 is not implemented for the GAN trainer", 2)
   end
-  local ss = get(cfg, "sharding_strategy", nil)
-  if ss ~= nil and ss ~= "no_shard" and (sfwb.dist and sfwb.dist.world_size and sfwb.dist.world_size() or 1) > 1 then
-    error(WHO .. ": sharding_strategy: " .. tostring(ss) .. " is not implemented for the GAN trainer (run one process)", 2)
+  -- its loop averages no gradients across ranks, so several ranks would train diverging copies: refused
+  local world = sfwb.dist and sfwb.dist.world_size and sfwb.dist.world_size() or 1
+  if world > 1 then
+    local ss = get(cfg, "sharding_strategy", nil)
+    error(string.format("%s: %d ranks%s: data-parallel and sharded training are not implemented for the GAN trainer "
+                        .. "(its gradients are not averaged across ranks); run one process", WHO, world,
+                        ss and ss ~= "no_shard" and (" with sharding_strategy: " .. tostring(ss)) or ""), 2)
   end
   -- trainer/gan.py reads these without defaults
   local gen_lr = need(cfg, "gen_lr", "trainer/gan.py's generator learning rate")

@@ -19,6 +19,7 @@ function M.new(cfg, parts)
   if type(cfg) ~= "table" then error(WHO .. ": expects a config table (sfwb.config.load(...))", 2) end
   -- every key checked before anything loads: unknown keys warned (nearest known key), wrong types refused
   sfwb.config.check(cfg, require("sfwb.train.schema").ode)
+  require("sfwb.train.scale").refuse(cfg, WHO) -- no sharding or accumulation in the one-network trainers
   local dsl = S.get(cfg, "denoising_step_list", nil)
   if type(dsl) ~= "table" or #dsl == 0 then
     error(WHO .. ": the config has no denoising_step_list (ODE regression picks its inputs at those steps)", 2)

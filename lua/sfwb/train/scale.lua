@@ -1,6 +1,6 @@
 -- sfwb/train/scale.lua — scaling a trainer past one GPU, installed on a trainer instance at the end of
 -- its construction, so the trainer's own code only calls its optimizers and clip_and_step:
---   cfg.sharding_strategy = "full" | "hybrid"  FSDP FULL_SHARD (sfwb/dist/fsdp.lua) of the generator, the
+--   cfg.sharding_strategy = "full" | "hybrid" (hybrid_full) | "hybrid_zero2" (cfg.ranks_per_node)  FSDP FULL_SHARD (sfwb/dist/fsdp.lua) of the generator, the
 --       critic and the frozen teacher: parameters, gradients and optimizer state sharded across ranks,
 --       the parameters gathered block by block as the models run (the model's block hooks) and freed
 --       after, gradients reduce-scattered as each block's backward ends; checkpoints are full state dicts
@@ -67,9 +67,12 @@ local function install_sharding(tr, strategy)
   local Class = getmetatable(tr).__index
   tr.sharding_strategy = strategy
   tr.shards = {}
+  local dist = tr.dist or sfwb.dist
+  local per_node = strategy ~= "full" and Fsdp.ranks_per_node(tr.cfg, dist.world_size()) or nil
   for _, m in ipairs(models_of(tr)) do
     local wrap = get(tr.cfg, WRAP_KEY[m.name], "size")
-    tr.shards[#tr.shards + 1] = {name = m.name, sh = Fsdp.shard(m.model, tr.dist or sfwb.dist, {wrap = wrap})}
+    tr.shards[#tr.shards + 1] = {name = m.name, sh = Fsdp.shard(m.model, dist, {wrap = wrap, strategy = strategy,
+                                                                              ranks_per_node = per_node})}
   end
   local by = {}
   for _, s in ipairs(tr.shards) do by[s.name] = s.sh end
@@ -222,6 +225,23 @@ local function install_accumulation(tr, k)
     info.critic_grad_norm = dmd.clip_and_step(require("sfwb.train.lora").trainable(self.critic), self.opt_c,
       get(cfg, "max_grad_norm_critic", 10.0), self.dist, self.world)
     return info
+  end
+end
+
+-- for the trainers that have neither (the one-network objectives, sfwb/train/single.lua): a sharding
+-- strategy that would shard (more than one rank) or gradient_accumulation_steps > 1 is refused by name
+-- rather than silently trained replicated / one batch at a time
+function M.refuse(cfg, who, world)
+  world = world or sfwb.dist.world_size()
+  local s = Fsdp.strategy(cfg, world) -- also checks the name
+  if s then
+    error(("%s: sharding_strategy %s is not implemented for this trainer (it keeps a full replica per rank); "
+      .. "use no_shard, or one rank"):format(who, tostring(cfg.sharding_strategy)), 3)
+  end
+  local k = get(cfg, "gradient_accumulation_steps", 1)
+  if k ~= 1 then
+    error(("%s: gradient_accumulation_steps %s is not implemented for this trainer (one batch per step)")
+      :format(who, tostring(k)), 3)
   end
 end
 

@@ -36,6 +36,7 @@ M.common = {
   model_kwargs = {type = "map", keys = {timestep_shift = "number", local_attn_size = "integer", sink_size = "integer"}},
   sharding_strategy = {type = "string", values = {"full", "hybrid_full", "hybrid", "hybrid_zero2", "no_shard"}},
   gradient_accumulation_steps = "integer",
+  ranks_per_node = "integer", -- the hybrid strategies' node size (sfwb/dist/fsdp.lua: else SFWB_RANKS_PER_NODE, the launcher's)
   -- FSDP units (sfwb/dist/fsdp.lua): per transformer block, or by torch's size rule (min_num_params 5e7)
   generator_fsdp_wrap_strategy = {type = "string", values = {"size", "transformer"}},
   real_score_fsdp_wrap_strategy = {type = "string", values = {"size", "transformer"}},

@@ -64,6 +64,7 @@ local base = mem().allocated
 local rep = trainer()
 local rep_peak, rep_before = step_peak(rep, base)
 local want = full_state(rep)
+local rep_state = require("sfwb.train.scale").state_bytes(rep)
 rep = nil
 
 base = mem().allocated
@@ -100,5 +101,38 @@ T.case(("%d ranks on %s: peak memory during a step"):format(world, dev), functio
   local limit = world == 2 and 0.75 or 0.5
   T.check(ratio <= limit, ("peak %.3fx of the replica's, limit %.2fx"):format(ratio, limit))
 end)
+
+-- hybrid (HYBRID_SHARD): 4 ranks as 2 nodes x 2; gathers within the node, gradients reduce-scattered
+-- within it and all-reduced across; the replicated run's weights, half the replica's state per rank
+if world == 4 then
+  shd = nil
+  collectgarbage()
+  for _, strat in ipairs({"hybrid", "hybrid_zero2"}) do
+  local hb = trainer({sharding_strategy = strat, ranks_per_node = 2})
+  T.case(("4 ranks as 2 nodes x 2, %s: the replicated run's weights"):format(strat), function()
+    local h = hb.shard_of.generator
+    T.eq(h.strategy, strat == "hybrid" and "hybrid_full" or strat)
+    T.eq(h.nshard, 2)
+    T.eq(h.intra:size(), 2)
+    T.eq(h.inter:size(), 2)
+    T.eq(h.intra:world_rank(0), (rank // 2) * 2, "a node is 2 consecutive ranks")
+    for _ = 1, tonumber(os.getenv("SFWB_FSDP_STEPS") or "1") do hb:step() end -- as many as the replicated run
+    local got, worst = full_state(hb), 0
+    for k, v in pairs(want) do worst = math.max(worst, (v - got[k]):abs():max():item()) end
+    T.check(worst <= 1e-5, ("max |hybrid - replicated| = %g"):format(worst))
+    local scale = require "sfwb.train.scale"
+    local b = scale.state_bytes(hb)
+    if rank == 0 then
+      print(("FSDP-HYBRID %s 2 nodes x 2: max |hybrid - replicated| %g; state per rank %d B = %.3fx of the replica's")
+        :format(strat, worst, b, b / rep_state))
+    end
+    T.check(b <= 0.6 * rep_state, ("hybrid state per rank %.3fx of the replica's"):format(b / rep_state))
+    T.check(b >= 0.4 * rep_state, "sharded 2 ways, not 4")
+    if strat == "hybrid_zero2" then T.check(h.max_held_blocks == CFG.num_layers, "ZeRO-2 keeps the blocks through the step") end
+  end)
+  hb = nil
+  collectgarbage()
+  end
+end
 
 T.done()

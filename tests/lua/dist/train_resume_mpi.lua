@@ -1,7 +1,8 @@
 -- train_resume_mpi.lua — `mpirun -np 2 build/sfwb tests/lua/dist/train_resume_mpi.lua` (tests/cmake/train.cmake):
 -- exact resume under several ranks. Each rank draws its own noise (seed + rank) and its own data shard, so
 -- the training state must hold every rank's generator state and data position: 2 steps + save + resume
--- + 2 steps equals 4 straight steps bit for bit (weights, optimizer moments, losses) on every rank.
+-- + 2 steps equals 4 straight steps bit for bit (weights, optimizer moments, losses) on every rank; at another
+-- world size each rank gets what docs/training.md says (its own stream, or a fresh one for a new rank).
 local T = require "sfwb.testing"
 local dist = sfwb.dist
 local rank, world = dist.init()
@@ -99,6 +100,24 @@ T.case(("%d ranks: 2 steps + save + resume + 2 steps == 4 steps, bit for bit on 
   local st = sfwb.load(dir .. "/training_state.pt")
   T.eq(st["ranks.world"], 2, "the state records the world size")
   T.eq(#st["ranks.seed"]:totable(), 2, "one RNG state per rank")
+
+  -- at another world size (faked per process: rank 0 as a world of 1, rank 1 as rank 2 of 3): a rank the
+  -- checkpoint had continues its own RNG stream, a new rank starts a fresh one (rank 0's seed + its rank,
+  -- offset 0); both keep the saved count of batches drawn
+  local seeds, offsets, drawn = st["ranks.seed"]:totable(), st["ranks.offset"]:totable(), st["ranks.drawn"]:totable()
+  local other = trainer(999, 5)
+  other.dist, other.world, other.rank = nil, rank == 0 and 1 or 3, rank == 0 and 0 or 2
+  other:resume(dir)
+  local s, off = sfwb.rng_state()
+  if rank == 0 then
+    T.eq(s, math.tointeger(seeds[1]), "world 1: rank 0's stream")
+    T.eq(off, math.tointeger(offsets[1]), "world 1: rank 0's offset")
+  else
+    T.eq(s, math.tointeger(seeds[1]) + 2, "a new rank: a fresh stream")
+    T.eq(off, 0, "a new rank: from its start")
+    for i = 1, 2 do T.check(s ~= math.tointeger(seeds[i]), "a seed no saved rank used") end
+  end
+  T.eq(other.next_batch.drawn, math.tointeger(drawn[1]), "the saved count of batches")
   dist.barrier()
   if rank == 0 then sfwb.fs.rmtree(root .. "/resume_mpi_" .. pid:totable()[1]) end
 end)
