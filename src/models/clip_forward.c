@@ -15,6 +15,7 @@
 #include "core/scope.h"
 #include "ops/nn.h"
 #include "ops/ops.h"
+#include "models/compute_dtype.h"
 #include "models/clip_internal.h"
 
 typedef struct {
@@ -22,23 +23,9 @@ typedef struct {
   int lp; /* 0 f32, 1 bf16, 2 f16 */
 } clip_run;
 
-/* t rounded to the compute dtype, kept in f32; steals t (NULL passes through) */
-static sf_tensor *rnd(const clip_run *r, sf_tensor *t) {
-  if (!t || !r->lp) return t;
-  sf_tensor *a = sf_cast(t, r->lp == 1 ? SF_BF16 : SF_F16);
-  sf_release(t);
-  sf_tensor *b = a ? sf_cast(a, SF_F32) : NULL;
-  sf_release(a);
-  return b;
-}
-
-/* a weight as compute-dtype values in f32 on the run's device (new reference) */
-static sf_tensor *weight(const clip_run *r, sf_tensor *w) {
-  sf_tensor *a = sf_cast(w, SF_F32);
-  sf_tensor *b = a ? sf_to_device(a, r->dev) : NULL;
-  sf_release(a);
-  return rnd(r, b);
-}
+/* the run's compute dtype (models/compute_dtype.h): t rounded, kept in f32 (steals t); a weight on the device */
+static sf_tensor *rnd(const clip_run *r, sf_tensor *t) { return sf_compute_round(r->lp, t); }
+static sf_tensor *weight(const clip_run *r, sf_tensor *w) { return sf_compute_weight(r->dev, r->lp, w); }
 
 /* y = x W^T + b; b may be NULL */
 static sf_tensor *lin(const clip_run *r, sf_tensor *x, sf_tensor *w, sf_tensor *b) {

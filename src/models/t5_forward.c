@@ -16,6 +16,7 @@
 #include "core/scope.h"
 #include "ops/nn.h"
 #include "ops/ops.h"
+#include "models/compute_dtype.h"
 #include "models/t5_internal.h"
 
 typedef struct {
@@ -24,23 +25,9 @@ typedef struct {
   int lp; /* 0 f32, 1 bf16, 2 f16 */
 } t5_run;
 
-/* t rounded to the compute dtype, kept in f32 so every op sums in f32; steals t (NULL passes through) */
-static sf_tensor *rnd(const t5_run *r, sf_tensor *t) {
-  if (!t || !r->lp) return t;
-  sf_tensor *a = sf_cast(t, r->lp == 1 ? SF_BF16 : SF_F16);
-  sf_release(t);
-  sf_tensor *b = a ? sf_cast(a, SF_F32) : NULL;
-  sf_release(a);
-  return b;
-}
-
-/* a weight as compute-dtype values in f32 on the run's device (new reference) */
-static sf_tensor *weight(const t5_run *r, sf_tensor *w) {
-  sf_tensor *a = sf_cast(w, SF_F32);
-  sf_tensor *b = a ? sf_to_device(a, r->dev) : NULL;
-  sf_release(a);
-  return rnd(r, b);
-}
+/* the run's compute dtype (models/compute_dtype.h): t rounded, kept in f32 (steals t); a weight on the device */
+static sf_tensor *rnd(const t5_run *r, sf_tensor *t) { return sf_compute_round(r->lp, t); }
+static sf_tensor *weight(const t5_run *r, sf_tensor *w) { return sf_compute_weight(r->dev, r->lp, w); }
 
 static sf_tensor *lin(const t5_run *r, sf_tensor *x, sf_tensor *w) {
   sf_scope S = SF_SCOPE_INIT;
