@@ -5,6 +5,7 @@
 -- prefetched next), reduce-scatters its gradients as its backward ends, trains to the replicated run's
 -- weights, and peaks (allocator high-water mark during the step) well below the replica.
 local T = require "sfwb.testing"
+local U = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/fsdp_util.lua")
 local dist = sfwb.dist
 local rank, world = dist.init()
 local dev = arg[1] or "cpu"
@@ -39,16 +40,7 @@ local function reset_peak()
   if dev == "cpu" then sfwb.cpu_memory(true) else sfwb.cuda.reset_peak_memory_stats(dev) end
 end
 
-local function full_state(tr)
-  local function grab()
-    local out = {}
-    for _, m in ipairs({"generator", "critic"}) do
-      for k, v in pairs(tr[m]:parameters()) do out[m .. "." .. k] = v:float():cpu():clone() end
-    end
-    return out
-  end
-  return tr.with_full_params and tr:with_full_params(grab) or grab()
-end
+local full_state = U.full_state
 
 -- the first step's peak (the optimizer moments are made in it) and what is live before it, both above
 -- what was live before the trainer was made. SFWB_FSDP_STEPS=2 measures the second step instead.

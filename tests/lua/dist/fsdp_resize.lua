@@ -5,6 +5,7 @@
 --       it (weights = the file's, optimizer moments and step resharded 4 ways), and its next step equals
 --       the next step of a replicated 4-rank trainer resumed from the same files
 local T = require "sfwb.testing"
+local U = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/fsdp_util.lua")
 local dist = sfwb.dist
 local rank, world = dist.init()
 local mode, dir = arg[1], arg[2]
@@ -29,26 +30,9 @@ local function trainer(extra)
   return sfwb.train.dmd(cfg, p)
 end
 
-local function full_state(tr)
-  local function grab()
-    local out = {}
-    for _, m in ipairs({"generator", "critic"}) do
-      for k, v in pairs(tr[m]:parameters()) do out[m .. "." .. k] = v:float():clone() end
-    end
-    return out
-  end
-  return tr.with_full_params and tr:with_full_params(grab) or grab()
-end
+local full_state = U.full_state
 
-local function max_diff(a, b)
-  local worst, n = 0, 0
-  for k, v in pairs(a) do
-    T.check(b[k] ~= nil, "missing " .. k)
-    worst = math.max(worst, (v - b[k]):abs():max():item())
-    n = n + 1
-  end
-  return worst, n
-end
+local max_diff = U.max_diff
 
 if mode == "write" then
   T.case(("%d ranks: a sharded step, then the checkpoint"):format(world), function()

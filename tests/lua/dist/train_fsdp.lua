@@ -3,6 +3,7 @@
 -- <= 0.6x (2 ranks) / <= 0.35x (4 ranks) of the replica's parameter, gradient and optimizer bytes after a
 -- step, and writes full-state-dict checkpoints that load anywhere.
 local T = require "sfwb.testing"
+local U = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/fsdp_util.lua")
 local scale = require "sfwb.train.scale"
 local dist = sfwb.dist
 local rank, world = dist.init()
@@ -27,26 +28,9 @@ local function trainer(extra)
   return sfwb.train.dmd(cfg, p)
 end
 
-local function full_state(tr)
-  local function grab()
-    local out = {}
-    for _, m in ipairs({"generator", "critic", "teacher"}) do
-      for k, v in pairs(tr[m]:parameters()) do out[m .. "." .. k] = v:float():cpu():clone() end
-    end
-    return out
-  end
-  return tr.with_full_params and tr:with_full_params(grab) or grab()
-end
+local function full_state(tr) return U.full_state(tr, {"generator", "critic", "teacher"}) end
 
-local function max_diff(a, b)
-  local worst, n = 0, 0
-  for k, v in pairs(a) do
-    T.check(b[k] ~= nil, "missing " .. k)
-    worst = math.max(worst, (v - b[k]):abs():max():item())
-    n = n + 1
-  end
-  return worst, n
-end
+local max_diff = U.max_diff
 
 -- bytes the allocator holds (live tensors) on this rank's device
 local function allocated()
