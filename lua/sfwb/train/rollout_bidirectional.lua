@@ -42,18 +42,8 @@ function M.inference_with_trajectory(o, noise, cond)
       _, x0 = G:forward(x, t, cond.ctx, extra)
     end
   end
-  -- 1000 - argmin |grid - step| of the exit step and the next (0 after the last step)
-  local grid = G.scheduler.timesteps:totable()
-  local function unwarp(v)
-    local best, bi = math.huge, 1
-    for j = 1, #grid do
-      local d = math.abs(grid[j] - v)
-      if d < best then best, bi = d, j end
-    end
-    return 1000 - (bi - 1)
-  end
-  local t_from = unwarp(steps[exit + 1])
-  local t_to = exit + 1 < K and unwarp(steps[exit + 2]) or 0
+  -- 1000 - argmin |grid - step| of the exit step and the next (0 after the last step), as the causal rollout
+  local t_from, t_to = Rollout.exit_interval(G, steps, exit)
   return x0, t_from, t_to
 end
 
