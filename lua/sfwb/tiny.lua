@@ -183,7 +183,7 @@ end
 ---------------------------------------------------------------------------------------------------
 -- SentencePiece model with T5's special ids (<pad>=0, </s>=1, <unk>=2, no <s>), trained by spm_train
 -- on the demo's corpus, or on `lines` (a list of strings) when given
-function M.train_tokenizer(dir, vocab, lines)
+function M.train_tokenizer(dir, vocab, lines, model_type)
   sfwb.fs.mkdir(dir)
   local corpus = dir .. "/corpus.txt"
   local f = assert(io.open(corpus, "w"))
@@ -204,7 +204,7 @@ function M.train_tokenizer(dir, vocab, lines)
   -- run inside dir with relative names and one thread: the model embeds its trainer arguments, so the
   -- file is the same wherever the set is built
   local rc = sfwb.fs.run({"spm_train", "--input=corpus.txt", "--model_prefix=spiece", "--num_threads=1",
-    "--vocab_size=" .. vocab, "--model_type=unigram", "--character_coverage=1.0", "--pad_id=0", "--eos_id=1",
+    "--vocab_size=" .. vocab, "--model_type=" .. (model_type or "unigram"), "--character_coverage=1.0", "--pad_id=0", "--eos_id=1",
     "--unk_id=2", "--bos_id=-1", "--hard_vocab_limit=false", "--minloglevel=2"}, {stdout = log, stderr = log, cwd = dir})
   if rc ~= 0 then error("spm_train failed (see " .. log .. ")", 0) end
   os.remove(corpus)

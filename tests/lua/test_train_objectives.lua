@@ -229,4 +229,37 @@ T.case("diffusion and ode trainers: steps from a dataset, save in the original's
   end
 end)
 
+T.case("diffusion trainer text_dropout (sfwb's CFG training option): prompts become negative_prompt at the rate", function()
+  local g = sfwb.wan.new({dim = 32, ffn_dim = 48, num_heads = 2, num_layers = 1, text_dim = 8, text_len = 4, freq_dim = 16})
+  local rows = {}
+  for b = 1, 4 do rows[b] = {prompts = "p" .. b, ode_latent = sfwb.randn({2, 1, 16, 4, 4}), idx = b - 1} end
+  local seen = {}
+  local function enc(ps)
+    for _, p in ipairs(ps) do seen[#seen + 1] = p end
+    return sfwb.zeros({#ps, 4, 8})
+  end
+  local function trainer(rate, neg)
+    seen = {}
+    return sfwb.train.new({trainer = "diffusion", generator_type = "bidirectional", batch_size = 4, text_dropout = rate,
+      negative_prompt = neg}, {generator = g, dataset = rows, text_encoder = enc})
+  end
+  local tr = trainer(0.5, "NEG")
+  for _ = 1, 50 do tr:batch_args(tr:batches()()) end
+  local dropped = 0
+  for _, p in ipairs(seen) do
+    T.check(p == "NEG" or p:match("^p%d$"), "a prompt or the negative prompt, got " .. p)
+    if p == "NEG" then dropped = dropped + 1 end
+  end
+  T.eq(#seen, 200)
+  -- 200 draws at 0.5: 100 +- 3 sigma (sigma ~7)
+  T.check(dropped > 79 and dropped < 121, "about half dropped, got " .. dropped)
+  tr = trainer(0) -- the default draws nothing and keeps every prompt (the original's behaviour)
+  local s0, o0 = sfwb.rng_state()
+  for _ = 1, 5 do tr:batch_args(tr:batches()()) end
+  local s1, o1 = sfwb.rng_state()
+  T.check(s0 == s1 and o0 == o1, "text_dropout 0 draws no random numbers")
+  for _, p in ipairs(seen) do T.check(p:match("^p%d$"), "kept " .. p) end
+  T.raises(function() trainer(1) end, "text_dropout must be in")
+end)
+
 T.done()

@@ -38,15 +38,15 @@ M.default_eval_prompts = {
 
 -- sizes: --quick (<= 30 min on 2 cores), the default (longer, better), --mini (the test, seconds)
 M.presets = {
-  quick = {n_train = 128, train_frames = 33, long_factor = 3, vae = {steps = 2500, batch = 2, clip = 9, dim = 4, lr = 3e-3, warmup = 50,
+  quick = {shift = 5, cfg = 3, text_len = 16, n_train = 128, train_frames = 33, long_factor = 3, vae = {steps = 2500, batch = 2, clip = 9, dim = 4, lr = 3e-3, warmup = 50,
     image_steps = 400, image_batch = 8, clip_lr = 1e-3, crop = 32},
-    dit = {dim = 64, layers = 2, heads = 4, ffn = 128}, teacher = {steps = 1500, batch = 2, lr = 1e-3, sample_steps = 16},
+    dit = {dim = 64, layers = 2, heads = 4, ffn = 128}, teacher = {steps = 1500, batch = 2, lr = 1e-3, sample_steps = 16, text_dropout = 0.1},
     baseline = {steps = 300, batch = 2, lr = 5e-4, sample_steps = 16}, self_forcing = {steps = 200, batch = 1, lr = 2e-4}},
-  full = {n_train = 512, train_frames = 81, long_factor = 3, vae = {steps = 1500, batch = 4, clip = 9, dim = 8, lr = 1e-3},
-    dit = {dim = 128, layers = 4, heads = 4, ffn = 256}, teacher = {steps = 3000, batch = 4, lr = 5e-4, sample_steps = 32},
+  full = {shift = 5, cfg = 3, text_len = 16, n_train = 512, train_frames = 81, long_factor = 3, vae = {steps = 1500, batch = 4, clip = 9, dim = 8, lr = 1e-3},
+    dit = {dim = 128, layers = 4, heads = 4, ffn = 256}, teacher = {steps = 3000, batch = 4, lr = 5e-4, sample_steps = 32, text_dropout = 0.1},
     baseline = {steps = 1000, batch = 4, lr = 2e-4, sample_steps = 32}, self_forcing = {steps = 1000, batch = 2, lr = 1e-4}},
-  mini = {n_train = 4, train_frames = 9, long_factor = 3, vae = {steps = 3, batch = 1, clip = 5, dim = 4, lr = 2e-3},
-    dit = {dim = 32, layers = 1, heads = 2, ffn = 64}, teacher = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4},
+  mini = {shift = 5, cfg = 3, text_len = 16, n_train = 4, train_frames = 9, long_factor = 3, vae = {steps = 3, batch = 1, clip = 5, dim = 4, lr = 2e-3},
+    dit = {dim = 32, layers = 1, heads = 2, ffn = 64}, teacher = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4, text_dropout = 0.1},
     baseline = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4}, self_forcing = {steps = 2, batch = 1, lr = 1e-3}},
 }
 
@@ -190,13 +190,15 @@ function S.text(ctx)
   for r = 1, 4 do
     for _, p in ipairs(M.all_prompts()) do lines[#lines + 1] = p end
   end
-  sfwb.tiny.train_tokenizer(tok, 48, lines)
+  -- word pieces: every prompt word is one token (a two-ball prompt is 12 + </s>), so a 16-token context
+  -- holds any prompt and the DiT's cross-attention is not spread over 500 padding rows as with Wan's 512
+  sfwb.tiny.train_tokenizer(tok, 20, lines, "word")
   sfwb.manual_seed(ctx.seed + 5)
   local pth = dir .. "/models_t5_umt5-xxl-enc-bf16.pth"
   sfwb.save(dir .. "/t5.tmp.pth", sfwb.tiny.t5_state_dict(M.t5_config))
   os.rename(dir .. "/t5.tmp.pth", pth)
   -- every prompt must tokenize without <unk> and embed differently from the others
-  local t5 = sfwb.t5.load(pth, {tokenizer = tok})
+  local t5 = sfwb.t5.load(pth, {tokenizer = tok, text_len = ctx.preset.text_len})
   local e = t5:encode(ctx.prompts).prompt_embeds
   return {steps = 0, seconds = sfwb.time() - t0, checkpoint = "checkpoints/text/models_t5_umt5-xxl-enc-bf16.pth",
     tokenizer = "checkpoints/text/google/umt5-xxl", text_dim = e:size(3), text_len = e:size(2)}
@@ -258,13 +260,14 @@ function M.dit_config(ctx)
   for k, v in pairs(sfwb.tiny.dit_config) do c[k] = v end
   c.dim, c.num_layers, c.num_heads, c.ffn_dim = d.dim, d.layers, d.heads, d.ffn
   c.text_dim = M.t5_config.dim
+  c.text_len = ctx.records.text and ctx.records.text.text_len or ctx.preset.text_len
   return c
 end
 
 local function text_encoder(ctx)
   if not ctx.t5 then
     local t = ctx.records.text
-    ctx.t5 = sfwb.t5.load(ctx.out .. "/" .. t.checkpoint, {tokenizer = ctx.out .. "/" .. t.tokenizer})
+    ctx.t5 = sfwb.t5.load(ctx.out .. "/" .. t.checkpoint, {tokenizer = ctx.out .. "/" .. t.tokenizer, text_len = t.text_len})
   end
   return ctx.t5
 end
@@ -338,7 +341,7 @@ local function latent_frames(ctx) return 1 + (ctx.preset.train_frames - 1) // 4 
 
 local function diffusion_cfg(ctx, p, extra)
   local cfg = {lr = p.lr, batch_size = p.batch, weight_decay = 0, seed = ctx.seed + 11, data_seed = ctx.seed,
-    num_frame_per_block = 3, independent_first_frame = false, model_kwargs = {timestep_shift = 5.0}}
+    num_frame_per_block = 3, independent_first_frame = false, model_kwargs = {timestep_shift = ctx.preset.shift}}
   for k, v in pairs(extra or {}) do cfg[k] = v end
   return cfg
 end
@@ -350,13 +353,13 @@ function S.teacher(ctx)
   local config = M.dit_config(ctx)
   sfwb.manual_seed(ctx.seed + 7)
   local m = sfwb.wan.new(config, {causal = false})
-  local tr = sfwb.train.diffusion(diffusion_cfg(ctx, p, {generator_type = "bidirectional"}),
+  local tr = sfwb.train.diffusion(diffusion_cfg(ctx, p, {generator_type = "bidirectional", text_dropout = p.text_dropout}),
     {generator = m, text_encoder = text_encoder(ctx), dataset = sfwb.data.lmdb(ctx.out .. "/data/latents_lmdb")})
   local rec = run_trainer(ctx, "teacher", tr, p.steps)
   save_dit(ctx.out .. "/checkpoints/teacher/model", config, m)
   local vae = sfwb.vae.load(ctx.out .. "/checkpoints/vae/Wan2.1_VAE.pth")
   local pipe = sfwb.pipeline.bidirectional_diffusion({generator = m, text_encoder = text_encoder(ctx), vae = vae,
-    num_inference_steps = p.sample_steps, guidance_scale = 3.0, timestep_shift = 5.0, negative_prompt = "",
+    num_inference_steps = p.sample_steps, guidance_scale = ctx.preset.cfg, timestep_shift = ctx.preset.shift, negative_prompt = "",
     num_frames = latent_frames(ctx)})
   rec.videos, rec.measurements = sample_videos(ctx, "teacher", pipe, latent_frames(ctx))
   rec.checkpoint = "checkpoints/teacher/model"
@@ -378,14 +381,14 @@ local function baseline(ctx, name, extra)
   local vae = sfwb.vae.load(ctx.out .. "/checkpoints/vae/Wan2.1_VAE.pth")
   local F = latent_frames(ctx)
   local pipe = sfwb.pipeline.causal_diffusion({generator = m, text_encoder = text_encoder(ctx), vae = vae,
-    num_inference_steps = p.sample_steps, guidance_scale = 3.0, timestep_shift = 5.0, negative_prompt = "",
+    num_inference_steps = p.sample_steps, guidance_scale = ctx.preset.cfg, timestep_shift = ctx.preset.shift, negative_prompt = "",
     num_frame_per_block = 3})
   rec.videos, rec.measurements = sample_videos(ctx, name, pipe, F)
   -- long videos: >= 3x the training length with a rolling KV window of the training length and a sink
   local long = sfwb.wan.load(ctx.out .. "/checkpoints/" .. name .. "/model", {causal = true, num_frame_per_block = 3,
     local_attn_size = math.max(F, 6), sink_size = 3})
   local lpipe = sfwb.pipeline.causal_diffusion({generator = long, text_encoder = text_encoder(ctx), vae = vae,
-    num_inference_steps = p.sample_steps, guidance_scale = 3.0, timestep_shift = 5.0, negative_prompt = "",
+    num_inference_steps = p.sample_steps, guidance_scale = ctx.preset.cfg, timestep_shift = ctx.preset.shift, negative_prompt = "",
     num_frame_per_block = 3})
   local LF = 3 * math.ceil(ctx.preset.long_factor * F / 3)
   local lm
@@ -409,7 +412,8 @@ function S.ode_pairs(ctx)
   local ds = sfwb.data.text_file(ctx.out .. "/data/prompts.txt")
   for i = 1, #ds do prompts[i] = ds[i].prompts end
   local rows, secs = ODE.pairs({teacher = teacher, text_encoder = text_encoder(ctx), prompts = prompts,
-    steps = p.sample_steps, frames = latent_frames(ctx), h = 8, w = 8, seed = ctx.seed + 17, path = path})
+    steps = p.sample_steps, frames = latent_frames(ctx), h = 8, w = 8, seed = ctx.seed + 17, path = path,
+    shift = ctx.preset.shift, guidance_scale = ctx.preset.cfg})
   return {steps = rows, seconds = secs, lmdb = "data/ode_lmdb"}
 end
 
@@ -419,14 +423,14 @@ function S.ode_init(ctx)
   local p = ctx.preset.baseline
   local config = M.dit_config(ctx)
   local m = sfwb.wan.load(ctx.out .. "/checkpoints/teacher/model", {causal = true, num_frame_per_block = 3})
-  local tr = sfwb.train.ode(ODE.init_config(ctx.seed, p),
+  local tr = sfwb.train.ode(ODE.init_config(ctx.seed, p, ctx.preset.shift),
     {generator = m, text_encoder = text_encoder(ctx), dataset = sfwb.data.lmdb(ctx.out .. "/data/ode_lmdb")})
   local rec = run_trainer(ctx, "ode_init", tr, p.steps)
   save_dit(ctx.out .. "/checkpoints/ode_init/model", config, m)
   local vae = sfwb.vae.load(ctx.out .. "/checkpoints/vae/Wan2.1_VAE.pth")
   local pipe = sfwb.pipeline.causal({generator = m, text_encoder = text_encoder(ctx), vae = vae,
     denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = false, num_frame_per_block = 3,
-    timestep_shift = 5.0})
+    timestep_shift = ctx.preset.shift})
   rec.videos, rec.measurements = sample_videos(ctx, "ode_init", pipe, latent_frames(ctx))
   rec.checkpoint = "checkpoints/ode_init/model"
   return rec
@@ -447,9 +451,9 @@ function S.self_forcing(ctx)
   for i = 1, #ds do prompts[i] = ds[i].prompts end
   local cfg = {lr = p.lr, lr_critic = p.lr, batch_size = p.batch, weight_decay = 0, seed = ctx.seed + 19,
     data_seed = ctx.seed, num_frame_per_block = 3, independent_first_frame = false,
-    denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = true, timestep_shift = 5.0,
-    model_kwargs = {timestep_shift = 5.0}, image_or_video_shape = {p.batch, F, 16, 8, 8},
-    num_training_frames = F, guidance_scale = 3.0, dfake_gen_update_ratio = 5,
+    denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = true, timestep_shift = ctx.preset.shift,
+    model_kwargs = {timestep_shift = ctx.preset.shift}, image_or_video_shape = {p.batch, F, 16, 8, 8},
+    num_training_frames = F, guidance_scale = ctx.preset.cfg, dfake_gen_update_ratio = 5,
     negative_prompt = "", same_step_across_blocks = true, context_noise = 0}
   local tr = sfwb.train.dmd(cfg, {generator = gen, real_score = real, fake_score = fake,
     text_encoder = text_encoder(ctx), dataset = prompts})
@@ -459,7 +463,7 @@ function S.self_forcing(ctx)
   local function pipe(m)
     return sfwb.pipeline.causal({generator = m, text_encoder = text_encoder(ctx), vae = vae,
       denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = true, num_frame_per_block = 3,
-      timestep_shift = 5.0})
+      timestep_shift = ctx.preset.shift})
   end
   rec.videos, rec.measurements = sample_videos(ctx, "self_forcing", pipe(gen), F)
   local long = sfwb.wan.load(ctx.out .. "/checkpoints/self_forcing/model", {causal = true, num_frame_per_block = 3,

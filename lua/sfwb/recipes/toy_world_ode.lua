@@ -43,9 +43,9 @@ function M.pairs(o)
   return rows, sfwb.time() - t0
 end
 
-function M.init_config(ctx_seed, p)
+function M.init_config(ctx_seed, p, shift)
   return {lr = p.lr, batch_size = p.batch, weight_decay = 0, seed = ctx_seed + 13, data_seed = ctx_seed,
-    num_frame_per_block = 3, independent_first_frame = false, model_kwargs = {timestep_shift = 5.0},
+    num_frame_per_block = 3, independent_first_frame = false, model_kwargs = {timestep_shift = shift or 5.0},
     denoising_step_list = M.denoising_step_list, warp_denoising_step = false}
 end
 

@@ -37,6 +37,14 @@ function M.new(cfg, parts)
   end
   self.num_train_timestep = S.get(cfg, "num_train_timestep", 1000)
   self.noise_augmentation_max_timestep = S.get(cfg, "noise_augmentation_max_timestep", 0)
+  -- sfwb's addition (the original has none): the prompt replaced by negative_prompt ("" unless set) with this
+  -- probability, so a teacher trained from scratch learns the unconditional score that CFG needs. 0 (the
+  -- default) draws nothing, so runs without it are the original's draw for draw.
+  self.text_dropout = S.get(cfg, "text_dropout", 0)
+  if self.text_dropout < 0 or self.text_dropout >= 1 then
+    error(string.format("%s: text_dropout must be in [0, 1), got %s", WHO, tostring(self.text_dropout)), 2)
+  end
+  self.dropout_prompt = S.get(cfg, "negative_prompt", "")
   if not (parts and parts.dataset) and S.get(cfg, "data_path", nil) then
     self.dataset = sfwb.data.lmdb(cfg.data_path)
   end
@@ -92,6 +100,13 @@ function Trainer:batch_args(batch)
   local lat = batch.ode_latent or batch.clean_latent
   if not lat then error(WHO .. ": the dataset rows have no ode_latent (an LMDB of latents is needed)", 3) end
   local clean = batch.clean_latent or lat:select(2, lat:size(2))
+  if self.text_dropout > 0 then
+    -- one uniform draw per prompt from the global generator (saved and restored with the training state)
+    local u = sfwb.rand({#prompts}):totable()
+    local kept = {}
+    for i, p in ipairs(prompts) do kept[i] = u[i] < self.text_dropout and self.dropout_prompt or p end
+    prompts = kept
+  end
   return {clean_latent = clean:to(self.device):contiguous(), cond = {prompt_embeds = self:encode(prompts)}}
 end
 
