@@ -1,10 +1,45 @@
--- sfwb/demo.lua — `make demo`: builds (once, in a cache folder) a tiny model set in the real formats,
--- then runs generate -> extract_attention -> compare end to end and prints where every output is.
+-- sfwb/demo.lua — `make demo`: generate -> extract_attention -> compare end to end on the trained toy world
+-- shipped in assets/toy_world (bouncing balls: recipes/toy_world.lua trained it; the originals' file layout),
+-- measures the generated videos against their prompts, and prints where every output is.
+-- --tiny runs the same on a tiny random model set in the real formats (built once in a cache folder);
 -- SFWB_WAN_DIR / SFWB_CKPT (and optionally SFWB_CONFIG) point the same run at real weights.
 local sfwb = require "sfwb"
 local tiny = require "sfwb.tiny"
 
 local M = {}
+
+-- the shipped toy world: assets/toy_world beside the lua/ folder this file is in (or $SFWB_TOY_WORLD)
+function M.toy_world_dir()
+  local env = os.getenv("SFWB_TOY_WORLD")
+  if env and env ~= "" then return env end
+  local here = package.searchpath("sfwb.demo", package.path)
+  if not here then return nil end
+  local root = here:gsub("/lua/sfwb/demo%.lua$", "")
+  for _, d in ipairs({root .. "/assets/toy_world", root .. "/../assets/toy_world"}) do
+    if sfwb.fs.stat(d .. "/checkpoints/self_forcing_dmd.pt") then return d end
+  end
+  return nil
+end
+
+-- the toy world's measurements of a generated video (decoded from its saved latents): balls by colour,
+-- direction and smoothness against the prompt (sfwb.toy_world, docs/toy_world.md)
+local function measure_outputs(outputs, vae_path, prompts)
+  local W = sfwb.toy_world
+  local vae = sfwb.vae.load(vae_path)
+  local res = {}
+  local i = 0
+  for _, f in ipairs(outputs) do
+    if f:match("%.latents%.safetensors$") then
+      i = i + 1
+      local lat = sfwb.load(f).latents
+      local v = vae:decode(lat:unsqueeze(1))
+      if type(v) == "table" then v = v[1] end
+      if v:dim() == 5 then v = v:select(1, 1) end
+      res[#res + 1] = W.measure(v, prompts[i])
+    end
+  end
+  return res, W.summarize(res)
+end
 
 local function say(fmt, ...) io.write(string.format(fmt, ...), "\n") io.flush() end
 
@@ -27,12 +62,27 @@ end
 function M.main(argv)
   local t0 = sfwb.time()
   if argv and (argv[1] == "-h" or argv[1] == "--help") then
-    print("usage: sfwb recipes/demo.lua [--help]\n\nBuilds a tiny model set (once) and runs generate -> extract_attention -> compare." ..
-          "\nEnvironment: SFWB_CACHE (cache root), SFWB_WAN_DIR + SFWB_CKPT (+ SFWB_CONFIG) for real weights.")
+    print("usage: sfwb recipes/demo.lua [--tiny | --toy_world DIR] [--out DIR] [--help]\n\nRuns generate -> extract_attention -> compare on the trained toy world" ..
+          " (assets/toy_world), or with --tiny on a tiny random model set built once." ..
+          "\nEnvironment: SFWB_CACHE (cache root), SFWB_TOY_WORLD (another bundle from recipes/toy_world.lua: DIR/bundle)," ..
+          "\nSFWB_WAN_DIR + SFWB_CKPT (+ SFWB_CONFIG) for real weights.")
     return 0
   end
   local real = os.getenv("SFWB_WAN_DIR")
   local cache = M.cache_dir()
+  local tiny_only, toy_arg, out_arg = false, nil, nil
+  local i = 1
+  while argv and argv[i] do
+    if argv[i] == "--tiny" then tiny_only = true
+    elseif argv[i] == "--toy_world" and argv[i + 1] then toy_arg = argv[i + 1]; i = i + 1
+    elseif argv[i] == "--out" and argv[i + 1] then out_arg = argv[i + 1]; i = i + 1
+    else error("demo: unknown argument " .. tostring(argv[i]) .. " (see --help)", 0) end
+    i = i + 1
+  end
+  local toy = not tiny_only and (toy_arg or M.toy_world_dir())
+  if toy and not sfwb.fs.stat(toy .. "/checkpoints/self_forcing_dmd.pt") then
+    error("demo: " .. toy .. " is not a toy-world bundle (no checkpoints/self_forcing_dmd.pt; recipes/toy_world.lua writes DIR/bundle)", 0)
+  end
   local P, frames, height, width, prompts
   if real and real ~= "" then
     P = {wan_dir = real, checkpoint = os.getenv("SFWB_CKPT"), config = os.getenv("SFWB_CONFIG")}
@@ -40,6 +90,14 @@ function M.main(argv)
     frames, height, width = 21, 480, 832
     prompts = {tiny.prompts[1]}
     say("sfwb %s demo on real weights: %s%s", sfwb.version, real, P.checkpoint and (" + " .. P.checkpoint) or "")
+  elseif toy then
+    local B = require "sfwb.recipes.toy_world_bundle"
+    P = B.paths(toy)
+    frames, height, width = 9, sfwb.toy_world.size, sfwb.toy_world.size
+    prompts = {}
+    for line in io.lines(P.prompts) do if line ~= "" and #prompts < 4 then prompts[#prompts + 1] = line end end
+    say("sfwb %s demo on the trained toy world (bouncing balls): %s", sfwb.version, toy)
+    say("   a Self-Forcing student, 4 steps, 9 latent frames = 33 frames of 64 x 64 (recipes/toy_world.lua trained it)")
   else
     say("sfwb %s demo: tiny model set in %s", sfwb.version, cache)
     local built, secs
@@ -49,7 +107,7 @@ function M.main(argv)
     frames, height, width = tiny.video.num_frames, tiny.video.height, tiny.video.width
     prompts = {tiny.prompts[1], tiny.prompts[2]}
   end
-  local out = cache .. "/outputs"
+  local out = out_arg or (cache .. "/outputs")
   sfwb.fs.mkdir(out)
   local common = {"--wan_dir", P.wan_dir}
   if P.config then common[#common + 1] = "--config_path"; common[#common + 1] = P.config end
@@ -66,10 +124,23 @@ function M.main(argv)
   for _, p in ipairs(prompts) do gen[#gen + 1] = "--prompt"; gen[#gen + 1] = p end
   for _, v in ipairs(size) do gen[#gen + 1] = v end
   for _, v in ipairs(ck) do gen[#gen + 1] = v end
+  if toy then gen[#gen + 1] = "--save_latents" end
   local g = stage("generate (recipes/generate.lua)", function() return require("sfwb.recipes.generate").main(args(gen)) end)
 
+  local measured
+  if toy then
+    local per, sum = measure_outputs(g.outputs, P.wan_dir .. "/Wan2.1_VAE.pth", prompts)
+    say("\n== measured (sfwb.toy_world.measure: the prompted balls by colour, their direction and smoothness)")
+    for i, r in ipairs(per) do
+      say("   %-58s frames right %3.0f%%  direction %s  smooth %s", prompts[i], 100 * r.frames_ok,
+          r.direction_ok and "yes" or "no", r.smooth and "yes" or "no")
+    end
+    measured = sum
+  end
+
   local ex = {"--output_dir", out .. "/attention", "--num_frames", frames, "--seed", 42, "--prompt", prompts[1],
-              "--layers", real and "0,4,15,29" or "all", "--steps", "1", "--passes", "denoise", "--what", "logits"}
+              "--layers", real and "0,4,15,29" or "all", "--steps", toy and "1,4" or "1", "--passes", "denoise",
+              "--what", toy and "probs" or "logits"}
   for _, v in ipairs(size) do ex[#ex + 1] = v end
   for _, v in ipairs(ck) do ex[#ex + 1] = v end
   local e = stage("extract_attention (recipes/extract_attention.lua)",
@@ -91,6 +162,10 @@ function M.main(argv)
   say("attention   %s", e.path)
   say("            (tensors + provenance in the safetensors metadata; read with sfwb.load)")
   for i = 2, #e.files do say("%-11s %s", e.files[i]:match("%.png$") and "figure" or "numbers", e.files[i]) end
+  if measured then
+    say("measured    frames right %.0f%%, directions %.0f%%, smooth %.0f%% of %d videos (the issue's marks: 80, 70, -)",
+        100 * measured.frames_ok, 100 * measured.direction, 100 * measured.smooth, #prompts)
+  end
   if c then
     say("compare     %s/compare/compare.json   PSNR %s dB, latent MSE %.4g", out,
         c.identical and "inf" or string.format("%.2f", c.psnr), c.latent_mse)

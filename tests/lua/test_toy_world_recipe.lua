@@ -18,9 +18,8 @@ local function exists(p)
 end
 
 T.case("the miniature runs end to end and writes toy_world.json", function()
-  -- the stages up to the ODE init (Self Forcing's and the baselines' 3x long-video sampling is the slow part;
-  -- `--mini` runs them all in ~80 s of CPU), and teacher forcing, which must say why it is pending
-  T.eq(R.main({"--out", out, "--mini", "--stages", "data,text,vae,latents,teacher,ode_pairs,ode_init,teacher_forcing"}), 0)
+  -- every stage (`--mini`: seconds on a quiet machine)
+  T.eq(R.main({"--out", out, "--mini"}), 0)
   local j = json.read(out .. "/toy_world.json")
   T.eq(j.fps, 16)
   T.eq(j.train_frames, R.presets.mini.train_frames)
@@ -32,8 +31,11 @@ T.case("the miniature runs end to end and writes toy_world.json", function()
     for _, k in ipairs({"steps", "seconds", "loss_first", "loss_last"}) do T.check(type(s[k]) == "number", name .. "." .. k) end
     ::continue::
   end
-  for _, name in ipairs({"data", "text", "vae", "latents", "teacher", "ode_pairs", "ode_init"}) do
-    T.eq(j.stages[name].status, "done", name)
+  for _, name in ipairs(R.stage_names) do T.eq(j.stages[name].status, "done", name) end
+  for _, name in ipairs({"self_forcing", "teacher_forcing", "diffusion_forcing"}) do
+    T.eq(#j.videos[name], 2, name .. " videos")
+    T.eq(#j.long_videos[name], 2, name .. " long videos")
+    T.check(type(j.measurements[name .. "_long"].last_third) == "number", name .. ": the 3x mark measured")
   end
   T.eq(#j.videos.ode_init, 2, "ODE-init videos")
   T.eq(#sfwb.data.lmdb(out .. "/data/ode_lmdb")[1].ode_latent:shape(), 5, "ODE pairs [S, F, C, h, w]")
@@ -57,6 +59,33 @@ T.case("the miniature runs end to end and writes toy_world.json", function()
   T.eq(#ds, R.presets.mini.n_train)
   T.eq(table.concat(ds[1].ode_latent:shape(), ","), "1,3,16,8,8")
   T.eq(ds[1].prompts, sfwb.data.text_file(out .. "/data/prompts.txt")[1].prompts)
+end)
+
+T.case("the bundle is the originals' layout, and the demo runs on it (generate, measure, attention, EMA vs raw)", function()
+  local B = require "sfwb.recipes.toy_world_bundle"
+  local P = B.paths(out .. "/bundle")
+  for _, f in ipairs({P.wan_dir .. "/config.json", P.wan_dir .. "/diffusion_pytorch_model.safetensors",
+                      P.wan_dir .. "/models_t5_umt5-xxl-enc-bf16.pth", P.wan_dir .. "/Wan2.1_VAE.pth",
+                      P.wan_dir .. "/google/umt5-xxl/spiece.model", P.checkpoint, P.config, P.long_config, P.prompts}) do
+    T.check(exists(f), f)
+  end
+  local ck = sfwb.load(P.checkpoint)
+  local g, e, other = 0, 0, 0
+  for k, v in pairs(ck) do
+    if k:find("^generator%.model%.") then g = g + 1 elseif k:find("^generator_ema%.model%.") then e = e + 1 else other = other + 1 end
+    T.eq(v:dtype(), "bf16", k .. " stored in bf16")
+  end
+  T.check(g > 0 and g == e and other == 0, "generator and generator_ema only, same keys")
+  -- the student with its config and the base folder loads as any Self-Forcing checkpoint does
+  local m = sfwb.wan.load(P.wan_dir, {causal = true, num_frame_per_block = 3})
+  m:load_checkpoint(P.checkpoint, {ema = true})
+  local home = T.tmpdir("toy_world_demo")
+  local Demo = require "sfwb.demo"
+  T.eq(Demo.main({"--toy_world", out .. "/bundle", "--out", home}), 0)
+  T.check(exists(home .. "/compare/compare.json") and exists(home .. "/compare/summary.png"), "compare EMA vs raw")
+  T.check(exists(home .. "/attention/layers_mosaic.png"), "attention figures")
+  T.raises(function() Demo.main({"--toy_world", out}) end, "is not a toy-world bundle")
+  T.raises(function() Demo.main({"--frobnicate"}) end, "unknown argument")
 end)
 
 T.case("a second run resumes: finished stages are skipped, the VAE continues from its save", function()

@@ -370,8 +370,15 @@ function M.kv_policy(cfg)
   return "self_forcing"
 end
 
+-- the context length is the DiT's config text_len (512 in every Wan config), as Wan's T5EncoderModel takes it
 function M.load_text_encoder(w, o)
-  return sfwb.t5.load(w.t5, {tokenizer = w.tokenizer, dtype = o.dtype, device = o.device})
+  local text_len
+  local cj = w.wan_dir and (w.wan_dir .. "/config.json")
+  if cj and M.exists(cj) then
+    local ok, c = pcall(json.read, cj)
+    if ok and type(c) == "table" and math.tointeger(c.text_len) then text_len = math.tointeger(c.text_len) end
+  end
+  return sfwb.t5.load(w.t5, {tokenizer = w.tokenizer, dtype = o.dtype, device = o.device, text_len = text_len})
 end
 
 function M.load_vae(w, o)

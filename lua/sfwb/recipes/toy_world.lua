@@ -22,7 +22,7 @@ local ODE = require "sfwb.recipes.toy_world_ode"
 local M = {}
 
 M.stage_names = {"data", "text", "vae", "latents", "teacher", "ode_pairs", "ode_init", "self_forcing", "teacher_forcing",
-  "diffusion_forcing", "eval"}
+  "diffusion_forcing", "eval", "bundle"}
 
 -- prompts the training data rarely shows verbatim: the held-out default evaluation set
 M.default_eval_prompts = {
@@ -40,14 +40,14 @@ M.default_eval_prompts = {
 M.presets = {
   quick = {shift = 5, cfg = 3, text_len = 16, n_train = 128, train_frames = 33, long_factor = 3, vae = {steps = 2500, batch = 2, clip = 9, dim = 4, lr = 3e-3, warmup = 50,
     image_steps = 400, image_batch = 8, clip_lr = 1e-3, crop = 32},
-    dit = {dim = 64, layers = 2, heads = 4, ffn = 128}, teacher = {steps = 1500, batch = 2, lr = 1e-3, sample_steps = 16, text_dropout = 0.1},
-    baseline = {steps = 300, batch = 2, lr = 5e-4, sample_steps = 16}, self_forcing = {steps = 200, batch = 1, lr = 2e-4}},
+    dit = {dim = 64, layers = 2, heads = 4, ffn = 128}, teacher = {steps = 1500, batch = 2, lr = 1e-3, sample_steps = 16, text_dropout = 0.1, ema = 0.999},
+    baseline = {steps = 300, batch = 2, lr = 5e-4, sample_steps = 16}, self_forcing = {steps = 200, batch = 1, lr = 2e-4, ema = 0.9}},
   full = {shift = 5, cfg = 3, text_len = 16, n_train = 512, train_frames = 81, long_factor = 3, vae = {steps = 1500, batch = 4, clip = 9, dim = 8, lr = 1e-3},
-    dit = {dim = 128, layers = 4, heads = 4, ffn = 256}, teacher = {steps = 3000, batch = 4, lr = 5e-4, sample_steps = 32, text_dropout = 0.1},
-    baseline = {steps = 1000, batch = 4, lr = 2e-4, sample_steps = 32}, self_forcing = {steps = 1000, batch = 2, lr = 1e-4}},
+    dit = {dim = 128, layers = 4, heads = 4, ffn = 256}, teacher = {steps = 3000, batch = 4, lr = 5e-4, sample_steps = 32, text_dropout = 0.1, ema = 0.999},
+    baseline = {steps = 1000, batch = 4, lr = 2e-4, sample_steps = 32}, self_forcing = {steps = 1000, batch = 2, lr = 1e-4, ema = 0.95}},
   mini = {shift = 5, cfg = 3, text_len = 16, n_train = 4, train_frames = 9, long_factor = 3, vae = {steps = 3, batch = 1, clip = 5, dim = 4, lr = 2e-3},
-    dit = {dim = 32, layers = 1, heads = 2, ffn = 64}, teacher = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4, text_dropout = 0.1},
-    baseline = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4}, self_forcing = {steps = 2, batch = 1, lr = 1e-3}},
+    dit = {dim = 32, layers = 1, heads = 2, ffn = 64}, teacher = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4, text_dropout = 0.1, ema = 0.9},
+    baseline = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4}, self_forcing = {steps = 2, batch = 1, lr = 1e-3, ema = 0.9}},
 }
 
 M.spec = {
@@ -353,9 +353,12 @@ function S.teacher(ctx)
   local config = M.dit_config(ctx)
   sfwb.manual_seed(ctx.seed + 7)
   local m = sfwb.wan.new(config, {causal = false})
-  local tr = sfwb.train.diffusion(diffusion_cfg(ctx, p, {generator_type = "bidirectional", text_dropout = p.text_dropout}),
+  local tr = sfwb.train.diffusion(diffusion_cfg(ctx, p, {generator_type = "bidirectional", text_dropout = p.text_dropout,
+    ema_weight = p.ema, ema_start_step = 0}),
     {generator = m, text_encoder = text_encoder(ctx), dataset = sfwb.data.lmdb(ctx.out .. "/data/latents_lmdb")})
   local rec = run_trainer(ctx, "teacher", tr, p.steps)
+  -- the teacher is the EMA of its weights (a diffusion model's raw weights at a high learning rate sample worse)
+  if tr.ema then tr.ema:copy_to(m) end
   save_dit(ctx.out .. "/checkpoints/teacher/model", config, m)
   local vae = sfwb.vae.load(ctx.out .. "/checkpoints/vae/Wan2.1_VAE.pth")
   local pipe = sfwb.pipeline.bidirectional_diffusion({generator = m, text_encoder = text_encoder(ctx), vae = vae,
@@ -454,7 +457,10 @@ function S.self_forcing(ctx)
     denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = true, timestep_shift = ctx.preset.shift,
     model_kwargs = {timestep_shift = ctx.preset.shift}, image_or_video_shape = {p.batch, F, 16, 8, 8},
     num_training_frames = F, guidance_scale = ctx.preset.cfg, dfake_gen_update_ratio = 5,
-    negative_prompt = "", same_step_across_blocks = true, context_noise = 0}
+    negative_prompt = "", same_step_across_blocks = true, context_noise = 0,
+    -- an EMA of the generator from the first step (the original: 0.99 from step 200 of thousands), so the
+    -- checkpoint's generator_ema differs from generator as a released one does (compare --ema_vs_raw)
+    ema_weight = p.ema, ema_start_step = 0}
   local tr = sfwb.train.dmd(cfg, {generator = gen, real_score = real, fake_score = fake,
     text_encoder = text_encoder(ctx), dataset = prompts})
   local rec = run_trainer(ctx, "self_forcing", tr, p.steps)
@@ -500,6 +506,18 @@ function S.eval(ctx)
   return {steps = 0, seconds = sfwb.time() - t0, table = tbl}
 end
 
+-- bundle: the teacher, the student (raw + EMA), the VAE and the text encoder in the originals' layout
+-- (DIR/bundle: wan_models/..., checkpoints/self_forcing_dmd.pt, configs/*.yaml), what `make demo` runs on
+function S.bundle(ctx)
+  local t0 = sfwb.time()
+  local F = latent_frames(ctx)
+  local p = require("sfwb.recipes.toy_world_bundle").write({src = ctx.out, dst = ctx.out .. "/bundle",
+    shift = ctx.preset.shift, num_frame_per_block = 3, local_attn_size = math.max(F, 6), sink_size = 3,
+    prompts = ctx.prompts})
+  print("bundle: " .. p.wan_dir .. " + " .. p.checkpoint .. " + " .. p.config)
+  return {steps = 0, seconds = sfwb.time() - t0, path = "bundle"}
+end
+
 function S.diffusion_forcing(ctx) return baseline(ctx, "diffusion_forcing", {}) end
 function S.teacher_forcing(ctx) return baseline(ctx, "teacher_forcing", {teacher_forcing = true}) end
 
@@ -512,6 +530,7 @@ local needs = {
   teacher_forcing = {"sfwb.train.diffusion", function() return sfwb.train.diffusion end, {"teacher"}},
   diffusion_forcing = {"sfwb.train.diffusion", function() return sfwb.train.diffusion end, {"teacher"}},
   eval = {"sfwb.pipeline.causal", function() return sfwb.pipeline.causal end, {"self_forcing"}},
+  bundle = {"sfwb.train.dmd", function() return sfwb.train.dmd end, {"self_forcing"}},
 }
 
 ---------------------------------------------------------------------------------------------------
