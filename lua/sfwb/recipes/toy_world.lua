@@ -91,6 +91,16 @@ function M.progress(stage, every)
   end
 end
 
+-- a loss curve's first and last: the means over its first and last tenth of the steps (one step's loss is
+-- mostly the noise level or the crop it drew)
+local function ends(l)
+  if not l or #l == 0 then return nil, nil end
+  local k = math.max(1, #l // 10)
+  local a, b = 0, 0
+  for i = 1, k do a, b = a + l[i], b + l[#l - k + i] end
+  return a / k, b / k
+end
+
 local function loss_figure(path, stage, losses)
   if #losses < 2 then return nil end
   sfwb.plot.lines({{y = sfwb.tensor(losses), label = stage}}, {path = path, title = stage .. " loss",
@@ -227,7 +237,8 @@ function S.vae(ctx)
     pairs_[#pairs_ + 1] = recs[i]
   end
   frame_grid(ctx.out .. "/figures/frames_vae.png", pairs_, 6)
-  return {steps = r.steps, seconds = r.seconds, loss_first = r.losses[1], loss_last = r.losses[#r.losses],
+  local lf, ll = ends(r.losses)
+  return {steps = r.steps, seconds = r.seconds, loss_first = lf, loss_last = ll,
     videos = rels, measurements = measure_all(recs, ctx.prompts), checkpoint = "checkpoints/vae/Wan2.1_VAE.pth",
     latent_mean = r.latent_mean, latent_std = r.latent_std}
 end
@@ -316,9 +327,10 @@ local function run_trainer(ctx, name, tr, steps)
   end
   loss_figure(ctx.out .. "/figures/loss_" .. name .. ".png", name, st.losses)
   if st.critic_losses then loss_figure(ctx.out .. "/figures/loss_" .. name .. "_critic.png", name .. " critic", st.critic_losses) end
-  return {steps = tr.step_count, critic_loss_first = st.critic_losses and st.critic_losses[1],
-    critic_loss_last = st.critic_losses and st.critic_losses[#st.critic_losses], seconds = st.seconds, loss_first = st.losses[1] or 0,
-    loss_last = st.losses[#st.losses] or 0}
+  local lf, ll = ends(st.losses)
+  local cf, cl = ends(st.critic_losses)
+  return {steps = tr.step_count, critic_loss_first = cf, critic_loss_last = cl, seconds = st.seconds,
+    loss_first = lf or 0, loss_last = ll or 0}
 end
 
 -- videos of the evaluation prompts from a pipeline (one prompt at a time, seed = index), measured
