@@ -262,4 +262,23 @@ T.case("diffusion trainer text_dropout (sfwb's CFG training option): prompts bec
   T.raises(function() trainer(1) end, "text_dropout must be in")
 end)
 
+T.case("diffusion trainer timestep_weighting: none (sfwb option) is the original's loss without the bump weight", function()
+  local g = sfwb.wan.new({dim = 32, ffn_dim = 48, num_heads = 2, num_layers = 1, text_dim = 8, text_len = 4, freq_dim = 16})
+  local x, ctx = sfwb.randn({1, 2, 16, 4, 4}), sfwb.randn({1, 4, 8})
+  local function loss(weighting)
+    local tr = sfwb.train.new({trainer = "diffusion", generator_type = "bidirectional", seed = 3, timestep_weighting = weighting},
+                              {generator = g, dataset = {}, text_encoder = function() return ctx end})
+    local l, log = tr:generator_loss({clean_latent = x, cond = {prompt_embeds = ctx}})
+    return l:item(), log.timestep, tr
+  end
+  local lo, t1, tr = loss("original")
+  local ln, t2 = loss("none")
+  T.close(t1, t2, 0, "same draws")
+  -- one sample, one timestep for every frame (bidirectional): the original's loss is w(t) x the unweighted one
+  local w = tr.scheduler:training_weight(t1):reshape({-1}):totable()[1]
+  T.check(math.abs(lo - w * ln) <= 1e-6 * math.abs(lo) + 1e-9, string.format("original %.8g = w %.6g x none %.8g", lo, w, ln))
+  T.check(math.abs(w - 1) > 1e-3, "the draw's weight is not 1 (the check can fail)")
+  T.raises(function() loss("uniform") end, "timestep_weighting")
+end)
+
 T.done()

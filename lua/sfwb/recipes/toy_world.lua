@@ -40,13 +40,13 @@ M.default_eval_prompts = {
 M.presets = {
   quick = {shift = 5, cfg = 3, text_len = 16, n_train = 128, train_frames = 33, long_factor = 3, vae = {steps = 2500, batch = 2, clip = 9, dim = 4, lr = 3e-3, warmup = 50,
     image_steps = 400, image_batch = 8, clip_lr = 1e-3, crop = 32},
-    dit = {dim = 64, layers = 2, heads = 4, ffn = 128}, teacher = {steps = 1500, batch = 2, lr = 1e-3, sample_steps = 16, text_dropout = 0.1, ema = 0.999},
+    dit = {dim = 64, layers = 2, heads = 4, ffn = 128}, teacher = {steps = 1500, batch = 2, lr = 1e-3, sample_steps = 16, text_dropout = 0.1, ema = 0.999, weighted = 1},
     baseline = {steps = 300, batch = 2, lr = 5e-4, sample_steps = 16}, self_forcing = {steps = 200, batch = 1, lr = 2e-4, ema = 0.9}},
   full = {shift = 5, cfg = 3, text_len = 16, n_train = 512, train_frames = 81, long_factor = 3, vae = {steps = 1500, batch = 4, clip = 9, dim = 8, lr = 1e-3},
-    dit = {dim = 128, layers = 4, heads = 4, ffn = 256}, teacher = {steps = 3000, batch = 4, lr = 5e-4, sample_steps = 32, text_dropout = 0.1, ema = 0.999},
+    dit = {dim = 128, layers = 4, heads = 4, ffn = 256}, teacher = {steps = 3000, batch = 4, lr = 5e-4, sample_steps = 32, text_dropout = 0.1, ema = 0.999, weighted = 1},
     baseline = {steps = 1000, batch = 4, lr = 2e-4, sample_steps = 32}, self_forcing = {steps = 1000, batch = 2, lr = 1e-4, ema = 0.95}},
   mini = {shift = 5, cfg = 3, text_len = 16, n_train = 4, train_frames = 9, long_factor = 3, vae = {steps = 3, batch = 1, clip = 5, dim = 4, lr = 2e-3},
-    dit = {dim = 32, layers = 1, heads = 2, ffn = 64}, teacher = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4, text_dropout = 0.1, ema = 0.9},
+    dit = {dim = 32, layers = 1, heads = 2, ffn = 64}, teacher = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4, text_dropout = 0.1, ema = 0.9, weighted = 1},
     baseline = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4}, self_forcing = {steps = 2, batch = 1, lr = 1e-3, ema = 0.9}},
 }
 
@@ -366,6 +366,7 @@ function S.teacher(ctx)
   sfwb.manual_seed(ctx.seed + 7)
   local m = sfwb.wan.new(config, {causal = false})
   local tr = sfwb.train.diffusion(diffusion_cfg(ctx, p, {generator_type = "bidirectional", text_dropout = p.text_dropout,
+    timestep_weighting = p.weighted == 0 and "none" or "original",
     ema_weight = p.ema, ema_start_step = 0}),
     {generator = m, text_encoder = text_encoder(ctx), dataset = sfwb.data.lmdb(ctx.out .. "/data/latents_lmdb")})
   local rec = run_trainer(ctx, "teacher", tr, p.steps)

@@ -45,6 +45,10 @@ function M.new(cfg, parts)
     error(string.format("%s: text_dropout must be in [0, 1), got %s", WHO, tostring(self.text_dropout)), 2)
   end
   self.dropout_prompt = S.get(cfg, "negative_prompt", "")
+  -- the original weights each sample's loss by the scheduler's training weight, a bump over the timestep
+  -- values that is ~0 near t = 1000 and 15% of its peak at t = 950: the high-noise steps, where a video's
+  -- layout is decided, barely train. "none" (sfwb's option) weighs every timestep alike.
+  self.timestep_weighting = S.get(cfg, "timestep_weighting", "original")
   if not (parts and parts.dataset) and S.get(cfg, "data_path", nil) then
     self.dataset = sfwb.data.lmdb(cfg.data_path)
   end
@@ -88,8 +92,13 @@ function Trainer:generator_loss(o)
   local flow, x0 = self.G:forward(noisy, t, ctx, extra)
   local d = flow:float() - target:float()
   local per = (d * d):reshape({B, F, -1}):mean(3)                    -- mean over (C, H, W)
-  local w = self.scheduler:training_weight(t):to(dev):view({B, F})
-  local loss = (per * w):mean()
+  local loss
+  if self.timestep_weighting == "none" then
+    loss = per:mean()
+  else
+    local w = self.scheduler:training_weight(t):to(dev):view({B, F})
+    loss = (per * w):mean()
+  end
   return loss, {x0 = clean:detach(), x0_pred = x0:detach(), timestep = t}
 end
 

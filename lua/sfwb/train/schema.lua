@@ -108,6 +108,7 @@ end
 M.diffusion = one_network("diffusion", {
   teacher_forcing = "boolean", -- the causal model's forward over noisy + clean sequences (clean_x, aug_t)
   noise_augmentation_max_timestep = "integer",
+  timestep_weighting = {type = "string", values = {"original", "none"}}, -- sfwb: "none" drops the bump weight
   text_dropout = "number",     -- sfwb: prompt -> negative_prompt with this probability (CFG training); 0 = the original
   guidance_scale = "number",   -- read by model/diffusion.py, unused by its loss
   i2v = {type = "boolean", refuse = {[true] = "the diffusion trainer has no I2V conditioning"}},
