@@ -36,16 +36,26 @@ M.default_eval_prompts = {
   "a green ball moving right and a yellow ball moving down",
 }
 
--- sizes: --quick (<= 30 min on 2 cores), the default (longer, better), --mini (the test, seconds)
+-- sizes: --quick (<= 30 min on 2 cores), the default (longer, better), --mini (the test, seconds).
+-- shift: the teacher's (and the multi-step baselines') flow-matching shift, in training and sampling;
+-- student_shift: the few-step student's (its warped 4 steps, the ODE pairs' sampler, DMD), the original's 5;
+-- cfg: guidance scale; text_len: the prompt context (tokens); teacher.weighted = 0: timestep_weighting none
 M.presets = {
-  quick = {shift = 5, cfg = 3, text_len = 16, n_train = 128, train_frames = 33, long_factor = 3, vae = {steps = 2500, batch = 2, clip = 9, dim = 4, lr = 3e-3, warmup = 50,
-    image_steps = 400, image_batch = 8, clip_lr = 1e-3, crop = 32},
-    dit = {dim = 64, layers = 2, heads = 4, ffn = 128}, teacher = {steps = 1500, batch = 2, lr = 1e-3, sample_steps = 16, text_dropout = 0.1, ema = 0.999, weighted = 1},
-    baseline = {steps = 300, batch = 2, lr = 5e-4, sample_steps = 16}, self_forcing = {steps = 200, batch = 1, lr = 2e-4, ema = 0.9}},
-  full = {shift = 5, cfg = 3, text_len = 16, n_train = 512, train_frames = 81, long_factor = 3, vae = {steps = 1500, batch = 4, clip = 9, dim = 8, lr = 1e-3},
-    dit = {dim = 128, layers = 4, heads = 4, ffn = 256}, teacher = {steps = 3000, batch = 4, lr = 5e-4, sample_steps = 32, text_dropout = 0.1, ema = 0.999, weighted = 1},
-    baseline = {steps = 1000, batch = 4, lr = 2e-4, sample_steps = 32}, self_forcing = {steps = 1000, batch = 2, lr = 1e-4, ema = 0.95}},
-  mini = {shift = 5, cfg = 3, text_len = 16, n_train = 4, train_frames = 9, long_factor = 3, vae = {steps = 3, batch = 1, clip = 5, dim = 4, lr = 2e-3},
+  quick = {shift = 20, student_shift = 5, cfg = 3, text_len = 16, n_train = 1024, train_frames = 33, long_factor = 3,
+    vae = {steps = 2500, batch = 2, clip = 9, dim = 4, lr = 3e-3, warmup = 50, image_steps = 400, image_batch = 8,
+      clip_lr = 1e-3, crop = 32},
+    dit = {dim = 128, layers = 4, heads = 2, ffn = 256},
+    teacher = {steps = 5000, batch = 8, lr = 2e-3, sample_steps = 16, text_dropout = 0.1, ema = 0.995, weighted = 1},
+    baseline = {steps = 600, batch = 4, lr = 5e-4, sample_steps = 16},
+    self_forcing = {steps = 500, batch = 1, lr = 2e-4, ema = 0.9}},
+  full = {shift = 20, student_shift = 5, cfg = 3, text_len = 16, n_train = 2048, train_frames = 33, long_factor = 3,
+    vae = {steps = 5000, batch = 2, clip = 9, dim = 4, lr = 3e-3, warmup = 50, image_steps = 800, image_batch = 8,
+      clip_lr = 1e-3, crop = 32},
+    dit = {dim = 128, layers = 4, heads = 2, ffn = 256},
+    teacher = {steps = 20000, batch = 8, lr = 2e-3, sample_steps = 32, text_dropout = 0.1, ema = 0.999, weighted = 1},
+    baseline = {steps = 2000, batch = 4, lr = 5e-4, sample_steps = 32},
+    self_forcing = {steps = 2000, batch = 1, lr = 2e-4, ema = 0.95}},
+  mini = {shift = 5, student_shift = 5, cfg = 3, text_len = 16, n_train = 4, train_frames = 9, long_factor = 3, vae = {steps = 3, batch = 1, clip = 5, dim = 4, lr = 2e-3},
     dit = {dim = 32, layers = 1, heads = 2, ffn = 64}, teacher = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4, text_dropout = 0.1, ema = 0.9, weighted = 1},
     baseline = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4}, self_forcing = {steps = 2, batch = 1, lr = 1e-3, ema = 0.9}},
 }
@@ -429,7 +439,7 @@ function S.ode_pairs(ctx)
   for i = 1, #ds do prompts[i] = ds[i].prompts end
   local rows, secs = ODE.pairs({teacher = teacher, text_encoder = text_encoder(ctx), prompts = prompts,
     steps = p.sample_steps, frames = latent_frames(ctx), h = 8, w = 8, seed = ctx.seed + 17, path = path,
-    shift = ctx.preset.shift, guidance_scale = ctx.preset.cfg})
+    shift = ctx.preset.student_shift, guidance_scale = ctx.preset.cfg})
   return {steps = rows, seconds = secs, lmdb = "data/ode_lmdb"}
 end
 
@@ -439,14 +449,14 @@ function S.ode_init(ctx)
   local p = ctx.preset.baseline
   local config = M.dit_config(ctx)
   local m = sfwb.wan.load(ctx.out .. "/checkpoints/teacher/model", {causal = true, num_frame_per_block = 3})
-  local tr = sfwb.train.ode(ODE.init_config(ctx.seed, p, ctx.preset.shift),
+  local tr = sfwb.train.ode(ODE.init_config(ctx.seed, p, ctx.preset.student_shift),
     {generator = m, text_encoder = text_encoder(ctx), dataset = sfwb.data.lmdb(ctx.out .. "/data/ode_lmdb")})
   local rec = run_trainer(ctx, "ode_init", tr, p.steps)
   save_dit(ctx.out .. "/checkpoints/ode_init/model", config, m)
   local vae = sfwb.vae.load(ctx.out .. "/checkpoints/vae/Wan2.1_VAE.pth")
   local pipe = sfwb.pipeline.causal({generator = m, text_encoder = text_encoder(ctx), vae = vae,
     denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = false, num_frame_per_block = 3,
-    timestep_shift = ctx.preset.shift})
+    timestep_shift = ctx.preset.student_shift})
   rec.videos, rec.measurements = sample_videos(ctx, "ode_init", pipe, latent_frames(ctx))
   rec.checkpoint = "checkpoints/ode_init/model"
   return rec
@@ -467,8 +477,8 @@ function S.self_forcing(ctx)
   for i = 1, #ds do prompts[i] = ds[i].prompts end
   local cfg = {lr = p.lr, lr_critic = p.lr, batch_size = p.batch, weight_decay = 0, seed = ctx.seed + 19,
     data_seed = ctx.seed, num_frame_per_block = 3, independent_first_frame = false,
-    denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = true, timestep_shift = ctx.preset.shift,
-    model_kwargs = {timestep_shift = ctx.preset.shift}, image_or_video_shape = {p.batch, F, 16, 8, 8},
+    denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = true, timestep_shift = ctx.preset.student_shift,
+    model_kwargs = {timestep_shift = ctx.preset.student_shift}, image_or_video_shape = {p.batch, F, 16, 8, 8},
     num_training_frames = F, guidance_scale = ctx.preset.cfg, dfake_gen_update_ratio = 5,
     negative_prompt = "", same_step_across_blocks = true, context_noise = 0,
     -- an EMA of the generator from the first step (the original: 0.99 from step 200 of thousands), so the
@@ -482,7 +492,7 @@ function S.self_forcing(ctx)
   local function pipe(m)
     return sfwb.pipeline.causal({generator = m, text_encoder = text_encoder(ctx), vae = vae,
       denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = true, num_frame_per_block = 3,
-      timestep_shift = ctx.preset.shift})
+      timestep_shift = ctx.preset.student_shift})
   end
   rec.videos, rec.measurements = sample_videos(ctx, "self_forcing", pipe(gen), F)
   local long = sfwb.wan.load(ctx.out .. "/checkpoints/self_forcing/model", {causal = true, num_frame_per_block = 3,
@@ -525,7 +535,7 @@ function S.bundle(ctx)
   local t0 = sfwb.time()
   local F = latent_frames(ctx)
   local p = require("sfwb.recipes.toy_world_bundle").write({src = ctx.out, dst = ctx.out .. "/bundle",
-    shift = ctx.preset.shift, num_frame_per_block = 3, local_attn_size = math.max(F, 6), sink_size = 3,
+    shift = ctx.preset.student_shift, num_frame_per_block = 3, local_attn_size = math.max(F, 6), sink_size = 3,
     prompts = ctx.prompts})
   print("bundle: " .. p.wan_dir .. " + " .. p.checkpoint .. " + " .. p.config)
   return {steps = 0, seconds = sfwb.time() - t0, path = "bundle"}
