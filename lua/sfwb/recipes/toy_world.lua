@@ -41,18 +41,18 @@ M.default_eval_prompts = {
 -- student_shift: the few-step student's (its warped 4 steps, the ODE pairs' sampler, DMD), the original's 5;
 -- cfg: guidance scale; text_len: the prompt context (tokens); teacher.weighted = 0: timestep_weighting none
 M.presets = {
-  quick = {shift = 20, student_shift = 5, cfg = 3, text_len = 16, n_train = 1024, train_frames = 33, long_factor = 3,
+  quick = {shift = 10, student_shift = 5, cfg = 3, text_len = 16, n_train = 1024, train_frames = 33, long_factor = 3,
     vae = {steps = 2500, batch = 2, clip = 9, dim = 4, lr = 3e-3, warmup = 50, image_steps = 400, image_batch = 8,
       clip_lr = 1e-3, crop = 32},
     dit = {dim = 128, layers = 4, heads = 2, ffn = 256},
-    teacher = {steps = 5000, batch = 8, lr = 2e-3, sample_steps = 16, text_dropout = 0.1, ema = 0.995, weighted = 1},
+    teacher = {steps = 5000, batch = 8, lr = 2e-3, sample_steps = 16, text_dropout = 0.1, ema = 0.995, weighted = 0},
     baseline = {steps = 600, batch = 4, lr = 5e-4, sample_steps = 16},
     self_forcing = {steps = 500, batch = 1, lr = 2e-4, ema = 0.9}},
-  full = {shift = 20, student_shift = 5, cfg = 3, text_len = 16, n_train = 2048, train_frames = 33, long_factor = 3,
+  full = {shift = 10, student_shift = 5, cfg = 3, text_len = 16, n_train = 2048, train_frames = 33, long_factor = 3,
     vae = {steps = 5000, batch = 2, clip = 9, dim = 4, lr = 3e-3, warmup = 50, image_steps = 800, image_batch = 8,
       clip_lr = 1e-3, crop = 32},
     dit = {dim = 128, layers = 4, heads = 2, ffn = 256},
-    teacher = {steps = 20000, batch = 8, lr = 2e-3, sample_steps = 32, text_dropout = 0.1, ema = 0.999, weighted = 1},
+    teacher = {steps = 20000, batch = 8, lr = 2e-3, sample_steps = 32, text_dropout = 0.1, ema = 0.999, weighted = 0},
     baseline = {steps = 2000, batch = 4, lr = 5e-4, sample_steps = 32},
     self_forcing = {steps = 2000, batch = 1, lr = 2e-4, ema = 0.95}},
   mini = {shift = 5, student_shift = 5, cfg = 3, text_len = 16, n_train = 4, train_frames = 9, long_factor = 3, vae = {steps = 3, batch = 1, clip = 5, dim = 4, lr = 2e-3},
