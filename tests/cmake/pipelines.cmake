@@ -3,7 +3,7 @@ add_test(NAME app/repl_session COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_D
          WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
 set_tests_properties(app/repl_session PROPERTIES TIMEOUT 300 ENVIRONMENT "SFWB_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/test-tmp")
 # every recipe answers --help through the program itself, exit status 0
-foreach(recipe generate extract_attention compare demo interactive train generate_ode_pairs)
+foreach(recipe generate extract_attention compare demo interactive train generate_ode_pairs toy_world toy_world_probe)
   add_test(NAME app/recipe_help_${recipe} COMMAND sfwb recipes/${recipe}.lua --help WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
   set_tests_properties(app/recipe_help_${recipe} PROPERTIES PASS_REGULAR_EXPRESSION "usage: sfwb recipes/${recipe}.lua")
 endforeach()

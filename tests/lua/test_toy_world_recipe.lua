@@ -88,6 +88,20 @@ T.case("the bundle is the originals' layout, and the demo runs on it (generate, 
   T.raises(function() Demo.main({"--frobnicate"}) end, "unknown argument")
 end)
 
+T.case("the teacher probe runs on the miniature (SDEdit, whole video vs frames alone, words swapped)", function()
+  local P = require "sfwb.recipes.toy_world_probe"
+  local code, r = P.main({out, "--videos", "2"})
+  T.eq(code, 0)
+  T.eq(#r.sdedit, 3)
+  T.eq(#r.frames, 3)
+  for _, e in ipairs(r.sdedit) do T.check(e.frames_ok >= 0 and e.frames_ok <= 1 and e.direction >= 0 and e.direction <= 1, "fractions") end
+  for _, e in ipairs(r.frames) do T.check(e.whole > 0 and e.alone > 0 and e.zeros > 0, "errors measured") end
+  local _, last = P.main({out, "--videos", "1", "--weights", "last_ema"})
+  T.eq(#last.frames, 3, "the last training save's EMA loads through checkpoints/teacher/config.json")
+  T.raises(function() P.main({out, "--weights", "best"}) end, "--weights must be")
+  T.raises(function() P.main({}) end, "usage")
+end)
+
 T.case("a second run resumes: finished stages are skipped, the VAE continues from its save", function()
   local before = json.read(out .. "/stages/vae.json")
   R.main({"--out", out, "--mini", "--stages", "data"})

@@ -375,6 +375,8 @@ function S.teacher(ctx)
   local config = M.dit_config(ctx)
   sfwb.manual_seed(ctx.seed + 7)
   local m = sfwb.wan.new(config, {causal = false})
+  C.mkdir(ctx.out .. "/checkpoints/teacher")
+  json.write(ctx.out .. "/checkpoints/teacher/config.json", config) -- what its training saves are (recipes/toy_world_probe.lua)
   local tr = sfwb.train.diffusion(diffusion_cfg(ctx, p, {generator_type = "bidirectional", text_dropout = p.text_dropout,
     timestep_weighting = p.weighted == 0 and "none" or "original",
     ema_weight = p.ema, ema_start_step = 0}),
