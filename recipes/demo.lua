@@ -1,6 +1,6 @@
--- recipes/demo.lua — `make demo`: a tiny model set in the real formats (built once in ~/.cache/sfwb/demo
--- or $SFWB_CACHE), then generate -> extract_attention -> compare on the CPU. SFWB_WAN_DIR / SFWB_CKPT
--- point the same run at real weights. The logic lives in lua/sfwb/demo.lua.
+-- recipes/demo.lua — `make demo`: generate -> extract_attention -> compare on the CPU on the trained toy world
+-- (assets/toy_world; --tiny: a tiny random model set built once in ~/.cache/sfwb/demo or $SFWB_CACHE).
+-- SFWB_WAN_DIR / SFWB_CKPT point the same run at real weights. The logic lives in lua/sfwb/demo.lua.
 local ok, code = xpcall(require("sfwb.demo").main, function(e)
   if type(e) == "string" and not e:find("\n") and not e:find("%.lua:%d+:") then return e end
   return debug.traceback(e, 2)
