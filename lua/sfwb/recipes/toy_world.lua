@@ -48,17 +48,27 @@ M.presets = {
     teacher = {steps = 5000, batch = 8, lr = 2e-3, sample_steps = 16, text_dropout = 0.1, ema = 0.995, weighted = 0},
     baseline = {steps = 600, batch = 4, lr = 5e-4, sample_steps = 16},
     self_forcing = {steps = 500, batch = 1, lr = 2e-4, ema = 0.9}},
-  full = {shift = 10, student_shift = 5, cfg = 3, text_len = 16, n_train = 2048, train_frames = 33, long_factor = 3,
-    vae = {steps = 5000, batch = 2, clip = 9, dim = 4, lr = 3e-3, warmup = 50, image_steps = 800, image_batch = 8,
-      clip_lr = 1e-3, crop = 32},
-    dit = {dim = 128, layers = 4, heads = 2, ffn = 256},
-    teacher = {steps = 20000, batch = 8, lr = 2e-3, sample_steps = 32, text_dropout = 0.1, ema = 0.999, weighted = 0},
-    baseline = {steps = 2000, batch = 4, lr = 5e-4, sample_steps = 32},
-    self_forcing = {steps = 2000, batch = 1, lr = 2e-4, ema = 0.95}},
   mini = {shift = 5, student_shift = 5, cfg = 3, text_len = 16, n_train = 4, train_frames = 9, long_factor = 3, vae = {steps = 3, batch = 1, clip = 5, dim = 4, lr = 2e-3},
     dit = {dim = 32, layers = 1, heads = 2, ffn = 64}, teacher = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4, text_dropout = 0.1, ema = 0.9, weighted = 1},
     baseline = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4}, self_forcing = {steps = 2, batch = 1, lr = 1e-3, ema = 0.9}},
 }
+
+local function deep_copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = type(v) == "table" and deep_copy(v) or v end
+  return c
+end
+
+-- the default: the quick networks trained longer on more scenes (not run end to end here)
+do
+  local full = deep_copy(M.presets.quick)
+  full.n_train = 2048
+  full.vae.steps, full.vae.image_steps = 5000, 800
+  full.teacher.steps, full.teacher.sample_steps, full.teacher.ema = 20000, 32, 0.999
+  full.baseline.steps, full.baseline.sample_steps = 2000, 32
+  full.self_forcing.steps, full.self_forcing.ema = 2000, 0.95
+  M.presets.full = full
+end
 
 M.spec = {
   usage = "recipes/toy_world.lua --out DIR [--quick] [options]",
@@ -627,12 +637,7 @@ end
 
 -- a copy of preset with "a.b=N" overrides (--set); an unknown key or a non-number is refused, naming it
 function M.apply_overrides(preset, list)
-  local function copy(t)
-    local c = {}
-    for k, v in pairs(t) do c[k] = type(v) == "table" and copy(v) or v end
-    return c
-  end
-  local p = copy(preset)
+  local p = deep_copy(preset)
   for _, item in ipairs(C.str_list(list or "")) do
     local path, val = item:match("^([%w_%.]+)=(.+)$")
     local num = val and tonumber(val)
