@@ -69,6 +69,7 @@ T.case("the bundle is the originals' layout, and the demo runs on it (generate, 
                       P.wan_dir .. "/google/umt5-xxl/spiece.model", P.checkpoint, P.config, P.long_config, P.prompts}) do
     T.check(exists(f), f)
   end
+  T.check(exists(out .. "/figures/attention_self_forcing/layers_mosaic.png"), "the trained student's attention maps")
   local ck = sfwb.load(P.checkpoint)
   local g, e, other = 0, 0, 0
   for k, v in pairs(ck) do

@@ -550,7 +550,16 @@ function S.bundle(ctx)
     shift = ctx.preset.student_shift, num_frame_per_block = 3, local_attn_size = math.max(F, 6), sink_size = 3,
     prompts = ctx.prompts})
   print("bundle: " .. p.wan_dir .. " + " .. p.checkpoint .. " + " .. p.config)
-  return {steps = 0, seconds = sfwb.time() - t0, path = "bundle"}
+  -- the trained student's attention (frame x frame self-attention probabilities, every layer, its first and
+  -- last step) through extract_attention, on the bundle as a user would run it
+  local adir = ctx.out .. "/figures/attention_self_forcing"
+  local code, res = require("sfwb.recipes.extract_attention").main({"--wan_dir", p.wan_dir, "--config_path", p.config,
+    "--checkpoint_path", p.checkpoint, "--use_ema", "--prompt", ctx.prompts[1], "--num_frames", tostring(F),
+    "--height", tostring(W.size), "--width", tostring(W.size), "--layers", "all", "--steps", "1,4", "--what", "probs",
+    "--output_dir", adir, "--seed", tostring(ctx.seed)})
+  if code ~= 0 then error("bundle: extract_attention exited with " .. tostring(code), 0) end
+  return {steps = 0, seconds = sfwb.time() - t0, path = "bundle", attention = "figures/attention_self_forcing",
+    attention_files = res and res.files}
 end
 
 function S.diffusion_forcing(ctx) return baseline(ctx, "diffusion_forcing", {}) end
