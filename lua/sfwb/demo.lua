@@ -173,7 +173,7 @@ function M.main(argv)
     say("figure      %s/compare/attention_diff.png", out)
   end
   say("\ndemo done in %.1fs", sfwb.time() - t0)
-  return 0
+  return 0, {measured = measured, generate = g, attention = e, compare = c}
 end
 
 return M

@@ -220,6 +220,16 @@ T.case("diffusion and ode trainers: steps from a dataset, save in the original's
     T.eq(b.step_count, 2)
     for k, p in pairs(a.generator:parameters()) do T.close(b.generator:parameters()[k], p, 0, name .. " " .. k) end
     T.check(a.log[2].generator_loss == a.log[2].generator_loss, "finite loss")
+    -- the history keeps numbers only (a long run kept every step's x0 and predictions: ~1 MB a step)
+    local function tensors_in(t)
+      local n = 0
+      for _, v in pairs(t) do
+        if type(v) == "userdata" then n = n + 1 elseif type(v) == "table" then n = n + tensors_in(v) end
+      end
+      return n
+    end
+    T.eq(tensors_in(a.log), 0, name .. ": no tensors kept in tr.log")
+    T.check(type(a.log[2].step) == "number" and type(a.log[2].seconds) == "number", "step and seconds kept")
     -- exact resume: 2 steps + save + resume + 1 step == 3 uninterrupted steps (weights, EMA, optimizer, RNG, data)
     b:train{steps = 1, quiet = true}
     local c = fresh()
