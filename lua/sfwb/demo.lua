@@ -71,13 +71,14 @@ function M.main(argv)
   local real = os.getenv("SFWB_WAN_DIR")
   local cache = M.cache_dir()
   local tiny_only, toy_arg, out_arg = false, nil, nil
-  local i = 1
-  while argv and argv[i] do
-    if argv[i] == "--tiny" then tiny_only = true
-    elseif argv[i] == "--toy_world" and argv[i + 1] then toy_arg = argv[i + 1]; i = i + 1
-    elseif argv[i] == "--out" and argv[i + 1] then out_arg = argv[i + 1]; i = i + 1
-    else error("demo: unknown argument " .. tostring(argv[i]) .. " (see --help)", 0) end
-    i = i + 1
+  local ai = 1
+  while argv and argv[ai] do
+    local a, nxt = argv[ai], argv[ai + 1]
+    if a == "--tiny" then tiny_only = true
+    elseif a == "--toy_world" and nxt then toy_arg = nxt; ai = ai + 1
+    elseif a == "--out" and nxt then out_arg = nxt; ai = ai + 1
+    else error("demo: unknown argument " .. tostring(a) .. " (see --help)", 0) end
+    ai = ai + 1
   end
   local toy = not tiny_only and (toy_arg or M.toy_world_dir())
   if toy and not sfwb.fs.stat(toy .. "/checkpoints/self_forcing_dmd.pt") then
