@@ -96,8 +96,9 @@ T.case("make demo's shipped toy world (assets/toy_world): the student draws ball
   local home = T.tmpdir("toy_world_shipped_demo")
   local code, r = Demo.main({"--out", home})
   T.eq(code, 0)
-  -- random weights draw no ball at all (0 %); the shipped student's figures are in docs/toy_world.md
-  T.check(r.measured.frames_ok >= 0.3, string.format("frames with the prompted balls: %.2f", r.measured.frames_ok))
+  -- random weights draw no ball at all (0 %); the shipped student draws the prompted balls in 91 % of the
+  -- demo's frames (cpu, seed 0; docs/toy_world.md): the mark of the issue, 80 %, is what this checks
+  T.check(r.measured.frames_ok >= 0.8, string.format("frames with the prompted balls: %.2f", r.measured.frames_ok))
   T.check(r.compare and not r.compare.identical and r.compare.latent_mse > 0, "generator_ema differs from generator")
 end)
 
