@@ -15,11 +15,7 @@ local M = {}
 local Trainer = {}
 Trainer.__index = Trainer
 
-local function get(cfg, key, default)
-  local v = cfg[key]
-  if v == nil or (sfwb.config and v == sfwb.config.null) then return default end
-  return v
-end
+local get = require("sfwb.train.base").get -- a config value, the default for nil or YAML null
 
 local function models_dir(cfg) return get(cfg, "wan_models_dir", os.getenv("SFWB_WAN_MODELS") or "wan_models") end
 

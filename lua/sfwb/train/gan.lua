@@ -25,11 +25,7 @@ Trainer.__index = Trainer
 
 local WHO = "train.gan"
 
-local function get(cfg, key, default)
-  local v = cfg[key]
-  if v == nil or (sfwb.config and v == sfwb.config.null) then return default end
-  return v
-end
+local get = require("sfwb.train.base").get -- a config value, the default for nil or YAML null
 
 local function need(cfg, key, what)
   local v = get(cfg, key, nil)

@@ -7,11 +7,7 @@ local sfwb = require "sfwb"
 
 local M = {}
 
-local function get(cfg, key, default)
-  local v = cfg[key]
-  if v == nil or (sfwb.config and v == sfwb.config.null) then return default end
-  return v
-end
+local get = require("sfwb.train.base").get -- a config value, the default for nil or YAML null
 
 -- the adapter settings of cfg.adapter, or nil without one
 function M.settings(cfg)

@@ -27,11 +27,7 @@ M.SHAPES = {
 local COMMON = {in_dim = 16, out_dim = 16, text_dim = 4096, text_len = 512, freq_dim = 256}
 M.T5_XXL_ENCODER_PARAMS = 5680910336 -- umT5-XXL encoder (Wan's models_t5_umt5-xxl-enc-bf16.pth)
 
-local function get(cfg, k, d)
-  local v = cfg[k]
-  if v == nil or (sfwb and sfwb.config and v == sfwb.config.null) then return d end
-  return v
-end
+local get = require("sfwb.train.base").get -- a config value, the default for nil or YAML null
 
 -- parameters of a Wan2.1 DiT (t2v; i2v: image cross-attention and CLIP projection), counted from the shapes
 function M.wan_params(s, i2v)

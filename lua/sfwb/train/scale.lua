@@ -14,11 +14,7 @@ local sfwb = require "sfwb"
 local Fsdp = require "sfwb.dist.fsdp"
 local M = {}
 
-local function get(cfg, key, default)
-  local v = cfg[key]
-  if v == nil or (sfwb.config and v == sfwb.config.null) then return default end
-  return v
-end
+local get = require("sfwb.train.base").get -- a config value, the default for nil or YAML null
 
 -- the models of a DMD-style trainer, in a fixed order (collectives run in the same order on every rank)
 local function models_of(tr)

@@ -22,11 +22,7 @@ local Rollout = require "sfwb.train.rollout"
 
 local M = {}
 
-local function get(cfg, key, default)
-  local v = cfg[key]
-  if v == nil or (sfwb.config and v == sfwb.config.null) then return default end
-  return v
-end
+local get = require("sfwb.train.base").get -- a config value, the default for nil or YAML null
 
 local ints, normal = Rollout.ints, Rollout.normal
 
