@@ -10,6 +10,7 @@
 #include "lua/lua_enc_util.h"
 #include "lua/lua_tensor.h"
 #include "models/t5_encoder.h"
+#include "models/t5_internal.h"
 
 #define T5_MT "sfwb.T5Core"
 
@@ -114,6 +115,16 @@ static int t5_config(lua_State *L) {
   return 1;
 }
 
+/* sfwb._t5.bucket(rel, num_buckets, max_dist): the relative-position bucket the encoder uses (0-based),
+ * so Lua that builds a position table (sfwb.tiny) places its entries where the forward reads them */
+static int t5_bucket(lua_State *L) {
+  const lua_Integer rel = luaL_checkinteger(L, 1), nb = luaL_checkinteger(L, 2), md = luaL_optinteger(L, 3, 128);
+  if (nb < 4 || nb % 2) return luaL_error(L, "t5 bucket: num_buckets must be even and >= 4 (got %d)", (int)nb);
+  if (md <= nb / 4) return luaL_error(L, "t5 bucket: max_dist must exceed num_buckets/4 (got %d)", (int)md);
+  lua_pushinteger(L, sf_t5_bucket(rel, nb, md));
+  return 1;
+}
+
 void sf_lua_register_t5(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"encode_ids", t5_encode_ids}, {"encode_ids_on", t5_encode_ids_on}, {"run_blocks", t5_run_blocks}, {"config", t5_config},
@@ -127,5 +138,7 @@ void sf_lua_register_t5(lua_State *L) {
   lua_newtable(L);
   lua_pushcfunction(L, t5_new);
   lua_setfield(L, -2, "new");
+  lua_pushcfunction(L, t5_bucket);
+  lua_setfield(L, -2, "bucket");
   lua_setfield(L, -2, "_t5");
 }

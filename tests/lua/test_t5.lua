@@ -86,6 +86,51 @@ T.case("encode(prompts): tokenizer, zeroed padding, cache", function()
   T.close(e2:select(1, 2), F.prompt_embeds:select(1, 1), 1e-6)
 end)
 
+T.case("sfwb._t5.bucket: the reference's buckets, both directions", function()
+  local fwd, back = F.buckets_160:totable(), F.buckets_160_back:totable()
+  for r = 0, 159 do
+    T.eq(sfwb._t5.bucket(r, 32, 128), fwd[r + 1], "bucket of +" .. r)
+    T.eq(sfwb._t5.bucket(-r, 32, 128), back[r + 1], "bucket of -" .. r)
+  end
+  T.raises(function() sfwb._t5.bucket(1, 7) end, "num_buckets")
+end)
+
+-- sfwb.tiny's context heads: each head's bias peaks at its offset, and a word's embedding then carries
+-- its neighbours (a direction word tells which ball's colour came three words before it)
+T.case("tiny T5 context_offsets: bias spikes and context-bound embeddings", function()
+  local tok = T.tmpdir("t5_ctx")
+  local lines = {}
+  for _ = 1, 8 do
+    for _, c in ipairs({"red", "blue"}) do
+      for _, d in ipairs({"left", "right", "down"}) do lines[#lines + 1] = "a " .. c .. " ball moving " .. d end
+    end
+  end
+  sfwb.tiny.train_tokenizer(tok, 20, lines, "word")
+  local function build(offsets)
+    sfwb.manual_seed(3)
+    local sd = sfwb.tiny.t5_state_dict({vocab = 128, dim = 32, heads = 4, ffn = 64, layers = 2, buckets = 32,
+      context_offsets = offsets, context_bias = 4})
+    return sd, sfwb.t5.load(sd, {tokenizer = tok, text_len = 16})
+  end
+  local sd0, plain = build(nil)
+  local sd1, ctx = build({-3, -1, 1, 3})
+  local d = sd1["blocks.0.pos_embedding.embedding.weight"]:float() - sd0["blocks.0.pos_embedding.embedding.weight"]:float()
+  -- four spikes of 4 (up to bf16 rounding of random + 4), nothing else moved; rel -3 -> bucket 3, +3 -> 19
+  T.close(d:abs():sum(), sfwb.tensor(16.0), 1e-2)
+  T.check(math.abs(d[4][1] - 4) < 0.05 and math.abs(d[20][4] - 4) < 0.05, "spikes not at buckets 3 / 19")
+  local function binding(t5)
+    local e = t5:encode({"a red ball moving down and a blue ball moving left",
+      "a blue ball moving left and a red ball moving down", "a red ball moving left and a blue ball moving down"}).prompt_embeds
+    -- "down" after "red" (prompt 1, word 5) vs after "blue" (prompt 3, word 11), relative to its norm
+    return (e[1][5] - e[3][11]):norm():item() / e[1][5]:norm():item()
+  end
+  local b0, b1 = binding(plain), binding(ctx)
+  print(string.format("  direction word vs its ball's colour: %.3f of its norm (random T5) -> %.3f (context heads)", b0, b1))
+  T.check(b1 > 3 * b0 and b1 > 0.5, "context heads did not bind the direction word to its colour")
+  T.raises(function() sfwb.tiny.t5_state_dict({vocab = 8, dim = 8, heads = 2, ffn = 8, layers = 1, buckets = 32,
+    context_offsets = {1}}) end, "one offset per head")
+end)
+
 local dev = T.test_device() -- emu:0, or $SFWB_TEST_DEVICE
 local has_emu = dev ~= nil
 T.case("emu: tensor-op forward on the CUDA backend's emulated device", function()

@@ -209,8 +209,12 @@ end
 
 -- the text encoder: a SentencePiece tokenizer trained by spm_train on the world's prompts (T5's special
 -- ids) and a tiny umT5 encoder in the official key layout (bf16 .pth), built by sfwb with fixed random
--- weights: a frozen, deterministic prompt embedding, as the real T5 is frozen in the originals
-M.t5_config = {vocab = 128, dim = 32, heads = 4, ffn = 64, layers = 2, buckets = 32}
+-- weights: a frozen, deterministic prompt embedding, as the real T5 is frozen in the originals. Its heads
+-- look at the words 3 and 1 before and after (sfwb.tiny: context_offsets), so "moving down" carries the
+-- colour of its own ball: a random T5's embedding of a direction word hardly depends on its sentence, and
+-- with it the teacher moved only half the balls of two-ball prompts the prompted way (docs/toy_world.md)
+M.t5_config = {vocab = 128, dim = 32, heads = 4, ffn = 64, layers = 2, buckets = 32,
+  context_offsets = {-3, -1, 1, 3}, context_bias = 4}
 
 function S.text(ctx)
   local t0 = sfwb.time()
