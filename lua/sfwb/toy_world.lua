@@ -264,7 +264,11 @@ M.median = median
 --                       initial_velocity (px/frame along the prompted direction over the first
 --                       direction_frames frames; the ball starts at least 8 frames from the wall it heads
 --                       for), direction_ok, smoothness (median |v[t+1] - v[t]| over runs of three detected
---                       frames, px/frame^2; false when there is no such run)
+--                       frames, px/frame^2; false when there is no such run), start_ok (its first
+--                       detection in the half its prompted direction leaves) and heads_far (its initial
+--                       motion along the prompted axis heads for the far wall from where it starts); both
+--                       nil without an initial motion. A direction failure with heads_far true and start_ok
+--                       false is a ball put in the wrong half, not a ball moving against the world's rule
 --   r.direction_ok      every ball moved the prompted way (>= min_speed along it, <= max_drift across)
 --   r.smooth            every ball's smoothness <= thresholds.smoothness
 --   r.frames_ok         fraction of frames with frame_ok
@@ -274,6 +278,7 @@ function M.measure(video, prompt, opts)
   local det = opts.detections or M.detect(video, opts)
   local F = #det
   local K = opts.direction_frames or 8
+  local size = opts.size or (video and video:size(video:dim())) or M.size -- frames are square
   local min_speed, max_drift = opts.min_speed or 0.5, opts.max_drift or 0.5
   local r = {prompt = prompt, frames = F, frame_ok = {}, count = {}, balls = {}}
   local want = {}
@@ -313,10 +318,16 @@ function M.measure(video, prompt, opts)
       end
     end
     local v0, drift, dir_ok = false, false, false
+    local start_ok, heads_far = nil, nil
     if f0 and f1 - f0 >= K / 2 then
       v0 = sg * (along[f1] - along[f0]) / (f1 - f0)
       drift = math.abs(across[f1] - across[f0]) / (f1 - f0)
       dir_ok = v0 >= min_speed and drift <= max_drift
+      -- the world's rule, split in two: the ball starts in the half its prompted direction leaves
+      -- (an absolute position), and it heads for the far wall from where it starts (relative to itself)
+      local mid = size / 2
+      start_ok = sg * (along[f0] - mid) < 0
+      heads_far = (along[f1] - along[f0]) * (mid - along[f0]) > 0
     end
     local acc = {}
     for f = 1, F - 2 do
@@ -328,7 +339,8 @@ function M.measure(video, prompt, opts)
     end
     local sm = median(acc) or false
     r.balls[bi] = {colour = e.colour, direction = e.direction, detected = F > 0 and seen / F or 0, x = xs, y = ys,
-      initial_velocity = v0, drift = drift, direction_ok = dir_ok, smoothness = sm}
+      initial_velocity = v0, drift = drift, direction_ok = dir_ok, smoothness = sm, start_ok = start_ok,
+      heads_far = heads_far}
     if not dir_ok then r.direction_ok = false end
     if not sm or sm > M.thresholds.smoothness then r.smooth = false end
   end
@@ -337,11 +349,13 @@ end
 
 -- over many measured videos: frames_ok (all frames pooled, or those from frame `from` on),
 -- direction (fraction of videos), smooth (fraction of videos), smoothness (median of the videos'
--- worst-ball medians), by_frame[f] (fraction of videos with frame f right: the error-accumulation curve)
+-- worst-ball medians), by_frame[f] (fraction of videos with frame f right: the error-accumulation curve),
+-- start_half / heads_far (fractions of all prompted balls with start_ok / heads_far, see M.measure)
 function M.summarize(results, opts)
   opts = opts or {}
   local from = opts.from or 1
   local frames, ok, dir, smooth, worst, by_frame, n_at = 0, 0, 0, 0, {}, {}, {}
+  local nb, st, far = 0, 0, 0
   for _, r in ipairs(results) do
     for f = 1, r.frames do
       if f >= from then
@@ -354,13 +368,19 @@ function M.summarize(results, opts)
     if r.direction_ok then dir = dir + 1 end
     if r.smooth then smooth = smooth + 1 end
     local w = 0
-    for _, b in ipairs(r.balls) do w = math.max(w, b.smoothness or math.huge) end
+    for _, b in ipairs(r.balls) do
+      w = math.max(w, b.smoothness or math.huge)
+      nb = nb + 1
+      if b.start_ok then st = st + 1 end
+      if b.heads_far then far = far + 1 end
+    end
     worst[#worst + 1] = w
   end
   for f = 1, #by_frame do by_frame[f] = by_frame[f] / n_at[f] end
   local n = #results
   return {videos = n, frames_ok = frames > 0 and ok / frames or 0, direction = n > 0 and dir / n or 0,
-    smooth = n > 0 and smooth / n or 0, smoothness = median(worst) or false, by_frame = by_frame}
+    smooth = n > 0 and smooth / n or 0, smoothness = median(worst) or false, by_frame = by_frame,
+    start_half = nb > 0 and st / nb or 0, heads_far = nb > 0 and far / nb or 0}
 end
 
 return M

@@ -137,6 +137,8 @@ T.case("measurements: the ground truth passes every check", function()
   T.eq(sum.direction, 1.0, "direction")
   T.eq(sum.smooth, 1.0, "smooth")
   T.check(sum.smoothness < 0.3, "smoothness " .. sum.smoothness)
+  T.eq(sum.start_half, 1.0, "every ball starts in the half its direction leaves")
+  T.eq(sum.heads_far, 1.0, "every ball heads for the far wall")
   T.eq(#sum.by_frame, FRAMES)
   -- also on a video as the pipelines return it, [1, F, 3, H, W]
   T.eq(W.measure(W.render(scenes[1], {frames = 9}):unsqueeze(1), scenes[1].prompt).frames_ok, 1.0)
@@ -170,6 +172,21 @@ T.case("measurements: wrong videos fail the check that should catch them", funct
   r = W.measure(W.render(s1, {frames = FRAMES}), wrong)
   T.eq(r.direction_ok, false, "opposite direction")
   T.eq(r.frames_ok, 1.0, "opposite direction: frames still right")
+  -- ... a ball in the wrong half for the prompt, still heading for its far wall
+  T.eq(r.balls[1].start_ok, false, "opposite direction: wrong start half")
+  T.eq(r.balls[1].heads_far, true, "opposite direction: still heads for the far wall")
+  -- in the right half for the prompt but heading for the wall it is near (1 px/frame for 10 frames)
+  local d1 = s1.balls[1].direction
+  local sg = (d1 == "right" or d1 == "down") and 1 or -1
+  r = W.measure(render_with(s1, FRAMES, function(b)
+    for f = 1, FRAMES do
+      local a = 32 - sg * 12 - sg * math.min(f - 1, 10)
+      if d1 == "left" or d1 == "right" then b[1].x[f], b[1].y[f] = a, 32 else b[1].x[f], b[1].y[f] = 32, a end
+    end
+  end), s1.prompt)
+  T.eq(r.balls[1].start_ok, true, "near-wall heading: right start half")
+  T.eq(r.balls[1].heads_far, false, "near-wall heading: not for the far wall")
+  T.eq(r.direction_ok, false, "near-wall heading: wrong direction")
   -- the perpendicular direction: the ball does not move along the prompted axis
   local perp = {left = "up", right = "down", up = "left", down = "right"}
   r = W.measure(W.render(s1, {frames = FRAMES}), "a " .. s1.balls[1].colour .. " ball moving " .. perp[s1.balls[1].direction])
