@@ -350,12 +350,13 @@ end
 -- over many measured videos: frames_ok (all frames pooled, or those from frame `from` on),
 -- direction (fraction of videos), smooth (fraction of videos), smoothness (median of the videos'
 -- worst-ball medians), by_frame[f] (fraction of videos with frame f right: the error-accumulation curve),
--- start_half / heads_far (fractions of all prompted balls with start_ok / heads_far, see M.measure)
+-- start_half / heads_far / ball_direction (fractions of all prompted balls with start_ok / heads_far /
+-- direction_ok, see M.measure: a two-ball video with one ball right counts half here, nothing in direction)
 function M.summarize(results, opts)
   opts = opts or {}
   local from = opts.from or 1
   local frames, ok, dir, smooth, worst, by_frame, n_at = 0, 0, 0, 0, {}, {}, {}
-  local nb, st, far = 0, 0, 0
+  local nb, st, far, bd = 0, 0, 0, 0
   for _, r in ipairs(results) do
     for f = 1, r.frames do
       if f >= from then
@@ -373,6 +374,7 @@ function M.summarize(results, opts)
       nb = nb + 1
       if b.start_ok then st = st + 1 end
       if b.heads_far then far = far + 1 end
+      if b.direction_ok then bd = bd + 1 end
     end
     worst[#worst + 1] = w
   end
@@ -380,7 +382,8 @@ function M.summarize(results, opts)
   local n = #results
   return {videos = n, frames_ok = frames > 0 and ok / frames or 0, direction = n > 0 and dir / n or 0,
     smooth = n > 0 and smooth / n or 0, smoothness = median(worst) or false, by_frame = by_frame,
-    start_half = nb > 0 and st / nb or 0, heads_far = nb > 0 and far / nb or 0}
+    start_half = nb > 0 and st / nb or 0, heads_far = nb > 0 and far / nb or 0,
+    ball_direction = nb > 0 and bd / nb or 0}
 end
 
 return M

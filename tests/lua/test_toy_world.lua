@@ -139,6 +139,7 @@ T.case("measurements: the ground truth passes every check", function()
   T.check(sum.smoothness < 0.3, "smoothness " .. sum.smoothness)
   T.eq(sum.start_half, 1.0, "every ball starts in the half its direction leaves")
   T.eq(sum.heads_far, 1.0, "every ball heads for the far wall")
+  T.eq(sum.ball_direction, 1.0, "every ball moves the prompted way")
   T.eq(#sum.by_frame, FRAMES)
   -- also on a video as the pipelines return it, [1, F, 3, H, W]
   T.eq(W.measure(W.render(scenes[1], {frames = 9}):unsqueeze(1), scenes[1].prompt).frames_ok, 1.0)
