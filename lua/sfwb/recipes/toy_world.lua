@@ -525,6 +525,9 @@ end
 
 -- eval: the table of every model's measurements against the issue's marks (the videos were made by each
 -- stage; toy_world.json and the error-accumulation figure are written at the end of every run)
+-- a summary's fraction, or "-" where a stage measured before that summary existed (a resumed run)
+local function pct(x) return x and string.format("%.2f", x) or "-" end
+
 function S.eval(ctx)
   local t0 = sfwb.time()
   local th = W.thresholds
@@ -542,10 +545,10 @@ function S.eval(ctx)
           and (m.smoothness and m.smoothness <= th.smoothness or false)
           and (r.long_last_third == nil or r.long_last_third >= th.long_last_third)}
       print(string.format("eval  %-18s frames %.2f  direction %.2f  smooth %.2f (median %s)  3x last third %s  "
-        .. "balls moving right %.2f  start half %.2f  heads far %.2f", name, m.frames_ok, m.direction, m.smooth,
+        .. "balls moving right %s  start half %s  heads far %s", name, m.frames_ok, m.direction, m.smooth,
         m.smoothness and string.format("%.2f", m.smoothness) or "-",
-        r.long_last_third and string.format("%.2f", r.long_last_third) or "-", m.ball_direction or 0, m.start_half or 0,
-        m.heads_far or 0))
+        r.long_last_third and string.format("%.2f", r.long_last_third) or "-", pct(m.ball_direction), pct(m.start_half),
+        pct(m.heads_far)))
     end
   end
   return {steps = 0, seconds = sfwb.time() - t0, table = tbl}
