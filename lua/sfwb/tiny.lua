@@ -95,13 +95,9 @@ function M.t5_state_dict(c)
     sd[b .. "pos_embedding.embedding.weight"] = randn({c.buckets, c.heads}, 0.5)
     if c.context_offsets then
       assert(#c.context_offsets == c.heads, "t5 config: context_offsets needs one offset per head")
-      local bias = {}
-      for k = 1, c.buckets do
-        bias[k] = {}
-        for h = 1, c.heads do bias[k][h] = 0.0 end
-      end
+      local bias = sfwb.zeros({c.buckets, c.heads})
       for h, off in ipairs(c.context_offsets) do bias[sfwb._t5.bucket(off, c.buckets) + 1][h] = c.context_bias or 8.0 end
-      sd[b .. "pos_embedding.embedding.weight"] = sd[b .. "pos_embedding.embedding.weight"] + sfwb.tensor(bias)
+      sd[b .. "pos_embedding.embedding.weight"] = sd[b .. "pos_embedding.embedding.weight"] + bias
     end
   end
   sd["norm.weight"] = randn({c.dim}, 0.1, 1.0)

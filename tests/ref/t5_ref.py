@@ -169,8 +169,9 @@ def main(out, spm_model=None):
                 u[v:] = 0.0
             fx["prompt_embeds"] = ctx
             fx["prompt_ids"] = pids
-    fx["buckets_160"] = buckets(160, CFG["buckets"], CFG["max_dist"])[0]  # row 0: rel = 0 .. 159
-    fx["buckets_160_back"] = buckets(160, CFG["buckets"], CFG["max_dist"])[:, 0]  # column 0: rel = 0 .. -159
+    bk = buckets(160, CFG["buckets"], CFG["max_dist"])
+    fx["buckets_160"] = bk[0]  # row 0: rel = 0 .. 159
+    fx["buckets_160_back"] = bk[:, 0]  # column 0: rel = 0 .. -159
     torch.save(fx, out + "/fixture.pt")
 
 

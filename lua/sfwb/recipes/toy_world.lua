@@ -523,11 +523,12 @@ function S.self_forcing(ctx)
   return rec
 end
 
+-- a summary's number, or "-" where there is none (no long videos; a stage measured before that summary
+-- existed, in a resumed run)
+local function fmt2(x) return x and string.format("%.2f", x) or "-" end
+
 -- eval: the table of every model's measurements against the issue's marks (the videos were made by each
 -- stage; toy_world.json and the error-accumulation figure are written at the end of every run)
--- a summary's fraction, or "-" where a stage measured before that summary existed (a resumed run)
-local function pct(x) return x and string.format("%.2f", x) or "-" end
-
 function S.eval(ctx)
   local t0 = sfwb.time()
   local th = W.thresholds
@@ -545,10 +546,8 @@ function S.eval(ctx)
           and (m.smoothness and m.smoothness <= th.smoothness or false)
           and (r.long_last_third == nil or r.long_last_third >= th.long_last_third)}
       print(string.format("eval  %-18s frames %.2f  direction %.2f  smooth %.2f (median %s)  3x last third %s  "
-        .. "balls moving right %s  start half %s  heads far %s", name, m.frames_ok, m.direction, m.smooth,
-        m.smoothness and string.format("%.2f", m.smoothness) or "-",
-        r.long_last_third and string.format("%.2f", r.long_last_third) or "-", pct(m.ball_direction), pct(m.start_half),
-        pct(m.heads_far)))
+        .. "balls moving as prompted %s  start half %s  heads far %s", name, m.frames_ok, m.direction, m.smooth,
+        fmt2(m.smoothness), fmt2(r.long_last_third), fmt2(m.ball_direction), fmt2(m.start_half), fmt2(m.heads_far)))
     end
   end
   return {steps = 0, seconds = sfwb.time() - t0, table = tbl}
