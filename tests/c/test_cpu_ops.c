@@ -643,6 +643,36 @@ static void test_alloc(void) {
   sf_cpu_backend.free(sf_cpu(), b, big);
   sf_cpu_backend.free(sf_cpu(), c, 0); /* the size argument is not trusted */
   sf_cpu_backend.free(sf_cpu(), d, big - 100);
+  /* mid-size blocks (64 KiB-1 MiB, mapped by sfwb so glibc's heap never fragments under them): many live at
+   * once (the live table grows and deletes out of order), each keeps its bytes, a freed one is reused */
+  enum { NB = 3000 };
+  char **blk = malloc(NB * sizeof *blk);
+  size_t *len = malloc(NB * sizeof *len);
+  int all = blk && len;
+  for (int i = 0; all && i < NB; i++) {
+    len[i] = ((size_t)64 << 10) + (size_t)(i * 7919 % 960) * 1024;
+    blk[i] = sf_cpu_backend.alloc(sf_cpu(), len[i]);
+    all &= blk[i] != NULL && ((uintptr_t)blk[i] % 64) == 0;
+    if (blk[i]) { blk[i][0] = (char)i; blk[i][len[i] - 1] = (char)(i + 1); }
+  }
+  CHECK(all);
+  for (int i = 0; all && i < NB; i += 3) sf_cpu_backend.free(sf_cpu(), blk[i], 0), blk[i] = NULL;
+  int intact = 1;
+  for (int i = 0; all && i < NB; i++)
+    if (blk[i]) intact &= blk[i][0] == (char)i && blk[i][len[i] - 1] == (char)(i + 1);
+  CHECK(intact);
+  if (all) {
+    char *r = sf_cpu_backend.alloc(sf_cpu(), len[1]);
+    sf_cpu_backend.free(sf_cpu(), r, len[1]);
+    char *r2 = sf_cpu_backend.alloc(sf_cpu(), len[1]);
+#if !defined(__SANITIZE_ADDRESS__) /* ASan: no cache, so it sees every use after free */
+    CHECK(r2 == r); /* the cache's most recent block of that size */
+#endif
+    sf_cpu_backend.free(sf_cpu(), r2, len[1]);
+    for (int i = NB - 1; i >= 0; i--) sf_cpu_backend.free(sf_cpu(), blk[i], len[i]);
+  }
+  free(blk);
+  free(len);
 }
 
 /* ---------------- thread pool ---------------- */

@@ -47,10 +47,12 @@ M.presets = {
     dit = {dim = 128, layers = 4, heads = 2, ffn = 256},
     teacher = {steps = 5000, batch = 8, lr = 2e-3, sample_steps = 16, text_dropout = 0.1, ema = 0.995, weighted = 0},
     baseline = {steps = 600, batch = 4, lr = 5e-4, sample_steps = 16},
+    ode = {per_prompt = 1, steps = 600, batch = 4, lr = 5e-4},
     self_forcing = {steps = 500, batch = 1, lr = 2e-4, ema = 0.9}},
   mini = {shift = 5, student_shift = 5, cfg = 3, text_len = 16, n_train = 4, train_frames = 9, long_factor = 3, vae = {steps = 3, batch = 1, clip = 5, dim = 4, lr = 2e-3},
     dit = {dim = 32, layers = 1, heads = 2, ffn = 64}, teacher = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4, text_dropout = 0.1, ema = 0.9, weighted = 1},
-    baseline = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4}, self_forcing = {steps = 2, batch = 1, lr = 1e-3, ema = 0.9}},
+    baseline = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4}, ode = {per_prompt = 1, steps = 2, batch = 1, lr = 1e-3},
+    self_forcing = {steps = 2, batch = 1, lr = 1e-3, ema = 0.9}},
 }
 
 local function deep_copy(t)
@@ -454,6 +456,7 @@ function S.ode_pairs(ctx)
   for i = 1, #ds do prompts[i] = ds[i].prompts end
   local rows, secs = ODE.pairs({teacher = teacher, text_encoder = text_encoder(ctx), prompts = prompts,
     steps = p.sample_steps, frames = latent_frames(ctx), h = 8, w = 8, seed = ctx.seed + 17, path = path,
+    per_prompt = ctx.preset.ode.per_prompt,
     shift = ctx.preset.student_shift, guidance_scale = ctx.preset.cfg})
   return {steps = rows, seconds = secs, lmdb = "data/ode_lmdb"}
 end
@@ -461,7 +464,7 @@ end
 -- ODE initialisation: a causal student (the teacher's weights, blocks of 3 latent frames) regressed onto the
 -- pairs (sfwb.train.ode), sampled few-step by the causal pipeline
 function S.ode_init(ctx)
-  local p = ctx.preset.baseline
+  local p = ctx.preset.ode
   local config = M.dit_config(ctx)
   local m = sfwb.wan.load(ctx.out .. "/checkpoints/teacher/model", {causal = true, num_frame_per_block = 3})
   local tr = sfwb.train.ode(ODE.init_config(ctx.seed, p, ctx.preset.student_shift),

@@ -15,7 +15,8 @@ function M.keep(steps)
   return {0, steps // 4, steps // 2, (3 * steps) // 4, steps}
 end
 
--- writes the pairs of `prompts` (the training prompts, duplicates skipped) to path; returns the row count
+-- writes the pairs of `prompts` (the training prompts, duplicates skipped; `per_prompt` noises each, default
+-- 1) to path; returns the row count
 function M.pairs(o)
   local p = sfwb.pipeline.bidirectional_diffusion({generator = o.teacher, text_encoder = o.text_encoder,
     num_inference_steps = o.steps, guidance_scale = o.guidance_scale or 3.0, timestep_shift = o.shift or 5.0,
@@ -27,11 +28,13 @@ function M.pairs(o)
   for i, prompt in ipairs(o.prompts) do
     if not seen[prompt] then
       seen[prompt] = true
-      local noise = sfwb.randn({1, o.frames, 16, o.h, o.w})
-      local r = p:generate({prompts = {prompt}, noise = noise, negative_embeds = neg,
-        trajectory_steps = M.keep(o.steps), decode = false})
-      w:add({latents = r.trajectory:select(1, 1):contiguous(), prompts = prompt})
-      rows = rows + 1
+      for _ = 1, o.per_prompt or 1 do
+        local noise = sfwb.randn({1, o.frames, 16, o.h, o.w})
+        local r = p:generate({prompts = {prompt}, noise = noise, negative_embeds = neg,
+          trajectory_steps = M.keep(o.steps), decode = false})
+        w:add({latents = r.trajectory:select(1, 1):contiguous(), prompts = prompt})
+        rows = rows + 1
+      end
       if rows % 8 == 0 or i == #o.prompts then
         local el = sfwb.time() - t0
         io.write(string.format("ode_pairs          prompt %d/%d  %.1f s/prompt\n", i, #o.prompts, el / rows))
