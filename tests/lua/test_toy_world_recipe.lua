@@ -148,6 +148,22 @@ T.case("the normalisation fold rescales the latents and keeps the decoder's inpu
   T.close(b:decode(lat2), a:decode(lat), 1e-4, "decoded video")
 end)
 
+T.case("ODE pairs: per_prompt noises for each distinct training prompt, each its own trajectory", function()
+  local ODE = require "sfwb.recipes.toy_world_ode"
+  local t = json.read(out .. "/stages/text.json")
+  local t5 = sfwb.t5.load(out .. "/" .. t.checkpoint, {tokenizer = out .. "/" .. t.tokenizer, text_len = t.text_len})
+  local path = out .. "/ode_per_prompt_lmdb"
+  local rows = ODE.pairs({teacher = sfwb.wan.load(out .. "/checkpoints/teacher/model", {causal = false}),
+    text_encoder = t5, prompts = {"a red ball moving left", "a red ball moving left", "a blue ball moving up"},
+    steps = 4, frames = 3, h = 8, w = 8, seed = 3, path = path, per_prompt = 2})
+  T.eq(rows, 4, "2 distinct prompts x 2 noises")
+  local ds = sfwb.data.lmdb(path)
+  T.eq(#ds, 4)
+  T.eq(ds[1].prompts, ds[2].prompts)
+  T.check((ds[1].ode_latent - ds[2].ode_latent):abs():max():item() > 1e-3, "two noises, two trajectories")
+  T.eq(ds[3].prompts, "a blue ball moving up")
+end)
+
 T.case("--set overrides preset numbers and refuses unknown keys", function()
   local p = R.apply_overrides(R.presets.quick, "teacher.steps=400,vae.lr=0.002")
   T.eq(p.teacher.steps, 400)

@@ -37,7 +37,7 @@ function M.pairs(o)
       end
       if rows % 8 == 0 or i == #o.prompts then
         local el = sfwb.time() - t0
-        io.write(string.format("ode_pairs          prompt %d/%d  %.1f s/prompt\n", i, #o.prompts, el / rows))
+        io.write(string.format("ode_pairs          prompt %d/%d  %d pairs  %.1f s/pair\n", i, #o.prompts, rows, el / rows))
         io.flush()
       end
     end
