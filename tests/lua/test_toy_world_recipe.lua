@@ -173,6 +173,46 @@ T.case("--set overrides preset numbers and refuses unknown keys", function()
   T.raises(function() R.apply_overrides(R.presets.quick, "teacher.steps=x") end, "not key.path=number")
 end)
 
+T.case("the VAE's decoder phase: the encoder (so the latents) stays, the decoder learns, resume is exact", function()
+  local dirs = {}
+  local function D(name) dirs[name] = dirs[name] or T.tmpdir(name) return dirs[name] end
+  local function cfg(dir, dsteps, stop_at)
+    return {dir = D(dir), seed = 1, steps = 2, batch = 1, clip = 5, span = 9, lr = 2e-3, dim = 4, save_every = 1,
+      crop = 32, probe = 1, decoder_steps = dsteps, decoder_td = 3,
+      progress = stop_at and function(step) if step == stop_at then error("interrupted", 0) end end}
+  end
+  VAE.train(cfg("vae_joint", 0))
+  VAE.train(cfg("vae_dec", 3))
+  local joint, dec = sfwb.load(D("vae_joint") .. "/last.pth"), sfwb.load(D("vae_dec") .. "/last.pth")
+  local same_enc, moved = true, 0
+  for k, v in pairs(joint) do
+    local d = (v - dec[k]):abs():max():item()
+    if k:match("^encoder%.") or k:match("^conv1%.") then same_enc = same_enc and d == 0 end
+    if k:match("^decoder%.") and d > 0 then moved = moved + 1 end
+  end
+  T.check(same_enc, "the decoder phase leaves every encoder weight as the joint phases left it")
+  T.check(moved > 5, "the decoder's weights move")
+  -- killed in the middle of the decoder phase (after step 4's save), run again: the same weights as straight
+  local c = cfg("vae_resumed", 3, 4)
+  T.raises(function() VAE.train(c) end, "interrupted")
+  c.progress = nil
+  VAE.train(c)
+  local res = sfwb.load(D("vae_resumed") .. "/last.pth")
+  local exact = true
+  for k, v in pairs(dec) do exact = exact and (v - res[k]):abs():max():item() == 0 end
+  T.check(exact, "resumed inside the decoder phase = uninterrupted")
+  local bad = cfg("vae_resumed", 3)
+  bad.steps = 3
+  T.raises(function() VAE.train(bad) end, "decoder phase began after 2 steps")
+  -- the difference term adds to the reconstruction loss, which it returns unchanged
+  local V = sfwb.vae_train.new(sfwb.load(D("vae_dec") .. "/last.pth"))
+  local x = VAE.batch(3, 0, 1, 5, 9, 32)
+  local l0, r0 = VAE.decoder_loss(V, x, 0)
+  local l1, r1 = VAE.decoder_loss(V, x, 3)
+  T.close(r0, r1, 1e-7, "reconstruction term")
+  T.check(l1:item() > l0:item() and math.abs(l0:item() - r0:item()) < 1e-9, "td adds, td 0 is the reconstruction")
+end)
+
 T.case("the VAE's training init: a latent is its last frame's image encoding, per-frame convs stay so", function()
   sfwb.manual_seed(2)
   local sd = VAE.init_for_training(sfwb.tiny.vae_state_dict({dim = 4, z_dim = 16, dim_mult = {1, 2, 4, 4},

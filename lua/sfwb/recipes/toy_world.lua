@@ -43,7 +43,7 @@ M.default_eval_prompts = {
 M.presets = {
   quick = {shift = 10, student_shift = 5, cfg = 3, text_len = 16, n_train = 1024, train_frames = 33, long_factor = 3,
     vae = {steps = 2500, batch = 2, clip = 9, dim = 4, lr = 3e-3, warmup = 50, image_steps = 400, image_batch = 8,
-      clip_lr = 1e-3, crop = 32},
+      clip_lr = 1e-3, crop = 32, decoder_steps = 0, decoder_td = 3, decoder_lr = 1e-3},
     dit = {dim = 128, layers = 4, heads = 2, ffn = 256},
     teacher = {steps = 5000, batch = 8, lr = 2e-3, sample_steps = 16, text_dropout = 0.1, ema = 0.995, weighted = 0},
     baseline = {steps = 600, batch = 4, lr = 5e-4, sample_steps = 16},
@@ -246,6 +246,7 @@ function S.vae(ctx)
   local r = VAE.train({dir = dir, seed = ctx.seed, steps = ctx.opts.vae_steps or p.steps, batch = p.batch,
     clip = p.clip, span = ctx.preset.train_frames, lr = p.lr, warmup = p.warmup, dim = p.dim, save_every = 25,
     image_steps = p.image_steps, image_batch = p.image_batch, clip_lr = p.clip_lr, crop = p.crop,
+    decoder_steps = p.decoder_steps, decoder_td = p.decoder_td, decoder_lr = p.decoder_lr,
     progress = M.progress("vae")})
   loss_figure(ctx.out .. "/figures/loss_vae.png", "vae", r.losses)
   -- reconstructions of the evaluation videos through the real decode path (sfwb.vae)

@@ -107,6 +107,34 @@ function M.loss(V, x)
   return l + (lat * lat):mean() * 1e-4, l
 end
 
+-- the decoder phase's loss: the encoder run without gradients (its latents stay what the earlier phases
+-- made them), the weighted reconstruction loss plus `td` times the same weighted loss on frame-to-frame
+-- differences. Trained on the reconstruction alone, the decoded ball moved too little inside each latent's
+-- 4 frames and jumped at the next (docs/toy_world.md: "The VAE's decoder phase"); the difference term
+-- weighs exactly that motion
+function M.decoder_loss(V, x, td)
+  local lat = sfwb.no_grad(function() return V:encode(x) end)
+  local rec = V:decode(lat)
+  local target = x:permute({1, 3, 2, 4, 5})
+  local w = weights_of(target)
+  local l = (((rec - target) ^ 2) * w):mean() / w:mean()
+  local T = rec:size(2)
+  if td == 0 or T < 2 then return l, l end
+  local dr = rec:narrow(2, 2, T - 1) - rec:narrow(2, 1, T - 1)
+  local dt = target:narrow(2, 2, T - 1) - target:narrow(2, 1, T - 1)
+  local wd = w:narrow(2, 2, T - 1) + w:narrow(2, 1, T - 1)
+  return l + (((dr - dt) ^ 2) * wd):mean() / wd:mean() * td, l
+end
+
+-- the decoder's parameters (and conv2, the decoder side of the latent): what the decoder phase trains
+function M.decoder_params(V)
+  local out = {}
+  for k, v in pairs(V:parameters()) do
+    if k:match("^decoder%.") or k:match("^conv2%.") then out[k] = v end
+  end
+  return out
+end
+
 -- per-channel mean/std of the normalised latents of `videos` ([N, 3, T, H, W] in batches)
 local function latent_stats(vae, videos)
   local lats = {}
@@ -175,7 +203,10 @@ function M.lr_at(lr, step, steps, warmup)
 end
 
 -- runs (or resumes) the stage. cfg: {dir=, seed=, steps=, batch=, clip=, span=, lr=, dim=, save_every=,
--- progress=fn(step, steps, loss)}; returns {steps=, seconds=, losses={...}, path=}
+-- decoder_steps=, decoder_td=, decoder_lr=, progress=fn(step, steps, loss)}; returns {steps=, seconds=,
+-- losses={...}, path=}. After `steps` (image, then clip phase), `decoder_steps` more train the decoder alone
+-- (M.decoder_loss, a fresh AdamW over M.decoder_params and its own warm-up and cosine tail): the encoder, so
+-- the latents every later stage trains on, are those of the first `steps`, whatever decoder_steps is
 function M.train(cfg)
   local dir = cfg.dir
   local path = dir .. "/Wan2.1_VAE.pth"
@@ -193,8 +224,25 @@ function M.train(cfg)
       num_res_blocks = 1}))
   end
   local V = sfwb.vae_train.new(sd)
-  local opt = sfwb.optim.adamw(V, {lr = cfg.lr, weight_decay = 0})
-  if st.step > 0 then opt:load_state_dict(sfwb.load(dir .. "/last_optim.pt")) end
+  local dsteps = cfg.decoder_steps or 0
+  local total = cfg.steps + dsteps
+  local function decoder_optimizer()
+    return sfwb.optim.adamw(M.decoder_params(V), {lr = cfg.decoder_lr or cfg.lr, weight_decay = 0})
+  end
+  -- the saved optimizer is the phase's: the joint one up to `steps`, the decoder's after (at exactly `steps`,
+  -- a run that ended there and goes on with a decoder phase, the decoder's starts fresh)
+  if st.decoder_from and st.step > st.decoder_from and st.decoder_from ~= cfg.steps then
+    error(string.format("%s: its decoder phase began after %d steps; %d steps would train the encoder again "
+      .. "after it (start the VAE stage afresh, or keep its steps)", state_path, st.decoder_from, cfg.steps), 0)
+  end
+  local opt, opt_decoder
+  if st.step >= cfg.steps and dsteps > 0 then
+    opt, opt_decoder = decoder_optimizer(), true
+    if st.step > cfg.steps then opt:load_state_dict(sfwb.load(dir .. "/last_optim.pt")) end
+  else
+    opt = sfwb.optim.adamw(V, {lr = cfg.lr, weight_decay = 0})
+    if st.step > 0 then opt:load_state_dict(sfwb.load(dir .. "/last_optim.pt")) end
+  end
   local function save()
     -- temporary names keep the suffix: it picks the file format
     sfwb.save(dir .. "/last.tmp.pth", V:state_dict())
@@ -206,7 +254,15 @@ function M.train(cfg)
   local t0 = sfwb.time() - st.seconds
   local warmup = cfg.warmup or 0
   local frozen = M.per_frame(V:parameters())
-  while st.step < cfg.steps do
+  local function keep_per_frame()
+    sfwb.no_grad(function()
+      for _, p in ipairs(frozen) do
+        if p.grad then p.grad:narrow(3, 1, 2):fill_(0) end
+      end
+    end)
+  end
+  -- one step of the image or clip phase; returns the reconstruction loss
+  local function joint_step()
     -- the image phase: single frames (the first-frame path, no temporal conv) are ~4x cheaper per frame and
     -- teach the spatial encoder/decoder where the balls are; the clips after it add the motion
     local img = st.step < (cfg.image_steps or 0)
@@ -223,17 +279,30 @@ function M.train(cfg)
     opt:zero_grad()
     local loss, rec = M.loss(V, x)
     loss:backward()
-    sfwb.no_grad(function()
-      for _, p in ipairs(frozen) do
-        if p.grad then p.grad:narrow(3, 1, 2):fill_(0) end
-      end
-    end)
+    keep_per_frame()
     opt:step()
+    return rec:item()
+  end
+  -- one step of the decoder phase (clips; a fresh optimizer over the decoder at its first step)
+  local function decoder_step()
+    if not opt_decoder then opt, opt_decoder = decoder_optimizer(), true end
+    st.decoder_from = cfg.steps
+    local x = M.batch(cfg.seed, st.step, cfg.batch, cfg.clip, cfg.span, cfg.crop)
+    opt.param_groups[1].lr = M.lr_at(cfg.decoder_lr or cfg.lr, st.step - cfg.steps, dsteps, warmup)
+    opt:zero_grad()
+    local loss, rec = M.decoder_loss(V, x, cfg.decoder_td or 0)
+    loss:backward()
+    keep_per_frame()
+    opt:step()
+    return rec:item()
+  end
+  while st.step < total do
+    local l = st.step < cfg.steps and joint_step() or decoder_step()
     st.step = st.step + 1
-    st.losses[st.step] = rec:item()
+    st.losses[st.step] = l
     st.seconds = sfwb.time() - t0
-    if cfg.progress then cfg.progress(st.step, cfg.steps, st.losses[st.step], st.seconds) end
-    if st.step % cfg.save_every == 0 or st.step == cfg.steps then save() end
+    if cfg.progress then cfg.progress(st.step, total, st.losses[st.step], st.seconds) end
+    if st.step % cfg.save_every == 0 or st.step == cfg.steps or st.step == total then save() end
   end
   -- the normalisation fold, from the latents of a few fixed clips
   local final = V:state_dict()
