@@ -38,6 +38,7 @@ T.case("the miniature runs end to end and writes toy_world.json", function()
     T.check(type(j.measurements[name .. "_long"].last_third) == "number", name .. ": the 3x mark measured")
   end
   T.eq(#j.videos.ode_init, 2, "ODE-init videos")
+  T.eq(json.read(out .. "/stages/self_forcing.json").weights, "generator_ema", "the student measured with its EMA")
   T.eq(#sfwb.data.lmdb(out .. "/data/ode_lmdb")[1].ode_latent:shape(), 5, "ODE pairs [S, F, C, h, w]")
   T.eq(sfwb.data.lmdb(out .. "/data/ode_lmdb")[1].ode_latent:size(1), 5, "five states per trajectory")
   T.eq(#j.videos.teacher, 2, "teacher videos")
