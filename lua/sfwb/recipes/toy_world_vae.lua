@@ -97,12 +97,13 @@ local function weights_of(target) -- target [B, T, 3, H, W] in [-1, 1]
   return ball * (M.ball_weight - 1) + 1
 end
 
+local function weighted_mse(a, b, w) return (((a - b) ^ 2) * w):mean() / w:mean() end
+
 function M.loss(V, x)
   local lat = V:encode(x)
   local rec = V:decode(lat)
   local target = x:permute({1, 3, 2, 4, 5})
-  local w = weights_of(target)
-  local l = (((rec - target) ^ 2) * w):mean() / w:mean()
+  local l = weighted_mse(rec, target, weights_of(target))
   -- keep the latents bounded (the fold below rescales them to unit variance afterwards)
   return l + (lat * lat):mean() * 1e-4, l
 end
@@ -110,20 +111,18 @@ end
 -- the decoder phase's loss: the encoder run without gradients (its latents stay what the earlier phases
 -- made them), the weighted reconstruction loss plus `td` times the same weighted loss on frame-to-frame
 -- differences. Trained on the reconstruction alone, the decoded ball moved too little inside each latent's
--- 4 frames and jumped at the next (docs/toy_world.md: "The VAE's decoder phase"); the difference term
+-- 4 frames and jumped at the next (docs/toy_world.md: "The decoder phase"); the difference term
 -- weighs exactly that motion
 function M.decoder_loss(V, x, td)
   local lat = sfwb.no_grad(function() return V:encode(x) end)
   local rec = V:decode(lat)
   local target = x:permute({1, 3, 2, 4, 5})
   local w = weights_of(target)
-  local l = (((rec - target) ^ 2) * w):mean() / w:mean()
+  local l = weighted_mse(rec, target, w)
   local T = rec:size(2)
   if td == 0 or T < 2 then return l, l end
-  local dr = rec:narrow(2, 2, T - 1) - rec:narrow(2, 1, T - 1)
-  local dt = target:narrow(2, 2, T - 1) - target:narrow(2, 1, T - 1)
-  local wd = w:narrow(2, 2, T - 1) + w:narrow(2, 1, T - 1)
-  return l + (((dr - dt) ^ 2) * wd):mean() / wd:mean() * td, l
+  local function diff(v) return v:narrow(2, 2, T - 1) - v:narrow(2, 1, T - 1) end
+  return l + weighted_mse(diff(rec), diff(target), w:narrow(2, 2, T - 1) + w:narrow(2, 1, T - 1)) * td, l
 end
 
 -- the decoder's parameters (and conv2, the decoder side of the latent): what the decoder phase trains
