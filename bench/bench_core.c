@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/backend.h"
 #include "core/error.h"
 #include "ops/ops.h"
 
@@ -73,6 +74,7 @@ static void stream(const char *key, op_fn fn, int ndim, const int64_t *shape, in
 int main(int argc, char **argv) {
   int quick = argc > 1 && !strcmp(argv[1], "quick");
   double min_s = quick ? 0.05 : 0.5;
+  if (sf_backends_init() != 0) { fprintf(stderr, "bench_core: %s\n", sf_last_error()); return 1; }
   sf_manual_seed(0);
   gemm("gemm_f32_512", 512, 512, 512, min_s);
   gemm("gemm_f32_1024", 1024, 1024, 1024, min_s);
