@@ -174,6 +174,32 @@ T.case("--set overrides preset numbers and refuses unknown keys", function()
   T.raises(function() R.apply_overrides(R.presets.quick, "teacher.steps=x") end, "not key.path=number")
 end)
 
+T.case("--set t5_bias: the text stage's context heads peak by that much more, nothing else in the T5 moves", function()
+  local function pos_bias(bias)
+    local d = T.tmpdir("toy_world_t5_bias_" .. bias)
+    T.eq(R.main({"--out", d, "--mini", "--stages", "data,text", "--set", "t5_bias=" .. bias}), 0)
+    return sfwb.load(d .. "/checkpoints/text/models_t5_umt5-xxl-enc-bf16.pth")
+  end
+  local a, b = pos_bias(4), pos_bias(6)
+  local n = 0
+  for k, v in pairs(a) do
+    local diff = (b[k]:float() - v:float()):abs()
+    if k:match("pos_embedding") then
+      -- head h's row at the bucket of its offset: +2 (bf16 rounds values near 6 to 1/32)
+      for h, off in ipairs(R.t5_config.context_offsets) do
+        local row = sfwb._t5.bucket(off, R.t5_config.buckets) + 1
+        local x = diff[row][h]
+        T.near(type(x) == "number" and x or x:item(), 2, 0.07, k .. " head " .. h)
+        n = n + 1
+      end
+      T.near(diff:sum():item(), 2 * #R.t5_config.context_offsets, 0.3, k .. ": only the context buckets")
+    else
+      T.eq(diff:max():item(), 0, k .. " unchanged")
+    end
+  end
+  T.eq(n, #R.t5_config.context_offsets * R.t5_config.layers, "every layer's table checked")
+end)
+
 T.case("the VAE's decoder phase: the encoder (so the latents) stays, the decoder learns, resume is exact", function()
   local dirs = {}
   local function D(name) dirs[name] = dirs[name] or T.tmpdir(name) return dirs[name] end

@@ -41,7 +41,7 @@ M.default_eval_prompts = {
 -- student_shift: the few-step student's (its warped 4 steps, the ODE pairs' sampler, DMD), the original's 5;
 -- cfg: guidance scale; text_len: the prompt context (tokens); teacher.weighted = 0: timestep_weighting none
 M.presets = {
-  quick = {shift = 10, student_shift = 5, cfg = 3, text_len = 16, n_train = 1024, train_frames = 33, long_factor = 3,
+  quick = {shift = 10, student_shift = 5, cfg = 3, text_len = 16, t5_bias = 4, n_train = 1024, train_frames = 33, long_factor = 3,
     vae = {steps = 2500, batch = 2, clip = 9, dim = 4, lr = 3e-3, warmup = 50, image_steps = 400, image_batch = 8,
       clip_lr = 1e-3, crop = 32, decoder_steps = 500, decoder_td = 10, decoder_lr = 1e-3},
     dit = {dim = 128, layers = 4, heads = 2, ffn = 256},
@@ -49,7 +49,7 @@ M.presets = {
     baseline = {steps = 600, batch = 4, lr = 5e-4, sample_steps = 16},
     ode = {per_prompt = 1, steps = 600, batch = 4, lr = 5e-4},
     self_forcing = {steps = 500, batch = 1, lr = 2e-4, ema = 0.9, eval_ema = 1}},
-  mini = {shift = 5, student_shift = 5, cfg = 3, text_len = 16, n_train = 4, train_frames = 9, long_factor = 3, vae = {steps = 3, batch = 1, clip = 5, dim = 4, lr = 2e-3},
+  mini = {shift = 5, student_shift = 5, cfg = 3, text_len = 16, t5_bias = 4, n_train = 4, train_frames = 9, long_factor = 3, vae = {steps = 3, batch = 1, clip = 5, dim = 4, lr = 2e-3},
     dit = {dim = 32, layers = 1, heads = 2, ffn = 64}, teacher = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4, text_dropout = 0.1, ema = 0.9, weighted = 1},
     baseline = {steps = 2, batch = 1, lr = 1e-3, sample_steps = 4}, ode = {per_prompt = 1, steps = 2, batch = 1, lr = 1e-3},
     self_forcing = {steps = 2, batch = 1, lr = 1e-3, ema = 0.9, eval_ema = 1}},
@@ -236,7 +236,9 @@ function S.text(ctx)
   sfwb.tiny.train_tokenizer(tok, 20, lines, "word")
   sfwb.manual_seed(ctx.seed + 5)
   local pth = dir .. "/models_t5_umt5-xxl-enc-bf16.pth"
-  sfwb.save(dir .. "/t5.tmp.pth", sfwb.tiny.t5_state_dict(M.t5_config))
+  local tc = deep_copy(M.t5_config)
+  tc.context_bias = ctx.preset.t5_bias or tc.context_bias
+  sfwb.save(dir .. "/t5.tmp.pth", sfwb.tiny.t5_state_dict(tc))
   os.rename(dir .. "/t5.tmp.pth", pth)
   -- every prompt must tokenize without <unk> and embed differently from the others
   local t5 = sfwb.t5.load(pth, {tokenizer = tok, text_len = ctx.preset.text_len})
