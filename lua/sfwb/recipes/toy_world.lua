@@ -39,7 +39,8 @@ M.default_eval_prompts = {
 -- sizes: --quick (<= 30 min on 2 cores), the default (longer, better), --mini (the test, seconds).
 -- shift: the teacher's (and the multi-step baselines') flow-matching shift, in training and sampling;
 -- student_shift: the few-step student's (its warped 4 steps, the ODE pairs' sampler, DMD), the original's 5;
--- cfg: guidance scale; text_len: the prompt context (tokens); teacher.weighted = 0: timestep_weighting none
+-- cfg: guidance scale; text_len: the prompt context (tokens); teacher.weighted = 0: timestep_weighting none;
+-- t5_bias: the tiny T5's context-head bias (overrides M.t5_config.context_bias; docs/toy_world.md, runs A-B)
 M.presets = {
   quick = {shift = 10, student_shift = 5, cfg = 3, text_len = 16, t5_bias = 4, n_train = 1024, train_frames = 33, long_factor = 3,
     vae = {steps = 2500, batch = 2, clip = 9, dim = 4, lr = 3e-3, warmup = 50, image_steps = 400, image_batch = 8,
