@@ -119,6 +119,66 @@ T.case("the teacher probe runs on the miniature (SDEdit, whole video vs frames a
   T.raises(function() P.main({}) end, "usage")
 end)
 
+T.case("the validation recipe draws a model as its stage does, on prompts apart from the evaluation set", function()
+  local V = require "sfwb.recipes.toy_world_validate"
+  local evalp = {}
+  for _, p in ipairs(R.default_eval_prompts) do evalp[p] = true end
+  local ones = 0
+  for _, p in ipairs(V.prompts) do
+    T.check(not evalp[p], "a validation prompt is not an evaluation prompt: " .. p)
+    if not p:find(" and ") then ones = ones + 1 end
+  end
+  T.eq(#V.prompts, 12)
+  T.eq(ones, 4, "4 one-ball validation prompts")
+  -- on the run's own evaluation prompts and seeds (seed 0 + i) it measures exactly what the stage recorded
+  local j = json.read(out .. "/toy_world.json")
+  for _, model in ipairs({"teacher", "self_forcing", "diffusion_forcing"}) do
+    local r = V.run({dir = out, model = model, weights = "ema", seeds = 1, preset = R.presets.mini, prompts = j.prompts,
+      seed_of = function(_, i) return i end})
+    local rec = json.read(out .. "/stages/" .. model .. ".json").measurements.videos
+    T.eq(#r.videos, #rec, model .. ": one video a prompt")
+    for i, m in ipairs(r.videos) do
+      T.eq(m.frames_ok, rec[i].frames_ok, model .. " video " .. i .. ": frames right as the stage measured")
+      T.eq(m.direction_ok, rec[i].direction_ok, model .. " video " .. i .. ": direction as the stage measured")
+    end
+    T.eq(r.one_ball.videos + r.two_ball.videos, #rec)
+  end
+  -- the weights it loads: the saved teacher is the EMA of its last save; the student's generator_ema is not its generator
+  local function video(model, weights)
+    local v
+    V.run({dir = out, model = model, weights = weights, seeds = 1, preset = R.presets.mini, prompts = {j.prompts[1]},
+      on_video = function(_, _, _, x) v = x end})
+    return v
+  end
+  local function same(a, b, tol) return sfwb.allclose(a, b, {rtol = tol, atol = tol}) end
+  T.check(same(video("teacher", "ema"), video("teacher", "ema"), 0), "the same seed draws the same video")
+  T.check(not same(video("teacher", "ema"), video("teacher", "raw"), 1e-6), "teacher: EMA and raw differ")
+  local Probe = require "sfwb.recipes.toy_world_probe"
+  local vae = sfwb.vae.load(out .. "/checkpoints/vae/Wan2.1_VAE.pth")
+  local t = json.read(out .. "/stages/text.json")
+  local t5 = sfwb.t5.load(out .. "/" .. t.checkpoint, {tokenizer = out .. "/" .. t.tokenizer, text_len = t.text_len})
+  local last_ema = R.sampler("teacher", Probe.load_teacher(out, "last_ema"), R.presets.mini, t5, vae)
+  T.check(same(last_ema:generate({prompts = {j.prompts[1]}, num_frames = 3, seed = 1001, height = 64, width = 64}).video,
+    video("teacher", "ema"), 0), "the saved teacher is the EMA of its last save")
+  T.check(not same(video("self_forcing", "ema"), video("self_forcing", "raw"), 1e-6), "student: generator_ema is loaded")
+  local code, r = V.main({out, "--mini", "--seeds", "1", "--model", "ode_init", "--detail"})
+  T.eq(code, 0)
+  T.eq(#r.videos, 12)
+  T.eq(r.one_ball.videos, 4)
+  T.eq(r.two_ball.videos, 8)
+  T.check(r.frames_ok >= 0 and r.frames_ok <= 1 and r.direction >= 0 and r.direction <= 1, "fractions")
+  local _, e = V.main({out, "--mini", "--seeds", "1", "--model", "teacher", "--prompts", "evaluation"})
+  T.eq(#e.videos, #R.default_eval_prompts, "--prompts evaluation: the recipe's held-out prompts")
+  local bad = T.tmpdir("toy_world_validate") .. "/prompts.txt"
+  local f = io.open(bad, "w") f:write("a red ball moving right\na purple ball moving left\n") f:close()
+  T.raises(function() V.main({out, "--mini", "--prompts", bad}) end, "purple")
+  T.raises(function() V.main({out, "--mini", "--model", "vae"}) end, "--model must be")
+  T.raises(function() V.main({out, "--mini", "--weights", "best"}) end, "--weights must be")
+  T.raises(function() V.main({out, "--mini", "--seeds", "0"}) end, "--seeds must be")
+  T.raises(function() V.main({out .. "/data", "--mini"}) end, "no checkpoints/self_forcing/model")
+  T.raises(function() V.main({}) end, "usage")
+end)
+
 T.case("a second run resumes: finished stages are skipped, the VAE continues from its save", function()
   local before = json.read(out .. "/stages/vae.json")
   R.main({"--out", out, "--mini", "--stages", "data"})

@@ -62,7 +62,7 @@ local function deep_copy(t)
   return c
 end
 
--- the default (run F of docs/toy_world.md): the quick preset with the teacher trained 4x longer (it places
+-- the default (run C of docs/toy_world.md): the quick preset with the teacher trained 4x longer (it places
 -- the first frame's ball by the direction word only after ~10000 steps), 4 ODE trajectories per distinct
 -- prompt and 3x the ODE-init steps, and DMD at batch 4 for 3x the updates. The VAE is the quick one (5000
 -- joint steps were not smoother, run V5; a longer decoder phase smooths reconstructions but makes generated
@@ -75,6 +75,10 @@ do
   full.ode.steps = 1800
   full.self_forcing.steps = 1500
   full.self_forcing.batch = 4
+  -- 4 heads of 32 in the 128-wide DiT (the same step time as 2 of 64): the teacher binds a direction word to
+  -- the right ball of a two-ball prompt far more often (run C). --quick keeps 2: with 4 its 100 DMD generator
+  -- updates did not lower the generator loss (run Q4)
+  full.dit.heads = 4
   M.presets.full = full
 end
 
@@ -386,6 +390,27 @@ end
 
 local function latent_frames(ctx) return 1 + (ctx.preset.train_frames - 1) // 4 end
 
+-- the pipeline that samples each model (`kind`: a stage's name) with generator `m`: the stages' videos and
+-- recipes/toy_world_validate.lua both draw through it, so a validation number is the stage's sampler's
+--   teacher: multi-step bidirectional (UniPC), CFG, the teacher's shift; ode_init / self_forcing: 4 steps,
+--   causal blocks of 3, the student's shift (warped steps after DMD only); the baselines: multi-step causal
+function M.sampler(kind, m, preset, t5, vae)
+  if kind == "teacher" then
+    return sfwb.pipeline.bidirectional_diffusion({generator = m, text_encoder = t5, vae = vae,
+      num_inference_steps = preset.teacher.sample_steps, guidance_scale = preset.cfg, timestep_shift = preset.shift,
+      negative_prompt = "", num_frames = 1 + (preset.train_frames - 1) // 4})
+  elseif kind == "ode_init" or kind == "self_forcing" then
+    return sfwb.pipeline.causal({generator = m, text_encoder = t5, vae = vae,
+      denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = kind == "self_forcing", num_frame_per_block = 3,
+      timestep_shift = preset.student_shift})
+  elseif kind == "teacher_forcing" or kind == "diffusion_forcing" then
+    return sfwb.pipeline.causal_diffusion({generator = m, text_encoder = t5, vae = vae,
+      num_inference_steps = preset.baseline.sample_steps, guidance_scale = preset.cfg, timestep_shift = preset.shift,
+      negative_prompt = "", num_frame_per_block = 3})
+  end
+  error("toy_world.sampler: no model '" .. tostring(kind) .. "' (teacher, ode_init, self_forcing, teacher_forcing, diffusion_forcing)", 2)
+end
+
 local function diffusion_cfg(ctx, p, extra)
   local cfg = {lr = p.lr, batch_size = p.batch, weight_decay = 0, seed = ctx.seed + 11, data_seed = ctx.seed,
     num_frame_per_block = 3, independent_first_frame = false, model_kwargs = {timestep_shift = ctx.preset.shift}}
@@ -411,10 +436,8 @@ function S.teacher(ctx)
   if tr.ema then tr.ema:copy_to(m) end
   save_dit(ctx.out .. "/checkpoints/teacher/model", config, m)
   local vae = sfwb.vae.load(ctx.out .. "/checkpoints/vae/Wan2.1_VAE.pth")
-  local pipe = sfwb.pipeline.bidirectional_diffusion({generator = m, text_encoder = text_encoder(ctx), vae = vae,
-    num_inference_steps = p.sample_steps, guidance_scale = ctx.preset.cfg, timestep_shift = ctx.preset.shift, negative_prompt = "",
-    num_frames = latent_frames(ctx)})
-  rec.videos, rec.measurements = sample_videos(ctx, "teacher", pipe, latent_frames(ctx))
+  rec.videos, rec.measurements = sample_videos(ctx, "teacher", M.sampler("teacher", m, ctx.preset, text_encoder(ctx), vae),
+    latent_frames(ctx))
   rec.checkpoint = "checkpoints/teacher/model"
   return rec
 end
@@ -433,16 +456,11 @@ local function baseline(ctx, name, extra)
   save_dit(ctx.out .. "/checkpoints/" .. name .. "/model", config, m)
   local vae = sfwb.vae.load(ctx.out .. "/checkpoints/vae/Wan2.1_VAE.pth")
   local F = latent_frames(ctx)
-  local pipe = sfwb.pipeline.causal_diffusion({generator = m, text_encoder = text_encoder(ctx), vae = vae,
-    num_inference_steps = p.sample_steps, guidance_scale = ctx.preset.cfg, timestep_shift = ctx.preset.shift, negative_prompt = "",
-    num_frame_per_block = 3})
-  rec.videos, rec.measurements = sample_videos(ctx, name, pipe, F)
+  rec.videos, rec.measurements = sample_videos(ctx, name, M.sampler(name, m, ctx.preset, text_encoder(ctx), vae), F)
   -- long videos: >= 3x the training length with a rolling KV window of the training length and a sink
   local long = sfwb.wan.load(ctx.out .. "/checkpoints/" .. name .. "/model", {causal = true, num_frame_per_block = 3,
     local_attn_size = math.max(F, 6), sink_size = 3})
-  local lpipe = sfwb.pipeline.causal_diffusion({generator = long, text_encoder = text_encoder(ctx), vae = vae,
-    num_inference_steps = p.sample_steps, guidance_scale = ctx.preset.cfg, timestep_shift = ctx.preset.shift, negative_prompt = "",
-    num_frame_per_block = 3})
+  local lpipe = M.sampler(name, long, ctx.preset, text_encoder(ctx), vae)
   local LF = 3 * math.ceil(ctx.preset.long_factor * F / 3)
   local lm
   rec.long_videos, lm = sample_videos(ctx, name, lpipe, LF, {folder = name .. "_long"})
@@ -482,10 +500,8 @@ function S.ode_init(ctx)
   local rec = run_trainer(ctx, "ode_init", tr, p.steps)
   save_dit(ctx.out .. "/checkpoints/ode_init/model", config, m)
   local vae = sfwb.vae.load(ctx.out .. "/checkpoints/vae/Wan2.1_VAE.pth")
-  local pipe = sfwb.pipeline.causal({generator = m, text_encoder = text_encoder(ctx), vae = vae,
-    denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = false, num_frame_per_block = 3,
-    timestep_shift = ctx.preset.student_shift})
-  rec.videos, rec.measurements = sample_videos(ctx, "ode_init", pipe, latent_frames(ctx))
+  rec.videos, rec.measurements = sample_videos(ctx, "ode_init", M.sampler("ode_init", m, ctx.preset, text_encoder(ctx), vae),
+    latent_frames(ctx))
   rec.checkpoint = "checkpoints/ode_init/model"
   return rec
 end
@@ -517,11 +533,7 @@ function S.self_forcing(ctx)
   local rec = run_trainer(ctx, "self_forcing", tr, p.steps)
   save_dit(ctx.out .. "/checkpoints/self_forcing/model", config, gen)
   local vae = sfwb.vae.load(ctx.out .. "/checkpoints/vae/Wan2.1_VAE.pth")
-  local function pipe(m)
-    return sfwb.pipeline.causal({generator = m, text_encoder = text_encoder(ctx), vae = vae,
-      denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = true, num_frame_per_block = 3,
-      timestep_shift = ctx.preset.student_shift})
-  end
+  local function pipe(m) return M.sampler("self_forcing", m, ctx.preset, text_encoder(ctx), vae) end
   -- the student is evaluated with its EMA weights (generator_ema), as the original's inference runs a
   -- released checkpoint (--use_ema); preset self_forcing.eval_ema = 0 measures the raw generator instead.
   -- On the validation prompts the EMA drew 2-3 points more frames right than the raw weights in runs L8 and F
@@ -667,7 +679,7 @@ local function run_stage(ctx, name)
   return rec
 end
 
-local function read_prompts(path)
+function M.read_prompts(path)
   local ds = sfwb.data.text_file(path)
   local out = {}
   for i = 1, #ds do
@@ -714,7 +726,7 @@ function M.main(argv)
   local ctx = {out = o.out, opts = o, preset = preset, seed = math.tointeger(o.seed) or 0, records = {}, redo = {}}
   if ctx.opts.vae_steps then ctx.opts.vae_steps = math.tointeger(ctx.opts.vae_steps) end
   for _, n in ipairs(C.str_list(o.redo)) do ctx.redo[n] = true end
-  ctx.prompts = o.eval_prompts and read_prompts(o.eval_prompts) or M.default_eval_prompts
+  ctx.prompts = o.eval_prompts and M.read_prompts(o.eval_prompts) or M.default_eval_prompts
   if o.mini then ctx.prompts = {ctx.prompts[1], ctx.prompts[5] or ctx.prompts[1]} end
   for _, d in ipairs({"", "/stages", "/figures", "/videos", "/checkpoints"}) do C.mkdir(o.out .. d) end
   local only
