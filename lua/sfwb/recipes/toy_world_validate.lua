@@ -72,7 +72,7 @@ M.spec = {
   options = {
     {"--model", "M", "teacher, ode_init, self_forcing, teacher_forcing or diffusion_forcing", "self_forcing"},
     {"--weights", "W", "ema (as the recipe measures: the teacher's saved EMA, the student's generator_ema) or raw (the others have one set)", "ema"},
-    {"--prompts", "P", "validation (the 12 above), evaluation (the recipe's default held-out prompts) or a FILE of prompts", "validation"},
+    {"--prompts", "P", "validation (the 12 built in), evaluation (the recipe's default held-out prompts) or a FILE of prompts", "validation"},
     {"--seeds", "N", "seeds per prompt (video i of seed s: seed 1000 s + i)", 4, number = true},
     {"--quick", false, "the run used the --quick preset", false},
     {"--mini", false, "the run used the --mini preset", false},
@@ -97,6 +97,7 @@ function M.main(argv)
     error(dir .. ": no checkpoints/" .. o.model .. "/model (has recipes/toy_world.lua run its " .. o.model .. " stage?)", 0)
   end
   local preset = R.apply_overrides(o.mini and R.presets.mini or o.quick and R.presets.quick or R.presets.full, o.set)
+  local prompts = o.prompts == "evaluation" and R.default_eval_prompts or o.prompts ~= "validation" and R.read_prompts(o.prompts) or nil
   local function detail(p, s, m)
     local t = {}
     for _, b in ipairs(m.balls) do
@@ -106,9 +107,16 @@ function M.main(argv)
     end
     print(string.format("seed %d  %-56s %-5s %s", s, p, m.direction_ok and "right" or "wrong", table.concat(t, " | ")))
   end
-  local prompts = o.prompts == "evaluation" and R.default_eval_prompts or o.prompts ~= "validation" and R.read_prompts(o.prompts) or nil
+  -- progress on stderr (a teacher's 48 videos take minutes): video k/n, rate, ETA
+  local n, k, t0 = seeds * (prompts and #prompts or #M.prompts), 0, sfwb.time()
+  local function on_video(p, s, m)
+    k = k + 1
+    local rate = (sfwb.time() - t0) / k
+    io.stderr:write(string.format("validate  video %d/%d  %.2f s/video  ETA %ds\n", k, n, rate, math.floor(rate * (n - k) + 0.5)))
+    if o.detail then detail(p, s, m) end
+  end
   local r = M.run({dir = dir, model = o.model, weights = o.weights, seeds = seeds, preset = preset, prompts = prompts,
-    on_video = o.detail and detail or nil})
+    on_video = on_video})
   print(string.format("%s (%s weights), %d videos: frames right %.1f %%, directions %.1f %% (one-ball %d/%d, two-ball %d/%d), "
     .. "smooth %.1f %%, median smoothness %.2f", o.model, o.weights, #r.videos, 100 * r.frames_ok, 100 * r.direction,
     r.one_ball.right, r.one_ball.videos, r.two_ball.right, r.two_ball.videos, 100 * r.smooth, r.smoothness))
