@@ -97,11 +97,12 @@ T.case("make demo's shipped toy world (assets/toy_world): the student draws ball
   local home = T.tmpdir("toy_world_shipped_demo")
   local code, r = Demo.main({"--out", home})
   T.eq(code, 0)
-  -- random weights draw no ball at all (0 %); the shipped student (run L8, the default preset's) draws the
-  -- prompted balls in 77 % of the demo's frames and moves half its videos' balls the prompted way (cpu, seed 0;
-  -- docs/toy_world.md): a trained net, below the issue's 80 % mark, which its student does not meet yet
-  T.check(r.measured.frames_ok >= 0.7, string.format("frames with the prompted balls: %.2f", r.measured.frames_ok))
-  T.check(r.measured.direction >= 0.5, string.format("videos moving the prompted way: %.2f", r.measured.direction))
+  -- random weights draw no ball at all (0 %); the shipped student (run D, the default preset's) draws the
+  -- prompted balls in 83 % of the demo's frames and moves 6 of its 8 videos' balls the prompted way (cpu, seed 0,
+  -- the same with 1 or 2 BLAS threads and another OpenBLAS core type; docs/toy_world.md): the issue's frames
+  -- mark, and directions with one video of slack under its 70 % (5 of 8), for a machine whose BLAS rounds apart
+  T.check(r.measured.frames_ok >= 0.8, string.format("frames with the prompted balls: %.2f", r.measured.frames_ok))
+  T.check(r.measured.direction >= 0.6, string.format("videos moving the prompted way: %.2f", r.measured.direction))
   T.check(r.compare and not r.compare.identical and r.compare.latent_mse > 0, "generator_ema differs from generator")
 end)
 
