@@ -62,7 +62,7 @@ local function deep_copy(t)
   return c
 end
 
--- the default (run C of docs/toy_world.md): the quick preset with the teacher trained 4x longer (it places
+-- the default (runs C and D of docs/toy_world.md): the quick preset with the teacher trained 4x longer (it places
 -- the first frame's ball by the direction word only after ~10000 steps), 4 ODE trajectories per distinct
 -- prompt and 3x the ODE-init steps, and DMD at batch 4 for 3x the updates. The VAE is the quick one (5000
 -- joint steps were not smoother, run V5; a longer decoder phase smooths reconstructions but makes generated
