@@ -156,9 +156,7 @@ T.case("the validation recipe draws a model as its stage does, on prompts apart 
   T.check(not same(video("teacher", "ema"), video("teacher", "raw"), 1e-6), "teacher: EMA and raw differ")
   local Probe = require "sfwb.recipes.toy_world_probe"
   local vae = sfwb.vae.load(out .. "/checkpoints/vae/Wan2.1_VAE.pth")
-  local t = json.read(out .. "/stages/text.json")
-  local t5 = sfwb.t5.load(out .. "/" .. t.checkpoint, {tokenizer = out .. "/" .. t.tokenizer, text_len = t.text_len})
-  local last_ema = R.sampler("teacher", Probe.load_teacher(out, "last_ema"), R.presets.mini, t5, vae)
+  local last_ema = R.sampler("teacher", Probe.load_teacher(out, "last_ema"), R.presets.mini, R.load_text_encoder(out), vae)
   T.check(same(last_ema:generate({prompts = {j.prompts[1]}, num_frames = 3, seed = 1001, height = 64, width = 64}).video,
     video("teacher", "ema"), 0), "the saved teacher is the EMA of its last save")
   T.check(not same(video("self_forcing", "ema"), video("self_forcing", "raw"), 1e-6), "student: generator_ema is loaded")

@@ -314,11 +314,15 @@ function M.dit_config(ctx)
   return c
 end
 
+-- a run's tiny T5 with its tokenizer and context length, as its text stage recorded them (rec: that record,
+-- else DIR/stages/text.json); the probe and validation recipes load it the same way
+function M.load_text_encoder(dir, rec)
+  local t = rec or json.read(dir .. "/stages/text.json")
+  return sfwb.t5.load(dir .. "/" .. t.checkpoint, {tokenizer = dir .. "/" .. t.tokenizer, text_len = t.text_len})
+end
+
 local function text_encoder(ctx)
-  if not ctx.t5 then
-    local t = ctx.records.text
-    ctx.t5 = sfwb.t5.load(ctx.out .. "/" .. t.checkpoint, {tokenizer = ctx.out .. "/" .. t.tokenizer, text_len = t.text_len})
-  end
+  if not ctx.t5 then ctx.t5 = M.load_text_encoder(ctx.out, ctx.records.text) end
   return ctx.t5
 end
 

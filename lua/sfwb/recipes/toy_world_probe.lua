@@ -9,6 +9,7 @@
 local sfwb = require "sfwb"
 local json = require "sfwb.json"
 local W = require "sfwb.toy_world"
+local R = require "sfwb.recipes.toy_world"
 
 local M = {}
 
@@ -33,8 +34,7 @@ end
 -- o = {dir=, weights=, videos=, sigmas=}; returns {sdedit = {[s0] = {frames_ok, direction}}, frames = {...}, words = {...}}
 function M.run(o)
   local dir = o.dir
-  local t = json.read(dir .. "/stages/text.json")
-  local t5 = sfwb.t5.load(dir .. "/" .. t.checkpoint, {tokenizer = dir .. "/" .. t.tokenizer, text_len = t.text_len})
+  local t5 = R.load_text_encoder(dir)
   local m = M.load_teacher(dir, o.weights or "model")
   local vae = sfwb.vae.load(dir .. "/checkpoints/vae/Wan2.1_VAE.pth")
   local ds = sfwb.data.lmdb(dir .. "/data/latents_lmdb")

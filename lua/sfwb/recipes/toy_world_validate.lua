@@ -5,7 +5,6 @@
 -- word to its ball, docs/toy_world.md "Where two-ball directions fail").
 --   sfwb recipes/toy_world_validate.lua DIR [--model M] [--weights ema|raw] [--seeds N] [--quick|--mini] [--set k=v]
 local sfwb = require "sfwb"
-local json = require "sfwb.json"
 local W = require "sfwb.toy_world"
 local R = require "sfwb.recipes.toy_world"
 local Probe = require "sfwb.recipes.toy_world_probe"
@@ -41,8 +40,7 @@ end
 -- {right =, videos =} and the per-video measurements
 function M.run(o)
   local dir = o.dir
-  local t = json.read(dir .. "/stages/text.json")
-  local t5 = sfwb.t5.load(dir .. "/" .. t.checkpoint, {tokenizer = dir .. "/" .. t.tokenizer, text_len = t.text_len})
+  local t5 = R.load_text_encoder(dir)
   local vae = sfwb.vae.load(dir .. "/checkpoints/vae/Wan2.1_VAE.pth")
   local pipe = M.pipeline(dir, o.model, o.weights, o.preset, t5, vae)
   local frames = o.frames or 1 + (o.preset.train_frames - 1) // 4
