@@ -131,7 +131,8 @@ T.case("the validation recipe draws a model as its stage does, on prompts apart 
   end
   T.eq(#V.prompts, 12)
   T.eq(ones, 4, "4 one-ball validation prompts")
-  -- on the run's own evaluation prompts and seeds (seed 0 + i) it measures exactly what the stage recorded
+  -- on the run's own evaluation prompts and seeds (seed 0 + i) it measures exactly what the stage recorded (the
+  -- miniature's nets draw no ball, so these are zeros on both sides: the video checks below are the sharp ones)
   local j = json.read(out .. "/toy_world.json")
   for _, model in ipairs({"teacher", "self_forcing", "diffusion_forcing"}) do
     local r = V.run({dir = out, model = model, weights = "ema", seeds = 1, preset = R.presets.mini, prompts = j.prompts,

@@ -392,9 +392,13 @@ local function sample_videos(ctx, name, pipe, num_frames, opts)
   return rels, measure_all(vids, ctx.prompts, opts.summary)
 end
 
-local function latent_frames(ctx) return 1 + (ctx.preset.train_frames - 1) // 4 end
+-- a preset's training length in latent frames (the VAE's 4x temporal stride after the first frame)
+function M.latent_frames(preset) return 1 + (preset.train_frames - 1) // 4 end
+local function latent_frames(ctx) return M.latent_frames(ctx.preset) end
 
--- the pipeline that samples each model (`kind`: a stage's name) with generator `m`: the stages' videos and
+M.sampled_models = {"teacher", "ode_init", "self_forcing", "teacher_forcing", "diffusion_forcing"}
+
+-- the pipeline that samples each model (`kind`: one of M.sampled_models, a stage's name) with generator `m`: the stages' videos and
 -- recipes/toy_world_validate.lua both draw through it, so a validation number is the stage's sampler's
 --   teacher: multi-step bidirectional (UniPC), CFG, the teacher's shift; ode_init / self_forcing: 4 steps,
 --   causal blocks of 3, the student's shift (warped steps after DMD only); the baselines: multi-step causal
@@ -402,7 +406,7 @@ function M.sampler(kind, m, preset, t5, vae)
   if kind == "teacher" then
     return sfwb.pipeline.bidirectional_diffusion({generator = m, text_encoder = t5, vae = vae,
       num_inference_steps = preset.teacher.sample_steps, guidance_scale = preset.cfg, timestep_shift = preset.shift,
-      negative_prompt = "", num_frames = 1 + (preset.train_frames - 1) // 4})
+      negative_prompt = "", num_frames = M.latent_frames(preset)})
   elseif kind == "ode_init" or kind == "self_forcing" then
     return sfwb.pipeline.causal({generator = m, text_encoder = t5, vae = vae,
       denoising_step_list = {1000, 750, 500, 250}, warp_denoising_step = kind == "self_forcing", num_frame_per_block = 3,
@@ -412,7 +416,7 @@ function M.sampler(kind, m, preset, t5, vae)
       num_inference_steps = preset.baseline.sample_steps, guidance_scale = preset.cfg, timestep_shift = preset.shift,
       negative_prompt = "", num_frame_per_block = 3})
   end
-  error("toy_world.sampler: no model '" .. tostring(kind) .. "' (teacher, ode_init, self_forcing, teacher_forcing, diffusion_forcing)", 2)
+  error("toy_world.sampler: no model '" .. tostring(kind) .. "' (" .. table.concat(M.sampled_models, ", ") .. ")", 2)
 end
 
 local function diffusion_cfg(ctx, p, extra)

@@ -3,7 +3,8 @@
 -- prompts, each drawn with a few seeds and measured by sfwb.toy_world. Presets are chosen on these numbers so
 -- that the evaluation set stays held out; two-ball directions are counted apart (the binding of a direction
 -- word to its ball, docs/toy_world.md "Where two-ball directions fail").
---   sfwb recipes/toy_world_validate.lua DIR [--model M] [--weights ema|raw] [--seeds N] [--quick|--mini] [--set k=v]
+--   sfwb recipes/toy_world_validate.lua DIR [--model M] [--weights ema|raw] [--seeds N]
+--        [--prompts validation|evaluation|FILE] [--quick|--mini] [--set k=v,...] [--detail]
 local sfwb = require "sfwb"
 local W = require "sfwb.toy_world"
 local R = require "sfwb.recipes.toy_world"
@@ -16,8 +17,6 @@ M.prompts = {"a green ball moving up", "a red ball moving left", "a blue ball mo
   "a yellow ball moving left and a red ball moving down", "a green ball moving up and a blue ball moving left",
   "a red ball moving right and a yellow ball moving up", "a blue ball moving down and a green ball moving right",
   "a yellow ball moving down and a blue ball moving left", "a green ball moving left and a red ball moving up"}
-
-M.models = {teacher = true, ode_init = true, self_forcing = true, teacher_forcing = true, diffusion_forcing = true}
 
 -- `model`'s weights from DIR, in the pipeline its stage samples it with (recipes/toy_world.lua's M.sampler)
 function M.pipeline(dir, model, weights, preset, t5, vae)
@@ -35,15 +34,14 @@ function M.pipeline(dir, model, weights, preset, t5, vae)
 end
 
 -- o = {dir=, model=, weights=, seeds=, preset=, prompts=, frames=, seed_of=, on_video=(prompt, s, measured, video)};
--- video i of seed s is drawn with
--- seed seed_of(s, i) (default 1000 s + i). Returns the summary (W.summarize) plus one_ball / two_ball =
+-- video i of seed s is drawn with seed seed_of(s, i) (default 1000 s + i). Returns the summary (W.summarize) plus one_ball / two_ball =
 -- {right =, videos =} and the per-video measurements
 function M.run(o)
   local dir = o.dir
   local t5 = R.load_text_encoder(dir)
   local vae = sfwb.vae.load(dir .. "/checkpoints/vae/Wan2.1_VAE.pth")
   local pipe = M.pipeline(dir, o.model, o.weights, o.preset, t5, vae)
-  local frames = o.frames or 1 + (o.preset.train_frames - 1) // 4
+  local frames = o.frames or R.latent_frames(o.preset)
   local prompts = o.prompts or M.prompts
   local seed_of = o.seed_of or function(s, i) return 1000 * s + i end
   local results, counts = {}, {{right = 0, videos = 0}, {right = 0, videos = 0}}
@@ -68,7 +66,7 @@ M.spec = {
     .. "(none of the default evaluation prompts), a few seeds each: frames right, directions (one-ball and "
     .. "two-ball apart), smoothness. Pass the preset the run was trained with (--quick / --mini / --set).",
   options = {
-    {"--model", "M", "teacher, ode_init, self_forcing, teacher_forcing or diffusion_forcing", "self_forcing"},
+    {"--model", "M", table.concat(R.sampled_models, ", "), "self_forcing"},
     {"--weights", "W", "ema (as the recipe measures: the teacher's saved EMA, the student's generator_ema) or raw (the others have one set)", "ema"},
     {"--prompts", "P", "validation (the 12 built in), evaluation (the recipe's default held-out prompts) or a FILE of prompts", "validation"},
     {"--seeds", "N", "seeds per prompt (video i of seed s: seed 1000 s + i)", 4, number = true},
@@ -85,9 +83,9 @@ function M.main(argv)
   if not o then return 0 end
   local dir = o._positional[1]
   if not dir then error("usage: " .. M.spec.usage, 0) end
-  if not M.models[o.model] then
-    error("--model must be teacher, ode_init, self_forcing, teacher_forcing or diffusion_forcing, got " .. tostring(o.model), 0)
-  end
+  local known = false
+  for _, k in ipairs(R.sampled_models) do known = known or k == o.model end
+  if not known then error("--model must be one of " .. table.concat(R.sampled_models, ", ") .. ", got " .. tostring(o.model), 0) end
   if o.weights ~= "ema" and o.weights ~= "raw" then error("--weights must be ema or raw, got " .. tostring(o.weights), 0) end
   local seeds = math.tointeger(tonumber(o.seeds))
   if not seeds or seeds < 1 then error("--seeds must be a whole number >= 1, got " .. tostring(o.seeds), 0) end
