@@ -97,12 +97,12 @@ T.case("make demo's shipped toy world (assets/toy_world): the student draws ball
   local home = T.tmpdir("toy_world_shipped_demo")
   local code, r = Demo.main({"--out", home})
   T.eq(code, 0)
-  -- random weights draw no ball at all (0 %); the shipped student (run D, the default preset's) draws the
-  -- prompted balls in 83 % of the demo's frames and moves 6 of its 8 videos' balls the prompted way (cpu, seed 0,
-  -- the same with 1 or 2 BLAS threads and another OpenBLAS core type; docs/toy_world.md): the issue's frames
-  -- mark, and directions with one video of slack under its 70 % (5 of 8), for a machine whose BLAS rounds apart
+  -- random weights draw no ball at all (0 %); the shipped student (run G2, the default preset's) draws the
+  -- prompted balls in 83 % of the demo's frames and moves 7 of its 8 videos' balls the prompted way (cpu, seed 0,
+  -- the same with 1 or 2 BLAS threads and another OpenBLAS core type; docs/toy_world.md): the issue's marks, the
+  -- directions with one video of slack (6 of 8 = 75 %) for a machine whose BLAS rounds apart
   T.check(r.measured.frames_ok >= 0.8, string.format("frames with the prompted balls: %.2f", r.measured.frames_ok))
-  T.check(r.measured.direction >= 0.6, string.format("videos moving the prompted way: %.2f", r.measured.direction))
+  T.check(r.measured.direction >= 0.7, string.format("videos moving the prompted way: %.2f", r.measured.direction))
   T.check(r.compare and not r.compare.identical and r.compare.latent_mse > 0, "generator_ema differs from generator")
 end)
 
@@ -232,6 +232,25 @@ T.case("--set overrides preset numbers and refuses unknown keys", function()
   T.eq(R.presets.quick.teacher.steps ~= 400, true, "the preset itself is untouched")
   T.raises(function() R.apply_overrides(R.presets.quick, "teacher.stepz=4") end, "unknown preset key 'teacher.stepz'")
   T.raises(function() R.apply_overrides(R.presets.quick, "teacher.steps=x") end, "not key.path=number")
+end)
+
+T.case("the preset's cfg is the guidance of the ODE pairs (the default's 2, --quick's 3)", function()
+  T.eq(R.presets.full.cfg, 2, "the default guides with 2 (docs/toy_world.md, runs G2 and G25)")
+  T.eq(R.presets.quick.cfg, 3, "--quick keeps 3")
+  -- the miniature again up to its ODE pairs with another guidance: the same teacher (every stage before
+  -- reads no cfg, and is seeded), other trajectories — so the number reaches the teacher's sampler there
+  local o2 = T.tmpdir("toy_world_recipe_cfg")
+  T.eq(R.main({"--out", o2, "--mini", "--set", "cfg=1", "--stages", "data,text,vae,latents,teacher,ode_pairs"}), 0)
+  local w1 = sfwb.load(out .. "/checkpoints/teacher/model/diffusion_pytorch_model.safetensors")
+  local w2 = sfwb.load(o2 .. "/checkpoints/teacher/model/diffusion_pytorch_model.safetensors")
+  for k, v in pairs(w1) do T.eq((v - w2[k]):abs():max():item(), 0, "teacher " .. k .. ": the same at cfg 1") end
+  local a, b = sfwb.data.lmdb(out .. "/data/ode_lmdb")[1], sfwb.data.lmdb(o2 .. "/data/ode_lmdb")[1]
+  T.eq(a.prompts, b.prompts)
+  local n = a.ode_latent:size(1)
+  T.eq(n, 5, "five states")
+  local function state(x, i) return x.ode_latent:narrow(1, i, 1) end
+  T.eq((state(a, 1) - state(b, 1)):abs():max():item(), 0, "the same starting noise")
+  T.check((state(a, n) - state(b, n)):abs():max():item() > 1e-4, "cfg 3 and cfg 1 end apart")
 end)
 
 T.case("--set t5_bias: the text stage's context heads peak by that much more, nothing else in the T5 moves", function()
