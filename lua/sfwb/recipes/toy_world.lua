@@ -62,12 +62,12 @@ local function deep_copy(t)
   return c
 end
 
--- the default (runs C, D and G2 of docs/toy_world.md): the quick preset with the teacher trained 4x longer (it places
--- the first frame's ball by the direction word only after ~10000 steps), 4 ODE trajectories per distinct
--- prompt and 3x the ODE-init steps, and DMD at batch 4 for 3x the updates. The VAE is the quick one (5000
--- joint steps were not smoother, run V5; a longer decoder phase smooths reconstructions but makes generated
--- videos jerkier). Each choice was made on validation prompts apart from the evaluation set
--- (docs/toy_world.md, "Choosing the default preset")
+-- the default (runs G2 and R1 of docs/toy_world.md; C and D before CFG 2): the quick preset with the teacher
+-- trained 4x longer (it places the first frame's ball by the direction word only after ~10000 steps), 4 ODE
+-- trajectories per distinct prompt and 3x the ODE-init steps, and DMD at batch 4 for 3x the updates. The VAE
+-- is the quick one (5000 joint steps were not smoother, run V5; a longer decoder phase smooths
+-- reconstructions but makes generated videos jerkier). Each choice was made on validation prompts apart
+-- from the evaluation set (docs/toy_world.md, "Choosing the default preset")
 do
   local full = deep_copy(M.presets.quick)
   full.teacher.steps = 20000
