@@ -402,8 +402,9 @@ local function latent_frames(ctx) return M.latent_frames(ctx.preset) end
 
 M.sampled_models = {"teacher", "ode_init", "self_forcing", "teacher_forcing", "diffusion_forcing"}
 
--- the pipeline that samples each model (`kind`: one of M.sampled_models, a stage's name) with generator `m`: the stages' videos and
--- recipes/toy_world_validate.lua both draw through it, so a validation number is the stage's sampler's
+-- the pipeline that samples each model (`kind`: one of M.sampled_models, a stage's name) with generator `m`:
+-- the stages' videos and recipes/toy_world_validate.lua both draw through it, so a validation number is the
+-- stage's sampler's
 --   teacher: multi-step bidirectional (UniPC), CFG, the teacher's shift; ode_init / self_forcing: 4 steps,
 --   causal blocks of 3, the student's shift (warped steps after DMD only); the baselines: multi-step causal
 function M.sampler(kind, m, preset, t5, vae)

@@ -34,8 +34,8 @@ function M.pipeline(dir, model, weights, preset, t5, vae)
 end
 
 -- o = {dir=, model=, weights=, seeds=, preset=, prompts=, frames=, seed_of=, on_video=(prompt, s, measured, video)};
--- video i of seed s is drawn with seed seed_of(s, i) (default 1000 s + i). Returns the summary (W.summarize) plus one_ball / two_ball =
--- {right =, videos =} and the per-video measurements
+-- video i of seed s is drawn with seed seed_of(s, i) (default 1000 s + i). Returns the summary
+-- (W.summarize) plus one_ball / two_ball = {right =, videos =} and the per-video measurements
 function M.run(o)
   local dir = o.dir
   local t5 = R.load_text_encoder(dir)
